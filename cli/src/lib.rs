@@ -1,0 +1,70 @@
+//! Conventions shared by every sonde binary: usage errors are one line on stderr and
+//! exit 64 (EX_USAGE) with nothing started; `RUST_LOG` filters logs (default `info`);
+//! `--log-format json` switches logs to JSON lines on stderr. No I/O beyond stderr.
+#![warn(missing_docs)]
+
+use clap::Parser;
+
+/// Exit code for bad arguments or configuration (sysexits EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses the command line; on `--help`/`--version` prints and exits 0, on any error
+/// prints a one-line reason naming the argument and exits [`EXIT_USAGE`].
+pub fn parse_or_exit<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(err) => exit_with_clap_error(err),
+    }
+}
+
+/// Handles a clap error the sonde way (see [`parse_or_exit`]).
+pub fn exit_with_clap_error(err: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            std::process::exit(0)
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim();
+            eprintln!("{line} (see --help)");
+            std::process::exit(EXIT_USAGE)
+        }
+    }
+}
+
+/// Prints a one-line usage error naming the culprit and exits [`EXIT_USAGE`].
+pub fn usage_error(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(EXIT_USAGE)
+}
+
+/// Installs the tracing subscriber: `RUST_LOG` (default `info`), text or JSON to stderr.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,73 @@
+//! Documents the responder serves over HTTP to the agent: the info document the agent
+//! reads first (from the responder URL alone it learns the UDP port, the limits and the
+//! version) and the upload report (bytes received per 100 ms bin, counted server-side).
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the agent⇄responder HTTP protocol.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Path of the info document.
+pub const INFO_PATH: &str = "/api/v1/info";
+/// Path of the download endpoint: `GET /download?bytes=N&duration_ms=M`.
+pub const DOWNLOAD_PATH: &str = "/download";
+/// Path of the upload endpoint: `POST /upload?test=ID` with the body to sink.
+pub const UPLOAD_PATH: &str = "/upload";
+/// Path prefix of upload reports: `GET /upload/ID`.
+pub const UPLOAD_REPORT_PREFIX: &str = "/upload/";
+/// Width of the responder's upload bins, milliseconds.
+pub const BIN_MS: u64 = 100;
+
+/// `GET /api/v1/info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// Always `sonde-responder`.
+    pub service: String,
+    /// Responder software version.
+    pub version: String,
+    /// [`PROTOCOL_VERSION`] the responder speaks.
+    pub protocol: u32,
+    /// UDP echo port on the same host, when echo is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_port: Option<u16>,
+    /// Limits the responder enforces.
+    pub limits: Limits,
+}
+
+/// Limits enforced by a responder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Concurrent data streams (download + upload) served at once; more get 503.
+    pub max_streams: u32,
+    /// Longest download or upload stream, milliseconds.
+    pub max_duration_ms: u64,
+    /// Largest download or upload of one stream, bytes.
+    pub max_bytes: u64,
+}
+
+/// `GET /upload/ID`: what the responder received for one upload test, all streams
+/// together, in bins of [`BIN_MS`] from the first byte of the first stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadReport {
+    /// The test id the agent chose.
+    pub test: String,
+    /// Streams that sent to this test.
+    pub streams: u32,
+    /// Bytes received in all.
+    pub bytes: u64,
+    /// Bin width, milliseconds.
+    pub bin_ms: u64,
+    /// Bytes received in each bin; the last bin may be partial.
+    pub bins: Vec<u64>,
+    /// Nanoseconds from the first byte to the last byte received.
+    pub span_ns: u64,
+    /// Streams that ended with an error (reset, timeout, limit).
+    pub failed_streams: u32,
+}
+
+/// Body of a 4xx/5xx answer from the responder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One-line reason.
+    pub error: String,
+}

@@ -1,0 +1,501 @@
+//! The result record, schema version 1: one measurement of one access against one
+//! responder. Written by the agent, stored by the collector, exported to the regulator.
+//!
+//! Compatibility rules: fields are only ever added, each new one optional or defaulted;
+//! unknown fields are ignored on read; unknown enum values read as `Unknown`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Version of this record's schema. Readers accept any record whose major shape is 1.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One measurement: identity, run, figures, judgement and versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// Schema version of this record ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// Unique id, a UUIDv7 made on the agent (time-ordered).
+    pub id: Uuid,
+    /// The agent that measured.
+    pub agent: AgentInfo,
+    /// Where the agent sits. Empty for a one-shot probe run by hand.
+    #[serde(default)]
+    pub site: Site,
+    /// The access that was measured.
+    pub access: Access,
+    /// How and when the measurement ran.
+    pub run: Run,
+    /// Download figures, when the download direction ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<Throughput>,
+    /// Upload figures, when the upload direction ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Throughput>,
+    /// Idle latency, jitter and loss from the UDP probe train before any load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_latency: Option<LatencyStats>,
+    /// Conditions that make the figures less than a clean measurement of the access.
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+    /// Comparison with the access's target.
+    pub verdict: Verdict,
+    /// Whether the measurement completed, and if not, why.
+    pub status: Status,
+    /// Version of docs/METHODOLOGY.md the figures follow.
+    pub methodology_version: String,
+}
+
+/// The measuring agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Agent id; taken from its certificate once enrolled, `None` for a one-shot probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Agent software version (semver).
+    pub version: String,
+}
+
+/// Location of the agent's box.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    /// Quartier (district) id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quartier: Option<String>,
+    /// Building id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub building: Option<String>,
+    /// WGS84 latitude in degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    /// WGS84 longitude in degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+}
+
+/// Kind of access network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessKind {
+    /// Fibre to the home.
+    Ftth,
+    /// 4G / LTE mobile access.
+    #[serde(rename = "4g")]
+    FourG,
+    /// In-building Wi-Fi.
+    Wifi,
+    /// Anything else (Ethernet LAN, loopback, unknown).
+    Other,
+    /// A kind written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl AccessKind {
+    /// The wire name (`ftth`, `4g`, `wifi`, `other`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessKind::Ftth => "ftth",
+            AccessKind::FourG => "4g",
+            AccessKind::Wifi => "wifi",
+            AccessKind::Other => "other",
+            AccessKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::str::FromStr for AccessKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ftth" => Ok(AccessKind::Ftth),
+            "4g" => Ok(AccessKind::FourG),
+            "wifi" => Ok(AccessKind::Wifi),
+            "other" => Ok(AccessKind::Other),
+            _ => Err(format!("unknown access kind {s:?} (expected ftth, 4g, wifi or other)")),
+        }
+    }
+}
+
+impl std::fmt::Display for AccessKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The access measured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// Configured access name (e.g. `fibre`); `None` for a one-shot probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Access kind.
+    pub kind: AccessKind,
+    /// Interface every socket was bound to, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Negotiated link speed of that interface in bit/s, when the kernel reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_speed_bps: Option<u64>,
+    /// MTU of that interface in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+/// Measuring engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// sonde's own HTTP/1.1 + UDP echo engine against `sonde-responder`.
+    SondeHttp,
+    /// A stock iperf3 server.
+    Iperf3,
+    /// An engine written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// A throughput direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Responder to agent.
+    Down,
+    /// Agent to responder.
+    Up,
+    /// A direction written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// How and when the measurement ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Start (UTC), taken when the first probe packet or connection started.
+    pub started_at: DateTime<Utc>,
+    /// End (UTC), taken after the last figure was known.
+    pub ended_at: DateTime<Utc>,
+    /// Engine used.
+    pub engine: Engine,
+    /// The responder measured against.
+    pub responder: ResponderRef,
+    /// Directions requested, in the order they ran.
+    pub directions: Vec<Direction>,
+    /// Parallel TCP streams requested per direction.
+    pub streams: u32,
+    /// Cap on each direction's duration, in seconds.
+    pub max_duration_s: f64,
+}
+
+/// The responder a measurement ran against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponderRef {
+    /// The URL the agent was given.
+    pub url: String,
+    /// The responder's software version, from its info document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The socket address actually connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// Where a throughput figure was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeasuredAt {
+    /// Bytes counted by the agent as the application read them (download).
+    Agent,
+    /// Bytes counted by the responder as the application read them (upload).
+    Responder,
+    /// A place written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why a throughput direction stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The rate was stable by the stop rule.
+    Stable,
+    /// The direction reached its duration cap without becoming stable.
+    MaxDuration,
+    /// The direction ran out of its byte allowance.
+    ByteBudget,
+    /// Every stream failed.
+    Error,
+    /// A reason written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Throughput of one direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Direction measured.
+    pub direction: Direction,
+    /// Side that counted the bytes.
+    pub measured_at: MeasuredAt,
+    /// Parallel TCP streams that carried data.
+    pub streams: u32,
+    /// TCP goodput (application payload) over the measured window, bit/s.
+    pub goodput_bps: f64,
+    /// IP-layer rate derived from the goodput: `goodput_bps * ip_overhead_ratio`.
+    pub ip_rate_bps: f64,
+    /// IP packet size divided by TCP payload per packet on this path.
+    pub ip_overhead_ratio: f64,
+    /// TCP payload bytes per full segment (MSS) observed on the data connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mss_bytes: Option<u32>,
+    /// All payload bytes moved in this direction, warm-up included.
+    pub bytes_total: u64,
+    /// Payload bytes inside the measured window.
+    pub bytes_measured: u64,
+    /// Wall time of the whole direction, seconds.
+    pub duration_s: f64,
+    /// Length of the measured window (after trimming), seconds.
+    pub measured_duration_s: f64,
+    /// Warm-up trimmed from the start, seconds.
+    pub warmup_trimmed_s: f64,
+    /// Summary of the 100 ms samples inside the measured window.
+    pub samples: SampleSummary,
+    /// Why the direction stopped.
+    pub stop_reason: StopReason,
+    /// TCP retransmitted segments on the agent's side of the data connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmits: Option<u64>,
+    /// Latency sampled by UDP echo while this direction was loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_latency: Option<LatencyStats>,
+}
+
+/// Summary of per-interval rate samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleSummary {
+    /// Nominal sampling interval, seconds (0.1).
+    pub interval_s: f64,
+    /// Samples taken over the whole direction.
+    pub count: u32,
+    /// Samples inside the measured window.
+    pub used: u32,
+    /// 10th percentile of the used samples' rates, bit/s.
+    pub p10_bps: f64,
+    /// Median of the used samples' rates, bit/s.
+    pub p50_bps: f64,
+    /// 90th percentile of the used samples' rates, bit/s.
+    pub p90_bps: f64,
+}
+
+/// Round-trip latency, jitter and loss from a train of UDP echo probes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    /// Probes sent.
+    pub sent: u32,
+    /// Probes whose echo came back within the loss timeout.
+    pub received: u32,
+    /// `1 - received / sent` (0 when nothing was sent).
+    pub loss_ratio: f64,
+    /// Median round-trip time, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_s: Option<f64>,
+    /// 90th percentile round-trip time, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_s: Option<f64>,
+    /// Smallest round-trip time, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_s: Option<f64>,
+    /// Mean absolute difference between consecutive round-trip times, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_s: Option<f64>,
+    /// Loss timeout applied, seconds.
+    pub loss_timeout_s: f64,
+}
+
+/// A validity flag: a condition that makes a figure less than a clean measurement of
+/// the access itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// The interface's link speed cannot carry the target (e.g. a 1 GbE port against a
+    /// "more than 1 Gb/s" promise).
+    NicLimited,
+    /// The responder reported that it was the limit.
+    ServerLimited,
+    /// The agent's CPU was saturated during the test.
+    CpuLimited,
+    /// Other traffic crossed the interface during the test.
+    CrossTraffic,
+    /// A direction never became stable; its figure is the trimmed mean up to the cap.
+    Unstable,
+    /// Some of the requested streams failed.
+    StreamsFailed,
+    /// The idle latency train lost probes.
+    LatencyLoss,
+    /// A flag written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Outcome of the comparison with the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictOutcome {
+    /// The IP-layer rate meets the target within the tolerance.
+    Met,
+    /// The IP-layer rate is below the target beyond the tolerance.
+    NotMet,
+    /// Not met, but the agent's own port cannot carry the target: the access was not
+    /// shown to fail.
+    PortLimited,
+    /// The access has no target for this direction.
+    NoTarget,
+    /// No valid figure to compare (the direction did not run or failed).
+    Inconclusive,
+    /// An outcome written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Comparison of the download IP-layer rate (and upload, when it has a target) with the
+/// access's targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Download target, IP-layer bit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_down_bps: Option<f64>,
+    /// Upload target, IP-layer bit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_up_bps: Option<f64>,
+    /// Relative tolerance applied below the target (0.02 = 2 %).
+    pub tolerance: f64,
+    /// Outcome for download.
+    pub down: VerdictOutcome,
+    /// Outcome for upload.
+    pub up: VerdictOutcome,
+}
+
+/// Overall status of the measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every requested part ran and produced figures.
+    Ok,
+    /// Some figures are missing; see the reason.
+    Partial,
+    /// No usable figure.
+    Failed,
+    /// An outcome written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Machine-readable failure reasons. Stable names: dashboards count by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The responder's name did not resolve.
+    Dns,
+    /// The responder refused the connection.
+    Refused,
+    /// The responder did not answer in time.
+    Timeout,
+    /// The responder answered with an error or an unexpected document.
+    ResponderError,
+    /// The responder was at its limit of concurrent tests.
+    ResponderBusy,
+    /// The interface could not be used.
+    Interface,
+    /// A throughput stream failed mid-test.
+    StreamError,
+    /// The UDP echo port did not answer.
+    EchoUnreachable,
+    /// The line was busy with other traffic.
+    Busy,
+    /// The data budget did not allow the test.
+    Budget,
+    /// Anything else.
+    Other,
+    /// A reason written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl FailureReason {
+    /// The wire name, used as a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Dns => "dns",
+            FailureReason::Refused => "refused",
+            FailureReason::Timeout => "timeout",
+            FailureReason::ResponderError => "responder_error",
+            FailureReason::ResponderBusy => "responder_busy",
+            FailureReason::Interface => "interface",
+            FailureReason::StreamError => "stream_error",
+            FailureReason::EchoUnreachable => "echo_unreachable",
+            FailureReason::Busy => "busy",
+            FailureReason::Budget => "budget",
+            FailureReason::Other => "other",
+            FailureReason::Unknown => "unknown",
+        }
+    }
+}
+
+/// Whether the measurement completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Overall outcome.
+    pub outcome: Outcome,
+    /// Reason, when the outcome is not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+    /// Human-readable detail, one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Errors reading a record.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The input exceeds the size bound.
+    #[error("record is {len} bytes, more than the {max}-byte bound")]
+    TooLarge {
+        /// Size of the input.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// Not a JSON record of this schema.
+    #[error("not a result record: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The record's schema version is not one this reader knows.
+    #[error("unsupported schema_version {0} (this reader knows 1)")]
+    Version(u32),
+}
+
+/// Largest encoded record accepted, in bytes. A real record is about 3 kB.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+impl ResultRecord {
+    /// Parses one record from JSON, with a size bound and a schema-version check.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_RECORD_BYTES,
+            });
+        }
+        let record: ResultRecord = serde_json::from_slice(bytes)?;
+        if record.schema_version != SCHEMA_VERSION {
+            return Err(DecodeError::Version(record.schema_version));
+        }
+        Ok(record)
+    }
+
+    /// Encodes the record as compact JSON.
+    pub fn to_json(&self) -> String {
+        // A record holds only strings, numbers and maps with string keys: it always encodes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

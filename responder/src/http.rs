@@ -1,0 +1,344 @@
+//! The responder's HTTP/1.1 endpoints: info document, download of pre-filled random
+//! bytes, upload sink with server-side 100 ms bins, upload reports. Every request is
+//! bounded (size, duration, concurrent streams); bad ones get a 4xx with a one-line
+//! JSON reason and never disturb the others.
+
+use crate::payload::{Payload, CHUNK_LEN};
+use crate::upload::{valid_test_id, Registry};
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use sonde_proto::responder::{self as wire, ErrorBody, Info, Limits};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Response body type of every endpoint.
+pub type RespBody = BoxBody<Bytes, std::io::Error>;
+
+/// Counters of what the responder served and refused.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes sent by downloads.
+    pub download_bytes: AtomicU64,
+    /// Bytes received by uploads.
+    pub upload_bytes: AtomicU64,
+    /// Requests refused with 4xx/5xx.
+    pub rejected: AtomicU64,
+}
+
+/// Shared state of the HTTP side.
+#[derive(Debug)]
+pub struct State {
+    /// The info document served at [`wire::INFO_PATH`].
+    pub info: Info,
+    /// The download payload.
+    pub payload: Payload,
+    /// Upload tests.
+    pub uploads: Registry,
+    /// One permit per concurrent data stream.
+    pub streams: Arc<Semaphore>,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl State {
+    /// State for these limits and UDP port.
+    pub fn new(limits: Limits, udp_port: Option<u16>) -> Self {
+        let max_duration = Duration::from_millis(limits.max_duration_ms);
+        State {
+            streams: Arc::new(Semaphore::new(limits.max_streams as usize)),
+            uploads: Registry::new(max_duration),
+            payload: Payload::new(),
+            counters: Counters::default(),
+            info: Info {
+                service: "sonde-responder".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                protocol: wire::PROTOCOL_VERSION,
+                udp_port,
+                limits,
+            },
+        }
+    }
+
+    fn max_duration(&self) -> Duration {
+        Duration::from_millis(self.info.limits.max_duration_ms)
+    }
+}
+
+/// Serves one request.
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, std::convert::Infallible> {
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let path = req.uri().path().to_string();
+    let resp = match (req.method(), path.as_str()) {
+        (&Method::GET, wire::INFO_PATH) => json(StatusCode::OK, &state.info),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, wire::DOWNLOAD_PATH) => download(&state, &query),
+        (&Method::POST, wire::UPLOAD_PATH) => upload(&state, &query, req).await,
+        (&Method::GET, p) if p.starts_with(wire::UPLOAD_REPORT_PREFIX) => {
+            upload_report(&state, &p[wire::UPLOAD_REPORT_PREFIX.len()..]).await
+        }
+        (_, wire::INFO_PATH | wire::DOWNLOAD_PATH | wire::UPLOAD_PATH | "/healthz") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    };
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        state.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%path, status = resp.status().as_u16(), "request refused");
+    }
+    Ok(resp)
+}
+
+fn parse_u64(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, String> {
+    match query.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("query parameter {key}={v:?} is not a non-negative integer")),
+    }
+}
+
+fn download(state: &Arc<State>, query: &HashMap<String, String>) -> Response<RespBody> {
+    let limits = &state.info.limits;
+    let (bytes, duration_ms) = match (
+        parse_u64(query, "bytes"),
+        parse_u64(query, "duration_ms"),
+    ) {
+        (Ok(b), Ok(d)) => (b, d),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    if bytes.is_none() && duration_ms.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "download needs bytes=N or duration_ms=M",
+        );
+    }
+    if let Some(b) = bytes.filter(|&b| b > limits.max_bytes) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("bytes={b} exceeds this responder's limit of {}", limits.max_bytes),
+        );
+    }
+    if let Some(d) = duration_ms.filter(|&d| d > limits.max_duration_ms) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "duration_ms={d} exceeds this responder's limit of {}",
+                limits.max_duration_ms
+            ),
+        );
+    }
+    let Some(permit) = try_permit(state) else {
+        return busy();
+    };
+    let deadline = Instant::now()
+        + duration_ms
+            .map(Duration::from_millis)
+            .unwrap_or_else(|| state.max_duration());
+    let body = DownloadBody {
+        state: state.clone(),
+        remaining: bytes.unwrap_or(limits.max_bytes),
+        exact_len: bytes,
+        offset: 0,
+        deadline,
+        _permit: permit,
+    };
+    let mut resp = Response::new(body.boxed());
+    let headers = resp.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store, no-transform"),
+    );
+    resp
+}
+
+/// A download body: zero-copy slices of the payload until the size or the deadline.
+/// With a size it announces a Content-Length; past the deadline a sized body is cut
+/// (the connection closes), a duration body simply ends.
+struct DownloadBody {
+    state: Arc<State>,
+    remaining: u64,
+    exact_len: Option<u64>,
+    offset: u64,
+    deadline: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Body for DownloadBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        if Instant::now() >= self.deadline {
+            if self.exact_len.is_some() {
+                return Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "download reached the responder's duration limit",
+                ))));
+            }
+            return Poll::Ready(None);
+        }
+        let len = (self.remaining.min(CHUNK_LEN as u64)) as usize;
+        let chunk = self.state.payload.chunk(self.offset, len);
+        let n = chunk.len() as u64;
+        self.offset += n;
+        self.remaining -= n;
+        self.state
+            .counters
+            .download_bytes
+            .fetch_add(n, Ordering::Relaxed);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.exact_len {
+            Some(_) => hyper::body::SizeHint::with_exact(self.remaining),
+            None => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+async fn upload(
+    state: &Arc<State>,
+    query: &HashMap<String, String>,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
+    let Some(test_id) = query.get("test").filter(|t| valid_test_id(t)) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "upload needs test=ID (1-64 of A-Z a-z 0-9 - _)",
+        );
+    };
+    let limits = state.info.limits.clone();
+    if let Some(len) = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&len| len > limits.max_bytes)
+    {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("upload of {len} bytes exceeds the limit of {}", limits.max_bytes),
+        );
+    }
+    let Some(_permit) = try_permit(state) else {
+        return busy();
+    };
+    let test = state.uploads.get_or_create(test_id);
+    test.stream_started();
+    let deadline = tokio::time::Instant::now() + state.max_duration();
+    let mut body = req.into_body();
+    let mut received: u64 = 0;
+    let outcome = loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => break Err((StatusCode::REQUEST_TIMEOUT, "upload exceeded the duration limit")),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(_))) => break Err((StatusCode::BAD_REQUEST, "upload body broke off")),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            received += data.len() as u64;
+            test.add(data.len(), Instant::now());
+            if received > limits.max_bytes {
+                break Err((StatusCode::PAYLOAD_TOO_LARGE, "upload exceeded the byte limit"));
+            }
+        }
+    };
+    state
+        .counters
+        .upload_bytes
+        .fetch_add(received, Ordering::Relaxed);
+    test.stream_ended(outcome.is_err());
+    match outcome {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "bytes": received })),
+        Err((status, reason)) => error(status, reason),
+    }
+}
+
+async fn upload_report(state: &Arc<State>, id: &str) -> Response<RespBody> {
+    if !valid_test_id(id) {
+        return error(StatusCode::BAD_REQUEST, "bad test id");
+    }
+    match state.uploads.get(id) {
+        None => error(StatusCode::NOT_FOUND, "no upload test with this id"),
+        Some(test) => json(
+            StatusCode::OK,
+            &test.report(id, Duration::from_secs(3)).await,
+        ),
+    }
+}
+
+fn try_permit(state: &Arc<State>) -> Option<OwnedSemaphorePermit> {
+    state.streams.clone().try_acquire_owned().ok()
+}
+
+fn busy() -> Response<RespBody> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "responder busy: too many concurrent streams",
+    );
+    resp.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("5"),
+    );
+    resp
+}
+
+fn full(bytes: Bytes) -> RespBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<RespBody> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(full(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<RespBody> {
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn error(status: StatusCode, reason: &str) -> Response<RespBody> {
+    json(
+        status,
+        &ErrorBody {
+            error: reason.to_string(),
+        },
+    )
+}

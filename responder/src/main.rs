@@ -1,0 +1,179 @@
+//! `sonde-responder`: the measurement peer placed near the access network. Serves
+//! HTTP/1.1 download and upload endpoints and a UDP echo; stateless, no database.
+
+mod echo;
+mod http;
+mod payload;
+mod upload;
+
+use anyhow::Context as _;
+use clap::Parser;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sonde_cli::LogFormat;
+use sonde_proto::responder::Limits;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// sonde's measurement peer: serves downloads of incompressible bytes, sinks uploads
+/// while counting them in 100 ms bins, and echoes UDP latency probes.
+///
+/// Agents need only the HTTP URL: `GET /api/v1/info` tells them the UDP port, the
+/// limits and the version.
+///
+/// Example: sonde-responder --listen 0.0.0.0:8080 --udp 0.0.0.0:8081
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// TCP address for HTTP (download, upload, info).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// UDP address for the latency echo; without it, agents measure no latency.
+    #[arg(long, value_name = "ADDR:PORT")]
+    udp: Option<SocketAddr>,
+    /// Concurrent data streams served at once; more get 503 Busy.
+    #[arg(long, default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_streams: u32,
+    /// Longest download or upload stream, seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    max_duration: u64,
+    /// Largest download or upload of one stream, bytes (default 40 GB: 10 Gb/s × 30 s).
+    #[arg(long, default_value_t = 40_000_000_000, value_name = "BYTES")]
+    max_bytes: u64,
+    /// Seconds to let running tests finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    shutdown_grace: u64,
+    /// Log line format (logs go to stderr; filter with RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+fn main() {
+    let args: Args = sonde_cli::parse_or_exit();
+    sonde_cli::init_logging(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let udp = match args.udp {
+        Some(addr) => Some(
+            tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind UDP {addr}"))?,
+        ),
+        None => None,
+    };
+    let udp_port = match &udp {
+        Some(s) => Some(s.local_addr()?.port()),
+        None => None,
+    };
+    let limits = Limits {
+        max_streams: args.max_streams,
+        max_duration_ms: args.max_duration * 1000,
+        max_bytes: args.max_bytes,
+    };
+    let state = Arc::new(http::State::new(limits, udp_port));
+    let local = listener.local_addr()?;
+    tracing::info!(http = %local, udp = ?udp_port, version = env!("CARGO_PKG_VERSION"), "responder listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(sock) = udp {
+        tokio::spawn(echo::serve(sock, stop_rx.clone()));
+    }
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    serve_http(listener, state.clone(), stop_rx, Duration::from_secs(args.shutdown_grace)).await;
+    let c = &state.counters;
+    tracing::info!(
+        download_bytes = c.download_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        upload_bytes = c.upload_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        rejected = c.rejected.load(std::sync::atomic::Ordering::Relaxed),
+        "responder stopped"
+    );
+    Ok(())
+}
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    state: Arc<http::State>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |req| http::handle(state.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(grace_s = grace.as_secs(), "shutting down: no new connections");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("tests still running at the end of the grace period; closing them");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,1 @@
+//! Helpers for sonde end-to-end tests.
