@@ -1,1 +1,261 @@
-fn main() {}
+//! `sonde-agent`: measures an access (throughput, latency, loss) against a
+//! `sonde-responder`. This binary parses the command line, checks it before anything
+//! starts (exit 64), and prints results; the measuring lives in the modules.
+
+mod client;
+mod latency;
+mod netif;
+mod probe;
+mod sampler;
+mod verdict;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sonde_cli::LogFormat;
+use sonde_proto::{AccessKind, Direction, ResultRecord};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+/// sonde's agent: measures broadband accesses against a sonde responder.
+///
+/// Start with `sonde-agent probe --responder http://HOST:PORT`: one measurement of
+/// idle latency, then download and upload on 8 parallel TCP streams, each stopped as
+/// soon as its rate is stable (at most 10 s per direction). Every figure is defined in
+/// docs/METHODOLOGY.md.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Log line format (logs go to stderr; filter with RUST_LOG, e.g. RUST_LOG=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure one access once and print the result.
+    ///
+    /// Example, on the FTTH port of a box:
+    ///   sonde-agent probe --responder http://responder.example:8080 --interface eth1 --access ftth
+    ///
+    /// Exit status: 0 when figures were obtained (possibly partial, see `status`),
+    /// 1 when the measurement failed, 64 for bad arguments.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// Responder base URL, e.g. http://192.0.2.10:8080 (only http:// is supported).
+    #[arg(long, value_name = "URL", value_parser = parse_responder_url)]
+    responder: url::Url,
+    /// Bind every socket (TCP and UDP) to this interface (SO_BINDTODEVICE), so the
+    /// test takes that access's path. Needs CAP_NET_RAW.
+    #[arg(long, value_name = "IF")]
+    interface: Option<String>,
+    /// Kind of access measured; sets the target the verdict uses
+    /// (ftth: 1 Gb/s down, 4g: 150 Mb/s down, wifi and other: none).
+    #[arg(long, value_name = "KIND", default_value = "other", value_parser = parse_access)]
+    access: AccessKind,
+    /// Parallel TCP streams per direction (8 for ≥ 1 Gb/s accesses; 1 is the
+    /// single-connection variant of ARCEP's mobile campaigns).
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    streams: u32,
+    /// Cap on each direction, seconds; most directions stop earlier, once stable.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_duration_secs)]
+    max_duration: f64,
+    /// Which directions to measure.
+    #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
+    direction: DirectionArg,
+    /// UDP echo probes in the idle-latency train (one every 20 ms).
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    idle_probes: u32,
+    /// Print exactly one JSON result record (schema: proto/SCHEMA.md) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DirectionArg {
+    Down,
+    Up,
+    Both,
+}
+
+fn parse_responder_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "scheme {:?} is not supported; use http://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err("the URL has no host".into());
+    }
+    Ok(url)
+}
+
+fn parse_access(s: &str) -> Result<AccessKind, String> {
+    s.parse()
+}
+
+fn parse_duration_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(1.0..=60.0).contains(&v) {
+        return Err(format!("{v} s is outside 1..=60 s"));
+    }
+    Ok(v)
+}
+
+fn main() {
+    let cli: Cli = sonde_cli::parse_or_exit();
+    sonde_cli::init_logging(cli.log_format);
+    match cli.command {
+        Command::Probe(args) => probe_command(args),
+    }
+}
+
+fn probe_command(args: ProbeArgs) {
+    let interface = match &args.interface {
+        Some(name) => match netif::interface(name) {
+            Ok(i) => Some(i),
+            Err(e) => sonde_cli::usage_error(e),
+        },
+        None => None,
+    };
+    let directions = match args.direction {
+        DirectionArg::Down => vec![Direction::Down],
+        DirectionArg::Up => vec![Direction::Up],
+        DirectionArg::Both => vec![Direction::Down, Direction::Up],
+    };
+    let opts = probe::Options {
+        responder: args.responder,
+        interface,
+        access: args.access,
+        streams: args.streams,
+        max_duration: Duration::from_secs_f64(args.max_duration),
+        directions,
+        idle_probes: args.idle_probes,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let live = std::io::stderr().is_terminal();
+    let progress = move |p: probe::Progress| {
+        if live {
+            let dir = if p.direction == Direction::Up {
+                "upload"
+            } else {
+                "download"
+            };
+            eprint!(
+                "\r\x1b[K  {dir:<8} {:>12}  {:>5.1} s",
+                fmt_rate(p.rate_bps),
+                p.elapsed.as_secs_f64()
+            );
+        }
+    };
+    let record = runtime.block_on(probe::run(&opts, &progress));
+    if live {
+        eprint!("\r\x1b[K");
+    }
+    let failed = record.status.outcome == sonde_proto::Outcome::Failed;
+    if args.json {
+        println!("{}", record.to_json());
+    } else {
+        print_summary(&record);
+    }
+    if let Some(message) = &record.status.message {
+        eprintln!("{}: {message}", if failed { "error" } else { "warning" });
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(if failed { 1 } else { 0 });
+}
+
+fn fmt_rate(bps: f64) -> String {
+    if bps >= 1e9 {
+        format!("{:.2} Gb/s", bps / 1e9)
+    } else if bps >= 1e6 {
+        format!("{:.1} Mb/s", bps / 1e6)
+    } else {
+        format!("{:.0} kb/s", bps / 1e3)
+    }
+}
+
+fn fmt_ms(s: Option<f64>) -> String {
+    s.map(|s| format!("{:.2} ms", s * 1e3))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_summary(r: &ResultRecord) {
+    println!(
+        "sonde probe {}  responder {}  access {}{}",
+        r.run.responder.url,
+        r.run.responder.version.as_deref().unwrap_or("?"),
+        r.access.kind,
+        r.access
+            .interface
+            .as_deref()
+            .map(|i| format!(" via {i}"))
+            .unwrap_or_default()
+    );
+    if let Some(l) = &r.idle_latency {
+        println!(
+            "  idle latency  median {}  P90 {}  jitter {}  loss {:.1} % of {}",
+            fmt_ms(l.median_s),
+            fmt_ms(l.p90_s),
+            fmt_ms(l.jitter_s),
+            l.loss_ratio * 100.0,
+            l.sent
+        );
+    }
+    for t in [&r.download, &r.upload].into_iter().flatten() {
+        let name = if t.direction == Direction::Up {
+            "upload  "
+        } else {
+            "download"
+        };
+        println!(
+            "  {name}      {} TCP goodput, {} IP  ({:?} after {:.1} s, {:.0} MB, {} streams)",
+            fmt_rate(t.goodput_bps),
+            fmt_rate(t.ip_rate_bps),
+            t.stop_reason,
+            t.duration_s,
+            t.bytes_total as f64 / 1e6,
+            t.streams
+        );
+        println!(
+            "                P10/P50/P90 {} / {} / {}, loaded latency {}",
+            fmt_rate(t.samples.p10_bps),
+            fmt_rate(t.samples.p50_bps),
+            fmt_rate(t.samples.p90_bps),
+            fmt_ms(t.loaded_latency.as_ref().and_then(|l| l.median_s))
+        );
+    }
+    let target = |t: Option<f64>| t.map(fmt_rate).unwrap_or_else(|| "none".into());
+    println!(
+        "  verdict       down {:?} (target {}), up {:?} (target {})",
+        r.verdict.down,
+        target(r.verdict.target_down_bps),
+        r.verdict.up,
+        target(r.verdict.target_up_bps)
+    );
+    if !r.flags.is_empty() {
+        println!("  flags         {:?}", r.flags);
+    }
+    println!(
+        "  status        {:?}   methodology v{}   id {}",
+        r.status.outcome, r.methodology_version, r.id
+    );
+}

@@ -129,7 +129,10 @@ mod tests {
         assert_eq!(len, 64);
         let rep = EchoPacket::decode(&buf).expect("a reply");
         assert_eq!(rep.kind, Kind::Reply);
-        assert_eq!((rep.session, rep.seq, rep.client_send_ns), (7, 42, 123_456_789));
+        assert_eq!(
+            (rep.session, rep.seq, rep.client_send_ns),
+            (7, 42, 123_456_789)
+        );
         assert_eq!(rep.server_recv_ns, 99);
         // A reply is never echoed again (no reflection loops).
         assert_eq!(reply_in_place(&mut buf, 1), Err(EchoError::Kind(2)));

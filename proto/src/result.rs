@@ -113,7 +113,9 @@ impl std::str::FromStr for AccessKind {
             "4g" => Ok(AccessKind::FourG),
             "wifi" => Ok(AccessKind::Wifi),
             "other" => Ok(AccessKind::Other),
-            _ => Err(format!("unknown access kind {s:?} (expected ftth, 4g, wifi or other)")),
+            _ => Err(format!(
+                "unknown access kind {s:?} (expected ftth, 4g, wifi or other)"
+            )),
         }
     }
 }

@@ -30,16 +30,18 @@ fn latency() -> BoxedStrategy<LatencyStats> {
         proptest::option::of(finite()),
         finite(),
     )
-        .prop_map(|(sent, received, loss, med, p90, min, jit, to)| LatencyStats {
-            sent,
-            received,
-            loss_ratio: loss,
-            median_s: med,
-            p90_s: p90,
-            min_s: min,
-            jitter_s: jit,
-            loss_timeout_s: to,
-        })
+        .prop_map(
+            |(sent, received, loss, med, p90, min, jit, to)| LatencyStats {
+                sent,
+                received,
+                loss_ratio: loss,
+                median_s: med,
+                p90_s: p90,
+                min_s: min,
+                jitter_s: jit,
+                loss_timeout_s: to,
+            },
+        )
         .boxed()
 }
 
@@ -47,7 +49,13 @@ fn throughput() -> BoxedStrategy<Throughput> {
     (
         prop_oneof![Just(Direction::Down), Just(Direction::Up)],
         prop_oneof![Just(MeasuredAt::Agent), Just(MeasuredAt::Responder)],
-        (0u32..64, finite(), finite(), finite(), proptest::option::of(0u32..70_000)),
+        (
+            0u32..64,
+            finite(),
+            finite(),
+            finite(),
+            proptest::option::of(0u32..70_000),
+        ),
         (any::<u64>(), any::<u64>(), finite(), finite(), finite()),
         (0u32..1000, 0u32..1000, finite(), finite(), finite()),
         prop_oneof![
@@ -58,31 +66,33 @@ fn throughput() -> BoxedStrategy<Throughput> {
         proptest::option::of(any::<u64>()),
         proptest::option::of(latency()),
     )
-        .prop_map(|(direction, at, a, b, c, stop, retrans, loaded)| Throughput {
-            direction,
-            measured_at: at,
-            streams: a.0,
-            goodput_bps: a.1,
-            ip_rate_bps: a.2,
-            ip_overhead_ratio: a.3,
-            mss_bytes: a.4,
-            bytes_total: b.0,
-            bytes_measured: b.1,
-            duration_s: b.2,
-            measured_duration_s: b.3,
-            warmup_trimmed_s: b.4,
-            samples: SampleSummary {
-                interval_s: 0.1,
-                count: c.0,
-                used: c.1,
-                p10_bps: c.2,
-                p50_bps: c.3,
-                p90_bps: c.4,
+        .prop_map(
+            |(direction, at, a, b, c, stop, retrans, loaded)| Throughput {
+                direction,
+                measured_at: at,
+                streams: a.0,
+                goodput_bps: a.1,
+                ip_rate_bps: a.2,
+                ip_overhead_ratio: a.3,
+                mss_bytes: a.4,
+                bytes_total: b.0,
+                bytes_measured: b.1,
+                duration_s: b.2,
+                measured_duration_s: b.3,
+                warmup_trimmed_s: b.4,
+                samples: SampleSummary {
+                    interval_s: 0.1,
+                    count: c.0,
+                    used: c.1,
+                    p10_bps: c.2,
+                    p50_bps: c.3,
+                    p90_bps: c.4,
+                },
+                stop_reason: stop,
+                retransmits: retrans,
+                loaded_latency: loaded,
             },
-            stop_reason: stop,
-            retransmits: retrans,
-            loaded_latency: loaded,
-        })
+        )
         .boxed()
 }
 

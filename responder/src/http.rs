@@ -79,7 +79,11 @@ pub async fn handle(
     let query: HashMap<String, String> = req
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let path = req.uri().path().to_string();
     let resp = match (req.method(), path.as_str()) {
@@ -114,10 +118,7 @@ fn parse_u64(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, 
 
 fn download(state: &Arc<State>, query: &HashMap<String, String>) -> Response<RespBody> {
     let limits = &state.info.limits;
-    let (bytes, duration_ms) = match (
-        parse_u64(query, "bytes"),
-        parse_u64(query, "duration_ms"),
-    ) {
+    let (bytes, duration_ms) = match (parse_u64(query, "bytes"), parse_u64(query, "duration_ms")) {
         (Ok(b), Ok(d)) => (b, d),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
@@ -130,7 +131,10 @@ fn download(state: &Arc<State>, query: &HashMap<String, String>) -> Response<Res
     if let Some(b) = bytes.filter(|&b| b > limits.max_bytes) {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("bytes={b} exceeds this responder's limit of {}", limits.max_bytes),
+            &format!(
+                "bytes={b} exceeds this responder's limit of {}",
+                limits.max_bytes
+            ),
         );
     }
     if let Some(d) = duration_ms.filter(|&d| d > limits.max_duration_ms) {
@@ -247,7 +251,10 @@ async fn upload(
     {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("upload of {len} bytes exceeds the limit of {}", limits.max_bytes),
+            &format!(
+                "upload of {len} bytes exceeds the limit of {}",
+                limits.max_bytes
+            ),
         );
     }
     let Some(_permit) = try_permit(state) else {
@@ -260,7 +267,12 @@ async fn upload(
     let mut received: u64 = 0;
     let outcome = loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => break Err((StatusCode::REQUEST_TIMEOUT, "upload exceeded the duration limit")),
+            Err(_) => {
+                break Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    "upload exceeded the duration limit",
+                ))
+            }
             Ok(None) => break Ok(()),
             Ok(Some(Err(_))) => break Err((StatusCode::BAD_REQUEST, "upload body broke off")),
             Ok(Some(Ok(frame))) => frame,
@@ -269,7 +281,10 @@ async fn upload(
             received += data.len() as u64;
             test.add(data.len(), Instant::now());
             if received > limits.max_bytes {
-                break Err((StatusCode::PAYLOAD_TOO_LARGE, "upload exceeded the byte limit"));
+                break Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "upload exceeded the byte limit",
+                ));
             }
         }
     };

@@ -102,7 +102,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    serve_http(listener, state.clone(), stop_rx, Duration::from_secs(args.shutdown_grace)).await;
+    serve_http(
+        listener,
+        state.clone(),
+        stop_rx,
+        Duration::from_secs(args.shutdown_grace),
+    )
+    .await;
     let c = &state.counters;
     tracing::info!(
         download_bytes = c.download_bytes.load(std::sync::atomic::Ordering::Relaxed),
@@ -151,8 +157,14 @@ async fn serve_http(
         });
     }
     drop(listener);
-    tracing::info!(grace_s = grace.as_secs(), "shutting down: no new connections");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        "shutting down: no new connections"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("tests still running at the end of the grace period; closing them");
     }
 }

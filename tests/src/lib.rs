@@ -1,1 +1,205 @@
-//! Helpers for sonde end-to-end tests.
+//! Helpers for sonde's end-to-end tests: locating the workspace's binaries, starting a
+//! real responder on loopback (port 0) and running the agent with a time bound.
+//! Every process started here is killed when its handle drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, next to the test executable's target directory.
+///
+/// `cargo test --workspace` builds every binary before running tests; running one test
+/// crate alone needs `cargo build --workspace` first, and this says so.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-exe>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    path
+}
+
+/// Whether this process runs as root (needed for namespaces and interface binding).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Prints a visible skip notice. Tests call it and return when they cannot run.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// A running `sonde-responder`.
+#[derive(Debug)]
+pub struct Responder {
+    child: Child,
+    /// HTTP address it listens on.
+    pub http: SocketAddr,
+    /// UDP echo port, when started with one.
+    pub udp_port: Option<u16>,
+}
+
+impl Responder {
+    /// Starts a responder on 127.0.0.1 port 0 (HTTP and UDP) with extra arguments.
+    pub fn start(extra: &[&str]) -> Responder {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        Self::start_with(&args)
+    }
+
+    /// Starts a responder with exactly these arguments (they must include
+    /// `--log-format json`), waiting for its "listening" line.
+    pub fn start_with(args: &[&str]) -> Responder {
+        let mut child = Command::new(bin("sonde-responder"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sonde-responder");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (http, udp_port) = loop {
+            assert!(Instant::now() < deadline, "responder did not start in 10 s");
+            let line = lines
+                .next()
+                .expect("responder exited before listening")
+                .expect("read responder log");
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let fields = &v["fields"];
+            if fields["message"] == "responder listening" {
+                let http: SocketAddr = fields["http"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .expect("http address in the listening line");
+                let udp = fields["udp"].as_str().and_then(|s| {
+                    s.trim_start_matches("Some(")
+                        .trim_end_matches(')')
+                        .parse()
+                        .ok()
+                });
+                break (http, udp);
+            }
+        };
+        // Keep draining its logs so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Responder {
+            child,
+            http,
+            udp_port,
+        }
+    }
+
+    /// Base URL of the responder.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Sends SIGTERM and waits up to `patience` for the exit status.
+    pub fn terminate(mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Result of a bounded command run.
+#[derive(Debug)]
+pub struct Run {
+    /// What the process printed and its status.
+    pub output: Output,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Standard output as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    /// Standard error as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// Exit code (-1 when killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+}
+
+/// Runs a command, killing it after `timeout`.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Run {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let output = child.wait_with_output().expect("wait");
+    let _ = watchdog.join();
+    Run {
+        output,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Runs `sonde-agent` with `args`, killed after `timeout`.
+pub fn agent(args: &[&str], timeout: Duration) -> Run {
+    let mut cmd = Command::new(bin("sonde-agent"));
+    cmd.args(args);
+    run_bounded(cmd, timeout)
+}

@@ -1,0 +1,167 @@
+//! The agent's view of the box's network: interface facts read from sysfs (existence,
+//! link speed, MTU), sockets bound to an interface (SO_BINDTODEVICE) and the kernel's
+//! TCP_INFO of a connection. Owns the only `unsafe` of the agent (one getsockopt).
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+/// Facts about one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Kernel name.
+    pub name: String,
+    /// Negotiated link speed, bit/s, when the driver reports one.
+    pub link_speed_bps: Option<u64>,
+    /// MTU, bytes.
+    pub mtu: Option<u32>,
+}
+
+fn sysfs(name: &str) -> PathBuf {
+    PathBuf::from("/sys/class/net").join(name)
+}
+
+/// Looks an interface up; `Err` names it when it does not exist.
+pub fn interface(name: &str) -> Result<Interface, String> {
+    if name.is_empty() || name.len() > 15 || name.contains('/') || name.starts_with('.') {
+        return Err(format!(
+            "--interface {name:?} is not a valid interface name"
+        ));
+    }
+    let dir = sysfs(name);
+    if !dir.exists() {
+        return Err(format!(
+            "--interface {name:?}: no such interface on this box"
+        ));
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    // Drivers without a speed (loopback, veth, tun) fail the read or report -1.
+    let link_speed_bps = read("speed")
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|&mbps| mbps > 0)
+        .map(|mbps| mbps as u64 * 1_000_000);
+    let mtu = read("mtu").and_then(|s| s.trim().parse::<u32>().ok());
+    Ok(Interface {
+        name: name.to_string(),
+        link_speed_bps,
+        mtu,
+    })
+}
+
+/// Opens a TCP connection to `addr`, bound to `interface` when given, with Nagle off.
+pub async fn connect_tcp(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(name) = interface {
+        socket.bind_device(Some(name.as_bytes()))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Opens a UDP socket connected to `addr`, bound to `interface` when given.
+pub async fn connect_udp(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().map_err(std::io::Error::other)?
+    } else {
+        "[::]:0".parse().map_err(std::io::Error::other)?
+    };
+    let socket = UdpSocket::bind(local).await?;
+    if let Some(name) = interface {
+        socket.bind_device(Some(name.as_bytes()))?;
+    }
+    socket.connect(addr).await?;
+    Ok(socket)
+}
+
+/// `TCPI_OPT_TIMESTAMPS` of linux/tcp.h (not exported by the libc crate).
+const TCPI_OPT_TIMESTAMPS: u8 = 1;
+
+/// The few TCP_INFO fields sonde records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpInfo {
+    /// Sender MSS: TCP payload bytes per full segment.
+    pub snd_mss: u32,
+    /// Whether TCP timestamps were negotiated (12 option bytes per segment).
+    pub timestamps: bool,
+    /// Segments retransmitted over the connection's life.
+    pub total_retrans: u32,
+    /// Smoothed RTT, microseconds.
+    pub rtt_us: u32,
+}
+
+/// Reads TCP_INFO of a connected stream.
+pub fn tcp_info(stream: &TcpStream) -> std::io::Result<TcpInfo> {
+    let fd = stream.as_raw_fd();
+    // SAFETY: `info` is a properly sized, zeroed `tcp_info`; the kernel writes at most
+    // `len` bytes into it and updates `len`; `fd` is a live socket owned by `stream`.
+    #[allow(unsafe_code)]
+    let (rc, info) = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        (rc, info)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(TcpInfo {
+        snd_mss: info.tcpi_snd_mss,
+        timestamps: info.tcpi_options & TCPI_OPT_TIMESTAMPS != 0,
+        total_retrans: info.tcpi_total_retrans,
+        rtt_us: info.tcpi_rtt,
+    })
+}
+
+/// IP packet size over TCP payload for full segments of this connection: the factor
+/// that turns TCP goodput into the IP-layer rate (docs/METHODOLOGY.md, "IP-layer rate").
+pub fn ip_overhead_ratio(info: &TcpInfo, ipv6: bool) -> f64 {
+    if info.snd_mss == 0 {
+        return 1.0;
+    }
+    let ip_header = if ipv6 { 40 } else { 20 };
+    let tcp_header = 20 + if info.timestamps { 12 } else { 0 };
+    f64::from(info.snd_mss + ip_header + tcp_header) / f64::from(info.snd_mss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_ratio_for_ethernet_with_timestamps_is_1500_over_1448() {
+        let info = TcpInfo {
+            snd_mss: 1448,
+            timestamps: true,
+            ..TcpInfo::default()
+        };
+        assert!((ip_overhead_ratio(&info, false) - 1500.0 / 1448.0).abs() < 1e-12);
+        let no_ts = TcpInfo {
+            snd_mss: 1460,
+            ..TcpInfo::default()
+        };
+        assert!((ip_overhead_ratio(&no_ts, false) - 1500.0 / 1460.0).abs() < 1e-12);
+        assert_eq!(ip_overhead_ratio(&TcpInfo::default(), false), 1.0);
+    }
+
+    #[test]
+    fn loopback_exists_and_bad_names_are_named() {
+        let lo = interface("lo").expect("every Linux box has lo");
+        assert_eq!(lo.name, "lo");
+        assert!(lo.mtu.is_some());
+        let err = interface("nosuchif0").expect_err("no such interface");
+        assert!(err.contains("nosuchif0"), "{err}");
+        assert!(interface("../etc").is_err());
+    }
+}

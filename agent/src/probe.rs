@@ -1,0 +1,466 @@
+//! One measurement of one access against one responder: info, idle latency, then each
+//! throughput direction with loaded latency alongside, then the verdict. Always ends in
+//! a result record; failures are written into its status, never lost.
+
+use crate::client::{ClientError, StreamStats, Target, UploadChunk, UPLOAD_BLOCK};
+use crate::latency::{self, Probe, Train};
+use crate::netif::{self, Interface};
+use crate::sampler::{self, Decision, Estimate, Sampler, StopRule};
+use crate::verdict;
+use chrono::Utc;
+use sonde_proto::responder::{Info, UploadReport, INFO_PATH, UPLOAD_REPORT_PREFIX};
+use sonde_proto::*;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Everything a probe needs, validated.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Responder base URL (`http://host:port`).
+    pub responder: url::Url,
+    /// Interface to bind to, already checked to exist.
+    pub interface: Option<Interface>,
+    /// Access kind, for the target.
+    pub access: AccessKind,
+    /// Parallel TCP streams per direction.
+    pub streams: u32,
+    /// Cap per direction.
+    pub max_duration: Duration,
+    /// Directions, in order.
+    pub directions: Vec<Direction>,
+    /// Idle latency probes to send.
+    pub idle_probes: u32,
+}
+
+/// Live progress of a direction, for the terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Direction running.
+    pub direction: Direction,
+    /// Time since the direction started.
+    pub elapsed: Duration,
+    /// Rate over the last second, bit/s.
+    pub rate_bps: f64,
+}
+
+/// Receives progress updates.
+pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
+
+/// Runs the probe and returns its record.
+pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
+    let started_at = Utc::now();
+    let mut record = empty_record(opts, started_at);
+    match measure(opts, &mut record, progress).await {
+        Ok(()) => {}
+        Err(e) => {
+            record.status = Status {
+                outcome: Outcome::Failed,
+                reason: Some(e.reason),
+                message: Some(e.message),
+            };
+        }
+    }
+    record.verdict = verdict::judge(
+        opts.access,
+        record.access.link_speed_bps,
+        record.access.mtu,
+        record.download.as_ref(),
+        record.upload.as_ref(),
+        &mut record.flags,
+    );
+    record.run.ended_at = Utc::now();
+    record
+}
+
+fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) -> ResultRecord {
+    ResultRecord {
+        schema_version: SCHEMA_VERSION,
+        id: uuid::Uuid::now_v7(),
+        agent: AgentInfo {
+            id: None,
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        site: Site::default(),
+        access: Access {
+            name: None,
+            kind: opts.access,
+            interface: opts.interface.as_ref().map(|i| i.name.clone()),
+            link_speed_bps: opts.interface.as_ref().and_then(|i| i.link_speed_bps),
+            mtu: opts.interface.as_ref().and_then(|i| i.mtu),
+        },
+        run: Run {
+            started_at,
+            ended_at: started_at,
+            engine: Engine::SondeHttp,
+            responder: ResponderRef {
+                url: opts.responder.to_string(),
+                version: None,
+                address: None,
+            },
+            directions: opts.directions.clone(),
+            streams: opts.streams,
+            max_duration_s: opts.max_duration.as_secs_f64(),
+        },
+        download: None,
+        upload: None,
+        idle_latency: None,
+        flags: Vec::new(),
+        verdict: Verdict {
+            target_down_bps: None,
+            target_up_bps: None,
+            tolerance: verdict::TOLERANCE,
+            down: VerdictOutcome::Inconclusive,
+            up: VerdictOutcome::Inconclusive,
+        },
+        status: Status {
+            outcome: Outcome::Ok,
+            reason: None,
+            message: None,
+        },
+        methodology_version: METHODOLOGY_VERSION.into(),
+    }
+}
+
+/// Resolves the responder URL to one address.
+pub async fn resolve(url: &url::Url) -> Result<(SocketAddr, String), ClientError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| ClientError::new(FailureReason::Dns, "the responder URL has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host_header = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let lookup_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((lookup_host.as_str(), port)),
+    )
+    .await;
+    match lookup {
+        Err(_) => Err(ClientError::new(
+            FailureReason::Dns,
+            format!("resolving {host}: no answer within 5 s"),
+        )),
+        Ok(Err(e)) => Err(ClientError::new(
+            FailureReason::Dns,
+            format!("resolving {host}: {e}"),
+        )),
+        Ok(Ok(mut addrs)) => addrs
+            .next()
+            .map(|a| (a, host_header))
+            .ok_or_else(|| ClientError::new(FailureReason::Dns, format!("{host} has no address"))),
+    }
+}
+
+async fn measure(
+    opts: &Options,
+    record: &mut ResultRecord,
+    progress: &ProgressFn,
+) -> Result<(), ClientError> {
+    let (addr, host) = resolve(&opts.responder).await?;
+    record.run.responder.address = Some(addr.to_string());
+    let target = Target {
+        addr,
+        host,
+        interface: opts.interface.as_ref().map(|i| i.name.clone()),
+    };
+    let info: Info = target.get_json(INFO_PATH, Duration::from_secs(8)).await?;
+    if info.service != "sonde-responder" {
+        return Err(ClientError::new(
+            FailureReason::ResponderError,
+            format!(
+                "{} is not a sonde responder ({})",
+                opts.responder, info.service
+            ),
+        ));
+    }
+    record.run.responder.version = Some(info.version.clone());
+    tracing::debug!(?info, "responder info");
+
+    let udp = match info.udp_port {
+        Some(port) => {
+            let echo_addr = SocketAddr::new(addr.ip(), port);
+            match netif::connect_udp(echo_addr, target.interface.as_deref()).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the UDP echo socket");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let mut problems: Vec<(FailureReason, String)> = Vec::new();
+    if let Some(sock) = &udp {
+        let (_keep, never) = watch::channel(false);
+        let train = Train {
+            interval: Duration::from_millis(20),
+            max_count: opts.idle_probes,
+        };
+        let probes = latency::run(sock, train, Instant::now(), never).await;
+        let stats = latency::summarize(&probes);
+        if stats.received == 0 && stats.sent > 0 {
+            problems.push((
+                FailureReason::EchoUnreachable,
+                format!("no UDP echo came back from port {}", addr.ip()),
+            ));
+        } else if stats.received < stats.sent {
+            record.flags.push(Flag::LatencyLoss);
+        }
+        record.idle_latency = Some(stats);
+    }
+
+    // Never ask for more than the responder allows; keep a margin for connection setup.
+    let cap = Duration::from_millis(info.limits.max_duration_ms.saturating_sub(1000).max(1000));
+    let max_duration = opts.max_duration.min(cap);
+    for &direction in &opts.directions {
+        let result = run_direction(
+            &target,
+            &info,
+            direction,
+            opts.streams,
+            max_duration,
+            udp.as_ref(),
+            progress,
+        )
+        .await;
+        match result {
+            Ok((t, failed_streams)) => {
+                if failed_streams > 0 && !record.flags.contains(&Flag::StreamsFailed) {
+                    record.flags.push(Flag::StreamsFailed);
+                }
+                if t.stop_reason != StopReason::Stable && !record.flags.contains(&Flag::Unstable) {
+                    record.flags.push(Flag::Unstable);
+                }
+                match direction {
+                    Direction::Up => record.upload = Some(t),
+                    _ => record.download = Some(t),
+                }
+            }
+            Err(e) => problems.push((e.reason, format!("{direction:?}: {}", e.message))),
+        }
+    }
+    let wanted = opts.directions.len();
+    let got = usize::from(record.download.is_some()) + usize::from(record.upload.is_some());
+    if let Some((reason, _)) = problems.first() {
+        let message = problems
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        record.status = Status {
+            outcome: if got == 0 && wanted > 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Partial
+            },
+            reason: Some(*reason),
+            message: Some(message),
+        };
+    }
+    Ok(())
+}
+
+/// Runs one direction on `streams` parallel connections and returns its figures and
+/// the number of streams that failed.
+async fn run_direction(
+    target: &Target,
+    info: &Info,
+    direction: Direction,
+    streams: u32,
+    max_duration: Duration,
+    udp: Option<&tokio::net::UdpSocket>,
+    progress: &ProgressFn,
+) -> Result<(Throughput, u32), ClientError> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let test_id = uuid::Uuid::now_v7().simple().to_string();
+    let chunk = Arc::new(UploadChunk::new(UPLOAD_BLOCK));
+    let per_stream_bytes = info.limits.max_bytes;
+    let start = Instant::now();
+
+    let alive = Arc::new(AtomicUsize::new(streams as usize));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..streams {
+        let (target, counter, stop) = (target.clone(), counter.clone(), stop_rx.clone());
+        let (test_id, chunk, alive) = (test_id.clone(), chunk.clone(), alive.clone());
+        tasks.spawn(async move {
+            let r = match direction {
+                Direction::Up => target.upload(&test_id, chunk, counter, stop).await,
+                _ => target.download(per_stream_bytes, counter, stop).await,
+            };
+            alive.fetch_sub(1, Ordering::Relaxed);
+            r
+        });
+    }
+
+    let loaded = async {
+        match udp {
+            Some(sock) => {
+                let train = Train {
+                    interval: Duration::from_millis(100),
+                    max_count: u32::MAX,
+                };
+                Some(latency::run(sock, train, start, stop_rx.clone()).await)
+            }
+            None => None,
+        }
+    };
+    let sampling = sample(&counter, &alive, start, max_duration, direction, progress);
+    let (sampled, probes) = tokio::join!(
+        async {
+            let s = sampling.await;
+            let _ = stop_tx.send(true);
+            s
+        },
+        loaded
+    );
+    let (sampler, stop_reason, elapsed) = sampled;
+
+    let mut stats: Vec<StreamStats> = Vec::new();
+    let mut errors: Vec<ClientError> = Vec::new();
+    let collect = async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(s)) => stats.push(s),
+                Ok(Err(e)) => errors.push(e),
+                Err(e) => errors.push(ClientError::new(FailureReason::Other, e.to_string())),
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(3), collect)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    if stats.is_empty() {
+        return Err(errors.into_iter().next().unwrap_or_else(|| {
+            ClientError::new(FailureReason::StreamError, "no stream carried data")
+        }));
+    }
+
+    let (estimate, measured_at, sample_count) = match direction {
+        Direction::Up => {
+            let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
+            let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
+            let bin = Duration::from_millis(report.bin_ms.max(1));
+            let s = sampler::from_bins(StopRule::v1(max_duration), bin, &report.bins);
+            (s.estimate(), MeasuredAt::Responder, s.bins())
+        }
+        _ => (sampler.estimate(), MeasuredAt::Agent, sampler.bins()),
+    };
+    let Some(e) = estimate else {
+        return Err(ClientError::new(
+            FailureReason::StreamError,
+            "the direction ended before its first sample",
+        ));
+    };
+    let infos: Vec<_> = stats.iter().filter_map(|s| s.info).collect();
+    let ratio = infos
+        .first()
+        .map(|i| netif::ip_overhead_ratio(i, target.addr.is_ipv6()))
+        .unwrap_or(1.0);
+    let loaded_latency = probes.map(|p| latency::summarize(&in_window(&p, &e)));
+    let throughput = Throughput {
+        direction,
+        measured_at,
+        streams: stats.iter().filter(|s| s.bytes > 0).count() as u32,
+        goodput_bps: e.goodput_bps,
+        ip_rate_bps: e.goodput_bps * ratio,
+        ip_overhead_ratio: ratio,
+        mss_bytes: infos.first().map(|i| i.snd_mss),
+        bytes_total: match direction {
+            // The agent's own count: what the access carried, including what the
+            // responder had not yet read when the streams were reset.
+            Direction::Up => e.bytes_total.max(counter.load(Ordering::Relaxed)),
+            _ => counter.load(Ordering::Relaxed),
+        },
+        bytes_measured: e.bytes_measured,
+        duration_s: elapsed.as_secs_f64(),
+        measured_duration_s: e.window.as_secs_f64(),
+        warmup_trimmed_s: e.window_start.as_secs_f64(),
+        samples: SampleSummary {
+            interval_s: 0.1,
+            count: sample_count as u32,
+            used: e.bins_used as u32,
+            p10_bps: e.p10_bps,
+            p50_bps: e.p50_bps,
+            p90_bps: e.p90_bps,
+        },
+        stop_reason: if e.stable {
+            StopReason::Stable
+        } else {
+            stop_reason
+        },
+        retransmits: (!infos.is_empty())
+            .then(|| infos.iter().map(|i| u64::from(i.total_retrans)).sum()),
+        loaded_latency,
+    };
+    Ok((throughput, errors.len() as u32))
+}
+
+/// Probes sent inside the measured window, or all of them when fewer than 3 were.
+fn in_window(probes: &[Probe], e: &Estimate) -> Vec<Probe> {
+    let end = e.window_start + e.window;
+    let inside: Vec<Probe> = probes
+        .iter()
+        .copied()
+        .filter(|p| p.sent_at >= e.window_start && p.sent_at <= end)
+        .collect();
+    if inside.len() >= 3 {
+        inside
+    } else {
+        probes.to_vec()
+    }
+}
+
+/// Samples the byte counter every 100 ms until the stop rule, the cap, or the end of
+/// every stream. Returns the sampler, why it stopped and when.
+async fn sample(
+    counter: &AtomicU64,
+    alive: &AtomicUsize,
+    start: Instant,
+    max_duration: Duration,
+    direction: Direction,
+    progress: &ProgressFn,
+) -> (Sampler, StopReason, Duration) {
+    let rule = StopRule::v1(max_duration);
+    let mut sampler = Sampler::new(rule.clone());
+    let mut tick = tokio::time::interval_at(start + rule.interval, rule.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut history: Vec<(Duration, u64)> = Vec::new();
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        let bytes = counter.load(Ordering::Relaxed);
+        history.push((elapsed, bytes));
+        let back = history.len().saturating_sub(11);
+        let (t0, b0) = history[back];
+        let rate = if elapsed > t0 {
+            (bytes - b0) as f64 * 8.0 / (elapsed - t0).as_secs_f64()
+        } else {
+            0.0
+        };
+        progress(Progress {
+            direction,
+            elapsed,
+            rate_bps: rate,
+        });
+        if let Decision::Stop(reason) = sampler.push(elapsed, bytes) {
+            return (sampler, reason, elapsed);
+        }
+        // Every stream already ended: all failed, or the responder cut them.
+        if alive.load(Ordering::Relaxed) == 0 {
+            return (sampler, StopReason::Error, elapsed);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The verdict rule of docs/METHODOLOGY.md ("Verdict"): the IP-layer rate of each
+//! direction against the access's target, with a tolerance, and the case of a local
+//! port that cannot carry the target. Pure code.
+
+use sonde_proto::{AccessKind, Flag, Throughput, Verdict, VerdictOutcome};
+
+/// Relative tolerance below the target: the accuracy sonde demonstrates against known
+/// link ceilings (docs/METHODOLOGY.md, "Verdict").
+pub const TOLERANCE: f64 = 0.02;
+
+/// Ethernet bytes on the wire beyond the IP packet: header 14, FCS 4, preamble and
+/// start delimiter 8, inter-frame gap 12.
+const ETHERNET_OVERHEAD: f64 = 38.0;
+
+/// Default IP-layer targets `(down, up)` of an access kind, bit/s: the programme's
+/// promises (FTTH more than 1 Gb/s, 4G more than 150 Mb/s down). Wi-Fi is judged on
+/// signal and a configured rate, so has no default rate target.
+pub fn default_targets(kind: AccessKind) -> (Option<f64>, Option<f64>) {
+    match kind {
+        AccessKind::Ftth => (Some(1e9), None),
+        AccessKind::FourG => (Some(150e6), None),
+        _ => (None, None),
+    }
+}
+
+/// Highest IP-layer rate a port of `link_speed_bps` can carry with `mtu`-byte packets.
+pub fn port_ip_capacity(link_speed_bps: u64, mtu: Option<u32>) -> f64 {
+    let mtu = f64::from(mtu.unwrap_or(1500));
+    link_speed_bps as f64 * mtu / (mtu + ETHERNET_OVERHEAD)
+}
+
+fn judge_one(
+    target: Option<f64>,
+    measured: Option<&Throughput>,
+    port_capacity: Option<f64>,
+) -> VerdictOutcome {
+    let Some(target) = target else {
+        return VerdictOutcome::NoTarget;
+    };
+    let Some(t) = measured else {
+        return VerdictOutcome::Inconclusive;
+    };
+    let threshold = target * (1.0 - TOLERANCE);
+    if t.ip_rate_bps >= threshold {
+        VerdictOutcome::Met
+    } else if port_capacity.is_some_and(|cap| cap < threshold) {
+        VerdictOutcome::PortLimited
+    } else {
+        VerdictOutcome::NotMet
+    }
+}
+
+/// Judges both directions against the kind's default targets, adding `nic_limited`
+/// to `flags` when the port cannot carry a target.
+pub fn judge(
+    kind: AccessKind,
+    link_speed_bps: Option<u64>,
+    mtu: Option<u32>,
+    down: Option<&Throughput>,
+    up: Option<&Throughput>,
+    flags: &mut Vec<Flag>,
+) -> Verdict {
+    let (target_down, target_up) = default_targets(kind);
+    let capacity = link_speed_bps.map(|s| port_ip_capacity(s, mtu));
+    let below =
+        |t: Option<f64>| matches!((t, capacity), (Some(t), Some(c)) if c < t * (1.0 - TOLERANCE));
+    if (below(target_down) || below(target_up)) && !flags.contains(&Flag::NicLimited) {
+        flags.push(Flag::NicLimited);
+    }
+    Verdict {
+        target_down_bps: target_down,
+        target_up_bps: target_up,
+        tolerance: TOLERANCE,
+        down: judge_one(target_down, down, capacity),
+        up: judge_one(target_up, up, capacity),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sonde_proto::*;
+
+    fn t(ip_rate_bps: f64) -> Throughput {
+        Throughput {
+            direction: Direction::Down,
+            measured_at: MeasuredAt::Agent,
+            streams: 8,
+            goodput_bps: ip_rate_bps * 1448.0 / 1500.0,
+            ip_rate_bps,
+            ip_overhead_ratio: 1500.0 / 1448.0,
+            mss_bytes: Some(1448),
+            bytes_total: 0,
+            bytes_measured: 0,
+            duration_s: 3.0,
+            measured_duration_s: 3.0,
+            warmup_trimmed_s: 0.2,
+            samples: SampleSummary {
+                interval_s: 0.1,
+                count: 30,
+                used: 30,
+                p10_bps: 0.0,
+                p50_bps: 0.0,
+                p90_bps: 0.0,
+            },
+            stop_reason: StopReason::Stable,
+            retransmits: None,
+            loaded_latency: None,
+        }
+    }
+
+    #[test]
+    fn ftth_met_within_tolerance_and_not_met_below() {
+        let mut flags = vec![];
+        let v = judge(
+            AccessKind::Ftth,
+            Some(2_500_000_000),
+            None,
+            Some(&t(1.9e9)),
+            None,
+            &mut flags,
+        );
+        assert_eq!(
+            (v.down, v.up),
+            (VerdictOutcome::Met, VerdictOutcome::NoTarget)
+        );
+        let v = judge(
+            AccessKind::Ftth,
+            None,
+            None,
+            Some(&t(0.985e9)),
+            None,
+            &mut flags,
+        );
+        assert_eq!(v.down, VerdictOutcome::Met, "within the 2 % tolerance");
+        let v = judge(
+            AccessKind::Ftth,
+            None,
+            None,
+            Some(&t(0.97e9)),
+            None,
+            &mut flags,
+        );
+        assert_eq!(v.down, VerdictOutcome::NotMet);
+        assert!(flags.is_empty());
+    }
+
+    #[test]
+    fn gigabit_port_against_a_gigabit_promise_is_port_limited_not_failed() {
+        // 1 GbE carries at most 1e9 * 1500 / 1538 = 975 Mb/s of IP.
+        assert!((port_ip_capacity(1_000_000_000, None) - 975.29e6).abs() < 0.01e6);
+        let mut flags = vec![];
+        let v = judge(
+            AccessKind::Ftth,
+            Some(1_000_000_000),
+            Some(1500),
+            Some(&t(0.975e9)),
+            None,
+            &mut flags,
+        );
+        assert_eq!(v.down, VerdictOutcome::PortLimited);
+        assert_eq!(flags, vec![Flag::NicLimited]);
+    }
+
+    #[test]
+    fn four_g_target_and_missing_figures() {
+        let mut flags = vec![];
+        let v = judge(
+            AccessKind::FourG,
+            Some(1_000_000_000),
+            None,
+            Some(&t(160e6)),
+            None,
+            &mut flags,
+        );
+        assert_eq!(v.down, VerdictOutcome::Met);
+        assert!(flags.is_empty(), "1 GbE is plenty for 150 Mb/s");
+        let v = judge(AccessKind::FourG, None, None, None, None, &mut flags);
+        assert_eq!(v.down, VerdictOutcome::Inconclusive);
+        let v = judge(
+            AccessKind::Other,
+            None,
+            None,
+            Some(&t(1.0)),
+            None,
+            &mut flags,
+        );
+        assert_eq!(v.down, VerdictOutcome::NoTarget);
+    }
+}
