@@ -85,8 +85,11 @@ const TCPI_OPT_TIMESTAMPS: u8 = 1;
 /// The few TCP_INFO fields sonde records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpInfo {
-    /// Sender MSS: TCP payload bytes per full segment.
+    /// Sender MSS: TCP payload bytes per full segment this side sends.
     pub snd_mss: u32,
+    /// Receiver MSS: largest TCP payload per segment seen from the peer (the kernel
+    /// measures it per segment, GRO or not).
+    pub rcv_mss: u32,
     /// Whether TCP timestamps were negotiated (12 option bytes per segment).
     pub timestamps: bool,
     /// Segments retransmitted over the connection's life.
@@ -118,21 +121,34 @@ pub fn tcp_info(stream: &TcpStream) -> std::io::Result<TcpInfo> {
     }
     Ok(TcpInfo {
         snd_mss: info.tcpi_snd_mss,
+        rcv_mss: info.tcpi_rcv_mss,
         timestamps: info.tcpi_options & TCPI_OPT_TIMESTAMPS != 0,
         total_retrans: info.tcpi_total_retrans,
         rtt_us: info.tcpi_rtt,
     })
 }
 
-/// IP packet size over TCP payload for full segments of this connection: the factor
+impl TcpInfo {
+    /// TCP payload per full segment in the direction that carried the data: what this
+    /// side sends (upload) or what it receives (download).
+    pub fn payload_mss(&self, sending: bool) -> u32 {
+        if sending {
+            self.snd_mss
+        } else {
+            self.rcv_mss
+        }
+    }
+}
+
+/// IP packet size over TCP payload for full segments of `mss` payload bytes: the factor
 /// that turns TCP goodput into the IP-layer rate (docs/METHODOLOGY.md, "IP-layer rate").
-pub fn ip_overhead_ratio(info: &TcpInfo, ipv6: bool) -> f64 {
-    if info.snd_mss == 0 {
+pub fn ip_overhead_ratio(mss: u32, timestamps: bool, ipv6: bool) -> f64 {
+    if mss == 0 {
         return 1.0;
     }
     let ip_header = if ipv6 { 40 } else { 20 };
-    let tcp_header = 20 + if info.timestamps { 12 } else { 0 };
-    f64::from(info.snd_mss + ip_header + tcp_header) / f64::from(info.snd_mss)
+    let tcp_header = 20 + if timestamps { 12 } else { 0 };
+    f64::from(mss + ip_header + tcp_header) / f64::from(mss)
 }
 
 #[cfg(test)]
@@ -141,18 +157,19 @@ mod tests {
 
     #[test]
     fn ip_ratio_for_ethernet_with_timestamps_is_1500_over_1448() {
+        assert!((ip_overhead_ratio(1448, true, false) - 1500.0 / 1448.0).abs() < 1e-12);
+        assert!((ip_overhead_ratio(1460, false, false) - 1500.0 / 1460.0).abs() < 1e-12);
+        assert!((ip_overhead_ratio(1428, true, true) - 1500.0 / 1428.0).abs() < 1e-12);
+        assert_eq!(ip_overhead_ratio(0, true, false), 1.0);
         let info = TcpInfo {
-            snd_mss: 1448,
-            timestamps: true,
+            snd_mss: 32768,
+            rcv_mss: 1448,
             ..TcpInfo::default()
         };
-        assert!((ip_overhead_ratio(&info, false) - 1500.0 / 1448.0).abs() < 1e-12);
-        let no_ts = TcpInfo {
-            snd_mss: 1460,
-            ..TcpInfo::default()
-        };
-        assert!((ip_overhead_ratio(&no_ts, false) - 1500.0 / 1460.0).abs() < 1e-12);
-        assert_eq!(ip_overhead_ratio(&TcpInfo::default(), false), 1.0);
+        assert_eq!(
+            (info.payload_mss(false), info.payload_mss(true)),
+            (1448, 32768)
+        );
     }
 
     #[test]

@@ -365,10 +365,12 @@ async fn run_direction(
         ));
     };
     let infos: Vec<_> = stats.iter().filter_map(|s| s.info).collect();
-    let ratio = infos
-        .first()
-        .map(|i| netif::ip_overhead_ratio(i, target.addr.is_ipv6()))
-        .unwrap_or(1.0);
+    let sending = direction == Direction::Up;
+    let mss = infos.iter().map(|i| i.payload_mss(sending)).max();
+    let ratio = match (mss, infos.first()) {
+        (Some(mss), Some(i)) => netif::ip_overhead_ratio(mss, i.timestamps, target.addr.is_ipv6()),
+        _ => 1.0,
+    };
     let loaded_latency = probes.map(|p| latency::summarize(&in_window(&p, &e)));
     let throughput = Throughput {
         direction,
@@ -377,7 +379,7 @@ async fn run_direction(
         goodput_bps: e.goodput_bps,
         ip_rate_bps: e.goodput_bps * ratio,
         ip_overhead_ratio: ratio,
-        mss_bytes: infos.first().map(|i| i.snd_mss),
+        mss_bytes: mss,
         bytes_total: match direction {
             // The agent's own count: what the access carried, including what the
             // responder had not yet read when the streams were reset.

@@ -202,3 +202,14 @@ fn rejects_other_schema_versions_and_oversize_input() {
         Err(DecodeError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn the_schema_document_example_is_a_valid_record() {
+    let doc = include_str!("../SCHEMA.md");
+    let start = doc.find("```json").expect("an example block") + "```json".len();
+    let end = start + doc[start..].find("```").expect("closed block");
+    let record = ResultRecord::from_json(doc[start..end].trim().as_bytes())
+        .expect("SCHEMA.md's example parses");
+    assert_eq!(record.schema_version, SCHEMA_VERSION);
+    assert!(record.download.is_some() && record.upload.is_some());
+}

@@ -13,19 +13,48 @@ use std::time::{Duration, Instant};
 /// `cargo test --workspace` builds every binary before running tests; running one test
 /// crate alone needs `cargo build --workspace` first, and this says so.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test-exe>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test executable lives in target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run `cargo build --workspace` (or `cargo test --workspace`) first",
-        path.display()
-    );
-    path
+    let exe = std::env::current_exe().expect("executable path");
+    // Test executables live in target/<profile>/deps, bench binaries in target/<profile>.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found near {}: run `cargo build --workspace` (or `cargo test --workspace`) first",
+                exe.display()
+            )
+        })
+}
+
+/// CPU seconds (user + system) a process has used so far, from /proc.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    proc_stat_times(&stat, 13)
+}
+
+/// CPU seconds (user + system) used by this process's waited-for children, from /proc.
+pub fn children_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    proc_stat_times(&stat, 15)
+}
+
+/// Sums two consecutive tick fields of /proc/PID/stat starting at 0-based field
+/// `first` (13 = utime, 15 = cutime), counting fields after the command name.
+fn proc_stat_times(stat: &str, first: usize) -> Option<f64> {
+    // The command name is in parentheses and may contain spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 2 (state), so field k is at index k - 2.
+    let a: f64 = fields.get(first - 2)?.parse().ok()?;
+    let b: f64 = fields.get(first - 1)?.parse().ok()?;
+    Some((a + b) / 100.0)
 }
 
 /// Whether this process runs as root (needed for namespaces and interface binding).
@@ -40,11 +69,6 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Prints a visible skip notice. Tests call it and return when they cannot run.
-pub fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
-}
-
 /// A running `sonde-responder`.
 #[derive(Debug)]
 pub struct Responder {
@@ -56,6 +80,11 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts a responder on 127.0.0.1 port 0 (HTTP and UDP) with extra arguments.
     pub fn start(extra: &[&str]) -> Responder {
         let mut args = vec![

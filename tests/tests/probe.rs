@@ -1,7 +1,7 @@
 //! `sonde-agent probe` against a real `sonde-responder` on loopback: the record it
 //! prints, interface binding, and every bad input the measurement-core issue names.
 
-use sonde_e2e::{agent, is_root, skip, Responder};
+use sonde_e2e::{agent, is_root, Responder};
 use sonde_proto::{Direction, FailureReason, Outcome, ResultRecord, METHODOLOGY_VERSION};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -102,13 +102,12 @@ fn probe_prints_a_readable_summary_without_json() {
 }
 
 #[test]
+#[cfg_attr(
+    not(sonde_root),
+    ignore = "needs root: SO_BINDTODEVICE needs CAP_NET_RAW"
+)]
 fn interface_lo_works_when_root() {
-    if !is_root() {
-        return skip(
-            "interface_lo_works_when_root",
-            "binding to an interface needs CAP_NET_RAW",
-        );
-    }
+    assert!(is_root(), "built as root but not running as root");
     let responder = Responder::start(&[]);
     let run = agent(
         &[
@@ -262,21 +261,18 @@ fn something_else_on_the_port_is_a_responder_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(sonde_root),
+    ignore = "needs root: runs the agent in a network namespace"
+)]
 fn dns_failure_is_reported_as_dns() {
-    if !is_root() {
-        return skip(
-            "dns_failure_is_reported_as_dns",
-            "needs a network namespace (root)",
-        );
-    }
+    assert!(is_root(), "built as root but not running as root");
     // In a fresh namespace with no route anywhere, no lookup can leave the machine.
     let ns = format!("sonde-dns-{}", std::process::id());
     let ok = std::process::Command::new("ip")
         .args(["netns", "add", &ns])
         .status();
-    if !ok.is_ok_and(|s| s.success()) {
-        return skip("dns_failure_is_reported_as_dns", "ip netns add failed");
-    }
+    assert!(ok.is_ok_and(|s| s.success()), "ip netns add {ns} failed");
     let mut cmd = std::process::Command::new("ip");
     cmd.args(["netns", "exec", &ns])
         .arg(sonde_e2e::bin("sonde-agent"))
