@@ -268,24 +268,33 @@ fn something_else_on_the_port_is_a_responder_error() {
 fn dns_failure_is_reported_as_dns() {
     assert!(is_root(), "built as root but not running as root");
     // In a fresh namespace with no route anywhere, no lookup can leave the machine.
-    let ns = format!("sonde-dns-{}", std::process::id());
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let agent_bin = sonde_e2e::bin("sonde-agent");
+    let ns = Netns(format!("sonde-dns-{}", std::process::id()));
     let ok = std::process::Command::new("ip")
-        .args(["netns", "add", &ns])
+        .args(["netns", "add", &ns.0])
         .status();
-    assert!(ok.is_ok_and(|s| s.success()), "ip netns add {ns} failed");
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "ip netns add {} failed",
+        ns.0
+    );
     let mut cmd = std::process::Command::new("ip");
-    cmd.args(["netns", "exec", &ns])
-        .arg(sonde_e2e::bin("sonde-agent"))
-        .args([
-            "probe",
-            "--responder",
-            "http://responder.sonde.invalid:8080",
-            "--json",
-        ]);
+    cmd.args(["netns", "exec", &ns.0]).arg(agent_bin).args([
+        "probe",
+        "--responder",
+        "http://responder.sonde.invalid:8080",
+        "--json",
+    ]);
     let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(30));
-    let _ = std::process::Command::new("ip")
-        .args(["netns", "del", &ns])
-        .status();
+    drop(ns);
     assert_eq!(run.code(), 1, "{}", run.stderr());
     assert!(run.elapsed < Duration::from_secs(15));
     let r = record_of(&run);
