@@ -3,9 +3,11 @@
 //! blocks with the bytes counted as they pass, and its TCP_INFO read before it closes.
 //! Heads are parsed by `httparse`; bodies are counted, never buffered.
 
+use crate::arrivals::Arrivals;
 use crate::netif::{self, TcpInfo};
 use sonde_proto::FailureReason;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,9 +160,15 @@ impl Target {
         &self,
         bytes: u64,
         counter: Arc<AtomicU64>,
+        arrivals: Arc<Arrivals>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<StreamStats, ClientError> {
         let mut stream = self.connect().await?;
+        // Dropped before `stream` on every path: the socket is read while registered.
+        let registered = Registered {
+            arrivals: &arrivals,
+            slot: arrivals.open(stream.as_raw_fd()),
+        };
         let req = self.request("GET", &format!("/download?bytes={bytes}"), "");
         write(&mut stream, req.as_bytes()).await?;
         let head = tokio::time::timeout(CONNECT_TIMEOUT, read_head(&mut stream))
@@ -186,6 +194,7 @@ impl Target {
                 _ = stop.changed() => break,
             }
         }
+        drop(registered);
         Ok(finish(stream, got))
     }
 
@@ -196,9 +205,14 @@ impl Target {
         test: &str,
         chunk: Arc<UploadChunk>,
         counter: Arc<AtomicU64>,
+        arrivals: Arc<Arrivals>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<StreamStats, ClientError> {
         let mut stream = self.connect().await?;
+        let registered = Registered {
+            arrivals: &arrivals,
+            slot: arrivals.open(stream.as_raw_fd()),
+        };
         let req = self.request(
             "POST",
             &format!("/upload?test={test}"),
@@ -229,7 +243,20 @@ impl Target {
                 _ = stop.changed() => break,
             }
         }
+        drop(registered);
         Ok(finish(stream, sent))
+    }
+}
+
+/// Keeps a socket registered with [`Arrivals`] until dropped.
+struct Registered<'a> {
+    arrivals: &'a Arrivals,
+    slot: usize,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.arrivals.close(self.slot);
     }
 }
 

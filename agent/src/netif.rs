@@ -96,13 +96,22 @@ pub struct TcpInfo {
     pub total_retrans: u32,
     /// Smoothed RTT, microseconds.
     pub rtt_us: u32,
+    /// Data-carrying segments received (in order or not, retransmissions included).
+    pub data_segs_in: u32,
+    /// Segments the peer has acknowledged or selectively acknowledged.
+    pub delivered: u32,
 }
 
 /// Reads TCP_INFO of a connected stream.
 pub fn tcp_info(stream: &TcpStream) -> std::io::Result<TcpInfo> {
-    let fd = stream.as_raw_fd();
+    tcp_info_fd(stream.as_raw_fd())
+}
+
+/// Reads TCP_INFO of the socket `fd`; the caller guarantees `fd` is open.
+pub fn tcp_info_fd(fd: std::os::fd::RawFd) -> std::io::Result<TcpInfo> {
     // SAFETY: `info` is a properly sized, zeroed `tcp_info`; the kernel writes at most
-    // `len` bytes into it and updates `len`; `fd` is a live socket owned by `stream`.
+    // `len` bytes into it and updates `len`; `fd` is open (the caller guarantees it), and
+    // getsockopt on a non-socket only fails with ENOTSOCK.
     #[allow(unsafe_code)]
     let (rc, info) = unsafe {
         let mut info: libc::tcp_info = std::mem::zeroed();
@@ -125,6 +134,8 @@ pub fn tcp_info(stream: &TcpStream) -> std::io::Result<TcpInfo> {
         timestamps: info.tcpi_options & TCPI_OPT_TIMESTAMPS != 0,
         total_retrans: info.tcpi_total_retrans,
         rtt_us: info.tcpi_rtt,
+        data_segs_in: info.tcpi_data_segs_in,
+        delivered: info.tcpi_delivered,
     })
 }
 

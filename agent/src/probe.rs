@@ -2,6 +2,7 @@
 //! throughput direction with loaded latency alongside, then the verdict. Always ends in
 //! a result record; failures are written into its status, never lost.
 
+use crate::arrivals::Arrivals;
 use crate::client::{ClientError, StreamStats, Target, UploadChunk, UPLOAD_BLOCK};
 use crate::latency::{self, Probe, Train};
 use crate::netif::{self, Interface};
@@ -288,14 +289,24 @@ async fn run_direction(
     let start = Instant::now();
 
     let alive = Arc::new(AtomicUsize::new(streams as usize));
+    let arrivals = Arc::new(Arrivals::new(direction == Direction::Up));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..streams {
         let (target, counter, stop) = (target.clone(), counter.clone(), stop_rx.clone());
         let (test_id, chunk, alive) = (test_id.clone(), chunk.clone(), alive.clone());
+        let arrivals = arrivals.clone();
         tasks.spawn(async move {
             let r = match direction {
-                Direction::Up => target.upload(&test_id, chunk, counter, stop).await,
-                _ => target.download(per_stream_bytes, counter, stop).await,
+                Direction::Up => {
+                    target
+                        .upload(&test_id, chunk, counter, arrivals, stop)
+                        .await
+                }
+                _ => {
+                    target
+                        .download(per_stream_bytes, counter, arrivals, stop)
+                        .await
+                }
             };
             alive.fetch_sub(1, Ordering::Relaxed);
             r
@@ -314,7 +325,17 @@ async fn run_direction(
             None => None,
         }
     };
-    let sampling = sample(&counter, &alive, start, max_duration, direction, progress);
+    let sampling = sample(
+        Counts {
+            app: &counter,
+            tcp: Some(arrivals.as_ref()),
+        },
+        &alive,
+        start,
+        max_duration,
+        direction,
+        progress,
+    );
     let (sampled, probes) = tokio::join!(
         async {
             let s = sampling.await;
@@ -323,7 +344,12 @@ async fn run_direction(
         },
         loaded
     );
-    let (sampler, stop_reason, elapsed) = sampled;
+    let Sampled {
+        app: sampler,
+        tcp: tcp_sampler,
+        reason: stop_reason,
+        elapsed,
+    } = sampled;
 
     let mut stats: Vec<StreamStats> = Vec::new();
     let mut errors: Vec<ClientError> = Vec::new();
@@ -348,15 +374,49 @@ async fn run_direction(
         }));
     }
 
-    let (estimate, measured_at, sample_count) = match direction {
+    let app_bytes = counter.load(Ordering::Relaxed);
+    let (estimate, measured_at, counting, sample_count) = match direction {
         Direction::Up => {
             let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
             let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
             let bin = Duration::from_millis(report.bin_ms.max(1));
-            let s = sampler::from_bins(StopRule::v1(max_duration), bin, &report.bins);
-            (s.estimate(), MeasuredAt::Responder, s.bins())
+            let rule = StopRule::v1(max_duration);
+            let segs: u64 = report.segment_bins.iter().sum();
+            if segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT) {
+                let s = sampler::from_bins(rule, bin, &report.segment_bins);
+                let e = s.estimate().map(|e| e.scaled(f64::from(report.mss)));
+                (e, MeasuredAt::Responder, Counting::TcpSegments, s.bins())
+            } else {
+                let s = sampler::from_bins(rule, bin, &report.bins);
+                (
+                    s.estimate(),
+                    MeasuredAt::Responder,
+                    Counting::Application,
+                    s.bins(),
+                )
+            }
         }
-        _ => (sampler.estimate(), MeasuredAt::Agent, sampler.bins()),
+        _ => {
+            let (segs, mss) = arrivals.total();
+            let tcp = tcp_sampler
+                .filter(|_| segments_agree(segs, mss, app_bytes, FINAL_AGREEMENT))
+                .and_then(|t| t.estimate())
+                .map(|e| e.scaled(f64::from(mss)));
+            match tcp {
+                Some(e) => (
+                    Some(e),
+                    MeasuredAt::Agent,
+                    Counting::TcpSegments,
+                    sampler.bins(),
+                ),
+                None => (
+                    sampler.estimate(),
+                    MeasuredAt::Agent,
+                    Counting::Application,
+                    sampler.bins(),
+                ),
+            }
+        }
     };
     let Some(e) = estimate else {
         return Err(ClientError::new(
@@ -375,6 +435,7 @@ async fn run_direction(
     let throughput = Throughput {
         direction,
         measured_at,
+        counting: Some(counting),
         streams: stats.iter().filter(|s| s.bytes > 0).count() as u32,
         goodput_bps: e.goodput_bps,
         ip_rate_bps: e.goodput_bps * ratio,
@@ -383,8 +444,8 @@ async fn run_direction(
         bytes_total: match direction {
             // The agent's own count: what the access carried, including what the
             // responder had not yet read when the streams were reset.
-            Direction::Up => e.bytes_total.max(counter.load(Ordering::Relaxed)),
-            _ => counter.load(Ordering::Relaxed),
+            Direction::Up => e.bytes_total.max(app_bytes),
+            _ => app_bytes,
         },
         bytes_measured: e.bytes_measured,
         duration_s: elapsed.as_secs_f64(),
@@ -425,25 +486,58 @@ fn in_window(probes: &[Probe], e: &Estimate) -> Vec<Probe> {
     }
 }
 
-/// Samples the byte counter every 100 ms until the stop rule, the cap, or the end of
-/// every stream. Returns the sampler, why it stopped and when.
+/// The counts a direction is sampled from.
+struct Counts<'a> {
+    /// Bytes moved as the application saw them.
+    app: &'a AtomicU64,
+    /// TCP-layer segment count.
+    tcp: Option<&'a Arrivals>,
+}
+
+/// What sampling a direction produced.
+struct Sampled {
+    app: Sampler,
+    tcp: Option<Sampler>,
+    reason: StopReason,
+    elapsed: Duration,
+}
+
+/// Segments × MSS agree with the application's bytes within `tolerance` (relative):
+/// the segment count then measures the same payload, without head-of-line re-timing.
+fn segments_agree(segs: u64, mss: u32, app_bytes: u64, tolerance: f64) -> bool {
+    mss > 0
+        && app_bytes > 0
+        && ((segs * u64::from(mss)) as f64 / app_bytes as f64 - 1.0).abs() <= tolerance
+}
+
+/// Agreement needed while sampling (the application lags by what loss holds back:
+/// 2-3 % of the bytes on a 50 ms path with 0.5 % loss).
+const LIVE_AGREEMENT: f64 = 0.05;
+/// Agreement needed at the end for the segment count to give the figure. Loopback,
+/// where segments are not cut to the MSS, disagrees by more than 10 %.
+const FINAL_AGREEMENT: f64 = 0.05;
+
+/// Samples the counts every 100 ms until the stop rule, the cap, or the end of every
+/// stream. The stop rule follows the TCP-layer count (for a download, while it agrees
+/// with the application's bytes), and the application's bytes otherwise.
 async fn sample(
-    counter: &AtomicU64,
+    counts: Counts<'_>,
     alive: &AtomicUsize,
     start: Instant,
     max_duration: Duration,
     direction: Direction,
     progress: &ProgressFn,
-) -> (Sampler, StopReason, Duration) {
+) -> Sampled {
     let rule = StopRule::v1(max_duration);
-    let mut sampler = Sampler::new(rule.clone());
+    let mut app = Sampler::new(rule.clone());
+    let mut tcp = counts.tcp.map(|_| Sampler::new(rule.clone()));
     let mut tick = tokio::time::interval_at(start + rule.interval, rule.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut history: Vec<(Duration, u64)> = Vec::new();
     loop {
         tick.tick().await;
         let elapsed = start.elapsed();
-        let bytes = counter.load(Ordering::Relaxed);
+        let bytes = counts.app.load(Ordering::Relaxed);
         history.push((elapsed, bytes));
         let back = history.len().saturating_sub(11);
         let (t0, b0) = history[back];
@@ -457,12 +551,53 @@ async fn sample(
             elapsed,
             rate_bps: rate,
         });
-        if let Decision::Stop(reason) = sampler.push(elapsed, bytes) {
-            return (sampler, reason, elapsed);
+        let app_decision = app.push(elapsed, bytes);
+        let decision = match (counts.tcp, tcp.as_mut()) {
+            (Some(arrivals), Some(tcp)) => {
+                let (segs, mss) = arrivals.total();
+                tracing::trace!(
+                    ?direction,
+                    t = elapsed.as_secs_f64(),
+                    bytes,
+                    segs,
+                    mss,
+                    "sample"
+                );
+                let tcp_decision = tcp.push(elapsed, segs);
+                // Acknowledged segments trail the bytes written by whatever sits in the
+                // send buffers, so for an upload they are not compared, only required.
+                let usable = if direction == Direction::Up {
+                    mss > 0 && segs > 0
+                } else {
+                    segments_agree(segs, mss, bytes, LIVE_AGREEMENT)
+                };
+                if usable {
+                    tcp_decision
+                } else {
+                    app_decision
+                }
+            }
+            _ => {
+                tracing::trace!(?direction, t = elapsed.as_secs_f64(), bytes, "sample");
+                app_decision
+            }
+        };
+        if let Decision::Stop(reason) = decision {
+            return Sampled {
+                app,
+                tcp,
+                reason,
+                elapsed,
+            };
         }
         // Every stream already ended: all failed, or the responder cut them.
         if alive.load(Ordering::Relaxed) == 0 {
-            return (sampler, StopReason::Error, elapsed);
+            return Sampled {
+                app,
+                tcp,
+                reason: StopReason::Error,
+                elapsed,
+            };
         }
     }
 }

@@ -85,6 +85,22 @@ pub struct Estimate {
     pub stable: bool,
 }
 
+impl Estimate {
+    /// The same estimate with every byte figure multiplied by `factor` (for samples
+    /// counted in units of `factor` bytes, e.g. segments of one MSS).
+    pub fn scaled(self, factor: f64) -> Estimate {
+        Estimate {
+            goodput_bps: self.goodput_bps * factor,
+            bytes_total: (self.bytes_total as f64 * factor) as u64,
+            bytes_measured: (self.bytes_measured as f64 * factor) as u64,
+            p10_bps: self.p10_bps * factor,
+            p50_bps: self.p50_bps * factor,
+            p90_bps: self.p90_bps * factor,
+            ..self
+        }
+    }
+}
+
 /// Accumulates the samples of one direction.
 #[derive(Debug, Clone)]
 pub struct Sampler {

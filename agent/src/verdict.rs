@@ -85,6 +85,7 @@ mod tests {
         Throughput {
             direction: Direction::Down,
             measured_at: MeasuredAt::Agent,
+            counting: None,
             streams: 8,
             goodput_bps: ip_rate_bps * 1448.0 / 1500.0,
             ip_rate_bps,

@@ -61,8 +61,16 @@ pub struct UploadReport {
     pub bins: Vec<u64>,
     /// Nanoseconds from the first byte to the last byte received.
     pub span_ns: u64,
-    /// Streams that ended with an error (reset, timeout, limit).
+    /// Streams that ended without a complete body: reset by the agent at the end of
+    /// the test (the normal case), or cut by a limit or the network.
     pub failed_streams: u32,
+    /// Data segments that arrived at the responder's TCP layer in each bin (TCP_INFO),
+    /// free of head-of-line re-timing; empty when unavailable.
+    #[serde(default)]
+    pub segment_bins: Vec<u64>,
+    /// Largest TCP payload per segment seen on the test's connections.
+    #[serde(default)]
+    pub mss: u32,
 }
 
 /// Body of a 4xx/5xx answer from the responder.

@@ -216,6 +216,20 @@ pub enum MeasuredAt {
     Unknown,
 }
 
+/// Which count of bytes a throughput figure was computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counting {
+    /// Bytes as the application read them.
+    Application,
+    /// Data segments arriving at the receiver's TCP layer × MSS (TCP_INFO), free of
+    /// head-of-line re-timing; used only when it agrees with the application's bytes.
+    TcpSegments,
+    /// A counting written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
 /// Why a throughput direction stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -240,6 +254,9 @@ pub struct Throughput {
     pub direction: Direction,
     /// Side that counted the bytes.
     pub measured_at: MeasuredAt,
+    /// Which count the figure was computed from (absent: application bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counting: Option<Counting>,
     /// Parallel TCP streams that carried data.
     pub streams: u32,
     /// TCP goodput (application payload) over the measured window, bit/s.

@@ -70,6 +70,11 @@ fn throughput() -> BoxedStrategy<Throughput> {
             |(direction, at, a, b, c, stop, retrans, loaded)| Throughput {
                 direction,
                 measured_at: at,
+                counting: if a.0 % 2 == 0 {
+                    Some(Counting::TcpSegments)
+                } else {
+                    None
+                },
                 streams: a.0,
                 goodput_bps: a.1,
                 ip_rate_bps: a.2,

@@ -4,6 +4,7 @@
 //! JSON reason and never disturb the others.
 
 use crate::payload::{Payload, CHUNK_LEN};
+use crate::tcpinfo;
 use crate::upload::{valid_test_id, Registry};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -11,12 +12,16 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use sonde_proto::responder::{self as wire, ErrorBody, Info, Limits};
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How often an upload reads its connection's TCP segment count.
+const SEGMENT_SAMPLE: Duration = Duration::from_millis(20);
 
 /// Response body type of every endpoint.
 pub type RespBody = BoxBody<Bytes, std::io::Error>;
@@ -71,9 +76,10 @@ impl State {
     }
 }
 
-/// Serves one request.
+/// Serves one request received on the connection whose socket is `conn_fd`.
 pub async fn handle(
     state: Arc<State>,
+    conn_fd: RawFd,
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, std::convert::Infallible> {
     let query: HashMap<String, String> = req
@@ -90,7 +96,7 @@ pub async fn handle(
         (&Method::GET, wire::INFO_PATH) => json(StatusCode::OK, &state.info),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, wire::DOWNLOAD_PATH) => download(&state, &query),
-        (&Method::POST, wire::UPLOAD_PATH) => upload(&state, &query, req).await,
+        (&Method::POST, wire::UPLOAD_PATH) => upload(&state, &query, conn_fd, req).await,
         (&Method::GET, p) if p.starts_with(wire::UPLOAD_REPORT_PREFIX) => {
             upload_report(&state, &p[wire::UPLOAD_REPORT_PREFIX.len()..]).await
         }
@@ -233,6 +239,7 @@ impl Body for DownloadBody {
 async fn upload(
     state: &Arc<State>,
     query: &HashMap<String, String>,
+    conn_fd: RawFd,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
     let Some(test_id) = query.get("test").filter(|t| valid_test_id(t)) else {
@@ -265,6 +272,20 @@ async fn upload(
     let deadline = tokio::time::Instant::now() + state.max_duration();
     let mut body = req.into_body();
     let mut received: u64 = 0;
+    // TCP-layer segment count, read at most every 100 ms (and at the end).
+    let seg_base = tcpinfo::segments_in(conn_fd);
+    let mut seg_last = seg_base;
+    let mut seg_read_at = Instant::now();
+    let mut count_segments = |now: Instant, force: bool| {
+        if seg_last.is_none() || !(force || now.duration_since(seg_read_at) >= SEGMENT_SAMPLE) {
+            return;
+        }
+        if let (Some((prev, _)), Some((segs, mss))) = (seg_last, tcpinfo::segments_in(conn_fd)) {
+            test.add_segments(segs.saturating_sub(prev), mss, now);
+            seg_last = Some((segs, mss));
+            seg_read_at = now;
+        }
+    };
     let outcome = loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
@@ -279,7 +300,9 @@ async fn upload(
         };
         if let Some(data) = frame.data_ref() {
             received += data.len() as u64;
-            test.add(data.len(), Instant::now());
+            let now = Instant::now();
+            test.add(data.len(), now);
+            count_segments(now, false);
             if received > limits.max_bytes {
                 break Err((
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -288,6 +311,7 @@ async fn upload(
             }
         }
     };
+    count_segments(Instant::now(), true);
     state
         .counters
         .upload_bytes

@@ -4,6 +4,7 @@
 mod echo;
 mod http;
 mod payload;
+mod tcpinfo;
 mod upload;
 
 use anyhow::Context as _;
@@ -147,7 +148,10 @@ async fn serve_http(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let service = hyper::service::service_fn(move |req| http::handle(state.clone(), req));
+        // The descriptor outlives every request of this connection: hyper owns the
+        // stream until the connection ends, and requests end before it.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        let service = hyper::service::service_fn(move |req| http::handle(state.clone(), fd, req));
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -26,6 +26,8 @@ struct TestState {
     first_byte: Option<Instant>,
     last_byte: Option<Instant>,
     bins: Vec<u64>,
+    segment_bins: Vec<u64>,
+    mss: u32,
     bytes: u64,
     streams: u32,
     active: u32,
@@ -46,6 +48,19 @@ impl UploadTest {
         s.bins[bin] += len as u64;
         s.bytes += len as u64;
         s.last_byte = Some(now);
+    }
+
+    /// Records `segs` data segments (of up to `mss` payload) that reached TCP by `now`.
+    pub fn add_segments(&self, segs: u64, mss: u32, now: Instant) {
+        let mut s = self.lock();
+        let t0 = *s.first_byte.get_or_insert(now);
+        let bin = (now.duration_since(t0).as_millis() / u128::from(BIN_MS)) as usize;
+        let bin = bin.min(self.max_bins - 1);
+        if s.segment_bins.len() <= bin {
+            s.segment_bins.resize(bin + 1, 0);
+        }
+        s.segment_bins[bin] += segs;
+        s.mss = s.mss.max(mss);
     }
 
     /// Marks a stream as started.
@@ -93,6 +108,8 @@ impl UploadTest {
             bins: s.bins.clone(),
             span_ns,
             failed_streams: s.failed,
+            segment_bins: s.segment_bins.clone(),
+            mss: s.mss,
         }
     }
 

@@ -1,0 +1,196 @@
+//! Link profiles: the emulated accesses netlab builds (rates per direction, one-way
+//! delay, jitter, loss, capacity traces), and the goodput ceiling each one implies.
+
+use crate::emulate::{PathSpec, Trace, OPPORTUNITY_BYTES};
+use std::time::Duration;
+
+/// TCP payload per full segment with a 1500-byte MTU and TCP timestamps.
+pub const PAYLOAD_PER_PACKET: f64 = 1448.0;
+/// Bytes tbf counts per full packet on a veth: the Ethernet header (14) + 1500 of IP.
+pub const TBF_BYTES_PER_PACKET: f64 = 1514.0;
+
+/// One agent-side link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkSpec {
+    /// Download rate shaped by tbf, bit/s; `None` leaves it unshaped (trace links).
+    pub down_bps: Option<u64>,
+    /// Upload rate shaped by tbf, bit/s.
+    pub up_bps: Option<u64>,
+    /// What the emulator does towards the agent.
+    pub down: PathSpec,
+    /// What the emulator does towards the responder.
+    pub up: PathSpec,
+}
+
+impl LinkSpec {
+    /// A link shaped by tbf only, no emulator.
+    pub fn shaped(down_bps: u64, up_bps: u64) -> Self {
+        LinkSpec {
+            down_bps: Some(down_bps),
+            up_bps: Some(up_bps),
+            down: PathSpec::default(),
+            up: PathSpec::default(),
+        }
+    }
+
+    /// Whether the link needs the userspace emulator (delay, jitter, loss or a trace).
+    pub fn needs_emulator(&self) -> bool {
+        [&self.down, &self.up]
+            .iter()
+            .any(|p| !p.delay.is_zero() || !p.jitter.is_zero() || p.loss > 0.0 || p.trace.is_some())
+    }
+
+    /// Highest TCP goodput the link allows in a direction, bit/s (docs/METHODOLOGY.md,
+    /// "Accuracy"): tbf counts 1514 bytes per 1448 of payload; a trace delivers one
+    /// packet of up to 1500 IP bytes per opportunity.
+    pub fn ceiling_bps(&self, down: bool) -> Option<f64> {
+        let (rate, path) = if down {
+            (self.down_bps, &self.down)
+        } else {
+            (self.up_bps, &self.up)
+        };
+        let tbf = rate.map(|r| r as f64 * PAYLOAD_PER_PACKET / TBF_BYTES_PER_PACKET);
+        let trace = path
+            .trace
+            .as_ref()
+            .map(|(t, scale)| t.mean_bps(*scale) * PAYLOAD_PER_PACKET / OPPORTUNITY_BYTES as f64);
+        match (tbf, trace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Configured rate of a direction (tbf rate, or the trace's mean), bit/s.
+    pub fn rate_bps(&self, down: bool) -> Option<f64> {
+        let (rate, path) = if down {
+            (self.down_bps, &self.down)
+        } else {
+            (self.up_bps, &self.up)
+        };
+        rate.map(|r| r as f64)
+            .or_else(|| path.trace.as_ref().map(|(t, s)| t.mean_bps(*s)))
+    }
+}
+
+/// Names of the built-in profiles, in benchmark order.
+pub const PROFILES: [&str; 6] = [
+    "ftth-1g",
+    "ftth-2g5",
+    "4g-150",
+    "4g-lossy",
+    "wifi-300",
+    "lte-trace",
+];
+
+fn delayed(one_way: Duration, jitter: Duration, loss: f64) -> PathSpec {
+    PathSpec {
+        delay: one_way,
+        jitter,
+        loss,
+        ..PathSpec::default()
+    }
+}
+
+/// A built-in profile. `trace` feeds `lte-trace` (its download; the upload uses the
+/// same trace at a third of the rate); without one, a synthetic LTE-like trace is used.
+pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
+    let ms = Duration::from_millis;
+    let us = Duration::from_micros;
+    let link = |down: u64, up: u64, one_way: Duration, jitter: Duration, loss: f64| LinkSpec {
+        down_bps: Some(down),
+        up_bps: Some(up),
+        down: delayed(one_way, jitter, loss),
+        up: delayed(one_way, jitter, loss),
+    };
+    Some(match name {
+        // FTTH: ~2 ms RTT is the kernel's own veth path plus 1 ms each way... the
+        // emulator cannot carry multi-gigabit rates on 2 cores, so FTTH profiles are
+        // shaped by tbf alone (RTT ≈ 0.1 ms); see docs/METHODOLOGY.md "Accuracy".
+        "ftth-1g" => LinkSpec::shaped(1_000_000_000, 500_000_000),
+        "ftth-2g5" => LinkSpec::shaped(2_500_000_000, 1_000_000_000),
+        "4g-150" => link(150_000_000, 50_000_000, ms(20), Duration::ZERO, 0.0),
+        "4g-lossy" => link(150_000_000, 50_000_000, ms(25), Duration::ZERO, 0.005),
+        "wifi-300" => link(300_000_000, 300_000_000, ms(2), us(1500), 0.0),
+        "lte-trace" => {
+            let (t, scale) = trace.unwrap_or_else(|| (synthetic_lte(), 1.0));
+            LinkSpec {
+                down_bps: None,
+                up_bps: None,
+                down: PathSpec {
+                    delay: ms(20),
+                    trace: Some((t.clone(), scale)),
+                    ..PathSpec::default()
+                },
+                up: PathSpec {
+                    delay: ms(20),
+                    trace: Some((t, scale / 3.0)),
+                    ..PathSpec::default()
+                },
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// A deterministic LTE-like capacity trace: 20 s period, capacity changing every
+/// 200 ms along a bounded random walk between 20 and 120 Mb/s (mean about 70 Mb/s).
+pub fn synthetic_lte() -> Trace {
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
+    let mut rng = SmallRng::seed_from_u64(0x5017_de17);
+    let mut offsets_ms = Vec::new();
+    let mut mbps: f64 = 70.0;
+    let mut credit = 0.0;
+    for step in 0..100u64 {
+        mbps = (mbps + rng.random_range(-15.0..15.0)).clamp(20.0, 120.0);
+        let per_ms = mbps * 1e6 / 8.0 / OPPORTUNITY_BYTES as f64 / 1000.0;
+        for ms in 0..200u64 {
+            credit += per_ms;
+            while credit >= 1.0 {
+                offsets_ms.push(step * 200 + ms + 1);
+                credit -= 1.0;
+            }
+        }
+    }
+    Trace { offsets_ms }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_profile_exists_and_unknown_ones_do_not() {
+        for p in PROFILES {
+            assert!(builtin(p, None).is_some(), "{p}");
+        }
+        assert!(builtin("5g-mmwave", None).is_none());
+    }
+
+    #[test]
+    fn ceilings_follow_tbf_accounting() {
+        let l = builtin("ftth-1g", None).expect("profile");
+        let c = l.ceiling_bps(true).expect("shaped");
+        assert!((c - 1e9 * 1448.0 / 1514.0).abs() < 1.0);
+        assert!(!l.needs_emulator());
+        let l = builtin("4g-150", None).expect("profile");
+        assert!(l.needs_emulator());
+        assert!((l.ceiling_bps(false).expect("shaped") - 50e6 * 1448.0 / 1514.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn synthetic_trace_is_lte_like() {
+        let t = synthetic_lte();
+        assert_eq!(t.period_ms(), 20_000);
+        let mean = t.mean_bps(1.0);
+        assert!((20e6..120e6).contains(&mean), "{mean}");
+        assert_eq!(
+            Trace::parse(
+                &t.offsets_ms
+                    .iter()
+                    .map(|o| format!("{o}\n"))
+                    .collect::<String>()
+            ),
+            Ok(t)
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The link emulator's I/O: attaches to two existing TUN devices and forwards packets
+//! between them, one thread per direction, through an [`emulate::Path`] each. The only
+//! `unsafe` of netlab lives here (TUNSETIFF and ppoll).
+
+use crate::emulate::{Path, PathSpec, PathStats};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Opens the TUN device `name` (it must exist, e.g. from `ip tuntap add`), non-blocking.
+pub fn attach(name: &str) -> std::io::Result<File> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::other(format!("bad TUN name {name:?}")));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/net/tun")?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TUN | IFF_NO_PI,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `IfReq` has its layout
+    // (16-byte name, short flags, padding to 40 bytes) and lives across the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Waits until `file` is readable or `timeout` passes.
+fn wait_readable(file: &File, timeout: Duration) {
+    let mut fds = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd and a valid timespec, both outliving the call; no
+    // signal mask is passed.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::ppoll(&mut fds, 1, &ts, std::ptr::null());
+    }
+}
+
+/// Forwards `input` → `output` through `path` until `stop`; returns the counters.
+pub fn forward(
+    mut input: File,
+    mut output: File,
+    mut path: Path,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+) -> PathStats {
+    let mut buf = vec![0u8; 65536];
+    let mut due = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let now = epoch.elapsed().as_nanos() as u64;
+        let wait = path
+            .next_wake()
+            .map(|w| Duration::from_nanos(w.saturating_sub(now)))
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        if !wait.is_zero() {
+            wait_readable(&input, wait);
+        }
+        for _ in 0..512 {
+            match input.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    path.push(now, buf[..n].to_vec());
+                }
+                _ => break,
+            }
+        }
+        path.advance(epoch.elapsed().as_nanos() as u64, &mut due);
+        for packet in due.drain(..) {
+            // A full TUN queue drops the packet, as a full link would.
+            let _ = output.write(&packet);
+        }
+    }
+    path.stats
+}
+
+/// Runs both directions of a link between TUN devices `a` (agent side) and `b`
+/// (responder side) until `stop`, calling `ready` once both are attached. Returns
+/// (a→b, b→a) counters.
+pub fn run_link(
+    a: &str,
+    b: &str,
+    up: PathSpec,
+    down: PathSpec,
+    stop: Arc<AtomicBool>,
+    ready: impl FnOnce(),
+) -> std::io::Result<(PathStats, PathStats)> {
+    let ta = attach(a)?;
+    let tb = attach(b)?;
+    ready();
+    let epoch = Instant::now();
+    let seed: u64 = rand::random();
+    let (ta2, tb2) = (ta.try_clone()?, tb.try_clone()?);
+    let stop2 = stop.clone();
+    let up_thread = std::thread::Builder::new()
+        .name("emu-up".into())
+        .spawn(move || forward(ta, tb, Path::new(up, seed), epoch, stop2))?;
+    let down_stats = forward(tb2, ta2, Path::new(down, seed ^ 0x5eed), epoch, stop);
+    let up_stats = up_thread
+        .join()
+        .map_err(|_| std::io::Error::other("the upload forwarding thread panicked"))?;
+    Ok((up_stats, down_stats))
+}
