@@ -68,10 +68,14 @@ struct ProbeArgs {
     /// Which directions to measure.
     #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
     direction: DirectionArg,
-    /// UDP echo probes in the idle-latency train (one every 20 ms).
+    /// UDP echo probes in the idle-latency train (one every --idle-interval ms).
     #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     idle_probes: u32,
+    /// Gap between idle-latency probes, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    idle_interval: u64,
     /// Print exactly one JSON result record (schema: proto/SCHEMA.md) on stdout.
     #[arg(long)]
     json: bool,
@@ -141,6 +145,7 @@ fn probe_command(args: ProbeArgs) {
         max_duration: Duration::from_secs_f64(args.max_duration),
         directions,
         idle_probes: args.idle_probes,
+        idle_interval: Duration::from_millis(args.idle_interval),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,6 +35,8 @@ pub struct Options {
     pub directions: Vec<Direction>,
     /// Idle latency probes to send.
     pub idle_probes: u32,
+    /// Gap between idle latency probes.
+    pub idle_interval: Duration,
 }
 
 /// Live progress of a direction, for the terminal.
@@ -203,7 +205,7 @@ async fn measure(
     if let Some(sock) = &udp {
         let (_keep, never) = watch::channel(false);
         let train = Train {
-            interval: Duration::from_millis(20),
+            interval: opts.idle_interval,
             max_count: opts.idle_probes,
         };
         let probes = latency::run(sock, train, Instant::now(), never).await;

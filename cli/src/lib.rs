@@ -38,15 +38,24 @@ pub fn exit_with_clap_error(err: clap::Error) -> ! {
             std::process::exit(0)
         }
         _ => {
-            let rendered = err.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .trim();
-            eprintln!("{line} (see --help)");
+            eprintln!("{} (see --help)", one_line(&err.render().to_string()));
             std::process::exit(EXIT_USAGE)
         }
+    }
+}
+
+/// The message part of a rendered clap error (before the usage and tips), on one line.
+fn one_line(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    if parts.is_empty() {
+        "error: invalid arguments".into()
+    } else {
+        parts.join(" ")
     }
 }
 
@@ -67,4 +76,21 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn clap_errors_fold_into_one_line_with_the_culprit() {
+        let rendered = "error: the following required arguments were not provided:\n  <CMD>...\n\nUsage: x run <CMD>...\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "error: the following required arguments were not provided: <CMD>..."
+        );
+        let tip = "error: unexpected argument '--frob' found\n\n  tip: to pass '--frob' as a value, use '-- --frob'\n\nUsage: x\n";
+        assert_eq!(one_line(tip), "error: unexpected argument '--frob' found");
+        assert_eq!(one_line(""), "error: invalid arguments");
+    }
 }

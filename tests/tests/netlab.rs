@@ -1,0 +1,317 @@
+//! End-to-end tests on emulated links (netlab): accuracy on a shaped link, latency on
+//! a delayed one, loss within binomial bounds, interface binding with two links, and
+//! teardown of everything on drop, panic, timeout and SIGINT. They need root and are
+//! compiled as ignored, with the reason, when not built as root.
+
+use sonde_e2e::bin;
+use sonde_netlab::emulate::PathSpec;
+use sonde_netlab::topology::{list_namespaces, Spec, Topology};
+use sonde_netlab::LinkSpec;
+use sonde_proto::ResultRecord;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn topo(links: Vec<LinkSpec>) -> (Topology, String) {
+    let mut t = Topology::create(&Spec {
+        links,
+        collector: false,
+    })
+    .expect("topology");
+    let url = t.start_responder().expect("responder");
+    (t, url)
+}
+
+fn probe(t: &Topology, args: &[&str]) -> ResultRecord {
+    let mut cmd = t.command_in(&t.agent_ns, bin("sonde-agent"));
+    cmd.arg("probe").args(args).arg("--json");
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(90));
+    assert_eq!(run.code(), 0, "probe {args:?}: {}", run.stderr());
+    ResultRecord::from_json(run.stdout().trim().as_bytes()).expect("one record")
+}
+
+fn ours(id: &str) -> Vec<String> {
+    list_namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{id}-")))
+        .collect()
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn shaped_100_mbit_link_is_measured_within_10_percent_both_ways() {
+    let link = LinkSpec::shaped(100_000_000, 100_000_000);
+    let ceiling = link.ceiling_bps(true).expect("shaped");
+    let (t, url) = topo(vec![link]);
+    let r = probe(&t, &["--responder", &url, "--max-duration", "6"]);
+    for th in [r.download.expect("download"), r.upload.expect("upload")] {
+        let err = th.goodput_bps / ceiling - 1.0;
+        assert!(
+            err.abs() < 0.10,
+            "{:?} {} vs ceiling {ceiling}: {err:+.3}",
+            th.direction,
+            th.goodput_bps
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn forty_ms_profile_has_forty_ms_idle_latency() {
+    let link = sonde_netlab::builtin("4g-150", None).expect("profile");
+    let (t, url) = topo(vec![link]);
+    let r = probe(
+        &t,
+        &[
+            "--responder",
+            &url,
+            "--direction",
+            "down",
+            "--max-duration",
+            "2",
+        ],
+    );
+    let idle = r.idle_latency.expect("idle latency");
+    let median = idle.median_s.expect("echoes came back");
+    assert!((median - 0.040).abs() <= 0.003, "idle median {median} s");
+    assert_eq!(idle.received, idle.sent);
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn two_percent_loss_is_seen_within_binomial_bounds() {
+    // 2 % loss towards the agent only, so a round trip is lost with p = 0.02.
+    let link = LinkSpec {
+        down: PathSpec {
+            loss: 0.02,
+            ..PathSpec::default()
+        },
+        ..LinkSpec::shaped(100_000_000, 100_000_000)
+    };
+    let (t, url) = topo(vec![link]);
+    let n = 2000u32;
+    let r = probe(
+        &t,
+        &[
+            "--responder",
+            &url,
+            "--direction",
+            "down",
+            "--max-duration",
+            "1",
+            "--idle-probes",
+            &n.to_string(),
+            "--idle-interval",
+            "2",
+        ],
+    );
+    let idle = r.idle_latency.expect("idle latency");
+    assert_eq!(idle.sent, n);
+    let lost = f64::from(idle.sent - idle.received);
+    let (mean, sd) = (f64::from(n) * 0.02, (f64::from(n) * 0.02 * 0.98).sqrt());
+    assert!(
+        (lost - mean).abs() <= 4.0 * sd,
+        "lost {lost} of {n}: outside {mean} ± 4×{sd:.1}"
+    );
+    assert!((idle.loss_ratio - lost / f64::from(n)).abs() < 1e-9);
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn interface_binding_takes_the_right_link() {
+    // lab0: 100 Mb/s (default route), lab1: 20 Mb/s.
+    let fast = LinkSpec::shaped(100_000_000, 100_000_000);
+    let slow = LinkSpec::shaped(20_000_000, 20_000_000);
+    let (fast_c, slow_c) = (
+        fast.ceiling_bps(true).unwrap_or(0.0),
+        slow.ceiling_bps(true).unwrap_or(0.0),
+    );
+    let (t, url) = topo(vec![fast, slow]);
+    for (iface, ceiling) in [("lab1", slow_c), ("lab0", fast_c)] {
+        let r = probe(
+            &t,
+            &[
+                "--responder",
+                &url,
+                "--interface",
+                iface,
+                "--direction",
+                "down",
+                "--max-duration",
+                "4",
+            ],
+        );
+        let d = r.download.expect("download");
+        let err = d.goodput_bps / ceiling - 1.0;
+        assert!(
+            err.abs() < 0.10,
+            "--interface {iface}: {} vs {ceiling} ({err:+.3})",
+            d.goodput_bps
+        );
+        assert_eq!(r.access.interface.as_deref(), Some(iface));
+    }
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn topology_is_removed_on_drop_and_on_panic() {
+    let link = sonde_netlab::builtin("wifi-300", None).expect("profile");
+    let (t, _) = topo(vec![link.clone()]);
+    let id = t.id.clone();
+    assert_eq!(ours(&id).len(), 3, "agent, link and responder namespaces");
+    drop(t);
+    assert!(ours(&id).is_empty(), "left behind: {:?}", ours(&id));
+
+    let id = std::panic::catch_unwind(|| {
+        let (t, _) = topo(vec![link]);
+        let id = t.id.clone();
+        std::panic::panic_any(id);
+    })
+    .expect_err("the closure panics")
+    .downcast::<String>()
+    .expect("panic payload is the id");
+    assert!(
+        ours(&id).is_empty(),
+        "left behind after panic: {:?}",
+        ours(&id)
+    );
+}
+
+fn netlab_namespaces_of(pid: u32) -> Vec<String> {
+    list_namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("snl{pid}x")))
+        .collect()
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn netlab_run_tears_down_on_sigint_and_on_timeout() {
+    // SIGINT while the command runs.
+    let mut child = Command::new(bin("sonde-netlab"))
+        .args(["run", "--profile", "4g-150", "--", "sleep", "30"])
+        .spawn()
+        .expect("spawn sonde-netlab");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while netlab_namespaces_of(pid).len() < 3 {
+        assert!(Instant::now() < deadline, "topology never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(
+        !status.success(),
+        "interrupted run reports failure: {status:?}"
+    );
+    assert!(
+        netlab_namespaces_of(pid).is_empty(),
+        "left: {:?}",
+        netlab_namespaces_of(pid)
+    );
+
+    // A command that hangs is killed at the timeout, and the topology still goes.
+    let started = Instant::now();
+    let mut child = Command::new(bin("sonde-netlab"))
+        .args([
+            "run",
+            "--profile",
+            "ftth-1g",
+            "--timeout",
+            "2",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .expect("spawn sonde-netlab");
+    let pid = child.id();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the timeout did not fire"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(124), "{status:?}");
+    assert!(
+        netlab_namespaces_of(pid).is_empty(),
+        "left: {:?}",
+        netlab_namespaces_of(pid)
+    );
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn netlab_run_passes_the_responder_and_the_exit_code() {
+    let mut cmd = Command::new(bin("sonde-netlab"));
+    cmd.args([
+        "run",
+        "--profile",
+        "ftth-1g",
+        "--",
+        "sh",
+        "-c",
+        "test -n \"$SONDE_RESPONDER\" && exit 7",
+    ]);
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(60));
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+}
+
+#[test]
+fn netlab_usage_errors_exit_64_naming_the_culprit() {
+    let dir = std::env::temp_dir().join(format!("netlab-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad_trace = dir.join("bad.trace");
+    std::fs::write(&bad_trace, "1\n2\nthree\n4\n").expect("write");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "run".into(),
+                "--profile".into(),
+                "5g-mmwave".into(),
+                "--".into(),
+                "true".into(),
+            ],
+            "5g-mmwave",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--profile".into(),
+                "lte-trace".into(),
+                "--trace".into(),
+                bad_trace.display().to_string(),
+                "--".into(),
+                "true".into(),
+            ],
+            "line 3",
+        ),
+        (
+            vec!["accuracy".into(), "--profile".into(), "nope".into()],
+            "nope",
+        ),
+        (
+            vec!["run".into(), "--profile".into(), "ftth-1g".into()],
+            "CMD",
+        ),
+    ];
+    for (args, culprit) in cases {
+        let mut cmd = Command::new(bin("sonde-netlab"));
+        cmd.args(&args);
+        let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(20));
+        assert_eq!(run.code(), 64, "{args:?}: {}", run.stderr());
+        assert!(
+            run.stderr().contains(culprit),
+            "{args:?} should name {culprit}: {}",
+            run.stderr()
+        );
+        assert_eq!(run.stderr().trim().lines().count(), 1, "{}", run.stderr());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
