@@ -381,6 +381,7 @@ async fn run_direction(
         Direction::Up => {
             let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
             let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
+            tracing::trace!(bins = ?report.bins, segment_bins = ?report.segment_bins, mss = report.mss, "upload report");
             let bin = Duration::from_millis(report.bin_ms.max(1));
             let rule = StopRule::v1(max_duration);
             let segs: u64 = report.segment_bins.iter().sum();

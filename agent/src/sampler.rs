@@ -179,10 +179,22 @@ impl Sampler {
             return n - self.rule.stable_span();
         }
         let w = self.rule.window_bins;
+        let close = 1.0 - self.rule.tolerance;
+        // First choice: the first bin that, like the window it starts, is within the
+        // tolerance of the rate over the rest. Then the looser warm-up fraction on the
+        // window alone; then the last bin.
         (0..n)
             .find(|&i| {
                 let rest = self.rate(i, n);
-                rest > 0.0 && self.rate(i, (i + w).min(n)) >= self.rule.warmup_fraction * rest
+                rest > 0.0
+                    && self.rate(i, i + 1) >= close * rest
+                    && self.rate(i, (i + w).min(n)) >= close * rest
+            })
+            .or_else(|| {
+                (0..n).find(|&i| {
+                    let rest = self.rate(i, n);
+                    rest > 0.0 && self.rate(i, (i + w).min(n)) >= self.rule.warmup_fraction * rest
+                })
             })
             .unwrap_or(n.saturating_sub(1))
     }
@@ -216,10 +228,12 @@ impl Sampler {
 }
 
 /// Feeds fixed-width bins (e.g. the responder's upload bins) to a sampler. The last
-/// bin is partial by construction and is left out.
+/// bin is partial by construction and is left out. The bins are judged after the
+/// fact, so stability needs no confirmation at earlier samples.
 pub fn from_bins(rule: StopRule, bin: Duration, bins: &[u64]) -> Sampler {
     let mut sampler = Sampler::new(StopRule {
         max_duration: Duration::MAX,
+        confirmations: 1,
         ..rule
     });
     let mut total = 0u64;
@@ -351,6 +365,34 @@ mod tests {
         let e = s.estimate().expect("bins");
         assert!((e.goodput_bps - 100.0 * MB).abs() < 1.0, "{e:?}");
         assert!(e.stable);
+    }
+
+    #[test]
+    fn short_responder_series_exclude_ramp_bins() {
+        // The responder sees the plateau 2 bins later than the agent: its series is
+        // stable only at the last sample, and its ramp bins must not enter the figure.
+        let mut bins = vec![6_000u64, 450_000];
+        bins.extend(std::iter::repeat_n(597_750, 30)); // 47.82 Mb/s
+        bins.push(900_000); // partial last bin
+        let s = from_bins(rule(), Duration::from_millis(100), &bins);
+        let e = s.estimate().expect("bins");
+        assert!((e.goodput_bps / 47.82e6 - 1.0).abs() < 0.001, "{e:?}");
+        assert!(e.stable);
+        assert_eq!(e.window_start, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn unstable_series_trim_the_ramp() {
+        // Never stable (the rate alternates by 10 % per second after the ramp), so
+        // the warm-up rule decides; a 2 % bin is not warmed up.
+        let mut bins = vec![12_000u64];
+        for i in 0..60 {
+            bins.push(if (i / 10) % 2 == 0 { 600_000 } else { 660_000 });
+        }
+        let s = from_bins(rule(), Duration::from_millis(100), &bins);
+        let e = s.estimate().expect("bins");
+        assert!(!e.stable);
+        assert!(e.window_start >= Duration::from_millis(100), "{e:?}");
     }
 
     #[test]

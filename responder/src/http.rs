@@ -4,7 +4,6 @@
 //! JSON reason and never disturb the others.
 
 use crate::payload::{Payload, CHUNK_LEN};
-use crate::tcpinfo;
 use crate::upload::{valid_test_id, Registry};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -19,9 +18,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// How often an upload reads its connection's TCP segment count.
-const SEGMENT_SAMPLE: Duration = Duration::from_millis(20);
 
 /// Response body type of every endpoint.
 pub type RespBody = BoxBody<Bytes, std::io::Error>;
@@ -272,20 +268,8 @@ async fn upload(
     let deadline = tokio::time::Instant::now() + state.max_duration();
     let mut body = req.into_body();
     let mut received: u64 = 0;
-    // TCP-layer segment count, read at most every 100 ms (and at the end).
-    let seg_base = tcpinfo::segments_in(conn_fd);
-    let mut seg_last = seg_base;
-    let mut seg_read_at = Instant::now();
-    let mut count_segments = |now: Instant, force: bool| {
-        if seg_last.is_none() || !(force || now.duration_since(seg_read_at) >= SEGMENT_SAMPLE) {
-            return;
-        }
-        if let (Some((prev, _)), Some((segs, mss))) = (seg_last, tcpinfo::segments_in(conn_fd)) {
-            test.add_segments(segs.saturating_sub(prev), mss, now);
-            seg_last = Some((segs, mss));
-            seg_read_at = now;
-        }
-    };
+    // The test's sampler reads this connection's TCP segment count every 100 ms.
+    let registration = test.register_socket(conn_fd);
     let outcome = loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
@@ -300,9 +284,7 @@ async fn upload(
         };
         if let Some(data) = frame.data_ref() {
             received += data.len() as u64;
-            let now = Instant::now();
-            test.add(data.len(), now);
-            count_segments(now, false);
+            test.add(data.len(), Instant::now());
             if received > limits.max_bytes {
                 break Err((
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -311,7 +293,7 @@ async fn upload(
             }
         }
     };
-    count_segments(Instant::now(), true);
+    test.unregister_socket(registration);
     state
         .counters
         .upload_bytes

@@ -2,8 +2,10 @@
 //! the first byte of its first stream, summed over its streams. In memory only, bounded
 //! in entries and bins, forgotten after a minute.
 
+use crate::tcpinfo;
 use sonde_proto::responder::{UploadReport, BIN_MS};
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -21,8 +23,18 @@ pub struct UploadTest {
     max_bins: usize,
 }
 
+/// A connection whose TCP segment count the test samples.
+#[derive(Debug, Clone, Copy)]
+struct Socket {
+    fd: RawFd,
+    /// Segment count at the last sample.
+    last: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 struct TestState {
+    sockets: Vec<Option<Socket>>,
+    sampler_running: bool,
     first_byte: Option<Instant>,
     last_byte: Option<Instant>,
     bins: Vec<u64>,
@@ -50,16 +62,78 @@ impl UploadTest {
         s.last_byte = Some(now);
     }
 
-    /// Records `segs` data segments (of up to `mss` payload) that reached TCP by `now`.
-    pub fn add_segments(&self, segs: u64, mss: u32, now: Instant) {
+    /// Registers an upload connection's socket for segment sampling; the caller must
+    /// call [`UploadTest::unregister_socket`] before the connection can close. Starts
+    /// the test's sampler when it is not running.
+    pub fn register_socket(self: &Arc<Self>, fd: RawFd) -> usize {
         let mut s = self.lock();
-        let t0 = *s.first_byte.get_or_insert(now);
+        let last = tcpinfo::segments_in(fd).map(|(segs, _)| segs);
+        s.sockets.push(Some(Socket { fd, last }));
+        let slot = s.sockets.len() - 1;
+        if !s.sampler_running {
+            s.sampler_running = true;
+            let test = self.clone();
+            tokio::spawn(async move { test.sample_segments().await });
+        }
+        slot
+    }
+
+    /// Samples the socket a last time and forgets it.
+    pub fn unregister_socket(&self, slot: usize) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        if let Some(Some(sock)) = s.sockets.get(slot).copied() {
+            Self::sample_one(&mut s, slot, sock, now, self.max_bins);
+        }
+        if let Some(entry) = s.sockets.get_mut(slot) {
+            *entry = None;
+        }
+    }
+
+    /// Every [`BIN_MS`], adds each registered socket's new segments to the current bin;
+    /// ends when no socket is registered.
+    async fn sample_segments(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(BIN_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut s = self.lock();
+            let now = Instant::now();
+            let live: Vec<(usize, Socket)> = s
+                .sockets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, x)| x.map(|sock| (i, sock)))
+                .collect();
+            if live.is_empty() {
+                s.sampler_running = false;
+                return;
+            }
+            for (slot, sock) in live {
+                Self::sample_one(&mut s, slot, sock, now, self.max_bins);
+            }
+        }
+    }
+
+    /// Reads one socket (it is registered, hence open) under the test's lock.
+    fn sample_one(s: &mut TestState, slot: usize, sock: Socket, now: Instant, max_bins: usize) {
+        let Some((segs, mss)) = tcpinfo::segments_in(sock.fd) else {
+            return;
+        };
+        if let Some(Some(entry)) = s.sockets.get_mut(slot) {
+            entry.last = Some(segs);
+        }
+        // The first reading is the baseline (the request head); only growth counts,
+        // and only once the body has started arriving.
+        let (Some(prev), Some(t0)) = (sock.last, s.first_byte) else {
+            return;
+        };
         let bin = (now.duration_since(t0).as_millis() / u128::from(BIN_MS)) as usize;
-        let bin = bin.min(self.max_bins - 1);
+        let bin = bin.min(max_bins - 1);
         if s.segment_bins.len() <= bin {
             s.segment_bins.resize(bin + 1, 0);
         }
-        s.segment_bins[bin] += segs;
+        s.segment_bins[bin] += segs.saturating_sub(prev);
         s.mss = s.mss.max(mss);
     }
 

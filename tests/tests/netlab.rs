@@ -264,6 +264,20 @@ fn netlab_run_passes_the_responder_and_the_exit_code() {
 }
 
 #[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root to drop to an unprivileged user")]
+fn netlab_without_root_says_so_and_exits_2() {
+    // setpriv (util-linux) runs netlab as nobody.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("sonde-netlab"))
+        .args(["run", "--profile", "ftth-1g", "--", "true"]);
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(20));
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(run.stderr().contains("root"), "{}", run.stderr());
+    assert_eq!(run.stderr().trim().lines().count(), 1, "{}", run.stderr());
+}
+
+#[test]
 fn netlab_usage_errors_exit_64_naming_the_culprit() {
     let dir = std::env::temp_dir().join(format!("netlab-trace-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 /// responder namespace running sonde-responder (HTTP 8080, UDP 8081) and iperf3 -s
 /// (5201). Everything is removed on exit, on error and on Ctrl-C.
 ///
-/// Profiles: ftth-1g, ftth-2g5, 4g-150, 4g-lossy, wifi-300, lte-trace.
+/// Profiles: ftth-1g, ftth-2g5, 4g-150, 4g-lossy, wifi-300, lte-trace (and emu-40ms:
+/// no shaping, 40 ms RTT, to measure the emulator itself).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -144,7 +145,10 @@ fn main() {
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
     let code = match cli.command {
         Cmd::Profiles => {
-            for name in profile::PROFILES {
+            for name in profile::PROFILES
+                .iter()
+                .chain(profile::TOOL_PROFILES.iter())
+            {
                 let l = profile::builtin(name, None).unwrap_or_else(|| LinkSpec::shaped(0, 0));
                 let mb = |b: Option<f64>| {
                     b.map(|b| format!("{:.0} Mb/s", b / 1e6))

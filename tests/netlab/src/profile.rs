@@ -82,6 +82,9 @@ pub const PROFILES: [&str; 6] = [
     "lte-trace",
 ];
 
+/// Profiles for measuring netlab itself, not benchmarked.
+pub const TOOL_PROFILES: [&str; 1] = ["emu-40ms"];
+
 fn delayed(one_way: Duration, jitter: Duration, loss: f64) -> PathSpec {
     PathSpec {
         delay: one_way,
@@ -91,8 +94,9 @@ fn delayed(one_way: Duration, jitter: Duration, loss: f64) -> PathSpec {
     }
 }
 
-/// A built-in profile. `trace` feeds `lte-trace` (its download; the upload uses the
-/// same trace at a third of the rate); without one, a synthetic LTE-like trace is used.
+/// A built-in profile. `trace` feeds both directions of `lte-trace` (every packet, ACKs
+/// included, takes one delivery opportunity, as in mahimahi); without one, a synthetic
+/// LTE-like trace is used.
 pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
     let ms = Duration::from_millis;
     let us = Duration::from_micros;
@@ -103,14 +107,22 @@ pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
         up: delayed(one_way, jitter, loss),
     };
     Some(match name {
-        // FTTH: ~2 ms RTT is the kernel's own veth path plus 1 ms each way... the
-        // emulator cannot carry multi-gigabit rates on 2 cores, so FTTH profiles are
-        // shaped by tbf alone (RTT ≈ 0.1 ms); see docs/METHODOLOGY.md "Accuracy".
+        // FTTH profiles are shaped by tbf alone: the userspace emulator cannot carry
+        // multi-gigabit rates on 2 cores, so their RTT is the veth path's (≈ 0.1 ms)
+        // rather than ~2 ms; see docs/METHODOLOGY.md §6.
         "ftth-1g" => LinkSpec::shaped(1_000_000_000, 500_000_000),
         "ftth-2g5" => LinkSpec::shaped(2_500_000_000, 1_000_000_000),
         "4g-150" => link(150_000_000, 50_000_000, ms(20), Duration::ZERO, 0.0),
         "4g-lossy" => link(150_000_000, 50_000_000, ms(25), Duration::ZERO, 0.005),
         "wifi-300" => link(300_000_000, 300_000_000, ms(2), us(1500), 0.0),
+        // Not a benchmark profile: no shaping, 40 ms RTT, to measure what the
+        // emulator itself can carry.
+        "emu-40ms" => LinkSpec {
+            down_bps: None,
+            up_bps: None,
+            down: delayed(ms(20), Duration::ZERO, 0.0),
+            up: delayed(ms(20), Duration::ZERO, 0.0),
+        },
         "lte-trace" => {
             let (t, scale) = trace.unwrap_or_else(|| (synthetic_lte(), 1.0));
             LinkSpec {
@@ -123,7 +135,7 @@ pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
                 },
                 up: PathSpec {
                     delay: ms(20),
-                    trace: Some((t, scale / 3.0)),
+                    trace: Some((t, scale)),
                     ..PathSpec::default()
                 },
             }
