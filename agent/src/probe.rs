@@ -377,6 +377,9 @@ async fn run_direction(
     }
 
     let app_bytes = counter.load(Ordering::Relaxed);
+    // Payload that crossed the access: for an upload, what reached the responder
+    // (bytes written but discarded by the reset never left the box).
+    let mut carried = app_bytes;
     let (estimate, measured_at, counting, sample_count) = match direction {
         Direction::Up => {
             let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
@@ -385,6 +388,7 @@ async fn run_direction(
             let bin = Duration::from_millis(report.bin_ms.max(1));
             let rule = StopRule::v1(max_duration);
             let segs: u64 = report.segment_bins.iter().sum();
+            carried = report.bytes.max(segs * u64::from(report.mss));
             if segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT) {
                 let s = sampler::from_bins(rule, bin, &report.segment_bins);
                 let e = s.estimate().map(|e| e.scaled(f64::from(report.mss)));
@@ -444,12 +448,7 @@ async fn run_direction(
         ip_rate_bps: e.goodput_bps * ratio,
         ip_overhead_ratio: ratio,
         mss_bytes: mss,
-        bytes_total: match direction {
-            // The agent's own count: what the access carried, including what the
-            // responder had not yet read when the streams were reset.
-            Direction::Up => e.bytes_total.max(app_bytes),
-            _ => app_bytes,
-        },
+        bytes_total: carried,
         bytes_measured: e.bytes_measured,
         duration_s: elapsed.as_secs_f64(),
         measured_duration_s: e.window.as_secs_f64(),

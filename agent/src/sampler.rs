@@ -23,6 +23,10 @@ pub struct StopRule {
     /// When unstable, the warm-up ends at the first bin whose next window reaches
     /// this fraction of the rate over the rest of the direction.
     pub warmup_fraction: f64,
+    /// When unstable, at most this many bins are trimmed as warm-up: slow start is
+    /// over well within 2 s even at 200 ms RTT, and trimming more would pick a
+    /// favourable part of a varying link.
+    pub max_warmup_bins: usize,
     /// Cap on the direction's duration.
     pub max_duration: Duration,
 }
@@ -38,6 +42,7 @@ impl StopRule {
             tolerance: 0.03,
             confirmations: 3,
             warmup_fraction: 0.9,
+            max_warmup_bins: 20,
             max_duration,
         }
     }
@@ -197,6 +202,8 @@ impl Sampler {
                 })
             })
             .unwrap_or(n.saturating_sub(1))
+            .min(self.rule.max_warmup_bins)
+            .min(n.saturating_sub(1))
     }
 
     /// The figure, or `None` before the first sample.
@@ -329,6 +336,23 @@ mod tests {
         let e = s.estimate().expect("samples");
         assert!(!e.stable);
         assert!((e.goodput_bps / (100.0 * MB) - 1.0).abs() < 0.1, "{e:?}");
+    }
+
+    #[test]
+    fn warmup_trim_is_capped_on_a_varying_link() {
+        // A wobbling trough (10/30 Mb/s) for 5 s, then a wobbling peak (90/110): trimming
+        // "until the rate is reached" would keep only the peak; the cap keeps all but
+        // the first 2 s: (3 s × 20 + 5 s × 100) / 8 s = 70 Mb/s.
+        let varying = |i: usize| {
+            let wobble = if ((i - 1) / 10) % 2 == 0 { -10.0 } else { 10.0 };
+            (if i <= 50 { 20.0 } else { 100.0 } + wobble) * MB
+        };
+        let (s, reason, _) = drive(rule(), varying);
+        assert_eq!(reason, StopReason::MaxDuration);
+        let e = s.estimate().expect("samples");
+        assert!(!e.stable);
+        assert_eq!(e.window_start, Duration::from_secs(2));
+        assert!((e.goodput_bps / (70.0 * MB) - 1.0).abs() < 0.01, "{e:?}");
     }
 
     #[test]
