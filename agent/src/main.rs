@@ -147,16 +147,7 @@ fn probe_command(args: ProbeArgs) {
         idle_probes: args.idle_probes,
         idle_interval: Duration::from_millis(args.idle_interval),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    let runtime = sonde_cli::runtime_or_exit();
     let live = std::io::stderr().is_terminal();
     let progress = move |p: probe::Progress| {
         if live {

@@ -1,6 +1,7 @@
 //! Conventions shared by every sonde binary: usage errors are one line on stderr and
 //! exit 64 (EX_USAGE) with nothing started; `RUST_LOG` filters logs (default `info`);
-//! `--log-format json` switches logs to JSON lines on stderr. No I/O beyond stderr.
+//! `--log-format json` switches logs to JSON lines on stderr; one way to start the
+//! async runtime. No I/O beyond stderr.
 #![warn(missing_docs)]
 
 use clap::Parser;
@@ -63,6 +64,20 @@ fn one_line(rendered: &str) -> String {
 pub fn usage_error(message: impl std::fmt::Display) -> ! {
     eprintln!("error: {message}");
     std::process::exit(EXIT_USAGE)
+}
+
+/// A multi-threaded tokio runtime, or a one-line error and exit 1.
+pub fn runtime_or_exit() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 /// Installs the tracing subscriber: `RUST_LOG` (default `info`), text or JSON to stderr.

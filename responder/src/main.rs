@@ -54,16 +54,7 @@ struct Args {
 fn main() {
     let args: Args = sonde_cli::parse_or_exit();
     sonde_cli::init_logging(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    let runtime = sonde_cli::runtime_or_exit();
     if let Err(e) = runtime.block_on(run(args)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -8,65 +8,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use sonde_netlab::topology::{children_cpu_seconds, cpu_seconds, is_root};
+
 /// Path of a workspace binary, next to the test executable's target directory.
 ///
-/// `cargo test --workspace` builds every binary before running tests; running one test
-/// crate alone needs `cargo build --workspace` first, and this says so.
+/// `cargo test` builds the binaries of the package under test only: build the
+/// workspace first (the README's test command does).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("executable path");
-    // Test executables live in target/<profile>/deps, bench binaries in target/<profile>.
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join(name))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found near {}: run `cargo build --workspace` (or `cargo test --workspace`) first",
-                exe.display()
-            )
-        })
-}
-
-/// CPU seconds (user + system) a process has used so far, from /proc.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    proc_stat_times(&stat, 13)
-}
-
-/// CPU seconds (user + system) used by this process's waited-for children, from /proc.
-pub fn children_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    proc_stat_times(&stat, 15)
-}
-
-/// Sums two consecutive tick fields of /proc/PID/stat starting at 0-based field
-/// `first` (13 = utime, 15 = cutime), counting fields after the command name.
-fn proc_stat_times(stat: &str, first: usize) -> Option<f64> {
-    // The command name is in parentheses and may contain spaces: split after it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 2 (state), so field k is at index k - 2.
-    let a: f64 = fields.get(first - 2)?.parse().ok()?;
-    let b: f64 = fields.get(first - 1)?.parse().ok()?;
-    Some((a + b) / 100.0)
-}
-
-/// Whether this process runs as root (needed for namespaces and interface binding).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
+    sonde_netlab::find_bin(name).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A running `sonde-responder`.

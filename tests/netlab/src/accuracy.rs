@@ -4,7 +4,7 @@
 //! nothing about time.
 
 use crate::profile::LinkSpec;
-use crate::topology::{find_bin, Spec, Topology, RESPONDER_IP};
+use crate::topology::{children_cpu_seconds, cpu_seconds, find_bin, Spec, Topology, RESPONDER_IP};
 use anyhow::Context as _;
 use serde::Serialize;
 use std::process::{Command, Stdio};
@@ -59,25 +59,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn cpu_of(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.get(s.rfind(')')? + 2..)?.to_string();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0)
+    cpu_seconds(pid).unwrap_or(0.0)
 }
 
 fn children_cpu() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.get(s.rfind(')')? + 2..)?.to_string();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(13)?.parse::<f64>().ok()? + f.get(14)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0)
+    children_cpu_seconds().unwrap_or(0.0)
 }
 
 fn output_within(mut cmd: Command, limit: Duration) -> anyhow::Result<std::process::Output> {

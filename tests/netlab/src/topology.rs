@@ -61,6 +61,31 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    proc_stat_times(&stat, 13)
+}
+
+/// CPU seconds (user + system) used by this process's waited-for children, from /proc.
+pub fn children_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    proc_stat_times(&stat, 15)
+}
+
+/// Sums two consecutive tick fields of /proc/PID/stat starting at 0-based field
+/// `first` (13 = utime, 15 = cutime).
+fn proc_stat_times(stat: &str, first: usize) -> Option<f64> {
+    // The command name is in parentheses and may contain spaces: split after it.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 2 (the state), so field k is at index k - 2.
+    let a: f64 = fields.get(first - 2)?.parse().ok()?;
+    let b: f64 = fields.get(first - 1)?.parse().ok()?;
+    // Ticks of USER_HZ, 100 on Linux.
+    Some((a + b) / 100.0)
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct Spec {
