@@ -505,11 +505,21 @@ impl ResultRecord {
                 max: MAX_RECORD_BYTES,
             });
         }
-        let record: ResultRecord = serde_json::from_slice(bytes)?;
-        if record.schema_version != SCHEMA_VERSION {
-            return Err(DecodeError::Version(record.schema_version));
+        // The version is read first, so a record of another version is refused as such
+        // rather than for whatever field it lacks.
+        #[derive(Deserialize)]
+        struct Versioned {
+            schema_version: Option<u32>,
         }
-        Ok(record)
+        if let Ok(Versioned {
+            schema_version: Some(v),
+        }) = serde_json::from_slice::<Versioned>(bytes)
+        {
+            if v != SCHEMA_VERSION {
+                return Err(DecodeError::Version(v));
+            }
+        }
+        Ok(serde_json::from_slice(bytes)?)
     }
 
     /// Encodes the record as compact JSON.

@@ -199,8 +199,11 @@ proptest! {
 
 #[test]
 fn rejects_other_schema_versions_and_oversize_input() {
-    let json = r#"{"schema_version": 2}"#;
-    assert!(ResultRecord::from_json(json.as_bytes()).is_err());
+    let json = r#"{"schema_version": 2, "id": "whatever"}"#;
+    assert!(matches!(
+        ResultRecord::from_json(json.as_bytes()),
+        Err(DecodeError::Version(2))
+    ));
     let big = vec![b' '; MAX_RECORD_BYTES + 1];
     assert!(matches!(
         ResultRecord::from_json(&big),

@@ -1,0 +1,130 @@
+//! The `Store` boundary: everything the collector keeps goes through it, so that the
+//! embedded SQLite store ([`sqlite::SqliteStore`]) and a PostgreSQL one for scale-out
+//! can stand behind the same ingest and API. A store returns from `insert` only once
+//! the batch is committed: callers acknowledge result ids after that, never before.
+
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sonde_proto::ResultRecord;
+use uuid::Uuid;
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database file is from a newer sonde (a migration this code does not know).
+    #[error("the database is at schema version {found}, newer than this collector's {known}")]
+    TooNew {
+        /// Version found in the file.
+        found: i64,
+        /// Latest version this code knows.
+        known: i64,
+    },
+    /// A query parameter is out of range.
+    #[error("{0}")]
+    Query(String),
+}
+
+/// Who delivered a batch: taken from the agent's certificate and enrolment record at
+/// ingest, never from the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Agent id.
+    pub agent_id: String,
+    /// The agent's quartier, from its enrolment.
+    pub quartier: Option<String>,
+    /// The agent's building, from its enrolment.
+    pub building: Option<String>,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Inserted {
+    /// New results stored.
+    pub new: usize,
+    /// Results whose id was already stored (a re-sent batch): left as they were.
+    pub duplicates: usize,
+}
+
+/// A page request over results, ordered by start time then id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultQuery {
+    /// Results that started at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Results that started before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this agent's results.
+    pub agent: Option<String>,
+    /// Page size (1..=1000).
+    pub limit: usize,
+    /// Opaque cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultPage {
+    /// The records, as received.
+    pub results: Vec<serde_json::Value>,
+    /// Cursor of the next page, when there may be one.
+    pub next_cursor: Option<String>,
+}
+
+/// An agent as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRow {
+    /// Agent id.
+    pub id: String,
+    /// Quartier.
+    pub quartier: Option<String>,
+    /// Building.
+    pub building: Option<String>,
+    /// Agent version of its latest result.
+    pub version: Option<String>,
+    /// First delivery (RFC 3339).
+    pub first_seen: DateTime<Utc>,
+    /// Latest delivery (RFC 3339).
+    pub last_seen: DateTime<Utc>,
+    /// Results stored.
+    pub results: u64,
+}
+
+/// What every store implementation provides.
+pub trait Store: Send + Sync {
+    /// Stores a batch in one transaction; returns after it is committed (durably).
+    /// Results already stored (same id) are left untouched and counted as duplicates.
+    fn insert(
+        &self,
+        delivery: &Delivery,
+        records: &[ResultRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, StoreError>;
+
+    /// A page of results.
+    fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError>;
+
+    /// Every agent that delivered a result.
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Whether the store answers.
+    fn healthy(&self) -> bool;
+}
+
+/// Encodes the position after a result as an opaque page cursor.
+pub(crate) fn encode_cursor(started_at_ns: i64, id: &Uuid) -> String {
+    format!("{started_at_ns}_{}", id.simple())
+}
+
+/// Decodes a cursor made by [`encode_cursor`].
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, Uuid), StoreError> {
+    let bad = || StoreError::Query(format!("cursor {cursor:?} is not one this collector made"));
+    let (t, id) = cursor.split_once('_').ok_or_else(bad)?;
+    Ok((
+        t.parse().map_err(|_| bad())?,
+        Uuid::try_parse(id).map_err(|_| bad())?,
+    ))
+}

@@ -1,0 +1,443 @@
+//! The embedded store: one SQLite file in WAL mode, `synchronous=FULL` so a commit is
+//! on disk before `insert` returns, schema brought up to date by numbered migrations
+//! (`collector/migrations/NNNN_*.sql`, applied in order, recorded in `user_version`).
+
+use super::{
+    decode_cursor, encode_cursor, AgentRow, Delivery, Inserted, ResultPage, ResultQuery, Store,
+    StoreError,
+};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use sonde_proto::ResultRecord;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Migrations, in order; the number of one is its position + 1.
+pub const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_results.sql")];
+
+/// Largest page.
+pub const MAX_PAGE: usize = 1000;
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn ns(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn from_ns(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(v)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::setup(Connection::open(path)?)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll
+        // back on drop), so the connection stays usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+}
+
+/// Applies the migrations the database lacks, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn insert(
+        &self,
+        delivery: &Delivery,
+        records: &[ResultRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut out = Inserted::default();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO results (id, agent_id, quartier, building, access_kind,
+                     access_name, started_at, outcome, received_at, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (id) DO NOTHING",
+            )?;
+            for r in records {
+                let outcome = serde_json::to_value(r.status.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "unknown".into());
+                let changed = insert.execute(params![
+                    r.id.to_string(),
+                    delivery.agent_id,
+                    delivery.quartier,
+                    delivery.building,
+                    r.access.kind.as_str(),
+                    r.access.name,
+                    ns(r.run.started_at),
+                    outcome,
+                    ns(now),
+                    r.to_json(),
+                ])?;
+                if changed == 1 {
+                    out.new += 1;
+                } else {
+                    out.duplicates += 1;
+                }
+            }
+            let version = records.last().map(|r| r.agent.version.clone());
+            tx.execute(
+                "INSERT INTO agents (id, quartier, building, version, first_seen, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (id) DO UPDATE SET
+                     quartier = excluded.quartier, building = excluded.building,
+                     version = COALESCE(excluded.version, agents.version),
+                     last_seen = excluded.last_seen",
+                params![
+                    delivery.agent_id,
+                    delivery.quartier,
+                    delivery.building,
+                    version,
+                    ns(now)
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn results(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
+        if q.limit == 0 || q.limit > MAX_PAGE {
+            return Err(StoreError::Query(format!(
+                "limit={} is outside 1..={MAX_PAGE}",
+                q.limit
+            )));
+        }
+        let (after_t, after_id) = match &q.cursor {
+            Some(c) => {
+                let (t, id) = decode_cursor(c)?;
+                (t, id.to_string())
+            }
+            None => (i64::MIN, String::new()),
+        };
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT started_at, id, record FROM results
+             WHERE (started_at, id) > (?1, ?2)
+               AND started_at >= ?3 AND started_at < ?4
+               AND (?5 IS NULL OR agent_id = ?5)
+             ORDER BY started_at, id
+             LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                after_t,
+                after_id,
+                q.from.map(ns).unwrap_or(i64::MIN),
+                q.to.map(ns).unwrap_or(i64::MAX),
+                q.agent,
+                q.limit as i64 + 1
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        let mut results = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for row in rows {
+            let (t, id, record) = row?;
+            if results.len() == q.limit {
+                more = true;
+                break;
+            }
+            // Stored records were encoded by this code; a row that no longer parses is
+            // returned as a string rather than dropped.
+            results
+                .push(serde_json::from_str(&record).unwrap_or(serde_json::Value::String(record)));
+            last = Some((t, id));
+        }
+        let next_cursor = match (more, last) {
+            (true, Some((t, id))) => uuid::Uuid::try_parse(&id)
+                .ok()
+                .map(|u| encode_cursor(t, &u)),
+            _ => None,
+        };
+        Ok(ResultPage {
+            results,
+            next_cursor,
+        })
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT a.id, a.quartier, a.building, a.version, a.first_seen, a.last_seen,
+                    (SELECT COUNT(*) FROM results r WHERE r.agent_id = a.id)
+             FROM agents a ORDER BY a.id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(AgentRow {
+                id: row.get(0)?,
+                quartier: row.get(1)?,
+                building: row.get(2)?,
+                version: row.get(3)?,
+                first_seen: from_ns(row.get(4)?),
+                last_seen: from_ns(row.get(5)?),
+                results: row.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn healthy(&self) -> bool {
+        self.lock()
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .optional()
+            .is_ok_and(|v| v == Some(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ResultQuery;
+    use chrono::TimeZone;
+    use sonde_proto::*;
+
+    fn record(i: u32, agent: &str) -> ResultRecord {
+        let started = Utc
+            .timestamp_opt(1_800_000_000 + i64::from(i) * 60, 0)
+            .single()
+            .unwrap_or_default();
+        ResultRecord {
+            schema_version: SCHEMA_VERSION,
+            id: uuid::Uuid::now_v7(),
+            agent: AgentInfo {
+                id: Some(agent.into()),
+                version: "0.1.0".into(),
+            },
+            site: Site::default(),
+            access: Access {
+                name: Some("fibre".into()),
+                kind: AccessKind::Ftth,
+                interface: None,
+                link_speed_bps: None,
+                mtu: None,
+            },
+            run: Run {
+                started_at: started,
+                ended_at: started,
+                engine: Engine::SondeHttp,
+                responder: ResponderRef {
+                    url: "http://r".into(),
+                    version: None,
+                    address: None,
+                },
+                directions: vec![Direction::Down],
+                streams: 8,
+                max_duration_s: 10.0,
+            },
+            download: None,
+            upload: None,
+            idle_latency: None,
+            flags: vec![],
+            verdict: Verdict {
+                target_down_bps: Some(1e9),
+                target_up_bps: None,
+                tolerance: 0.02,
+                down: VerdictOutcome::Inconclusive,
+                up: VerdictOutcome::NoTarget,
+            },
+            status: Status {
+                outcome: Outcome::Ok,
+                reason: None,
+                message: None,
+            },
+            methodology_version: METHODOLOGY_VERSION.into(),
+        }
+    }
+
+    fn delivery(agent: &str) -> Delivery {
+        Delivery {
+            agent_id: agent.into(),
+            quartier: Some("q1".into()),
+            building: Some("b1".into()),
+        }
+    }
+
+    #[test]
+    fn a_resent_batch_is_stored_once() {
+        let s = SqliteStore::in_memory().expect("store");
+        let batch: Vec<_> = (0..10).map(|i| record(i, "a1")).collect();
+        let now = Utc::now();
+        assert_eq!(
+            s.insert(&delivery("a1"), &batch, now).expect("insert"),
+            Inserted {
+                new: 10,
+                duplicates: 0
+            }
+        );
+        assert_eq!(
+            s.insert(&delivery("a1"), &batch[3..], now).expect("again"),
+            Inserted {
+                new: 0,
+                duplicates: 7
+            }
+        );
+        let page = s
+            .results(&ResultQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("page");
+        assert_eq!(page.results.len(), 10);
+        let agents = s.agents().expect("agents");
+        assert_eq!(agents.len(), 1);
+        assert_eq!(
+            (agents[0].results, agents[0].quartier.as_deref()),
+            (10, Some("q1"))
+        );
+    }
+
+    #[test]
+    fn pages_cover_every_result_once_in_time_order_with_filters() {
+        let s = SqliteStore::in_memory().expect("store");
+        let now = Utc::now();
+        let a: Vec<_> = (0..25).map(|i| record(i, "a1")).collect();
+        let b: Vec<_> = (0..7).map(|i| record(i, "a2")).collect();
+        s.insert(&delivery("a1"), &a, now).expect("a1");
+        s.insert(&delivery("a2"), &b, now).expect("a2");
+        let mut seen = Vec::new();
+        let mut q = ResultQuery {
+            limit: 4,
+            agent: Some("a1".into()),
+            ..Default::default()
+        };
+        for _ in 0..20 {
+            let page = s.results(&q).expect("page");
+            seen.extend(
+                page.results
+                    .iter()
+                    .map(|v| v["id"].as_str().unwrap_or("").to_string()),
+            );
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+        }
+        let want: Vec<String> = a.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(seen, want, "every a1 result once, in start order");
+        // Time window: minutes 5..10 of both agents.
+        let from = Utc.timestamp_opt(1_800_000_000 + 5 * 60, 0).single();
+        let to = Utc.timestamp_opt(1_800_000_000 + 10 * 60, 0).single();
+        let page = s
+            .results(&ResultQuery {
+                from,
+                to,
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("window");
+        assert_eq!(page.results.len(), 5 + 2);
+        assert!(s
+            .results(&ResultQuery {
+                limit: 0,
+                ..Default::default()
+            })
+            .is_err());
+        assert!(s
+            .results(&ResultQuery {
+                limit: 5,
+                cursor: Some("junk".into()),
+                ..Default::default()
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn migrations_apply_once_survive_reopen_and_refuse_newer_files() {
+        let dir = std::env::temp_dir().join(format!("sonde-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.sqlite");
+        let _ = std::fs::remove_file(&path);
+        {
+            let s = SqliteStore::open(&path).expect("create");
+            assert_eq!(
+                s.schema_version().expect("version"),
+                MIGRATIONS.len() as i64
+            );
+            s.insert(&delivery("a1"), &[record(1, "a1")], Utc::now())
+                .expect("insert");
+        }
+        {
+            let s = SqliteStore::open(&path).expect("reopen");
+            assert_eq!(
+                s.results(&ResultQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .expect("page")
+                .results
+                .len(),
+                1
+            );
+            assert!(s.healthy());
+        }
+        {
+            let conn = Connection::open(&path).expect("raw");
+            conn.pragma_update(None, "user_version", 99).expect("bump");
+        }
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
