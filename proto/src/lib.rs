@@ -1,6 +1,7 @@
-//! `sonde-proto`: the result record every sonde part carries, and the small wire
-//! formats the agent shares with the responder (info document, upload report, UDP echo
-//! packets). Sans-IO: no sockets, no runtime, no clock; time is always passed in.
+//! `sonde-proto`: the result record every sonde part carries, the small formats the
+//! agent shares with the responder (info document, upload report, UDP echo packets) and
+//! the agent⇄collector frames ([`wire`]). Sans-IO: no sockets, no runtime, no clock;
+//! time is always passed in.
 //!
 //! The record is versioned ([`result::SCHEMA_VERSION`]); readers tolerate fields and enum
 //! values they do not know, so newer writers never break older readers. See
@@ -11,6 +12,7 @@ pub mod echo;
 pub mod responder;
 pub mod result;
 pub mod stats;
+pub mod wire;
 
 pub use result::*;
 

@@ -4,6 +4,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use sonde_proto::echo::{EchoPacket, Kind};
+use sonde_proto::wire::{self, FrameDecoder, Health, Message, Upload};
 use sonde_proto::*;
 
 fn time() -> impl Strategy<Value = DateTime<Utc>> {
@@ -194,6 +195,37 @@ proptest! {
     #[test]
     fn echo_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1600)) {
         let _ = EchoPacket::decode(&bytes);
+    }
+}
+
+proptest! {
+    #[test]
+    fn uploads_round_trip_through_frames(records in proptest::collection::vec(record(), 0..4), batch in any::<u64>(), chunk in 1usize..64) {
+        let msg = Message::Upload(Upload {
+            batch,
+            health: Health { spool_depth: records.len() as u64, version: "0.1.0".into(), ..Health::default() },
+            results: records,
+        });
+        let bytes = wire::encode(&msg);
+        let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
+        let mut got = None;
+        for part in bytes.chunks(chunk) {
+            d.push(part);
+            if let Some(m) = d.poll().expect("valid frame") {
+                got = Some(m);
+            }
+        }
+        prop_assert_eq!(got, Some(msg));
+    }
+
+    #[test]
+    fn frame_decoder_never_panics_and_stays_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..2048), max in 0usize..512) {
+        let mut d = FrameDecoder::new(max);
+        for part in bytes.chunks(100) {
+            d.push(part);
+            let _ = d.poll();
+            prop_assert!(d.buffered() <= wire::HEADER_LEN + max + 100);
+        }
     }
 }
 

@@ -1,0 +1,341 @@
+//! The agent⇄collector wire protocol, sans-IO: length-prefixed frames carrying JSON
+//! messages, read by a bounded incremental decoder. Bytes go in through
+//! [`FrameDecoder::push`], frames come out of [`FrameDecoder::poll`]; no socket, no
+//! clock. Every frame starts with a magic and a version, so anything else is refused
+//! with a reason after at most [`HEADER_LEN`] bytes, and a frame longer than the bound
+//! is refused from its header, before its payload is buffered.
+//!
+//! ```text
+//! frame = magic "SNDW" | version u8 (1) | kind u8 | length u32 BE | payload (JSON)
+//! ```
+
+use crate::ResultRecord;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Magic at the start of every frame.
+pub const MAGIC: [u8; 4] = *b"SNDW";
+/// Version of the framing and messages.
+pub const VERSION: u8 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 10;
+/// Default bound on a payload: a batch of ~1000 results.
+pub const DEFAULT_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Agent → collector: results and health.
+    Upload = 1,
+    /// Collector → agent: ids committed.
+    Ack = 2,
+    /// Collector → agent: refused, with a reason.
+    Reject = 3,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::Upload),
+            2 => Some(Kind::Ack),
+            3 => Some(Kind::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// The agent's health, carried by every upload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Results waiting in the spool, this batch included.
+    pub spool_depth: u64,
+    /// Results evicted from a full spool since the agent's first start.
+    pub evictions_total: u64,
+    /// Last upload the collector acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<DateTime<Utc>>,
+    /// Scheduled runs that did not run.
+    pub missed_runs_total: u64,
+    /// Failed measurements by failure reason.
+    #[serde(default)]
+    pub failures_total: BTreeMap<String, u64>,
+    /// Agent version.
+    pub version: String,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+}
+
+/// Agent → collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Agent-chosen id of this batch, echoed by the answer.
+    pub batch: u64,
+    /// The agent's health.
+    pub health: Health,
+    /// Results, oldest first; their original timestamps are kept.
+    pub results: Vec<ResultRecord>,
+}
+
+/// Collector → agent: these ids are committed and may leave the spool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The batch answered.
+    pub batch: u64,
+    /// Ids committed (new or already stored).
+    pub committed: Vec<Uuid>,
+}
+
+/// Why the collector refused a frame. Stable names: counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Not a frame of this protocol.
+    BadFrame,
+    /// A protocol version the collector does not speak.
+    UnsupportedVersion,
+    /// Larger than the bound.
+    Oversize,
+    /// A frame whose JSON is not the expected message.
+    BadMessage,
+    /// The collector could not commit; retry later.
+    Unavailable,
+    /// A reason written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Collector → agent: refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    /// The batch refused, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+    /// Why.
+    pub reason: RejectReason,
+    /// One line of detail.
+    pub message: String,
+}
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// See [`Upload`].
+    Upload(Upload),
+    /// See [`Ack`].
+    Ack(Ack),
+    /// See [`Reject`].
+    Reject(Reject),
+}
+
+/// Why bytes are not a frame. Each maps to a [`RejectReason`].
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Wrong magic.
+    #[error("not a sonde frame (bad magic)")]
+    BadMagic,
+    /// Unknown version.
+    #[error("frame version {0} is not supported (this side speaks {VERSION})")]
+    Version(u8),
+    /// Unknown kind byte.
+    #[error("unknown frame kind {0}")]
+    Kind(u8),
+    /// Over the bound.
+    #[error("frame of {len} bytes exceeds the {max}-byte bound")]
+    TooLarge {
+        /// Announced payload length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The payload is not the message its kind announces.
+    #[error("frame payload is not a valid {kind:?} message: {source}")]
+    Json {
+        /// The kind announced.
+        kind: Kind,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+}
+
+impl WireError {
+    /// The reason to report and count.
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            WireError::BadMagic | WireError::Kind(_) => RejectReason::BadFrame,
+            WireError::Version(_) => RejectReason::UnsupportedVersion,
+            WireError::TooLarge { .. } => RejectReason::Oversize,
+            WireError::Json { .. } => RejectReason::BadMessage,
+        }
+    }
+}
+
+/// Encodes a message as one frame.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let (kind, payload) = match message {
+        Message::Upload(m) => (Kind::Upload, serde_json::to_vec(m)),
+        Message::Ack(m) => (Kind::Ack, serde_json::to_vec(m)),
+        Message::Reject(m) => (Kind::Reject, serde_json::to_vec(m)),
+    };
+    // These types hold only strings, numbers and string-keyed maps: they always encode.
+    let payload = payload.unwrap_or_default();
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(kind as u8);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Incremental, bounded frame decoder.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    max_payload: usize,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing payloads above `max_payload` bytes.
+    pub fn new(max_payload: usize) -> Self {
+        FrameDecoder {
+            buf: Vec::new(),
+            max_payload,
+            failed: false,
+        }
+    }
+
+    /// Appends received bytes. After an error the decoder ignores further input: the
+    /// stream cannot be resynchronised and must be closed.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if !self.failed {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// Bytes buffered, never more than a header plus the bound plus one push.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete message, `Ok(None)` when more bytes are needed.
+    pub fn poll(&mut self) -> Result<Option<Message>, WireError> {
+        match self.next() {
+            Err(e) => {
+                self.failed = true;
+                self.buf.clear();
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<Message>, WireError> {
+        // Check what is there as early as possible: magic byte by byte, then version.
+        let have = self.buf.len().min(MAGIC.len());
+        if self.buf[..have] != MAGIC[..have] {
+            return Err(WireError::BadMagic);
+        }
+        if self.buf.len() > 4 && self.buf[4] != VERSION {
+            return Err(WireError::Version(self.buf[4]));
+        }
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = Kind::from_u8(self.buf[5]).ok_or(WireError::Kind(self.buf[5]))?;
+        let len = u32::from_be_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]) as usize;
+        if len > self.max_payload {
+            return Err(WireError::TooLarge {
+                len,
+                max: self.max_payload,
+            });
+        }
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let payload = &self.buf[HEADER_LEN..HEADER_LEN + len];
+        let json = |source| WireError::Json { kind, source };
+        let message = match kind {
+            Kind::Upload => Message::Upload(serde_json::from_slice(payload).map_err(json)?),
+            Kind::Ack => Message::Ack(serde_json::from_slice(payload).map_err(json)?),
+            Kind::Reject => Message::Reject(serde_json::from_slice(payload).map_err(json)?),
+        };
+        self.buf.drain(..HEADER_LEN + len);
+        Ok(Some(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(batch: u64) -> Message {
+        Message::Ack(Ack {
+            batch,
+            committed: vec![Uuid::from_u128(7)],
+        })
+    }
+
+    #[test]
+    fn frames_decode_from_any_split() {
+        let mut bytes = encode(&ack(1));
+        bytes.extend(encode(&ack(2)));
+        for split in 0..bytes.len() {
+            let mut d = FrameDecoder::new(1024);
+            d.push(&bytes[..split]);
+            let mut got = Vec::new();
+            while let Some(m) = d.poll().expect("valid") {
+                got.push(m);
+            }
+            d.push(&bytes[split..]);
+            while let Some(m) = d.poll().expect("valid") {
+                got.push(m);
+            }
+            assert_eq!(got, vec![ack(1), ack(2)], "split at {split}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused_at_the_first_wrong_byte() {
+        let mut d = FrameDecoder::new(1024);
+        d.push(b"G");
+        assert!(matches!(d.poll(), Err(WireError::BadMagic)));
+        // The decoder stays failed.
+        d.push(&encode(&ack(1)));
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn versions_kinds_sizes_and_payloads_are_checked() {
+        let mut frame = encode(&ack(1));
+        frame[4] = 9;
+        let mut d = FrameDecoder::new(1024);
+        d.push(&frame[..5]);
+        assert!(matches!(d.poll(), Err(WireError::Version(9))));
+
+        let mut frame = encode(&ack(1));
+        frame[5] = 42;
+        let mut d = FrameDecoder::new(1024);
+        d.push(&frame);
+        assert!(matches!(d.poll(), Err(WireError::Kind(42))));
+
+        // Oversize is refused from the header alone.
+        let mut d = FrameDecoder::new(16);
+        let frame = encode(&ack(1));
+        d.push(&frame[..HEADER_LEN]);
+        let e = d.poll().expect_err("too large");
+        assert_eq!(e.reason(), RejectReason::Oversize);
+
+        let mut frame = MAGIC.to_vec();
+        frame.extend_from_slice(&[VERSION, Kind::Upload as u8, 0, 0, 0, 2]);
+        frame.extend_from_slice(b"{}");
+        let mut d = FrameDecoder::new(1024);
+        d.push(&frame);
+        assert_eq!(
+            d.poll().expect_err("not an upload").reason(),
+            RejectReason::BadMessage
+        );
+    }
+}
