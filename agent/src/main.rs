@@ -2,13 +2,7 @@
 //! `sonde-responder`. This binary parses the command line, checks it before anything
 //! starts (exit 64), and prints results; the measuring lives in the modules.
 
-mod arrivals;
-mod client;
-mod latency;
-mod netif;
-mod probe;
-mod sampler;
-mod verdict;
+use sonde_agent::{netif, probe};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sonde_cli::LogFormat;

@@ -1,0 +1,12 @@
+//! `sonde-agent` library: what the agent's commands are made of. `probe` and the
+//! modules it uses measure; `spool` keeps results on disk until the collector has them.
+//! The binary (`main.rs`) holds the command line.
+
+pub mod arrivals;
+pub mod client;
+pub mod latency;
+pub mod netif;
+pub mod probe;
+pub mod sampler;
+pub mod spool;
+pub mod verdict;

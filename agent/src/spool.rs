@@ -1,0 +1,265 @@
+//! The agent's on-disk spool: results wait here, oldest first, until the collector has
+//! committed them. A result is durable (committed with `synchronous=FULL`) before
+//! `push` returns; it leaves only through `ack` (the collector's acknowledgement) or,
+//! when the spool is full, as a counted eviction of the oldest.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sonde_proto::ResultRecord;
+use std::path::Path;
+use uuid::Uuid;
+
+/// Spool errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The database failed (disk full, permissions, corruption).
+    #[error("spool database: {0}")]
+    Database(#[from] rusqlite::Error),
+}
+
+/// Schema, applied once (`user_version` 1).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS spool (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    id     TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('evictions_total', 0);
+";
+
+/// The spool.
+#[derive(Debug)]
+pub struct Spool {
+    conn: Connection,
+    max_results: u64,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// Oldest results evicted to make room.
+    pub evicted: u64,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool at `path`, holding at most `max_results`.
+    pub fn open(path: &Path, max_results: u64) -> Result<Spool, SpoolError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", 1)?;
+        Ok(Spool {
+            conn,
+            max_results: max_results.max(1),
+        })
+    }
+
+    /// Stores a result durably, evicting the oldest beyond the bound. A result whose
+    /// id is already spooled is kept once.
+    pub fn push(&mut self, record: &ResultRecord) -> Result<Pushed, SpoolError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO spool (id, record) VALUES (?1, ?2)",
+            params![record.id.to_string(), record.to_json()],
+        )?;
+        let depth: u64 =
+            tx.query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))? as u64;
+        let evicted = depth.saturating_sub(self.max_results);
+        if evicted > 0 {
+            tx.execute(
+                "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?1)",
+                params![evicted as i64],
+            )?;
+            tx.execute(
+                "UPDATE counters SET value = value + ?1 WHERE name = 'evictions_total'",
+                params![evicted as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Pushed { evicted })
+    }
+
+    /// Up to `max` results, oldest first, left in the spool.
+    pub fn peek(&self, max: usize) -> Result<Vec<ResultRecord>, SpoolError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT record FROM spool ORDER BY seq LIMIT ?1")?;
+        let rows = stmt.query_map(params![max as i64], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            // The spool only holds records this agent encoded; one that no longer
+            // parses (a downgrade) is skipped here and stays in the file.
+            if let Ok(record) = ResultRecord::from_json(row?.as_bytes()) {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the results the collector committed; returns how many were spooled.
+    pub fn ack(&mut self, ids: &[Uuid]) -> Result<usize, SpoolError> {
+        let tx = self.conn.transaction()?;
+        let mut removed = 0;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM spool WHERE id = ?1")?;
+            for id in ids {
+                removed += del.execute(params![id.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Results waiting.
+    pub fn depth(&self) -> Result<u64, SpoolError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Results evicted since the spool was created.
+    pub fn evictions_total(&self) -> Result<u64, SpoolError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'evictions_total'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    fn record() -> ResultRecord {
+        let text = include_str!("../../proto/SCHEMA.md");
+        let start = text.find("```json").unwrap_or(0) + "```json".len();
+        let end = start + text[start..].find("```").unwrap_or(0);
+        let mut r = ResultRecord::from_json(text[start..end].trim().as_bytes())
+            .expect("the schema example is a record");
+        r.id = Uuid::now_v7();
+        r
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sonde-spool-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir.join("spool.sqlite")
+    }
+
+    #[test]
+    fn results_leave_only_when_acknowledged_oldest_first() {
+        let mut s = Spool::open(&temp("ack"), 100).expect("spool");
+        let rs: Vec<_> = (0..5).map(|_| record()).collect();
+        for r in &rs {
+            s.push(r).expect("push");
+        }
+        s.push(&rs[0]).expect("a re-push is harmless");
+        assert_eq!(s.depth().expect("depth"), 5);
+        let batch = s.peek(3).expect("peek");
+        assert_eq!(
+            batch.iter().map(|r| r.id).collect::<Vec<_>>(),
+            rs[..3].iter().map(|r| r.id).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            s.ack(&[rs[0].id, rs[1].id, Uuid::now_v7()]).expect("ack"),
+            2
+        );
+        assert_eq!(
+            s.peek(10).expect("peek").first().map(|r| r.id),
+            Some(rs[2].id)
+        );
+        // Timestamps are kept as measured.
+        assert_eq!(
+            s.peek(1).expect("peek")[0].run.started_at,
+            rs[2].run.started_at
+        );
+    }
+
+    #[test]
+    fn a_full_spool_evicts_the_oldest_and_counts_it() {
+        let path = temp("full");
+        let mut s = Spool::open(&path, 3).expect("spool");
+        let rs: Vec<_> = (0..5).map(|_| record()).collect();
+        let evicted: u64 = rs.iter().map(|r| s.push(r).expect("push").evicted).sum();
+        assert_eq!(evicted, 2);
+        assert_eq!(s.evictions_total().expect("count"), 2);
+        let left: Vec<_> = s.peek(10).expect("peek").iter().map(|r| r.id).collect();
+        assert_eq!(left, rs[2..].iter().map(|r| r.id).collect::<Vec<_>>());
+        drop(s);
+        assert_eq!(
+            Spool::open(&path, 3)
+                .expect("reopen")
+                .evictions_total()
+                .expect("count"),
+            2
+        );
+    }
+
+    /// Child half of the kill -9 test: pushes results, printing each id once `push`
+    /// has returned. Run only by that test (with `--ignored`), never on its own.
+    #[test]
+    #[ignore = "the child process of kill_9_loses_nothing_that_was_committed, which runs it"]
+    fn spool_child_writer() {
+        let path = std::env::var("SONDE_SPOOL_CHILD").expect("started by the kill -9 test");
+        let mut s = Spool::open(Path::new(&path), 1_000_000).expect("spool");
+        for _ in 0..100_000 {
+            let r = record();
+            s.push(&r).expect("push");
+            println!("committed {}", r.id);
+        }
+    }
+
+    #[test]
+    fn kill_9_loses_nothing_that_was_committed() {
+        let path = temp("kill9");
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "spool::tests::spool_child_writer",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("SONDE_SPOOL_CHILD", &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("child");
+        let mut committed = Vec::new();
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        while committed.len() < 200 {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(id) = line.strip_prefix("committed ") {
+                committed.push(Uuid::parse_str(id.trim()).expect("uuid"));
+            }
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        assert_eq!(committed.len(), 200, "the child committed results");
+        let s = Spool::open(&path, 1_000_000).expect("reopen after kill -9");
+        let stored: std::collections::HashSet<Uuid> = s
+            .peek(1_000_000)
+            .expect("peek")
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let missing: Vec<_> = committed.iter().filter(|id| !stored.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} committed results lost",
+            missing.len()
+        );
+    }
+}
