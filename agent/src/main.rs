@@ -31,7 +31,8 @@ enum Command {
     /// Measure one access once and print the result.
     ///
     /// Example, on the FTTH port of a box:
-    ///   sonde-agent probe --responder http://responder.example:8080 --interface eth1 --access ftth
+    ///
+    /// sonde-agent probe --responder http://responder.example:8080 --interface eth1 --access ftth
     ///
     /// Exit status: 0 when figures were obtained (possibly partial, see `status`),
     /// 1 when the measurement failed, 64 for bad arguments.
