@@ -80,6 +80,22 @@ pub fn runtime_or_exit() -> tokio::runtime::Runtime {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
 /// Installs the tracing subscriber: `RUST_LOG` (default `info`), text or JSON to stderr.
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;

@@ -1,5 +1,7 @@
-//! `sonde-collector` library: the `Store` boundary and its embedded SQLite
-//! implementation. The binary (`main.rs`) holds the commands.
+//! `sonde-collector` library: the configuration, the `Store` boundary with its
+//! embedded SQLite implementation, and the HTTP API. The binary holds the commands.
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod http;
 pub mod store;

@@ -91,7 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(echo::serve(sock, stop_rx.clone()));
     }
     tokio::spawn(async move {
-        shutdown_signal().await;
+        sonde_cli::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     serve_http(
@@ -162,25 +162,4 @@ async fn serve_http(
     {
         tracing::warn!("tests still running at the end of the grace period; closing them");
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -18,6 +18,37 @@ pub fn bin(name: &str) -> PathBuf {
     sonde_netlab::find_bin(name).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// Starts a workspace binary that logs JSON to stderr and waits (10 s at most) for
+/// its log line whose message is `message`; returns the child and that line's fields.
+/// The child's later logs are drained so it never blocks on a full pipe.
+pub fn start_logged(name: &str, args: &[&str], message: &str) -> (Child, serde_json::Value) {
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fields = loop {
+        assert!(Instant::now() < deadline, "{name} did not start in 10 s");
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{name} exited before {message:?}"))
+            .expect("read log");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["fields"]["message"] == message {
+            break v["fields"].clone();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, fields)
+}
+
 /// A running `sonde-responder`.
 #[derive(Debug)]
 pub struct Responder {
@@ -51,42 +82,17 @@ impl Responder {
     /// Starts a responder with exactly these arguments (they must include
     /// `--log-format json`), waiting for its "listening" line.
     pub fn start_with(args: &[&str]) -> Responder {
-        let mut child = Command::new(bin("sonde-responder"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sonde-responder");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (http, udp_port) = loop {
-            assert!(Instant::now() < deadline, "responder did not start in 10 s");
-            let line = lines
-                .next()
-                .expect("responder exited before listening")
-                .expect("read responder log");
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            let fields = &v["fields"];
-            if fields["message"] == "responder listening" {
-                let http: SocketAddr = fields["http"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .expect("http address in the listening line");
-                let udp = fields["udp"].as_str().and_then(|s| {
-                    s.trim_start_matches("Some(")
-                        .trim_end_matches(')')
-                        .parse()
-                        .ok()
-                });
-                break (http, udp);
-            }
-        };
-        // Keep draining its logs so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let (child, fields) = start_logged("sonde-responder", args, "responder listening");
+        let http: SocketAddr = fields["http"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("http address in the listening line");
+        let udp_port = fields["udp"].as_str().and_then(|s| {
+            s.trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        });
         Responder {
             child,
             http,

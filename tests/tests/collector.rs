@@ -2,7 +2,7 @@
 //! them are stored once, bad lines are reported by number and reason, and nothing valid
 //! is lost because of them.
 
-use sonde_e2e::{agent, bin, run_bounded, Responder};
+use sonde_e2e::{agent, bin, run_bounded, start_logged, Responder};
 use std::process::Command;
 use std::time::Duration;
 
@@ -82,5 +82,132 @@ fn import_stores_valid_lines_once_and_names_every_rejected_line() {
     let run = import(&dir.join("missing.jsonl"));
     assert_eq!(run.code(), 66);
     assert!(run.stderr().contains("missing.jsonl"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (
+        code,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into())),
+    )
+}
+
+#[test]
+fn serve_pages_imported_results_and_lists_agents() {
+    let dir = std::env::temp_dir().join(format!("sonde-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"state\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .expect("config");
+    // Five results from a real probe, imported through the configuration's store.
+    let responder = Responder::start(&[]);
+    let mut lines = String::new();
+    for _ in 0..5 {
+        let run = agent(
+            &[
+                "probe",
+                "--responder",
+                &responder.url(),
+                "--direction",
+                "down",
+                "--max-duration",
+                "1",
+                "--idle-probes",
+                "3",
+                "--json",
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.code(), 0, "{}", run.stderr());
+        lines.push_str(run.stdout().trim());
+        lines.push('\n');
+    }
+    let file = dir.join("r.jsonl");
+    std::fs::write(&file, lines).expect("write");
+    let mut cmd = Command::new(bin("sonde-collector"));
+    cmd.args(["import", "--file"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&config);
+    let run = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+
+    let config_arg = config.display().to_string();
+    let (mut child, fields) = start_logged(
+        "sonde-collector",
+        &["serve", "--config", &config_arg, "--log-format", "json"],
+        "collector listening",
+    );
+    let addr = fields["http"].as_str().expect("http address").to_string();
+    assert_eq!(get(&addr, "/healthz").0, 200);
+    let mut ids = Vec::new();
+    let mut path = "/api/v1/results?limit=2".to_string();
+    for _ in 0..5 {
+        let (code, page) = get(&addr, &path);
+        assert_eq!(code, 200, "{page}");
+        ids.extend(
+            page["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| r["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/results?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 5, "every result once across pages");
+    let (code, agents) = get(&addr, "/api/v1/agents");
+    assert_eq!(code, 200);
+    assert_eq!(agents["agents"][0]["results"], 5, "{agents}");
+    let (code, err) = get(&addr, "/api/v1/results?from=yesterday");
+    assert_eq!(code, 400);
+    assert!(
+        err["error"].as_str().unwrap_or("").contains("from"),
+        "{err}"
+    );
+    assert_eq!(get(&addr, "/api/v1/results?limit=5000").0, 400);
+    assert_eq!(get(&addr, "/nothing").0, 404);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_collector_config_lists_every_problem_and_exits_64() {
+    let dir = std::env::temp_dir().join(format!("sonde-badconf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"\"\n[http]\nlisten = \"everywhere\"\n",
+    )
+    .expect("config");
+    let mut cmd = Command::new(bin("sonde-collector"));
+    cmd.args(["serve", "--config"]).arg(&config);
+    let run = run_bounded(cmd, Duration::from_secs(20));
+    assert_eq!(run.code(), 64, "{}", run.stderr());
+    let err = run.stderr();
+    assert!(
+        err.contains("data_dir") && err.contains("http.listen"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

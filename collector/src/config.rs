@@ -1,0 +1,137 @@
+//! The collector's configuration file (TOML). Every field is checked before anything
+//! starts; all problems are reported at once, each with its field path.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// `sonde-collector serve --config FILE`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the collector's state: the SQLite store (`collector.sqlite`), and
+    /// later its keys. Relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    /// The HTTP API.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/healthz`, `/metrics` and `/api/v1/*` (default 127.0.0.1:9090).
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:9090".into()
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Where the store lives.
+    pub store_path: PathBuf,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+}
+
+impl Checked {
+    /// The store path for a data directory.
+    pub fn store_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("collector.sqlite")
+    }
+}
+
+/// Reads and checks a config file; `Err` lists every problem, one per line, each
+/// naming its field.
+pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    let config: Config = toml::from_str(&text).map_err(|e| {
+        vec![format!(
+            "{}: {}",
+            path.display(),
+            e.to_string().lines().collect::<Vec<_>>().join(" ")
+        )]
+    })?;
+    let mut problems = Vec::new();
+    let base = path.parent().unwrap_or(Path::new("."));
+    let data_dir = if config.data_dir.is_absolute() {
+        config.data_dir.clone()
+    } else {
+        base.join(&config.data_dir)
+    };
+    if config.data_dir.as_os_str().is_empty() {
+        problems.push("data_dir: must not be empty".to_string());
+    }
+    let http_listen = match config.http.listen.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(format!(
+                "http.listen: {:?} is not an ADDRESS:PORT",
+                config.http.listen
+            ));
+            None
+        }
+    };
+    match (problems.is_empty(), http_listen) {
+        (true, Some(http_listen)) => Ok(Checked {
+            store_path: Checked::store_in(&data_dir),
+            http_listen,
+        }),
+        _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sonde-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let p = dir.join("collector.toml");
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    #[test]
+    fn relative_data_dir_is_next_to_the_config() {
+        let p = write(
+            "ok",
+            "data_dir = \"state\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        );
+        let c = load(&p).expect("valid");
+        assert_eq!(
+            c.store_path,
+            p.parent().expect("dir").join("state/collector.sqlite")
+        );
+    }
+
+    #[test]
+    fn problems_name_their_field() {
+        let p = write(
+            "bad-listen",
+            "data_dir = \"\"\n[http]\nlisten = \"nowhere\"\n",
+        );
+        let problems = load(&p).expect_err("invalid");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("data_dir"), "{problems:?}");
+        assert!(problems[1].starts_with("http.listen"), "{problems:?}");
+        let p = write("unknown", "data_dir = \"s\"\nretention = 3\n");
+        let problems = load(&p).expect_err("unknown field");
+        assert!(problems[0].contains("retention"), "{problems:?}");
+    }
+}

@@ -1,0 +1,118 @@
+//! The collector's HTTP API: `GET /healthz`, `GET /api/v1/results` (paged, filtered by
+//! time and agent) and `GET /api/v1/agents`. Reads only; bad parameters get a 400 with
+//! a one-line JSON reason.
+
+use crate::store::{ResultQuery, Store, StoreError};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Default page size of `/api/v1/results`.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// Serves one request.
+pub async fn handle<B>(
+    store: Arc<dyn Store>,
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if req.method() != Method::GET {
+        return Ok(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET is served here",
+        ));
+    }
+    // SQLite calls block: run them off the async workers.
+    let path = req.uri().path().to_string();
+    let resp = tokio::task::spawn_blocking(move || route(&*store, &path, &query))
+        .await
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"));
+    Ok(resp)
+}
+
+fn route(store: &dyn Store, path: &str, query: &HashMap<String, String>) -> Response<Full<Bytes>> {
+    match path {
+        "/healthz" => {
+            if store.healthy() {
+                text(StatusCode::OK, "ok\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+            }
+        }
+        "/api/v1/results" => match parse_query(query) {
+            Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            Ok(q) => match store.results(&q) {
+                Ok(page) => json(StatusCode::OK, &page),
+                Err(StoreError::Query(e)) => error(StatusCode::BAD_REQUEST, &e),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            },
+        },
+        "/api/v1/agents" => match store.agents() {
+            Ok(agents) => json(StatusCode::OK, &serde_json::json!({ "agents": agents })),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        },
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+fn parse_time(query: &HashMap<String, String>, key: &str) -> Result<Option<DateTime<Utc>>, String> {
+    query
+        .get(key)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    format!("{key}={v:?} is not an RFC 3339 time (e.g. 2026-11-29T00:00:00Z)")
+                })
+        })
+        .transpose()
+}
+
+fn parse_query(query: &HashMap<String, String>) -> Result<ResultQuery, String> {
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("limit={v:?} is not a number"))?,
+    };
+    Ok(ResultQuery {
+        from: parse_time(query, "from")?,
+        to: parse_time(query, "to")?,
+        agent: query.get("agent").cloned(),
+        limit,
+        cursor: query.get("cursor").cloned(),
+    })
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(value).unwrap_or_default(),
+    )));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn error(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": reason }))
+}
