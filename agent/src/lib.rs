@@ -8,5 +8,6 @@ pub mod latency;
 pub mod netif;
 pub mod probe;
 pub mod sampler;
+pub mod schedule;
 pub mod spool;
 pub mod verdict;
