@@ -4,6 +4,7 @@
 
 pub mod arrivals;
 pub mod client;
+pub mod config;
 pub mod latency;
 pub mod netif;
 pub mod probe;

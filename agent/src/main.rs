@@ -2,7 +2,7 @@
 //! `sonde-responder`. This binary parses the command line, checks it before anything
 //! starts (exit 64), and prints results; the measuring lives in the modules.
 
-use sonde_agent::{netif, probe};
+use sonde_agent::{config, netif, probe};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sonde_cli::LogFormat;
@@ -37,6 +37,18 @@ enum Command {
     /// Exit status: 0 when figures were obtained (possibly partial, see `status`),
     /// 1 when the measurement failed, 64 for bad arguments.
     Probe(ProbeArgs),
+    /// Check a configuration file and report every problem, each with its field path.
+    ///
+    /// Exit status: 0 when the file is valid, 64 otherwise. Interfaces are checked
+    /// against this box; `--no-interfaces` skips that (to check a file elsewhere).
+    CheckConfig {
+        /// The agent's configuration (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+        /// Do not require the accesses' interfaces to exist on this box.
+        #[arg(long)]
+        no_interfaces: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +128,39 @@ fn main() {
     sonde_cli::init_logging(cli.log_format);
     match cli.command {
         Command::Probe(args) => probe_command(args),
+        Command::CheckConfig {
+            config,
+            no_interfaces,
+        } => check_config(&config, no_interfaces),
+    }
+}
+
+fn check_config(path: &std::path::Path, no_interfaces: bool) {
+    let interfaces = if no_interfaces {
+        config::Interfaces::Ignore
+    } else {
+        config::Interfaces::MustExist
+    };
+    match config::load(path, interfaces) {
+        Ok(c) => {
+            let names: Vec<String> = c
+                .accesses
+                .iter()
+                .map(|a| format!("{} ({} on {})", a.name, a.kind, a.interface))
+                .collect();
+            println!(
+                "{}: valid; {} access(es): {}",
+                path.display(),
+                names.len(),
+                names.join(", ")
+            );
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            std::process::exit(sonde_cli::EXIT_USAGE);
+        }
     }
 }
 

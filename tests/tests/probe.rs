@@ -328,3 +328,38 @@ fn busy_responder_is_reported_as_busy() {
         r.flags
     );
 }
+
+#[test]
+fn check_config_accepts_the_example_and_lists_every_problem() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/agent.example.toml");
+    let run = agent(
+        &["check-config", "--config", example, "--no-interfaces"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stdout().contains("2 access(es)"), "{}", run.stdout());
+    // On this box eth1 and wwan0 may not exist: each missing one is named.
+    let dir = std::env::temp_dir().join(format!("sonde-agentconf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("agent.toml");
+    let text = std::fs::read_to_string(example)
+        .expect("example")
+        .replace("interface = \"eth1\"", "interface = \"nosuchif0\"")
+        .replace("kind = \"4g\"", "kind = \"5g\"")
+        .replace("every = \"1h\"", "every = \"10s\"");
+    std::fs::write(&bad, text).expect("write");
+    let run = agent(
+        &[
+            "check-config",
+            "--config",
+            bad.to_str().expect("utf-8 path"),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.code(), 64, "{}", run.stderr());
+    let err = run.stderr();
+    for field in ["access[0].interface", "access[1].kind", "access[1].every"] {
+        assert!(err.contains(field), "{field} named in: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

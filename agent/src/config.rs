@@ -1,0 +1,400 @@
+//! The agent's configuration file (TOML): the site, the collector, the spool and the
+//! accesses to probe. [`load`] checks everything before anything starts and reports
+//! every problem at once, each with its field path (`access[1].responders[0]: ...`).
+
+use crate::netif;
+use crate::schedule::Cadence;
+use serde::Deserialize;
+use sonde_proto::AccessKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Where the box is.
+    pub site: SiteConfig,
+    /// The collector and the agent's state.
+    pub collector: CollectorConfig,
+    /// The on-disk spool.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// The accesses to probe (`[[access]]`, at least one).
+    #[serde(default)]
+    pub access: Vec<AccessConfig>,
+}
+
+/// `[site]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Quartier (district) id.
+    pub quartier: String,
+    /// Building id.
+    pub building: String,
+    /// WGS84 latitude, degrees.
+    pub latitude: f64,
+    /// WGS84 longitude, degrees.
+    pub longitude: f64,
+}
+
+/// `[collector]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// The collector's QUIC address, `HOST:PORT`.
+    pub address: String,
+    /// The agent's state: identity (key, certificate, pinned CA) and spool.
+    pub state_dir: PathBuf,
+}
+
+/// `[spool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Results kept at most while the collector is unreachable; the oldest go first.
+    #[serde(default = "default_max_results")]
+    pub max_results: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            max_results: default_max_results(),
+        }
+    }
+}
+
+fn default_max_results() -> u64 {
+    100_000
+}
+
+/// `[[access]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Unique name, e.g. `fibre`.
+    pub name: String,
+    /// `ftth`, `4g`, `wifi` or `other`.
+    pub kind: String,
+    /// Interface the access is reached through.
+    pub interface: String,
+    /// Responder URLs, in order of preference.
+    pub responders: Vec<String>,
+    /// Download target, Mb/s at the IP layer (default: the kind's).
+    #[serde(default)]
+    pub target_down_mbps: Option<f64>,
+    /// Upload target, Mb/s at the IP layer.
+    #[serde(default)]
+    pub target_up_mbps: Option<f64>,
+    /// Time between runs, e.g. `15m` (at least 1 minute).
+    #[serde(default = "default_every")]
+    pub every: String,
+    /// Each run moves by up to ± this (at most a quarter of `every`).
+    #[serde(default = "default_jitter")]
+    pub jitter: String,
+    /// Parallel TCP streams.
+    #[serde(default = "default_streams")]
+    pub streams: u32,
+    /// Cap per direction, seconds.
+    #[serde(default = "default_max_duration")]
+    pub max_duration: f64,
+}
+
+fn default_every() -> String {
+    "15m".into()
+}
+fn default_jitter() -> String {
+    "2m".into()
+}
+fn default_streams() -> u32 {
+    8
+}
+fn default_max_duration() -> f64 {
+    10.0
+}
+
+/// A checked access.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: AccessKind,
+    /// Interface.
+    pub interface: String,
+    /// Responder URLs.
+    pub responders: Vec<url::Url>,
+    /// When it runs.
+    pub cadence: Cadence,
+    /// Streams.
+    pub streams: u32,
+    /// Cap per direction.
+    pub max_duration: Duration,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file as written.
+    pub file: File,
+    /// Its accesses, checked.
+    pub accesses: Vec<Access>,
+}
+
+/// Whether interfaces must exist on this box (false for checking a file elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interfaces {
+    /// Check that each access's interface exists here.
+    MustExist,
+    /// Do not look at this box's interfaces.
+    Ignore,
+}
+
+/// Reads and checks the file; `Err` holds every problem, one line each.
+pub fn load(path: &Path, interfaces: Interfaces) -> Result<Config, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    let file: File = toml::from_str(&text).map_err(|e| {
+        vec![format!(
+            "{}: {}",
+            path.display(),
+            e.to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        )]
+    })?;
+    check(file, interfaces)
+}
+
+fn duration(field: &str, text: &str, problems: &mut Vec<String>) -> Option<Duration> {
+    humantime::parse_duration(text)
+        .map_err(|e| {
+            problems.push(format!(
+                "{field}: {text:?} is not a duration like 15m ({e})"
+            ))
+        })
+        .ok()
+}
+
+/// Checks a parsed file.
+pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> {
+    let mut p = Vec::new();
+    let site = &file.site;
+    for (field, value) in [
+        ("site.quartier", &site.quartier),
+        ("site.building", &site.building),
+    ] {
+        if value.trim().is_empty() {
+            p.push(format!("{field}: must not be empty"));
+        }
+    }
+    if !(-90.0..=90.0).contains(&site.latitude) {
+        p.push(format!(
+            "site.latitude: {} is outside -90..=90",
+            site.latitude
+        ));
+    }
+    if !(-180.0..=180.0).contains(&site.longitude) {
+        p.push(format!(
+            "site.longitude: {} is outside -180..=180",
+            site.longitude
+        ));
+    }
+    let addr = &file.collector.address;
+    if addr
+        .rsplit_once(':')
+        .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+    {
+        p.push(format!("collector.address: {addr:?} is not HOST:PORT"));
+    }
+    if file.collector.state_dir.as_os_str().is_empty() {
+        p.push("collector.state_dir: must not be empty".into());
+    }
+    if file.spool.max_results == 0 {
+        p.push("spool.max_results: must be at least 1".into());
+    }
+    if file.access.is_empty() {
+        p.push("access: at least one [[access]] is needed".into());
+    }
+    let mut accesses = Vec::new();
+    for (i, a) in file.access.iter().enumerate() {
+        let at = format!("access[{i}]");
+        if a.name.trim().is_empty() {
+            p.push(format!("{at}.name: must not be empty"));
+        } else if file.access[..i].iter().any(|b| b.name == a.name) {
+            p.push(format!(
+                "{at}.name: {:?} is used by an earlier access",
+                a.name
+            ));
+        }
+        let kind = a
+            .kind
+            .parse::<AccessKind>()
+            .map_err(|e| p.push(format!("{at}.kind: {e}")))
+            .ok();
+        if interfaces == Interfaces::MustExist {
+            if let Err(e) = netif::interface(&a.interface) {
+                p.push(format!(
+                    "{at}.interface: {}",
+                    e.trim_start_matches("--interface ")
+                ));
+            }
+        }
+        if a.responders.is_empty() {
+            p.push(format!(
+                "{at}.responders: at least one responder URL is needed"
+            ));
+        }
+        let mut responders = Vec::new();
+        for (j, r) in a.responders.iter().enumerate() {
+            match url::Url::parse(r) {
+                Ok(u) if u.scheme() == "http" && u.host_str().is_some() => responders.push(u),
+                Ok(_) => p.push(format!("{at}.responders[{j}]: {r:?} is not an http:// URL")),
+                Err(e) => p.push(format!("{at}.responders[{j}]: {r:?} is not a URL ({e})")),
+            }
+        }
+        for (field, v) in [
+            ("target_down_mbps", a.target_down_mbps),
+            ("target_up_mbps", a.target_up_mbps),
+        ] {
+            if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+                p.push(format!("{at}.{field}: must be a positive number of Mb/s"));
+            }
+        }
+        let every = duration(&format!("{at}.every"), &a.every, &mut p);
+        let jitter = duration(&format!("{at}.jitter"), &a.jitter, &mut p);
+        if let Some(e) = every.filter(|e| *e < Duration::from_secs(60)) {
+            p.push(format!("{at}.every: {e:?} is shorter than 1 minute"));
+        }
+        if let (Some(e), Some(j)) = (every, jitter) {
+            if j > e / 4 {
+                p.push(format!(
+                    "{at}.jitter: {} is more than a quarter of every ({})",
+                    a.jitter, a.every
+                ));
+            }
+        }
+        if !(1..=64).contains(&a.streams) {
+            p.push(format!("{at}.streams: {} is outside 1..=64", a.streams));
+        }
+        if !(1.0..=60.0).contains(&a.max_duration) {
+            p.push(format!(
+                "{at}.max_duration: {} s is outside 1..=60",
+                a.max_duration
+            ));
+        }
+        if let (Some(kind), Some(every), Some(jitter)) = (kind, every, jitter) {
+            accesses.push(Access {
+                name: a.name.clone(),
+                kind,
+                interface: a.interface.clone(),
+                responders,
+                cadence: Cadence {
+                    interval_ms: every.as_millis() as u64,
+                    jitter_ms: jitter.as_millis() as u64,
+                },
+                streams: a.streams,
+                max_duration: Duration::from_secs_f64(a.max_duration.clamp(1.0, 60.0)),
+            });
+        }
+    }
+    if p.is_empty() {
+        Ok(Config { file, accesses })
+    } else {
+        Err(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+quartier = "paris-13"
+building = "b42"
+latitude = 48.83
+longitude = 2.36
+
+[collector]
+address = "collector.example:4433"
+state_dir = "/var/lib/sonde"
+
+[[access]]
+name = "fibre"
+kind = "ftth"
+interface = "lo"
+responders = ["http://r1.example:8080", "http://r2.example:8080"]
+
+[[access]]
+name = "mobile"
+kind = "4g"
+interface = "lo"
+responders = ["http://r1.example:8080"]
+every = "1h"
+jitter = "10m"
+streams = 1
+"#;
+
+    #[test]
+    fn a_good_file_gives_checked_accesses() {
+        let file: File = toml::from_str(GOOD).expect("parses");
+        let c = check(file, Interfaces::MustExist).expect("valid");
+        assert_eq!(c.accesses.len(), 2);
+        assert_eq!(
+            c.accesses[0].cadence,
+            Cadence {
+                interval_ms: 900_000,
+                jitter_ms: 120_000
+            }
+        );
+        assert_eq!(c.accesses[1].kind, AccessKind::FourG);
+        assert_eq!(c.accesses[0].responders.len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field_path() {
+        let bad = GOOD
+            .replace("latitude = 48.83", "latitude = 123.0")
+            .replace("collector.example:4433", "no-port")
+            .replace("kind = \"4g\"", "kind = \"5g\"")
+            .replace(
+                "interface = \"lo\"\nresponders = [\"http://r1.example:8080\"]",
+                "interface = \"nosuchif0\"\nresponders = [\"ftp://x\"]",
+            )
+            .replace("jitter = \"10m\"", "jitter = \"30m\"")
+            .replace("streams = 1", "streams = 0");
+        let file: File = toml::from_str(&bad).expect("parses");
+        let problems = check(file, Interfaces::MustExist).expect_err("invalid");
+        let want = [
+            "site.latitude",
+            "collector.address",
+            "access[1].kind",
+            "access[1].interface",
+            "access[1].responders[0]",
+            "access[1].jitter",
+            "access[1].streams",
+        ];
+        assert_eq!(problems.len(), want.len(), "{problems:#?}");
+        for (p, w) in problems.iter().zip(want) {
+            assert!(p.starts_with(w), "{p} should start with {w}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_duplicate_names_are_refused() {
+        let typo = GOOD.replace("streams = 1", "stream = 1");
+        let e = toml::from_str::<File>(&typo).expect_err("unknown field");
+        assert!(e.to_string().contains("stream"), "{e}");
+        let dup = GOOD.replace("name = \"mobile\"", "name = \"fibre\"");
+        let problems =
+            check(toml::from_str(&dup).expect("parses"), Interfaces::Ignore).expect_err("dup");
+        assert_eq!(
+            problems,
+            vec!["access[1].name: \"fibre\" is used by an earlier access".to_string()]
+        );
+    }
+}
