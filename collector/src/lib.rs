@@ -4,4 +4,5 @@
 
 pub mod config;
 pub mod http;
+pub mod ingest;
 pub mod store;

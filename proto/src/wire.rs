@@ -88,7 +88,7 @@ pub struct Ack {
 }
 
 /// Why the collector refused a frame. Stable names: counted in metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// Not a frame of this protocol.
