@@ -13,6 +13,43 @@ pub enum PkiError {
     /// Generating or signing failed.
     #[error("certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// Reading or writing the CA's files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored CA certificate is not PEM.
+    #[error("{0}: not a PEM certificate")]
+    Pem(std::path::PathBuf),
+}
+
+/// File of the CA's private key in the collector's data directory (mode 0600).
+pub const CA_KEY_FILE: &str = "ca.key.pem";
+/// File of the CA's certificate in the collector's data directory.
+pub const CA_CERT_FILE: &str = "ca.cert.pem";
+
+fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `contents` to a new file readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(contents).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
 }
 
 /// A certificate and its private key.
@@ -36,19 +73,43 @@ fn key_der(key: &KeyPair) -> PrivateKeyDer<'static> {
 }
 
 impl Ca {
-    /// A new CA named `name`.
+    /// A new CA named `name`, in memory only.
     pub fn generate(name: &str) -> Result<Ca, PkiError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let params = ca_params(name)?;
         let cert = params.self_signed(&key)?.der().clone();
         Ok(Ca {
             issuer: Issuer::new(params, key),
             cert,
+        })
+    }
+
+    /// Loads the CA kept in `dir`, or creates it there on first start (key file mode
+    /// 0600). Restarting the collector keeps every agent's certificate valid.
+    pub fn load_or_create(dir: &std::path::Path, name: &str) -> Result<Ca, PkiError> {
+        let (key_path, cert_path) = (dir.join(CA_KEY_FILE), dir.join(CA_CERT_FILE));
+        if key_path.exists() && cert_path.exists() {
+            let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+            let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+            let key = KeyPair::from_pem(&key_pem)?;
+            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
+            let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+                .map_err(|_| PkiError::Pem(cert_path.clone()))?;
+            return Ok(Ca {
+                issuer,
+                cert: CertificateDer::from(pem.contents),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let key = KeyPair::generate()?;
+        let key_pem = key.serialize_pem();
+        let params = ca_params(name)?;
+        let cert = params.self_signed(&key)?;
+        write_private(&key_path, key_pem.as_bytes())?;
+        std::fs::write(&cert_path, cert.pem()).map_err(io(&cert_path))?;
+        Ok(Ca {
+            issuer: Issuer::new(params, key),
+            cert: cert.der().clone(),
         })
     }
 
@@ -91,9 +152,50 @@ impl Ca {
     }
 }
 
+fn ca_params(name: &str) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
 /// The agent id (common name) of an agent's certificate.
 pub fn agent_id_of(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_ca_survives_a_restart_and_its_key_is_private() {
+        let dir = std::env::temp_dir().join(format!("sonde-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = Ca::load_or_create(&dir, "sonde CA").expect("create");
+        let mode = std::fs::metadata(dir.join(CA_KEY_FILE))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let agent = first.issue_agent("agent-1").expect("agent cert");
+        let second = Ca::load_or_create(&dir, "ignored on reload").expect("reload");
+        assert_eq!(first.cert(), second.cert(), "the same CA after a restart");
+        // A certificate issued before the restart still verifies against the CA.
+        let (_, ca) = x509_parser::parse_x509_certificate(second.cert().as_ref()).expect("ca");
+        let (_, leaf) = x509_parser::parse_x509_certificate(agent.cert.as_ref()).expect("leaf");
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+        assert_eq!(agent_id_of(&agent.cert).as_deref(), Some("agent-1"));
+        // And a certificate issued after it verifies too.
+        let later = second.issue_agent("agent-2").expect("agent cert");
+        let (_, leaf) = x509_parser::parse_x509_certificate(later.cert.as_ref()).expect("leaf");
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
