@@ -143,11 +143,7 @@ mod tests {
     use std::process::{Command, Stdio};
 
     fn record() -> ResultRecord {
-        let text = include_str!("../../proto/SCHEMA.md");
-        let start = text.find("```json").unwrap_or(0) + "```json".len();
-        let end = start + text[start..].find("```").unwrap_or(0);
-        let mut r = ResultRecord::from_json(text[start..end].trim().as_bytes())
-            .expect("the schema example is a record");
+        let mut r = ResultRecord::schema_example();
         r.id = Uuid::now_v7();
         r
     }

@@ -155,11 +155,7 @@ mod tests {
     use sonde_proto::ResultRecord;
 
     fn record() -> ResultRecord {
-        let doc = include_str!("../../proto/SCHEMA.md");
-        let start = doc.find("```json").unwrap_or(0) + 7;
-        let end = start + doc[start..].find("```").unwrap_or(0);
-        let mut r =
-            ResultRecord::from_json(doc[start..end].trim().as_bytes()).expect("example record");
+        let mut r = ResultRecord::schema_example();
         r.id = uuid::Uuid::now_v7();
         r
     }

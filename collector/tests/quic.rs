@@ -15,10 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn record() -> ResultRecord {
-    let doc = include_str!("../../proto/SCHEMA.md");
-    let start = doc.find("```json").unwrap_or(0) + 7;
-    let end = start + doc[start..].find("```").unwrap_or(0);
-    let mut r = ResultRecord::from_json(doc[start..end].trim().as_bytes()).expect("example");
+    let mut r = ResultRecord::schema_example();
     r.id = uuid::Uuid::now_v7();
     r
 }

@@ -497,6 +497,23 @@ pub enum DecodeError {
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 impl ResultRecord {
+    /// The example record of `proto/SCHEMA.md` (a probe of a 4G link), for tests and
+    /// documentation. Callers that store several should give each a fresh `id`.
+    pub fn schema_example() -> ResultRecord {
+        const DOC: &str = include_str!("../SCHEMA.md");
+        let start = DOC
+            .find("```json")
+            .map(|i| i + "```json".len())
+            .unwrap_or(0);
+        let end = DOC[start..]
+            .find("```")
+            .map(|i| start + i)
+            .unwrap_or(DOC.len());
+        // The example is checked by proto's tests; it always parses.
+        ResultRecord::from_json(DOC[start..end].trim().as_bytes())
+            .expect("proto/SCHEMA.md holds a valid example record")
+    }
+
     /// Parses one record from JSON, with a size bound and a schema-version check.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_RECORD_BYTES {

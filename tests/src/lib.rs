@@ -187,3 +187,27 @@ pub fn agent(args: &[&str], timeout: Duration) -> Run {
     cmd.args(args);
     run_bounded(cmd, timeout)
 }
+
+/// `n` result records (JSON lines) from real download probes of `responder`.
+pub fn probe_lines(responder: &Responder, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let url = responder.url();
+            let args = [
+                "probe",
+                "--responder",
+                &url,
+                "--direction",
+                "down",
+                "--max-duration",
+                "1",
+                "--idle-probes",
+                "3",
+                "--json",
+            ];
+            let run = agent(&args, Duration::from_secs(60));
+            assert_eq!(run.code(), 0, "{}", run.stderr());
+            run.stdout().trim().to_string()
+        })
+        .collect()
+}

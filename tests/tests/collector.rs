@@ -2,7 +2,7 @@
 //! them are stored once, bad lines are reported by number and reason, and nothing valid
 //! is lost because of them.
 
-use sonde_e2e::{agent, bin, run_bounded, start_logged, Responder};
+use sonde_e2e::{bin, probe_lines, run_bounded, start_logged, Responder};
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,26 +12,7 @@ fn import_stores_valid_lines_once_and_names_every_rejected_line() {
     std::fs::create_dir_all(&dir).expect("dir");
     // Two real records from a real probe.
     let responder = Responder::start(&[]);
-    let mut lines = Vec::new();
-    for _ in 0..2 {
-        let run = agent(
-            &[
-                "probe",
-                "--responder",
-                &responder.url(),
-                "--direction",
-                "down",
-                "--max-duration",
-                "1",
-                "--idle-probes",
-                "5",
-                "--json",
-            ],
-            Duration::from_secs(60),
-        );
-        assert_eq!(run.code(), 0, "{}", run.stderr());
-        lines.push(run.stdout().trim().to_string());
-    }
+    let lines = probe_lines(&responder, 2);
     let good = lines.join("\n");
     let file = dir.join("results.jsonl");
     let content = format!(
@@ -117,27 +98,7 @@ fn serve_pages_imported_results_and_lists_agents() {
     .expect("config");
     // Five results from a real probe, imported through the configuration's store.
     let responder = Responder::start(&[]);
-    let mut lines = String::new();
-    for _ in 0..5 {
-        let run = agent(
-            &[
-                "probe",
-                "--responder",
-                &responder.url(),
-                "--direction",
-                "down",
-                "--max-duration",
-                "1",
-                "--idle-probes",
-                "3",
-                "--json",
-            ],
-            Duration::from_secs(60),
-        );
-        assert_eq!(run.code(), 0, "{}", run.stderr());
-        lines.push_str(run.stdout().trim());
-        lines.push('\n');
-    }
+    let lines = probe_lines(&responder, 5).join("\n") + "\n";
     let file = dir.join("r.jsonl");
     std::fs::write(&file, lines).expect("write");
     let mut cmd = Command::new(bin("sonde-collector"));
