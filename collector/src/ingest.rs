@@ -2,19 +2,154 @@
 //! come out. Uploads are committed to the store before their ids are acknowledged;
 //! anything that is not a valid frame is refused with a reason, counted, and ends the
 //! stream. The agent's identity and site come from the [`Delivery`] the transport
-//! established (its certificate), never from the payload. The QUIC listener wraps this.
+//! established (its certificate and enrolment record), never from the payload. A
+//! connection without a certificate may only enrol. The QUIC listener wraps this.
+//!
+//! Commits go through one writer thread ([`Committer`]) that gathers the uploads
+//! waiting at that moment into one transaction (group commit): one fsync serves many
+//! agents, which is what lets a fleet backfill quickly.
 
-use crate::store::{Delivery, Store};
+use crate::pki::{Ca, PkiError};
+use crate::store::{Batch, Delivery, EnrolError, Inserted, Store};
 use chrono::{DateTime, Utc};
-use sonde_proto::wire::{self, Ack, FrameDecoder, Message, Reject, RejectReason};
+use sonde_proto::wire::{
+    self, Ack, EnrolToken, Enroll, Enrolled, FrameDecoder, Message, Reject, RejectReason,
+};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Results gathered into one transaction at most.
+pub const MAX_GROUP_RESULTS: usize = 20_000;
+
+struct Job {
+    batch: Batch,
+    done: oneshot::Sender<Result<Inserted, String>>,
+}
+
+/// Counters of the commit path, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Results newly stored.
+    pub results_new: AtomicU64,
+    /// Results re-sent and already stored.
+    pub results_duplicate: AtomicU64,
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Uploads committed.
+    pub batches: AtomicU64,
+    /// Total time spent committing, microseconds.
+    pub commit_us: AtomicU64,
+    /// Transactions that failed.
+    pub failures: AtomicU64,
+}
+
+/// The single writer: commits uploads in groups, then answers each.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<CommitStats>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Starts the writer thread over `store`. It stops when every handle is dropped.
+    pub fn start(store: Arc<dyn Store>) -> Committer {
+        let (jobs, mut rx) = mpsc::channel::<Job>(4096);
+        let stats = Arc::new(CommitStats::default());
+        let s = stats.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sonde-commit".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut group = vec![first];
+                    let mut n = group[0].batch.records.len();
+                    while n < MAX_GROUP_RESULTS {
+                        match rx.try_recv() {
+                            Ok(job) => {
+                                n += job.batch.records.len();
+                                group.push(job);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    commit_group(store.as_ref(), group, &s);
+                }
+            });
+        if let Err(e) = spawned {
+            // Without a thread every commit fails with `unavailable`: agents keep
+            // their results and retry; nothing is lost.
+            tracing::error!(error = %e, "cannot start the commit thread");
+        }
+        Committer { jobs, stats }
+    }
+
+    /// Commits `batch` (with whatever else is waiting) and returns once it is durable.
+    pub async fn commit(&self, batch: Batch) -> Result<Inserted, String> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job { batch, done })
+            .await
+            .map_err(|_| "the commit thread is gone".to_string())?;
+        wait.await
+            .map_err(|_| "the commit thread is gone".to_string())?
+    }
+
+    /// The commit counters.
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+}
+
+fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats) {
+    let (batches, waiters): (Vec<Batch>, Vec<_>) =
+        group.into_iter().map(|j| (j.batch, j.done)).unzip();
+    let started = Instant::now();
+    let result = store.insert_batches(&batches, Utc::now());
+    stats
+        .commit_us
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    match result {
+        Ok(done) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats
+                .batches
+                .fetch_add(batches.len() as u64, Ordering::Relaxed);
+            for (inserted, waiter) in done.into_iter().zip(waiters) {
+                stats
+                    .results_new
+                    .fetch_add(inserted.new as u64, Ordering::Relaxed);
+                stats
+                    .results_duplicate
+                    .fetch_add(inserted.duplicates as u64, Ordering::Relaxed);
+                let _ = waiter.send(Ok(inserted));
+            }
+        }
+        Err(e) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            let message = e.to_string();
+            for waiter in waiters {
+                let _ = waiter.send(Err(message.clone()));
+            }
+        }
+    }
+}
 
 /// The ingest side of the collector.
 pub struct Ingest {
     store: Arc<dyn Store>,
+    committer: Committer,
+    ca: Option<Arc<Ca>>,
     max_payload: usize,
     rejects: Mutex<BTreeMap<RejectReason, u64>>,
+    enrolments: AtomicU64,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -29,7 +164,8 @@ impl std::fmt::Debug for Ingest {
 #[derive(Debug)]
 pub struct Session {
     decoder: FrameDecoder,
-    delivery: Delivery,
+    delivery: Option<Delivery>,
+    peer: String,
 }
 
 /// What to do after some bytes.
@@ -41,21 +177,79 @@ pub struct Reply {
     pub close: bool,
 }
 
+/// How long an enrolment token lives by default.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// SHA-256 (hex) of a token's secret: what the store keeps.
+pub fn token_hash(token: &EnrolToken) -> String {
+    wire::hex(ring::digest::digest(&ring::digest::SHA256, &token.secret).as_ref())
+}
+
+/// A fresh token for the CA `ca`.
+pub fn new_token(ca: &Ca) -> EnrolToken {
+    EnrolToken {
+        secret: rand::random(),
+        ca_fingerprint: crate::pki::fingerprint(ca.cert()),
+    }
+}
+
+/// An agent id for an agent of `building`: the building, cleaned to `[a-z0-9-]`, and
+/// a random suffix.
+pub fn new_agent_id(building: &str) -> String {
+    let mut slug: String = building
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    slug = slug.trim_matches('-').to_string();
+    if slug.is_empty() {
+        slug = "agent".into();
+    }
+    format!("{slug}-{}", wire::hex(&rand::random::<[u8; 3]>()))
+}
+
 impl Ingest {
-    /// Ingest into `store`, refusing frames above `max_payload` bytes.
-    pub fn new(store: Arc<dyn Store>, max_payload: usize) -> Self {
+    /// Ingest into `store`, refusing frames above `max_payload` bytes. Without a `ca`
+    /// enrolments are refused.
+    pub fn new(store: Arc<dyn Store>, ca: Option<Arc<Ca>>, max_payload: usize) -> Self {
         Ingest {
+            committer: Committer::start(store.clone()),
             store,
+            ca,
             max_payload,
             rejects: Mutex::new(BTreeMap::new()),
+            enrolments: AtomicU64::new(0),
         }
     }
 
-    /// A session for a stream from the agent the transport authenticated.
-    pub fn session(&self, delivery: Delivery) -> Session {
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The commit path's counters.
+    pub fn commit_stats(&self) -> &CommitStats {
+        self.committer.stats()
+    }
+
+    /// Agents enrolled since start.
+    pub fn enrolments(&self) -> u64 {
+        self.enrolments.load(Ordering::Relaxed)
+    }
+
+    /// A session for a stream from `delivery` (the agent the transport authenticated),
+    /// or from an unauthenticated peer that may only enrol.
+    pub fn session(&self, delivery: Option<Delivery>, peer: String) -> Session {
         Session {
             decoder: FrameDecoder::new(self.max_payload),
             delivery,
+            peer,
         }
     }
 
@@ -67,7 +261,8 @@ impl Ingest {
             .clone()
     }
 
-    fn count(&self, reason: RejectReason) {
+    /// Counts a refusal (also used by the transport for failed handshakes).
+    pub fn count(&self, reason: RejectReason) {
         *self
             .rejects
             .lock()
@@ -77,31 +272,46 @@ impl Ingest {
     }
 
     /// Handles bytes received on `session`'s stream at `now`.
-    pub fn receive(&self, session: &mut Session, bytes: &[u8], now: DateTime<Utc>) -> Reply {
+    pub async fn receive(&self, session: &mut Session, bytes: &[u8], now: DateTime<Utc>) -> Reply {
         session.decoder.push(bytes);
         let mut reply = Reply::default();
         loop {
             match session.decoder.poll() {
                 Ok(None) => return reply,
                 Ok(Some(Message::Upload(mut upload))) => {
+                    let Some(delivery) = session.delivery.clone() else {
+                        return self.refuse(
+                            session,
+                            reply,
+                            RejectReason::Unauthenticated,
+                            "uploads need an enrolled agent's certificate; run sonde-agent enroll"
+                                .into(),
+                        );
+                    };
                     for r in &mut upload.results {
                         // Identity and site are the transport's, whatever the payload says.
-                        r.agent.id = Some(session.delivery.agent_id.clone());
-                        r.site.quartier = session.delivery.quartier.clone();
-                        r.site.building = session.delivery.building.clone();
+                        r.agent.id = Some(delivery.agent_id.clone());
+                        r.site.quartier = delivery.quartier.clone();
+                        r.site.building = delivery.building.clone();
                     }
-                    match self.store.insert(&session.delivery, &upload.results, now) {
+                    let committed: Vec<_> = upload.results.iter().map(|r| r.id).collect();
+                    let batch = Batch {
+                        delivery,
+                        records: upload.results,
+                        health: Some(upload.health),
+                    };
+                    match self.committer.commit(batch).await {
                         Ok(_) => {
                             let ack = Ack {
                                 batch: upload.batch,
-                                committed: upload.results.iter().map(|r| r.id).collect(),
+                                committed,
                             };
                             reply.send.extend(wire::encode(&Message::Ack(ack)));
                         }
                         Err(e) => {
                             // Nothing is acknowledged: the agent keeps the batch and retries.
                             self.count(RejectReason::Unavailable);
-                            tracing::warn!(agent = %session.delivery.agent_id, error = %e, "commit failed");
+                            tracing::warn!(peer = %session.peer, error = %e, "commit failed");
                             let reject = Reject {
                                 batch: Some(upload.batch),
                                 reason: RejectReason::Unavailable,
@@ -111,12 +321,23 @@ impl Ingest {
                         }
                     }
                 }
+                Ok(Some(Message::Enroll(enroll))) => {
+                    let (send, reason, message) = self.enrol(session, &enroll, now);
+                    reply.send.extend(send);
+                    if let Some(reason) = reason {
+                        self.count(reason);
+                        tracing::info!(peer = %session.peer, ?reason, %message, "enrolment refused");
+                    }
+                    // One enrolment per stream, whatever its outcome.
+                    reply.close = true;
+                    return reply;
+                }
                 Ok(Some(_)) => {
                     return self.refuse(
                         session,
                         reply,
                         RejectReason::BadMessage,
-                        "agents send uploads only".into(),
+                        "agents send uploads or an enrolment only".into(),
                     )
                 }
                 Err(e) => {
@@ -124,6 +345,77 @@ impl Ingest {
                     return self.refuse(session, reply, e.reason(), message);
                 }
             }
+        }
+    }
+
+    /// Enrols the peer: checks the request, uses the token, signs the certificate.
+    /// Returns the frame to send and, when refused, the reason and message.
+    fn enrol(
+        &self,
+        session: &Session,
+        enroll: &Enroll,
+        now: DateTime<Utc>,
+    ) -> (Vec<u8>, Option<RejectReason>, String) {
+        let refuse = |reason: RejectReason, message: String| {
+            let frame = wire::encode(&Message::Reject(Reject {
+                batch: None,
+                reason,
+                message: message.clone(),
+            }));
+            (frame, Some(reason), message)
+        };
+        if session.delivery.is_some() {
+            return refuse(
+                RejectReason::BadMessage,
+                "this agent is enrolled already".into(),
+            );
+        }
+        let Some(ca) = &self.ca else {
+            return refuse(
+                RejectReason::Unavailable,
+                "this collector does not enrol agents".into(),
+            );
+        };
+        let token: EnrolToken = match enroll.token.parse() {
+            Ok(t) => t,
+            Err(e) => return refuse(RejectReason::TokenUnknown, e),
+        };
+        // Sign first (nothing is used up by a bad request), then use the token.
+        let provisional = new_agent_id("agent");
+        if let Err(e) = ca.sign_agent_request(&enroll.csr_pem, &provisional) {
+            return refuse(RejectReason::BadCsr, e.to_string());
+        }
+        let hash = token_hash(&token);
+        let name = |site: &crate::store::Site| new_agent_id(&site.building);
+        let (agent_id, site) = match self.store.enrol(&hash, now, &name) {
+            Ok(enrolled) => enrolled,
+            Err(EnrolError::Unknown) => {
+                return refuse(RejectReason::TokenUnknown, "unknown token".into())
+            }
+            Err(e @ EnrolError::Expired(_)) => {
+                return refuse(RejectReason::TokenExpired, e.to_string())
+            }
+            Err(e @ EnrolError::Used(_)) => return refuse(RejectReason::TokenUsed, e.to_string()),
+            Err(EnrolError::Store(e)) => {
+                return refuse(RejectReason::Unavailable, format!("store: {e}"))
+            }
+        };
+        let signed = ca.sign_agent_request(&enroll.csr_pem, &agent_id);
+        match signed {
+            Ok(cert_pem) => {
+                self.enrolments.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(peer = %session.peer, agent = %agent_id, building = %site.building, quartier = %site.quartier, "agent enrolled");
+                let frame = wire::encode(&Message::Enrolled(Enrolled {
+                    agent_id,
+                    cert_pem,
+                    ca_pem: crate::pki::cert_pem(ca.cert()),
+                    quartier: site.quartier,
+                    building: site.building,
+                }));
+                (frame, None, String::new())
+            }
+            Err(e @ PkiError::Csr(_)) => refuse(RejectReason::BadCsr, e.to_string()),
+            Err(e) => refuse(RejectReason::Unavailable, e.to_string()),
         }
     }
 
@@ -135,7 +427,7 @@ impl Ingest {
         message: String,
     ) -> Reply {
         self.count(reason);
-        tracing::info!(agent = %session.delivery.agent_id, ?reason, %message, "frame refused");
+        tracing::info!(peer = %session.peer, ?reason, %message, "frame refused");
         reply.send.extend(wire::encode(&Message::Reject(Reject {
             batch: None,
             reason,
@@ -162,12 +454,15 @@ mod tests {
 
     fn setup() -> (Arc<SqliteStore>, Ingest, Session) {
         let store = Arc::new(SqliteStore::in_memory().expect("store"));
-        let ingest = Ingest::new(store.clone(), 64 * 1024);
-        let session = ingest.session(Delivery {
-            agent_id: "agent-7".into(),
-            quartier: Some("q".into()),
-            building: Some("b".into()),
-        });
+        let ingest = Ingest::new(store.clone(), None, 64 * 1024);
+        let session = ingest.session(
+            Some(Delivery {
+                agent_id: "agent-7".into(),
+                quartier: Some("q".into()),
+                building: Some("b".into()),
+            }),
+            "test".into(),
+        );
         (store, ingest, session)
     }
 
@@ -189,14 +484,16 @@ mod tests {
         }))
     }
 
-    #[test]
-    fn uploads_are_committed_then_acknowledged_and_resends_are_harmless() {
+    #[tokio::test]
+    async fn uploads_are_committed_then_acknowledged_and_resends_are_harmless() {
         let (store, ingest, mut s) = setup();
         let mut spoofed = record();
         spoofed.agent.id = Some("someone-else".into());
         let rs = vec![record(), spoofed];
         let ids: Vec<_> = rs.iter().map(|r| r.id).collect();
-        let reply = ingest.receive(&mut s, &upload(1, rs.clone()), Utc::now());
+        let reply = ingest
+            .receive(&mut s, &upload(1, rs.clone()), Utc::now())
+            .await;
         assert!(!reply.close);
         assert_eq!(
             decode(&reply.send),
@@ -207,9 +504,9 @@ mod tests {
         );
         // The same batch again, split across two reads: acknowledged, stored once.
         let bytes = upload(2, rs);
-        let mut reply = ingest.receive(&mut s, &bytes[..7], Utc::now());
+        let mut reply = ingest.receive(&mut s, &bytes[..7], Utc::now()).await;
         assert!(reply.send.is_empty());
-        reply = ingest.receive(&mut s, &bytes[7..], Utc::now());
+        reply = ingest.receive(&mut s, &bytes[7..], Utc::now()).await;
         assert_eq!(
             decode(&reply.send),
             vec![Message::Ack(Ack {
@@ -224,6 +521,9 @@ mod tests {
             })
             .expect("page");
         assert_eq!(page.results.len(), 2);
+        let stats = ingest.commit_stats();
+        assert_eq!(stats.results_new.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.results_duplicate.load(Ordering::Relaxed), 2);
         for r in &page.results {
             assert_eq!(
                 r["agent"]["id"], "agent-7",
@@ -233,8 +533,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bad_input_is_refused_with_a_counted_reason_and_closes_the_stream() {
+    #[tokio::test]
+    async fn bad_input_is_refused_with_a_counted_reason_and_closes_the_stream() {
         let cases: Vec<(Vec<u8>, RejectReason)> = vec![
             (b"GET / HTTP/1.1\r\n\r\n".to_vec(), RejectReason::BadFrame),
             (
@@ -273,12 +573,15 @@ mod tests {
         ];
         let (store, ingest, _) = setup();
         for (bytes, reason) in &cases {
-            let mut s = ingest.session(Delivery {
-                agent_id: "a".into(),
-                quartier: None,
-                building: None,
-            });
-            let reply = ingest.receive(&mut s, bytes, Utc::now());
+            let mut s = ingest.session(
+                Some(Delivery {
+                    agent_id: "a".into(),
+                    quartier: None,
+                    building: None,
+                }),
+                "test".into(),
+            );
+            let reply = ingest.receive(&mut s, bytes, Utc::now()).await;
             assert!(reply.close, "{reason:?}");
             match decode(&reply.send).as_slice() {
                 [Message::Reject(r)] => assert_eq!(r.reason, *reason),

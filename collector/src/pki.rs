@@ -24,6 +24,28 @@ pub enum PkiError {
     /// A stored CA certificate is not PEM.
     #[error("{0}: not a PEM certificate")]
     Pem(std::path::PathBuf),
+    /// An agent's certificate request is unreadable, badly signed or asks for more
+    /// than a client certificate.
+    #[error("certificate request: {0}")]
+    Csr(String),
+}
+
+/// First 16 bytes of the SHA-256 of a certificate (DER): what tokens carry so an agent
+/// can recognise the collector's CA on first contact.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> [u8; 16] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest.as_ref()[..16]);
+    out
+}
+
+/// PEM text of a certificate.
+pub fn cert_pem(cert: &CertificateDer<'_>) -> String {
+    pem_block("CERTIFICATE", cert.as_ref())
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new(label, der))
 }
 
 /// File of the CA's private key in the collector's data directory (mode 0600).
@@ -144,6 +166,24 @@ impl Ca {
             .cloned()
             .unwrap_or_else(|| "sonde-collector".into());
         self.issue(&cn, names, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// Signs an agent's certificate request (PEM) as a client certificate whose common
+    /// name is `agent_id`. Only the request's public key is used: the collector alone
+    /// decides what the certificate says. Returns the certificate (PEM).
+    pub fn sign_agent_request(&self, csr_pem: &str, agent_id: &str) -> Result<String, PkiError> {
+        if csr_pem.len() > 16 * 1024 {
+            return Err(PkiError::Csr("larger than 16 KiB".into()));
+        }
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::Csr(e.to_string()))?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, agent_id);
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        csr.params = params;
+        Ok(csr.signed_by(&self.issuer)?.pem())
     }
 
     /// An agent's client certificate; its common name is the agent id.

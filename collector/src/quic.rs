@@ -1,11 +1,13 @@
-//! The QUIC listener (quinn, TLS 1.3 with mutual authentication): each connection is
-//! an agent proven by a client certificate from the collector's CA; each
-//! bidirectional stream carries upload frames to [`Ingest`] and its answers back.
-//! Connections beyond the limit are refused before the handshake.
+//! The QUIC listener (quinn, TLS 1.3 with mutual authentication): a connection with a
+//! client certificate from the collector's CA is that agent; a connection without one
+//! may only enrol. Each bidirectional stream carries frames to [`Ingest`] and its
+//! answers back. Connections beyond the limit are refused before the handshake; failed
+//! handshakes are counted.
 
 use crate::ingest::Ingest;
 use crate::pki::{agent_id_of, Ca, Issued};
 use crate::store::Delivery;
+use sonde_proto::wire::RejectReason;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -30,17 +32,21 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Server configuration requiring a client certificate signed by `ca`.
+/// Server configuration: a client certificate, when presented, must be signed by
+/// `ca`; clients without one may connect, to enrol only. The server sends its CA with
+/// its certificate, so an agent holding only the CA's fingerprint (from its token)
+/// can check it.
 pub fn server_config(ca: &Ca, server: Issued) -> Result<quinn::ServerConfig, QuicError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert().clone())?;
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
             .build()?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![server.cert], server.key)?;
+        .with_single_cert(vec![server.cert, ca.cert().clone()], server.key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
@@ -70,41 +76,69 @@ pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, max_connectio
     let slots = Arc::new(Semaphore::new(max_connections));
     while let Some(incoming) = endpoint.accept().await {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            ingest.count(RejectReason::Busy);
             incoming.refuse();
             continue;
         };
         let ingest = ingest.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection(incoming, ingest).await {
-                tracing::debug!(error = %e, "agent connection ended");
+            let peer = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    ingest.count(RejectReason::Handshake);
+                    tracing::info!(%peer, error = %e, "handshake failed");
+                    return;
+                }
+            };
+            if let Err(e) = connection(conn, ingest).await {
+                tracing::debug!(%peer, error = %e, "agent connection ended");
             }
         });
     }
 }
 
-async fn connection(incoming: quinn::Incoming, ingest: Arc<Ingest>) -> anyhow::Result<()> {
-    let conn = incoming.await?;
-    let agent_id = conn
-        .peer_identity()
-        .and_then(|id| {
-            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .and_then(|certs| certs.first().and_then(agent_id_of))
-        .ok_or_else(|| anyhow::anyhow!("client certificate without an agent id"))?;
+/// The agent a connection's certificate names, with the site of its enrolment.
+fn delivery_of(conn: &quinn::Connection, ingest: &Ingest) -> Option<Delivery> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let agent_id = certs.first().and_then(agent_id_of)?;
+    match ingest.store().enrolment(&agent_id) {
+        Ok(Some(site)) => Some(Delivery {
+            agent_id,
+            quartier: Some(site.quartier),
+            building: Some(site.building),
+        }),
+        Ok(None) => {
+            tracing::warn!(agent = %agent_id, "certificate of an agent with no enrolment record");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(agent = %agent_id, error = %e, "enrolment lookup failed");
+            None
+        }
+    }
+}
+
+async fn connection(conn: quinn::Connection, ingest: Arc<Ingest>) -> anyhow::Result<()> {
+    let delivery = delivery_of(&conn, &ingest);
+    let peer = match &delivery {
+        Some(d) => d.agent_id.clone(),
+        None => conn.remote_address().to_string(),
+    };
     loop {
         let (mut send, mut recv) = conn.accept_bi().await?;
-        let mut session = ingest.session(Delivery {
-            agent_id: agent_id.clone(),
-            quartier: None,
-            building: None,
-        });
+        let mut session = ingest.session(delivery.clone(), peer.clone());
         let ingest = ingest.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             while let Ok(Some(n)) = recv.read(&mut buf).await {
-                let reply = ingest.receive(&mut session, &buf[..n], chrono::Utc::now());
+                let reply = ingest
+                    .receive(&mut session, &buf[..n], chrono::Utc::now())
+                    .await;
                 if !reply.send.is_empty() && send.write_all(&reply.send).await.is_err() {
                     return;
                 }

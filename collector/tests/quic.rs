@@ -1,14 +1,16 @@
-//! Real QUIC on loopback: an agent with a certificate from the collector's CA uploads
-//! and gets its ids acknowledged after commit; a client without a certificate, or with
-//! one from another CA, is refused at the handshake; garbage on a stream is refused
-//! with a reason while other agents keep being served.
+//! Real QUIC on loopback: an agent enrols with a one-time token and a certificate
+//! request, then uploads with the certificate it got and has its ids acknowledged
+//! after commit; tokens that are unknown, expired or used are refused with their
+//! reason; a client without a certificate may not upload; one from another CA is
+//! refused at the handshake; garbage on a stream is refused with a reason while other
+//! agents keep being served.
 
-use sonde_collector::ingest::Ingest;
-use sonde_collector::pki::Ca;
+use sonde_collector::ingest::{self, Ingest};
+use sonde_collector::pki::{Ca, Issued};
 use sonde_collector::quic;
 use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::{ResultQuery, Store};
-use sonde_proto::wire::{self, FrameDecoder, Health, Message, RejectReason, Upload};
+use sonde_collector::store::{NewToken, ResultQuery, Store};
+use sonde_proto::wire::{self, Enroll, FrameDecoder, Health, Message, RejectReason, Upload};
 use sonde_proto::ResultRecord;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,13 +24,80 @@ fn record() -> ResultRecord {
 
 struct Server {
     addr: SocketAddr,
-    ca: Ca,
+    ca: Arc<Ca>,
     store: Arc<SqliteStore>,
     ingest: Arc<Ingest>,
 }
 
+/// A token for building `b1` of quartier `q1`, valid for `ttl_s` seconds.
+fn token(server: &Server, ttl_s: i64) -> String {
+    let t = ingest::new_token(&server.ca);
+    let now = chrono::Utc::now();
+    server
+        .store
+        .create_token(&NewToken {
+            hash: ingest::token_hash(&t),
+            quartier: "q1".into(),
+            building: "b1".into(),
+            latitude: None,
+            longitude: None,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(ttl_s),
+        })
+        .expect("token");
+    t.to_string()
+}
+
+fn csr() -> (String, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    (csr, key)
+}
+
+/// Enrols over QUIC with `token`; the collector's answer.
+async fn enrol_with(server: &Server, token: &str, csr_pem: &str) -> Message {
+    let conn = connect(server, None, &server.ca)
+        .await
+        .expect("a client without a certificate may connect to enrol");
+    let frame = wire::encode(&Message::Enroll(Enroll {
+        token: token.into(),
+        csr_pem: csr_pem.into(),
+    }));
+    let mut answer = exchange(&conn, &frame).await;
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    answer.remove(0)
+}
+
+/// Enrols an agent and returns the identity it would keep.
+async fn enrolled(server: &Server) -> (String, Issued) {
+    let (csr_pem, key) = csr();
+    let t = token(server, 600);
+    match enrol_with(server, &t, &csr_pem).await {
+        Message::Enrolled(e) => {
+            assert_eq!(e.building, "b1");
+            assert_eq!(
+                e.ca_pem,
+                sonde_collector::pki::cert_pem(server.ca.cert()),
+                "the CA to pin"
+            );
+            let (_, pem) = x509_parser::pem::parse_x509_pem(e.cert_pem.as_bytes()).expect("pem");
+            let issued = Issued {
+                cert: pem.contents.into(),
+                key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            };
+            (e.agent_id, issued)
+        }
+        other => panic!("expected an enrolment: {other:?}"),
+    }
+}
+
 fn start() -> Server {
-    let ca = Ca::generate("sonde test CA").expect("ca");
+    let ca = Arc::new(Ca::generate("sonde test CA").expect("ca"));
     let server = ca
         .issue_server(vec!["localhost".into()])
         .expect("server cert");
@@ -37,7 +106,7 @@ fn start() -> Server {
         quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("bind");
     let addr = endpoint.local_addr().expect("addr");
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
-    let ingest = Arc::new(Ingest::new(store.clone(), 1 << 20));
+    let ingest = Arc::new(Ingest::new(store.clone(), Some(ca.clone()), 1 << 20));
     tokio::spawn(quic::serve(endpoint, ingest.clone(), 100));
     Server {
         addr,
@@ -82,13 +151,11 @@ async fn connect(
 #[tokio::test]
 async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
     let server = start();
-    let conn = connect(
-        &server,
-        Some(server.ca.issue_agent("agent-42").expect("cert")),
-        &server.ca,
-    )
-    .await
-    .expect("handshake with a CA-signed certificate");
+    let (agent_id, identity) = enrolled(&server).await;
+    assert!(agent_id.starts_with("b1-"), "{agent_id}");
+    let conn = connect(&server, Some(identity), &server.ca)
+        .await
+        .expect("handshake with the enrolled certificate");
     let rs = vec![record(), record()];
     let ids: Vec<_> = rs.iter().map(|r| r.id).collect();
     let frame = wire::encode(&Message::Upload(Upload {
@@ -112,8 +179,13 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
         .expect("page");
     assert_eq!(page.results.len(), 2, "committed before the ack");
     assert_eq!(
-        page.results[0]["agent"]["id"], "agent-42",
+        page.results[0]["agent"]["id"],
+        agent_id.as_str(),
         "identity from the certificate"
+    );
+    assert_eq!(
+        page.results[0]["site"]["building"], "b1",
+        "site from the enrolment"
     );
 
     // Garbage on another stream is refused with a reason and counted; the agent's
@@ -138,23 +210,86 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
 }
 
 #[tokio::test]
-async fn clients_without_a_certificate_from_the_ca_are_refused() {
+async fn bad_tokens_and_requests_are_refused_with_their_reason() {
     let server = start();
-    let no_cert = connect(&server, None, &server.ca).await;
-    let refused = match no_cert {
-        Err(_) => true,
-        // TLS 1.3 may finish the client's handshake before the server's verdict: the
-        // first stream then fails.
-        Ok(conn) => {
-            conn.open_bi().await.is_err() || {
-                let (mut s, mut r) = conn.open_bi().await.expect("stream");
-                let _ = s.write_all(b"x").await;
-                let _ = s.finish();
-                r.read_to_end(1024).await.is_err()
-            }
+    let (csr_pem, _) = csr();
+    let used = token(&server, 600);
+    assert!(matches!(
+        enrol_with(&server, &used, &csr_pem).await,
+        Message::Enrolled(_)
+    ));
+    let unknown = ingest::new_token(&server.ca).to_string();
+    let expired = token(&server, -1);
+    let fresh = token(&server, 600);
+    let cases = [
+        (used.as_str(), csr_pem.as_str(), RejectReason::TokenUsed),
+        (
+            unknown.as_str(),
+            csr_pem.as_str(),
+            RejectReason::TokenUnknown,
+        ),
+        ("st1.nonsense", csr_pem.as_str(), RejectReason::TokenUnknown),
+        (
+            expired.as_str(),
+            csr_pem.as_str(),
+            RejectReason::TokenExpired,
+        ),
+        (fresh.as_str(), "not a CSR", RejectReason::BadCsr),
+    ];
+    for (t, c, reason) in cases {
+        match enrol_with(&server, t, c).await {
+            Message::Reject(r) => assert_eq!(r.reason, reason, "{}", r.message),
+            other => panic!("{reason:?}: expected a reject, got {other:?}"),
         }
-    };
-    assert!(refused, "a client without a certificate was served");
+    }
+    // A bad request does not use the token up.
+    assert!(matches!(
+        enrol_with(&server, &fresh, &csr_pem).await,
+        Message::Enrolled(_)
+    ));
+    let rejects = server.ingest.rejects();
+    for reason in [
+        RejectReason::TokenUsed,
+        RejectReason::TokenExpired,
+        RejectReason::BadCsr,
+    ] {
+        assert_eq!(rejects.get(&reason), Some(&1), "{reason:?}: {rejects:?}");
+    }
+    assert_eq!(rejects.get(&RejectReason::TokenUnknown), Some(&2));
+    assert_eq!(server.ingest.enrolments(), 2);
+}
+
+#[tokio::test]
+async fn clients_without_an_enrolled_certificate_cannot_upload() {
+    let server = start();
+    let upload = wire::encode(&Message::Upload(Upload {
+        batch: 1,
+        health: Health::default(),
+        results: vec![record()],
+    }));
+    let no_cert = connect(&server, None, &server.ca)
+        .await
+        .expect("connects, to enrol");
+    match exchange(&no_cert, &upload).await.as_slice() {
+        [Message::Reject(r)] => assert_eq!(r.reason, RejectReason::Unauthenticated),
+        other => panic!("expected a reject: {other:?}"),
+    }
+    // Signed by the CA but never enrolled (e.g. a record restored from an old backup).
+    let stray = connect(
+        &server,
+        Some(server.ca.issue_agent("stray").expect("cert")),
+        &server.ca,
+    )
+    .await
+    .expect("handshake");
+    match exchange(&stray, &upload).await.as_slice() {
+        [Message::Reject(r)] => assert_eq!(r.reason, RejectReason::Unauthenticated),
+        other => panic!("expected a reject: {other:?}"),
+    }
+    assert_eq!(
+        server.ingest.rejects().get(&RejectReason::Unauthenticated),
+        Some(&2)
+    );
     let other_ca = Ca::generate("someone else").expect("ca");
     let foreign = connect(
         &server,
@@ -164,6 +299,8 @@ async fn clients_without_a_certificate_from_the_ca_are_refused() {
     .await;
     let refused = match foreign {
         Err(_) => true,
+        // TLS 1.3 may finish the client's side before the server's verdict: the first
+        // stream then fails.
         Ok(conn) => {
             let (mut s, mut r) = conn.open_bi().await.expect("stream");
             let _ = s.write_all(b"x").await;
@@ -172,21 +309,33 @@ async fn clients_without_a_certificate_from_the_ca_are_refused() {
         }
     };
     assert!(refused, "a certificate from another CA was accepted");
+    for _ in 0..50 {
+        if server.ingest.rejects().get(&RejectReason::Handshake) == Some(&1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server.ingest.rejects().get(&RejectReason::Handshake),
+        Some(&1),
+        "the failed handshake is counted"
+    );
+    assert!(server
+        .store
+        .results(&ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page")
+        .results
+        .is_empty());
     // The collector still serves a proper agent.
-    let conn = connect(
-        &server,
-        Some(server.ca.issue_agent("agent-1").expect("cert")),
-        &server.ca,
-    )
-    .await
-    .expect("handshake");
-    let frame = wire::encode(&Message::Upload(Upload {
-        batch: 1,
-        health: Health::default(),
-        results: vec![record()],
-    }));
+    let (_, identity) = enrolled(&server).await;
+    let conn = connect(&server, Some(identity), &server.ca)
+        .await
+        .expect("handshake");
     assert!(matches!(
-        exchange(&conn, &frame).await.as_slice(),
+        exchange(&conn, &upload).await.as_slice(),
         [Message::Ack(_)]
     ));
 }

@@ -33,6 +33,10 @@ pub enum Kind {
     Ack = 2,
     /// Collector → agent: refused, with a reason.
     Reject = 3,
+    /// Agent → collector, before it has a certificate: a token and a CSR.
+    Enroll = 4,
+    /// Collector → agent: the signed certificate and the CA to pin.
+    Enrolled = 5,
 }
 
 impl Kind {
@@ -41,6 +45,8 @@ impl Kind {
             1 => Some(Kind::Upload),
             2 => Some(Kind::Ack),
             3 => Some(Kind::Reject),
+            4 => Some(Kind::Enroll),
+            5 => Some(Kind::Enrolled),
             _ => None,
         }
     }
@@ -101,6 +107,22 @@ pub enum RejectReason {
     BadMessage,
     /// The collector could not commit; retry later.
     Unavailable,
+    /// An upload from a connection without an agent certificate, or from a
+    /// certificate the collector has no enrolment record for.
+    Unauthenticated,
+    /// An enrolment token the collector never issued.
+    TokenUnknown,
+    /// An enrolment token past its expiry.
+    TokenExpired,
+    /// An enrolment token already used by another enrolment.
+    TokenUsed,
+    /// An enrolment whose certificate request cannot be read or verified.
+    BadCsr,
+    /// A connection whose QUIC or TLS handshake failed (counted, never sent).
+    Handshake,
+    /// A connection refused because the collector holds its maximum (counted, never
+    /// sent).
+    Busy,
     /// A reason written by a newer version.
     #[serde(other)]
     Unknown,
@@ -118,6 +140,30 @@ pub struct Reject {
     pub message: String,
 }
 
+/// Agent → collector on a connection without a client certificate: asks for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enroll {
+    /// The one-time token (see [`EnrolToken`]), as printed by `token create`.
+    pub token: String,
+    /// PKCS#10 certificate request (PEM) for the key the agent made.
+    pub csr_pem: String,
+}
+
+/// Collector → agent: the identity it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    /// The agent id (the certificate's common name).
+    pub agent_id: String,
+    /// The agent's certificate (PEM), signed by the collector's CA.
+    pub cert_pem: String,
+    /// The collector's CA certificate (PEM), pinned by the agent from now on.
+    pub ca_pem: String,
+    /// The quartier of the token.
+    pub quartier: String,
+    /// The building of the token.
+    pub building: String,
+}
+
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -127,6 +173,10 @@ pub enum Message {
     Ack(Ack),
     /// See [`Reject`].
     Reject(Reject),
+    /// See [`Enroll`].
+    Enroll(Enroll),
+    /// See [`Enrolled`].
+    Enrolled(Enrolled),
 }
 
 /// Why bytes are not a frame. Each maps to a [`RejectReason`].
@@ -177,6 +227,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
         Message::Upload(m) => (Kind::Upload, serde_json::to_vec(m)),
         Message::Ack(m) => (Kind::Ack, serde_json::to_vec(m)),
         Message::Reject(m) => (Kind::Reject, serde_json::to_vec(m)),
+        Message::Enroll(m) => (Kind::Enroll, serde_json::to_vec(m)),
+        Message::Enrolled(m) => (Kind::Enrolled, serde_json::to_vec(m)),
     };
     // These types hold only strings, numbers and string-keyed maps: they always encode.
     let payload = payload.unwrap_or_default();
@@ -261,15 +313,96 @@ impl FrameDecoder {
             Kind::Upload => Message::Upload(serde_json::from_slice(payload).map_err(json)?),
             Kind::Ack => Message::Ack(serde_json::from_slice(payload).map_err(json)?),
             Kind::Reject => Message::Reject(serde_json::from_slice(payload).map_err(json)?),
+            Kind::Enroll => Message::Enroll(serde_json::from_slice(payload).map_err(json)?),
+            Kind::Enrolled => Message::Enrolled(serde_json::from_slice(payload).map_err(json)?),
         };
         self.buf.drain(..HEADER_LEN + len);
         Ok(Some(message))
     }
 }
 
+/// An enrolment token: a one-time secret, and the fingerprint of the collector's CA so
+/// the agent can authenticate the collector on its very first contact. Written
+/// `st1.<secret: 32 hex>.<CA SHA-256, first 16 bytes: 32 hex>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnrolToken {
+    /// The secret the collector stores a hash of.
+    pub secret: [u8; 16],
+    /// First 16 bytes of the SHA-256 of the CA certificate (DER).
+    pub ca_fingerprint: [u8; 16],
+}
+
+impl std::fmt::Debug for EnrolToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret in logs.
+        f.debug_struct("EnrolToken")
+            .field("ca_fingerprint", &hex(&self.ca_fingerprint))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+impl std::fmt::Display for EnrolToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "st1.{}.{}", hex(&self.secret), hex(&self.ca_fingerprint))
+    }
+}
+
+impl std::str::FromStr for EnrolToken {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || "not a sonde enrolment token (st1.<32 hex>.<32 hex>)".to_string();
+        let mut parts = s.trim().split('.');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("st1"), Some(secret), Some(fp), None) => Ok(EnrolToken {
+                secret: unhex16(secret).ok_or_else(bad)?,
+                ca_fingerprint: unhex16(fp).ok_or_else(bad)?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_malformed_ones_are_refused() {
+        let t = EnrolToken {
+            secret: [0xab; 16],
+            ca_fingerprint: [7; 16],
+        };
+        let text = t.to_string();
+        assert_eq!(text.parse::<EnrolToken>(), Ok(t.clone()));
+        assert!(!format!("{t:?}").contains("abab"), "Debug hides the secret");
+        for bad in [
+            "",
+            "st1",
+            "st2.x.y",
+            &text[..text.len() - 1],
+            &format!("{text}.x"),
+            &text.replace('a', "g"),
+        ] {
+            assert!(bad.parse::<EnrolToken>().is_err(), "{bad}");
+        }
+    }
 
     fn ack(batch: u64) -> Message {
         Message::Ack(Ack {

@@ -4,7 +4,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use sonde_proto::echo::{EchoPacket, Kind};
-use sonde_proto::wire::{self, FrameDecoder, Health, Message, Upload};
+use sonde_proto::wire::{
+    self, EnrolToken, Enroll, Enrolled, FrameDecoder, Health, Message, Upload,
+};
 use sonde_proto::*;
 
 fn time() -> impl Strategy<Value = DateTime<Utc>> {
@@ -216,6 +218,30 @@ proptest! {
             }
         }
         prop_assert_eq!(got, Some(msg));
+    }
+
+    #[test]
+    fn enrolment_messages_round_trip(token in "[ -~]{0,80}", csr in "[ -~\n]{0,300}", id in "[a-z0-9-]{1,20}", chunk in 1usize..64) {
+        for msg in [
+            Message::Enroll(Enroll { token: token.clone(), csr_pem: csr.clone() }),
+            Message::Enrolled(Enrolled { agent_id: id.clone(), cert_pem: csr.clone(), ca_pem: token.clone(), quartier: "q".into(), building: id.clone() }),
+        ] {
+            let bytes = wire::encode(&msg);
+            let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
+            let mut got = None;
+            for part in bytes.chunks(chunk) {
+                d.push(part);
+                if let Some(m) = d.poll().expect("valid frame") {
+                    got = Some(m);
+                }
+            }
+            prop_assert_eq!(got, Some(msg));
+        }
+    }
+
+    #[test]
+    fn token_parser_never_panics(text in "\\PC{0,100}") {
+        let _ = text.parse::<EnrolToken>();
     }
 
     #[test]

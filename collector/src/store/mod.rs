@@ -7,6 +7,7 @@ pub mod sqlite;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sonde_proto::wire::Health;
 use sonde_proto::ResultRecord;
 use uuid::Uuid;
 
@@ -39,6 +40,62 @@ pub struct Delivery {
     pub quartier: Option<String>,
     /// The agent's building, from its enrolment.
     pub building: Option<String>,
+}
+
+/// One agent's upload: committed with others in one transaction.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Who delivered it.
+    pub delivery: Delivery,
+    /// The results, oldest first.
+    pub records: Vec<ResultRecord>,
+    /// The agent's health carried by the upload.
+    pub health: Option<Health>,
+}
+
+/// A token to store (`token create`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToken {
+    /// SHA-256 of the secret, hex.
+    pub hash: String,
+    /// Quartier the enrolled agent belongs to.
+    pub quartier: String,
+    /// Building the enrolled agent sits in.
+    pub building: String,
+    /// WGS84 latitude of the building, when given.
+    pub latitude: Option<f64>,
+    /// WGS84 longitude of the building, when given.
+    pub longitude: Option<f64>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// After this the token is refused.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The site an enrolment gave an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// Quartier.
+    pub quartier: String,
+    /// Building.
+    pub building: String,
+}
+
+/// Why an enrolment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    /// No such token.
+    #[error("unknown token")]
+    Unknown,
+    /// The token expired.
+    #[error("the token expired at {0}")]
+    Expired(DateTime<Utc>),
+    /// The token was used already.
+    #[error("the token was used at {0}")]
+    Used(DateTime<Utc>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What a committed batch did.
@@ -75,7 +132,7 @@ pub struct ResultPage {
 }
 
 /// An agent as the store knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentRow {
     /// Agent id.
     pub id: String,
@@ -91,18 +148,61 @@ pub struct AgentRow {
     pub last_seen: DateTime<Utc>,
     /// Results stored.
     pub results: u64,
+    /// When it enrolled (absent for agents known only from imports).
+    pub enrolled_at: Option<DateTime<Utc>>,
+    /// WGS84 latitude of its building, from its token.
+    pub latitude: Option<f64>,
+    /// WGS84 longitude of its building, from its token.
+    pub longitude: Option<f64>,
+    /// The health sent with its latest upload.
+    pub health: Option<serde_json::Value>,
 }
 
 /// What every store implementation provides.
 pub trait Store: Send + Sync {
-    /// Stores a batch in one transaction; returns after it is committed (durably).
-    /// Results already stored (same id) are left untouched and counted as duplicates.
+    /// Stores several agents' batches in one transaction (group commit) and returns
+    /// after it is committed (durably), with one [`Inserted`] per batch. Results
+    /// already stored (same id) are left untouched and counted as duplicates. On error
+    /// nothing of any batch is stored.
+    fn insert_batches(
+        &self,
+        batches: &[Batch],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>, StoreError>;
+
+    /// Stores one batch; see [`Store::insert_batches`].
     fn insert(
         &self,
         delivery: &Delivery,
         records: &[ResultRecord],
         now: DateTime<Utc>,
-    ) -> Result<Inserted, StoreError>;
+    ) -> Result<Inserted, StoreError> {
+        let batch = Batch {
+            delivery: delivery.clone(),
+            records: records.to_vec(),
+            health: None,
+        };
+        Ok(self
+            .insert_batches(std::slice::from_ref(&batch), now)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Stores a new enrolment token.
+    fn create_token(&self, token: &NewToken) -> Result<(), StoreError>;
+
+    /// Uses the token whose secret hashes to `hash`, atomically: a token enrols one
+    /// agent, once, before it expires. The agent's id is `name(site)`. Returns the id
+    /// and the site.
+    fn enrol(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+        name: &dyn Fn(&Site) -> String,
+    ) -> Result<(String, Site), EnrolError>;
+
+    /// The site of an enrolled agent; `None` when the collector never enrolled it.
+    fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError>;
 
     /// A page of results.
     fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError>;

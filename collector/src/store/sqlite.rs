@@ -3,17 +3,19 @@
 //! (`collector/migrations/NNNN_*.sql`, applied in order, recorded in `user_version`).
 
 use super::{
-    decode_cursor, encode_cursor, AgentRow, Delivery, Inserted, ResultPage, ResultQuery, Store,
-    StoreError,
+    decode_cursor, encode_cursor, AgentRow, Batch, EnrolError, Inserted, NewToken, ResultPage,
+    ResultQuery, Site, Store, StoreError,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
-use sonde_proto::ResultRecord;
 use std::path::Path;
 use std::sync::Mutex;
 
 /// Migrations, in order; the number of one is its position + 1.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_results.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_results.sql"),
+    include_str!("../../migrations/0002_enrolment.sql"),
+];
 
 /// Largest page.
 pub const MAX_PAGE: usize = 1000;
@@ -88,15 +90,14 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl Store for SqliteStore {
-    fn insert(
+    fn insert_batches(
         &self,
-        delivery: &Delivery,
-        records: &[ResultRecord],
+        batches: &[Batch],
         now: DateTime<Utc>,
-    ) -> Result<Inserted, StoreError> {
+    ) -> Result<Vec<Inserted>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let mut out = Inserted::default();
+        let mut out = Vec::with_capacity(batches.len());
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO results (id, agent_id, quartier, building, access_kind,
@@ -104,48 +105,167 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (id) DO NOTHING",
             )?;
-            for r in records {
-                let outcome = serde_json::to_value(r.status.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "unknown".into());
-                let changed = insert.execute(params![
-                    r.id.to_string(),
-                    delivery.agent_id,
-                    delivery.quartier,
-                    delivery.building,
-                    r.access.kind.as_str(),
-                    r.access.name,
-                    ns(r.run.started_at),
-                    outcome,
-                    ns(now),
-                    r.to_json(),
-                ])?;
-                if changed == 1 {
-                    out.new += 1;
-                } else {
-                    out.duplicates += 1;
-                }
-            }
-            let version = records.last().map(|r| r.agent.version.clone());
-            tx.execute(
-                "INSERT INTO agents (id, quartier, building, version, first_seen, last_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+            let mut agent = tx.prepare_cached(
+                "INSERT INTO agents (id, quartier, building, version, first_seen, last_seen,
+                     health, health_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, CASE WHEN ?6 IS NULL THEN NULL ELSE ?5 END)
                  ON CONFLICT (id) DO UPDATE SET
                      quartier = excluded.quartier, building = excluded.building,
                      version = COALESCE(excluded.version, agents.version),
-                     last_seen = excluded.last_seen",
-                params![
+                     last_seen = excluded.last_seen,
+                     health = COALESCE(excluded.health, agents.health),
+                     health_at = COALESCE(excluded.health_at, agents.health_at)",
+            )?;
+            for batch in batches {
+                let delivery = &batch.delivery;
+                let mut done = Inserted::default();
+                for r in &batch.records {
+                    let outcome = serde_json::to_value(r.status.outcome)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| "unknown".into());
+                    let changed = insert.execute(params![
+                        r.id.to_string(),
+                        delivery.agent_id,
+                        delivery.quartier,
+                        delivery.building,
+                        r.access.kind.as_str(),
+                        r.access.name,
+                        ns(r.run.started_at),
+                        outcome,
+                        ns(now),
+                        r.to_json(),
+                    ])?;
+                    if changed == 1 {
+                        done.new += 1;
+                    } else {
+                        done.duplicates += 1;
+                    }
+                }
+                let version = batch
+                    .health
+                    .as_ref()
+                    .map(|h| h.version.clone())
+                    .filter(|v| !v.is_empty())
+                    .or_else(|| batch.records.last().map(|r| r.agent.version.clone()));
+                let health = batch
+                    .health
+                    .as_ref()
+                    .and_then(|h| serde_json::to_string(h).ok());
+                agent.execute(params![
                     delivery.agent_id,
                     delivery.quartier,
                     delivery.building,
                     version,
-                    ns(now)
-                ],
-            )?;
+                    ns(now),
+                    health
+                ])?;
+                out.push(done);
+            }
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    fn create_token(&self, t: &NewToken) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO tokens (hash, quartier, building, latitude, longitude, created_at,
+                 expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                t.hash,
+                t.quartier,
+                t.building,
+                t.latitude,
+                t.longitude,
+                ns(t.created_at),
+                ns(t.expires_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn enrol(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+        name: &dyn Fn(&Site) -> String,
+    ) -> Result<(String, Site), EnrolError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        type Row = (String, String, Option<f64>, Option<f64>, i64, Option<i64>);
+        let row: Option<Row> = tx
+            .query_row(
+                "SELECT quartier, building, latitude, longitude, expires_at, used_at
+                 FROM tokens WHERE hash = ?1",
+                params![hash],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(StoreError::from)?;
+        let Some((quartier, building, latitude, longitude, expires_at, used_at)) = row else {
+            return Err(EnrolError::Unknown);
+        };
+        if let Some(used) = used_at {
+            return Err(EnrolError::Used(from_ns(used)));
+        }
+        if expires_at <= ns(now) {
+            return Err(EnrolError::Expired(from_ns(expires_at)));
+        }
+        let site = Site { quartier, building };
+        let agent_id = name(&site);
+        let store = |e: rusqlite::Error| EnrolError::Store(e.into());
+        tx.execute(
+            "UPDATE tokens SET used_at = ?2, agent_id = ?3 WHERE hash = ?1",
+            params![hash, ns(now), agent_id],
+        )
+        .map_err(store)?;
+        tx.execute(
+            "INSERT INTO agents (id, quartier, building, first_seen, last_seen, enrolled_at,
+                 latitude, longitude)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET
+                 quartier = excluded.quartier, building = excluded.building,
+                 enrolled_at = excluded.enrolled_at, latitude = excluded.latitude,
+                 longitude = excluded.longitude",
+            params![
+                agent_id,
+                site.quartier,
+                site.building,
+                ns(now),
+                latitude,
+                longitude
+            ],
+        )
+        .map_err(store)?;
+        tx.commit().map_err(store)?;
+        Ok((agent_id, site))
+    }
+
+    fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT quartier, building FROM agents
+                 WHERE id = ?1 AND enrolled_at IS NOT NULL",
+                params![agent_id],
+                |r| {
+                    Ok(Site {
+                        quartier: r.get(0)?,
+                        building: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     fn results(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
@@ -219,7 +339,8 @@ impl Store for SqliteStore {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
             "SELECT a.id, a.quartier, a.building, a.version, a.first_seen, a.last_seen,
-                    (SELECT COUNT(*) FROM results r WHERE r.agent_id = a.id)
+                    (SELECT COUNT(*) FROM results r WHERE r.agent_id = a.id),
+                    a.enrolled_at, a.latitude, a.longitude, a.health
              FROM agents a ORDER BY a.id",
         )?;
         let rows = stmt.query_map([], |row| {
@@ -231,6 +352,12 @@ impl Store for SqliteStore {
                 first_seen: from_ns(row.get(4)?),
                 last_seen: from_ns(row.get(5)?),
                 results: row.get::<_, i64>(6)? as u64,
+                enrolled_at: row.get::<_, Option<i64>>(7)?.map(from_ns),
+                latitude: row.get(8)?,
+                longitude: row.get(9)?,
+                health: row
+                    .get::<_, Option<String>>(10)?
+                    .and_then(|h| serde_json::from_str(&h).ok()),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -247,7 +374,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ResultQuery;
+    use crate::store::{Delivery, ResultQuery};
     use chrono::TimeZone;
     use sonde_proto::*;
 
@@ -263,7 +390,7 @@ mod tests {
                 id: Some(agent.into()),
                 version: "0.1.0".into(),
             },
-            site: Site::default(),
+            site: sonde_proto::Site::default(),
             access: Access {
                 name: Some("fibre".into()),
                 kind: AccessKind::Ftth,
@@ -310,6 +437,77 @@ mod tests {
             quartier: Some("q1".into()),
             building: Some("b1".into()),
         }
+    }
+
+    fn token(hash: &str, expires_in_s: i64) -> NewToken {
+        let now = Utc::now();
+        NewToken {
+            hash: hash.into(),
+            quartier: "q9".into(),
+            building: "b9".into(),
+            latitude: Some(48.8),
+            longitude: None,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(expires_in_s),
+        }
+    }
+
+    #[test]
+    fn a_token_enrols_one_agent_once_before_it_expires() {
+        let s = SqliteStore::in_memory().expect("store");
+        s.create_token(&token("h1", 3600)).expect("token");
+        s.create_token(&token("h2", -1)).expect("expired token");
+        assert!(
+            s.create_token(&token("h1", 10)).is_err(),
+            "hashes are unique"
+        );
+        let now = Utc::now();
+        assert_eq!(s.enrolment("agent-1").expect("lookup"), None);
+        let name = |id: &'static str| move |_: &super::Site| id.to_string();
+        let (id, site) = s.enrol("h1", now, &name("agent-1")).expect("enrol");
+        assert_eq!((id.as_str(), site.building.as_str()), ("agent-1", "b9"));
+        assert_eq!(s.enrolment("agent-1").expect("lookup"), Some(site));
+        assert!(matches!(
+            s.enrol("h1", now, &name("agent-2")),
+            Err(EnrolError::Used(_))
+        ));
+        assert!(matches!(
+            s.enrol("h2", now, &name("agent-3")),
+            Err(EnrolError::Expired(_))
+        ));
+        assert!(matches!(
+            s.enrol("nope", now, &name("agent-4")),
+            Err(EnrolError::Unknown)
+        ));
+        let agents = s.agents().expect("agents");
+        assert_eq!(agents.len(), 1, "refused enrolments leave no agent");
+        assert_eq!(agents[0].latitude, Some(48.8));
+        assert!(agents[0].enrolled_at.is_some());
+        // Health from an upload shows in the agent's row.
+        let health = sonde_proto::wire::Health {
+            spool_depth: 3,
+            version: "9.9.9".into(),
+            ..Default::default()
+        };
+        s.insert_batches(
+            &[Batch {
+                delivery: Delivery {
+                    agent_id: "agent-1".into(),
+                    quartier: Some("q9".into()),
+                    building: Some("b9".into()),
+                },
+                records: vec![record(1, "agent-1")],
+                health: Some(health),
+            }],
+            now,
+        )
+        .expect("insert");
+        let agents = s.agents().expect("agents");
+        assert_eq!(
+            agents[0].health.as_ref().map(|h| h["spool_depth"].clone()),
+            Some(3.into())
+        );
+        assert_eq!(agents[0].version.as_deref(), Some("9.9.9"));
     }
 
     #[test]
