@@ -15,6 +15,43 @@ pub struct Config {
     /// The HTTP API.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The agents' QUIC uplink.
+    #[serde(default)]
+    pub quic: QuicConfig,
+}
+
+/// `[quic]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuicConfig {
+    /// UDP address agents upload to and enrol at (default 127.0.0.1:4433).
+    #[serde(default = "default_quic_listen")]
+    pub listen: String,
+    /// Names (DNS or IP) agents use to reach the collector; its server certificate
+    /// carries them. Default: `localhost` and the listen address.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Agent connections held at most; more are refused and counted (default 5000).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        QuicConfig {
+            listen: default_quic_listen(),
+            names: Vec::new(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_quic_listen() -> String {
+    "127.0.0.1:4433".into()
+}
+
+fn default_max_connections() -> usize {
+    5000
 }
 
 /// `[http]`.
@@ -41,10 +78,18 @@ fn default_http_listen() -> String {
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Checked {
+    /// The collector's state directory (store, CA).
+    pub data_dir: PathBuf,
     /// Where the store lives.
     pub store_path: PathBuf,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
+    /// QUIC listen address.
+    pub quic_listen: SocketAddr,
+    /// Names in the server certificate.
+    pub quic_names: Vec<String>,
+    /// Connection limit.
+    pub max_connections: usize,
 }
 
 impl Checked {
@@ -86,11 +131,44 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
             None
         }
     };
-    match (problems.is_empty(), http_listen) {
-        (true, Some(http_listen)) => Ok(Checked {
-            store_path: Checked::store_in(&data_dir),
-            http_listen,
-        }),
+    let quic_listen = match config.quic.listen.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(format!(
+                "quic.listen: {:?} is not an ADDRESS:PORT",
+                config.quic.listen
+            ));
+            None
+        }
+    };
+    for (i, name) in config.quic.names.iter().enumerate() {
+        if name.trim().is_empty() || name.contains(char::is_whitespace) {
+            problems.push(format!(
+                "quic.names[{i}]: {name:?} is not a host name or address"
+            ));
+        }
+    }
+    if config.quic.max_connections == 0 {
+        problems.push("quic.max_connections: must be at least 1".into());
+    }
+    match (problems.is_empty(), http_listen, quic_listen) {
+        (true, Some(http_listen), Some(quic_listen)) => {
+            let mut quic_names = config.quic.names.clone();
+            if quic_names.is_empty() {
+                quic_names.push("localhost".into());
+                if !quic_listen.ip().is_unspecified() {
+                    quic_names.push(quic_listen.ip().to_string());
+                }
+            }
+            Ok(Checked {
+                store_path: Checked::store_in(&data_dir),
+                data_dir,
+                http_listen,
+                quic_listen,
+                quic_names,
+                max_connections: config.quic.max_connections,
+            })
+        }
         _ => Err(problems),
     }
 }
@@ -124,12 +202,17 @@ mod tests {
     fn problems_name_their_field() {
         let p = write(
             "bad-listen",
-            "data_dir = \"\"\n[http]\nlisten = \"nowhere\"\n",
+            "data_dir = \"\"\n[http]\nlisten = \"nowhere\"\n[quic]\nlisten = \"x\"\nmax_connections = 0\n",
         );
         let problems = load(&p).expect_err("invalid");
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].starts_with("data_dir"), "{problems:?}");
         assert!(problems[1].starts_with("http.listen"), "{problems:?}");
+        assert!(problems[2].starts_with("quic.listen"), "{problems:?}");
+        assert!(
+            problems[3].starts_with("quic.max_connections"),
+            "{problems:?}"
+        );
         let p = write("unknown", "data_dir = \"s\"\nretention = 3\n");
         let problems = load(&p).expect_err("unknown field");
         assert!(problems[0].contains("retention"), "{problems:?}");

@@ -1,12 +1,13 @@
-//! `sonde-collector`: stores sonde results and serves them. So far: `serve` (HTTP API
-//! over the store) and `import`; QUIC ingest and enrolment come with the rest of the
-//! pipeline work (see docs/ARCHITECTURE.md).
+//! `sonde-collector`: enrols agents, ingests their results over QUIC, stores them and
+//! serves them. Commands: `serve`, `token create`, `import`.
 
 use clap::{Parser, Subcommand};
 use sonde_cli::LogFormat;
+use sonde_collector::ingest::{self, Ingest};
+use sonde_collector::pki::Ca;
 use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::{Delivery, Inserted, Store};
-use sonde_collector::{config, http};
+use sonde_collector::store::{Delivery, Inserted, NewToken, Store};
+use sonde_collector::{config, http, quic};
 use sonde_proto::ResultRecord;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -27,16 +28,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the HTTP API (/healthz, /api/v1/results, /api/v1/agents) over the store.
+    /// Run the collector: QUIC ingest and enrolment for agents, and the HTTP API
+    /// (/healthz, /api/v1/results, /api/v1/agents).
     ///
-    /// The config file (TOML) sets `data_dir` (the store is data_dir/collector.sqlite)
-    /// and `[http] listen` (default 127.0.0.1:9090). Every problem in it is reported,
-    /// with its field, before anything starts (exit 64).
+    /// The config file (TOML) sets `data_dir` (the store data_dir/collector.sqlite and
+    /// the CA, made on first start), `[http] listen` (default 127.0.0.1:9090) and
+    /// `[quic] listen` (default 127.0.0.1:4433), `names`, `max_connections`. Every
+    /// problem in it is reported, with its field, before anything starts (exit 64).
+    /// Ctrl-C or SIGTERM stops it after the commits in flight.
     Serve {
         /// The configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Enrolment tokens for agents.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Load results as `sonde-agent probe --json` prints them, one per line.
     ///
     /// Each line is checked on its own: rejected lines are reported with their number
@@ -56,6 +63,68 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a one-time, expiring token that enrols one agent in one building.
+    ///
+    /// Give it to the operator installing the box, who runs
+    /// `sonde-agent enroll --collector HOST:PORT --token TOKEN`. The token carries the
+    /// fingerprint of this collector's CA, so the agent can authenticate the collector
+    /// on first contact. Only a hash of its secret is stored.
+    ///
+    /// Example: sonde-collector token create --building b42 --quartier paris-13 --ttl 2d
+    Create {
+        /// Building id the agent will report for.
+        #[arg(long, value_name = "ID")]
+        building: String,
+        /// Quartier (district) id.
+        #[arg(long, value_name = "ID")]
+        quartier: String,
+        /// How long the token can be used, e.g. 30m, 2d (default 7d).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+        /// WGS84 latitude of the building, for maps.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_latitude)]
+        latitude: Option<f64>,
+        /// WGS84 longitude of the building, for maps.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_longitude)]
+        longitude: Option<f64>,
+        /// The collector's configuration (its data_dir holds the store and the CA).
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "SONDE_COLLECTOR_CONFIG",
+            default_value = "/etc/sonde/collector.toml"
+        )]
+        config: PathBuf,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < std::time::Duration::from_secs(60) || d > std::time::Duration::from_secs(366 * 86400) {
+        return Err(format!("{s:?} is outside 1m..=366d"));
+    }
+    Ok(d)
+}
+
+fn parse_latitude(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (-90.0..=90.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a latitude in -90..=90")),
+    }
+}
+
+fn parse_longitude(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (-180.0..=180.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a longitude in -180..=180")),
+    }
+}
+
+/// Name of the collector's CA.
+const CA_NAME: &str = "sonde collector CA";
+
 /// Results committed per transaction while importing.
 const IMPORT_BATCH: usize = 1000;
 
@@ -64,6 +133,14 @@ fn main() {
     sonde_cli::init_logging(cli.log_format);
     let code = match cli.command {
         Command::Serve { config } => serve(&config),
+        Command::Token(TokenCommand::Create {
+            building,
+            quartier,
+            ttl,
+            latitude,
+            longitude,
+            config,
+        }) => token_create(&config, building, quartier, ttl, latitude, longitude),
         Command::Import { file, config, db } => {
             let db = match (config, db) {
                 (_, Some(db)) => db,
@@ -110,8 +187,15 @@ fn serve(config_path: &Path) -> i32 {
         Some(s) => Arc::new(s),
         None => return 1,
     };
+    let ca = match Ca::load_or_create(&config.data_dir, CA_NAME) {
+        Ok(ca) => Arc::new(ca),
+        Err(e) => {
+            eprintln!("error: the collector's CA: {e}");
+            return 1;
+        }
+    };
     let runtime = sonde_cli::runtime_or_exit();
-    match runtime.block_on(serve_http(config, store)) {
+    match runtime.block_on(run(config, store, ca)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -120,13 +204,35 @@ fn serve(config_path: &Path) -> i32 {
     }
 }
 
-async fn serve_http(config: config::Checked, store: Arc<dyn Store>) -> anyhow::Result<()> {
+async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    let server_cert = ca
+        .issue_server(config.quic_names.clone())
+        .context("server certificate")?;
+    let quic_config = quic::server_config(&ca, server_cert).context("QUIC configuration")?;
+    let endpoint = quinn::Endpoint::server(quic_config, config.quic_listen)
+        .with_context(|| format!("cannot listen on udp {}", config.quic_listen))?;
+    let ingest = Arc::new(Ingest::new(
+        store.clone(),
+        Some(ca),
+        sonde_proto::wire::DEFAULT_MAX_PAYLOAD,
+    ));
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(http = %local, store = %config.store_path.display(), "collector listening");
+    tracing::info!(
+        http = %local,
+        quic = %endpoint.local_addr()?,
+        names = ?config.quic_names,
+        store = %config.store_path.display(),
+        "collector listening"
+    );
+    let quic_task = tokio::spawn(quic::serve(
+        endpoint.clone(),
+        ingest.clone(),
+        config.max_connections,
+    ));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper::server::conn::http1::Builder::new();
     let stop = sonde_cli::shutdown_signal();
@@ -152,8 +258,67 @@ async fn serve_http(config: config::Checked, store: Arc<dyn Store>) -> anyhow::R
         });
     }
     tracing::info!("collector stopping");
+    // Agents whose batch was not acknowledged keep it and send it again later.
+    endpoint.close(0u32.into(), b"collector stopping");
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), endpoint.wait_idle()).await;
+    quic_task.abort();
     Ok(())
+}
+
+fn token_create(
+    config_path: &Path,
+    building: String,
+    quartier: String,
+    ttl: std::time::Duration,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+) -> i32 {
+    for (flag, v) in [("--building", &building), ("--quartier", &quartier)] {
+        if v.trim().is_empty() {
+            sonde_cli::usage_error(format!("{flag} must not be empty"));
+        }
+    }
+    let config = load_config(config_path);
+    let Some(store) = open_store(&config.store_path) else {
+        return 1;
+    };
+    let ca = match Ca::load_or_create(&config.data_dir, CA_NAME) {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("error: the collector's CA: {e}");
+            return 1;
+        }
+    };
+    let token = ingest::new_token(&ca);
+    let now = chrono::Utc::now();
+    let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7));
+    let row = NewToken {
+        hash: ingest::token_hash(&token),
+        quartier: quartier.clone(),
+        building: building.clone(),
+        latitude,
+        longitude,
+        created_at: now,
+        expires_at,
+    };
+    if let Err(e) = store.create_token(&row) {
+        eprintln!("error: storing the token: {e}");
+        return 1;
+    }
+    println!("{token}");
+    eprintln!(
+        "one-time token for building {building} (quartier {quartier}), valid until {}.\n\
+         On the box: sonde-agent enroll --collector {}:{} --token <the token above>",
+        expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        config
+            .quic_names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("HOST"),
+        config.quic_listen.port()
+    );
+    0
 }
 
 fn import(file: &Path, db: &Path) -> i32 {
