@@ -47,6 +47,21 @@ pub struct CollectorConfig {
     pub address: String,
     /// The agent's state: identity (key, certificate, pinned CA) and spool.
     pub state_dir: PathBuf,
+    /// Longest wait between reconnection attempts (exponential backoff with jitter
+    /// up to this; default 5m).
+    #[serde(default = "default_retry_max")]
+    pub retry_max: String,
+    /// Results per upload batch (default 500).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_retry_max() -> String {
+    "5m".into()
+}
+
+fn default_batch() -> usize {
+    500
 }
 
 /// `[spool]`.
@@ -88,7 +103,7 @@ pub struct AccessConfig {
     /// Upload target, Mb/s at the IP layer.
     #[serde(default)]
     pub target_up_mbps: Option<f64>,
-    /// Time between runs, e.g. `15m` (at least 1 minute).
+    /// Time between runs, e.g. `15m` (at least 10 s; mind data caps).
     #[serde(default = "default_every")]
     pub every: String,
     /// Each run moves by up to ± this (at most a quarter of `every`).
@@ -126,6 +141,8 @@ pub struct Access {
     pub interface: String,
     /// Responder URLs.
     pub responders: Vec<url::Url>,
+    /// IP-layer targets `(down, up)`, bit/s: configured, else the kind's defaults.
+    pub targets: (Option<f64>, Option<f64>),
     /// When it runs.
     pub cadence: Cadence,
     /// Streams.
@@ -141,6 +158,8 @@ pub struct Config {
     pub file: File,
     /// Its accesses, checked.
     pub accesses: Vec<Access>,
+    /// `collector.retry_max`, checked.
+    pub retry_max: Duration,
 }
 
 /// Whether interfaces must exist on this box (false for checking a file elsewhere).
@@ -213,6 +232,16 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
     if file.collector.state_dir.as_os_str().is_empty() {
         p.push("collector.state_dir: must not be empty".into());
     }
+    let retry_max = duration("collector.retry_max", &file.collector.retry_max, &mut p);
+    if let Some(r) = retry_max.filter(|r| *r < Duration::from_secs(1)) {
+        p.push(format!("collector.retry_max: {r:?} is shorter than 1s"));
+    }
+    if !(1..=1000).contains(&file.collector.batch) {
+        p.push(format!(
+            "collector.batch: {} is outside 1..=1000",
+            file.collector.batch
+        ));
+    }
     if file.spool.max_results == 0 {
         p.push("spool.max_results: must be at least 1".into());
     }
@@ -266,8 +295,8 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
         }
         let every = duration(&format!("{at}.every"), &a.every, &mut p);
         let jitter = duration(&format!("{at}.jitter"), &a.jitter, &mut p);
-        if let Some(e) = every.filter(|e| *e < Duration::from_secs(60)) {
-            p.push(format!("{at}.every: {e:?} is shorter than 1 minute"));
+        if let Some(e) = every.filter(|e| *e < Duration::from_secs(10)) {
+            p.push(format!("{at}.every: {e:?} is shorter than 10 s"));
         }
         if let (Some(e), Some(j)) = (every, jitter) {
             if j > e / 4 {
@@ -287,9 +316,14 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             ));
         }
         if let (Some(kind), Some(every), Some(jitter)) = (kind, every, jitter) {
+            let (down, up) = crate::verdict::default_targets(kind);
             accesses.push(Access {
                 name: a.name.clone(),
                 kind,
+                targets: (
+                    a.target_down_mbps.map(|m| m * 1e6).or(down),
+                    a.target_up_mbps.map(|m| m * 1e6).or(up),
+                ),
                 interface: a.interface.clone(),
                 responders,
                 cadence: Cadence {
@@ -301,10 +335,13 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             });
         }
     }
-    if p.is_empty() {
-        Ok(Config { file, accesses })
-    } else {
-        Err(p)
+    match retry_max {
+        Some(retry_max) if p.is_empty() => Ok(Config {
+            file,
+            accesses,
+            retry_max,
+        }),
+        _ => Err(p),
     }
 }
 

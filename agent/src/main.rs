@@ -181,6 +181,7 @@ fn probe_command(args: ProbeArgs) {
         responder: args.responder,
         interface,
         access: args.access,
+        targets: sonde_agent::verdict::default_targets(args.access),
         streams: args.streams,
         max_duration: Duration::from_secs_f64(args.max_duration),
         directions,

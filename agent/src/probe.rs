@@ -25,8 +25,10 @@ pub struct Options {
     pub responder: url::Url,
     /// Interface to bind to, already checked to exist.
     pub interface: Option<Interface>,
-    /// Access kind, for the target.
+    /// Access kind.
     pub access: AccessKind,
+    /// IP-layer targets `(down, up)`, bit/s: the kind's defaults unless configured.
+    pub targets: (Option<f64>, Option<f64>),
     /// Parallel TCP streams per direction.
     pub streams: u32,
     /// Cap per direction.
@@ -68,7 +70,7 @@ pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
         }
     }
     record.verdict = verdict::judge(
-        opts.access,
+        opts.targets,
         record.access.link_speed_bps,
         record.access.mtu,
         record.download.as_ref(),

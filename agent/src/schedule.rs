@@ -5,14 +5,20 @@
 
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
-/// Runs are kept this far (ms) from an hour boundary, where every cron job lands.
+/// Runs are kept this far (ms) from an hour boundary, where every cron job lands
+/// (less for cadences under a minute: a twelfth of the interval).
 pub const HOUR_GUARD_MS: u64 = 5_000;
+
+/// The guard band of an interval.
+fn guard(interval_ms: u64) -> u64 {
+    HOUR_GUARD_MS.min(interval_ms / 12)
+}
 const HOUR_MS: u64 = 3_600_000;
 
 /// How one access is scheduled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cadence {
-    /// Time between runs, ms (≥ 60 s).
+    /// Time between runs, ms (≥ 10 s).
     pub interval_ms: u64,
     /// Each run moves by up to ± this, ms (≤ a quarter of the interval).
     pub jitter_ms: u64,
@@ -49,12 +55,12 @@ pub struct Scheduler {
 
 /// Moves `t` out of the guard band around the hour, towards the side it is on, so a
 /// run never crosses into another slot (slots that span an hour start on it).
-fn avoid_hour(t: u64) -> u64 {
+fn avoid_hour(t: u64, guard: u64) -> u64 {
     let into = t % HOUR_MS;
-    if into < HOUR_GUARD_MS {
-        t - into + HOUR_GUARD_MS
-    } else if into > HOUR_MS - HOUR_GUARD_MS {
-        t - into + HOUR_MS - HOUR_GUARD_MS
+    if into < guard {
+        t - into + guard
+    } else if into > HOUR_MS - guard {
+        t - into + HOUR_MS - guard
     } else {
         t
     }
@@ -110,10 +116,11 @@ impl Scheduler {
         let s = &mut self.slots[i];
         let planned = (s.slot_ms + s.phase_ms).saturating_add_signed(offset);
         let t = planned.max(not_before_ms);
-        let moved = avoid_hour(t);
+        let g = guard(s.cadence.interval_ms);
+        let moved = avoid_hour(t, g);
         // Moving back would be in the past: go past the hour instead.
         s.next_ms = if moved < not_before_ms {
-            t - t % HOUR_MS + HOUR_MS + HOUR_GUARD_MS
+            t - t % HOUR_MS + HOUR_MS + g
         } else {
             moved
         };
@@ -183,26 +190,28 @@ mod tests {
     proptest! {
         #[test]
         fn cadence_is_steady_bounded_and_never_on_the_hour(
-            interval_min in 5u64..=180,
+            interval_s in 10u64..=10_800,
             jitter_pct in 0u64..=25,
             seed in any::<u64>(),
             start in 1_700_000_000_000u64..1_800_000_000_000,
         ) {
-            let interval = interval_min * MIN;
+            let interval = interval_s * 1000;
             let jitter = interval * jitter_pct / 100;
+            let g = guard(interval);
             let cad = [Cadence { interval_ms: interval, jitter_ms: jitter }];
-            let runs = simulate(&cad, seed, start, 30_000, start + 3 * 24 * 3_600_000);
-            prop_assert!(runs.len() as u64 >= 3 * 24 * 60 / interval_min - 2);
+            let days = if interval_s < 60 { 1 } else { 3 };
+            let runs = simulate(&cad, seed, start, (interval / 2).min(30_000), start + days * 24 * 3_600_000);
+            prop_assert!(runs.len() as u64 >= days * 24 * 3600 / interval_s - 2);
             for w in runs.windows(2) {
                 let gap = w[1].1 - w[0].1;
                 // Never bunched: consecutive runs stay within the interval ± 2 jitters
                 // (plus the hour guard).
-                prop_assert!(gap + 2 * jitter + 2 * HOUR_GUARD_MS >= interval, "gap {gap} for {interval}");
-                prop_assert!(gap <= interval + 2 * jitter + 2 * HOUR_GUARD_MS, "gap {gap} for {interval}");
+                prop_assert!(gap + 2 * jitter + 2 * g >= interval, "gap {gap} for {interval}");
+                prop_assert!(gap <= interval + 2 * jitter + 2 * g, "gap {gap} for {interval}");
             }
             for (_, t, missed) in &runs {
                 let into = t % HOUR_MS;
-                prop_assert!((HOUR_GUARD_MS..=HOUR_MS - HOUR_GUARD_MS).contains(&into), "run at {into} ms past the hour");
+                prop_assert!((g..=HOUR_MS - g).contains(&into), "run at {into} ms past the hour");
                 prop_assert_eq!(*missed, 0);
             }
         }

@@ -50,17 +50,18 @@ fn judge_one(
     }
 }
 
-/// Judges both directions against the kind's default targets, adding `nic_limited`
-/// to `flags` when the port cannot carry a target.
+/// Judges both directions against `targets` (`(down, up)`, bit/s at the IP layer;
+/// usually [`default_targets`] of the access kind, or the access's configured ones),
+/// adding `nic_limited` to `flags` when the port cannot carry a target.
 pub fn judge(
-    kind: AccessKind,
+    targets: (Option<f64>, Option<f64>),
     link_speed_bps: Option<u64>,
     mtu: Option<u32>,
     down: Option<&Throughput>,
     up: Option<&Throughput>,
     flags: &mut Vec<Flag>,
 ) -> Verdict {
-    let (target_down, target_up) = default_targets(kind);
+    let (target_down, target_up) = targets;
     let capacity = link_speed_bps.map(|s| port_ip_capacity(s, mtu));
     let below =
         |t: Option<f64>| matches!((t, capacity), (Some(t), Some(c)) if c < t * (1.0 - TOLERANCE));
@@ -114,7 +115,7 @@ mod tests {
     fn ftth_met_within_tolerance_and_not_met_below() {
         let mut flags = vec![];
         let v = judge(
-            AccessKind::Ftth,
+            default_targets(AccessKind::Ftth),
             Some(2_500_000_000),
             None,
             Some(&t(1.9e9)),
@@ -126,7 +127,7 @@ mod tests {
             (VerdictOutcome::Met, VerdictOutcome::NoTarget)
         );
         let v = judge(
-            AccessKind::Ftth,
+            default_targets(AccessKind::Ftth),
             None,
             None,
             Some(&t(0.985e9)),
@@ -135,7 +136,7 @@ mod tests {
         );
         assert_eq!(v.down, VerdictOutcome::Met, "within the 2 % tolerance");
         let v = judge(
-            AccessKind::Ftth,
+            default_targets(AccessKind::Ftth),
             None,
             None,
             Some(&t(0.97e9)),
@@ -152,7 +153,7 @@ mod tests {
         assert!((port_ip_capacity(1_000_000_000, None) - 975.29e6).abs() < 0.01e6);
         let mut flags = vec![];
         let v = judge(
-            AccessKind::Ftth,
+            default_targets(AccessKind::Ftth),
             Some(1_000_000_000),
             Some(1500),
             Some(&t(0.975e9)),
@@ -167,7 +168,7 @@ mod tests {
     fn four_g_target_and_missing_figures() {
         let mut flags = vec![];
         let v = judge(
-            AccessKind::FourG,
+            default_targets(AccessKind::FourG),
             Some(1_000_000_000),
             None,
             Some(&t(160e6)),
@@ -176,10 +177,17 @@ mod tests {
         );
         assert_eq!(v.down, VerdictOutcome::Met);
         assert!(flags.is_empty(), "1 GbE is plenty for 150 Mb/s");
-        let v = judge(AccessKind::FourG, None, None, None, None, &mut flags);
+        let v = judge(
+            default_targets(AccessKind::FourG),
+            None,
+            None,
+            None,
+            None,
+            &mut flags,
+        );
         assert_eq!(v.down, VerdictOutcome::Inconclusive);
         let v = judge(
-            AccessKind::Other,
+            default_targets(AccessKind::Other),
             None,
             None,
             Some(&t(1.0)),
