@@ -5,10 +5,13 @@
 pub mod arrivals;
 pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod identity;
 pub mod latency;
 pub mod netif;
 pub mod probe;
 pub mod sampler;
 pub mod schedule;
 pub mod spool;
+pub mod uplink;
 pub mod verdict;

@@ -2,7 +2,7 @@
 //! `sonde-responder`. This binary parses the command line, checks it before anything
 //! starts (exit 64), and prints results; the measuring lives in the modules.
 
-use sonde_agent::{config, netif, probe};
+use sonde_agent::{config, daemon, identity, netif, probe};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sonde_cli::LogFormat;
@@ -41,6 +41,58 @@ enum Command {
     ///
     /// Exit status: 0 when the file is valid, 64 otherwise. Interfaces are checked
     /// against this box; `--no-interfaces` skips that (to check a file elsewhere).
+    /// Run the agent: probe each configured access on its schedule, spool every
+    /// result on disk and upload it to the collector over QUIC.
+    ///
+    /// The config (TOML) is checked first, like check-config (exit 64 on any problem).
+    /// Results stay in the spool until the collector has committed them; when the
+    /// collector is unreachable the agent keeps measuring and catches up later.
+    /// `sonde-agent status` shows what it is doing. Ctrl-C or SIGTERM stops it.
+    ///
+    /// Example: sonde-agent run --config /etc/sonde/agent.toml
+    Run {
+        /// The agent's configuration (TOML); see deploy/agent.example.toml.
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
+    /// Enrol this box with a collector, using a one-time token from
+    /// `sonde-collector token create`.
+    ///
+    /// Makes a key pair here (the key never leaves the box; file mode 0600), sends a
+    /// certificate request with the token, and stores the certificate and the
+    /// collector's CA (pinned from then on) in the state directory. The token names
+    /// the collector's CA, so a collector impersonator is refused.
+    ///
+    /// Example: sonde-agent enroll --collector collector.example:4433 --token st1.…
+    ///
+    /// Exit status: 0 enrolled, 1 refused or unreachable, 64 bad arguments or
+    /// already enrolled.
+    Enroll {
+        /// The collector's QUIC address, HOST:PORT (HOST must be a name or address in
+        /// its certificate).
+        #[arg(long, value_name = "HOST:PORT")]
+        collector: String,
+        /// The one-time token.
+        #[arg(long, value_name = "TOKEN", value_parser = parse_token)]
+        token: sonde_proto::wire::EnrolToken,
+        /// Where the agent keeps its identity and spool (the config's
+        /// collector.state_dir).
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/sonde")]
+        state_dir: std::path::PathBuf,
+    },
+    /// Show what the agent is doing: spool depth, evictions, last upload, missed runs,
+    /// failures, next run.
+    ///
+    /// Exit status: 0 when the daemon runs, 3 when it is not running, 1 when there
+    /// is no status to read.
+    Status {
+        /// The agent's state directory.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/sonde")]
+        state_dir: std::path::PathBuf,
+        /// Print the status as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     CheckConfig {
         /// The agent's configuration (TOML).
         #[arg(long, value_name = "FILE")]
@@ -132,6 +184,169 @@ fn main() {
             config,
             no_interfaces,
         } => check_config(&config, no_interfaces),
+        Command::Run { config } => run_command(&config),
+        Command::Enroll {
+            collector,
+            token,
+            state_dir,
+        } => enroll_command(&collector, &token, &state_dir),
+        Command::Status { state_dir, json } => status_command(&state_dir, json),
+    }
+}
+
+fn parse_token(s: &str) -> Result<sonde_proto::wire::EnrolToken, String> {
+    s.parse()
+}
+
+fn run_command(path: &std::path::Path) {
+    let config = match config::load(path, config::Interfaces::MustExist) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            std::process::exit(sonde_cli::EXIT_USAGE);
+        }
+    };
+    let runtime = sonde_cli::runtime_or_exit();
+    let code = runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            sonde_cli::shutdown_signal().await;
+            tracing::info!("stopping");
+            let _ = stop_tx.send(true);
+        });
+        match daemon::run(config, stop_rx).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+fn enroll_command(
+    collector: &str,
+    token: &sonde_proto::wire::EnrolToken,
+    state_dir: &std::path::Path,
+) {
+    if collector
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        sonde_cli::usage_error(format!("--collector {collector:?} is not HOST:PORT"));
+    }
+    let runtime = sonde_cli::runtime_or_exit();
+    let result = runtime.block_on(identity::enroll(
+        collector,
+        token,
+        state_dir,
+        Duration::from_secs(30),
+    ));
+    match result {
+        Ok(id) => {
+            println!(
+                "enrolled as {} (building {}, quartier {}); identity in {}",
+                id.info.agent_id,
+                id.info.building,
+                id.info.quartier,
+                state_dir.display()
+            );
+        }
+        Err(e @ identity::IdentityError::AlreadyEnrolled { .. }) => sonde_cli::usage_error(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn status_command(state_dir: &std::path::Path, json: bool) {
+    let status = match daemon::read_status(state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&status).unwrap_or_default());
+    } else {
+        print_status(&status);
+    }
+    std::process::exit(if status.running { 0 } else { 3 });
+}
+
+fn ago(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    match t {
+        Some(t) => {
+            let s = (chrono::Utc::now() - t).num_seconds().max(0);
+            format!(
+                "{} ({} ago)",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                humantime::format_duration(Duration::from_secs(s as u64))
+            )
+        }
+        None => "never".into(),
+    }
+}
+
+fn print_status(s: &daemon::Status) {
+    let state = if s.running {
+        format!(
+            "running, pid {}, up {}",
+            s.pid,
+            humantime::format_duration(Duration::from_secs(s.uptime_s))
+        )
+    } else {
+        "not running".to_string()
+    };
+    println!(
+        "sonde-agent {} {}  ({state})",
+        s.version,
+        s.agent_id.as_deref().unwrap_or("(not enrolled)")
+    );
+    println!(
+        "  collector   {}  {}",
+        s.collector,
+        if s.connected {
+            "connected"
+        } else {
+            "not connected"
+        }
+    );
+    println!("  last upload {}", ago(s.last_success));
+    println!(
+        "  spool       {} result(s) waiting, {} evicted",
+        s.spool_depth, s.evictions_total
+    );
+    println!(
+        "  runs        {} measured, {} uploaded since start, {} missed",
+        s.results_total, s.uploaded_total, s.missed_runs_total
+    );
+    let map = |m: &std::collections::BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!("  failures    {}", map(&s.failures_total));
+    println!("  uplink errs {}", map(&s.uplink_errors_total));
+    if let Some(n) = &s.next_run {
+        println!(
+            "  next run    {} at {}",
+            n.access,
+            n.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    if let Some(e) = &s.last_error {
+        println!("  last error  {e}");
     }
 }
 

@@ -81,6 +81,18 @@ pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
     record
 }
 
+/// The record of a run that could not start (e.g. its interface is gone), with why.
+pub fn failed(opts: &Options, reason: FailureReason, message: String) -> ResultRecord {
+    let mut record = empty_record(opts, Utc::now());
+    record.status = Status {
+        outcome: Outcome::Failed,
+        reason: Some(reason),
+        message: Some(message),
+    };
+    record.verdict = verdict::judge(opts.targets, None, None, None, None, &mut record.flags);
+    record
+}
+
 fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) -> ResultRecord {
     ResultRecord {
         schema_version: SCHEMA_VERSION,

@@ -1,0 +1,483 @@
+//! `sonde-agent run`: the daemon. Two loops share the spool:
+//!
+//! - the **measure loop** follows the scheduler, probes one access at a time and
+//!   commits each result to the spool (fsync) before anything else happens to it;
+//! - the **uplink loop** sends the oldest spooled results in batches and removes them
+//!   only when the collector acknowledged their ids; it reconnects with exponential
+//!   backoff and jitter, and sends a heartbeat with the health when idle.
+//!
+//! Both write `status.json` in the state directory, which `sonde-agent status` reads.
+
+use crate::config::{Access, Config};
+use crate::identity::{self, Identity};
+use crate::schedule::Scheduler;
+use crate::spool::Spool;
+use crate::uplink::{Backoff, Uplink, UplinkError};
+use crate::{netif, probe};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sonde_proto::wire::Health;
+use sonde_proto::{Direction, Outcome, ResultRecord};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// The spool file in the state directory.
+pub const SPOOL_FILE: &str = "spool.sqlite";
+/// The status file in the state directory.
+pub const STATUS_FILE: &str = "status.json";
+/// An idle uplink sends its health this often.
+pub const HEARTBEAT: Duration = Duration::from_secs(60);
+/// First reconnection wait.
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+
+/// What `status.json` holds (and `sonde-agent status --json` prints).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Agent id, once enrolled.
+    pub agent_id: Option<String>,
+    /// Whether the daemon is running (computed by `status` from `pid`).
+    #[serde(default)]
+    pub running: bool,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Agent version.
+    pub version: String,
+    /// When the daemon started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Seconds since it started.
+    pub uptime_s: u64,
+    /// When this status was written.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Set when the daemon stopped cleanly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// The collector's address.
+    pub collector: String,
+    /// Whether a QUIC connection to it is open.
+    pub connected: bool,
+    /// Results waiting in the spool.
+    pub spool_depth: u64,
+    /// Results evicted from a full spool, ever.
+    pub evictions_total: u64,
+    /// Last batch (or heartbeat) the collector acknowledged.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Last uplink or spool error, one line.
+    pub last_error: Option<String>,
+    /// Scheduled runs that did not run.
+    pub missed_runs_total: u64,
+    /// Failed measurements by reason.
+    pub failures_total: BTreeMap<String, u64>,
+    /// Failed uploads by reason.
+    pub uplink_errors_total: BTreeMap<String, u64>,
+    /// Results measured since start.
+    pub results_total: u64,
+    /// Results the collector acknowledged since start.
+    pub uploaded_total: u64,
+    /// The next scheduled run.
+    pub next_run: Option<NextRun>,
+}
+
+/// The next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextRun {
+    /// Access name.
+    pub access: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Shared state of the two loops.
+struct Shared {
+    config: Config,
+    state_dir: PathBuf,
+    spool: Arc<Mutex<Spool>>,
+    status: Mutex<Status>,
+    started: Instant,
+    wake: Notify,
+    /// Both loops write the status file: one at a time.
+    write: Mutex<()>,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+    }
+
+    fn snapshot(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Refreshes the spool figures and writes `status.json`.
+    async fn write_status(self: &Arc<Self>) {
+        let spool = self.spool.clone();
+        let figures = tokio::task::spawn_blocking(move || {
+            let s = spool.lock().unwrap_or_else(|e| e.into_inner());
+            Ok::<_, crate::spool::SpoolError>((s.depth()?, s.evictions_total()?))
+        })
+        .await;
+        let now = Utc::now();
+        let uptime = self.started.elapsed().as_secs();
+        self.update(|s| {
+            if let Ok(Ok((depth, evictions))) = figures {
+                s.spool_depth = depth;
+                s.evictions_total = evictions;
+            }
+            s.updated_at = Some(now);
+            s.uptime_s = uptime;
+        });
+        let json = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
+        let path = self.state_dir.join(STATUS_FILE);
+        let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = identity::write_atomic(&path, &json, 0o644) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+    }
+
+    fn health(&self) -> Health {
+        let s = self.snapshot();
+        Health {
+            spool_depth: s.spool_depth,
+            evictions_total: s.evictions_total,
+            last_success: s.last_success,
+            missed_runs_total: s.missed_runs_total,
+            failures_total: s.failures_total,
+            version: s.version,
+            uptime_s: self.started.elapsed().as_secs(),
+        }
+    }
+}
+
+/// Runs `f` on the spool off the async threads (SQLite fsyncs).
+async fn with_spool<T: Send + 'static>(
+    spool: &Arc<Mutex<Spool>>,
+    f: impl FnOnce(&mut Spool) -> Result<T, crate::spool::SpoolError> + Send + 'static,
+) -> Result<T, String> {
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = spool.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Starts the daemon and runs until `stop` turns true.
+pub async fn run(config: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let state_dir = config.file.collector.state_dir.clone();
+    identity::ensure_state_dir(&state_dir)?;
+    let spool_path = state_dir.join(SPOOL_FILE);
+    let spool = Spool::open(&spool_path, config.file.spool.max_results)
+        .with_context(|| format!("cannot open the spool {}", spool_path.display()))?;
+    let identity = Identity::load(&state_dir)?;
+    match &identity {
+        Some(id) => tracing::info!(agent = %id.info.agent_id, "agent identity loaded"),
+        None => tracing::warn!(
+            state_dir = %state_dir.display(),
+            "not enrolled yet: measuring and spooling; uploads start once `sonde-agent enroll` has run"
+        ),
+    }
+    let status = Status {
+        agent_id: identity.as_ref().map(|i| i.info.agent_id.clone()),
+        running: true,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: Some(Utc::now()),
+        collector: config.file.collector.address.clone(),
+        ..Status::default()
+    };
+    let shared = Arc::new(Shared {
+        config,
+        state_dir,
+        spool: Arc::new(Mutex::new(spool)),
+        status: Mutex::new(status),
+        started: Instant::now(),
+        wake: Notify::new(),
+        write: Mutex::new(()),
+    });
+    shared.write_status().await;
+    let uplink = tokio::spawn(uplink_loop(shared.clone(), identity, stop.clone()));
+    measure_loop(shared.clone(), &mut stop).await;
+    let _ = uplink.await;
+    shared.update(|s| {
+        s.stopped_at = Some(Utc::now());
+        s.running = false;
+        s.connected = false;
+    });
+    shared.write_status().await;
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    Utc::now().timestamp_millis().max(0) as u64
+}
+
+fn seed_of(text: &str) -> u64 {
+    // FNV-1a: a stable phase per box across restarts and versions.
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
+    let accesses = shared.config.accesses.clone();
+    let cadences: Vec<_> = accesses.iter().map(|a| a.cadence.clone()).collect();
+    let seed = seed_of(&format!(
+        "{}/{}",
+        shared.config.file.site.quartier, shared.config.file.site.building
+    ));
+    let mut scheduler = Scheduler::new(&cadences, now_ms(), seed);
+    // Results the spool could not take (disk full): kept here and retried, never dropped.
+    let mut pending: Vec<ResultRecord> = Vec::new();
+    loop {
+        let Some((i, at)) = scheduler.next_due() else {
+            return;
+        };
+        shared.update(|s| {
+            s.next_run = Some(NextRun {
+                access: accesses[i].name.clone(),
+                at: DateTime::from_timestamp_millis(at as i64).unwrap_or_default(),
+            });
+        });
+        shared.write_status().await;
+        let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(stop) => return,
+        }
+        let Some(due) = scheduler.take_due(now_ms()) else {
+            continue;
+        };
+        let access = &accesses[due.access];
+        if due.missed > 0 {
+            tracing::warn!(access = %access.name, missed = due.missed, "scheduled runs missed");
+        }
+        let record = tokio::select! {
+            r = measure(&shared, access) => r,
+            _ = stopped(stop) => return,
+        };
+        tracing::info!(
+            access = %access.name,
+            id = %record.id,
+            outcome = ?record.status.outcome,
+            down_bps = record.download.as_ref().map(|t| t.ip_rate_bps),
+            up_bps = record.upload.as_ref().map(|t| t.ip_rate_bps),
+            "measured"
+        );
+        shared.update(|s| {
+            s.missed_runs_total += due.missed;
+            s.results_total += 1;
+            if record.status.outcome == Outcome::Failed {
+                let reason = record
+                    .status
+                    .reason
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_else(|| "other".into());
+                *s.failures_total.entry(reason).or_default() += 1;
+            }
+        });
+        pending.push(record);
+        let batch = std::mem::take(&mut pending);
+        let spooled = with_spool(&shared.spool, {
+            let batch = batch.clone();
+            move |s| {
+                let mut evicted = 0;
+                for r in &batch {
+                    evicted += s.push(r)?.evicted;
+                }
+                Ok(evicted)
+            }
+        })
+        .await;
+        match spooled {
+            Ok(evicted) => {
+                if evicted > 0 {
+                    tracing::warn!(evicted, "spool full: oldest results evicted");
+                }
+                shared.wake.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, kept = batch.len(), "cannot spool; keeping the results in memory and retrying");
+                shared.update(|s| {
+                    s.last_error = Some(format!("spool: {e}"));
+                    *s.failures_total.entry("spool_write".into()).or_default() += 1;
+                });
+                pending = batch;
+            }
+        }
+        shared.write_status().await;
+    }
+}
+
+/// Probes `access`, trying its responders in order until one answers.
+async fn measure(shared: &Shared, access: &Access) -> ResultRecord {
+    let interface = netif::interface(&access.interface);
+    let mut last = None;
+    for responder in &access.responders {
+        let opts = probe::Options {
+            responder: responder.clone(),
+            interface: interface.as_ref().ok().cloned(),
+            access: access.kind,
+            targets: access.targets,
+            streams: access.streams,
+            max_duration: access.max_duration,
+            directions: vec![Direction::Down, Direction::Up],
+            idle_probes: 50,
+            idle_interval: Duration::from_millis(20),
+        };
+        let mut record = match &interface {
+            Ok(_) => probe::run(&opts, &|_| {}).await,
+            // Never measure unbound: the figure would be another access's.
+            Err(e) => probe::failed(&opts, sonde_proto::FailureReason::Interface, e.clone()),
+        };
+        record.access.interface = Some(access.interface.clone());
+        record.access.name = Some(access.name.clone());
+        record.site.quartier = Some(shared.config.file.site.quartier.clone());
+        record.site.building = Some(shared.config.file.site.building.clone());
+        record.agent.id = shared.snapshot().agent_id;
+        let unreachable = record.status.outcome == Outcome::Failed
+            && record.download.is_none()
+            && record.upload.is_none();
+        if !unreachable {
+            return record;
+        }
+        tracing::info!(responder = %responder, message = ?record.status.message, "responder unreachable; trying the next");
+        last = Some(record);
+    }
+    // Every responder failed: the last attempt's record says why.
+    last.unwrap_or_else(|| unreachable!("config checks at least one responder"))
+}
+
+async fn uplink_loop(
+    shared: Arc<Shared>,
+    mut identity: Option<Identity>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let retry_max = shared.config.retry_max;
+    let batch_max = shared.config.file.collector.batch;
+    let address = shared.config.file.collector.address.clone();
+    let mut uplink = Uplink::new(&address);
+    let mut backoff = Backoff::new(RETRY_BASE, retry_max);
+    let mut last_contact: Option<Instant> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if identity.is_none() {
+            match Identity::load(&shared.state_dir) {
+                Ok(Some(id)) => {
+                    tracing::info!(agent = %id.info.agent_id, "enrolled: uploads start");
+                    shared.update(|s| s.agent_id = Some(id.info.agent_id.clone()));
+                    identity = Some(id);
+                }
+                Ok(None) => {}
+                Err(e) => shared.update(|s| s.last_error = Some(e.to_string())),
+            }
+        }
+        let Some(id) = identity.as_ref() else {
+            shared.update(|s| s.last_error = Some(UplinkError::NotEnrolled.to_string()));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stopped(&mut stop) => break,
+            }
+            continue;
+        };
+        let results = with_spool(&shared.spool, move |s| s.peek(batch_max))
+            .await
+            .unwrap_or_default();
+        let idle = last_contact.is_some_and(|t| t.elapsed() < HEARTBEAT);
+        if results.is_empty() && idle {
+            let until_heartbeat =
+                HEARTBEAT.saturating_sub(last_contact.map(|t| t.elapsed()).unwrap_or_default());
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(until_heartbeat) => {}
+                _ = stopped(&mut stop) => break,
+            }
+            continue;
+        }
+        shared.write_status().await;
+        let sent = results.len();
+        let outcome = tokio::select! {
+            r = uplink.send(id, results, shared.health()) => r,
+            _ = stopped(&mut stop) => break,
+        };
+        match outcome {
+            Ok(committed) => {
+                let removed = with_spool(&shared.spool, move |s| s.ack(&committed)).await;
+                backoff.reset();
+                last_contact = Some(Instant::now());
+                let now = Utc::now();
+                shared.update(|s| {
+                    s.connected = true;
+                    s.last_success = Some(now);
+                    s.uploaded_total += removed.as_ref().map(|n| *n as u64).unwrap_or(0);
+                    s.last_error = None;
+                });
+                if let Err(e) = removed {
+                    tracing::error!(error = %e, "acknowledged results could not leave the spool; they will be sent again");
+                }
+                if sent > 0 {
+                    tracing::debug!(sent, "batch acknowledged");
+                }
+                shared.write_status().await;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay(&mut rand::rng());
+                tracing::warn!(error = %e, retry_in_s = delay.as_secs_f64(), "upload failed");
+                shared.update(|s| {
+                    s.connected = false;
+                    s.last_error = Some(e.to_string());
+                    *s.uplink_errors_total.entry(e.reason().into()).or_default() += 1;
+                });
+                shared.write_status().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        }
+    }
+    uplink.disconnect();
+}
+
+/// Reads the status of the agent whose state is in `dir`: `status.json` with the spool
+/// figures read live, and whether the daemon is running.
+pub fn read_status(dir: &Path) -> Result<Status, String> {
+    let path = dir.join(STATUS_FILE);
+    let text = std::fs::read(&path).map_err(|e| {
+        format!(
+            "{}: {e} (has `sonde-agent run` ever started with this state directory?)",
+            path.display()
+        )
+    })?;
+    let mut status: Status =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    status.running =
+        status.stopped_at.is_none() && Path::new(&format!("/proc/{}", status.pid)).exists();
+    if !status.running {
+        status.connected = false;
+    }
+    let spool_path = dir.join(SPOOL_FILE);
+    if spool_path.exists() {
+        if let Ok(spool) = Spool::open(&spool_path, u64::MAX) {
+            if let (Ok(d), Ok(e)) = (spool.depth(), spool.evictions_total()) {
+                status.spool_depth = d;
+                status.evictions_total = e;
+            }
+        }
+    }
+    Ok(status)
+}
