@@ -1,70 +1,139 @@
 #!/usr/bin/env bash
-# Local demo of sonde on the embedded defaults: builds the workspace, starts a
-# responder on loopback, and probes it every minute until Ctrl-C, which stops
-# everything. Run from anywhere: bash deploy/local-demo.sh
+# A complete local sonde deployment on the embedded defaults:
+#   - a collector (SQLite store and CA in demo-state/collector/), QUIC ingest + HTTP API;
+#   - a responder on loopback;
+#   - an agent that enrols itself with a one-time token and probes the responder over
+#     loopback every minute, spooling results and uploading them to the collector.
+# Ctrl-C stops everything cleanly; state is kept for the next start.
+#
+# Run from anywhere: bash deploy/local-demo.sh
+# Overrides (environment): SONDE_DEMO_DIR, SONDE_DEMO_HTTP_PORT (9090),
+# SONDE_DEMO_QUIC_PORT (4433), SONDE_DEMO_RESPONDER_PORT (8080), SONDE_DEMO_UDP_PORT
+# (8081), SONDE_DEMO_EVERY (1m), SONDE_DEMO_BUILD (release | debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HTTP_PORT="${SONDE_DEMO_HTTP_PORT:-8080}"
-UDP_PORT="${SONDE_DEMO_UDP_PORT:-8081}"
-INTERVAL="${SONDE_DEMO_INTERVAL:-60}"
 STATE="${SONDE_DEMO_DIR:-$PWD/demo-state}"
+HTTP_PORT="${SONDE_DEMO_HTTP_PORT:-9090}"
+QUIC_PORT="${SONDE_DEMO_QUIC_PORT:-4433}"
+RESP_PORT="${SONDE_DEMO_RESPONDER_PORT:-8080}"
+UDP_PORT="${SONDE_DEMO_UDP_PORT:-8081}"
+EVERY="${SONDE_DEMO_EVERY:-1m}"
+BUILD="${SONDE_DEMO_BUILD:-release}"
 
-echo "building sonde (release)…"
-cargo build --release --locked --workspace --quiet
-mkdir -p "$STATE"
+case "$BUILD" in
+  release) echo "building sonde (release; the first build takes a few minutes)…"
+           cargo build --release --locked --workspace --bins --quiet ;;
+  debug)   echo "building sonde (debug)…"
+           cargo build --locked --workspace --bins --quiet ;;
+  *)       echo "error: SONDE_DEMO_BUILD must be release or debug" >&2; exit 64 ;;
+esac
+BIN="$PWD/target/$BUILD"
+mkdir -p "$STATE/collector" "$STATE/agent"
+
+cat >"$STATE/collector.toml" <<TOML
+# written by deploy/local-demo.sh
+data_dir = "collector"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+[quic]
+listen = "127.0.0.1:$QUIC_PORT"
+TOML
+
+cat >"$STATE/agent.toml" <<TOML
+# written by deploy/local-demo.sh
+[site]
+quartier = "demo"
+building = "local"
+latitude = 48.8566
+longitude = 2.3522
+
+[collector]
+address = "localhost:$QUIC_PORT"
+state_dir = "$STATE/agent"
+retry_max = "30s"
+
+[[access]]
+name = "loopback"
+kind = "ftth"
+interface = "lo"
+responders = ["http://127.0.0.1:$RESP_PORT"]
+every = "$EVERY"
+jitter = "5s"
+max_duration = 5
+TOML
 
 pids=()
 cleanup() {
   trap - INT TERM EXIT
   echo
-  echo "stopping sonde demo…"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  echo "stopping sonde (agent, responder, collector)…"
+  # Agent first, so its last results are spooled; the collector last.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  echo "stopped. Results are in $STATE/results.jsonl"
+  echo "stopped. State (store, CA, agent identity and spool) kept in $STATE"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-./target/release/sonde-responder --listen "127.0.0.1:$HTTP_PORT" --udp "127.0.0.1:$UDP_PORT" \
+wait_port() { # proto port name pid
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$4" 2>/dev/null; then
+      echo "error: the $3 did not start; its log:" >&2
+      cat "$STATE/$3.log" >&2
+      exit 1
+    fi
+    if [ "$1" = tcp ] && (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+    if [ "$1" = udp ] && grep -q "listening" "$STATE/$3.log" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "error: the $3 is not listening on port $2 after 10 s; see $STATE/$3.log" >&2
+  exit 1
+}
+
+"$BIN/sonde-collector" serve --config "$STATE/collector.toml" >"$STATE/collector.log" 2>&1 &
+pids+=($!)
+wait_port tcp "$HTTP_PORT" collector "${pids[-1]}"
+
+"$BIN/sonde-responder" --listen "127.0.0.1:$RESP_PORT" --udp "127.0.0.1:$UDP_PORT" \
   >"$STATE/responder.log" 2>&1 &
 pids+=($!)
-sleep 0.5
-if ! kill -0 "${pids[0]}" 2>/dev/null; then
-  echo "the responder did not start; see $STATE/responder.log" >&2
-  cat "$STATE/responder.log" >&2
-  exit 1
+wait_port tcp "$RESP_PORT" responder "${pids[-1]}"
+
+if [ ! -f "$STATE/agent/identity.json" ]; then
+  token=$("$BIN/sonde-collector" token create --config "$STATE/collector.toml" \
+            --building local --quartier demo --ttl 10m 2>/dev/null)
+  "$BIN/sonde-agent" enroll --collector "localhost:$QUIC_PORT" --token "$token" \
+    --state-dir "$STATE/agent"
 fi
 
+"$BIN/sonde-agent" run --config "$STATE/agent.toml" >"$STATE/agent.log" 2>&1 &
+pids+=($!)
+
 cat <<TXT
-sonde demo running
-  responder  http://127.0.0.1:$HTTP_PORT  (info: http://127.0.0.1:$HTTP_PORT/api/v1/info, UDP echo on $UDP_PORT)
-  probes     every ${INTERVAL}s, results appended to $STATE/results.jsonl
-  logs       $STATE/responder.log
-Ctrl-C stops everything.
+
+sonde is running
+  results   http://127.0.0.1:$HTTP_PORT/api/v1/results   (the first within about a minute)
+  agents    http://127.0.0.1:$HTTP_PORT/api/v1/agents
+  health    http://127.0.0.1:$HTTP_PORT/healthz
+  agent     $BIN/sonde-agent status --state-dir $STATE/agent
+  responder http://127.0.0.1:$RESP_PORT/api/v1/info
+  logs      $STATE/{collector,responder,agent}.log
+The agent probes the responder over loopback every $EVERY. Ctrl-C stops everything.
+
 TXT
 
+# Show each measurement as the agent logs it, until Ctrl-C or a part stops.
+tail -n 0 -F "$STATE/agent.log" 2>/dev/null | grep --line-buffered -E "measured|upload failed|ERROR" &
+pids+=($!)
 while true; do
-  echo
-  date -u +"probe at %Y-%m-%dT%H:%M:%SZ"
-  if record=$(./target/release/sonde-agent probe --responder "http://127.0.0.1:$HTTP_PORT" \
-        --max-duration 5 --json); then
-    echo "$record" >>"$STATE/results.jsonl"
-    RECORD="$record" python3 - <<'PY' || echo "  (recorded)"
-import json, os
-r = json.loads(os.environ["RECORD"])
-for d in ("download", "upload"):
-    t = r.get(d)
-    if t:
-        print(f"  {d:<8} {t['goodput_bps'] / 1e9:7.2f} Gb/s goodput  ({t['stop_reason']}, {t['duration_s']:.1f} s)")
-l = r.get("idle_latency") or {}
-if l.get("median_s") is not None:
-    print(f"  idle latency {l['median_s'] * 1e3:.2f} ms, loss {l['loss_ratio'] * 100:.1f} %")
-PY
-  else
-    echo "  probe failed (see above)"
-  fi
-  sleep "$INTERVAL" &
-  pids+=($!)
+  for p in "${pids[@]:0:3}"; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      echo "error: a sonde process stopped unexpectedly; see the logs in $STATE" >&2
+      exit 1
+    fi
+  done
+  # `wait` returns at once on a signal, so Ctrl-C is handled without delay.
+  sleep 1 &
   wait $! || true
 done
