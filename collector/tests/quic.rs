@@ -339,3 +339,67 @@ async fn clients_without_an_enrolled_certificate_cannot_upload() {
         [Message::Ack(_)]
     ));
 }
+
+#[tokio::test]
+async fn malformed_input_is_refused_and_counted_while_others_are_served() {
+    let server = start();
+    // Random datagrams at the QUIC port: quinn drops what is not QUIC before any
+    // connection exists (no answer, no state); the collector keeps serving.
+    let noise = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for len in [1usize, 20, 1200, 1500] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        noise.send_to(&bytes, server.addr).expect("send noise");
+    }
+    let (_, identity) = enrolled(&server).await;
+    let conn = connect(&server, Some(identity), &server.ca)
+        .await
+        .expect("handshake after the noise");
+    let mut oversize = wire::MAGIC.to_vec();
+    oversize.extend_from_slice(&[wire::VERSION, 1]);
+    oversize.extend_from_slice(&(64u32 << 20).to_be_bytes());
+    let mut future_version = wire::encode(&Message::Upload(Upload {
+        batch: 1,
+        health: Health::default(),
+        results: vec![record()],
+    }));
+    future_version[4] = 9;
+    let cases = [
+        (b"\x16\x03\x01garbage after a valid TLS session".to_vec(), RejectReason::BadFrame),
+        (oversize, RejectReason::Oversize),
+        (future_version, RejectReason::UnsupportedVersion),
+    ];
+    for (bytes, reason) in &cases {
+        match exchange(&conn, bytes).await.as_slice() {
+            [Message::Reject(r)] => assert_eq!(r.reason, *reason, "{}", r.message),
+            other => panic!("{reason:?}: expected a reject, got {other:?}"),
+        }
+        assert_eq!(server.ingest.rejects().get(reason), Some(&1), "{reason:?}");
+    }
+    // Nothing of the refused frames was stored; a proper upload on the same
+    // connection still goes through.
+    let upload = wire::encode(&Message::Upload(Upload {
+        batch: 2,
+        health: Health::default(),
+        results: vec![record()],
+    }));
+    assert!(matches!(
+        exchange(&conn, &upload).await.as_slice(),
+        [Message::Ack(_)]
+    ));
+    let stored = server
+        .store
+        .results(&ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page");
+    assert_eq!(stored.results.len(), 1);
+}
