@@ -472,7 +472,7 @@ pub fn read_status(dir: &Path) -> Result<Status, String> {
     }
     let spool_path = dir.join(SPOOL_FILE);
     if spool_path.exists() {
-        if let Ok(spool) = Spool::open(&spool_path, u64::MAX) {
+        if let Ok(spool) = Spool::open_read_only(&spool_path) {
             if let (Ok(d), Ok(e)) = (spool.depth(), spool.evictions_total()) {
                 status.spool_depth = d;
                 status.evictions_total = e;

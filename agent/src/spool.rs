@@ -59,6 +59,20 @@ impl Spool {
         })
     }
 
+    /// Opens an existing spool to read it (depth, evictions, waiting results) without
+    /// writing anything: what `sonde-agent status` uses beside a running daemon.
+    pub fn open_read_only(path: &Path) -> Result<Spool, SpoolError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Spool {
+            conn,
+            max_results: u64::MAX,
+        })
+    }
+
     /// Stores a result durably, evicting the oldest beyond the bound. A result whose
     /// id is already spooled is kept once.
     pub fn push(&mut self, record: &ResultRecord) -> Result<Pushed, SpoolError> {

@@ -9,8 +9,13 @@ use sonde_proto::ResultRecord;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// How long to wait for the collector's answer to a batch.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the collector's answer to a batch. A collector that died
+/// mid-batch sends nothing more: after this the agent reconnects and sends the batch
+/// again (harmless: the collector stores each id once).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a QUIC handshake may take before the collector counts as unreachable
+/// (QUIC over UDP gets no "connection refused").
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Exponential backoff with full jitter: the n-th wait is uniform in
 /// `[base/2, min(max, base·2ⁿ)]`, so a fleet that lost its collector together does not
@@ -164,17 +169,19 @@ impl Uplink {
                 self.endpoint = Some(endpoint);
             }
             let endpoint = self.endpoint.as_ref().ok_or(UplinkError::NotEnrolled)?;
+            tracing::debug!(%addr, "connecting to the collector");
             let connecting = endpoint
                 .connect(addr, &host)
                 .map_err(|e| UplinkError::Connect(e.to_string()))?;
-            let conn = tokio::time::timeout(ANSWER_TIMEOUT, connecting)
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
                 .await
                 .map_err(|_| UplinkError::Connect("handshake timed out".into()))?
                 .map_err(|e| UplinkError::Connect(e.to_string()))?;
-            let (send, recv) = conn
-                .open_bi()
+            let (send, recv) = tokio::time::timeout(CONNECT_TIMEOUT, conn.open_bi())
                 .await
+                .map_err(|_| UplinkError::Connect("no stream within the timeout".into()))?
                 .map_err(|e| UplinkError::Connect(e.to_string()))?;
+            tracing::debug!(%addr, "connected");
             self.link = Some(Link {
                 conn,
                 send,
@@ -214,9 +221,10 @@ impl Uplink {
         frame: &[u8],
     ) -> Result<Vec<Uuid>, UplinkError> {
         let link = self.link(identity).await?;
-        link.send
-            .write_all(frame)
+        tracing::debug!(batch, bytes = frame.len(), "sending");
+        tokio::time::timeout(ANSWER_TIMEOUT, link.send.write_all(frame))
             .await
+            .map_err(|_| UplinkError::Timeout)?
             .map_err(|e| UplinkError::Lost(e.to_string()))?;
         let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
             let mut buf = vec![0u8; 64 * 1024];

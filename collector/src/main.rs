@@ -210,7 +210,7 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
         .issue_server(config.quic_names.clone())
         .context("server certificate")?;
     let quic_config = quic::server_config(&ca, server_cert).context("QUIC configuration")?;
-    let endpoint = quinn::Endpoint::server(quic_config, config.quic_listen)
+    let endpoint = quic::endpoint(config.quic_listen, quic_config, &config.data_dir)
         .with_context(|| format!("cannot listen on udp {}", config.quic_listen))?;
     let ingest = Arc::new(Ingest::new(
         store.clone(),

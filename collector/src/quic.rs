@@ -71,6 +71,69 @@ pub fn client_config(
     Ok(quinn::ClientConfig::new(Arc::new(crypto)))
 }
 
+/// File (in the data directory, mode 0600) of the key stateless resets are derived
+/// from. Kept across restarts, so that after a crash the new process can tell agents
+/// at once that their old connection is gone, instead of leaving them waiting for an
+/// answer that will never come.
+pub const RESET_KEY_FILE: &str = "quic-reset.key";
+
+/// The reset key kept in `dir`, made on first use.
+pub fn reset_key(dir: &std::path::Path) -> std::io::Result<ring::hmac::Key> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(RESET_KEY_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => b,
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{}: not a 32-byte key",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fresh: [u8; 32] = rand::random();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(&fresh)?;
+            f.sync_all()?;
+            fresh.to_vec()
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes))
+}
+
+/// A server endpoint on `listen` whose stateless resets survive restarts (key in
+/// `data_dir`).
+pub fn endpoint(
+    listen: std::net::SocketAddr,
+    config: quinn::ServerConfig,
+    data_dir: &std::path::Path,
+) -> std::io::Result<quinn::Endpoint> {
+    let key = reset_key(data_dir)?;
+    // Connection ids are checked with a key too: derive it from the same secret, so
+    // the restarted process recognises its predecessor's ids and answers them with a
+    // reset rather than dropping them.
+    let tag = ring::hmac::sign(&key, b"sonde connection ids");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config_e = quinn::EndpointConfig::new(Arc::new(key));
+    config_e.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(listen)?;
+    quinn::Endpoint::new(
+        config_e,
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
 /// Accepts agents on `endpoint` until it is closed, holding at most `max_connections`.
 pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, max_connections: usize) {
     let slots = Arc::new(Semaphore::new(max_connections));

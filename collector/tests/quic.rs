@@ -372,7 +372,10 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
     }));
     future_version[4] = 9;
     let cases = [
-        (b"\x16\x03\x01garbage after a valid TLS session".to_vec(), RejectReason::BadFrame),
+        (
+            b"\x16\x03\x01garbage after a valid TLS session".to_vec(),
+            RejectReason::BadFrame,
+        ),
         (oversize, RejectReason::Oversize),
         (future_version, RejectReason::UnsupportedVersion),
     ];

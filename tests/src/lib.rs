@@ -2,6 +2,8 @@
 //! real responder on loopback (port 0) and running the agent with a time bound.
 //! Every process started here is killed when its handle drops.
 
+pub mod pipeline;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -346,7 +346,7 @@ fn check_config_accepts_the_example_and_lists_every_problem() {
         .expect("example")
         .replace("interface = \"eth1\"", "interface = \"nosuchif0\"")
         .replace("kind = \"4g\"", "kind = \"5g\"")
-        .replace("every = \"1h\"", "every = \"10s\"");
+        .replace("every = \"1h\"", "every = \"5s\"");
     std::fs::write(&bad, text).expect("write");
     let run = agent(
         &[

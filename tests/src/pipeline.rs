@@ -1,0 +1,314 @@
+//! Helpers for the store-and-forward tests: a real `sonde-collector serve` on fixed
+//! loopback ports (so it can be killed and restarted where agents expect it), tokens
+//! and enrolment through the real command lines, agent daemons with their own state
+//! directories, and reads of the collector's HTTP API.
+
+use crate::{bin, run_bounded, start_logged};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fresh directory under the system temp dir, removed first if it exists.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sonde-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A loopback port free for TCP and for UDP at the time of asking.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port");
+}
+
+/// A `sonde-collector serve` process with its configuration and state.
+#[derive(Debug)]
+pub struct Collector {
+    child: Option<Child>,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// HTTP API address.
+    pub http: String,
+    /// QUIC address agents use (`localhost:PORT`).
+    pub quic: String,
+}
+
+impl Collector {
+    /// Writes a configuration in `dir` (fixed free ports) without starting it.
+    pub fn configure(dir: &Path) -> Collector {
+        let (http, quic) = (free_port(), free_port());
+        let config = dir.join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"collector\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+                 [quic]\nlisten = \"127.0.0.1:{quic}\"\n"
+            ),
+        )
+        .expect("write collector config");
+        Collector {
+            child: None,
+            config,
+            http: format!("127.0.0.1:{http}"),
+            quic: format!("localhost:{quic}"),
+        }
+    }
+
+    /// Configures and starts a collector in `dir`.
+    pub fn start_in(dir: &Path) -> Collector {
+        let mut c = Collector::configure(dir);
+        c.start();
+        c
+    }
+
+    /// Starts (or restarts) the process and waits until it listens.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let config = self.config.display().to_string();
+        let (child, _) = start_logged(
+            "sonde-collector",
+            &["serve", "--config", &config, "--log-format", "json"],
+            "collector listening",
+        );
+        self.child = Some(child);
+    }
+
+    /// Whether the process runs.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (10 s at most, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `token create` for `building`; the token.
+    pub fn token(&self, building: &str) -> String {
+        let mut cmd = Command::new(bin("sonde-collector"));
+        cmd.args([
+            "token",
+            "create",
+            "--quartier",
+            "q-test",
+            "--building",
+            building,
+        ])
+        .arg("--config")
+        .arg(&self.config);
+        let run = run_bounded(cmd, Duration::from_secs(30));
+        assert_eq!(run.code(), 0, "token create: {}", run.stderr());
+        run.stdout().trim().to_string()
+    }
+
+    /// Enrols an agent whose state goes in `state_dir`; returns its id.
+    pub fn enroll(&self, building: &str, state_dir: &Path) -> String {
+        let token = self.token(building);
+        let mut cmd = Command::new(bin("sonde-agent"));
+        cmd.args(["enroll", "--collector", &self.quic, "--token", &token])
+            .arg("--state-dir")
+            .arg(state_dir);
+        let run = run_bounded(cmd, Duration::from_secs(60));
+        assert_eq!(run.code(), 0, "enroll: {}", run.stderr());
+        let out = run.stdout();
+        out.split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("agent id in {out:?}"))
+            .to_string()
+    }
+
+    /// GET `path` on the HTTP API: status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.http).expect("connect to the API");
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (
+            code,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Every stored result, through the paged API.
+    pub fn all_results(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        for _ in 0..10_000 {
+            let (code, page) = self.get(&format!("/api/v1/results?limit=1000{cursor}"));
+            assert_eq!(code, 200, "{page}");
+            out.extend(page["results"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return out,
+            }
+        }
+        panic!("more than 10000 pages");
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// An agent's settings for a test.
+#[derive(Debug, Clone)]
+pub struct AgentSetup {
+    /// Responder URL of its one access.
+    pub responder: String,
+    /// `every` of the access.
+    pub every: String,
+    /// Spool bound.
+    pub max_results: u64,
+    /// Results per upload.
+    pub batch: usize,
+}
+
+/// A running `sonde-agent run`.
+#[derive(Debug)]
+pub struct Agent {
+    child: Child,
+    /// Its state directory.
+    pub state_dir: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Writes a configuration into `dir` and starts the daemon; state in `dir/state`.
+    pub fn start(dir: &Path, collector: &Collector, setup: &AgentSetup) -> Agent {
+        let state_dir = dir.join("state");
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[site]\nquartier = \"q\"\nbuilding = \"b\"\nlatitude = 48.8\nlongitude = 2.3\n\
+                 [collector]\naddress = \"{}\"\nstate_dir = \"{}\"\nretry_max = \"2s\"\nbatch = {}\n\
+                 [spool]\nmax_results = {}\n\
+                 [[access]]\nname = \"loop\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
+                 responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n",
+                collector.quic,
+                state_dir.display(),
+                setup.batch,
+                setup.max_results,
+                setup.responder,
+                setup.every
+            ),
+        )
+        .expect("write agent config");
+        let log = dir.join("agent.log");
+        let child = Command::new(bin("sonde-agent"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env(
+                "RUST_LOG",
+                std::env::var("SONDE_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn sonde-agent run");
+        Agent {
+            child,
+            state_dir,
+            log,
+        }
+    }
+
+    /// `sonde-agent status --json`, once the daemon wrote one.
+    pub fn status(&self) -> serde_json::Value {
+        status(&self.state_dir)
+    }
+
+    /// Polls the status until `f` holds (at most `timeout`); the last status.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent never reached {what:?} in {timeout:?}; status {s}\nlog:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit (10 s at most).
+    pub fn stop(mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sonde-agent status --state-dir DIR --json` (Null when there is no status yet).
+pub fn status(state_dir: &Path) -> serde_json::Value {
+    let mut cmd = Command::new(bin("sonde-agent"));
+    cmd.args(["status", "--json", "--state-dir"]).arg(state_dir);
+    let run = run_bounded(cmd, Duration::from_secs(30));
+    serde_json::from_str(run.stdout().trim()).unwrap_or(serde_json::Value::Null)
+}
