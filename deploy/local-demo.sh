@@ -9,7 +9,8 @@
 # Run from anywhere: bash deploy/local-demo.sh
 # Overrides (environment): SONDE_DEMO_DIR, SONDE_DEMO_HTTP_PORT (9090),
 # SONDE_DEMO_QUIC_PORT (4433), SONDE_DEMO_RESPONDER_PORT (8080), SONDE_DEMO_UDP_PORT
-# (8081), SONDE_DEMO_EVERY (1m), SONDE_DEMO_BUILD (release | debug).
+# (8081), SONDE_DEMO_EVERY (1m), SONDE_DEMO_BUILD (release | debug | none: use the
+# binaries already in SONDE_DEMO_BIN, as the tests do).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +27,13 @@ case "$BUILD" in
            cargo build --release --locked --workspace --bins --quiet ;;
   debug)   echo "building sonde (debug)…"
            cargo build --locked --workspace --bins --quiet ;;
-  *)       echo "error: SONDE_DEMO_BUILD must be release or debug" >&2; exit 64 ;;
+  none)    : ;;
+  *)       echo "error: SONDE_DEMO_BUILD must be release, debug or none" >&2; exit 64 ;;
 esac
-BIN="$PWD/target/$BUILD"
+BIN="${SONDE_DEMO_BIN:-$PWD/target/$BUILD}"
+for b in sonde-collector sonde-responder sonde-agent; do
+  if [ ! -x "$BIN/$b" ]; then echo "error: $BIN/$b is missing" >&2; exit 1; fi
+done
 mkdir -p "$STATE/collector" "$STATE/agent"
 
 cat >"$STATE/collector.toml" <<TOML
