@@ -146,7 +146,9 @@ impl Scheduler {
         let interval = self.slots[i].cadence.interval_ms;
         let current_slot = now_ms - now_ms % interval;
         let s = &mut self.slots[i];
-        let missed = current_slot.saturating_sub(s.slot_ms) / interval;
+        // Planned runs that passed while this one waited (a box asleep, a long run):
+        // each whole interval of lateness is one run that will not be made.
+        let missed = now_ms.saturating_sub(at) / interval;
         s.slot_ms = s.slot_ms.max(current_slot) + interval;
         self.plan(i, now_ms);
         Some(Due {
@@ -190,29 +192,62 @@ mod tests {
     proptest! {
         #[test]
         fn cadence_is_steady_bounded_and_never_on_the_hour(
-            interval_s in 10u64..=10_800,
+            interval_min in 5u64..=180,
             jitter_pct in 0u64..=25,
             seed in any::<u64>(),
             start in 1_700_000_000_000u64..1_800_000_000_000,
         ) {
-            let interval = interval_s * 1000;
+            let interval = interval_min * MIN;
             let jitter = interval * jitter_pct / 100;
-            let g = guard(interval);
             let cad = [Cadence { interval_ms: interval, jitter_ms: jitter }];
-            let days = if interval_s < 60 { 1 } else { 3 };
-            let runs = simulate(&cad, seed, start, (interval / 2).min(30_000), start + days * 24 * 3_600_000);
-            prop_assert!(runs.len() as u64 >= days * 24 * 3600 / interval_s - 2);
+            let runs = simulate(&cad, seed, start, 30_000, start + 3 * 24 * 3_600_000);
+            prop_assert!(runs.len() as u64 >= 3 * 24 * 60 / interval_min - 2);
             for w in runs.windows(2) {
                 let gap = w[1].1 - w[0].1;
                 // Never bunched: consecutive runs stay within the interval ± 2 jitters
                 // (plus the hour guard).
-                prop_assert!(gap + 2 * jitter + 2 * g >= interval, "gap {gap} for {interval}");
-                prop_assert!(gap <= interval + 2 * jitter + 2 * g, "gap {gap} for {interval}");
+                prop_assert!(gap + 2 * jitter + 2 * HOUR_GUARD_MS >= interval, "gap {gap} for {interval}");
+                prop_assert!(gap <= interval + 2 * jitter + 2 * HOUR_GUARD_MS, "gap {gap} for {interval}");
             }
             for (_, t, missed) in &runs {
                 let into = t % HOUR_MS;
-                prop_assert!((g..=HOUR_MS - g).contains(&into), "run at {into} ms past the hour");
+                prop_assert!((HOUR_GUARD_MS..=HOUR_MS - HOUR_GUARD_MS).contains(&into), "run at {into} ms past the hour");
                 prop_assert_eq!(*missed, 0);
+            }
+        }
+
+        #[test]
+        fn short_cadences_stay_steady_off_the_hour_and_never_overlap(
+            interval_s in 10u64..300,
+            jitter_pct in 0u64..=25,
+            seed in any::<u64>(),
+            start in 1_700_000_000_000u64..1_800_000_000_000,
+            run_pct in 1u64..=50,
+        ) {
+            // Cadences under 5 minutes (tests, labs): a run that ends inside the hour
+            // guard may push the next one past the hour, at most once an hour.
+            let interval = interval_s * 1000;
+            let jitter = interval * jitter_pct / 100;
+            let g = guard(interval);
+            let run_ms = interval * run_pct / 100;
+            let cad = [Cadence { interval_ms: interval, jitter_ms: jitter }];
+            let hours = 6;
+            let runs = simulate(&cad, seed, start, run_ms, start + hours * 3_600_000);
+            prop_assert!(runs.len() as u64 + hours + 2 >= hours * 3600 / interval_s);
+            let mut long_gaps = 0;
+            for w in runs.windows(2) {
+                let gap = w[1].1 - w[0].1;
+                prop_assert!(gap >= run_ms, "overlap");
+                prop_assert!(gap + 2 * jitter + 2 * g >= interval, "bunched: gap {gap} for {interval}");
+                if gap > interval + 2 * jitter + 2 * g {
+                    long_gaps += 1;
+                    prop_assert!(gap <= 2 * interval + 2 * jitter + 2 * g, "gap {gap} for {interval}");
+                }
+            }
+            prop_assert!(long_gaps <= hours + 1, "{long_gaps} long gaps in {hours} h");
+            for (_, t, _) in &runs {
+                let into = t % HOUR_MS;
+                prop_assert!((g..=HOUR_MS - g).contains(&into), "run at {into} ms past the hour");
             }
         }
 
@@ -249,10 +284,12 @@ mod tests {
         let mut s = Scheduler::new(&cad, start, 1);
         let (_, first) = s.next_due().expect("due");
         assert!(s.take_due(first).is_some());
-        // The box sleeps 55 minutes: one run now, five slots missed.
+        // The box sleeps 55 minutes: the run planned 10 minutes after the first is
+        // made now, 45 minutes late; the four planned after it are missed.
         let late = first + 55 * MIN;
         let d = s.take_due(late).expect("due after the outage");
-        assert_eq!(d.missed, 5);
+        assert_eq!(d.at_ms, first + 10 * MIN);
+        assert_eq!(d.missed, 4);
         assert!(
             s.take_due(late).is_none(),
             "one run, not a burst of catch-ups"

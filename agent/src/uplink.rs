@@ -12,7 +12,8 @@ use uuid::Uuid;
 /// How long to wait for the collector's answer to a batch. A collector that died
 /// mid-batch sends nothing more: after this the agent reconnects and sends the batch
 /// again (harmless: the collector stores each id once).
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Above the collector's longest wait for room in its commit queue (12 s).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a QUIC handshake may take before the collector counts as unreachable
 /// (QUIC over UDP gets no "connection refused").
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -23,10 +23,18 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Results gathered into one transaction at most.
 pub const MAX_GROUP_RESULTS: usize = 20_000;
+/// Results waiting for the writer at most. An upload beyond this waits for room
+/// without reading more from its stream, so QUIC flow control slows the agents down
+/// instead of the collector buffering (or parsing) a whole fleet's backfill at once.
+pub const MAX_QUEUED_RESULTS: usize = 50_000;
+/// An upload that found no room for this long is refused with `unavailable`
+/// (counted); the agent retries after its backoff. Below the agents' answer timeout.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(12);
 
 struct Job {
     batch: Batch,
     done: oneshot::Sender<Result<Inserted, String>>,
+    permits: usize,
 }
 
 /// Counters of the commit path, read by `/metrics`.
@@ -51,6 +59,7 @@ pub struct CommitStats {
 pub struct Committer {
     jobs: mpsc::Sender<Job>,
     stats: Arc<CommitStats>,
+    room: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Job {
@@ -64,7 +73,9 @@ impl Committer {
     pub fn start(store: Arc<dyn Store>) -> Committer {
         let (jobs, mut rx) = mpsc::channel::<Job>(4096);
         let stats = Arc::new(CommitStats::default());
+        let room = Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_RESULTS));
         let s = stats.clone();
+        let r = room.clone();
         let spawned = std::thread::Builder::new()
             .name("sonde-commit".into())
             .spawn(move || {
@@ -80,7 +91,9 @@ impl Committer {
                             Err(_) => break,
                         }
                     }
+                    let permits: usize = group.iter().map(|j| j.permits).sum();
                     commit_group(store.as_ref(), group, &s);
+                    r.add_permits(permits);
                 }
             });
         if let Err(e) = spawned {
@@ -88,14 +101,27 @@ impl Committer {
             // their results and retry; nothing is lost.
             tracing::error!(error = %e, "cannot start the commit thread");
         }
-        Committer { jobs, stats }
+        Committer { jobs, stats, room }
     }
 
     /// Commits `batch` (with whatever else is waiting) and returns once it is durable.
+    /// Waits for room while the writer has [`MAX_QUEUED_RESULTS`] waiting; refuses
+    /// after [`MAX_QUEUE_WAIT`].
     pub async fn commit(&self, batch: Batch) -> Result<Inserted, String> {
+        let permits = batch.records.len().clamp(1, MAX_QUEUED_RESULTS);
+        let room = tokio::time::timeout(MAX_QUEUE_WAIT, self.room.acquire_many(permits as u32))
+            .await
+            .map_err(|_| "the collector is busy".to_string())?
+            .map_err(|_| "the commit thread is gone".to_string())?;
+        // Given back by the writer once the group holding this batch is committed.
+        room.forget();
         let (done, wait) = oneshot::channel();
         self.jobs
-            .send(Job { batch, done })
+            .send(Job {
+                batch,
+                done,
+                permits,
+            })
             .await
             .map_err(|_| "the commit thread is gone".to_string())?;
         wait.await
@@ -315,7 +341,7 @@ impl Ingest {
                             let reject = Reject {
                                 batch: Some(upload.batch),
                                 reason: RejectReason::Unavailable,
-                                message: "the collector could not commit; retry later".into(),
+                                message: format!("{e}; retry later"),
                             };
                             reply.send.extend(wire::encode(&Message::Reject(reject)));
                         }

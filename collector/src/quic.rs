@@ -49,7 +49,13 @@ pub fn server_config(ca: &Ca, server: Issued) -> Result<quinn::ServerConfig, Qui
         .with_single_cert(vec![server.cert, ca.cert().clone()], server.key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    // A busy collector must not drop agents that wait for a commit: agents send
+    // keep-alives every 15 s; a minute of silence means the agent is gone.
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(quinn::VarInt::from_u32(60_000).into()));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
 }
 
 /// Client configuration of an agent: pins `ca`, presents `identity`.

@@ -47,7 +47,15 @@ pub fn start_logged(name: &str, args: &[&str], message: &str) -> (Child, serde_j
             break v["fields"].clone();
         }
     };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    // Later logs are drained; errors and panics are passed on, to explain a failure.
+    let who = name.to_string();
+    std::thread::spawn(move || {
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("\"ERROR\"") || line.contains("panicked") {
+                eprintln!("[{who}] {line}");
+            }
+        }
+    });
     (child, fields)
 }
 

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_results.sql"),
     include_str!("../../migrations/0002_enrolment.sql"),
+    include_str!("../../migrations/0003_results_rowid.sql"),
 ];
 
 /// Largest page.
@@ -24,6 +25,60 @@ pub const MAX_PAGE: usize = 1000;
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// WAL checkpoints run on their own thread and connection, so the copy of committed
+/// pages into the database file never sits on the commit path (which only appends to
+/// the WAL and fsyncs it). Checkpoints are PASSIVE: they never block the writer.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Time between background checkpoints.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sonde-checkpoint".into())
+            .spawn(move || {
+                let (lock, cvar) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*stopped {
+                    let (guard, _) = cvar
+                        .wait_timeout(stopped, CHECKPOINT_EVERY)
+                        .unwrap_or_else(|e| e.into_inner());
+                    stopped = guard;
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Query(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn ns(t: DateTime<Utc>) -> i64 {
@@ -37,7 +92,10 @@ fn from_ns(v: i64) -> DateTime<Utc> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::setup(Connection::open(path)?)
+        let mut store = Self::setup(Connection::open(path)?)?;
+        store.lock().pragma_update(None, "wal_autocheckpoint", 0)?;
+        store.checkpointer = Some(Checkpointer::start(path)?);
+        Ok(store)
     }
 
     /// An in-memory store, for tests.
@@ -49,10 +107,14 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 64 MiB of page cache: a group commit of many uploads never spills pages to
+        // the WAL before its COMMIT.
+        conn.pragma_update(None, "cache_size", -65_536)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            checkpointer: None,
         })
     }
 
