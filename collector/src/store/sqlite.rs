@@ -662,6 +662,50 @@ mod tests {
     }
 
     #[test]
+    fn results_written_under_an_older_schema_survive_the_migrations() {
+        let dir = std::env::temp_dir().join(format!("sonde-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("old.sqlite");
+        let _ = std::fs::remove_file(&path);
+        let r = record(3, "a1");
+        {
+            // A database as version 2 of the schema left it, with one result.
+            let mut conn = Connection::open(&path).expect("raw");
+            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+                let tx = conn.transaction().expect("tx");
+                tx.execute_batch(sql).expect("old migration");
+                tx.pragma_update(None, "user_version", i as i64 + 1)
+                    .expect("version");
+                tx.commit().expect("commit");
+            }
+            conn.execute(
+                "INSERT INTO results (id, agent_id, access_kind, started_at, outcome,
+                     received_at, record) VALUES (?1, 'a1', 'ftth', ?2, 'ok', 0, ?3)",
+                params![r.id.to_string(), ns(r.run.started_at), r.to_json()],
+            )
+            .expect("old row");
+        }
+        let s = SqliteStore::open(&path).expect("migrate");
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        let page = s
+            .results(&ResultQuery {
+                limit: 10,
+                agent: Some("a1".into()),
+                ..Default::default()
+            })
+            .expect("page");
+        assert_eq!(page.results.len(), 1);
+        assert_eq!(page.results[0]["id"], r.id.to_string());
+        // The id stays unique after the move.
+        let again = s
+            .insert(&delivery("a1"), std::slice::from_ref(&r), Utc::now())
+            .expect("insert");
+        assert_eq!(again.duplicates, 1);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn migrations_apply_once_survive_reopen_and_refuse_newer_files() {
         let dir = std::env::temp_dir().join(format!("sonde-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
