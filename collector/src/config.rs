@@ -199,6 +199,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.example.toml");
+        let c = load(&p).expect("deploy/collector.example.toml is valid");
+        assert_eq!(c.quic_names, vec!["collector.example".to_string()]);
+        assert_eq!(c.max_connections, 5000);
+        assert!(c.quic_listen.ip().is_unspecified());
+    }
+
+    #[test]
     fn problems_name_their_field() {
         let p = write(
             "bad-listen",
