@@ -1,6 +1,6 @@
-//! The collector's HTTP API: `GET /healthz`, `GET /api/v1/results` (paged, filtered by
-//! time and agent) and `GET /api/v1/agents`. Reads only; bad parameters get a 400 with
-//! a one-line JSON reason.
+//! The collector's HTTP API: `GET /healthz`, `GET /metrics` (Prometheus text format),
+//! `GET /api/v1/results` (paged, filtered by time and agent) and `GET /api/v1/agents`.
+//! Reads only; bad parameters get a 400 with a one-line JSON reason.
 
 use crate::store::{ResultQuery, Store, StoreError};
 use bytes::Bytes;
@@ -13,9 +13,11 @@ use std::sync::Arc;
 /// Default page size of `/api/v1/results`.
 pub const DEFAULT_LIMIT: usize = 100;
 
-/// Serves one request.
+/// Serves one request. `ingest` (absent in tools that only read the store) feeds
+/// `/metrics`.
 pub async fn handle<B>(
     store: Arc<dyn Store>,
+    ingest: Option<Arc<crate::ingest::Ingest>>,
     req: Request<B>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let query: HashMap<String, String> = req
@@ -32,6 +34,17 @@ pub async fn handle<B>(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET is served here",
         ));
+    }
+    if req.uri().path() == "/metrics" {
+        let body = ingest
+            .map(|i| crate::metrics::render(&i))
+            .unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return Ok(resp);
     }
     // SQLite calls block: run them off the async workers.
     let path = req.uri().path().to_string();

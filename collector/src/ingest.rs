@@ -38,7 +38,7 @@ struct Job {
 }
 
 /// Counters of the commit path, read by `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommitStats {
     /// Results newly stored.
     pub results_new: AtomicU64,
@@ -52,6 +52,30 @@ pub struct CommitStats {
     pub commit_us: AtomicU64,
     /// Transactions that failed.
     pub failures: AtomicU64,
+    /// Time of each transaction, from its start to its durable commit.
+    pub commit_seconds: prometheus::Histogram,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        let opts = prometheus::HistogramOpts::new(
+            "sonde_collector_commit_seconds",
+            "Time to commit a group of uploads durably (fsync included).",
+        )
+        .buckets(vec![
+            0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+        ]);
+        CommitStats {
+            results_new: AtomicU64::new(0),
+            results_duplicate: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            commit_us: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            commit_seconds: prometheus::Histogram::with_opts(opts)
+                .unwrap_or_else(|_| unreachable!("static histogram options are valid")),
+        }
+    }
 }
 
 /// The single writer: commits uploads in groups, then answers each.
@@ -139,9 +163,11 @@ fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats) {
         group.into_iter().map(|j| (j.batch, j.done)).unzip();
     let started = Instant::now();
     let result = store.insert_batches(&batches, Utc::now());
+    let took = started.elapsed();
     stats
         .commit_us
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    stats.commit_seconds.observe(took.as_secs_f64());
     match result {
         Ok(done) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -176,6 +202,7 @@ pub struct Ingest {
     max_payload: usize,
     rejects: Mutex<BTreeMap<RejectReason, u64>>,
     enrolments: AtomicU64,
+    connections: AtomicU64,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -251,6 +278,7 @@ impl Ingest {
             max_payload,
             rejects: Mutex::new(BTreeMap::new()),
             enrolments: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         }
     }
 
@@ -262,6 +290,20 @@ impl Ingest {
     /// The commit path's counters.
     pub fn commit_stats(&self) -> &CommitStats {
         self.committer.stats()
+    }
+
+    /// Agent connections held now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection opened (`true`) or closed (`false`); the transport calls it.
+    pub fn connection(&self, opened: bool) {
+        if opened {
+            self.connections.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Agents enrolled since start.

@@ -249,8 +249,10 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
             },
             _ = &mut stop => break,
         };
-        let store = store.clone();
-        let service = hyper::service::service_fn(move |req| http::handle(store.clone(), req));
+        let (store, ingest) = (store.clone(), ingest.clone());
+        let service = hyper::service::service_fn(move |req| {
+            http::handle(store.clone(), Some(ingest.clone()), req)
+        });
         let conn =
             graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
         tokio::spawn(async move {

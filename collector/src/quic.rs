@@ -161,9 +161,11 @@ pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, max_connectio
                     return;
                 }
             };
-            if let Err(e) = connection(conn, ingest).await {
+            ingest.connection(true);
+            if let Err(e) = connection(conn, ingest.clone()).await {
                 tracing::debug!(%peer, error = %e, "agent connection ended");
             }
+            ingest.connection(false);
         });
     }
 }

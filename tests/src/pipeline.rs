@@ -312,3 +312,100 @@ pub fn status(state_dir: &Path) -> serde_json::Value {
     let run = run_bounded(cmd, Duration::from_secs(30));
     serde_json::from_str(run.stdout().trim()).unwrap_or(serde_json::Value::Null)
 }
+
+impl Collector {
+    /// The collector's data directory (next to its configuration).
+    pub fn data_dir(&self) -> PathBuf {
+        self.config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("collector")
+    }
+
+    /// The CA certificate agents pin.
+    pub fn ca_cert(&self) -> rustls::pki_types::CertificateDer<'static> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_file(self.data_dir().join("ca.cert.pem"))
+            .expect("the collector's CA certificate")
+    }
+
+    /// The value of the metric line starting with `series` in `/metrics` (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.http).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A QUIC client of the collector speaking raw frames, for tests that send what no
+/// agent would.
+pub mod raw {
+    use sonde_proto::wire::{FrameDecoder, Message};
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Client configuration trusting `ca`, presenting `identity` if any.
+    pub fn client_config(
+        ca: &rustls::pki_types::CertificateDer<'static>,
+        identity: Option<(
+            rustls::pki_types::CertificateDer<'static>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        )>,
+    ) -> quinn::ClientConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).expect("CA");
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots);
+        let mut tls = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(vec![cert], key)
+                .expect("client cert"),
+            None => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = vec![b"sonde/1".to_vec()];
+        quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC crypto"),
+        ))
+    }
+
+    /// Connects to `addr` as `localhost`.
+    pub async fn connect(
+        addr: SocketAddr,
+        config: quinn::ClientConfig,
+    ) -> Result<quinn::Connection, quinn::ConnectionError> {
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+        endpoint.set_default_client_config(config);
+        endpoint.connect(addr, "localhost").expect("connect").await
+    }
+
+    /// Sends `bytes` on a new stream, finishes it and reads the answer (5 s at most).
+    pub async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Vec<Message> {
+        let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+        send.write_all(bytes).await.expect("send");
+        let _ = send.finish();
+        let reply = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 20))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        let mut d = FrameDecoder::new(1 << 20);
+        d.push(&reply);
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = d.poll() {
+            out.push(m);
+        }
+        out
+    }
+}
