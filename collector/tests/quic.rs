@@ -97,6 +97,10 @@ async fn enrolled(server: &Server) -> (String, Issued) {
 }
 
 fn start() -> Server {
+    start_with_limit(100)
+}
+
+fn start_with_limit(max_connections: usize) -> Server {
     let ca = Arc::new(Ca::generate("sonde test CA").expect("ca"));
     let server = ca
         .issue_server(vec!["localhost".into()])
@@ -107,7 +111,7 @@ fn start() -> Server {
     let addr = endpoint.local_addr().expect("addr");
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
     let ingest = Arc::new(Ingest::new(store.clone(), Some(ca.clone()), 1 << 20));
-    tokio::spawn(quic::serve(endpoint, ingest.clone(), 100));
+    tokio::spawn(quic::serve(endpoint, ingest.clone(), max_connections));
     Server {
         addr,
         ca,
@@ -405,4 +409,30 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
         })
         .expect("page");
     assert_eq!(stored.results.len(), 1);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_and_counted() {
+    let server = start_with_limit(2);
+    let a = connect(&server, None, &server.ca).await.expect("first");
+    let b = connect(&server, None, &server.ca).await.expect("second");
+    let third = connect(&server, None, &server.ca).await;
+    assert!(third.is_err(), "a third connection was accepted");
+    assert_eq!(server.ingest.rejects().get(&RejectReason::Busy), Some(&1));
+    // Room again once one closes.
+    a.close(0u32.into(), b"bye");
+    drop(a);
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = connect(&server, None, &server.ca).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        again.is_some(),
+        "a slot freed by a closed connection is reused"
+    );
+    drop(b);
 }
