@@ -18,6 +18,30 @@ pub struct Config {
     /// The agents' QUIC uplink.
     #[serde(default)]
     pub quic: QuicConfig,
+    /// `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The series of an agent silent for longer than this are dropped (default 24h).
+    #[serde(default = "default_silent_horizon")]
+    pub silent_horizon: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            silent_horizon: default_silent_horizon(),
+        }
+    }
+}
+
+fn default_silent_horizon() -> String {
+    "24h".into()
 }
 
 /// `[quic]`.
@@ -90,6 +114,8 @@ pub struct Checked {
     pub quic_names: Vec<String>,
     /// Connection limit.
     pub max_connections: usize,
+    /// Series of agents silent longer than this are dropped.
+    pub silent_horizon: std::time::Duration,
 }
 
 impl Checked {
@@ -151,8 +177,23 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
     if config.quic.max_connections == 0 {
         problems.push("quic.max_connections: must be at least 1".into());
     }
-    match (problems.is_empty(), http_listen, quic_listen) {
-        (true, Some(http_listen), Some(quic_listen)) => {
+    let silent_horizon = match humantime::parse_duration(&config.metrics.silent_horizon) {
+        Ok(d) if d >= std::time::Duration::from_secs(60) => Some(d),
+        _ => {
+            problems.push(format!(
+                "metrics.silent_horizon: {:?} is not a duration of at least 1m (e.g. 24h)",
+                config.metrics.silent_horizon
+            ));
+            None
+        }
+    };
+    match (
+        problems.is_empty(),
+        http_listen,
+        quic_listen,
+        silent_horizon,
+    ) {
+        (true, Some(http_listen), Some(quic_listen), Some(silent_horizon)) => {
             let mut quic_names = config.quic.names.clone();
             if quic_names.is_empty() {
                 quic_names.push("localhost".into());
@@ -167,6 +208,7 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
                 quic_listen,
                 quic_names,
                 max_connections: config.quic.max_connections,
+                silent_horizon,
             })
         }
         _ => Err(problems),

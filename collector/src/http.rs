@@ -13,11 +13,11 @@ use std::sync::Arc;
 /// Default page size of `/api/v1/results`.
 pub const DEFAULT_LIMIT: usize = 100;
 
-/// Serves one request. `ingest` (absent in tools that only read the store) feeds
+/// Serves one request. `metrics` (absent in tools that only read the store) answers
 /// `/metrics`.
 pub async fn handle<B>(
     store: Arc<dyn Store>,
-    ingest: Option<Arc<crate::ingest::Ingest>>,
+    metrics: Option<Arc<crate::metrics::Exporter>>,
     req: Request<B>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let query: HashMap<String, String> = req
@@ -36,9 +36,13 @@ pub async fn handle<B>(
         ));
     }
     if req.uri().path() == "/metrics" {
-        let body = ingest
-            .map(|i| crate::metrics::render(&i))
-            .unwrap_or_default();
+        // Rendering is CPU work on in-memory series: off the async workers.
+        let body = match metrics {
+            Some(m) => tokio::task::spawn_blocking(move || m.render())
+                .await
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         let mut resp = Response::new(Full::new(Bytes::from(body)));
         resp.headers_mut().insert(
             hyper::header::CONTENT_TYPE,

@@ -9,6 +9,7 @@
 //! waiting at that moment into one transaction (group commit): one fsync serves many
 //! agents, which is what lets a fleet backfill quickly.
 
+use crate::fleet::Fleet;
 use crate::pki::{Ca, PkiError};
 use crate::store::{Batch, Delivery, EnrolError, Inserted, Store};
 use chrono::{DateTime, Utc};
@@ -93,8 +94,9 @@ impl std::fmt::Debug for Job {
 }
 
 impl Committer {
-    /// Starts the writer thread over `store`. It stops when every handle is dropped.
-    pub fn start(store: Arc<dyn Store>) -> Committer {
+    /// Starts the writer thread over `store`; committed results update `fleet`. It
+    /// stops when every handle is dropped.
+    pub fn start(store: Arc<dyn Store>, fleet: Option<Arc<Fleet>>) -> Committer {
         let (jobs, mut rx) = mpsc::channel::<Job>(4096);
         let stats = Arc::new(CommitStats::default());
         let room = Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_RESULTS));
@@ -116,7 +118,7 @@ impl Committer {
                         }
                     }
                     let permits: usize = group.iter().map(|j| j.permits).sum();
-                    commit_group(store.as_ref(), group, &s);
+                    commit_group(store.as_ref(), group, &s, fleet.as_deref());
                     r.add_permits(permits);
                 }
             });
@@ -158,7 +160,7 @@ impl Committer {
     }
 }
 
-fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats) {
+fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats, fleet: Option<&Fleet>) {
     let (batches, waiters): (Vec<Batch>, Vec<_>) =
         group.into_iter().map(|j| (j.batch, j.done)).unzip();
     let started = Instant::now();
@@ -170,6 +172,15 @@ fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats) {
     stats.commit_seconds.observe(took.as_secs_f64());
     match result {
         Ok(done) => {
+            if let Some(fleet) = fleet {
+                let now = Utc::now();
+                for (batch, inserted) in batches.iter().zip(&done) {
+                    for (r, fresh) in batch.records.iter().zip(&inserted.fresh) {
+                        fleet.result(&batch.delivery, r, *fresh);
+                    }
+                    fleet.health(&batch.delivery, batch.health.as_ref(), now);
+                }
+            }
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats
                 .batches
@@ -197,6 +208,7 @@ fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats) {
 /// The ingest side of the collector.
 pub struct Ingest {
     store: Arc<dyn Store>,
+    fleet: Option<Arc<Fleet>>,
     committer: Committer,
     ca: Option<Arc<Ca>>,
     max_payload: usize,
@@ -269,10 +281,16 @@ pub fn new_agent_id(building: &str) -> String {
 
 impl Ingest {
     /// Ingest into `store`, refusing frames above `max_payload` bytes. Without a `ca`
-    /// enrolments are refused.
-    pub fn new(store: Arc<dyn Store>, ca: Option<Arc<Ca>>, max_payload: usize) -> Self {
+    /// enrolments are refused. Committed results and health update `fleet`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca: Option<Arc<Ca>>,
+        fleet: Option<Arc<Fleet>>,
+        max_payload: usize,
+    ) -> Self {
         Ingest {
-            committer: Committer::start(store.clone()),
+            committer: Committer::start(store.clone(), fleet.clone()),
+            fleet,
             store,
             ca,
             max_payload,
@@ -285,6 +303,11 @@ impl Ingest {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The fleet's series, when kept.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
     }
 
     /// The commit path's counters.
@@ -472,6 +495,11 @@ impl Ingest {
         match signed {
             Ok(cert_pem) => {
                 self.enrolments.fetch_add(1, Ordering::Relaxed);
+                if let (Some(fleet), Some(lat), Some(lon)) =
+                    (&self.fleet, site.latitude, site.longitude)
+                {
+                    fleet.building(&agent_id, &site.quartier, &site.building, lat, lon);
+                }
                 tracing::info!(peer = %session.peer, agent = %agent_id, building = %site.building, quartier = %site.quartier, "agent enrolled");
                 let frame = wire::encode(&Message::Enrolled(Enrolled {
                     agent_id,
@@ -522,7 +550,7 @@ mod tests {
 
     fn setup() -> (Arc<SqliteStore>, Ingest, Session) {
         let store = Arc::new(SqliteStore::in_memory().expect("store"));
-        let ingest = Ingest::new(store.clone(), None, 64 * 1024);
+        let ingest = Ingest::new(store.clone(), None, None, 64 * 1024);
         let session = ingest.session(
             Some(Delivery {
                 agent_id: "agent-7".into(),

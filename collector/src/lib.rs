@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -212,10 +212,29 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
     let quic_config = quic::server_config(&ca, server_cert).context("QUIC configuration")?;
     let endpoint = quic::endpoint(config.quic_listen, quic_config, &config.data_dir)
         .with_context(|| format!("cannot listen on udp {}", config.quic_listen))?;
+    let registry = prometheus::Registry::new();
+    let fleet = Arc::new(
+        sonde_collector::fleet::Fleet::new(&registry, config.silent_horizon)
+            .context("metrics registry")?,
+    );
+    let started = std::time::Instant::now();
+    let rebuilt = fleet
+        .rebuild(store.as_ref())
+        .context("rebuilding the metrics")?;
+    tracing::info!(
+        accesses = rebuilt,
+        took_ms = started.elapsed().as_millis() as u64,
+        "metrics rebuilt from the store"
+    );
     let ingest = Arc::new(Ingest::new(
         store.clone(),
         Some(ca),
+        Some(fleet),
         sonde_proto::wire::DEFAULT_MAX_PAYLOAD,
+    ));
+    let exporter = Arc::new(sonde_collector::metrics::Exporter::new(
+        ingest.clone(),
+        registry,
     ));
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
@@ -249,9 +268,9 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
             },
             _ = &mut stop => break,
         };
-        let (store, ingest) = (store.clone(), ingest.clone());
+        let (store, exporter) = (store.clone(), exporter.clone());
         let service = hyper::service::service_fn(move |req| {
-            http::handle(store.clone(), Some(ingest.clone()), req)
+            http::handle(store.clone(), Some(exporter.clone()), req)
         });
         let conn =
             graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));

@@ -1,6 +1,7 @@
-//! The collector's own metrics (`sonde_collector_*`) in the Prometheus text format,
-//! built at each scrape from the ingest's counters. The per-access measurement series
-//! (`sonde_throughput_bits_per_second`, …) are the dashboards' work and come on top.
+//! `GET /metrics`: the fleet's series ([`crate::fleet::Fleet`], kept up to date at
+//! commit in an injected registry) and the collector's own `sonde_collector_*`, built
+//! at each scrape from the ingest's counters. A scrape drops the series of silent
+//! agents, then encodes; it never reads the store.
 
 use crate::ingest::Ingest;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
@@ -13,8 +14,37 @@ fn counter(registry: &Registry, name: &str, help: &str, value: u64) {
     }
 }
 
-/// The metrics text of `ingest` (Prometheus text format 0.0.4).
-pub fn render(ingest: &Ingest) -> String {
+/// What `/metrics` serves.
+#[derive(Debug)]
+pub struct Exporter {
+    ingest: std::sync::Arc<Ingest>,
+    fleet_registry: Registry,
+}
+
+impl Exporter {
+    /// Serves `ingest`'s counters and the series registered in `fleet_registry`.
+    pub fn new(ingest: std::sync::Arc<Ingest>, fleet_registry: Registry) -> Self {
+        Exporter {
+            ingest,
+            fleet_registry,
+        }
+    }
+
+    /// The metrics text (Prometheus text format 0.0.4).
+    pub fn render(&self) -> String {
+        if let Some(fleet) = self.ingest.fleet() {
+            fleet.sweep(chrono::Utc::now());
+        }
+        let mut families = self.fleet_registry.gather();
+        families.extend(own(&self.ingest).gather());
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The collector's own metrics, from `ingest`'s counters.
+fn own(ingest: &Ingest) -> Registry {
     let registry = Registry::new();
     if let Ok(rejects) = IntCounterVec::new(
         Opts::new(
@@ -80,7 +110,5 @@ pub fn render(ingest: &Ingest) -> String {
         g.set(ingest.connections() as i64);
         let _ = registry.register(Box::new(g));
     }
-    let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
-    String::from_utf8(out).unwrap_or_default()
+    registry
 }

@@ -110,7 +110,7 @@ fn start_with_limit(max_connections: usize) -> Server {
         quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("bind");
     let addr = endpoint.local_addr().expect("addr");
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
-    let ingest = Arc::new(Ingest::new(store.clone(), Some(ca.clone()), 1 << 20));
+    let ingest = Arc::new(Ingest::new(store.clone(), Some(ca.clone()), None, 1 << 20));
     tokio::spawn(quic::serve(endpoint, ingest.clone(), max_connections));
     Server {
         addr,

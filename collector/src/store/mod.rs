@@ -73,12 +73,16 @@ pub struct NewToken {
 }
 
 /// The site an enrolment gave an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Site {
     /// Quartier.
     pub quartier: String,
     /// Building.
     pub building: String,
+    /// WGS84 latitude of the building, from the token.
+    pub latitude: Option<f64>,
+    /// WGS84 longitude of the building, from the token.
+    pub longitude: Option<f64>,
 }
 
 /// Why an enrolment was refused.
@@ -99,12 +103,14 @@ pub enum EnrolError {
 }
 
 /// What a committed batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Inserted {
     /// New results stored.
     pub new: usize,
     /// Results whose id was already stored (a re-sent batch): left as they were.
     pub duplicates: usize,
+    /// For each record of the batch, in order: whether it was new.
+    pub fresh: Vec<bool>,
 }
 
 /// A page request over results, ordered by start time then id.
@@ -203,6 +209,10 @@ pub trait Store: Send + Sync {
 
     /// The site of an enrolled agent; `None` when the collector never enrolled it.
     fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError>;
+
+    /// The latest result of every agent's every access, with who delivered it: what
+    /// the metrics are rebuilt from when the collector starts.
+    fn latest_results(&self) -> Result<Vec<(Delivery, ResultRecord)>, StoreError>;
 
     /// A page of results.
     fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError>;

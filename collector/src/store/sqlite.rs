@@ -6,8 +6,10 @@ use super::{
     decode_cursor, encode_cursor, AgentRow, Batch, EnrolError, Inserted, NewToken, ResultPage,
     ResultQuery, Site, Store, StoreError,
 };
+use crate::store::Delivery;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
+use sonde_proto::ResultRecord;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -203,6 +205,7 @@ impl Store for SqliteStore {
                     } else {
                         done.duplicates += 1;
                     }
+                    done.fresh.push(changed == 1);
                 }
                 let version = batch
                     .health
@@ -283,7 +286,12 @@ impl Store for SqliteStore {
         if expires_at <= ns(now) {
             return Err(EnrolError::Expired(from_ns(expires_at)));
         }
-        let site = Site { quartier, building };
+        let site = Site {
+            quartier,
+            building,
+            latitude,
+            longitude,
+        };
         let agent_id = name(&site);
         let store = |e: rusqlite::Error| EnrolError::Store(e.into());
         tx.execute(
@@ -304,8 +312,8 @@ impl Store for SqliteStore {
                 site.quartier,
                 site.building,
                 ns(now),
-                latitude,
-                longitude
+                site.latitude,
+                site.longitude
             ],
         )
         .map_err(store)?;
@@ -313,17 +321,52 @@ impl Store for SqliteStore {
         Ok((agent_id, site))
     }
 
+    fn latest_results(&self) -> Result<Vec<(Delivery, ResultRecord)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT r.agent_id, r.quartier, r.building, r.record
+             FROM results r
+             JOIN (SELECT agent_id, COALESCE(access_name, access_kind) AS access,
+                          MAX(started_at) AS latest
+                   FROM results GROUP BY agent_id, COALESCE(access_name, access_kind)) l
+               ON r.agent_id = l.agent_id
+              AND COALESCE(r.access_name, r.access_kind) = l.access
+              AND r.started_at = l.latest",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                Delivery {
+                    agent_id: row.get(0)?,
+                    quartier: row.get(1)?,
+                    building: row.get(2)?,
+                },
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (delivery, record) = row?;
+            // A row that no longer parses (written by a newer version) is skipped.
+            if let Ok(r) = ResultRecord::from_json(record.as_bytes()) {
+                out.push((delivery, r));
+            }
+        }
+        Ok(out)
+    }
+
     fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError> {
         Ok(self
             .lock()
             .query_row(
-                "SELECT quartier, building FROM agents
+                "SELECT quartier, building, latitude, longitude FROM agents
                  WHERE id = ?1 AND enrolled_at IS NOT NULL",
                 params![agent_id],
                 |r| {
                     Ok(Site {
                         quartier: r.get(0)?,
                         building: r.get(1)?,
+                        latitude: r.get(2)?,
+                        longitude: r.get(3)?,
                     })
                 },
             )
@@ -581,14 +624,16 @@ mod tests {
             s.insert(&delivery("a1"), &batch, now).expect("insert"),
             Inserted {
                 new: 10,
-                duplicates: 0
+                duplicates: 0,
+                fresh: vec![true; 10]
             }
         );
         assert_eq!(
             s.insert(&delivery("a1"), &batch[3..], now).expect("again"),
             Inserted {
                 new: 0,
-                duplicates: 7
+                duplicates: 7,
+                fresh: vec![false; 7]
             }
         );
         let page = s
