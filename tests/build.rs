@@ -1,8 +1,20 @@
 //! Detects whether the tests are built as root, so tests that need root (network
-//! namespaces, SO_BINDTODEVICE) are reported as ignored, with the reason, elsewhere.
+//! namespaces, SO_BINDTODEVICE) are reported as ignored, with the reason, elsewhere;
+//! and whether Prometheus' `prometheus` and `promtool` are installed (Debian package
+//! `prometheus`, which `.ci/run` installs), likewise.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_root)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_prometheus)");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+            .unwrap_or(false)
+    };
+    if on_path("prometheus") && on_path("promtool") {
+        println!("cargo::rustc-cfg=sonde_prometheus");
+    }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=USER");
     println!("cargo::rerun-if-env-changed=SUDO_USER");
