@@ -38,12 +38,12 @@ pub async fn handle<B>(
     if req.uri().path() == "/metrics" {
         // Rendering is CPU work on in-memory series: off the async workers.
         let body = match metrics {
-            Some(m) => tokio::task::spawn_blocking(move || m.render())
+            Some(m) => tokio::task::spawn_blocking(move || m.page())
                 .await
                 .unwrap_or_default(),
-            None => String::new(),
+            None => Default::default(),
         };
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        let mut resp = Response::new(Full::new(Bytes::from(body.as_bytes().to_vec())));
         resp.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
             hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -213,10 +213,7 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
     let endpoint = quic::endpoint(config.quic_listen, quic_config, &config.data_dir)
         .with_context(|| format!("cannot listen on udp {}", config.quic_listen))?;
     let registry = prometheus::Registry::new();
-    let fleet = Arc::new(
-        sonde_collector::fleet::Fleet::new(&registry, config.silent_horizon)
-            .context("metrics registry")?,
-    );
+    let fleet = Arc::new(sonde_collector::fleet::Fleet::new(config.silent_horizon));
     let started = std::time::Instant::now();
     let rebuilt = fleet
         .rebuild(store.as_ref())

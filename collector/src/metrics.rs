@@ -18,28 +18,59 @@ fn counter(registry: &Registry, name: &str, help: &str, value: u64) {
 #[derive(Debug)]
 pub struct Exporter {
     ingest: std::sync::Arc<Ingest>,
-    fleet_registry: Registry,
+    registry: Registry,
+    /// The last page and when it was rendered: concurrent scrapes within
+    /// [`PAGE_MAX_AGE`] share one render.
+    page: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<String>)>>,
+    last_len: std::sync::atomic::AtomicUsize,
 }
 
+/// How long a rendered page is served again to other scrapers.
+pub const PAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Exporter {
-    /// Serves `ingest`'s counters and the series registered in `fleet_registry`.
-    pub fn new(ingest: std::sync::Arc<Ingest>, fleet_registry: Registry) -> Self {
+    /// Serves the fleet of `ingest`, its counters, and whatever else is registered in
+    /// `registry` (injected: nothing is global).
+    pub fn new(ingest: std::sync::Arc<Ingest>, registry: Registry) -> Self {
         Exporter {
             ingest,
-            fleet_registry,
+            registry,
+            page: std::sync::Mutex::new(None),
+            last_len: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// The metrics text (Prometheus text format 0.0.4).
+    /// The metrics text (Prometheus text format 0.0.4), rendered at most once per
+    /// [`PAGE_MAX_AGE`] however many scrape at once.
+    pub fn page(&self) -> std::sync::Arc<String> {
+        let mut cached = self.page.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, page)) = cached.as_ref() {
+            if at.elapsed() < PAGE_MAX_AGE {
+                return page.clone();
+            }
+        }
+        let page = std::sync::Arc::new(self.render());
+        *cached = Some((std::time::Instant::now(), page.clone()));
+        page
+    }
+
+    /// Renders the page now.
     pub fn render(&self) -> String {
+        // The page is about as large as last time: allocate it once.
+        let hint = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 8);
         if let Some(fleet) = self.ingest.fleet() {
             fleet.sweep(chrono::Utc::now());
+            fleet.render(&mut out);
         }
-        let mut families = self.fleet_registry.gather();
+        let mut families = self.registry.gather();
         families.extend(own(&self.ingest).gather());
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&families, &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        let mut own_text = Vec::new();
+        let _ = TextEncoder::new().encode(&families, &mut own_text);
+        out.push_str(&String::from_utf8_lossy(&own_text));
+        self.last_len
+            .store(out.len(), std::sync::atomic::Ordering::Relaxed);
+        out
     }
 }
 

@@ -48,8 +48,7 @@ fn main() {
     }
     let rss_before = rss_bytes();
     let registry = prometheus::Registry::new();
-    let fleet =
-        Arc::new(Fleet::new(&registry, std::time::Duration::from_secs(86_400)).expect("fleet"));
+    let fleet = Arc::new(Fleet::new(std::time::Duration::from_secs(86_400)));
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
     let ingest = Arc::new(Ingest::new(store, None, Some(fleet.clone()), 1 << 20));
     let exporter = Exporter::new(ingest, registry);

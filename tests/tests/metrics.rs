@@ -1,0 +1,97 @@
+//! `/metrics` of a real collector under 50 concurrent scrapers keeps answering every
+//! one of them, while an agent's backlog is ingested (not stalled) meanwhile.
+
+use sonde_agent::spool::Spool;
+use sonde_e2e::pipeline::{scratch, Agent, AgentSetup, Collector};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn scrape(addr: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, out))
+}
+
+#[test]
+fn fifty_concurrent_scrapes_are_all_answered_while_ingest_goes_on() {
+    let dir = scratch("metrics-scrapes");
+    let collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    collector.enroll("b-scraped", &adir.join("state"));
+    {
+        let mut spool = Spool::open(&adir.join("state/spool.sqlite"), 10_000).expect("spool");
+        for _ in 0..2000 {
+            let mut r = sonde_proto::ResultRecord::schema_example();
+            r.id = uuid::Uuid::now_v7();
+            spool.push(&r).expect("push");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let scrapers: Vec<_> = (0..50)
+        .map(|_| {
+            let (addr, stop, ok, failed) = (
+                collector.http.clone(),
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+            );
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match scrape(&addr) {
+                        Some((200, body)) if body.contains("sonde_collector_results_total") => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    // Small batches: many commits while the scrapers hammer /metrics.
+    let agent = Agent::start(
+        &adir,
+        &collector,
+        &AgentSetup {
+            responder: "http://127.0.0.1:9".into(),
+            every: "1h".into(),
+            max_results: 10_000,
+            batch: 20,
+        },
+    );
+    agent.wait_status("the backlog ingested", Duration::from_secs(120), |s| {
+        s["spool_depth"] == 0 && s["uploaded_total"].as_u64().unwrap_or(0) >= 2000
+    });
+    stop.store(true, Ordering::Relaxed);
+    for s in scrapers {
+        s.join().expect("scraper");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{ok} scrapes answered during the ingest, {failed} failed");
+    assert_eq!(failed, 0, "every scrape answered");
+    assert!(ok >= 50, "each scraper got answers ({ok})");
+    // A page is shared by the scrapes of the same half second: the count catches up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut stored = 0.0;
+    while std::time::Instant::now() < deadline {
+        stored = collector.metric("sonde_collector_results_total{kind=\"new\"}");
+        if stored == 2000.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(stored, 2000.0);
+    assert!(agent.stop().is_some_and(|s| s.success()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
