@@ -23,6 +23,22 @@ pub struct File {
     /// The accesses to probe (`[[access]]`, at least one).
     #[serde(default)]
     pub access: Vec<AccessConfig>,
+    /// The agent's own `/metrics`, for the operator on site (off without this table).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of `/metrics` (default 127.0.0.1:9101: this box only).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9101".into()
 }
 
 /// `[site]`.
@@ -160,6 +176,8 @@ pub struct Config {
     pub accesses: Vec<Access>,
     /// `collector.retry_max`, checked.
     pub retry_max: Duration,
+    /// `metrics.listen`, when `[metrics]` is present.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Whether interfaces must exist on this box (false for checking a file elsewhere).
@@ -242,6 +260,19 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             file.collector.batch
         ));
     }
+    let metrics_listen = match &file.metrics {
+        Some(m) => match m.listen.parse::<std::net::SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p.push(format!(
+                    "metrics.listen: {:?} is not an ADDRESS:PORT",
+                    m.listen
+                ));
+                None
+            }
+        },
+        None => None,
+    };
     if file.spool.max_results == 0 {
         p.push("spool.max_results: must be at least 1".into());
     }
@@ -340,6 +371,7 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             file,
             accesses,
             retry_max,
+            metrics_listen,
         }),
         _ => Err(p),
     }

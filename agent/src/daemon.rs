@@ -99,6 +99,11 @@ struct Shared {
     wake: Notify,
     /// Both loops write the status file: one at a time.
     write: Mutex<()>,
+    /// Latest result of each access and tests by outcome, for `/metrics`.
+    latest: Mutex<(
+        BTreeMap<String, ResultRecord>,
+        BTreeMap<(String, String), u64>,
+    )>,
 }
 
 impl Shared {
@@ -201,11 +206,36 @@ pub async fn run(config: Config, mut stop: watch::Receiver<bool>) -> anyhow::Res
         started: Instant::now(),
         wake: Notify::new(),
         write: Mutex::new(()),
+        latest: Mutex::new(Default::default()),
     });
     shared.write_status().await;
+    let metrics = match shared.config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+            tracing::info!(metrics = %listener.local_addr()?, "agent metrics listening");
+            let s = shared.clone();
+            let snapshot = Arc::new(move || {
+                let (latest, tests) = s.latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mut status = s.snapshot();
+                status.uptime_s = s.started.elapsed().as_secs();
+                crate::metrics::Snapshot {
+                    status,
+                    latest,
+                    tests,
+                }
+            });
+            Some(tokio::spawn(crate::metrics::serve(listener, snapshot)))
+        }
+        None => None,
+    };
     let uplink = tokio::spawn(uplink_loop(shared.clone(), identity, stop.clone()));
     measure_loop(shared.clone(), &mut stop).await;
     let _ = uplink.await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     shared.update(|s| {
         s.stopped_at = Some(Utc::now());
         s.running = false;
@@ -288,6 +318,18 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
                 *s.failures_total.entry(reason).or_default() += 1;
             }
         });
+        {
+            let mut latest = shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+            let name = access.name.clone();
+            *latest
+                .1
+                .entry((
+                    name.clone(),
+                    crate::metrics::outcome_name(record.status.outcome).into(),
+                ))
+                .or_default() += 1;
+            latest.0.insert(name, record.clone());
+        }
         pending.push(record);
         let batch = std::mem::take(&mut pending);
         let spooled = with_spool(&shared.spool, {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod identity;
 pub mod latency;
+pub mod metrics;
 pub mod netif;
 pub mod probe;
 pub mod sampler;

@@ -202,6 +202,8 @@ pub struct AgentSetup {
     pub max_results: u64,
     /// Results per upload.
     pub batch: usize,
+    /// Port of the agent's own `/metrics` on 127.0.0.1, if wanted.
+    pub metrics_port: Option<u16>,
 }
 
 /// A running `sonde-agent run`.
@@ -226,13 +228,17 @@ impl Agent {
                  [collector]\naddress = \"{}\"\nstate_dir = \"{}\"\nretry_max = \"2s\"\nbatch = {}\n\
                  [spool]\nmax_results = {}\n\
                  [[access]]\nname = \"loop\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
-                 responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n",
+                 responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n{}",
                 collector.quic,
                 state_dir.display(),
                 setup.batch,
                 setup.max_results,
                 setup.responder,
-                setup.every
+                setup.every,
+                setup
+                    .metrics_port
+                    .map(|p| format!("[metrics]\nlisten = \"127.0.0.1:{p}\"\n"))
+                    .unwrap_or_default()
             ),
         )
         .expect("write agent config");

@@ -68,6 +68,7 @@ fn fifty_concurrent_scrapes_are_all_answered_while_ingest_goes_on() {
             every: "1h".into(),
             max_results: 10_000,
             batch: 20,
+            metrics_port: None,
         },
     );
     agent.wait_status("the backlog ingested", Duration::from_secs(120), |s| {
@@ -92,6 +93,46 @@ fn fifty_concurrent_scrapes_are_all_answered_while_ingest_goes_on() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(stored, 2000.0);
+    assert!(agent.stop().is_some_and(|s| s.success()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_agent_serves_its_health_and_latest_results_on_localhost() {
+    let dir = scratch("agent-metrics");
+    let responder = sonde_e2e::Responder::start(&[]);
+    let collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    collector.enroll("b-local", &adir.join("state"));
+    let port = sonde_e2e::pipeline::free_port();
+    let agent = Agent::start(
+        &adir,
+        &collector,
+        &AgentSetup {
+            responder: responder.url(),
+            every: "10s".into(),
+            max_results: 100,
+            batch: 100,
+            metrics_port: Some(port),
+        },
+    );
+    agent.wait_status("one result uploaded", Duration::from_secs(60), |s| {
+        s["uploaded_total"].as_u64().unwrap_or(0) >= 1
+    });
+    let (code, page) = scrape(&format!("127.0.0.1:{port}")).expect("agent /metrics");
+    assert_eq!(code, 200);
+    for series in [
+        "sonde_throughput_bits_per_second{access=\"loop\",direction=\"down\"}",
+        "sonde_throughput_bits_per_second{access=\"loop\",direction=\"up\"}",
+        "sonde_target_bits_per_second{access=\"loop\",direction=\"down\"} 1000000000",
+        "sonde_latency_seconds{access=\"loop\",direction=\"none\",state=\"idle\"}",
+        "sonde_tests_total{access=\"loop\",outcome=\"ok\"} ",
+        "sonde_agent_spool_results ",
+        "sonde_agent_uploaded_total ",
+        "sonde_agent_collector_connected 1",
+    ] {
+        assert!(page.contains(series), "{series} missing from:\n{page}");
+    }
     assert!(agent.stop().is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -59,6 +59,7 @@ fn collector_killed_during_uploads_loses_nothing_and_stores_each_result_once() {
         every: "1h".into(),
         max_results: 100_000,
         batch: 2,
+        metrics_port: None,
     };
     let mut seeded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut agents = Vec::new();
@@ -161,6 +162,7 @@ fn agents_keep_measuring_through_an_outage_and_catch_up_with_their_timestamps() 
         every: "10s".into(),
         max_results: 100_000,
         batch: 500,
+        metrics_port: None,
     };
     let agent = Agent::start(&adir, &collector, &setup);
     let during = agent.wait_status(
@@ -217,6 +219,7 @@ fn a_full_spool_evicts_the_oldest_and_the_evictions_are_counted_and_reported() {
         every: "10s".into(),
         max_results: 3,
         batch: 500,
+        metrics_port: None,
     };
     let started = Instant::now();
     let agent = Agent::start(&adir, &collector, &setup);

@@ -182,6 +182,7 @@ fn bad_input_is_refused_counted_and_harmless_to_other_agents() {
             every: "1h".into(),
             max_results: 1000,
             batch: 100,
+            metrics_port: None,
         },
     );
     agent.wait_status("delivered", Duration::from_secs(30), |s| {
