@@ -89,6 +89,12 @@ pub struct NextRun {
     pub at: DateTime<Utc>,
 }
 
+/// Latest result of each access, and results by (access, outcome) since start.
+type Latest = (
+    BTreeMap<String, ResultRecord>,
+    BTreeMap<(String, String), u64>,
+);
+
 /// Shared state of the two loops.
 struct Shared {
     config: Config,
@@ -100,10 +106,7 @@ struct Shared {
     /// Both loops write the status file: one at a time.
     write: Mutex<()>,
     /// Latest result of each access and tests by outcome, for `/metrics`.
-    latest: Mutex<(
-        BTreeMap<String, ResultRecord>,
-        BTreeMap<(String, String), u64>,
-    )>,
+    latest: Mutex<Latest>,
 }
 
 impl Shared {
