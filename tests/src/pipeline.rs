@@ -147,24 +147,10 @@ impl Collector {
 
     /// GET `path` on the HTTP API: status and JSON body.
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.http).expect("connect to the API");
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        let code = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        let (code, body) = crate::http_get(&self.http, path).expect("the collector's API answers");
         (
             code,
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
         )
     }
 
@@ -337,12 +323,7 @@ impl Collector {
 
     /// The value of the metric line starting with `series` in `/metrics` (0 when absent).
     pub fn metric(&self, series: &str) -> f64 {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.http).expect("connect");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
+        let (_, out) = crate::http_get(&self.http, "/metrics").expect("/metrics answers");
         out.lines()
             .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next())

@@ -67,22 +67,9 @@ fn import_stores_valid_lines_once_and_names_every_rejected_line() {
 }
 
 fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
-        .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (
-        code,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into())),
-    )
+    let (code, body) = sonde_e2e::http_get(addr, path).expect("the API answers");
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    (code, json)
 }
 
 #[test]

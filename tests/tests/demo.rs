@@ -9,14 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn get(port: u16, path: &str) -> Option<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
+    let (_, body) = sonde_e2e::http_get(&format!("127.0.0.1:{port}"), path)?;
+    serde_json::from_str(&body).ok()
 }
 
 #[test]

@@ -8,16 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn scrape(addr: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, out))
+    sonde_e2e::http_get(addr, "/metrics")
 }
 
 #[test]

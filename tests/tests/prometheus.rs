@@ -16,42 +16,7 @@ use std::time::{Duration, Instant};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
-        .expect("send");
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("read");
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or(("", ""));
-    // Prometheus answers small JSON documents without chunking; undo it if present.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut rest = body;
-        let mut joined = String::new();
-        while let Some((len, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-            if n == 0 || tail.len() < n {
-                break;
-            }
-            joined.push_str(&tail[..n]);
-            rest = tail[n..].trim_start_matches("\r\n");
-        }
-        joined
-    } else {
-        body.to_string()
-    };
-    (code, body)
+    sonde_e2e::http_get(addr, path).unwrap_or((0, String::new()))
 }
 
 /// Evaluates `expr` now; `Ok(series)` when it succeeded and returned data.

@@ -16,7 +16,7 @@ use sonde_collector::ingest;
 use sonde_collector::pki::Ca;
 use sonde_collector::store::sqlite::SqliteStore;
 use sonde_collector::store::{NewToken, ResultQuery, Store};
-use sonde_e2e::pipeline::{scratch, Collector};
+use sonde_e2e::pipeline::{raw, scratch, Collector};
 use sonde_proto::wire::{self, Enroll, FrameDecoder, Health, Message, RejectReason, Upload};
 use sonde_proto::ResultRecord;
 use std::net::SocketAddr;
@@ -63,10 +63,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(out)
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
+/// A client configuration like an agent's: keep-alives hold the connection open.
 fn client_config(
     ca: &rustls::pki_types::CertificateDer<'static>,
     identity: Option<(
@@ -74,21 +71,7 @@ fn client_config(
         rustls::pki_types::PrivateKeyDer<'static>,
     )>,
 ) -> quinn::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).expect("CA");
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .with_root_certificates(roots);
-    let mut tls = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(vec![cert], key)
-            .expect("client cert"),
-        None => builder.with_no_client_auth(),
-    };
-    tls.alpn_protocols = vec![b"sonde/1".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC crypto");
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut config = raw::client_config(ca, identity);
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(10)));
     config.transport_config(Arc::new(transport));
