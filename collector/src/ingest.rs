@@ -471,11 +471,11 @@ impl Ingest {
             Ok(t) => t,
             Err(e) => return refuse(RejectReason::TokenUnknown, e),
         };
-        // Sign first (nothing is used up by a bad request), then use the token.
-        let provisional = new_agent_id("agent");
-        if let Err(e) = ca.sign_agent_request(&enroll.csr_pem, &provisional) {
-            return refuse(RejectReason::BadCsr, e.to_string());
-        }
+        // Check the request first (a bad one uses nothing up), then use the token.
+        let request = match ca.check_request(&enroll.csr_pem) {
+            Ok(r) => r,
+            Err(e) => return refuse(RejectReason::BadCsr, e.to_string()),
+        };
         let hash = token_hash(&token);
         let name = |site: &crate::store::Site| new_agent_id(&site.building);
         let (agent_id, site) = match self.store.enrol(&hash, now, &name) {
@@ -491,7 +491,7 @@ impl Ingest {
                 return refuse(RejectReason::Unavailable, format!("store: {e}"))
             }
         };
-        let signed = ca.sign_agent_request(&enroll.csr_pem, &agent_id);
+        let signed = ca.sign_agent_request(request, &agent_id);
         match signed {
             Ok(cert_pem) => {
                 self.enrolments.fetch_add(1, Ordering::Relaxed);

@@ -168,22 +168,34 @@ impl Ca {
         self.issue(&cn, names, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
-    /// Signs an agent's certificate request (PEM) as a client certificate whose common
-    /// name is `agent_id`. Only the request's public key is used: the collector alone
-    /// decides what the certificate says. Returns the certificate (PEM).
-    pub fn sign_agent_request(&self, csr_pem: &str, agent_id: &str) -> Result<String, PkiError> {
+    /// Reads and checks an agent's certificate request (PEM): its signature proves the
+    /// agent holds the key. Nothing is signed yet.
+    pub fn check_request(
+        &self,
+        csr_pem: &str,
+    ) -> Result<rcgen::CertificateSigningRequestParams, PkiError> {
         if csr_pem.len() > 16 * 1024 {
             return Err(PkiError::Csr("larger than 16 KiB".into()));
         }
-        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| PkiError::Csr(e.to_string()))?;
+        rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::Csr(e.to_string()))
+    }
+
+    /// Signs a checked request as a client certificate whose common name is
+    /// `agent_id`. Only the request's public key is used: the collector alone decides
+    /// what the certificate says. Returns the certificate (PEM).
+    pub fn sign_agent_request(
+        &self,
+        mut request: rcgen::CertificateSigningRequestParams,
+        agent_id: &str,
+    ) -> Result<String, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, agent_id);
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        csr.params = params;
-        Ok(csr.signed_by(&self.issuer)?.pem())
+        request.params = params;
+        Ok(request.signed_by(&self.issuer)?.pem())
     }
 
     /// An agent's client certificate; its common name is the agent id.
