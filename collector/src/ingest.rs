@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use sonde_proto::wire::{
     self, Ack, EnrolToken, Enroll, Enrolled, FrameDecoder, Message, Reject, RejectReason,
 };
+use sonde_proto::ResultRecord;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,9 +95,8 @@ impl std::fmt::Debug for Job {
 }
 
 impl Committer {
-    /// Starts the writer thread over `store`; committed results update `fleet`. It
-    /// stops when every handle is dropped.
-    pub fn start(store: Arc<dyn Store>, fleet: Option<Arc<Fleet>>) -> Committer {
+    /// Starts the writer thread over `store`. It stops when every handle is dropped.
+    pub fn start(store: Arc<dyn Store>) -> Committer {
         let (jobs, mut rx) = mpsc::channel::<Job>(4096);
         let stats = Arc::new(CommitStats::default());
         let room = Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_RESULTS));
@@ -118,7 +118,7 @@ impl Committer {
                         }
                     }
                     let permits: usize = group.iter().map(|j| j.permits).sum();
-                    commit_group(store.as_ref(), group, &s, fleet.as_deref());
+                    commit_group(store.as_ref(), group, &s);
                     r.add_permits(permits);
                 }
             });
@@ -160,7 +160,7 @@ impl Committer {
     }
 }
 
-fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats, fleet: Option<&Fleet>) {
+fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats) {
     let (batches, waiters): (Vec<Batch>, Vec<_>) =
         group.into_iter().map(|j| (j.batch, j.done)).unzip();
     let started = Instant::now();
@@ -172,15 +172,6 @@ fn commit_group(store: &dyn Store, group: Vec<Job>, stats: &CommitStats, fleet: 
     stats.commit_seconds.observe(took.as_secs_f64());
     match result {
         Ok(done) => {
-            if let Some(fleet) = fleet {
-                let now = Utc::now();
-                for (batch, inserted) in batches.iter().zip(&done) {
-                    for (r, fresh) in batch.records.iter().zip(&inserted.fresh) {
-                        fleet.result(&batch.delivery, r, *fresh);
-                    }
-                    fleet.health(&batch.delivery, batch.health.as_ref(), now);
-                }
-            }
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats
                 .batches
@@ -289,7 +280,7 @@ impl Ingest {
         max_payload: usize,
     ) -> Self {
         Ingest {
-            committer: Committer::start(store.clone(), fleet.clone()),
+            committer: Committer::start(store.clone()),
             fleet,
             store,
             ca,
@@ -386,13 +377,33 @@ impl Ingest {
                         r.site.building = delivery.building.clone();
                     }
                     let committed: Vec<_> = upload.results.iter().map(|r| r.id).collect();
+                    // Encoded here, on the async workers: the writer thread only writes.
+                    let json = upload.results.iter().map(ResultRecord::to_json).collect();
                     let batch = Batch {
                         delivery,
                         records: upload.results,
+                        json,
                         health: Some(upload.health),
                     };
+                    // The fleet's series need the batch after the commit: keep what
+                    // they read, not a second copy of the JSON.
+                    let keep = self.fleet.as_ref().map(|_| {
+                        (
+                            batch.delivery.clone(),
+                            batch.records.clone(),
+                            batch.health.clone(),
+                        )
+                    });
                     match self.committer.commit(batch).await {
-                        Ok(_) => {
+                        Ok(inserted) => {
+                            if let (Some(fleet), Some((delivery, records, health))) =
+                                (&self.fleet, keep)
+                            {
+                                for (r, fresh) in records.iter().zip(&inserted.fresh) {
+                                    fleet.result(&delivery, r, *fresh);
+                                }
+                                fleet.health(&delivery, health.as_ref(), Utc::now());
+                            }
                             let ack = Ack {
                                 batch: upload.batch,
                                 committed,

@@ -49,6 +49,9 @@ pub struct Batch {
     pub delivery: Delivery,
     /// The results, oldest first.
     pub records: Vec<ResultRecord>,
+    /// Each record encoded as stored (JSON), made before the commit so the writer
+    /// only writes; empty to let the store encode them.
+    pub json: Vec<String>,
     /// The agent's health carried by the upload.
     pub health: Option<Health>,
 }
@@ -186,6 +189,7 @@ pub trait Store: Send + Sync {
         let batch = Batch {
             delivery: delivery.clone(),
             records: records.to_vec(),
+            json: Vec::new(),
             health: None,
         };
         Ok(self

@@ -183,7 +183,11 @@ impl Store for SqliteStore {
             for batch in batches {
                 let delivery = &batch.delivery;
                 let mut done = Inserted::default();
-                for r in &batch.records {
+                for (i, r) in batch.records.iter().enumerate() {
+                    let json = match batch.json.get(i) {
+                        Some(j) => std::borrow::Cow::Borrowed(j.as_str()),
+                        None => std::borrow::Cow::Owned(r.to_json()),
+                    };
                     let outcome = serde_json::to_value(r.status.outcome)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))
@@ -198,7 +202,7 @@ impl Store for SqliteStore {
                         ns(r.run.started_at),
                         outcome,
                         ns(now),
-                        r.to_json(),
+                        json.as_ref(),
                     ])?;
                     if changed == 1 {
                         done.new += 1;
@@ -602,6 +606,7 @@ mod tests {
                     building: Some("b9".into()),
                 },
                 records: vec![record(1, "agent-1")],
+                json: Vec::new(),
                 health: Some(health),
             }],
             now,

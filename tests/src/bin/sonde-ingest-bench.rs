@@ -184,6 +184,7 @@ fn main() {
         .replace("localhost", "127.0.0.1")
         .parse()
         .expect("quic addr");
+    let collector_pid = collector.pid();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -295,6 +296,10 @@ fn main() {
         }
         start.wait().await;
         let t_upload = Instant::now();
+        let cpu_before = (
+            collector_pid.and_then(sonde_e2e::cpu_seconds),
+            sonde_e2e::cpu_seconds(std::process::id()),
+        );
         let mut latencies = Vec::new();
         let mut kept = Vec::new();
         let mut busy_total = 0u64;
@@ -305,6 +310,12 @@ fn main() {
             kept.push(conn);
         }
         let upload_s = t_upload.elapsed().as_secs_f64();
+        let cpu = |before: Option<f64>, now: Option<f64>| match (before, now) {
+            (Some(b), Some(n)) => n - b,
+            _ => f64::NAN,
+        };
+        let collector_cpu_s = cpu(cpu_before.0, collector_pid.and_then(sonde_e2e::cpu_seconds));
+        let agents_cpu_s = cpu(cpu_before.1, sonde_e2e::cpu_seconds(std::process::id()));
         let held_after = kept.iter().filter(|c| c.close_reason().is_none()).count();
         for c in &kept {
             c.close(0u32.into(), b"done");
@@ -322,6 +333,9 @@ fn main() {
             "peak_concurrent_uploaders": peak.load(Ordering::SeqCst),
             "upload_s": upload_s,
             "results_per_s": (args.agents * args.results) as f64 / upload_s,
+            "collector_cpu_s": collector_cpu_s,
+            "simulated_agents_cpu_s": agents_cpu_s,
+            "results_per_collector_cpu_s": (args.agents * args.results) as f64 / collector_cpu_s,
             "ack_p50_ms": quantile(&latencies, 0.5) * 1e3,
             "ack_p99_ms": quantile(&latencies, 0.99) * 1e3,
             "ack_max_ms": latencies.last().copied().unwrap_or(f64::NAN) * 1e3,
