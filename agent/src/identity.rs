@@ -376,7 +376,12 @@ pub async fn enroll(
     };
     let answer = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| fail(format!("no answer within {} s", timeout.as_secs())))??;
+        .map_err(|_| {
+            fail(format!(
+                "no answer within {} s (is the collector running, and is this its QUIC address?)",
+                timeout.as_secs()
+            ))
+        })??;
     endpoint.wait_idle().await;
     let enrolled = match answer {
         Message::Enrolled(e) => e,

@@ -243,7 +243,7 @@ fn enroll_command(
         collector,
         token,
         state_dir,
-        Duration::from_secs(30),
+        Duration::from_secs(15),
     ));
     match result {
         Ok(id) => {
