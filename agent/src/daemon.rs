@@ -439,9 +439,14 @@ async fn uplink_loop(
             }
             continue;
         };
-        let results = with_spool(&shared.spool, move |s| s.peek(batch_max))
+        let mut results = with_spool(&shared.spool, move |s| s.peek(batch_max))
             .await
             .unwrap_or_default();
+        // However large the records, one upload stays within the collector's bound.
+        results.truncate(crate::uplink::fitting(
+            &results,
+            crate::uplink::MAX_BATCH_BYTES,
+        ));
         let idle = last_contact.is_some_and(|t| t.elapsed() < HEARTBEAT);
         if results.is_empty() && idle {
             let until_heartbeat =

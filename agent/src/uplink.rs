@@ -18,6 +18,24 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 /// (QUIC over UDP gets no "connection refused").
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bytes of results one upload carries at most: well under the collector's frame
+/// bound ([`wire::DEFAULT_MAX_PAYLOAD`]), whatever the configured batch size.
+pub const MAX_BATCH_BYTES: usize = wire::DEFAULT_MAX_PAYLOAD / 2;
+
+/// How many of `results` (oldest first) fit in one upload of at most `max_bytes` of
+/// encoded records; always at least one (a record is bounded far below the frame).
+pub fn fitting(results: &[ResultRecord], max_bytes: usize) -> usize {
+    let mut used = 0;
+    for (i, r) in results.iter().enumerate() {
+        // Each record's JSON plus its separator in the array.
+        used += r.to_json().len() + 1;
+        if used > max_bytes {
+            return i.max(1);
+        }
+    }
+    results.len()
+}
+
 /// Exponential backoff with full jitter: the n-th wait is uniform in
 /// `[base/2, min(max, base·2ⁿ)]`, so a fleet that lost its collector together does not
 /// come back together.
@@ -265,6 +283,35 @@ impl Uplink {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn batches_are_cut_to_fit_the_frame_bound() {
+        let small = ResultRecord::schema_example();
+        let size = small.to_json().len() + 1;
+        let many = vec![small.clone(); 10];
+        assert_eq!(fitting(&many, 100 * size), 10);
+        assert_eq!(fitting(&many, 3 * size), 3);
+        assert_eq!(fitting(&many, 3 * size - 1), 2);
+        assert_eq!(fitting(&many, 1), 1, "one record always goes");
+        assert_eq!(fitting(&[], 1), 0);
+        // 500 records of the largest size the reader accepts fit in one frame: no.
+        let mut big = small;
+        big.flags.clear();
+        let pad = sonde_proto::MAX_RECORD_BYTES - big.to_json().len() - 100;
+        big.run.responder.url = "x".repeat(pad);
+        let n = fitting(&vec![big.clone(); 500], MAX_BATCH_BYTES);
+        assert!(n < 500 && n > 10, "{n}");
+        let frame = wire::encode(&Message::Upload(Upload {
+            batch: 1,
+            health: Health::default(),
+            results: vec![big; n],
+        }));
+        assert!(
+            frame.len() < wire::DEFAULT_MAX_PAYLOAD,
+            "{} bytes",
+            frame.len()
+        );
+    }
 
     #[test]
     fn backoff_grows_to_its_cap_with_jitter_and_resets() {

@@ -251,3 +251,50 @@ fn a_full_spool_evicts_the_oldest_and_the_evictions_are_counted_and_reported() {
     assert!(agent.stop().is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn large_records_go_up_in_uploads_within_the_collectors_frame_bound() {
+    // 500 records near the 64 KiB record bound with `batch = 500` would make a 32 MB
+    // upload, which the collector refuses (oversize): the agent must cut its batches.
+    let dir = scratch("bigrecords");
+    let collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    collector.enroll("b-big", &adir.join("state"));
+    let ids: Vec<String> = {
+        let mut spool = Spool::open(&adir.join("state/spool.sqlite"), 100_000).expect("spool");
+        (0..500)
+            .map(|_| {
+                let mut r = record(60);
+                r.run.responder.url = "x".repeat(60_000);
+                spool.push(&r).expect("push");
+                r.id.to_string()
+            })
+            .collect()
+    };
+    let agent = Agent::start(
+        &adir,
+        &collector,
+        &AgentSetup {
+            responder: "http://127.0.0.1:9".into(),
+            every: "1h".into(),
+            max_results: 100_000,
+            batch: 500,
+            metrics_port: None,
+        },
+    );
+    agent.wait_status("the big records uploaded", Duration::from_secs(120), |s| {
+        s["spool_depth"] == 0 && s["uploaded_total"].as_u64().unwrap_or(0) >= 500
+    });
+    let stored: BTreeSet<String> = collector
+        .all_results()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(ids.iter().all(|id| stored.contains(id)));
+    assert_eq!(
+        collector.metric("sonde_collector_rejects_total{reason=\"oversize\"}"),
+        0.0
+    );
+    assert!(agent.stop().is_some_and(|s| s.success()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
