@@ -241,29 +241,18 @@ impl Uplink {
     ) -> Result<Vec<Uuid>, UplinkError> {
         let link = self.link(identity).await?;
         tracing::debug!(batch, bytes = frame.len(), "sending");
-        tokio::time::timeout(ANSWER_TIMEOUT, link.send.write_all(frame))
+        let written = tokio::time::timeout(ANSWER_TIMEOUT, link.send.write_all(frame))
             .await
-            .map_err(|_| UplinkError::Timeout)?
-            .map_err(|e| UplinkError::Lost(e.to_string()))?;
-        let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                if let Some(m) = link
-                    .decoder
-                    .poll()
-                    .map_err(|e| UplinkError::BadAnswer(e.to_string()))?
-                {
-                    return Ok(m);
-                }
-                match link.recv.read(&mut buf).await {
-                    Ok(Some(n)) => link.decoder.push(&buf[..n]),
-                    Ok(None) => return Err(UplinkError::Lost("stream closed".into())),
-                    Err(e) => return Err(UplinkError::Lost(e.to_string())),
-                }
-            }
-        })
-        .await
-        .map_err(|_| UplinkError::Timeout)??;
+            .map_err(|_| UplinkError::Timeout)?;
+        let answer = match written {
+            Ok(()) => read_answer(link, ANSWER_TIMEOUT).await?,
+            // A collector that refuses a frame says why, then stops reading: the reason
+            // is worth a second to read before calling the connection lost.
+            Err(e) => match read_answer(link, Duration::from_secs(1)).await {
+                Ok(m @ Message::Reject(_)) => m,
+                _ => return Err(UplinkError::Lost(e.to_string())),
+            },
+        };
         match answer {
             Message::Ack(ack) if ack.batch == batch => Ok(ack.committed),
             Message::Ack(ack) => Err(UplinkError::BadAnswer(format!(
@@ -277,6 +266,29 @@ impl Uplink {
             other => Err(UplinkError::BadAnswer(format!("unexpected {other:?}"))),
         }
     }
+}
+
+/// The next frame from the collector on `link`, within `timeout`.
+async fn read_answer(link: &mut Link, timeout: Duration) -> Result<Message, UplinkError> {
+    tokio::time::timeout(timeout, async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(m) = link
+                .decoder
+                .poll()
+                .map_err(|e| UplinkError::BadAnswer(e.to_string()))?
+            {
+                return Ok(m);
+            }
+            match link.recv.read(&mut buf).await {
+                Ok(Some(n)) => link.decoder.push(&buf[..n]),
+                Ok(None) => return Err(UplinkError::Lost("stream closed".into())),
+                Err(e) => return Err(UplinkError::Lost(e.to_string())),
+            }
+        }
+    })
+    .await
+    .map_err(|_| UplinkError::Timeout)?
 }
 
 #[cfg(test)]
