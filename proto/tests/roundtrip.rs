@@ -200,6 +200,20 @@ proptest! {
     }
 }
 
+/// `msg` encoded, then decoded from pieces of `chunk` bytes: the last message out.
+fn through_frames(msg: &Message, chunk: usize) -> Option<Message> {
+    let bytes = wire::encode(msg);
+    let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
+    let mut got = None;
+    for part in bytes.chunks(chunk) {
+        d.push(part);
+        if let Some(m) = d.poll().expect("valid frame") {
+            got = Some(m);
+        }
+    }
+    got
+}
+
 proptest! {
     #[test]
     fn uploads_round_trip_through_frames(records in proptest::collection::vec(record(), 0..4), batch in any::<u64>(), chunk in 1usize..64) {
@@ -208,16 +222,7 @@ proptest! {
             health: Health { spool_depth: records.len() as u64, version: "0.1.0".into(), ..Health::default() },
             results: records,
         });
-        let bytes = wire::encode(&msg);
-        let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
-        let mut got = None;
-        for part in bytes.chunks(chunk) {
-            d.push(part);
-            if let Some(m) = d.poll().expect("valid frame") {
-                got = Some(m);
-            }
-        }
-        prop_assert_eq!(got, Some(msg));
+        prop_assert_eq!(through_frames(&msg, chunk), Some(msg));
     }
 
     #[test]
@@ -226,16 +231,7 @@ proptest! {
             Message::Enroll(Enroll { token: token.clone(), csr_pem: csr.clone() }),
             Message::Enrolled(Enrolled { agent_id: id.clone(), cert_pem: csr.clone(), ca_pem: token.clone(), quartier: "q".into(), building: id.clone() }),
         ] {
-            let bytes = wire::encode(&msg);
-            let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
-            let mut got = None;
-            for part in bytes.chunks(chunk) {
-                d.push(part);
-                if let Some(m) = d.poll().expect("valid frame") {
-                    got = Some(m);
-                }
-            }
-            prop_assert_eq!(got, Some(msg));
+            prop_assert_eq!(through_frames(&msg, chunk), Some(msg));
         }
     }
 

@@ -401,3 +401,45 @@ pub mod raw {
         out
     }
 }
+
+/// A result as an agent makes it (the schema's example with a fresh id), started
+/// `minutes_ago` minutes ago.
+pub fn record(minutes_ago: i64) -> sonde_proto::ResultRecord {
+    let mut r = sonde_proto::ResultRecord::schema_example();
+    r.id = uuid::Uuid::now_v7();
+    r.run.started_at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    r.run.ended_at = r.run.started_at + chrono::Duration::seconds(12);
+    r
+}
+
+/// Spools `n` records made by `make(i)` into `state_dir`'s spool, as a daemon would
+/// have; returns their ids, oldest first.
+pub fn seed_spool(
+    state_dir: &Path,
+    n: usize,
+    mut make: impl FnMut(usize) -> sonde_proto::ResultRecord,
+) -> Vec<String> {
+    let mut spool =
+        sonde_agent::spool::Spool::open(&state_dir.join("spool.sqlite"), 1_000_000).expect("spool");
+    (0..n)
+        .map(|i| {
+            let r = make(i);
+            spool.push(&r).expect("push");
+            r.id.to_string()
+        })
+        .collect()
+}
+
+impl AgentSetup {
+    /// An agent that only uploads what it has spooled: its one access points at a
+    /// port nobody listens on and runs hourly.
+    pub fn uploader(max_results: u64, batch: usize) -> AgentSetup {
+        AgentSetup {
+            responder: "http://127.0.0.1:9".into(),
+            every: "1h".into(),
+            max_results,
+            batch,
+            metrics_port: None,
+        }
+    }
+}

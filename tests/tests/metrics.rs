@@ -1,8 +1,7 @@
 //! `/metrics` of a real collector under 50 concurrent scrapers keeps answering every
 //! one of them, while an agent's backlog is ingested (not stalled) meanwhile.
 
-use sonde_agent::spool::Spool;
-use sonde_e2e::pipeline::{scratch, Agent, AgentSetup, Collector};
+use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +16,7 @@ fn fifty_concurrent_scrapes_are_all_answered_while_ingest_goes_on() {
     let collector = Collector::start_in(&dir);
     let adir = dir.join("agent");
     collector.enroll("b-scraped", &adir.join("state"));
-    {
-        let mut spool = Spool::open(&adir.join("state/spool.sqlite"), 10_000).expect("spool");
-        for _ in 0..2000 {
-            let mut r = sonde_proto::ResultRecord::schema_example();
-            r.id = uuid::Uuid::now_v7();
-            spool.push(&r).expect("push");
-        }
-    }
+    seed_spool(&adir.join("state"), 2000, |_| record(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let scrapers: Vec<_> = (0..50)
@@ -51,17 +43,7 @@ fn fifty_concurrent_scrapes_are_all_answered_while_ingest_goes_on() {
         })
         .collect();
     // Small batches: many commits while the scrapers hammer /metrics.
-    let agent = Agent::start(
-        &adir,
-        &collector,
-        &AgentSetup {
-            responder: "http://127.0.0.1:9".into(),
-            every: "1h".into(),
-            max_results: 10_000,
-            batch: 20,
-            metrics_port: None,
-        },
-    );
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(10_000, 20));
     agent.wait_status("the backlog ingested", Duration::from_secs(120), |s| {
         s["spool_depth"] == 0 && s["uploaded_total"].as_u64().unwrap_or(0) >= 2000
     });

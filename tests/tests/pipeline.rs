@@ -11,31 +11,15 @@
 //!   the collector in its health.
 
 use sonde_agent::spool::Spool;
-use sonde_e2e::pipeline::{scratch, Agent, AgentSetup, Collector};
+use sonde_e2e::pipeline::{self, record, scratch, Agent, AgentSetup, Collector};
 use sonde_e2e::Responder;
 use sonde_proto::ResultRecord;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// A record as an agent makes it, started `minutes_ago` minutes ago.
-fn record(minutes_ago: i64) -> ResultRecord {
-    let mut r = ResultRecord::schema_example();
-    r.id = uuid::Uuid::now_v7();
-    r.run.started_at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
-    r.run.ended_at = r.run.started_at + chrono::Duration::seconds(12);
-    r
-}
-
-/// Spools `n` records into `state_dir`'s spool, as the daemon would have; their ids.
+/// Spools `n` records into `state_dir`'s spool, a minute apart, a day ago; their ids.
 fn seed_spool(state_dir: &std::path::Path, n: usize) -> Vec<String> {
-    let mut spool = Spool::open(&state_dir.join("spool.sqlite"), 100_000).expect("spool");
-    (0..n)
-        .map(|i| {
-            let r = record(24 * 60 - i as i64);
-            spool.push(&r).expect("push");
-            r.id.to_string()
-        })
-        .collect()
+    pipeline::seed_spool(state_dir, n, |i| record(24 * 60 - i as i64))
 }
 
 fn ids_by_agent(results: &[serde_json::Value]) -> BTreeMap<String, Vec<String>> {
@@ -54,13 +38,7 @@ fn collector_killed_during_uploads_loses_nothing_and_stores_each_result_once() {
     let mut collector = Collector::start_in(&dir);
     // A responder nobody listens on: any scheduled probe fails fast; the seeded
     // results are what is uploaded.
-    let setup = AgentSetup {
-        responder: "http://127.0.0.1:9".into(),
-        every: "1h".into(),
-        max_results: 100_000,
-        batch: 2,
-        metrics_port: None,
-    };
+    let setup = AgentSetup::uploader(100_000, 2);
     let mut seeded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut agents = Vec::new();
     for n in 0..3 {
@@ -260,28 +238,12 @@ fn large_records_go_up_in_uploads_within_the_collectors_frame_bound() {
     let collector = Collector::start_in(&dir);
     let adir = dir.join("agent");
     collector.enroll("b-big", &adir.join("state"));
-    let ids: Vec<String> = {
-        let mut spool = Spool::open(&adir.join("state/spool.sqlite"), 100_000).expect("spool");
-        (0..500)
-            .map(|_| {
-                let mut r = record(60);
-                r.run.responder.url = "x".repeat(60_000);
-                spool.push(&r).expect("push");
-                r.id.to_string()
-            })
-            .collect()
-    };
-    let agent = Agent::start(
-        &adir,
-        &collector,
-        &AgentSetup {
-            responder: "http://127.0.0.1:9".into(),
-            every: "1h".into(),
-            max_results: 100_000,
-            batch: 500,
-            metrics_port: None,
-        },
-    );
+    let ids = pipeline::seed_spool(&adir.join("state"), 500, |_| {
+        let mut r = record(60);
+        r.run.responder.url = "x".repeat(60_000);
+        r
+    });
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(100_000, 500));
     agent.wait_status("the big records uploaded", Duration::from_secs(120), |s| {
         s["spool_depth"] == 0 && s["uploaded_total"].as_u64().unwrap_or(0) >= 500
     });

@@ -6,8 +6,7 @@
 //! garbage, an oversize frame, a frame of an unknown version and an upload; expired,
 //! reused and unknown tokens; a client whose certificate another CA signed.
 
-use sonde_agent::spool::Spool;
-use sonde_e2e::pipeline::{raw, scratch, Agent, AgentSetup, Collector};
+use sonde_e2e::pipeline::{raw, record, scratch, seed_spool, Agent, AgentSetup, Collector};
 use sonde_e2e::{bin, run_bounded};
 use sonde_proto::wire::{self, Health, Message, RejectReason, Upload};
 use std::process::Command;
@@ -163,28 +162,8 @@ fn bad_input_is_refused_counted_and_harmless_to_other_agents() {
     // Meanwhile, a real agent enrols and delivers.
     let adir = dir.join("agent");
     collector.enroll("b-good", &adir.join("state"));
-    let ids: Vec<String> = {
-        let mut spool = Spool::open(&adir.join("state/spool.sqlite"), 1000).expect("spool");
-        (0..5)
-            .map(|_| {
-                let mut r = sonde_proto::ResultRecord::schema_example();
-                r.id = uuid::Uuid::now_v7();
-                spool.push(&r).expect("push");
-                r.id.to_string()
-            })
-            .collect()
-    };
-    let agent = Agent::start(
-        &adir,
-        &collector,
-        &AgentSetup {
-            responder: "http://127.0.0.1:9".into(),
-            every: "1h".into(),
-            max_results: 1000,
-            batch: 100,
-            metrics_port: None,
-        },
-    );
+    let ids = seed_spool(&adir.join("state"), 5, |_| record(0));
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(1000, 100));
     agent.wait_status("delivered", Duration::from_secs(30), |s| {
         s["spool_depth"] == 0 && s["uploaded_total"].as_u64().unwrap_or(0) >= 5
     });
