@@ -132,14 +132,14 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
     .set(1.0);
     let throughput = gauge(
         &r,
-        "sonde_throughput_bits_per_second",
-        "Latest IP-layer throughput of the access in this direction.",
+        "sonde_throughput_bytes_per_second",
+        "Latest IP-layer throughput of the access in this direction, in bytes per second (x8 for bit/s).",
         &["access", "direction"],
     )?;
     let target = gauge(
         &r,
-        "sonde_target_bits_per_second",
-        "IP-layer target of the access in this direction.",
+        "sonde_target_bytes_per_second",
+        "IP-layer target of the access in this direction, in bytes per second (x8 for bit/s).",
         &["access", "direction"],
     )?;
     let met = gauge(
@@ -185,13 +185,15 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
             ),
         ] {
             if let Some(f) = fig {
-                throughput.with_label_values(&[a, dir]).set(f.ip_rate_bps);
+                throughput
+                    .with_label_values(&[a, dir])
+                    .set(f.ip_rate_bps / 8.0);
                 if let Some(l) = f.loaded_latency.as_ref().and_then(|l| l.median_s) {
                     latency.with_label_values(&[a, dir, "loaded"]).set(l);
                 }
             }
             if let Some(t) = tgt {
-                target.with_label_values(&[a, dir]).set(t);
+                target.with_label_values(&[a, dir]).set(t / 8.0);
             }
             match verdict {
                 VerdictOutcome::Met => met.with_label_values(&[a, dir]).set(1.0),

@@ -177,8 +177,9 @@ impl Fleet {
             } else {
                 &mut s.down
             };
-            d.throughput = figure.map(|t| t.ip_rate_bps);
-            d.target = target;
+            // Exported in bytes, Prometheus' base unit; dashboards multiply by 8.
+            d.throughput = figure.map(|t| t.ip_rate_bps / 8.0);
+            d.target = target.map(|t| t / 8.0);
             d.met = match verdict {
                 VerdictOutcome::Met => Some(1.0),
                 VerdictOutcome::NotMet => Some(0.0),
@@ -254,8 +255,8 @@ impl Fleet {
         // Per access and direction.
         type Pick = fn(&Directed) -> Option<f64>;
         let directed: [(&str, &str, Pick); 3] = [
-            ("sonde_throughput_bits_per_second", "Latest IP-layer throughput of the access in this direction (METHODOLOGY.md §1).", |d| d.throughput),
-            ("sonde_target_bits_per_second", "IP-layer target of the access in this direction.", |d| d.target),
+            ("sonde_throughput_bytes_per_second", "Latest IP-layer throughput of the access in this direction, in bytes per second (x8 for bit/s; METHODOLOGY.md §1).", |d| d.throughput),
+            ("sonde_target_bytes_per_second", "IP-layer target of the access in this direction, in bytes per second (x8 for bit/s).", |d| d.target),
             ("sonde_target_met", "1 when the latest result met the target (within the tolerance), 0 when it did not.", |d| d.met),
         ];
         for (name, help, pick) in directed {
@@ -565,13 +566,13 @@ mod tests {
         fleet.building("a1", "q1", "b1", 48.8, 2.35);
         let t = text(&fleet);
         assert_eq!(
-            value(&t, &format!("sonde_throughput_bits_per_second{DOWN}")),
-            Some(9.5e8)
+            value(&t, &format!("sonde_throughput_bytes_per_second{DOWN}")),
+            Some(9.5e8 / 8.0)
         );
         assert_eq!(value(&t, &format!("sonde_target_met{DOWN}")), Some(0.0));
         assert_eq!(
-            value(&t, &format!("sonde_target_bits_per_second{DOWN}")),
-            Some(1e9)
+            value(&t, &format!("sonde_target_bytes_per_second{DOWN}")),
+            Some(1e9 / 8.0)
         );
         assert_eq!(
             value(&t, "sonde_tests_total{agent=\"a1\",building=\"b1\",quartier=\"q1\",access=\"fibre\",outcome=\"ok\"}"),

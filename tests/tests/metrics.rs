@@ -95,9 +95,9 @@ fn the_agent_serves_its_health_and_latest_results_on_localhost() {
     let (code, page) = scrape(&format!("127.0.0.1:{port}")).expect("agent /metrics");
     assert_eq!(code, 200);
     for series in [
-        "sonde_throughput_bits_per_second{access=\"loop\",direction=\"down\"}",
-        "sonde_throughput_bits_per_second{access=\"loop\",direction=\"up\"}",
-        "sonde_target_bits_per_second{access=\"loop\",direction=\"down\"} 1000000000",
+        "sonde_throughput_bytes_per_second{access=\"loop\",direction=\"down\"}",
+        "sonde_throughput_bytes_per_second{access=\"loop\",direction=\"up\"}",
+        "sonde_target_bytes_per_second{access=\"loop\",direction=\"down\"} 125000000",
         "sonde_latency_seconds{access=\"loop\",direction=\"none\",state=\"idle\"}",
         "sonde_tests_total{access=\"loop\",outcome=\"ok\"} ",
         "sonde_agent_spool_results ",

@@ -301,17 +301,11 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
         stdin.write_all(metrics.as_bytes()).expect("feed promtool");
     }
     let out = check.wait_with_output().expect("promtool");
-    // The only findings allowed are the two names DESIGN.md fixes as a contract, which
-    // express rates in bits (as French rules do) where promtool's lint prefers bytes.
-    let contract = [
-        "sonde_target_bits_per_second use base unit \"bytes\" instead of \"bits\"",
-        "sonde_throughput_bits_per_second use base unit \"bytes\" instead of \"bits\"",
-    ];
     let findings: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !contract.contains(l))
+        .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
     assert!(findings.is_empty(), "promtool check metrics: {findings:#?}");
@@ -388,7 +382,7 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
         &bad,
         serde_json::json!({
             "panels": [
-                {"targets": [{"expr": "sonde_throughput_bits_per_second{floor=\"2\"}"}]},
+                {"targets": [{"expr": "sonde_throughput_bytes_per_second{floor=\"2\"}"}]},
                 {"targets": [{"expr": "sonde_download_speed_mbps"}]}
             ],
             "templating": {"list": []}
