@@ -166,8 +166,33 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
         "Start time of the latest result of the access (Unix seconds).",
         &["access"],
     )?;
+    let radio: Vec<_> = [
+        (
+            "sonde_wifi_signal_dbm",
+            "Wi-Fi signal of the latest result, dBm.",
+        ),
+        ("sonde_lte_rsrp_dbm", "4G RSRP of the latest result, dBm."),
+        ("sonde_lte_rsrq_db", "4G RSRQ of the latest result, dB."),
+        ("sonde_lte_sinr_db", "4G SINR of the latest result, dB."),
+    ]
+    .into_iter()
+    .map(|(name, help)| gauge(&r, name, help, &["access"]))
+    .collect::<Result<_, _>>()?;
     for (access, rec) in &s.latest {
         let a = access.as_str();
+        let wifi = rec.radio.as_ref().and_then(|x| x.wifi.as_ref());
+        let lte = rec.radio.as_ref().and_then(|x| x.lte.as_ref());
+        let figures = [
+            wifi.and_then(|w| w.signal_dbm),
+            lte.and_then(|l| l.rsrp_dbm),
+            lte.and_then(|l| l.rsrq_db),
+            lte.and_then(|l| l.sinr_db),
+        ];
+        for (g, v) in radio.iter().zip(figures) {
+            if let Some(v) = v {
+                g.with_label_values(&[a]).set(v);
+            }
+        }
         ts.with_label_values(&[a])
             .set(rec.run.started_at.timestamp_millis() as f64 / 1e3);
         for (dir, fig, tgt, verdict) in [

@@ -125,6 +125,7 @@ fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) -> ResultReco
         download: None,
         upload: None,
         idle_latency: None,
+        radio: None,
         flags: Vec::new(),
         verdict: Verdict {
             target_down_bps: None,

@@ -38,6 +38,10 @@ struct AccessState {
     idle: Option<f64>,
     jitter: Option<f64>,
     loss: Option<f64>,
+    wifi_signal: Option<f64>,
+    lte_rsrp: Option<f64>,
+    lte_rsrq: Option<f64>,
+    lte_sinr: Option<f64>,
     tests: BTreeMap<&'static str, u64>,
 }
 
@@ -192,6 +196,12 @@ impl Fleet {
         s.idle = r.idle_latency.as_ref().and_then(|l| l.median_s);
         s.jitter = r.idle_latency.as_ref().and_then(|l| l.jitter_s);
         s.loss = r.idle_latency.as_ref().map(|l| l.loss_ratio);
+        let wifi = r.radio.as_ref().and_then(|x| x.wifi.as_ref());
+        let lte = r.radio.as_ref().and_then(|x| x.lte.as_ref());
+        s.wifi_signal = wifi.and_then(|w| w.signal_dbm);
+        s.lte_rsrp = lte.and_then(|l| l.rsrp_dbm);
+        s.lte_rsrq = lte.and_then(|l| l.rsrq_db);
+        s.lte_sinr = lte.and_then(|l| l.sinr_db);
     }
 
     /// Records an agent's delivery at `now` with its health.
@@ -292,7 +302,7 @@ impl Fleet {
             }
         }
         type PickA = fn(&AccessState) -> Option<f64>;
-        let per_access: [(&str, &str, PickA); 3] = [
+        let per_access: [(&str, &str, PickA); 7] = [
             (
                 "sonde_jitter_seconds",
                 "Latest idle jitter (mean absolute difference of consecutive RTTs).",
@@ -307,6 +317,26 @@ impl Fleet {
                 "sonde_result_timestamp_seconds",
                 "Start time of the latest result of the access (Unix seconds).",
                 |s| s.result_ts,
+            ),
+            (
+                "sonde_wifi_signal_dbm",
+                "Wi-Fi signal of the latest result, dBm (nl80211).",
+                |s| s.wifi_signal,
+            ),
+            (
+                "sonde_lte_rsrp_dbm",
+                "4G RSRP of the latest result, dBm (ModemManager).",
+                |s| s.lte_rsrp,
+            ),
+            (
+                "sonde_lte_rsrq_db",
+                "4G RSRQ of the latest result, dB (ModemManager).",
+                |s| s.lte_rsrq,
+            ),
+            (
+                "sonde_lte_sinr_db",
+                "4G SINR of the latest result, dB (ModemManager).",
+                |s| s.lte_sinr,
             ),
         ];
         for (name, help, pick) in per_access {
@@ -543,6 +573,38 @@ mod tests {
 
     const DOWN: &str =
         "{agent=\"a1\",building=\"b1\",quartier=\"q1\",access=\"fibre\",direction=\"down\"}";
+
+    #[test]
+    fn radio_figures_of_the_latest_result_are_exported_and_none_without_radio() {
+        let fleet = Fleet::new(std::time::Duration::from_secs(3600));
+        let mut r = record(0, 1.6e8, true);
+        r.radio = Some(sonde_proto::Radio {
+            lte: Some(sonde_proto::LteRadio {
+                rsrp_dbm: Some(-95.0),
+                rsrq_db: Some(-11.5),
+                sinr_db: Some(13.0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        fleet.result(&delivery("a1"), &r, true);
+        let t = text(&fleet);
+        let access = "{agent=\"a1\",building=\"b1\",quartier=\"q1\",access=\"fibre\"}";
+        assert_eq!(
+            value(&t, &format!("sonde_lte_rsrp_dbm{access}")),
+            Some(-95.0)
+        );
+        assert_eq!(
+            value(&t, &format!("sonde_lte_rsrq_db{access}")),
+            Some(-11.5)
+        );
+        assert_eq!(value(&t, &format!("sonde_lte_sinr_db{access}")), Some(13.0));
+        assert_eq!(value(&t, &format!("sonde_wifi_signal_dbm{access}")), None);
+        // A newer result without radio context clears the figures rather than keep stale ones.
+        fleet.result(&delivery("a1"), &record(1, 1.6e8, true), true);
+        let t = text(&fleet);
+        assert_eq!(value(&t, &format!("sonde_lte_rsrp_dbm{access}")), None);
+    }
 
     #[test]
     fn the_latest_result_wins_resends_are_not_counted_and_silent_agents_go() {

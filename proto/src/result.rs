@@ -36,6 +36,9 @@ pub struct ResultRecord {
     /// Idle latency, jitter and loss from the UDP probe train before any load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_latency: Option<LatencyStats>,
+    /// Radio context of a Wi-Fi or 4G access, read just before the test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio: Option<Radio>,
     /// Conditions that make the figures less than a clean measurement of the access.
     #[serde(default)]
     pub flags: Vec<Flag>,
@@ -330,6 +333,76 @@ pub struct LatencyStats {
     pub jitter_s: Option<f64>,
     /// Loss timeout applied, seconds.
     pub loss_timeout_s: f64,
+}
+
+/// Radio context of the access. Never carries a subscriber identity (IMEI, IMSI,
+/// phone number).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Radio {
+    /// Wi-Fi link, for a Wi-Fi access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi: Option<WifiRadio>,
+    /// Cellular link, for a 4G access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lte: Option<LteRadio>,
+    /// Why the context is missing or incomplete (e.g. ModemManager not answering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+/// Wi-Fi link of the interface (nl80211 station information).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WifiRadio {
+    /// Access point's BSSID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bssid: Option<String>,
+    /// Network name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssid: Option<String>,
+    /// Channel centre frequency, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_mhz: Option<u32>,
+    /// Channel number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<u32>,
+    /// Received signal strength, dBm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_dbm: Option<f64>,
+    /// Transmit bitrate of the last frames, bit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_bitrate_bps: Option<u64>,
+    /// Receive bitrate of the last frames, bit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_bitrate_bps: Option<u64>,
+}
+
+/// Cellular link of the modem (ModemManager).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LteRadio {
+    /// Access technology (`lte`, `5gnr`, `umts`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technology: Option<String>,
+    /// Serving operator, MCC-MNC (e.g. `208-01`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// Band (e.g. `B3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    /// Reference signal received power, dBm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsrp_dbm: Option<f64>,
+    /// Reference signal received quality, dB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsrq_db: Option<f64>,
+    /// Signal to interference plus noise ratio, dB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sinr_db: Option<f64>,
+    /// Received signal strength indicator, dBm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rssi_dbm: Option<f64>,
+    /// Serving cell id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell_id: Option<String>,
 }
 
 /// A validity flag: a condition that makes a figure less than a clean measurement of

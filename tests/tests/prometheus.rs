@@ -169,6 +169,34 @@ fn record(access: &str, kind: AccessKind, minutes_ago: i64, met: bool) -> Result
         d.ip_rate_bps = if met { target * 1.05 } else { target * 0.6 };
     }
     r.verdict.target_down_bps = Some(target);
+    // Radio context as the agent reads it (values from a real modem and access point).
+    r.radio = match kind {
+        AccessKind::FourG => Some(sonde_proto::Radio {
+            lte: Some(sonde_proto::LteRadio {
+                technology: Some("lte".into()),
+                operator: Some("208-01".into()),
+                band: Some("B3".into()),
+                rsrp_dbm: Some(-97.0),
+                rsrq_db: Some(-10.0),
+                sinr_db: Some(12.4),
+                rssi_dbm: Some(-67.0),
+                cell_id: Some("0x01A2B3C".into()),
+            }),
+            ..Default::default()
+        }),
+        AccessKind::Wifi => Some(sonde_proto::Radio {
+            wifi: Some(sonde_proto::WifiRadio {
+                frequency_mhz: Some(5180),
+                channel: Some(36),
+                signal_dbm: Some(-58.0),
+                tx_bitrate_bps: Some(866_700_000),
+                rx_bitrate_bps: Some(780_000_000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        _ => None,
+    };
     r.verdict.down = if met {
         VerdictOutcome::Met
     } else {
@@ -259,6 +287,7 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
                 record("fibre", AccessKind::Ftth, 15, n % 2 == 0),
                 record("mobile", AccessKind::FourG, 40, true),
                 record("mobile", AccessKind::FourG, 20, n % 3 != 0),
+                record("wifi", AccessKind::Wifi, 10, true),
             ];
             let health = Health {
                 spool_depth: n as u64,

@@ -523,6 +523,7 @@ mod tests {
             download: None,
             upload: None,
             idle_latency: None,
+            radio: None,
             flags: vec![],
             verdict: Verdict {
                 target_down_bps: Some(1e9),
