@@ -389,6 +389,7 @@ async fn measure(shared: &Shared, access: &Access) -> ResultRecord {
         };
         record.access.interface = Some(access.interface.clone());
         record.access.name = Some(access.name.clone());
+        record.run.interval_s = Some(access.cadence.interval_ms as f64 / 1e3);
         record.site.quartier = Some(shared.config.file.site.quartier.clone());
         record.site.building = Some(shared.config.file.site.building.clone());
         record.agent.id = shared.snapshot().agent_id;

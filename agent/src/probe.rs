@@ -121,6 +121,7 @@ fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) -> ResultReco
             directions: opts.directions.clone(),
             streams: opts.streams,
             max_duration_s: opts.max_duration.as_secs_f64(),
+            interval_s: None,
         },
         download: None,
         upload: None,

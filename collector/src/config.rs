@@ -21,6 +21,31 @@ pub struct Config {
     /// `/metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Compliance reports.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// IANA time zone of the sites, for peak hours and report dates (default
+    /// Europe/Paris).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            time_zone: default_time_zone(),
+        }
+    }
+}
+
+fn default_time_zone() -> String {
+    "Europe/Paris".into()
 }
 
 /// `[metrics]`.
@@ -116,6 +141,8 @@ pub struct Checked {
     pub max_connections: usize,
     /// Series of agents silent longer than this are dropped.
     pub silent_horizon: std::time::Duration,
+    /// Time zone of the sites, for reports.
+    pub time_zone: chrono_tz::Tz,
 }
 
 impl Checked {
@@ -187,13 +214,24 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
             None
         }
     };
+    let time_zone = match config.report.time_zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            problems.push(format!(
+                "report.time_zone: {:?} is not an IANA time zone (e.g. Europe/Paris)",
+                config.report.time_zone
+            ));
+            None
+        }
+    };
     match (
         problems.is_empty(),
         http_listen,
         quic_listen,
         silent_horizon,
+        time_zone,
     ) {
-        (true, Some(http_listen), Some(quic_listen), Some(silent_horizon)) => {
+        (true, Some(http_listen), Some(quic_listen), Some(silent_horizon), Some(time_zone)) => {
             let mut quic_names = config.quic.names.clone();
             if quic_names.is_empty() {
                 quic_names.push("localhost".into());
@@ -209,6 +247,7 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
                 quic_names,
                 max_connections: config.quic.max_connections,
                 silent_horizon,
+                time_zone,
             })
         }
         _ => Err(problems),

@@ -10,4 +10,5 @@ pub mod ingest;
 pub mod metrics;
 pub mod pki;
 pub mod quic;
+pub mod report;
 pub mod store;

@@ -1,5 +1,5 @@
 //! `sonde-collector`: enrols agents, ingests their results over QUIC, stores them and
-//! serves them. Commands: `serve`, `token create`, `import`.
+//! serves them. Commands: `serve`, `token create`, `import`, `report`.
 
 use clap::{Parser, Subcommand};
 use sonde_cli::LogFormat;
@@ -60,6 +60,90 @@ enum Command {
         /// A SQLite store to use instead of a configuration's (created when missing).
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
+    },
+    /// Signed compliance report for a period and a scope (docs/METHODOLOGY.md §7).
+    ///
+    /// Per building access: tests scheduled, run and valid, time covered, download and
+    /// upload P10/median/P90, share of tests meeting the target, ARCEP's 3/8/30 Mb/s
+    /// shares for 4G, peak-hour (19:00-23:00 local) median, 80/80 consistent speed,
+    /// latency and loss; rolled up per quartier and for the scope. The report, its
+    /// manifest of SHA-256 digests (STEM.manifest.json) and the manifest's Ed25519
+    /// signature (STEM.manifest.sig) are written together; `--format csv` adds the raw
+    /// results (STEM.results.csv).
+    ///
+    /// Examples:
+    ///   sonde-collector report --from 2026-11-01 --to 2026-11-30 --format html --out nov.html
+    ///   sonde-collector report --from 2026-11-01 --to 2026-11-30 --quartier paris-13 --format csv
+    ///   sonde-collector report verify nov.html --key report-key.pub
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Report {
+        #[command(subcommand)]
+        action: Option<ReportAction>,
+        #[command(flatten)]
+        args: ReportArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// First day of the period (YYYY-MM-DD, local to the report's time zone), or an
+    /// RFC 3339 instant.
+    #[arg(long, value_name = "DATE", required = true)]
+    from: Option<String>,
+    /// Last day of the period, included (YYYY-MM-DD), or an RFC 3339 instant (excluded).
+    #[arg(long, value_name = "DATE", required = true)]
+    to: Option<String>,
+    /// Only this quartier.
+    #[arg(long, value_name = "ID")]
+    quartier: Option<String>,
+    /// Only this building.
+    #[arg(long, value_name = "ID")]
+    building: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, required = true)]
+    format: Option<sonde_collector::report::render::Format>,
+    /// The report file (default: sonde-report-FROM-TO[-QUARTIER].EXT here).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Time zone of the sites (default: the config's report.time_zone, Europe/Paris).
+    #[arg(long, value_name = "IANA")]
+    time_zone: Option<String>,
+    /// The collector's configuration (its data_dir holds the store and the report key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SONDE_COLLECTOR_CONFIG",
+        default_value = "/etc/sonde/collector.toml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportAction {
+    /// Check a report's signature and every file's digest; names the file that changed.
+    ///
+    /// FILE is the report, its raw results, its manifest or its signature. With --key
+    /// (the output of `report key`), the report must be signed by that key; without it,
+    /// the key inside the manifest is used and its id printed, to compare with the
+    /// collector's published one. Exit status: 0 valid, 1 invalid, 64 bad arguments.
+    Verify {
+        /// A file of the report.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The collector's public report key (as `report key` prints it).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Print the collector's public report key, for verifiers: `ed25519 <hex>`.
+    Key {
+        /// The collector's configuration.
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "SONDE_COLLECTOR_CONFIG",
+            default_value = "/etc/sonde/collector.toml"
+        )]
+        config: PathBuf,
     },
 }
 
@@ -151,8 +235,151 @@ fn main() {
             };
             import(&file, &db)
         }
+        Command::Report { action, args } => match action {
+            Some(ReportAction::Verify { file, key }) => report_verify(&file, key.as_deref()),
+            Some(ReportAction::Key { config }) => report_key(&config),
+            None => report(args),
+        },
     };
     std::process::exit(code);
+}
+
+fn report(args: ReportArgs) -> i32 {
+    use sonde_collector::report::{self, sign::ReportKey};
+    let (Some(from), Some(to), Some(format)) = (args.from, args.to, args.format) else {
+        sonde_cli::usage_error("report needs --from DATE --to DATE --format csv|json|html");
+    };
+    let config = load_config(&args.config);
+    let tz = match &args.time_zone {
+        Some(t) => t.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+            sonde_cli::usage_error(format!(
+                "--time-zone {t:?} is not an IANA time zone (e.g. Europe/Paris)"
+            ))
+        }),
+        None => config.time_zone,
+    };
+    let (from_t, to_t) =
+        report::parse_period(&from, &to, tz).unwrap_or_else(|e| sonde_cli::usage_error(e));
+    if !config.store_path.exists() {
+        eprintln!(
+            "error: no store at {} (has this collector run?)",
+            config.store_path.display()
+        );
+        return 1;
+    }
+    let Some(store) = open_store(&config.store_path) else {
+        return 1;
+    };
+    let key = match ReportKey::load_or_create(&config.data_dir) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: the report key: {e}");
+            return 1;
+        }
+    };
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from(report::file_name(
+            from_t,
+            to_t,
+            tz,
+            args.quartier.as_deref(),
+            args.building.as_deref(),
+            format,
+        ))
+    });
+    let request = report::Request {
+        scope: sonde_collector::store::ReportScope {
+            quartier: args.quartier,
+            building: args.building,
+            from: from_t,
+            to: to_t,
+        },
+        time_zone: tz,
+        generated_at: chrono::Utc::now(),
+    };
+    eprintln!(
+        "reporting {} to {} ({})…",
+        from_t.to_rfc3339(),
+        to_t.to_rfc3339(),
+        tz.name()
+    );
+    match report::write(&store, &key, &request, format, &out) {
+        Ok(w) => {
+            if w.report.data.no_data {
+                eprintln!("no data: no result of this scope was stored for this period");
+            }
+            for f in &w.files {
+                println!("{}", f.display());
+            }
+            println!("{}", w.manifest.display());
+            println!("{}", w.signature.display());
+            eprintln!(
+                "{} results, {} building accesses; signed with report key {}",
+                w.report.data.results,
+                w.report.accesses.len(),
+                key.key_id()
+            );
+            0
+        }
+        Err(
+            e @ (report::ReportError::UnknownQuartier(_)
+            | report::ReportError::UnknownBuilding(_)
+            | report::ReportError::Period { .. }),
+        ) => sonde_cli::usage_error(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn report_verify(file: &Path, key: Option<&Path>) -> i32 {
+    use sonde_collector::report::sign;
+    let public = match key {
+        Some(k) => match std::fs::read_to_string(k)
+            .map_err(|e| format!("{}: {e}", k.display()))
+            .and_then(|t| sign::parse_public(&t).map_err(|e| format!("{}: {e}", k.display())))
+        {
+            Ok(p) => Some(p),
+            Err(e) => sonde_cli::usage_error(e),
+        },
+        None => None,
+    };
+    match sign::verify(file, public.as_deref()) {
+        Ok(v) => {
+            for f in &v.files {
+                println!("ok {} ({} bytes, sha256 {})", f.name, f.bytes, f.sha256);
+            }
+            if v.pinned {
+                println!("valid: signed by the given key {}", v.key_id);
+            } else {
+                println!(
+                    "valid: signed by key {} (pass --key with the collector's public key to check it is theirs)",
+                    v.key_id
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            1
+        }
+    }
+}
+
+fn report_key(config: &Path) -> i32 {
+    let config = load_config(config);
+    match sonde_collector::report::sign::ReportKey::load_or_create(&config.data_dir) {
+        Ok(k) => {
+            println!("{}", k.public_text());
+            eprintln!("key id {}", k.key_id());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: the report key: {e}");
+            1
+        }
+    }
 }
 
 /// Opens the store at `path`, creating its directory; reports why not on one line.
@@ -233,6 +460,11 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
         ingest.clone(),
         registry,
     ));
+    let reports = Arc::new(http::Reports {
+        key: sonde_collector::report::sign::ReportKey::load_or_create(&config.data_dir)
+            .context("the report key")?,
+        time_zone: config.time_zone,
+    });
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
@@ -265,9 +497,14 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
             },
             _ = &mut stop => break,
         };
-        let (store, exporter) = (store.clone(), exporter.clone());
+        let (store, exporter, reports) = (store.clone(), exporter.clone(), reports.clone());
         let service = hyper::service::service_fn(move |req| {
-            http::handle(store.clone(), Some(exporter.clone()), req)
+            http::handle(
+                store.clone(),
+                Some(exporter.clone()),
+                Some(reports.clone()),
+                req,
+            )
         });
         let conn =
             graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));

@@ -61,7 +61,7 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 }
 
 /// Writes `contents` to a new file readable by its owner only.
-fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), PkiError> {
+pub(crate) fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -191,6 +191,10 @@ pub struct Run {
     pub streams: u32,
     /// Cap on each direction's duration, in seconds.
     pub max_duration_s: f64,
+    /// The access's schedule: seconds between runs, when the run was scheduled (absent
+    /// for a one-shot probe). Reports count tests scheduled from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<f64>,
 }
 
 /// The responder a measurement ran against.

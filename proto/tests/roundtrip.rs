@@ -146,6 +146,7 @@ prop_compose! {
                 directions: vec![Direction::Down, Direction::Up],
                 streams: run.3,
                 max_duration_s: run.4,
+                interval_s: None,
             },
             download,
             upload,

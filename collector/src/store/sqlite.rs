@@ -3,8 +3,8 @@
 //! (`collector/migrations/NNNN_*.sql`, applied in order, recorded in `user_version`).
 
 use super::{
-    decode_cursor, encode_cursor, AgentRow, Batch, EnrolError, Inserted, NewToken, ResultPage,
-    ResultQuery, Site, Store, StoreError,
+    decode_cursor, encode_cursor, AgentRow, Batch, EnrolError, Fact, Inserted, NewToken,
+    ReportScope, ReportSink, ResultPage, ResultQuery, ScheduledAccess, Site, Store, StoreError,
 };
 use crate::store::Delivery;
 use chrono::{DateTime, Utc};
@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_results.sql"),
     include_str!("../../migrations/0002_enrolment.sql"),
     include_str!("../../migrations/0003_results_rowid.sql"),
+    include_str!("../../migrations/0004_report_facts.sql"),
 ];
 
 /// Largest page.
@@ -27,6 +28,8 @@ pub const MAX_PAGE: usize = 1000;
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The file, for readers on their own connection (`None` in memory).
+    path: Option<std::path::PathBuf>,
     checkpointer: Option<Checkpointer>,
 }
 
@@ -95,6 +98,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut store = Self::setup(Connection::open(path)?)?;
+        store.path = Some(path.to_path_buf());
         store.lock().pragma_update(None, "wal_autocheckpoint", 0)?;
         store.checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
@@ -116,6 +120,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            path: None,
             checkpointer: None,
         })
     }
@@ -153,6 +158,19 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The serde name of a unit enum value (`not_met`, `ok`, …).
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Flags as the report facts keep them: wire names, comma-separated.
+fn flags_text(flags: &[sonde_proto::Flag]) -> String {
+    flags.iter().map(wire_name).collect::<Vec<_>>().join(",")
+}
+
 impl Store for SqliteStore {
     fn insert_batches(
         &self,
@@ -180,6 +198,26 @@ impl Store for SqliteStore {
                      health = COALESCE(excluded.health, agents.health),
                      health_at = COALESCE(excluded.health_at, agents.health_at)",
             )?;
+            let mut fact = tx.prepare_cached(
+                "INSERT INTO report_facts (result_rowid, quartier, building, agent_id, access,
+                     kind, started_at, outcome, reason, flags, down_bps, up_bps,
+                     down_goodput_bps, target_down_bps, verdict_down, idle_s, loaded_s,
+                     probes_sent, probes_received, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     ?16, ?17, ?18, ?19, ?20)",
+            )?;
+            let mut access = tx.prepare_cached(
+                "INSERT INTO report_accesses (agent_id, access, quartier, building, kind,
+                     first_at, last_at, interval_s)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+                 ON CONFLICT (agent_id, access) DO UPDATE SET
+                     quartier = excluded.quartier, building = excluded.building,
+                     kind = excluded.kind,
+                     first_at = MIN(first_at, excluded.first_at),
+                     interval_s = CASE WHEN excluded.last_at >= last_at
+                         THEN COALESCE(excluded.interval_s, interval_s) ELSE interval_s END,
+                     last_at = MAX(last_at, excluded.last_at)",
+            )?;
             for batch in batches {
                 let delivery = &batch.delivery;
                 let mut done = Inserted::default();
@@ -188,10 +226,7 @@ impl Store for SqliteStore {
                         Some(j) => std::borrow::Cow::Borrowed(j.as_str()),
                         None => std::borrow::Cow::Owned(r.to_json()),
                     };
-                    let outcome = serde_json::to_value(r.status.outcome)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_else(|| "unknown".into());
+                    let outcome = wire_name(&r.status.outcome);
                     let changed = insert.execute(params![
                         r.id.to_string(),
                         delivery.agent_id,
@@ -205,6 +240,45 @@ impl Store for SqliteStore {
                         json.as_ref(),
                     ])?;
                     if changed == 1 {
+                        let rowid = tx.last_insert_rowid();
+                        let quartier = delivery.quartier.as_deref().unwrap_or("");
+                        let building = delivery.building.as_deref().unwrap_or("");
+                        let name = r.access.name.as_deref().unwrap_or("");
+                        let started = ns(r.run.started_at);
+                        let idle = r.idle_latency.as_ref();
+                        let down = r.download.as_ref();
+                        fact.execute(params![
+                            rowid,
+                            quartier,
+                            building,
+                            delivery.agent_id,
+                            name,
+                            r.access.kind.as_str(),
+                            started,
+                            outcome,
+                            r.status.reason.map(|x| x.as_str()),
+                            flags_text(&r.flags),
+                            down.map(|d| d.ip_rate_bps),
+                            r.upload.as_ref().map(|u| u.ip_rate_bps),
+                            down.map(|d| d.goodput_bps),
+                            r.verdict.target_down_bps,
+                            wire_name(&r.verdict.down),
+                            idle.and_then(|l| l.median_s),
+                            down.and_then(|d| d.loaded_latency.as_ref())
+                                .and_then(|l| l.median_s),
+                            idle.map(|l| l.sent),
+                            idle.map(|l| l.received),
+                            r.agent.version,
+                        ])?;
+                        access.execute(params![
+                            delivery.agent_id,
+                            name,
+                            quartier,
+                            building,
+                            r.access.kind.as_str(),
+                            started,
+                            r.run.interval_s,
+                        ])?;
                         done.new += 1;
                     } else {
                         done.duplicates += 1;
@@ -472,12 +546,142 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    fn report_scan(
+        &self,
+        scope: &ReportScope,
+        with_ids: bool,
+        sink: &mut dyn ReportSink,
+    ) -> Result<(), StoreError> {
+        // A file store reads on a connection of its own, in one read transaction: a
+        // consistent snapshot, while ingest goes on (WAL).
+        let own;
+        let shared;
+        let conn: &Connection = match &self.path {
+            Some(path) => {
+                own = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                own.busy_timeout(std::time::Duration::from_secs(5))?;
+                own.pragma_update(None, "cache_size", -16_384)?;
+                &own
+            }
+            None => {
+                shared = self.lock();
+                &shared
+            }
+        };
+        conn.execute_batch("BEGIN")?;
+        let result = scan(conn, scope, with_ids, sink);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+
+    fn site_known(
+        &self,
+        quartier: Option<&str>,
+        building: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let known = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM report_accesses
+                            WHERE (?1 IS NULL OR quartier = ?1) AND (?2 IS NULL OR building = ?2))
+                 OR EXISTS (SELECT 1 FROM tokens
+                            WHERE (?1 IS NULL OR quartier = ?1) AND (?2 IS NULL OR building = ?2))",
+            params![quartier, building],
+            |row| row.get::<_, bool>(0),
+        )?;
+        Ok(known)
+    }
+
     fn healthy(&self) -> bool {
         self.lock()
             .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
             .optional()
             .is_ok_and(|v| v == Some(1))
     }
+}
+
+/// The body of [`Store::report_scan`], inside its read transaction.
+fn scan(
+    conn: &Connection,
+    scope: &ReportScope,
+    with_ids: bool,
+    sink: &mut dyn ReportSink,
+) -> Result<(), StoreError> {
+    let (from, to) = (ns(scope.from), ns(scope.to));
+    let mut stmt = conn.prepare(
+        "SELECT agent_id, access, quartier, building, kind, first_at, interval_s
+         FROM report_accesses
+         WHERE (?1 IS NULL OR quartier = ?1) AND (?2 IS NULL OR building = ?2) AND first_at < ?3
+         ORDER BY quartier, building, agent_id, access",
+    )?;
+    let accesses = stmt
+        .query_map(params![scope.quartier, scope.building, to], |row| {
+            Ok(ScheduledAccess {
+                agent_id: row.get(0)?,
+                access: row.get(1)?,
+                quartier: row.get(2)?,
+                building: row.get(3)?,
+                kind: row.get(4)?,
+                first_at: from_ns(row.get(5)?),
+                interval_s: row.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    sink.accesses(accesses);
+    let id = if with_ids {
+        "(SELECT r.id FROM results r WHERE r.rowid = f.result_rowid)"
+    } else {
+        "NULL"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT quartier, building, agent_id, access, kind, started_at, outcome, reason, flags,
+                down_bps, up_bps, down_goodput_bps, target_down_bps, verdict_down, idle_s,
+                loaded_s, probes_sent, probes_received, version, {id}
+         FROM report_facts f
+         WHERE (?1 IS NULL OR quartier = ?1) AND (?2 IS NULL OR building = ?2)
+           AND started_at >= ?3 AND started_at < ?4
+         ORDER BY quartier, building, agent_id, access, started_at"
+    ))?;
+    let mut rows = stmt.query(params![scope.quartier, scope.building, from, to])?;
+    while let Some(row) = rows.next()? {
+        let opt = |i: usize| -> Result<Option<&str>, rusqlite::Error> {
+            row.get_ref(i)?.as_str_or_null().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    row.get_ref_unwrap(i).data_type(),
+                    Box::new(e),
+                )
+            })
+        };
+        let text = |i: usize| -> Result<&str, rusqlite::Error> { Ok(opt(i)?.unwrap_or("")) };
+        let fact = Fact {
+            quartier: text(0)?,
+            building: text(1)?,
+            agent_id: text(2)?,
+            access: text(3)?,
+            kind: text(4)?,
+            started_at_ns: row.get(5)?,
+            outcome: text(6)?,
+            reason: opt(7)?,
+            flags: text(8)?,
+            down_bps: row.get(9)?,
+            up_bps: row.get(10)?,
+            down_goodput_bps: row.get(11)?,
+            target_down_bps: row.get(12)?,
+            verdict_down: opt(13)?,
+            idle_s: row.get(14)?,
+            loaded_s: row.get(15)?,
+            probes_sent: row.get(16)?,
+            probes_received: row.get(17)?,
+            version: text(18)?,
+            id: opt(19)?,
+        };
+        sink.fact(&fact).map_err(StoreError::Query)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -519,6 +723,7 @@ mod tests {
                 directions: vec![Direction::Down],
                 streams: 8,
                 max_duration_s: 10.0,
+                interval_s: None,
             },
             download: None,
             upload: None,
@@ -747,6 +952,19 @@ mod tests {
             .expect("page");
         assert_eq!(page.results.len(), 1);
         assert_eq!(page.results[0]["id"], r.id.to_string());
+        // The report facts were filled from the stored record.
+        let fact: (Option<f64>, Option<String>, String, String) = s
+            .lock()
+            .query_row(
+                "SELECT down_bps, verdict_down, version, flags FROM report_facts",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .expect("fact");
+        assert_eq!(fact.0, r.download.as_ref().map(|d| d.ip_rate_bps));
+        assert_eq!(fact.1.as_deref(), Some(wire_name(&r.verdict.down).as_str()));
+        assert_eq!(fact.2, r.agent.version);
+        assert_eq!(fact.3, flags_text(&r.flags));
         // The id stays unique after the move.
         let again = s
             .insert(&delivery("a1"), std::slice::from_ref(&r), Utc::now())
