@@ -1,11 +1,13 @@
 //! Detects whether the tests are built as root, so tests that need root (network
 //! namespaces, SO_BINDTODEVICE) are reported as ignored, with the reason, elsewhere;
 //! and whether Prometheus' `prometheus` and `promtool` are installed (Debian package
-//! `prometheus`, which `.ci/run` installs), likewise.
+//! `prometheus`, which `.ci/run` installs), likewise; and Chromium (`chromium`), for
+//! rendering the HTML report.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_root)");
     println!("cargo::rustc-check-cfg=cfg(sonde_prometheus)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_chromium)");
     println!("cargo::rerun-if-env-changed=PATH");
     let on_path = |name: &str| {
         std::env::var_os("PATH")
@@ -14,6 +16,9 @@ fn main() {
     };
     if on_path("prometheus") && on_path("promtool") {
         println!("cargo::rustc-cfg=sonde_prometheus");
+    }
+    if on_path("chromium") {
+        println!("cargo::rustc-cfg=sonde_chromium");
     }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=USER");

@@ -297,6 +297,9 @@ fn report(args: ReportArgs) -> i32 {
         time_zone: tz,
         generated_at: chrono::Utc::now(),
     };
+    if let Err(e) = report::check_scope(&store, &request.scope) {
+        sonde_cli::usage_error(e);
+    }
     eprintln!(
         "reporting {} to {} ({})…",
         from_t.to_rfc3339(),

@@ -225,6 +225,14 @@ pub fn probe_lines(responder: &Responder, n: usize) -> Vec<String> {
 /// `GET path` on `addr` (HTTP/1.1, connection closed after): status and body, chunked
 /// bodies joined. `None` when nothing answers.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_get_with_headers(addr, path).map(|(code, _, body)| (code, body))
+}
+
+/// [`http_get`], with the response's headers (names lower-cased).
+pub fn http_get_with_headers(
+    addr: &str,
+    path: &str,
+) -> Option<(u16, std::collections::HashMap<String, String>, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
@@ -235,11 +243,17 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let out = String::from_utf8_lossy(&out).into_owned();
     let code = out.split_whitespace().nth(1)?.parse().ok()?;
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     if !head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        return Some((code, body.to_string()));
+        return Some((code, headers, body.to_string()));
     }
     let mut rest = body;
     let mut joined = String::new();
@@ -251,5 +265,5 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
         joined.push_str(&tail[..n]);
         rest = tail[n..].trim_start_matches("\r\n");
     }
-    Some((code, joined))
+    Some((code, headers, joined))
 }

@@ -14,7 +14,7 @@ use crate::store::{Fact, ReportScope, ReportSink, ScheduledAccess, Store, StoreE
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-use sonde_proto::stats::{median, quantile};
+use sonde_proto::stats::{median, quantile, quantile_sorted};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -63,12 +63,28 @@ pub struct Spread {
 
 impl Spread {
     fn of(values: &[f64]) -> Spread {
+        Spread::of_sorted(&sorted(values))
+    }
+
+    fn of_sorted(s: &[f64]) -> Spread {
         Spread {
-            p10: quantile(values, 0.1),
-            median: median(values),
-            p90: quantile(values, 0.9),
+            p10: q_sorted(s, 0.1),
+            median: q_sorted(s, 0.5),
+            p90: q_sorted(s, 0.9),
         }
     }
+}
+
+/// `values` in order, without NaN (figures in the store are never NaN).
+fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    v.sort_unstable_by(f64::total_cmp);
+    v
+}
+
+/// Quantile of a sorted slice (§4), `None` when empty.
+fn q_sorted(s: &[f64], q: f64) -> Option<f64> {
+    (!s.is_empty()).then(|| quantile_sorted(s, q))
 }
 
 /// How much of the planned measuring happened.
@@ -404,9 +420,8 @@ pub fn file_name(
     format!("{name}.{}", format.extension())
 }
 
-/// Makes the report for `request` from `store`.
-pub fn build(store: &dyn Store, request: &Request) -> Result<Report, ReportError> {
-    let scope = &request.scope;
+/// Checks the period and that the scope's quartier and building are known.
+pub fn check_scope(store: &dyn Store, scope: &ReportScope) -> Result<(), ReportError> {
     if scope.from >= scope.to {
         return Err(ReportError::Period {
             from: scope.from,
@@ -423,6 +438,13 @@ pub fn build(store: &dyn Store, request: &Request) -> Result<Report, ReportError
             return Err(ReportError::UnknownBuilding(b.clone()));
         }
     }
+    Ok(())
+}
+
+/// Makes the report for `request` from `store`.
+pub fn build(store: &dyn Store, request: &Request) -> Result<Report, ReportError> {
+    let scope = &request.scope;
+    check_scope(store, scope)?;
     let mut builder = Builder::new(request);
     store.report_scan(scope, false, &mut builder)?;
     Ok(builder.finish())
@@ -447,7 +469,10 @@ struct Acc {
     loaded: Vec<f64>,
     target: Option<f64>,
     counts: Counts,
-    buckets: BTreeSet<i64>,
+    /// Distinct buckets holding a valid test; results come in time order, so the last
+    /// one seen is enough to count them.
+    buckets: u64,
+    last_bucket: Option<i64>,
 }
 
 /// Receives the scan and summarises access by access.
@@ -458,6 +483,27 @@ struct Builder<'r> {
     done: Vec<AccessReport>,
     data: DataSummary,
     versions: BTreeSet<String>,
+    hours: LocalHours,
+}
+
+/// Local hour of UTC instants, with the zone's offset looked up once per UTC hour
+/// (zones change offset on whole hours only, and results come in time order).
+#[derive(Debug, Default)]
+struct LocalHours {
+    utc_hour: Option<i64>,
+    local_hour: u32,
+}
+
+impl LocalHours {
+    fn is_peak(&mut self, tz: Tz, ns: i64) -> bool {
+        let utc_hour = ns.div_euclid(3_600_000_000_000);
+        if self.utc_hour != Some(utc_hour) {
+            let t = DateTime::from_timestamp_nanos(utc_hour * 3_600_000_000_000);
+            self.local_hour = tz.from_utc_datetime(&t.naive_utc()).hour();
+            self.utc_hour = Some(utc_hour);
+        }
+        (PEAK_HOURS.0..PEAK_HOURS.1).contains(&self.local_hour)
+    }
 }
 
 impl ReportSink for Builder<'_> {
@@ -517,13 +563,15 @@ impl ReportSink for Builder<'_> {
             return Ok(());
         }
         c.valid += 1;
-        let bucket = bucket_len(c.schedule.as_ref());
-        c.buckets
-            .insert((f.started_at_ns / 1_000_000_000 - start.timestamp()).div_euclid(bucket));
+        let bucket = (f.started_at_ns.div_euclid(1_000_000_000) - start.timestamp())
+            .div_euclid(bucket_len(c.schedule.as_ref()));
+        if c.last_bucket != Some(bucket) {
+            c.buckets += 1;
+            c.last_bucket = Some(bucket);
+        }
         if let Some(d) = f.down_bps {
             c.down.push(d);
-            let local = tz.from_utc_datetime(&t.naive_utc());
-            if (PEAK_HOURS.0..PEAK_HOURS.1).contains(&local.hour()) {
+            if self.hours.is_peak(tz, f.started_at_ns) {
                 c.peak.push(d);
             }
         }
@@ -583,6 +631,7 @@ impl<'r> Builder<'r> {
             done: Vec::new(),
             data: DataSummary::default(),
             versions: BTreeSet::new(),
+            hours: LocalHours::default(),
         }
     }
 
@@ -606,25 +655,23 @@ impl<'r> Builder<'r> {
             _ => 0,
         };
         let bucket = bucket_len(c.schedule.as_ref());
-        let buckets = (span + bucket - 1) / bucket;
+        let buckets = ((span + bucket - 1) / bucket).max(0) as u64;
         let coverage = Coverage {
             scheduled: slots.max(c.recorded),
             run: c.run,
             valid: c.valid,
-            buckets_covered: c.buckets.len() as u64,
-            buckets: buckets.max(c.buckets.len() as i64) as u64,
-            time_covered_ratio: ratio(
-                c.buckets.len() as u64,
-                buckets.max(c.buckets.len() as i64) as u64,
-            ),
+            buckets_covered: c.buckets,
+            buckets: buckets.max(c.buckets),
+            time_covered_ratio: ratio(c.buckets, buckets.max(c.buckets)),
         };
-        let download = Spread::of(&c.down);
-        let consistent = quantile(&c.peak, 0.2);
+        let download = Spread::of_sorted(&sorted(&c.down));
+        let peak = sorted(&c.peak);
+        let consistent = q_sorted(&peak, 0.2);
         let is_4g = c.kind == "4g";
         AccessReport {
             coverage,
             download_bps: download,
-            upload_bps: Spread::of(&c.up),
+            upload_bps: Spread::of_sorted(&sorted(&c.up)),
             target_down_bps: c.target,
             target_met_ratio: ratio(c.counts.met, c.counts.with_target),
             compliant: match (download.median, c.target) {
@@ -632,7 +679,7 @@ impl<'r> Builder<'r> {
                 _ => None,
             },
             arcep_thresholds: is_4g.then(|| thresholds(&c.counts)),
-            peak_download_median_bps: median(&c.peak),
+            peak_download_median_bps: q_sorted(&peak, 0.5),
             consistent_80_80_bps: consistent,
             consistent_80_80_ratio: match (consistent, c.target) {
                 (Some(x), Some(t)) if t > 0.0 => Some(x / t),

@@ -293,6 +293,7 @@ fn esc(s: &str) -> String {
 pub fn rate(v: Option<f64>) -> String {
     match v {
         None => "—".into(),
+        Some(0.0) => "0".into(),
         Some(x) if x >= 1e9 => format!("{:.2} Gb/s", x / 1e9),
         Some(x) if x >= 1e6 => format!("{:.1} Mb/s", x / 1e6),
         Some(x) => format!("{:.0} kb/s", x / 1e3),

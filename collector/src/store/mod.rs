@@ -249,8 +249,8 @@ pub struct Fact<'a> {
 pub trait ReportSink {
     /// Every access of the scope known before the period's end, first.
     fn accesses(&mut self, accesses: Vec<ScheduledAccess>);
-    /// Then each result of the scope and period, ordered by quartier, building, agent,
-    /// access and start. An error stops the scan and is returned by it.
+    /// Then each result of the scope and period, access by access, in time order
+    /// within each. An error stops the scan and is returned by it.
     fn fact(&mut self, fact: &Fact<'_>) -> Result<(), String>;
 }
 

@@ -199,12 +199,10 @@ impl Store for SqliteStore {
                      health_at = COALESCE(excluded.health_at, agents.health_at)",
             )?;
             let mut fact = tx.prepare_cached(
-                "INSERT INTO report_facts (result_rowid, quartier, building, agent_id, access,
-                     kind, started_at, outcome, reason, flags, down_bps, up_bps,
-                     down_goodput_bps, target_down_bps, verdict_down, idle_s, loaded_s,
-                     probes_sent, probes_received, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20)",
+                "INSERT INTO report_facts (access_id, started_at, result_rowid, outcome, reason,
+                     flags, down_bps, up_bps, down_goodput_bps, target_down_bps, verdict_down,
+                     idle_s, loaded_s, probes_sent, probes_received, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             let mut access = tx.prepare_cached(
                 "INSERT INTO report_accesses (agent_id, access, quartier, building, kind,
@@ -216,7 +214,8 @@ impl Store for SqliteStore {
                      first_at = MIN(first_at, excluded.first_at),
                      interval_s = CASE WHEN excluded.last_at >= last_at
                          THEN COALESCE(excluded.interval_s, interval_s) ELSE interval_s END,
-                     last_at = MAX(last_at, excluded.last_at)",
+                     last_at = MAX(last_at, excluded.last_at)
+                 RETURNING id",
             )?;
             for batch in batches {
                 let delivery = &batch.delivery;
@@ -247,14 +246,22 @@ impl Store for SqliteStore {
                         let started = ns(r.run.started_at);
                         let idle = r.idle_latency.as_ref();
                         let down = r.download.as_ref();
+                        let access_id: i64 = access.query_row(
+                            params![
+                                delivery.agent_id,
+                                name,
+                                quartier,
+                                building,
+                                r.access.kind.as_str(),
+                                started,
+                                r.run.interval_s,
+                            ],
+                            |row| row.get(0),
+                        )?;
                         fact.execute(params![
-                            rowid,
-                            quartier,
-                            building,
-                            delivery.agent_id,
-                            name,
-                            r.access.kind.as_str(),
+                            access_id,
                             started,
+                            rowid,
                             outcome,
                             r.status.reason.map(|x| x.as_str()),
                             flags_text(&r.flags),
@@ -269,15 +276,6 @@ impl Store for SqliteStore {
                             idle.map(|l| l.sent),
                             idle.map(|l| l.received),
                             r.agent.version,
-                        ])?;
-                        access.execute(params![
-                            delivery.agent_id,
-                            name,
-                            quartier,
-                            building,
-                            r.access.kind.as_str(),
-                            started,
-                            r.run.interval_s,
                         ])?;
                         done.new += 1;
                     } else {
@@ -612,74 +610,75 @@ fn scan(
 ) -> Result<(), StoreError> {
     let (from, to) = (ns(scope.from), ns(scope.to));
     let mut stmt = conn.prepare(
-        "SELECT agent_id, access, quartier, building, kind, first_at, interval_s
+        "SELECT id, agent_id, access, quartier, building, kind, first_at, interval_s
          FROM report_accesses
          WHERE (?1 IS NULL OR quartier = ?1) AND (?2 IS NULL OR building = ?2) AND first_at < ?3
-         ORDER BY quartier, building, agent_id, access",
+         ORDER BY id",
     )?;
     let accesses = stmt
         .query_map(params![scope.quartier, scope.building, to], |row| {
-            Ok(ScheduledAccess {
-                agent_id: row.get(0)?,
-                access: row.get(1)?,
-                quartier: row.get(2)?,
-                building: row.get(3)?,
-                kind: row.get(4)?,
-                first_at: from_ns(row.get(5)?),
-                interval_s: row.get(6)?,
-            })
+            Ok((
+                row.get::<_, i64>(0)?,
+                ScheduledAccess {
+                    agent_id: row.get(1)?,
+                    access: row.get(2)?,
+                    quartier: row.get(3)?,
+                    building: row.get(4)?,
+                    kind: row.get(5)?,
+                    first_at: from_ns(row.get(6)?),
+                    interval_s: row.get(7)?,
+                },
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    sink.accesses(accesses);
+    sink.accesses(accesses.iter().map(|(_, a)| a.clone()).collect());
     let id = if with_ids {
         "(SELECT r.id FROM results r WHERE r.rowid = f.result_rowid)"
     } else {
         "NULL"
     };
+    // Per access, a range of its clustered rows: the period is a seek, not a filter.
     let mut stmt = conn.prepare(&format!(
-        "SELECT quartier, building, agent_id, access, kind, started_at, outcome, reason, flags,
-                down_bps, up_bps, down_goodput_bps, target_down_bps, verdict_down, idle_s,
-                loaded_s, probes_sent, probes_received, version, {id}
+        "SELECT started_at, outcome, reason, flags, down_bps, up_bps, down_goodput_bps,
+                target_down_bps, verdict_down, idle_s, loaded_s, probes_sent,
+                probes_received, version, {id}
          FROM report_facts f
-         WHERE (?1 IS NULL OR quartier = ?1) AND (?2 IS NULL OR building = ?2)
-           AND started_at >= ?3 AND started_at < ?4
-         ORDER BY quartier, building, agent_id, access, started_at"
+         WHERE access_id = ?1 AND started_at >= ?2 AND started_at < ?3
+         ORDER BY started_at"
     ))?;
-    let mut rows = stmt.query(params![scope.quartier, scope.building, from, to])?;
-    while let Some(row) = rows.next()? {
-        let opt = |i: usize| -> Result<Option<&str>, rusqlite::Error> {
-            row.get_ref(i)?.as_str_or_null().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    row.get_ref_unwrap(i).data_type(),
-                    Box::new(e),
-                )
-            })
-        };
-        let text = |i: usize| -> Result<&str, rusqlite::Error> { Ok(opt(i)?.unwrap_or("")) };
-        let fact = Fact {
-            quartier: text(0)?,
-            building: text(1)?,
-            agent_id: text(2)?,
-            access: text(3)?,
-            kind: text(4)?,
-            started_at_ns: row.get(5)?,
-            outcome: text(6)?,
-            reason: opt(7)?,
-            flags: text(8)?,
-            down_bps: row.get(9)?,
-            up_bps: row.get(10)?,
-            down_goodput_bps: row.get(11)?,
-            target_down_bps: row.get(12)?,
-            verdict_down: opt(13)?,
-            idle_s: row.get(14)?,
-            loaded_s: row.get(15)?,
-            probes_sent: row.get(16)?,
-            probes_received: row.get(17)?,
-            version: text(18)?,
-            id: opt(19)?,
-        };
-        sink.fact(&fact).map_err(StoreError::Query)?;
+    for (access_id, a) in &accesses {
+        let mut rows = stmt.query(params![access_id, from, to])?;
+        while let Some(row) = rows.next()? {
+            let opt = |i: usize| -> Result<Option<&str>, rusqlite::Error> {
+                let v = row.get_ref(i)?;
+                v.as_str_or_null().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), Box::new(e))
+                })
+            };
+            let fact = Fact {
+                quartier: &a.quartier,
+                building: &a.building,
+                agent_id: &a.agent_id,
+                access: &a.access,
+                kind: &a.kind,
+                started_at_ns: row.get(0)?,
+                outcome: opt(1)?.unwrap_or(""),
+                reason: opt(2)?,
+                flags: opt(3)?.unwrap_or(""),
+                down_bps: row.get(4)?,
+                up_bps: row.get(5)?,
+                down_goodput_bps: row.get(6)?,
+                target_down_bps: row.get(7)?,
+                verdict_down: opt(8)?,
+                idle_s: row.get(9)?,
+                loaded_s: row.get(10)?,
+                probes_sent: row.get(11)?,
+                probes_received: row.get(12)?,
+                version: opt(13)?.unwrap_or(""),
+                id: opt(14)?,
+            };
+            sink.fact(&fact).map_err(StoreError::Query)?;
+        }
     }
     Ok(())
 }
@@ -956,7 +955,8 @@ mod tests {
         let fact: (Option<f64>, Option<String>, String, String) = s
             .lock()
             .query_row(
-                "SELECT down_bps, verdict_down, version, flags FROM report_facts",
+                "SELECT down_bps, verdict_down, version, flags FROM report_facts f
+                 JOIN report_accesses a ON a.id = f.access_id WHERE a.agent_id = 'a1'",
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )

@@ -1,0 +1,394 @@
+//! `sonde-collector report` as the regulator uses it: results delivered by a real agent
+//! over QUIC to a real collector, then the report command, its signature, `report
+//! verify` catching a one-byte change, bad arguments, `GET /api/v1/reports`, and the HTML
+//! rendered in headless Chromium (console clean, screenshot and PDF kept).
+
+use base64::Engine as _;
+use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
+use sonde_e2e::{bin, run_bounded, Run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn collector_cmd(collector: &Collector, args: &[&str]) -> Run {
+    let mut cmd = Command::new(bin("sonde-collector"));
+    cmd.args(args).arg("--config").arg(&collector.config);
+    run_bounded(cmd, Duration::from_secs(120))
+}
+
+fn verify(file: &Path, key: &Path) -> Run {
+    let mut cmd = Command::new(bin("sonde-collector"));
+    cmd.args(["report", "verify"])
+        .arg(file)
+        .arg("--key")
+        .arg(key);
+    run_bounded(cmd, Duration::from_secs(60))
+}
+
+/// A collector holding 40 results of one agent from the last 40 hours; the period that
+/// covers them, as RFC 3339 instants.
+fn collector_with_results(dir: &Path) -> (Collector, String, String) {
+    let mut collector = Collector::configure(dir);
+    collector.start();
+    let adir = dir.join("agent");
+    collector.enroll("b-report", &adir.join("state"));
+    seed_spool(&adir.join("state"), 40, |i| {
+        let mut r = record(i as i64 * 60);
+        r.run.interval_s = Some(3600.0);
+        r
+    });
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(1000, 20));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while collector.all_results().len() < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent's results did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(agent);
+    let now = chrono::Utc::now();
+    let from = (now - chrono::Duration::hours(48)).to_rfc3339();
+    let to = (now + chrono::Duration::hours(1)).to_rfc3339();
+    (collector, from, to)
+}
+
+#[test]
+fn a_signed_report_verifies_and_a_one_byte_change_is_named() {
+    let dir = scratch("report-cli");
+    let (collector, from, to) = collector_with_results(&dir);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).expect("out dir");
+
+    let csv = out.join("r.csv");
+    let run = collector_cmd(
+        &collector,
+        &[
+            "report",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "csv",
+            "--out",
+            csv.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let raw = out.join("r.results.csv");
+    let manifest = out.join("r.manifest.json");
+    for f in [&csv, &raw, &manifest, &out.join("r.manifest.sig")] {
+        assert!(
+            f.exists(),
+            "{} missing; stdout: {}",
+            f.display(),
+            run.stdout()
+        );
+    }
+    // Every stored result is in the raw file, with its id.
+    let raw_text = std::fs::read_to_string(&raw).expect("raw");
+    assert_eq!(raw_text.lines().count(), 41, "header + 40 results");
+    let ids: Vec<String> = collector
+        .all_results()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(ids.iter().all(|id| raw_text.contains(id.as_str())));
+    let summary = std::fs::read_to_string(&csv).expect("summary");
+    assert!(
+        summary.starts_with("level,quartier,building,agent,access,kind"),
+        "{summary}"
+    );
+    assert!(summary.contains("access,q-test,b-report,"), "{summary}");
+
+    // The public key, exported for a verifier without access to the collector.
+    let run = collector_cmd(&collector, &["report", "key"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let key = out.join("report-key.pub");
+    std::fs::write(&key, run.stdout()).expect("key");
+    let ok = verify(&csv, &key);
+    assert_eq!(ok.code(), 0, "{}{}", ok.stdout(), ok.stderr());
+    assert!(
+        ok.stdout().contains("valid: signed by the given key"),
+        "{}",
+        ok.stdout()
+    );
+
+    // One byte changed in the raw results: refused, naming the file; restored: valid.
+    let original = std::fs::read(&raw).expect("raw bytes");
+    let mut changed = original.clone();
+    let at = changed.len() / 2;
+    changed[at] = if changed[at] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&raw, &changed).expect("change");
+    let bad = verify(&csv, &key);
+    assert_eq!(bad.code(), 1);
+    assert!(bad.stderr().contains("r.results.csv"), "{}", bad.stderr());
+    assert_eq!(bad.stderr().trim().lines().count(), 1, "{}", bad.stderr());
+    std::fs::write(&raw, &original).expect("restore");
+    assert_eq!(verify(&manifest, &key).code(), 0);
+
+    // JSON and HTML reports of the same period.
+    for format in ["json", "html"] {
+        let file = out.join(format!("r2.{format}"));
+        let run = collector_cmd(
+            &collector,
+            &[
+                "report",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--quartier",
+                "q-test",
+                "--format",
+                format,
+                "--out",
+                file.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(run.code(), 0, "{}", run.stderr());
+        assert_eq!(verify(&file, &key).code(), 0);
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("r2.json")).expect("json"))
+            .expect("valid JSON");
+    assert_eq!(json["data"]["results"], 40);
+    assert_eq!(
+        json["header"]["methodology_version"],
+        sonde_proto::METHODOLOGY_VERSION
+    );
+    assert_eq!(json["accesses"][0]["coverage"]["run"], 40);
+
+    // An empty period is a report that says so.
+    let empty = out.join("empty.json");
+    let run = collector_cmd(
+        &collector,
+        &[
+            "report",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2020-01-31",
+            "--format",
+            "json",
+            "--out",
+            empty.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stderr().contains("no data"), "{}", run.stderr());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&empty).expect("json")).expect("valid JSON");
+    assert_eq!(json["data"]["no_data"], true);
+}
+
+#[test]
+fn bad_arguments_are_one_line_with_exit_64_and_http_serves_the_same_signed_report() {
+    let dir = scratch("report-args");
+    let (collector, from, to) = collector_with_results(&dir);
+    for (args, names) in [
+        (
+            vec!["--from", "2026-13-01", "--to", "2026-12-31"],
+            "2026-13-01",
+        ),
+        (vec!["--from", "2026-11-03", "--to", "2026-11-02"], "--from"),
+        (vec!["--from", "2026-11-01", "--to", "soon"], "soon"),
+        (
+            vec![
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-11-02",
+                "--quartier",
+                "nowhere",
+            ],
+            "nowhere",
+        ),
+    ] {
+        let mut all = vec!["report"];
+        all.extend(&args);
+        all.extend(["--format", "json", "--out", "/nonexistent/never.json"]);
+        let run = collector_cmd(&collector, &all);
+        assert_eq!(run.code(), 64, "{args:?}: {}", run.stderr());
+        let err = run.stderr();
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
+
+    // GET /api/v1/reports: the report in the body, its manifest and signature in
+    // headers; saved side by side they verify like the CLI's.
+    let q = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let path = format!(
+        "/api/v1/reports?from={}&to={}&quartier=q-test&format=json",
+        q(&from),
+        q(&to)
+    );
+    let (code, headers, body) =
+        sonde_e2e::http_get_with_headers(&collector.http, &path).expect("HTTP answers");
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON report");
+    assert_eq!(json["data"]["results"], 40);
+    let name = headers["content-disposition"]
+        .split("filename=\"")
+        .nth(1)
+        .and_then(|s| s.strip_suffix('"'))
+        .expect("file name")
+        .to_string();
+    let saved = dir.join("http");
+    std::fs::create_dir_all(&saved).expect("dir");
+    std::fs::write(saved.join(&name), &body).expect("body");
+    let stem = name.rsplit_once('.').map(|(s, _)| s).expect("stem");
+    let manifest = base64::engine::general_purpose::STANDARD
+        .decode(&headers["x-sonde-manifest"])
+        .expect("base64 manifest");
+    std::fs::write(saved.join(format!("{stem}.manifest.json")), manifest).expect("manifest");
+    std::fs::write(
+        saved.join(format!("{stem}.manifest.sig")),
+        format!("{}\n", headers["x-sonde-manifest-signature"]),
+    )
+    .expect("sig");
+    let run = collector_cmd(&collector, &["report", "key"]);
+    let key = saved.join("key.pub");
+    std::fs::write(&key, run.stdout()).expect("key");
+    let ok = verify(&saved.join(&name), &key);
+    assert_eq!(ok.code(), 0, "{}{}", ok.stdout(), ok.stderr());
+    // Bad parameters are a 400 with the reason.
+    let (code, body) = sonde_e2e::http_get(
+        &collector.http,
+        "/api/v1/reports?from=2026-13-01&to=2026-12-01",
+    )
+    .expect("HTTP answers");
+    assert_eq!(code, 400);
+    assert!(body.contains("2026-13-01"), "{body}");
+    let (code, body) = sonde_e2e::http_get(
+        &collector.http,
+        "/api/v1/reports?from=2026-11-01&to=2026-11-02&quartier=nowhere",
+    )
+    .expect("HTTP answers");
+    assert_eq!(code, 400);
+    assert!(body.contains("nowhere"), "{body}");
+}
+
+/// Where test artifacts are kept: target/test-artifacts.
+fn artifacts() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&d).expect("artifacts dir");
+    d
+}
+
+/// Loads `page` in headless Chromium: a screenshot and a PDF print into `shot` and
+/// `pdf`, and the page's console messages.
+fn chromium(page: &Path, shot: &Path, pdf: &Path) -> Vec<String> {
+    let profile = page.with_extension("profile");
+    let url = format!("file://{}", page.display());
+    let base = |cmd: &mut Command| {
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--enable-logging=stderr", "--v=0", "--log-level=0"]);
+    };
+    let mut cmd = Command::new("chromium");
+    base(&mut cmd);
+    cmd.arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1280,1800")
+        .arg(&url);
+    let run = run_bounded(cmd, Duration::from_secs(120));
+    assert!(shot.exists(), "no screenshot: {}", run.stderr());
+    let mut cmd = Command::new("chromium");
+    base(&mut cmd);
+    cmd.arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg("--no-pdf-header-footer")
+        .arg(&url);
+    let printed = run_bounded(cmd, Duration::from_secs(120));
+    assert!(pdf.exists(), "no PDF: {}", printed.stderr());
+    run.stderr()
+        .lines()
+        .chain(printed.stderr().lines())
+        // Chromium logs every console message as `INFO:CONSOLE:LINE] "text", source: URL`
+        // without its level. The report has no script, so any message at all (a
+        // failed load, a blocked resource, an error) is a finding.
+        .filter(|l| l.contains(":CONSOLE") || l.contains("Failed to load resource"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg_attr(
+    not(sonde_chromium),
+    ignore = "needs chromium (apt-get install chromium; .ci/run does)"
+)]
+#[test]
+fn the_html_report_renders_in_chromium_without_console_errors() {
+    let dir = scratch("report-html");
+    let (collector, from, to) = collector_with_results(&dir);
+    let page = dir.join("report.html");
+    let run = collector_cmd(
+        &collector,
+        &[
+            "report",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "html",
+            "--out",
+            page.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let html = std::fs::read_to_string(&page).expect("html");
+    // Self-contained: nothing fetched from elsewhere.
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "<link",
+        "<script",
+        "@import",
+        "url(",
+    ] {
+        assert!(!html.contains(external), "external asset {external:?}");
+    }
+    assert!(
+        html.find("Summary") < html.find("<svg"),
+        "summary first, then charts"
+    );
+    assert!(
+        html.find("<svg") < html.find("<table"),
+        "charts before tables"
+    );
+
+    let out = artifacts();
+    let shot = out.join("report.png");
+    let pdf = out.join("report.pdf");
+    let _ = std::fs::remove_file(&shot);
+    let _ = std::fs::remove_file(&pdf);
+    let errors = chromium(&page, &shot, &pdf);
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot"
+    );
+    let pdf_bytes = std::fs::read(&pdf).expect("pdf");
+    assert!(pdf_bytes.starts_with(b"%PDF"), "a PDF");
+    eprintln!(
+        "screenshot kept at {}, PDF at {}",
+        shot.display(),
+        pdf.display()
+    );
+
+    // The console check itself catches an error (so a clean run means something).
+    let broken = dir.join("broken.html");
+    std::fs::write(
+        &broken,
+        "<!DOCTYPE html><html><body><p>x</p><script>console.error('boom')</script></body></html>",
+    )
+    .expect("write");
+    let errors = chromium(&broken, &dir.join("broken.png"), &dir.join("broken.pdf"));
+    assert!(!errors.is_empty(), "a console.error must be caught");
+}
