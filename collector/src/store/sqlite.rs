@@ -158,6 +158,19 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An access whose results this transaction stores.
+struct Touched {
+    id: i64,
+    quartier: String,
+    building: String,
+    kind: &'static str,
+    first: i64,
+    last: i64,
+    interval: Option<f64>,
+    /// More than one result: its row needs the final figures.
+    again: bool,
+}
+
 /// The serde name of a unit enum value (`not_met`, `ok`, …).
 fn wire_name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
@@ -207,7 +220,7 @@ impl Store for SqliteStore {
             let mut access = tx.prepare_cached(
                 "INSERT INTO report_accesses (agent_id, access, quartier, building, kind,
                      first_at, last_at, interval_s)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (agent_id, access) DO UPDATE SET
                      quartier = excluded.quartier, building = excluded.building,
                      kind = excluded.kind,
@@ -217,6 +230,8 @@ impl Store for SqliteStore {
                      last_at = MAX(last_at, excluded.last_at)
                  RETURNING id",
             )?;
+            let mut touched: std::collections::HashMap<(String, String), Touched> =
+                std::collections::HashMap::new();
             for batch in batches {
                 let delivery = &batch.delivery;
                 let mut done = Inserted::default();
@@ -246,18 +261,49 @@ impl Store for SqliteStore {
                         let started = ns(r.run.started_at);
                         let idle = r.idle_latency.as_ref();
                         let down = r.download.as_ref();
-                        let access_id: i64 = access.query_row(
-                            params![
-                                delivery.agent_id,
-                                name,
-                                quartier,
-                                building,
-                                r.access.kind.as_str(),
-                                started,
-                                r.run.interval_s,
-                            ],
-                            |row| row.get(0),
-                        )?;
+                        // One upsert of the access when first met in this transaction,
+                        // one at the end with what its other results changed.
+                        let key = (delivery.agent_id.clone(), name.to_string());
+                        let access_id = match touched.get_mut(&key) {
+                            Some(t) => {
+                                t.first = t.first.min(started);
+                                if started >= t.last {
+                                    t.last = started;
+                                    t.interval = r.run.interval_s.or(t.interval);
+                                }
+                                t.again = true;
+                                t.id
+                            }
+                            None => {
+                                let id: i64 = access.query_row(
+                                    params![
+                                        delivery.agent_id,
+                                        name,
+                                        quartier,
+                                        building,
+                                        r.access.kind.as_str(),
+                                        started,
+                                        started,
+                                        r.run.interval_s,
+                                    ],
+                                    |row| row.get(0),
+                                )?;
+                                touched.insert(
+                                    key,
+                                    Touched {
+                                        id,
+                                        quartier: quartier.to_string(),
+                                        building: building.to_string(),
+                                        kind: r.access.kind.as_str(),
+                                        first: started,
+                                        last: started,
+                                        interval: r.run.interval_s,
+                                        again: false,
+                                    },
+                                );
+                                id
+                            }
+                        };
                         fact.execute(params![
                             access_id,
                             started,
@@ -302,6 +348,14 @@ impl Store for SqliteStore {
                     health
                 ])?;
                 out.push(done);
+            }
+            for ((agent_id, name), t) in touched.into_iter().filter(|(_, t)| t.again) {
+                access.query_row(
+                    params![
+                        agent_id, name, t.quartier, t.building, t.kind, t.first, t.last, t.interval
+                    ],
+                    |row| row.get::<_, i64>(0),
+                )?;
             }
         }
         tx.commit()?;
@@ -751,6 +805,40 @@ mod tests {
             quartier: Some("q1".into()),
             building: Some("b1".into()),
         }
+    }
+
+    #[test]
+    fn an_access_keeps_its_first_and_latest_start_and_the_latest_interval() {
+        let s = SqliteStore::in_memory().expect("store");
+        let with = |i: u32, interval: f64| {
+            let mut r = record(i, "a1");
+            r.access.name = Some("fibre".into());
+            r.run.interval_s = Some(interval);
+            r
+        };
+        // Out of order within one transaction, then an older one in a later one.
+        s.insert(
+            &delivery("a1"),
+            &[with(5, 600.0), with(9, 900.0), with(7, 700.0)],
+            Utc::now(),
+        )
+        .expect("insert");
+        s.insert(&delivery("a1"), &[with(2, 200.0)], Utc::now())
+            .expect("insert");
+        let row: (i64, i64, f64, i64) = s
+            .lock()
+            .query_row(
+                "SELECT first_at, last_at, interval_s,
+                        (SELECT COUNT(*) FROM report_facts f WHERE f.access_id = a.id)
+                 FROM report_accesses a WHERE agent_id = 'a1' AND access = 'fibre'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("access row");
+        assert_eq!(row.0, ns(record(2, "a1").run.started_at));
+        assert_eq!(row.1, ns(record(9, "a1").run.started_at));
+        assert_eq!(row.2, 900.0, "the interval of the latest result");
+        assert_eq!(row.3, 4);
     }
 
     fn token(hash: &str, expires_in_s: i64) -> NewToken {
