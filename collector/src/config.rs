@@ -24,6 +24,20 @@ pub struct Config {
     /// Compliance reports.
     #[serde(default)]
     pub report: ReportConfig,
+    /// How long raw results are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Months raw results (the JSON records) are kept, counted from their start; 0
+    /// (the default) keeps them forever. The report rows of every result are kept
+    /// regardless, so reports over older periods keep their figures.
+    #[serde(default)]
+    pub raw_months: u32,
 }
 
 /// `[report]`.
@@ -143,6 +157,8 @@ pub struct Checked {
     pub silent_horizon: std::time::Duration,
     /// Time zone of the sites, for reports.
     pub time_zone: chrono_tz::Tz,
+    /// Months raw results are kept (0: forever).
+    pub raw_months: u32,
 }
 
 impl Checked {
@@ -248,6 +264,7 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
                 max_connections: config.quic.max_connections,
                 silent_horizon,
                 time_zone,
+                raw_months: config.retention.raw_months,
             })
         }
         _ => Err(problems),
@@ -303,8 +320,20 @@ mod tests {
             problems[3].starts_with("quic.max_connections"),
             "{problems:?}"
         );
-        let p = write("unknown", "data_dir = \"s\"\nretention = 3\n");
+        let p = write("unknown", "data_dir = \"s\"\nkeep_forever = 3\n");
         let problems = load(&p).expect_err("unknown field");
-        assert!(problems[0].contains("retention"), "{problems:?}");
+        assert!(problems[0].contains("keep_forever"), "{problems:?}");
+        let p = write(
+            "zone",
+            "data_dir = \"s\"\n[report]\ntime_zone = \"Europe/Pariss\"\n[retention]\nraw_months = 13\n",
+        );
+        let problems = load(&p).expect_err("bad zone");
+        assert!(problems[0].starts_with("report.time_zone"), "{problems:?}");
+        let p = write(
+            "retention",
+            "data_dir = \"s\"\n[retention]\nraw_months = 13\n",
+        );
+        let c = load(&p).expect("valid");
+        assert_eq!((c.raw_months, c.time_zone), (13, chrono_tz::Europe::Paris));
     }
 }

@@ -222,6 +222,8 @@ pub struct Session {
     decoder: FrameDecoder,
     delivery: Option<Delivery>,
     peer: String,
+    /// Set when the connection's agent was revoked: why its uploads are refused.
+    pub revoked: Option<String>,
 }
 
 /// What to do after some bytes.
@@ -332,6 +334,7 @@ impl Ingest {
             decoder: FrameDecoder::new(self.max_payload),
             delivery,
             peer,
+            revoked: None,
         }
     }
 
@@ -361,6 +364,9 @@ impl Ingest {
             match session.decoder.poll() {
                 Ok(None) => return reply,
                 Ok(Some(Message::Upload(mut upload))) => {
+                    if let Some(why) = session.revoked.clone() {
+                        return self.refuse(session, reply, RejectReason::Revoked, why);
+                    }
                     let Some(delivery) = session.delivery.clone() else {
                         return self.refuse(
                             session,

@@ -44,6 +44,49 @@ enum Command {
     /// Enrolment tokens for agents.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Enrolled agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Copy the store to a new file, consistently, while the collector runs.
+    ///
+    /// The copy holds every result acknowledged before it began (SQLite VACUUM INTO in
+    /// one read transaction; ingest goes on meanwhile). Keys are not in it: back up
+    /// the data directory's *.pem and *.key files once, beside it.
+    ///
+    /// Example: sonde-collector backup --out /srv/backup/collector-$(date +%F).sqlite
+    Backup {
+        /// The new file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The collector's configuration.
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "SONDE_COLLECTOR_CONFIG",
+            default_value = "/etc/sonde/collector.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Replace the store with a backup. Stop the collector first.
+    ///
+    /// The backup is checked (SQLite integrity, a sonde store, a schema this collector
+    /// knows) before anything changes; the store it replaces is kept beside it as
+    /// collector.sqlite.before-restore-TIME.
+    ///
+    /// Example: sonde-collector restore --from /srv/backup/collector-2026-11-29.sqlite
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The collector's configuration.
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "SONDE_COLLECTOR_CONFIG",
+            default_value = "/etc/sonde/collector.toml"
+        )]
+        config: PathBuf,
+    },
     /// Load results as `sonde-agent probe --json` prints them, one per line.
     ///
     /// Each line is checked on its own: rejected lines are reported with their number
@@ -116,6 +159,39 @@ struct ReportArgs {
         default_value = "/etc/sonde/collector.toml"
     )]
     config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// List the agents: id, quartier, building, version, last seen, results, state.
+    List {
+        /// The collector's configuration.
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "SONDE_COLLECTOR_CONFIG",
+            default_value = "/etc/sonde/collector.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Revoke an agent (a lost or replaced box): from its next connection, its uploads
+    /// are refused with the reason `revoked`. Its results already stored stay; the ones
+    /// on the box stay in its spool. Enrol the box again with a new token to resume.
+    ///
+    /// Example: sonde-collector agent revoke b42-3f9c1a
+    Revoke {
+        /// The agent's id (see `agent list` or /api/v1/agents).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The collector's configuration.
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "SONDE_COLLECTOR_CONFIG",
+            default_value = "/etc/sonde/collector.toml"
+        )]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +311,10 @@ fn main() {
             };
             import(&file, &db)
         }
+        Command::Agent(AgentCommand::Revoke { id, config }) => agent_revoke(&config, &id),
+        Command::Backup { out, config } => backup(&config, &out),
+        Command::Restore { from, config } => restore(&config, &from),
+        Command::Agent(AgentCommand::List { config }) => agent_list(&config),
         Command::Report { action, args } => match action {
             Some(ReportAction::Verify { file, key }) => report_verify(&file, key.as_deref()),
             Some(ReportAction::Key { config }) => report_key(&config),
@@ -329,6 +409,157 @@ fn report(args: ReportArgs) -> i32 {
             | report::ReportError::UnknownBuilding(_)
             | report::ReportError::Period { .. }),
         ) => sonde_cli::usage_error(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn backup(config: &Path, out: &Path) -> i32 {
+    let config = load_config(config);
+    if !config.store_path.exists() {
+        eprintln!("error: no store at {}", config.store_path.display());
+        return 1;
+    }
+    let Some(store) = open_store(&config.store_path) else {
+        return 1;
+    };
+    let started = std::time::Instant::now();
+    eprintln!(
+        "copying {} to {}…",
+        config.store_path.display(),
+        out.display()
+    );
+    if let Err(e) = store.backup(out) {
+        eprintln!("error: backup to {}: {e}", out.display());
+        return 1;
+    }
+    match SqliteStore::check_backup(out) {
+        Ok(results) => {
+            println!(
+                "{}: {results} results, {} bytes, in {:.1} s",
+                out.display(),
+                std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
+                started.elapsed().as_secs_f64()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: the backup {} does not check: {e}", out.display());
+            1
+        }
+    }
+}
+
+fn restore(config: &Path, from: &Path) -> i32 {
+    let config = load_config(config);
+    // A running collector holds the store: never swap it underneath.
+    if std::net::TcpStream::connect_timeout(
+        &config.http_listen,
+        std::time::Duration::from_millis(500),
+    )
+    .is_ok()
+    {
+        sonde_cli::usage_error(format!(
+            "a collector answers on {}; stop it before restoring",
+            config.http_listen
+        ));
+    }
+    let results = match SqliteStore::check_backup(from) {
+        Ok(n) => n,
+        Err(e) => sonde_cli::usage_error(format!("{}: not a usable backup: {e}", from.display())),
+    };
+    let store = &config.store_path;
+    if let Some(dir) = store.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: {}: {e}", dir.display());
+            return 1;
+        }
+    }
+    let tmp = store.with_extension("sqlite.restoring");
+    if let Err(e) = std::fs::copy(from, &tmp).and_then(|_| std::fs::File::open(&tmp)?.sync_all()) {
+        eprintln!("error: copying to {}: {e}", tmp.display());
+        return 1;
+    }
+    if store.exists() {
+        let kept = store.with_extension(format!(
+            "sqlite.before-restore-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        if let Err(e) = std::fs::rename(store, &kept) {
+            eprintln!("error: moving {} aside: {e}", store.display());
+            return 1;
+        }
+        eprintln!("the previous store is kept as {}", kept.display());
+    }
+    for suffix in ["sqlite-wal", "sqlite-shm"] {
+        let _ = std::fs::remove_file(store.with_extension(suffix));
+    }
+    if let Err(e) = std::fs::rename(&tmp, store) {
+        eprintln!("error: {}: {e}", store.display());
+        return 1;
+    }
+    // Opening applies any migration the backup lacks.
+    if open_store(store).is_none() {
+        return 1;
+    }
+    println!("restored {results} results into {}", store.display());
+    0
+}
+
+fn agent_revoke(config: &Path, id: &str) -> i32 {
+    let config = load_config(config);
+    let Some(store) = open_store(&config.store_path) else {
+        return 1;
+    };
+    match store.revoke(id, chrono::Utc::now()) {
+        Ok(true) => {
+            let at = store.revoked_at(id).ok().flatten();
+            println!(
+                "revoked {id} ({}); refused from its next connection",
+                at.map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
+            0
+        }
+        Ok(false) => sonde_cli::usage_error(format!(
+            "unknown agent {id:?} (see sonde-collector agent list)"
+        )),
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn agent_list(config: &Path) -> i32 {
+    let config = load_config(config);
+    let Some(store) = open_store(&config.store_path) else {
+        return 1;
+    };
+    match store.agents() {
+        Ok(agents) => {
+            println!(
+                "{:<28} {:<14} {:<14} {:<9} {:<20} {:>9}  state",
+                "agent", "quartier", "building", "version", "last seen", "results"
+            );
+            for a in agents {
+                println!(
+                    "{:<28} {:<14} {:<14} {:<9} {:<20} {:>9}  {}",
+                    a.id,
+                    a.quartier.unwrap_or_default(),
+                    a.building.unwrap_or_default(),
+                    a.version.unwrap_or_default(),
+                    a.last_seen.format("%Y-%m-%d %H:%M:%S"),
+                    a.results,
+                    match a.revoked_at {
+                        Some(t) => format!("revoked {}", t.format("%Y-%m-%d")),
+                        None => "active".into(),
+                    }
+                );
+            }
+            0
+        }
         Err(e) => {
             eprintln!("error: {e}");
             1
@@ -479,6 +710,24 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
         store = %config.store_path.display(),
         "collector listening"
     );
+    let retention_task = (config.raw_months > 0).then(|| {
+        let (store, months) = (store.clone(), config.raw_months);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                let pruned = tokio::task::spawn_blocking(move || prune(&*store, months)).await;
+                match pruned {
+                    Ok(Ok(0)) | Err(_) => {}
+                    Ok(Ok(n)) => {
+                        tracing::info!(results = n, months, "raw results past retention deleted")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+                }
+            }
+        })
+    });
     let quic_task = tokio::spawn(quic::serve(
         endpoint.clone(),
         ingest.clone(),
@@ -521,7 +770,26 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), endpoint.wait_idle()).await;
     quic_task.abort();
+    if let Some(t) = retention_task {
+        t.abort();
+    }
     Ok(())
+}
+
+/// Deletes the raw results older than `months`, in chunks so ingest never waits long.
+fn prune(store: &dyn Store, months: u32) -> Result<usize, sonde_collector::store::StoreError> {
+    let Some(before) = chrono::Utc::now().checked_sub_months(chrono::Months::new(months)) else {
+        return Ok(0);
+    };
+    let mut total = 0;
+    for _ in 0..10_000 {
+        let n = store.prune(before, 5_000)?;
+        total += n;
+        if n < 5_000 {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 fn token_create(

@@ -194,8 +194,29 @@ fn delivery_of(conn: &quinn::Connection, ingest: &Ingest) -> Option<Delivery> {
     }
 }
 
+/// Why the connection's agent may not upload, when it was revoked.
+fn revocation(delivery: Option<&Delivery>, ingest: &Ingest) -> Option<String> {
+    let d = delivery?;
+    match ingest.store().revoked_at(&d.agent_id) {
+        Ok(Some(at)) => Some(format!(
+            "agent {} was revoked on {}; enrol it again with a new token (its results stay on the box)",
+            d.agent_id,
+            at.format("%Y-%m-%d %H:%M UTC")
+        )),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(agent = %d.agent_id, error = %e, "revocation lookup failed");
+            None
+        }
+    }
+}
+
 async fn connection(conn: quinn::Connection, ingest: Arc<Ingest>) -> anyhow::Result<()> {
     let delivery = delivery_of(&conn, &ingest);
+    let revoked = revocation(delivery.as_ref(), &ingest);
+    if let Some(why) = &revoked {
+        tracing::warn!(reason = %why, "connection of a revoked agent");
+    }
     let peer = match &delivery {
         Some(d) => d.agent_id.clone(),
         None => conn.remote_address().to_string(),
@@ -203,6 +224,7 @@ async fn connection(conn: quinn::Connection, ingest: Arc<Ingest>) -> anyhow::Res
     loop {
         let (mut send, mut recv) = conn.accept_bi().await?;
         let mut session = ingest.session(delivery.clone(), peer.clone());
+        session.revoked = revoked.clone();
         let ingest = ingest.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];

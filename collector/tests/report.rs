@@ -500,3 +500,35 @@ fn peak_hours_follow_paris_time_across_both_daylight_saving_changes() {
     let (f, t) = report::parse_period("2026-10-25", "2026-10-25", Paris).expect("period");
     assert_eq!((t - f).num_hours(), 25);
 }
+
+#[test]
+fn retention_deletes_raw_results_but_reports_keep_their_figures() {
+    let store = dataset();
+    let req = request("2026-11-02", "2026-11-02", None, None);
+    let before = report::build(&store, &req).expect("report");
+    // Raw results started before 3 November go, in chunks.
+    let cut = at((2026, 11, 3, 0, 0));
+    let mut pruned = 0;
+    loop {
+        let n = store.prune(cut, 5).expect("prune");
+        pruned += n;
+        if n < 5 {
+            break;
+        }
+    }
+    assert_eq!(pruned, 14, "every result of the dataset is older");
+    let page = store
+        .results(&sonde_collector::store::ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page");
+    assert!(page.results.is_empty());
+    let after = report::build(&store, &req).expect("report");
+    assert_eq!(before.accesses, after.accesses);
+    assert_eq!(before.quartiers, after.quartiers);
+    // The raw export still lists the results, without the ids of deleted records.
+    let mut raw = Vec::new();
+    let rows = report::render::write_raw_csv(&store, &req.scope, Paris, &mut raw).expect("raw");
+    assert_eq!(rows, 12);
+}

@@ -123,6 +123,9 @@ pub enum RejectReason {
     /// A connection refused because the collector holds its maximum (counted, never
     /// sent).
     Busy,
+    /// The agent's enrolment was revoked (`sonde-collector agent revoke`); its results
+    /// stay on the box until it is enrolled again.
+    Revoked,
     /// A reason written by a newer version.
     #[serde(other)]
     Unknown,

@@ -165,6 +165,8 @@ pub struct AgentRow {
     pub longitude: Option<f64>,
     /// The health sent with its latest upload.
     pub health: Option<serde_json::Value>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Which results a report reads: a scope and a period `[from, to)`.
@@ -310,6 +312,22 @@ pub trait Store: Send + Sync {
 
     /// Every agent that delivered a result.
     fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// Deletes the raw results (records) started before `before`, at most `limit` of
+    /// them, oldest first; returns how many. Report rows are kept: reports over old
+    /// periods keep their figures.
+    fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError>;
+
+    /// Writes a consistent copy of the whole store to `path` (a new file) while
+    /// ingest goes on: it holds every result committed before the copy began.
+    fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
+
+    /// Revokes an agent: its next connections are refused. `false` for an unknown agent.
+    /// Revoking twice keeps the first date.
+    fn revoke(&self, agent_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// When the agent was revoked, if it was.
+    fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Feeds a report's accesses and results to `sink` from one consistent snapshot,
     /// without holding up ingest. `with_ids` adds each result's id (slower).

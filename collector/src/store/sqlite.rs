@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_enrolment.sql"),
     include_str!("../../migrations/0003_results_rowid.sql"),
     include_str!("../../migrations/0004_report_facts.sql"),
+    include_str!("../../migrations/0005_revocation.sql"),
 ];
 
 /// Largest page.
@@ -129,6 +130,36 @@ impl SqliteStore {
         // A panic while holding the lock leaves SQLite consistent (transactions roll
         // back on drop), so the connection stays usable.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks that `path` is a sound sonde store this code can open (integrity, schema
+    /// version), without changing it; returns how many results it holds.
+    pub fn check_backup(path: &Path) -> Result<u64, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Query(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if ok != "ok" {
+            return Err(StoreError::Query(format!("integrity check: {ok}")));
+        }
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        if version < 1 {
+            return Err(StoreError::Query("not a sonde store (no schema)".into()));
+        }
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM results", [], |r| r.get(0))
+            .map_err(|_| StoreError::Query("not a sonde store (no results table)".into()))?;
+        Ok(n as u64)
     }
 
     /// Schema version of the open database.
@@ -575,7 +606,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT a.id, a.quartier, a.building, a.version, a.first_seen, a.last_seen,
                     (SELECT COUNT(*) FROM results r WHERE r.agent_id = a.id),
-                    a.enrolled_at, a.latitude, a.longitude, a.health
+                    a.enrolled_at, a.latitude, a.longitude, a.health, a.revoked_at
              FROM agents a ORDER BY a.id",
         )?;
         let rows = stmt.query_map([], |row| {
@@ -593,9 +624,67 @@ impl Store for SqliteStore {
                 health: row
                     .get::<_, Option<String>>(10)?
                     .and_then(|h| serde_json::from_str(&h).ok()),
+                revoked_at: row.get::<_, Option<i64>>(11)?.map(from_ns),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        let deleted = self.lock().execute(
+            "DELETE FROM results WHERE rowid IN
+                 (SELECT rowid FROM results WHERE started_at < ?1 ORDER BY started_at LIMIT ?2)",
+            params![ns(before), limit as i64],
+        )?;
+        Ok(deleted)
+    }
+
+    fn backup(&self, path: &Path) -> Result<(), StoreError> {
+        if path.exists() {
+            return Err(StoreError::Query(format!(
+                "{} exists; give a new file",
+                path.display()
+            )));
+        }
+        let target = path.to_string_lossy().into_owned();
+        // VACUUM INTO reads in one transaction: a snapshot as of its start, written
+        // compacted to a new file, without blocking the writer (WAL).
+        match &self.path {
+            Some(p) => {
+                let conn = Connection::open_with_flags(
+                    p,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn.execute("VACUUM INTO ?1", params![target])?;
+            }
+            None => {
+                self.lock().execute("VACUUM INTO ?1", params![target])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn revoke(&self, agent_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let changed = self.lock().execute(
+            "UPDATE agents SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![agent_id, ns(now)],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT revoked_at FROM agents WHERE id = ?1",
+                params![agent_id],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()?
+            .flatten()
+            .map(from_ns))
     }
 
     fn report_scan(
@@ -687,7 +776,8 @@ fn scan(
         .collect::<Result<Vec<_>, _>>()?;
     sink.accesses(accesses.iter().map(|(_, a)| a.clone()).collect());
     let id = if with_ids {
-        "(SELECT r.id FROM results r WHERE r.rowid = f.result_rowid)"
+        // The record may be gone (retention); a reused rowid must not name another.
+        "(SELECT r.id FROM results r WHERE r.rowid = f.result_rowid AND r.started_at = f.started_at)"
     } else {
         "NULL"
     };
