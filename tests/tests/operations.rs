@@ -65,7 +65,7 @@ fn a_revoked_agent_is_refused_with_its_reason_and_keeps_its_spool() {
 #[test]
 fn a_backup_under_load_restores_every_result_acknowledged_before_it_began() {
     let dir = scratch("backup");
-    let mut collector = Collector::start_in(&dir);
+    let collector = Collector::start_in(&dir);
     // Three agents with deep spools upload in small batches: ingest runs throughout.
     let mut agents = Vec::new();
     for n in 0..3 {
