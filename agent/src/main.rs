@@ -37,10 +37,6 @@ enum Command {
     /// Exit status: 0 when figures were obtained (possibly partial, see `status`),
     /// 1 when the measurement failed, 64 for bad arguments.
     Probe(ProbeArgs),
-    /// Check a configuration file and report every problem, each with its field path.
-    ///
-    /// Exit status: 0 when the file is valid, 64 otherwise. Interfaces are checked
-    /// against this box; `--no-interfaces` skips that (to check a file elsewhere).
     /// Run the agent: probe each configured access on its schedule, spool every
     /// result on disk and upload it to the collector over QUIC.
     ///
@@ -93,6 +89,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a configuration file and report every problem, each with its field path.
+    ///
+    /// Exit status: 0 when the file is valid, 64 otherwise. Interfaces are checked
+    /// against this box; `--no-interfaces` skips that (to check a file elsewhere).
     CheckConfig {
         /// The agent's configuration (TOML).
         #[arg(long, value_name = "FILE")]
