@@ -41,6 +41,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Check a configuration file and report every problem, each with its field.
+    ///
+    /// Exit status: 0 when the file is valid, 64 otherwise (what the systemd unit's
+    /// ExecStartPre relies on).
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Enrolment tokens for agents.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -293,6 +302,17 @@ fn main() {
     sonde_cli::init_logging(cli.log_format);
     let code = match cli.command {
         Command::Serve { config } => serve(&config),
+        Command::CheckConfig { config } => {
+            let c = load_config(&config);
+            println!(
+                "{}: valid (store {}, HTTP {}, QUIC {})",
+                config.display(),
+                c.store_path.display(),
+                c.http_listen,
+                c.quic_listen
+            );
+            0
+        }
         Command::Token(TokenCommand::Create {
             building,
             quartier,
