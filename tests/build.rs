@@ -2,12 +2,13 @@
 //! namespaces, SO_BINDTODEVICE) are reported as ignored, with the reason, elsewhere;
 //! and whether Prometheus' `prometheus` and `promtool` are installed (Debian package
 //! `prometheus`, which `.ci/run` installs), likewise; and Chromium (`chromium`), for
-//! rendering the HTML report.
+//! rendering the HTML report; and docker-compose, for validating the compose file.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_root)");
     println!("cargo::rustc-check-cfg=cfg(sonde_prometheus)");
     println!("cargo::rustc-check-cfg=cfg(sonde_chromium)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_compose)");
     println!("cargo::rerun-if-env-changed=PATH");
     let on_path = |name: &str| {
         std::env::var_os("PATH")
@@ -19,6 +20,9 @@ fn main() {
     }
     if on_path("chromium") {
         println!("cargo::rustc-cfg=sonde_chromium");
+    }
+    if on_path("docker-compose") {
+        println!("cargo::rustc-cfg=sonde_compose");
     }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=USER");
