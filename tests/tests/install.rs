@@ -169,7 +169,15 @@ fn packages_install_run_upgrade_and_purge_cleanly() {
     let v2 = build(V2, &dir.join("v2"));
     assert_eq!(v1.len(), 3, "{v1:?}");
 
-    sh(Command::new("dpkg").arg("-i").args(&v1));
+    // The collector's host, then OPERATIONS.md's first agent command, as written.
+    let agent_deb = v1
+        .iter()
+        .find(|p| p.to_string_lossy().contains("sonde-agent_"))
+        .expect("agent deb");
+    sh(Command::new("dpkg")
+        .arg("-i")
+        .args(v1.iter().filter(|p| *p != agent_deb)));
+    sh(Command::new("dpkg").arg("-i").arg(agent_deb));
     for pkg in PACKAGES {
         assert_eq!(installed_version(pkg).as_deref(), Some(V1));
         assert!(Path::new(&format!("/usr/bin/{pkg}")).exists());
@@ -253,15 +261,40 @@ fn packages_install_run_upgrade_and_purge_cleanly() {
         &collector,
         "/usr/bin/sonde-collector token create --building b-install --quartier q-install --config /etc/sonde/collector.toml",
     ));
-    let agent = unit("sonde-agent");
-    sh(&mut as_unit(
-        &agent,
-        &format!(
-            "/usr/bin/sonde-agent enroll --collector localhost:{quic} --token {} --state-dir /var/lib/sonde",
-            token.trim()
-        ),
-    ));
-    running.0.push(start("sonde-agent", &dir.join("agent.log")));
+    // OPERATIONS.md's second and third commands, as written.
+    sh(Command::new("runuser").args([
+        "-u",
+        "sonde",
+        "--",
+        "sonde-agent",
+        "enroll",
+        "--collector",
+        &format!("localhost:{quic}"),
+        "--token",
+        token.trim(),
+        "--state-dir",
+        "/var/lib/sonde",
+    ]));
+    let enable = Command::new("systemctl")
+        .args(["enable", "--now", "sonde-agent"])
+        .output()
+        .expect("systemctl");
+    assert!(
+        Path::new("/etc/systemd/system/multi-user.target.wants/sonde-agent.service").exists(),
+        "enabled: {}",
+        String::from_utf8_lossy(&enable.stderr)
+    );
+    if Path::new("/run/systemd/system").exists() {
+        // systemd runs here: it started the unit.
+        assert!(
+            enable.status.success(),
+            "{}",
+            String::from_utf8_lossy(&enable.stderr)
+        );
+    } else {
+        // No systemd running (containers, CI): what the unit would run, as it would.
+        running.0.push(start("sonde-agent", &dir.join("agent.log")));
+    }
     wait_for(
         "the agent's first result at the collector",
         Duration::from_secs(90),
@@ -328,6 +361,7 @@ fn packages_install_run_upgrade_and_purge_cleanly() {
         "/lib/systemd/system/sonde-responder.service",
         "/usr/share/doc/sonde-agent",
         "/usr/share/man/man1/sonde-agent.1.gz",
+        "/etc/systemd/system/multi-user.target.wants/sonde-agent.service",
     ]
     .iter()
     .filter(|p| Path::new(p).exists())

@@ -213,3 +213,51 @@ fn rotating_the_report_key_keeps_old_reports_verifiable_with_the_old_key() {
         cross.stderr()
     );
 }
+
+#[test]
+fn rotating_the_ca_refuses_old_identities_and_re_enrolled_agents_lose_nothing() {
+    let dir = scratch("rotate-ca");
+    let mut collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    let state = adir.join("state");
+    collector.enroll("b-ca", &state);
+    seed_spool(&state, 10, |i| record(i as i64));
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(1000, 10));
+    wait_results(&collector, 10, Duration::from_secs(60));
+    agent.stop();
+
+    // The documented rotation: stop, move the CA aside, start (a new CA is made).
+    collector.stop();
+    let data = collector.data_dir();
+    let old = data.join("ca-retired");
+    std::fs::create_dir_all(&old).expect("dir");
+    for f in ["ca.key.pem", "ca.cert.pem"] {
+        std::fs::rename(data.join(f), old.join(f)).expect("move the CA aside");
+    }
+    collector.start();
+    assert_ne!(
+        std::fs::read(data.join("ca.cert.pem")).ok(),
+        std::fs::read(old.join("ca.cert.pem")).ok(),
+        "a new CA"
+    );
+
+    // The old identity no longer connects; its results wait in the spool.
+    seed_spool(&state, 5, |i| record(100 + i as i64));
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(1000, 10));
+    let s = agent.wait_status("refused by the new CA", Duration::from_secs(60), |s| {
+        s["uplink_errors_total"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+    });
+    assert_eq!(s["spool_depth"], 5, "{s}");
+    agent.stop();
+
+    // Re-enrol with a token of the new CA (the spool stays), restart: all arrive.
+    std::fs::remove_file(state.join("identity.json")).expect("retire the identity");
+    collector.enroll("b-ca", &state);
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(1000, 10));
+    wait_results(&collector, 15, Duration::from_secs(60));
+    agent.wait_status("spool drained", Duration::from_secs(30), |s| {
+        s["spool_depth"] == 0
+    });
+}
