@@ -198,12 +198,14 @@ impl Target {
         Ok(finish(stream, got))
     }
 
-    /// One upload stream to test `test`: sends chunked body blocks until `stop`, counting
-    /// the payload written into `counter`, then resets the connection.
+    /// One upload stream to test `test`: sends chunked body blocks until `stop` or until
+    /// `limit` payload bytes are written, counting them into `counter`, then resets the
+    /// connection.
     pub async fn upload(
         &self,
         test: &str,
         chunk: Arc<UploadChunk>,
+        limit: u64,
         counter: Arc<AtomicU64>,
         arrivals: Arc<Arrivals>,
         mut stop: watch::Receiver<bool>,
@@ -221,7 +223,7 @@ impl Target {
         write(&mut stream, req.as_bytes()).await?;
         let block = chunk.payload as u64;
         let mut sent = 0u64;
-        while !*stop.borrow() {
+        while !*stop.borrow() && sent < limit {
             tokio::select! {
                 r = stream.write_all(&chunk.framed) => match r {
                     Ok(()) => {

@@ -131,6 +131,11 @@ pub struct AccessConfig {
     /// Cap per direction, seconds.
     #[serde(default = "default_max_duration")]
     pub max_duration: f64,
+    /// Monthly data budget of the access's tests, e.g. `20GB` or `500MiB` (none by
+    /// default). Tests shrink, or are skipped with the reason `budget`, rather than
+    /// exceed it.
+    #[serde(default)]
+    pub budget_month: Option<String>,
 }
 
 fn default_every() -> String {
@@ -165,6 +170,51 @@ pub struct Access {
     pub streams: u32,
     /// Cap per direction.
     pub max_duration: Duration,
+    /// Monthly data budget, bytes.
+    pub budget: Option<u64>,
+}
+
+impl Access {
+    /// The fastest the access's line is expected to go, bit/s: twice its highest
+    /// target (1 Gb/s without one). Bounds what can arrive after a stop.
+    pub fn max_bps(&self) -> f64 {
+        let t = self
+            .targets
+            .0
+            .into_iter()
+            .chain(self.targets.1)
+            .fold(0.0, f64::max);
+        if t > 0.0 {
+            2.0 * t
+        } else {
+            1e9
+        }
+    }
+}
+
+/// Parses a byte size: a number with an optional unit, decimal (`B`, `kB`, `MB`, `GB`,
+/// `TB`) or binary (`KiB`, `MiB`, `GiB`, `TiB`).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" | "k" => 1e3,
+        "MB" | "M" => 1e6,
+        "GB" | "G" => 1e9,
+        "TB" | "T" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let v = n * mult;
+    (0.0..1e18).contains(&v).then_some(v as u64)
 }
 
 /// A checked configuration.
@@ -346,9 +396,21 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
                 a.max_duration
             ));
         }
+        let budget = match &a.budget_month {
+            None => None,
+            Some(b) => match parse_bytes(b) {
+                Some(v) => Some(v),
+                None => {
+                    p.push(format!(
+                        "{at}.budget_month: {b:?} is not a size (e.g. 20GB, 500MiB)"
+                    ));
+                    None
+                }
+            },
+        };
         if let (Some(kind), Some(every), Some(jitter)) = (kind, every, jitter) {
             let (down, up) = crate::verdict::default_targets(kind);
-            accesses.push(Access {
+            let checked = Access {
                 name: a.name.clone(),
                 kind,
                 targets: (
@@ -363,7 +425,20 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
                 },
                 streams: a.streams,
                 max_duration: Duration::from_secs_f64(a.max_duration.clamp(1.0, 60.0)),
-            });
+                budget,
+            };
+            if let Some(b) = budget {
+                let min = crate::budget::minimal_test(checked.max_bps());
+                if b < min {
+                    p.push(format!(
+                        "{at}.budget_month: {} is smaller than one minimal test ({:.1} MB on a line of up to {:.0} Mb/s)",
+                        a.budget_month.as_deref().unwrap_or_default(),
+                        min as f64 / 1e6,
+                        checked.max_bps() / 1e6
+                    ));
+                }
+            }
+            accesses.push(checked);
         }
     }
     match retry_max {
@@ -464,6 +539,42 @@ streams = 1
         assert_eq!(
             problems,
             vec!["access[1].name: \"fibre\" is used by an earlier access".to_string()]
+        );
+    }
+
+    #[test]
+    fn budgets_are_sizes_and_must_hold_one_minimal_test() {
+        for (text, bytes) in [
+            ("20GB", 20e9 as u64),
+            ("500MiB", 500 << 20),
+            ("1.5GB", 1_500_000_000),
+            ("42", 42),
+        ] {
+            assert_eq!(parse_bytes(text), Some(bytes), "{text}");
+        }
+        for bad in ["", "GB", "12 parsecs", "-3GB"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+        let ok = GOOD.replace("streams = 1", "streams = 1\nbudget_month = \"20GB\"");
+        let c = check(toml::from_str(&ok).expect("parses"), Interfaces::Ignore).expect("valid");
+        assert_eq!(c.accesses[1].budget, Some(20_000_000_000));
+        // 4G at up to 300 Mb/s: one minimal test is 2 MiB + 2 × (18.75 + 18.75) MB.
+        let tiny = GOOD.replace("streams = 1", "streams = 1\nbudget_month = \"50MB\"");
+        let problems = check(toml::from_str(&tiny).expect("parses"), Interfaces::Ignore)
+            .expect_err("too small");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "access[1].budget_month: 50MB is smaller than one minimal test (77.1 MB"
+            ),
+            "{problems:?}"
+        );
+        let junk = GOOD.replace("streams = 1", "streams = 1\nbudget_month = \"lots\"");
+        let problems = check(toml::from_str(&junk).expect("parses"), Interfaces::Ignore)
+            .expect_err("not a size");
+        assert!(
+            problems[0].starts_with("access[1].budget_month: \"lots\""),
+            "{problems:?}"
         );
     }
 }

@@ -16,7 +16,7 @@ use crate::uplink::{Backoff, Uplink, UplinkError};
 use crate::{netif, probe};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sonde_proto::wire::Health;
+use sonde_proto::wire::{BudgetUse, Health};
 use sonde_proto::{Direction, Outcome, ResultRecord};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,8 @@ use tokio::sync::{watch, Notify};
 
 /// The spool file in the state directory.
 pub const SPOOL_FILE: &str = "spool.sqlite";
+/// The data budget ledger in the state directory.
+pub const BUDGET_FILE: &str = "budget.json";
 /// The status file in the state directory.
 pub const STATUS_FILE: &str = "status.json";
 /// An idle uplink sends its health this often.
@@ -70,6 +72,9 @@ pub struct Status {
     pub missed_runs_total: u64,
     /// Failed measurements by reason.
     pub failures_total: BTreeMap<String, u64>,
+    /// Data budget use this month, per budgeted access.
+    #[serde(default)]
+    pub budgets: BTreeMap<String, BudgetUse>,
     /// Failed uploads by reason.
     pub uplink_errors_total: BTreeMap<String, u64>,
     /// Results measured since start.
@@ -107,9 +112,38 @@ struct Shared {
     write: Mutex<()>,
     /// Latest result of each access and tests by outcome, for `/metrics`.
     latest: Mutex<Latest>,
+    /// Bytes used by tests this month, per access (`budget.json`).
+    ledger: Mutex<crate::budget::Ledger>,
 }
 
 impl Shared {
+    /// Copies the month's budget use of every budgeted access into the status.
+    fn update_budgets(&self, now: DateTime<Utc>) {
+        let ledger = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let budgets: BTreeMap<String, BudgetUse> = self
+            .config
+            .accesses
+            .iter()
+            .filter_map(|a| {
+                a.budget.map(|b| {
+                    (
+                        a.name.clone(),
+                        BudgetUse {
+                            month: crate::budget::month(now),
+                            used_bytes: ledger.used(&a.name, now),
+                            budget_bytes: b,
+                        },
+                    )
+                })
+            })
+            .collect();
+        self.update(|s| s.budgets = budgets);
+    }
+
     fn update(&self, f: impl FnOnce(&mut Status)) {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut s);
@@ -158,6 +192,7 @@ impl Shared {
             failures_total: s.failures_total,
             version: s.version,
             uptime_s: self.started.elapsed().as_secs(),
+            budgets: s.budgets,
         }
     }
 }
@@ -185,6 +220,10 @@ pub async fn run(config: Config, mut stop: watch::Receiver<bool>) -> anyhow::Res
     let spool = Spool::open(&spool_path, config.file.spool.max_results)
         .with_context(|| format!("cannot open the spool {}", spool_path.display()))?;
     let identity = Identity::load(&state_dir)?;
+    let ledger_path = state_dir.join(BUDGET_FILE);
+    let ledger = crate::budget::Ledger::load(&ledger_path).map_err(|e| {
+        anyhow::anyhow!("data budget ledger: {e} (move it aside to start the month's count again)")
+    })?;
     match &identity {
         Some(id) => tracing::info!(agent = %id.info.agent_id, "agent identity loaded"),
         None => tracing::warn!(
@@ -210,7 +249,9 @@ pub async fn run(config: Config, mut stop: watch::Receiver<bool>) -> anyhow::Res
         wake: Notify::new(),
         write: Mutex::new(()),
         latest: Mutex::new(Default::default()),
+        ledger: Mutex::new(ledger),
     });
+    shared.update_budgets(Utc::now());
     shared.write_status().await;
     let metrics = match shared.config.metrics_listen {
         Some(addr) => {
@@ -297,10 +338,57 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
         if due.missed > 0 {
             tracing::warn!(access = %access.name, missed = due.missed, "scheduled runs missed");
         }
-        let record = tokio::select! {
-            r = measure(&shared, access) => r,
-            _ = stopped(stop) => return,
+        // A data budget decides first: run within an allowance, or skip.
+        let plan = access.budget.map(|budget| {
+            let now = Utc::now();
+            let used = shared
+                .ledger
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .used(&access.name, now);
+            let interval = Duration::from_millis(access.cadence.interval_ms);
+            crate::budget::plan(budget, used, now, interval, access.max_bps())
+        });
+        let record = match plan {
+            Some(crate::budget::Plan::Skip { used, budget }) => skipped(
+                &shared,
+                access,
+                sonde_proto::FailureReason::Budget,
+                format!(
+                    "monthly data budget: {:.1} of {:.1} MB used, not enough for one more test",
+                    used as f64 / 1e6,
+                    budget as f64 / 1e6
+                ),
+            ),
+            other => {
+                let max_bytes = match other {
+                    Some(crate::budget::Plan::Run { allowance }) => Some(allowance),
+                    _ => None,
+                };
+                tokio::select! {
+                    r = measure(&shared, access, max_bytes) => r,
+                    _ = stopped(stop) => return,
+                }
+            }
         };
+        if access.budget.is_some() {
+            let allowance = match plan {
+                Some(crate::budget::Plan::Run { allowance }) => allowance,
+                _ => 0,
+            };
+            let bytes = crate::budget::charge(&record, allowance, access.max_bps());
+            let now = Utc::now();
+            let written = shared.ledger.lock().unwrap_or_else(|e| e.into_inner()).add(
+                &access.name,
+                now,
+                bytes,
+            );
+            if let Err(e) = written {
+                tracing::error!(error = %e, "cannot write the data budget ledger");
+                shared.update(|s| s.last_error = Some(format!("budget: {e}")));
+            }
+            shared.update_budgets(now);
+        }
         tracing::info!(
             access = %access.name,
             id = %record.id,
@@ -366,33 +454,70 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// A result for a test not run (`busy`, `budget`): scheduled, skipped, with why.
+fn skipped(
+    shared: &Shared,
+    access: &Access,
+    reason: sonde_proto::FailureReason,
+    message: String,
+) -> ResultRecord {
+    let opts = options(access, None, None, None);
+    let mut record = probe::failed(&opts, reason, message);
+    label(shared, access, &mut record);
+    record
+}
+
+/// Probe options of `access` against `responder` (its first when `None`).
+fn options(
+    access: &Access,
+    responder: Option<&url::Url>,
+    interface: Option<netif::Interface>,
+    max_bytes: Option<u64>,
+) -> probe::Options {
+    probe::Options {
+        responder: responder
+            .or(access.responders.first())
+            .cloned()
+            .unwrap_or_else(|| url::Url::parse("http://invalid.invalid/").expect("static URL")),
+        interface,
+        access: access.kind,
+        targets: access.targets,
+        streams: access.streams,
+        max_duration: access.max_duration,
+        directions: vec![Direction::Down, Direction::Up],
+        idle_probes: 50,
+        idle_interval: Duration::from_millis(20),
+        max_bytes,
+    }
+}
+
+/// Names the access, its schedule, site and agent in `record`.
+fn label(shared: &Shared, access: &Access, record: &mut ResultRecord) {
+    record.access.interface = Some(access.interface.clone());
+    record.access.name = Some(access.name.clone());
+    record.run.interval_s = Some(access.cadence.interval_ms as f64 / 1e3);
+    record.site.quartier = Some(shared.config.file.site.quartier.clone());
+    record.site.building = Some(shared.config.file.site.building.clone());
+    record.agent.id = shared.snapshot().agent_id;
+}
+
 /// Probes `access`, trying its responders in order until one answers.
-async fn measure(shared: &Shared, access: &Access) -> ResultRecord {
+async fn measure(shared: &Shared, access: &Access, max_bytes: Option<u64>) -> ResultRecord {
     let interface = netif::interface(&access.interface);
     let mut last = None;
     for responder in &access.responders {
-        let opts = probe::Options {
-            responder: responder.clone(),
-            interface: interface.as_ref().ok().cloned(),
-            access: access.kind,
-            targets: access.targets,
-            streams: access.streams,
-            max_duration: access.max_duration,
-            directions: vec![Direction::Down, Direction::Up],
-            idle_probes: 50,
-            idle_interval: Duration::from_millis(20),
-        };
+        let opts = options(
+            access,
+            Some(responder),
+            interface.as_ref().ok().cloned(),
+            max_bytes,
+        );
         let mut record = match &interface {
             Ok(_) => probe::run(&opts, &|_| {}).await,
             // Never measure unbound: the figure would be another access's.
             Err(e) => probe::failed(&opts, sonde_proto::FailureReason::Interface, e.clone()),
         };
-        record.access.interface = Some(access.interface.clone());
-        record.access.name = Some(access.name.clone());
-        record.run.interval_s = Some(access.cadence.interval_ms as f64 / 1e3);
-        record.site.quartier = Some(shared.config.file.site.quartier.clone());
-        record.site.building = Some(shared.config.file.site.building.clone());
-        record.agent.id = shared.snapshot().agent_id;
+        label(shared, access, &mut record);
         let unreachable = record.status.outcome == Outcome::Failed
             && record.download.is_none()
             && record.upload.is_none();

@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) holds the command line.
 
 pub mod arrivals;
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -124,6 +124,10 @@ struct ProbeArgs {
     /// Cap on each direction, seconds; most directions stop earlier, once stable.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_duration_secs)]
     max_duration: f64,
+    /// Stop each direction after this much payload, e.g. 50MB (what a data budget
+    /// allows a test); the figure is then the window measured so far.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_bytes: Option<u64>,
     /// Which directions to measure.
     #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
     direction: DirectionArg,
@@ -338,6 +342,15 @@ fn print_status(s: &daemon::Status) {
     };
     println!("  failures    {}", map(&s.failures_total));
     println!("  uplink errs {}", map(&s.uplink_errors_total));
+    for (access, b) in &s.budgets {
+        println!(
+            "  budget      {access}: {:.1} of {:.1} MB used in {} ({:.0} %)",
+            b.used_bytes as f64 / 1e6,
+            b.budget_bytes as f64 / 1e6,
+            b.month,
+            100.0 * b.used_bytes as f64 / (b.budget_bytes.max(1)) as f64
+        );
+    }
     if let Some(n) = &s.next_run {
         println!(
             "  next run    {} at {}",
@@ -379,6 +392,17 @@ fn check_config(path: &std::path::Path, no_interfaces: bool) {
     }
 }
 
+fn parse_size(s: &str) -> Result<u64, String> {
+    sonde_agent::config::parse_bytes(s)
+        .filter(|b| *b >= sonde_agent::budget::MIN_DIRECTION_BYTES)
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a size of at least {} bytes (e.g. 50MB)",
+                sonde_agent::budget::MIN_DIRECTION_BYTES
+            )
+        })
+}
+
 fn probe_command(args: ProbeArgs) {
     let interface = match &args.interface {
         Some(name) => match netif::interface(name) {
@@ -402,6 +426,7 @@ fn probe_command(args: ProbeArgs) {
         directions,
         idle_probes: args.idle_probes,
         idle_interval: Duration::from_millis(args.idle_interval),
+        max_bytes: args.max_bytes,
     };
     let runtime = sonde_cli::runtime_or_exit();
     let live = std::io::stderr().is_terminal();

@@ -122,6 +122,25 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
         "Seconds since the agent started.",
         st.uptime_s as f64,
     )?;
+    let used = gauge(
+        &r,
+        "sonde_agent_budget_used_bytes",
+        "Bytes the access's tests used this month (UTC), against its data budget.",
+        &["access"],
+    )?;
+    let budget = gauge(
+        &r,
+        "sonde_agent_budget_bytes",
+        "The access's monthly data budget, bytes.",
+        &["access"],
+    )?;
+    for (access, b) in &st.budgets {
+        used.with_label_values(&[access.as_str()])
+            .set(b.used_bytes as f64);
+        budget
+            .with_label_values(&[access.as_str()])
+            .set(b.budget_bytes as f64);
+    }
     gauge(
         &r,
         "sonde_agent_info",

@@ -39,6 +39,9 @@ pub struct Options {
     pub idle_probes: u32,
     /// Gap between idle latency probes.
     pub idle_interval: Duration,
+    /// Payload bytes after which each direction stops (a data budget's allowance);
+    /// `None`: no limit but the duration cap.
+    pub max_bytes: Option<u64>,
 }
 
 /// Live progress of a direction, for the terminal.
@@ -241,16 +244,12 @@ async fn measure(
     let cap = Duration::from_millis(info.limits.max_duration_ms.saturating_sub(1000).max(1000));
     let max_duration = opts.max_duration.min(cap);
     for &direction in &opts.directions {
-        let result = run_direction(
-            &target,
-            &info,
-            direction,
-            opts.streams,
+        let limits = Limits {
+            streams: opts.streams,
             max_duration,
-            udp.as_ref(),
-            progress,
-        )
-        .await;
+            max_bytes: opts.max_bytes,
+        };
+        let result = run_direction(&target, &info, direction, limits, udp.as_ref(), progress).await;
         match result {
             Ok((t, failed_streams)) => {
                 if failed_streams > 0 && !record.flags.contains(&Flag::StreamsFailed) {
@@ -290,20 +289,40 @@ async fn measure(
 
 /// Runs one direction on `streams` parallel connections and returns its figures and
 /// the number of streams that failed.
+/// How much one direction may do.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    streams: u32,
+    max_duration: Duration,
+    max_bytes: Option<u64>,
+}
+
 async fn run_direction(
     target: &Target,
     info: &Info,
     direction: Direction,
-    streams: u32,
-    max_duration: Duration,
+    limits: Limits,
     udp: Option<&tokio::net::UdpSocket>,
     progress: &ProgressFn,
 ) -> Result<(Throughput, u32), ClientError> {
+    let Limits {
+        streams,
+        max_duration,
+        max_bytes,
+    } = limits;
     let counter = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let test_id = uuid::Uuid::now_v7().simple().to_string();
     let chunk = Arc::new(UploadChunk::new(UPLOAD_BLOCK));
-    let per_stream_bytes = info.limits.max_bytes;
+    // Under a data budget each stream carries its share of the allowance at most: the
+    // responder stops sending a download there, the agent stops writing an upload.
+    let per_stream_bytes = match max_bytes {
+        Some(m) => info
+            .limits
+            .max_bytes
+            .min(m.div_ceil(u64::from(streams.max(1)))),
+        None => info.limits.max_bytes,
+    };
     let start = Instant::now();
 
     let alive = Arc::new(AtomicUsize::new(streams as usize));
@@ -317,7 +336,7 @@ async fn run_direction(
             let r = match direction {
                 Direction::Up => {
                     target
-                        .upload(&test_id, chunk, counter, arrivals, stop)
+                        .upload(&test_id, chunk, per_stream_bytes, counter, arrivals, stop)
                         .await
                 }
                 _ => {
@@ -351,6 +370,7 @@ async fn run_direction(
         &alive,
         start,
         max_duration,
+        max_bytes,
         direction,
         progress,
     );
@@ -543,6 +563,7 @@ async fn sample(
     alive: &AtomicUsize,
     start: Instant,
     max_duration: Duration,
+    max_bytes: Option<u64>,
     direction: Direction,
     progress: &ProgressFn,
 ) -> Sampled {
@@ -599,6 +620,13 @@ async fn sample(
                 tracing::trace!(?direction, t = elapsed.as_secs_f64(), bytes, "sample");
                 app_decision
             }
+        };
+        // A data budget's allowance is spent: stop here (the figure is the window so far).
+        let decision = match decision {
+            Decision::Continue if max_bytes.is_some_and(|m| bytes >= m) => {
+                Decision::Stop(StopReason::ByteBudget)
+            }
+            d => d,
         };
         if let Decision::Stop(reason) = decision {
             return Sampled {

@@ -71,6 +71,20 @@ pub struct Health {
     pub version: String,
     /// Seconds since the agent started.
     pub uptime_s: u64,
+    /// Data budget use this month, per budgeted access.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub budgets: BTreeMap<String, BudgetUse>,
+}
+
+/// An access's monthly data budget and what its tests used of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetUse {
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    /// Bytes the access's tests used this month.
+    pub used_bytes: u64,
+    /// The month's budget, bytes.
+    pub budget_bytes: u64,
 }
 
 /// Agent → collector.

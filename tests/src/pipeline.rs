@@ -195,6 +195,8 @@ pub struct AgentSetup {
     pub batch: usize,
     /// Port of the agent's own `/metrics` on 127.0.0.1, if wanted.
     pub metrics_port: Option<u16>,
+    /// More lines for the access's table (e.g. `budget_month = "1GB"`).
+    pub access_extra: String,
 }
 
 /// A running `sonde-agent run`.
@@ -219,13 +221,14 @@ impl Agent {
                  [collector]\naddress = \"{}\"\nstate_dir = \"{}\"\nretry_max = \"2s\"\nbatch = {}\n\
                  [spool]\nmax_results = {}\n\
                  [[access]]\nname = \"loop\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
-                 responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n{}",
+                 responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n{}\n{}",
                 collector.quic,
                 state_dir.display(),
                 setup.batch,
                 setup.max_results,
                 setup.responder,
                 setup.every,
+                setup.access_extra,
                 setup
                     .metrics_port
                     .map(|p| format!("[metrics]\nlisten = \"127.0.0.1:{p}\"\n"))
@@ -440,6 +443,7 @@ impl AgentSetup {
             max_results,
             batch,
             metrics_port: None,
+            access_extra: String::new(),
         }
     }
 }

@@ -87,6 +87,7 @@ fn the_agent_serves_its_health_and_latest_results_on_localhost() {
             max_results: 100,
             batch: 100,
             metrics_port: Some(port),
+            access_extra: String::new(),
         },
     );
     agent.wait_status("one result uploaded", Duration::from_secs(60), |s| {

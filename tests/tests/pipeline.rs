@@ -141,6 +141,7 @@ fn agents_keep_measuring_through_an_outage_and_catch_up_with_their_timestamps() 
         max_results: 100_000,
         batch: 500,
         metrics_port: None,
+        access_extra: String::new(),
     };
     let agent = Agent::start(&adir, &collector, &setup);
     let during = agent.wait_status(
@@ -198,6 +199,7 @@ fn a_full_spool_evicts_the_oldest_and_the_evictions_are_counted_and_reported() {
         max_results: 3,
         batch: 500,
         metrics_port: None,
+        access_extra: String::new(),
     };
     let started = Instant::now();
     let agent = Agent::start(&adir, &collector, &setup);
