@@ -111,6 +111,8 @@ impl SqliteStore {
     }
 
     fn setup(mut conn: Connection) -> Result<Self, StoreError> {
+        // First: another process may hold the file's lock (a migration, a checkpoint).
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -172,21 +174,26 @@ impl SqliteStore {
 
 /// Applies the migrations the database lacks, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
-    if current > known {
-        return Err(StoreError::TooNew {
-            found: current,
-            known,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        // Each step takes the write lock first, then reads the version: two processes
+        // opening a new store at once (a `token create` beside a starting `serve`)
+        // apply each step once, one after the other.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current > known {
+            return Err(StoreError::TooNew {
+                found: current,
+                known,
+            });
+        }
+        let Some(sql) = MIGRATIONS.get(current as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }
 
 /// An access whose results this transaction stores.
@@ -867,6 +874,8 @@ mod tests {
                 streams: 8,
                 max_duration_s: 10.0,
                 interval_s: None,
+                cross_traffic_bytes: None,
+                cpu_busy_ratio: None,
             },
             download: None,
             upload: None,
@@ -895,6 +904,27 @@ mod tests {
             quartier: Some("q1".into()),
             building: Some("b1".into()),
         }
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_migrate_it_once() {
+        let dir = std::env::temp_dir().join(format!("sonde-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.sqlite");
+        // Eight openers race on a file that does not exist yet (before the fix, the
+        // losers failed with "table ... already exists").
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(|s| s.schema_version()))
+            })
+            .collect();
+        for o in openers {
+            let v = o.join().expect("thread").expect("opened").expect("version");
+            assert_eq!(v, MIGRATIONS.len() as i64);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
