@@ -26,6 +26,75 @@ pub struct File {
     /// The agent's own `/metrics`, for the operator on site (off without this table).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Deferring tests while the line or the box is busy.
+    #[serde(default)]
+    pub busy: BusyConfig,
+}
+
+/// `[busy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusyConfig {
+    /// Other traffic on the access (down and up together) above which a test waits,
+    /// e.g. `25kB/s` (the default); `off` never waits.
+    #[serde(default = "default_busy_threshold")]
+    pub threshold: String,
+    /// Time between checks while busy (default 30s).
+    #[serde(default = "default_busy_recheck")]
+    pub recheck: String,
+    /// Checks after the first before the test is skipped as `busy` (default 3).
+    #[serde(default = "default_busy_checks")]
+    pub checks: u32,
+    /// CPU busy share of the box, percent, above which a test waits (default 30).
+    #[serde(default = "default_busy_cpu")]
+    pub cpu_percent: f64,
+    /// Cross-traffic during a test, as a fraction of the test's bytes, above which the
+    /// result is flagged `cross_traffic` (default 0.05).
+    #[serde(default = "default_cross_traffic")]
+    pub cross_traffic: f64,
+}
+
+impl Default for BusyConfig {
+    fn default() -> Self {
+        BusyConfig {
+            threshold: default_busy_threshold(),
+            recheck: default_busy_recheck(),
+            checks: default_busy_checks(),
+            cpu_percent: default_busy_cpu(),
+            cross_traffic: default_cross_traffic(),
+        }
+    }
+}
+
+fn default_busy_threshold() -> String {
+    "25kB/s".into()
+}
+fn default_busy_recheck() -> String {
+    "30s".into()
+}
+fn default_busy_checks() -> u32 {
+    3
+}
+fn default_busy_cpu() -> f64 {
+    30.0
+}
+fn default_cross_traffic() -> f64 {
+    0.05
+}
+
+/// `[busy]`, checked.
+#[derive(Debug, Clone)]
+pub struct Busy {
+    /// Other traffic threshold, bytes/s; `None`: off.
+    pub threshold: Option<f64>,
+    /// Time between checks.
+    pub recheck: Duration,
+    /// Checks after the first.
+    pub checks: u32,
+    /// CPU busy share limit (0 to 1); `None`: off (100 %).
+    pub cpu_limit: Option<f64>,
+    /// Cross-traffic fraction that flags a result.
+    pub cross_traffic: f64,
 }
 
 /// `[metrics]`.
@@ -226,6 +295,8 @@ pub struct Config {
     pub accesses: Vec<Access>,
     /// `collector.retry_max`, checked.
     pub retry_max: Duration,
+    /// Busy line and box.
+    pub busy: Busy,
     /// `metrics.listen`, when `[metrics]` is present.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -441,11 +512,49 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             accesses.push(checked);
         }
     }
+    let b = &file.busy;
+    let threshold = match b.threshold.trim() {
+        "off" => None,
+        t => match parse_bytes(t.trim_end_matches("/s")) {
+            Some(v) => Some(v as f64),
+            None => {
+                p.push(format!(
+                    "busy.threshold: {:?} is not a rate (e.g. 25kB/s) or off",
+                    b.threshold
+                ));
+                None
+            }
+        },
+    };
+    let recheck = duration("busy.recheck", &b.recheck, &mut p);
+    if b.checks > 10 {
+        p.push(format!("busy.checks: {} is more than 10", b.checks));
+    }
+    if !(b.cpu_percent > 0.0 && b.cpu_percent <= 100.0) {
+        p.push(format!(
+            "busy.cpu_percent: {} is outside (0, 100]",
+            b.cpu_percent
+        ));
+    }
+    if !(b.cross_traffic > 0.0 && b.cross_traffic.is_finite()) {
+        p.push(format!(
+            "busy.cross_traffic: {} must be a positive fraction",
+            b.cross_traffic
+        ));
+    }
+    let busy = Busy {
+        threshold,
+        recheck: recheck.unwrap_or(Duration::from_secs(30)),
+        checks: b.checks,
+        cpu_limit: (b.cpu_percent < 100.0).then_some(b.cpu_percent / 100.0),
+        cross_traffic: b.cross_traffic,
+    };
     match retry_max {
         Some(retry_max) if p.is_empty() => Ok(Config {
             file,
             accesses,
             retry_max,
+            busy,
             metrics_listen,
         }),
         _ => Err(p),

@@ -338,7 +338,12 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
         if due.missed > 0 {
             tracing::warn!(access = %access.name, missed = due.missed, "scheduled runs missed");
         }
-        // A data budget decides first: run within an allowance, or skip.
+        // A busy line or box defers the test, then skips it.
+        let busy = tokio::select! {
+            b = wait_while_busy(&shared, access) => b,
+            _ = stopped(stop) => return,
+        };
+        // A data budget decides next: run within an allowance, or skip.
         let plan = access.budget.map(|budget| {
             let now = Utc::now();
             let used = shared
@@ -349,8 +354,9 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
             let interval = Duration::from_millis(access.cadence.interval_ms);
             crate::budget::plan(budget, used, now, interval, access.max_bps())
         });
-        let record = match plan {
-            Some(crate::budget::Plan::Skip { used, budget }) => skipped(
+        let record = match (busy, plan) {
+            (Some(why), _) => skipped(&shared, access, sonde_proto::FailureReason::Busy, why),
+            (None, Some(crate::budget::Plan::Skip { used, budget })) => skipped(
                 &shared,
                 access,
                 sonde_proto::FailureReason::Budget,
@@ -360,7 +366,7 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
                     budget as f64 / 1e6
                 ),
             ),
-            other => {
+            (None, other) => {
                 let max_bytes = match other {
                     Some(crate::budget::Plan::Run { allowance }) => Some(allowance),
                     _ => None,
@@ -454,6 +460,27 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Samples the access's interface and the CPU; while busy, waits and samples again
+/// (`busy.checks` times). `Some(why)` when the test is to be skipped.
+async fn wait_while_busy(shared: &Shared, access: &Access) -> Option<String> {
+    let b = &shared.config.busy;
+    if b.threshold.is_none() && b.cpu_limit.is_none() {
+        return None;
+    }
+    for attempt in 0..=b.checks {
+        // Unreadable counters (no such interface): the test runs and says why.
+        let load = crate::busy::sample(&access.interface, Duration::from_secs(1)).await?;
+        let why = crate::busy::verdict(&load, b.threshold, b.cpu_limit)?;
+        if attempt == b.checks {
+            return Some(format!("{why}; skipped after {} checks", b.checks + 1));
+        }
+        tracing::info!(access = %access.name, reason = %why, wait = ?b.recheck, "busy: test deferred");
+        shared.update(|s| s.last_error = Some(format!("{}: {why}; test deferred", access.name)));
+        tokio::time::sleep(b.recheck).await;
+    }
+    None
+}
+
 /// A result for a test not run (`busy`, `budget`): scheduled, skipped, with why.
 fn skipped(
     shared: &Shared,
@@ -491,6 +518,50 @@ fn options(
     }
 }
 
+/// Records the cross-traffic and the CPU's busy share during the test, and flags the
+/// result when either was too high (METHODOLOGY.md §5).
+fn observe(
+    shared: &Shared,
+    access: &Access,
+    record: &mut ResultRecord,
+    counters: Option<crate::busy::Counters>,
+    cpu: Option<crate::busy::Cpu>,
+) {
+    let ran = record.download.is_some() || record.upload.is_some();
+    if !ran {
+        return;
+    }
+    // On a loopback interface both ends are this box: every byte is counted twice and
+    // no household shares it.
+    let loopback = crate::busy::is_loopback(&access.interface);
+    let counters = counters.filter(|_| !loopback);
+    if let (Some(before), Ok(after)) = (counters, crate::busy::Counters::read(&access.interface)) {
+        let test: f64 = [record.download.as_ref(), record.upload.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|t| t.bytes_total as f64 * t.ip_overhead_ratio.max(1.0))
+            .sum();
+        let cross =
+            crate::busy::cross_traffic(after.since(&before), test, crate::budget::FIXED_BYTES);
+        record.run.cross_traffic_bytes = Some(cross);
+        if cross as f64 > shared.config.busy.cross_traffic * test
+            && !record.flags.contains(&sonde_proto::Flag::CrossTraffic)
+        {
+            record.flags.push(sonde_proto::Flag::CrossTraffic);
+        }
+    }
+    if let (Some(before), Some(after)) = (cpu, crate::busy::Cpu::read()) {
+        if let Some(share) = after.busy_since(&before) {
+            record.run.cpu_busy_ratio = Some(share);
+            if share >= crate::busy::CPU_LIMITED
+                && !record.flags.contains(&sonde_proto::Flag::CpuLimited)
+            {
+                record.flags.push(sonde_proto::Flag::CpuLimited);
+            }
+        }
+    }
+}
+
 /// Names the access, its schedule, site and agent in `record`.
 fn label(shared: &Shared, access: &Access, record: &mut ResultRecord) {
     record.access.interface = Some(access.interface.clone());
@@ -512,12 +583,15 @@ async fn measure(shared: &Shared, access: &Access, max_bytes: Option<u64>) -> Re
             interface.as_ref().ok().cloned(),
             max_bytes,
         );
+        let counters = crate::busy::Counters::read(&access.interface).ok();
+        let cpu = crate::busy::Cpu::read();
         let mut record = match &interface {
             Ok(_) => probe::run(&opts, &|_| {}).await,
             // Never measure unbound: the figure would be another access's.
             Err(e) => probe::failed(&opts, sonde_proto::FailureReason::Interface, e.clone()),
         };
         label(shared, access, &mut record);
+        observe(shared, access, &mut record, counters, cpu);
         let unreachable = record.status.outcome == Outcome::Failed
             && record.download.is_none()
             && record.upload.is_none();

@@ -4,6 +4,7 @@
 
 pub mod arrivals;
 pub mod budget;
+pub mod busy;
 pub mod client;
 pub mod config;
 pub mod daemon;

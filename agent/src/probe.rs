@@ -125,6 +125,8 @@ fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) -> ResultReco
             streams: opts.streams,
             max_duration_s: opts.max_duration.as_secs_f64(),
             interval_s: None,
+            cross_traffic_bytes: None,
+            cpu_busy_ratio: None,
         },
         download: None,
         upload: None,

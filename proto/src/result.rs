@@ -195,6 +195,13 @@ pub struct Run {
     /// for a one-shot probe). Reports count tests scheduled from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_s: Option<f64>,
+    /// Bytes the interface carried during the test beyond the test's own (the
+    /// household's traffic), when the agent could read its counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_traffic_bytes: Option<u64>,
+    /// Busy share of the box's CPU during the test (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_busy_ratio: Option<f64>,
 }
 
 /// The responder a measurement ran against.

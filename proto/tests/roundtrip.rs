@@ -147,6 +147,8 @@ prop_compose! {
                 streams: run.3,
                 max_duration_s: run.4,
                 interval_s: None,
+                cross_traffic_bytes: None,
+                cpu_busy_ratio: None,
             },
             download,
             upload,

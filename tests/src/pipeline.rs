@@ -220,6 +220,7 @@ impl Agent {
                 "[site]\nquartier = \"q\"\nbuilding = \"b\"\nlatitude = 48.8\nlongitude = 2.3\n\
                  [collector]\naddress = \"{}\"\nstate_dir = \"{}\"\nretry_max = \"2s\"\nbatch = {}\n\
                  [spool]\nmax_results = {}\n\
+                 [busy]\nthreshold = \"off\"\ncpu_percent = 100\n\
                  [[access]]\nname = \"loop\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
                  responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n{}\n{}",
                 collector.quic,

@@ -242,6 +242,7 @@ fn packages_install_run_upgrade_and_purge_cleanly() {
         format!(
             "# edited by the operator\n[site]\nquartier = \"q-install\"\nbuilding = \"b-install\"\nlatitude = 48.8\nlongitude = 2.3\n\
              [collector]\naddress = \"localhost:{quic}\"\nstate_dir = \"/var/lib/sonde\"\nretry_max = \"2s\"\n\
+             [busy]\nthreshold = \"off\"\ncpu_percent = 100\n\
              [[access]]\nname = \"loop\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
              responders = [\"http://127.0.0.1:{tcp}\"]\nevery = \"10s\"\njitter = \"1s\"\nmax_duration = 1\n"
         ),

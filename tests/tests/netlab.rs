@@ -329,3 +329,156 @@ fn netlab_usage_errors_exit_64_naming_the_culprit() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn a_saturated_line_defers_the_test_then_skips_it_as_busy_and_coverage_shows_it() {
+    use sonde_netlab::topology::RESPONDER_IP;
+    let mut t = Topology::create(&Spec {
+        links: vec![LinkSpec::shaped(20_000_000, 20_000_000)],
+        collector: false,
+    })
+    .expect("topology");
+    // The collector runs beside the agent, on the agent namespace's loopback: the
+    // access interface carries only the test and the household's flow.
+    const COLLECTOR_IP: &str = "127.0.0.1";
+    let url = t.start_responder().expect("responder");
+    t.start_iperf3().expect("iperf3 -s");
+    let dir = sonde_e2e::pipeline::scratch("netlab-busy");
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"state\"\n[http]\nlisten = \"{COLLECTOR_IP}:9090\"\n\
+             [quic]\nlisten = \"{COLLECTOR_IP}:4433\"\nnames = [\"{COLLECTOR_IP}\"]\n"
+        ),
+    )
+    .expect("collector config");
+    let mut serve = Command::new(bin("sonde-collector"));
+    serve.arg("serve").arg("--config").arg(&config);
+    let ans = t.agent_ns.clone();
+    let up = Command::new("ip")
+        .args(["-n", &ans, "link", "set", "lo", "up"])
+        .status()
+        .expect("ip");
+    assert!(up.success(), "loopback up in {ans}");
+    t.spawn_in(&ans, serve).expect("collector");
+    let collector = |args: &[&str]| {
+        let mut cmd = Command::new(bin("sonde-collector"));
+        cmd.args(args).arg("--config").arg(&config);
+        sonde_e2e::run_bounded(cmd, Duration::from_secs(60))
+    };
+    let token = collector(&[
+        "token",
+        "create",
+        "--building",
+        "b-busy",
+        "--quartier",
+        "q-busy",
+    ]);
+    assert_eq!(token.code(), 0, "{}", token.stderr());
+    let state = dir.join("agent");
+    let mut enroll = t.command_in(&t.agent_ns, bin("sonde-agent"));
+    enroll
+        .args([
+            "enroll",
+            "--collector",
+            &format!("{COLLECTOR_IP}:4433"),
+            "--token",
+        ])
+        .arg(token.stdout().trim())
+        .arg("--state-dir")
+        .arg(&state);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = sonde_e2e::run_bounded(
+            std::mem::replace(&mut enroll, Command::new("true")),
+            Duration::from_secs(30),
+        );
+        if run.code() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "enroll: {}", run.stderr());
+        std::thread::sleep(Duration::from_millis(500));
+        enroll = t.command_in(&t.agent_ns, bin("sonde-agent"));
+        enroll
+            .args([
+                "enroll",
+                "--collector",
+                &format!("{COLLECTOR_IP}:4433"),
+                "--token",
+            ])
+            .arg(token.stdout().trim())
+            .arg("--state-dir")
+            .arg(&state);
+    }
+    // The household saturates the line before the first test is due.
+    let mut flow = Command::new("iperf3");
+    flow.args(["-c", &RESPONDER_IP.to_string(), "-p", "5201", "-t", "300"]);
+    let flow_pid = t.spawn_in(&t.agent_ns.clone(), flow).expect("second flow");
+    let agent_config = dir.join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "[site]\nquartier = \"q-busy\"\nbuilding = \"b-busy\"\nlatitude = 48.8\nlongitude = 2.3\n\
+             [collector]\naddress = \"{COLLECTOR_IP}:4433\"\nstate_dir = \"{}\"\nretry_max = \"2s\"\n\
+             [busy]\nrecheck = \"1s\"\nchecks = 2\ncpu_percent = 100\n\
+             [[access]]\nname = \"fibre\"\nkind = \"ftth\"\ninterface = \"{}\"\n\
+             responders = [\"{url}\"]\nevery = \"10s\"\njitter = \"1s\"\nmax_duration = 3\n",
+            state.display(),
+            t.agent_ifaces[0]
+        ),
+    )
+    .expect("agent config");
+    let mut run = Command::new(bin("sonde-agent"));
+    run.arg("run").arg("--config").arg(&agent_config);
+    t.spawn_in(&t.agent_ns.clone(), run).expect("agent");
+    let status = |f: &dyn Fn(&serde_json::Value) -> bool, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let s = sonde_e2e::pipeline::status(&state);
+            if f(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what}: {s}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let s = status(
+        &|s| s["failures_total"]["busy"].as_u64().unwrap_or(0) >= 1,
+        "a test skipped as busy",
+    );
+    assert_eq!(
+        s["results_total"], 1,
+        "the skip is the only result so far: {s}"
+    );
+    // The household stops: the next test runs.
+    let _ = Command::new("kill").arg(flow_pid.to_string()).status();
+    status(
+        &|s| s["results_total"].as_u64().unwrap_or(0) >= 2 && s["spool_depth"] == 0,
+        "a test after the line went quiet, uploaded",
+    );
+    // Coverage: the skipped test was scheduled, not run.
+    let out = dir.join("report.json");
+    let now = chrono::Utc::now();
+    let report = collector(&[
+        "report",
+        "--from",
+        &(now - chrono::Duration::hours(1)).to_rfc3339(),
+        "--to",
+        &(now + chrono::Duration::minutes(1)).to_rfc3339(),
+        "--format",
+        "json",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(report.code(), 0, "{}", report.stderr());
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("JSON");
+    let c = &r["accesses"][0]["coverage"];
+    let (scheduled, run) = (
+        c["scheduled"].as_u64().unwrap_or(0),
+        c["run"].as_u64().unwrap_or(0),
+    );
+    assert!(run >= 1 && scheduled > run, "coverage {c}");
+}
