@@ -8,6 +8,7 @@ pub mod busy;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod discover;
 pub mod identity;
 pub mod latency;
 pub mod metrics;

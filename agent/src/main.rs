@@ -89,6 +89,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List this box's interfaces with their likely access kind, link speed and
+    /// addresses, as a configuration skeleton that check-config accepts.
+    ///
+    /// Wireless interfaces are proposed as Wi-Fi, wwan/QMI/MBIM modems as 4G, Ethernet
+    /// as FTTH; loopback and virtual interfaces are listed, not proposed. Set the site,
+    /// the collector and the responders in the skeleton, then check it.
+    ///
+    /// Example: sonde-agent discover > /etc/sonde/agent.toml
+    Discover,
     /// Check a configuration file and report every problem, each with its field path.
     ///
     /// Exit status: 0 when the file is valid, 64 otherwise. Interfaces are checked
@@ -189,6 +198,12 @@ fn main() {
             no_interfaces,
         } => check_config(&config, no_interfaces),
         Command::Run { config } => run_command(&config),
+        Command::Discover => {
+            print!(
+                "{}",
+                sonde_agent::discover::skeleton(&sonde_agent::discover::discover())
+            );
+        }
         Command::Enroll {
             collector,
             token,

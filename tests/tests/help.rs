@@ -52,3 +52,23 @@ fn every_command_describes_itself() {
     assert!(help("sonde-agent", &["check-config"]).starts_with("Check a configuration file"));
     assert!(help("sonde-responder", &[]).contains("Example:"));
 }
+
+#[test]
+fn discover_prints_a_skeleton_that_check_config_accepts_on_this_box() {
+    let mut cmd = Command::new(bin("sonde-agent"));
+    cmd.arg("discover");
+    let run = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let text = run.stdout();
+    assert!(
+        text.contains("#   lo "),
+        "every interface is listed:\n{text}"
+    );
+    let path = std::env::temp_dir().join(format!("sonde-discover-{}.toml", std::process::id()));
+    std::fs::write(&path, &text).expect("write");
+    let mut check = Command::new(bin("sonde-agent"));
+    check.args(["check-config", "--config"]).arg(&path);
+    let checked = run_bounded(check, Duration::from_secs(30));
+    assert_eq!(checked.code(), 0, "{}\n{text}", checked.stderr());
+    let _ = std::fs::remove_file(&path);
+}
