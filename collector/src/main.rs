@@ -67,14 +67,8 @@ enum Command {
         /// The new file.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// The collector's configuration.
-        #[arg(
-            long,
-            value_name = "FILE",
-            env = "SONDE_COLLECTOR_CONFIG",
-            default_value = "/etc/sonde/collector.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Replace the store with a backup. Stop the collector first.
     ///
@@ -87,14 +81,8 @@ enum Command {
         /// The backup file.
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
-        /// The collector's configuration.
-        #[arg(
-            long,
-            value_name = "FILE",
-            env = "SONDE_COLLECTOR_CONFIG",
-            default_value = "/etc/sonde/collector.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Load results as `sonde-agent probe --json` prints them, one per line.
     ///
@@ -136,6 +124,19 @@ enum Command {
     },
 }
 
+/// `--config FILE`, shared by the commands that work on a collector's state.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The collector's configuration (its data_dir holds the store, the CA and the keys).
+    #[arg(
+        long = "config",
+        value_name = "FILE",
+        env = "SONDE_COLLECTOR_CONFIG",
+        default_value = "/etc/sonde/collector.toml"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Debug, clap::Args)]
 struct ReportArgs {
     /// First day of the period (YYYY-MM-DD, local to the report's time zone), or an
@@ -160,28 +161,16 @@ struct ReportArgs {
     /// Time zone of the sites (default: the config's report.time_zone, Europe/Paris).
     #[arg(long, value_name = "IANA")]
     time_zone: Option<String>,
-    /// The collector's configuration (its data_dir holds the store and the report key).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "SONDE_COLLECTOR_CONFIG",
-        default_value = "/etc/sonde/collector.toml"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// List the agents: id, quartier, building, version, last seen, results, state.
     List {
-        /// The collector's configuration.
-        #[arg(
-            long,
-            value_name = "FILE",
-            env = "SONDE_COLLECTOR_CONFIG",
-            default_value = "/etc/sonde/collector.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Revoke an agent (a lost or replaced box): from its next connection, its uploads
     /// are refused with the reason `revoked`. Its results already stored stay; the ones
@@ -192,14 +181,8 @@ enum AgentCommand {
         /// The agent's id (see `agent list` or /api/v1/agents).
         #[arg(value_name = "ID")]
         id: String,
-        /// The collector's configuration.
-        #[arg(
-            long,
-            value_name = "FILE",
-            env = "SONDE_COLLECTOR_CONFIG",
-            default_value = "/etc/sonde/collector.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -221,14 +204,8 @@ enum ReportAction {
     },
     /// Print the collector's public report key, for verifiers: `ed25519 <hex>`.
     Key {
-        /// The collector's configuration.
-        #[arg(
-            long,
-            value_name = "FILE",
-            env = "SONDE_COLLECTOR_CONFIG",
-            default_value = "/etc/sonde/collector.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -258,14 +235,8 @@ enum TokenCommand {
         /// WGS84 longitude of the building, for maps.
         #[arg(long, allow_hyphen_values = true, value_parser = parse_longitude)]
         longitude: Option<f64>,
-        /// The collector's configuration (its data_dir holds the store and the CA).
-        #[arg(
-            long,
-            value_name = "FILE",
-            env = "SONDE_COLLECTOR_CONFIG",
-            default_value = "/etc/sonde/collector.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -320,7 +291,7 @@ fn main() {
             latitude,
             longitude,
             config,
-        }) => token_create(&config, building, quartier, ttl, latitude, longitude),
+        }) => token_create(&config.path, building, quartier, ttl, latitude, longitude),
         Command::Import { file, config, db } => {
             let db = match (config, db) {
                 (_, Some(db)) => db,
@@ -331,13 +302,13 @@ fn main() {
             };
             import(&file, &db)
         }
-        Command::Agent(AgentCommand::Revoke { id, config }) => agent_revoke(&config, &id),
-        Command::Backup { out, config } => backup(&config, &out),
-        Command::Restore { from, config } => restore(&config, &from),
-        Command::Agent(AgentCommand::List { config }) => agent_list(&config),
+        Command::Agent(AgentCommand::Revoke { id, config }) => agent_revoke(&config.path, &id),
+        Command::Backup { out, config } => backup(&config.path, &out),
+        Command::Restore { from, config } => restore(&config.path, &from),
+        Command::Agent(AgentCommand::List { config }) => agent_list(&config.path),
         Command::Report { action, args } => match action {
             Some(ReportAction::Verify { file, key }) => report_verify(&file, key.as_deref()),
-            Some(ReportAction::Key { config }) => report_key(&config),
+            Some(ReportAction::Key { config }) => report_key(&config.path),
             None => report(args),
         },
     };
@@ -349,7 +320,7 @@ fn report(args: ReportArgs) -> i32 {
     let (Some(from), Some(to), Some(format)) = (args.from, args.to, args.format) else {
         sonde_cli::usage_error("report needs --from DATE --to DATE --format csv|json|html");
     };
-    let config = load_config(&args.config);
+    let config = load_config(&args.config.path);
     let tz = match &args.time_zone {
         Some(t) => t.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
             sonde_cli::usage_error(format!(

@@ -116,6 +116,32 @@ impl Collector {
         }
     }
 
+    /// `sonde-collector ARGS --config CONFIG`, bounded to two minutes.
+    pub fn cli(&self, args: &[&str]) -> crate::Run {
+        let mut cmd = Command::new(bin("sonde-collector"));
+        cmd.args(args).arg("--config").arg(&self.config);
+        run_bounded(cmd, Duration::from_secs(120))
+    }
+
+    /// `sonde-collector report` of `[from, to]` in `format` into `out`; asserts success.
+    pub fn report(
+        &self,
+        from: &str,
+        to: &str,
+        format: &str,
+        out: &Path,
+        more: &[&str],
+    ) -> crate::Run {
+        let out = out.to_string_lossy();
+        let mut args = vec![
+            "report", "--from", from, "--to", to, "--format", format, "--out", &out,
+        ];
+        args.extend(more);
+        let run = self.cli(&args);
+        assert_eq!(run.code(), 0, "report {args:?}: {}", run.stderr());
+        run
+    }
+
     /// `token create` for `building`; the token.
     pub fn token(&self, building: &str) -> String {
         let mut cmd = Command::new(bin("sonde-collector"));
@@ -304,6 +330,16 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `sonde-collector report verify FILE --key KEY`.
+pub fn verify_report(file: &Path, key: &Path) -> crate::Run {
+    let mut cmd = Command::new(bin("sonde-collector"));
+    cmd.args(["report", "verify"])
+        .arg(file)
+        .arg("--key")
+        .arg(key);
+    run_bounded(cmd, Duration::from_secs(60))
 }
 
 /// `sonde-agent status --state-dir DIR --json` (Null when there is no status yet).

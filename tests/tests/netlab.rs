@@ -378,29 +378,10 @@ fn a_saturated_line_defers_the_test_then_skips_it_as_busy_and_coverage_shows_it(
     ]);
     assert_eq!(token.code(), 0, "{}", token.stderr());
     let state = dir.join("agent");
-    let mut enroll = t.command_in(&t.agent_ns, bin("sonde-agent"));
-    enroll
-        .args([
-            "enroll",
-            "--collector",
-            &format!("{COLLECTOR_IP}:4433"),
-            "--token",
-        ])
-        .arg(token.stdout().trim())
-        .arg("--state-dir")
-        .arg(&state);
+    // The collector may still be starting: enrol until it answers (30 s at most).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let run = sonde_e2e::run_bounded(
-            std::mem::replace(&mut enroll, Command::new("true")),
-            Duration::from_secs(30),
-        );
-        if run.code() == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "enroll: {}", run.stderr());
-        std::thread::sleep(Duration::from_millis(500));
-        enroll = t.command_in(&t.agent_ns, bin("sonde-agent"));
+        let mut enroll = t.command_in(&t.agent_ns, bin("sonde-agent"));
         enroll
             .args([
                 "enroll",
@@ -411,6 +392,12 @@ fn a_saturated_line_defers_the_test_then_skips_it_as_busy_and_coverage_shows_it(
             .arg(token.stdout().trim())
             .arg("--state-dir")
             .arg(&state);
+        let run = sonde_e2e::run_bounded(enroll, Duration::from_secs(30));
+        if run.code() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "enroll: {}", run.stderr());
+        std::thread::sleep(Duration::from_millis(500));
     }
     // The household saturates the line before the first test is due.
     let mut flow = Command::new("iperf3");

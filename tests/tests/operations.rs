@@ -1,18 +1,12 @@
 //! Operating the collector: revoking an agent, an online backup taken under ingest load
 //! and restored, and rotating the report key. Real processes, real QUIC, real SQLite.
 
-use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
-use sonde_e2e::{bin, run_bounded, Run};
+use sonde_e2e::pipeline::{
+    record, scratch, seed_spool, verify_report as verify, Agent, AgentSetup, Collector,
+};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn collector_cmd(collector: &Collector, args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin("sonde-collector"));
-    cmd.args(args).arg("--config").arg(&collector.config);
-    run_bounded(cmd, Duration::from_secs(120))
-}
 
 fn wait_results(collector: &Collector, n: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -35,12 +29,12 @@ fn a_revoked_agent_is_refused_with_its_reason_and_keeps_its_spool() {
     agent.stop();
 
     // An unknown id is a usage error; the real one is revoked.
-    let run = collector_cmd(&collector, &["agent", "revoke", "nobody"]);
+    let run = collector.cli(&["agent", "revoke", "nobody"]);
     assert_eq!(run.code(), 64, "{}", run.stderr());
     assert!(run.stderr().contains("nobody"), "{}", run.stderr());
-    let run = collector_cmd(&collector, &["agent", "revoke", &id]);
+    let run = collector.cli(&["agent", "revoke", &id]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    let list = collector_cmd(&collector, &["agent", "list"]);
+    let list = collector.cli(&["agent", "list"]);
     assert!(list.stdout().contains("revoked"), "{}", list.stdout());
     let (_, agents) = collector.get("/api/v1/agents");
     assert!(agents["agents"][0]["revoked_at"].is_string(), "{agents}");
@@ -86,10 +80,7 @@ fn a_backup_under_load_restores_every_result_acknowledged_before_it_began() {
         .map(|r| r["id"].as_str().unwrap_or_default().to_string())
         .collect();
     let backup = dir.join("backup.sqlite");
-    let run = collector_cmd(
-        &collector,
-        &["backup", "--out", backup.to_str().expect("utf-8")],
-    );
+    let run = collector.cli(&["backup", "--out", backup.to_str().expect("utf-8")]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let after = collector.all_results().len();
     assert!(
@@ -98,10 +89,7 @@ fn a_backup_under_load_restores_every_result_acknowledged_before_it_began() {
         before.len()
     );
     // A second backup to the same file is refused rather than overwriting it.
-    let again = collector_cmd(
-        &collector,
-        &["backup", "--out", backup.to_str().expect("utf-8")],
-    );
+    let again = collector.cli(&["backup", "--out", backup.to_str().expect("utf-8")]);
     assert_eq!(again.code(), 1);
     drop(running);
 
@@ -110,24 +98,15 @@ fn a_backup_under_load_restores_every_result_acknowledged_before_it_began() {
     let rdir = dir.join("restored");
     std::fs::create_dir_all(&rdir).expect("dir");
     let mut restored = Collector::start_in(&rdir);
-    let refused = collector_cmd(
-        &restored,
-        &["restore", "--from", backup.to_str().expect("utf-8")],
-    );
+    let refused = restored.cli(&["restore", "--from", backup.to_str().expect("utf-8")]);
     assert_eq!(refused.code(), 64, "{}", refused.stderr());
     assert!(refused.stderr().contains("stop it"), "{}", refused.stderr());
     restored.stop();
     let junk = dir.join("junk.sqlite");
     std::fs::write(&junk, b"not a database at all").expect("junk");
-    let bad = collector_cmd(
-        &restored,
-        &["restore", "--from", junk.to_str().expect("utf-8")],
-    );
+    let bad = restored.cli(&["restore", "--from", junk.to_str().expect("utf-8")]);
     assert_eq!(bad.code(), 64, "{}", bad.stderr());
-    let run = collector_cmd(
-        &restored,
-        &["restore", "--from", backup.to_str().expect("utf-8")],
-    );
+    let run = restored.cli(&["restore", "--from", backup.to_str().expect("utf-8")]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     restored.start();
     let got: HashSet<String> = restored
@@ -147,36 +126,24 @@ fn a_backup_under_load_restores_every_result_acknowledged_before_it_began() {
 }
 
 fn report(collector: &Collector, out: &Path) {
-    let run = collector_cmd(
-        collector,
-        &[
-            "report",
-            "--from",
-            "2026-01-01",
-            "--to",
-            "2026-01-02",
-            "--format",
-            "json",
-            "--out",
-            out.to_str().expect("utf-8"),
-        ],
-    );
+    let run = collector.cli(&[
+        "report",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-02",
+        "--format",
+        "json",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
 }
 
 fn public_key(collector: &Collector, out: &Path) {
-    let run = collector_cmd(collector, &["report", "key"]);
+    let run = collector.cli(&["report", "key"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     std::fs::write(out, run.stdout()).expect("key");
-}
-
-fn verify(file: &Path, key: &Path) -> Run {
-    let mut cmd = Command::new(bin("sonde-collector"));
-    cmd.args(["report", "verify"])
-        .arg(file)
-        .arg("--key")
-        .arg(key);
-    run_bounded(cmd, Duration::from_secs(60))
 }
 
 #[test]

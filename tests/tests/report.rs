@@ -4,26 +4,13 @@
 //! rendered in headless Chromium (console clean, screenshot and PDF kept).
 
 use base64::Engine as _;
-use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
-use sonde_e2e::{bin, run_bounded, Run};
+use sonde_e2e::pipeline::{
+    record, scratch, seed_spool, verify_report as verify, Agent, AgentSetup, Collector,
+};
+use sonde_e2e::run_bounded;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn collector_cmd(collector: &Collector, args: &[&str]) -> Run {
-    let mut cmd = Command::new(bin("sonde-collector"));
-    cmd.args(args).arg("--config").arg(&collector.config);
-    run_bounded(cmd, Duration::from_secs(120))
-}
-
-fn verify(file: &Path, key: &Path) -> Run {
-    let mut cmd = Command::new(bin("sonde-collector"));
-    cmd.args(["report", "verify"])
-        .arg(file)
-        .arg("--key")
-        .arg(key);
-    run_bounded(cmd, Duration::from_secs(60))
-}
 
 /// A collector holding 40 results of one agent from the last 40 hours; the period that
 /// covers them, as RFC 3339 instants.
@@ -61,21 +48,7 @@ fn a_signed_report_verifies_and_a_one_byte_change_is_named() {
     std::fs::create_dir_all(&out).expect("out dir");
 
     let csv = out.join("r.csv");
-    let run = collector_cmd(
-        &collector,
-        &[
-            "report",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--format",
-            "csv",
-            "--out",
-            csv.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let run = collector.report(&from, &to, "csv", &csv, &[]);
     let raw = out.join("r.results.csv");
     let manifest = out.join("r.manifest.json");
     for f in [&csv, &raw, &manifest, &out.join("r.manifest.sig")] {
@@ -103,7 +76,7 @@ fn a_signed_report_verifies_and_a_one_byte_change_is_named() {
     assert!(summary.contains("access,q-test,b-report,"), "{summary}");
 
     // The public key, exported for a verifier without access to the collector.
-    let run = collector_cmd(&collector, &["report", "key"]);
+    let run = collector.cli(&["report", "key"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let key = out.join("report-key.pub");
     std::fs::write(&key, run.stdout()).expect("key");
@@ -131,22 +104,19 @@ fn a_signed_report_verifies_and_a_one_byte_change_is_named() {
     // JSON and HTML reports of the same period.
     for format in ["json", "html"] {
         let file = out.join(format!("r2.{format}"));
-        let run = collector_cmd(
-            &collector,
-            &[
-                "report",
-                "--from",
-                &from,
-                "--to",
-                &to,
-                "--quartier",
-                "q-test",
-                "--format",
-                format,
-                "--out",
-                file.to_str().expect("utf-8"),
-            ],
-        );
+        let run = collector.cli(&[
+            "report",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--quartier",
+            "q-test",
+            "--format",
+            format,
+            "--out",
+            file.to_str().expect("utf-8"),
+        ]);
         assert_eq!(run.code(), 0, "{}", run.stderr());
         assert_eq!(verify(&file, &key).code(), 0);
     }
@@ -162,20 +132,17 @@ fn a_signed_report_verifies_and_a_one_byte_change_is_named() {
 
     // An empty period is a report that says so.
     let empty = out.join("empty.json");
-    let run = collector_cmd(
-        &collector,
-        &[
-            "report",
-            "--from",
-            "2020-01-01",
-            "--to",
-            "2020-01-31",
-            "--format",
-            "json",
-            "--out",
-            empty.to_str().expect("utf-8"),
-        ],
-    );
+    let run = collector.cli(&[
+        "report",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2020-01-31",
+        "--format",
+        "json",
+        "--out",
+        empty.to_str().expect("utf-8"),
+    ]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert!(run.stderr().contains("no data"), "{}", run.stderr());
     let json: serde_json::Value =
@@ -209,7 +176,7 @@ fn bad_arguments_are_one_line_with_exit_64_and_http_serves_the_same_signed_repor
         let mut all = vec!["report"];
         all.extend(&args);
         all.extend(["--format", "json", "--out", "/nonexistent/never.json"]);
-        let run = collector_cmd(&collector, &all);
+        let run = collector.cli(&all);
         assert_eq!(run.code(), 64, "{args:?}: {}", run.stderr());
         let err = run.stderr();
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
@@ -248,7 +215,7 @@ fn bad_arguments_are_one_line_with_exit_64_and_http_serves_the_same_signed_repor
         format!("{}\n", headers["x-sonde-manifest-signature"]),
     )
     .expect("sig");
-    let run = collector_cmd(&collector, &["report", "key"]);
+    let run = collector.cli(&["report", "key"]);
     let key = saved.join("key.pub");
     std::fs::write(&key, run.stdout()).expect("key");
     let ok = verify(&saved.join(&name), &key);
@@ -326,21 +293,7 @@ fn the_html_report_renders_in_chromium_without_console_errors() {
     let dir = scratch("report-html");
     let (collector, from, to) = collector_with_results(&dir);
     let page = dir.join("report.html");
-    let run = collector_cmd(
-        &collector,
-        &[
-            "report",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--format",
-            "html",
-            "--out",
-            page.to_str().expect("utf-8"),
-        ],
-    );
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    collector.report(&from, &to, "html", &page, &[]);
     let html = std::fs::read_to_string(&page).expect("html");
     // Self-contained: nothing fetched from elsewhere.
     for external in [
