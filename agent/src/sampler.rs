@@ -324,7 +324,7 @@ mod tests {
     fn link_that_never_stabilises_runs_to_the_cap_and_trims_warmup() {
         // Rate alternates 50 / 150 Mb/s every second: 1 s windows never agree.
         let wobbly = |i: usize| {
-            if (i / 10) % 2 == 0 {
+            if (i / 10).is_multiple_of(2) {
                 50.0 * MB
             } else {
                 150.0 * MB
@@ -344,7 +344,11 @@ mod tests {
         // "until the rate is reached" would keep only the peak; the cap keeps all but
         // the first 2 s: (3 s × 20 + 5 s × 100) / 8 s = 70 Mb/s.
         let varying = |i: usize| {
-            let wobble = if ((i - 1) / 10) % 2 == 0 { -10.0 } else { 10.0 };
+            let wobble = if ((i - 1) / 10).is_multiple_of(2) {
+                -10.0
+            } else {
+                10.0
+            };
             (if i <= 50 { 20.0 } else { 100.0 } + wobble) * MB
         };
         let (s, reason, _) = drive(rule(), varying);

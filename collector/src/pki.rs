@@ -60,6 +60,23 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
+/// Name of the lock file that serialises the making of key material in a data dir.
+pub const LOCK_FILE: &str = ".keys.lock";
+
+/// Holds `dir`'s key lock (an exclusive `flock` on `dir/.keys.lock`) until dropped, so
+/// two processes starting at once on a new data directory (a `token create` beside a
+/// starting `serve`) make its keys once and both use them.
+pub(crate) fn key_lock(dir: &std::path::Path) -> Result<std::fs::File, std::io::Error> {
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    f.lock()?;
+    Ok(f)
+}
+
 /// Writes `contents` to a new file readable by its owner only.
 pub(crate) fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), PkiError> {
     use std::io::Write;
@@ -109,6 +126,7 @@ impl Ca {
     /// Loads the CA kept in `dir`, or creates it there on first start (key file mode
     /// 0600). Restarting the collector keeps every agent's certificate valid.
     pub fn load_or_create(dir: &std::path::Path, name: &str) -> Result<Ca, PkiError> {
+        let _lock = key_lock(dir).map_err(io(dir))?;
         let (key_path, cert_path) = (dir.join(CA_KEY_FILE), dir.join(CA_CERT_FILE));
         if key_path.exists() && cert_path.exists() {
             let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
@@ -230,6 +248,21 @@ mod tests {
     fn the_ca_survives_a_restart_and_its_key_is_private() {
         let dir = std::env::temp_dir().join(format!("sonde-ca-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        // Processes starting at once on a new directory make one CA (before the lock,
+        // the losers failed with "ca.key.pem: File exists").
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    Ca::load_or_create(&dir, "sonde CA").map(|ca| ca.cert().to_vec())
+                })
+            })
+            .collect();
+        let certs: Vec<Vec<u8>> = racers
+            .into_iter()
+            .map(|r| r.join().expect("thread").expect("one CA for all"))
+            .collect();
+        assert!(certs.windows(2).all(|w| w[0] == w[1]));
         let first = Ca::load_or_create(&dir, "sonde CA").expect("create");
         let mode = std::fs::metadata(dir.join(CA_KEY_FILE))
             .expect("key file")

@@ -78,6 +78,7 @@ pub struct ReportKey {
 impl ReportKey {
     /// Loads `data_dir/report-key.pk8`, making it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<ReportKey, SignError> {
+        let _lock = crate::pki::key_lock(data_dir).map_err(io(data_dir))?;
         let path = data_dir.join(KEY_FILE);
         if !path.exists() {
             std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
@@ -250,7 +251,7 @@ pub fn manifest_of(file: &Path) -> PathBuf {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())
