@@ -2,13 +2,15 @@
 //! namespaces, SO_BINDTODEVICE) are reported as ignored, with the reason, elsewhere;
 //! and whether Prometheus' `prometheus` and `promtool` are installed (Debian package
 //! `prometheus`, which `.ci/run` installs), likewise; and Chromium (`chromium`), for
-//! rendering the HTML report; and docker-compose, for validating the compose file.
+//! rendering the HTML report; docker-compose, for validating the compose file; and
+//! dbus-daemon, for the ModemManager look-alike.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_root)");
     println!("cargo::rustc-check-cfg=cfg(sonde_prometheus)");
     println!("cargo::rustc-check-cfg=cfg(sonde_chromium)");
     println!("cargo::rustc-check-cfg=cfg(sonde_compose)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_dbus)");
     println!("cargo::rerun-if-env-changed=PATH");
     let on_path = |name: &str| {
         std::env::var_os("PATH")
@@ -23,6 +25,9 @@ fn main() {
     }
     if on_path("docker-compose") {
         println!("cargo::rustc-cfg=sonde_compose");
+    }
+    if on_path("dbus-daemon") {
+        println!("cargo::rustc-cfg=sonde_dbus");
     }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=USER");

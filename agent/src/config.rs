@@ -29,6 +29,18 @@ pub struct File {
     /// Deferring tests while the line or the box is busy.
     #[serde(default)]
     pub busy: BusyConfig,
+    /// Where the radio context of 4G accesses is read.
+    #[serde(default)]
+    pub radio: RadioConfig,
+}
+
+/// `[radio]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadioConfig {
+    /// D-Bus address of ModemManager's bus (default: the system bus).
+    #[serde(default)]
+    pub dbus_address: Option<String>,
 }
 
 /// `[busy]`.

@@ -371,10 +371,23 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
                     Some(crate::budget::Plan::Run { allowance }) => Some(allowance),
                     _ => None,
                 };
-                tokio::select! {
+                // A 4G access's radio context, read just before the test (2 s at most).
+                let radio = match access.kind {
+                    sonde_proto::AccessKind::FourG => Some(
+                        crate::radio::lte(
+                            shared.config.file.radio.dbus_address.as_deref(),
+                            &access.interface,
+                        )
+                        .await,
+                    ),
+                    _ => None,
+                };
+                let mut record = tokio::select! {
                     r = measure(&shared, access, max_bytes) => r,
                     _ = stopped(stop) => return,
-                }
+                };
+                record.radio = radio;
+                record
             }
         };
         if access.budget.is_some() {

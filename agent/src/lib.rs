@@ -14,6 +14,7 @@ pub mod latency;
 pub mod metrics;
 pub mod netif;
 pub mod probe;
+pub mod radio;
 pub mod sampler;
 pub mod schedule;
 pub mod spool;

@@ -223,6 +223,10 @@ pub struct AgentSetup {
     pub metrics_port: Option<u16>,
     /// More lines for the access's table (e.g. `budget_month = "1GB"`).
     pub access_extra: String,
+    /// The access's kind (`ftth`, `4g`, …).
+    pub kind: &'static str,
+    /// More top-level tables (e.g. `[radio]`), written before the access.
+    pub extra: String,
 }
 
 /// A running `sonde-agent run`.
@@ -246,13 +250,15 @@ impl Agent {
                 "[site]\nquartier = \"q\"\nbuilding = \"b\"\nlatitude = 48.8\nlongitude = 2.3\n\
                  [collector]\naddress = \"{}\"\nstate_dir = \"{}\"\nretry_max = \"2s\"\nbatch = {}\n\
                  [spool]\nmax_results = {}\n\
-                 [busy]\nthreshold = \"off\"\ncpu_percent = 100\n\
-                 [[access]]\nname = \"loop\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
+                 [busy]\nthreshold = \"off\"\ncpu_percent = 100\n{}\n\
+                 [[access]]\nname = \"loop\"\nkind = \"{}\"\ninterface = \"lo\"\n\
                  responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n{}\n{}",
                 collector.quic,
                 state_dir.display(),
                 setup.batch,
                 setup.max_results,
+                setup.extra,
+                setup.kind,
                 setup.responder,
                 setup.every,
                 setup.access_extra,
@@ -481,6 +487,8 @@ impl AgentSetup {
             batch,
             metrics_port: None,
             access_extra: String::new(),
+            kind: "ftth",
+            extra: String::new(),
         }
     }
 }

@@ -26,6 +26,8 @@ fn tests_shrink_then_skip_and_the_budget_is_never_exceeded() {
             batch: 10,
             metrics_port: Some(port),
             access_extra: "budget_month = \"1GB\"".into(),
+            kind: "ftth",
+            extra: String::new(),
         },
     );
     let status = agent.wait_status(

@@ -88,6 +88,8 @@ fn the_agent_serves_its_health_and_latest_results_on_localhost() {
             batch: 100,
             metrics_port: Some(port),
             access_extra: String::new(),
+            kind: "ftth",
+            extra: String::new(),
         },
     );
     agent.wait_status("one result uploaded", Duration::from_secs(60), |s| {

@@ -142,6 +142,8 @@ fn agents_keep_measuring_through_an_outage_and_catch_up_with_their_timestamps() 
         batch: 500,
         metrics_port: None,
         access_extra: String::new(),
+        kind: "ftth",
+        extra: String::new(),
     };
     let agent = Agent::start(&adir, &collector, &setup);
     let during = agent.wait_status(
@@ -200,6 +202,8 @@ fn a_full_spool_evicts_the_oldest_and_the_evictions_are_counted_and_reported() {
         batch: 500,
         metrics_port: None,
         access_extra: String::new(),
+        kind: "ftth",
+        extra: String::new(),
     };
     let started = Instant::now();
     let agent = Agent::start(&adir, &collector, &setup);
