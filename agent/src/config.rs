@@ -194,6 +194,11 @@ pub struct AccessConfig {
     pub interface: String,
     /// Responder URLs, in order of preference.
     pub responders: Vec<String>,
+    /// Start each run with the next responder in turn (spreading the load and giving
+    /// each its own series) instead of always the first; either way, a responder that
+    /// does not answer is replaced by the following one.
+    #[serde(default)]
+    pub rotate: bool,
     /// Download target, Mb/s at the IP layer (default: the kind's).
     #[serde(default)]
     pub target_down_mbps: Option<f64>,
@@ -243,6 +248,8 @@ pub struct Access {
     pub interface: String,
     /// Responder URLs.
     pub responders: Vec<url::Url>,
+    /// Whether runs take the responders in turn.
+    pub rotate: bool,
     /// IP-layer targets `(down, up)`, bit/s: configured, else the kind's defaults.
     pub targets: (Option<f64>, Option<f64>),
     /// When it runs.
@@ -502,6 +509,7 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
                 ),
                 interface: a.interface.clone(),
                 responders,
+                rotate: a.rotate,
                 cadence: Cadence {
                     interval_ms: every.as_millis() as u64,
                     jitter_ms: jitter.as_millis() as u64,

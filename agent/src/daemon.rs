@@ -75,6 +75,10 @@ pub struct Status {
     /// Data budget use this month, per budgeted access.
     #[serde(default)]
     pub budgets: BTreeMap<String, BudgetUse>,
+    /// Tests each responder served since start, per access: access → position of the
+    /// responder in the access's list (1 is the first) → tests.
+    #[serde(default)]
+    pub responder_tests_total: BTreeMap<String, BTreeMap<String, u64>>,
     /// Failed uploads by reason.
     pub uplink_errors_total: BTreeMap<String, u64>,
     /// Results measured since start.
@@ -114,6 +118,8 @@ struct Shared {
     latest: Mutex<Latest>,
     /// Bytes used by tests this month, per access (`budget.json`).
     ledger: Mutex<crate::budget::Ledger>,
+    /// Runs made per access, for responder rotation.
+    runs: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Shared {
@@ -250,6 +256,7 @@ pub async fn run(config: Config, mut stop: watch::Receiver<bool>) -> anyhow::Res
         write: Mutex::new(()),
         latest: Mutex::new(Default::default()),
         ledger: Mutex::new(ledger),
+        runs: Mutex::new(BTreeMap::new()),
     });
     shared.update_budgets(Utc::now());
     shared.write_status().await;
@@ -416,7 +423,19 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
             up_bps = record.upload.as_ref().map(|t| t.ip_rate_bps),
             "measured"
         );
+        let served = access
+            .responders
+            .iter()
+            .position(|u| u.as_str() == record.run.responder.url)
+            .filter(|_| record.download.is_some() || record.upload.is_some());
         shared.update(|s| {
+            if let Some(i) = served {
+                *s.responder_tests_total
+                    .entry(access.name.clone())
+                    .or_default()
+                    .entry((i + 1).to_string())
+                    .or_default() += 1;
+            }
             s.missed_runs_total += due.missed;
             s.results_total += 1;
             if record.status.outcome == Outcome::Failed {
@@ -589,7 +608,20 @@ fn label(shared: &Shared, access: &Access, record: &mut ResultRecord) {
 async fn measure(shared: &Shared, access: &Access, max_bytes: Option<u64>) -> ResultRecord {
     let interface = netif::interface(&access.interface);
     let mut last = None;
-    for responder in &access.responders {
+    // In turn when rotating, else in the configured order; the others follow as
+    // fail-overs.
+    let first = if access.rotate {
+        let mut runs = shared.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let n = runs.entry(access.name.clone()).or_default();
+        *n += 1;
+        (*n - 1) % access.responders.len().max(1)
+    } else {
+        0
+    };
+    let order = access.responders[first..]
+        .iter()
+        .chain(&access.responders[..first]);
+    for responder in order {
         let opts = options(
             access,
             Some(responder),

@@ -122,6 +122,19 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
         "Seconds since the agent started.",
         st.uptime_s as f64,
     )?;
+    let served = counter(
+        &r,
+        "sonde_agent_responder_tests_total",
+        "Tests each responder served since start (responder: its position in the access's list).",
+        &["access", "responder"],
+    )?;
+    for (access, by) in &st.responder_tests_total {
+        for (position, n) in by {
+            served
+                .with_label_values(&[access.as_str(), position.as_str()])
+                .inc_by(*n);
+        }
+    }
     let used = gauge(
         &r,
         "sonde_agent_budget_used_bytes",

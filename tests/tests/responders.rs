@@ -1,0 +1,75 @@
+//! Several responders per access: taken in turn with `rotate`, each counted on its own,
+//! and a responder that is down replaced by the next one; the result says which served.
+
+use sonde_e2e::pipeline::{scratch, Agent, AgentSetup, Collector};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[test]
+fn responders_take_turns_and_one_that_is_down_is_replaced() {
+    let dir = scratch("responders");
+    let (a, b) = (
+        sonde_e2e::Responder::start(&[]),
+        sonde_e2e::Responder::start(&[]),
+    );
+    let collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    collector.enroll("b-rotate", &adir.join("state"));
+    let agent = Agent::start(
+        &adir,
+        &collector,
+        &AgentSetup {
+            // Two URLs in the access's list (the setup writes `responders = ["…"]`).
+            responder: format!("{}\", \"{}", a.url(), b.url()),
+            every: "10s".into(),
+            max_results: 100,
+            batch: 10,
+            metrics_port: None,
+            access_extra: "rotate = true".into(),
+            kind: "ftth",
+            extra: String::new(),
+        },
+    );
+    let s = agent.wait_status("both responders served", Duration::from_secs(60), |s| {
+        let by = &s["responder_tests_total"]["loop"];
+        by["1"].as_u64().unwrap_or(0) >= 1 && by["2"].as_u64().unwrap_or(0) >= 1
+    });
+    let served_before = s["results_total"].as_u64().unwrap_or(0);
+    // The second responder goes down: its turns fall to the first.
+    drop(b);
+    agent.wait_status("two more results", Duration::from_secs(60), |s| {
+        s["results_total"].as_u64().unwrap_or(0) >= served_before + 2 && s["spool_depth"] == 0
+    });
+    drop(agent);
+    let results = collector.all_results();
+    let urls: BTreeSet<String> = results
+        .iter()
+        .map(|r| {
+            r["run"]["responder"]["url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        urls.contains(&a.url()) || urls.contains(&format!("{}/", a.url())),
+        "{urls:?}"
+    );
+    assert_eq!(
+        urls.len(),
+        2,
+        "each result names the responder that served it: {urls:?}"
+    );
+    // After the kill, every result was measured (failed over), none lost to the dead one.
+    let last_two: Vec<&serde_json::Value> = results.iter().rev().take(2).collect();
+    for r in last_two {
+        assert_eq!(r["status"]["outcome"], "ok", "{r}");
+        assert!(
+            r["run"]["responder"]["url"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&a.url()),
+            "{r}"
+        );
+    }
+}
