@@ -260,6 +260,23 @@ async fn measure(
                 if t.stop_reason != StopReason::Stable && !record.flags.contains(&Flag::Unstable) {
                     record.flags.push(Flag::Unstable);
                 }
+                // Was the responder the limit? Its own CPU over this direction (a
+                // responder without the endpoint says nothing).
+                let window_ms = (t.duration_s * 1e3) as u64 + 200;
+                let load: Result<sonde_proto::responder::Load, _> = target
+                    .get_json(
+                        &format!(
+                            "{}?window_ms={window_ms}",
+                            sonde_proto::responder::LOAD_PATH
+                        ),
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                if load.is_ok_and(|l| l.cpu_busy_max >= sonde_proto::responder::SERVER_LIMITED_CPU)
+                    && !record.flags.contains(&Flag::ServerLimited)
+                {
+                    record.flags.push(Flag::ServerLimited);
+                }
                 match direction {
                     Direction::Up => record.upload = Some(t),
                     _ => record.download = Some(t),

@@ -15,6 +15,22 @@ pub const DOWNLOAD_PATH: &str = "/download";
 pub const UPLOAD_PATH: &str = "/upload";
 /// Path prefix of upload reports: `GET /upload/ID`.
 pub const UPLOAD_REPORT_PREFIX: &str = "/upload/";
+/// `GET /api/v1/load?window_ms=N`: the responder's own CPU load over the last N ms.
+pub const LOAD_PATH: &str = "/api/v1/load";
+
+/// Share of the responder's CPU at which a test is flagged `server_limited`.
+pub const SERVER_LIMITED_CPU: f64 = 0.9;
+
+/// `GET /api/v1/load`: how busy the responder's own process was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Highest CPU busy share (0 to 1, of the cores it may use) over 100 ms windows.
+    pub cpu_busy_max: f64,
+    /// The window asked for, milliseconds.
+    pub window_ms: u64,
+    /// Cores the responder may run on.
+    pub cores: u32,
+}
 /// Width of the responder's upload bins, milliseconds.
 pub const BIN_MS: u64 = 100;
 

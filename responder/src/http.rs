@@ -46,6 +46,8 @@ pub struct State {
     pub streams: Arc<Semaphore>,
     /// Counters.
     pub counters: Counters,
+    /// The process's own CPU load.
+    pub load: Arc<crate::load::Monitor>,
 }
 
 impl State {
@@ -57,6 +59,7 @@ impl State {
             uploads: Registry::new(max_duration),
             payload: Payload::new(),
             counters: Counters::default(),
+            load: crate::load::Monitor::start(),
             info: Info {
                 service: "sonde-responder".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -91,6 +94,21 @@ pub async fn handle(
     let resp = match (req.method(), path.as_str()) {
         (&Method::GET, wire::INFO_PATH) => json(StatusCode::OK, &state.info),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, wire::LOAD_PATH) => {
+            let window_ms = query
+                .get("window_ms")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(10_000)
+                .clamp(100, crate::load::KEEP.as_millis() as u64);
+            json(
+                StatusCode::OK,
+                &wire::Load {
+                    cpu_busy_max: state.load.max_within(Duration::from_millis(window_ms)),
+                    window_ms,
+                    cores: state.load.cores as u32,
+                },
+            )
+        }
         (&Method::GET, wire::DOWNLOAD_PATH) => download(&state, &query),
         (&Method::POST, wire::UPLOAD_PATH) => upload(&state, &query, conn_fd, req).await,
         (&Method::GET, p) if p.starts_with(wire::UPLOAD_REPORT_PREFIX) => {

@@ -3,6 +3,7 @@
 
 mod echo;
 mod http;
+mod load;
 mod payload;
 mod tcpinfo;
 mod upload;

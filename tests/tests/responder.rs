@@ -244,3 +244,100 @@ fn bad_arguments_exit_64() {
         assert_eq!(run.stderr().trim().lines().count(), 1, "{}", run.stderr());
     }
 }
+
+/// A CPU cgroup (v1 `cpu` controller, or v2) with a quota of `cpus` CPUs; removed on
+/// drop. `None` when this kernel offers neither.
+struct CpuQuota(std::path::PathBuf);
+
+impl CpuQuota {
+    fn new(cpus: f64) -> Option<CpuQuota> {
+        let name = format!("sonde-quota-{}", std::process::id());
+        let v1 = std::path::Path::new("/sys/fs/cgroup/cpu");
+        if v1.join("cpu.cfs_quota_us").exists() {
+            let dir = v1.join(name);
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::write(dir.join("cpu.cfs_period_us"), "100000").ok()?;
+            std::fs::write(
+                dir.join("cpu.cfs_quota_us"),
+                format!("{}", (cpus * 100_000.0) as u64),
+            )
+            .ok()?;
+            return Some(CpuQuota(dir));
+        }
+        let v2 = std::path::Path::new("/sys/fs/cgroup");
+        if v2.join("cgroup.controllers").exists() {
+            let dir = v2.join(name);
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::write(
+                dir.join("cpu.max"),
+                format!("{} 100000", (cpus * 100_000.0) as u64),
+            )
+            .ok()?;
+            return Some(CpuQuota(dir));
+        }
+        None
+    }
+
+    fn admit(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).expect("move into the cgroup");
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_root),
+    ignore = "needs root: puts the responder under a CPU quota (cgroup)"
+)]
+fn a_responder_at_its_cpu_limit_makes_the_result_server_limited() {
+    let quota = CpuQuota::new(0.2).expect("a CPU cgroup");
+    let responder = Responder::start(&[]);
+    quota.admit(responder.pid());
+    let mut cmd = std::process::Command::new(sonde_e2e::bin("sonde-agent"));
+    cmd.args([
+        "probe",
+        "--responder",
+        &responder.url(),
+        "--max-duration",
+        "3",
+        "--json",
+    ]);
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(60));
+    let r: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("record");
+    let flags: Vec<&str> = r["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(
+        flags.contains(&"server_limited"),
+        "{flags:?}: {}",
+        run.stderr()
+    );
+    // The responder says so itself.
+    let (code, text) = get(&responder, "/api/v1/load?window_ms=10000");
+    assert_eq!(code, 200);
+    let load: serde_json::Value = serde_json::from_str(body(&text)).expect("load");
+    assert!(
+        load["cpu_busy_max"].as_f64().unwrap_or(0.0) >= 0.9,
+        "{load}"
+    );
+    drop(responder);
+}
+
+#[test]
+fn an_idle_responder_reports_a_low_load() {
+    let responder = Responder::start(&[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, text) = get(&responder, "/api/v1/load?window_ms=400");
+    assert_eq!(code, 200, "{text}");
+    let load: serde_json::Value = serde_json::from_str(body(&text)).expect("load");
+    assert!(load["cpu_busy_max"].as_f64().unwrap_or(1.0) < 0.5, "{load}");
+    assert!(load["cores"].as_u64().unwrap_or(0) >= 1);
+}
