@@ -11,6 +11,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_chromium)");
     println!("cargo::rustc-check-cfg=cfg(sonde_compose)");
     println!("cargo::rustc-check-cfg=cfg(sonde_dbus)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_packaging)");
     println!("cargo::rerun-if-env-changed=PATH");
     let on_path = |name: &str| {
         std::env::var_os("PATH")
@@ -28,6 +29,9 @@ fn main() {
     }
     if on_path("dbus-daemon") {
         println!("cargo::rustc-cfg=sonde_dbus");
+    }
+    if on_path("help2man") && on_path("dpkg-deb") && on_path("systemd-analyze") {
+        println!("cargo::rustc-cfg=sonde_packaging");
     }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=USER");
