@@ -70,7 +70,7 @@ kind = "ftth"
 interface = "lo"
 responders = ["http://127.0.0.1:$RESP_PORT"]
 every = "$EVERY"
-jitter = "5s"
+jitter = "1s"
 max_duration = 5
 TOML
 

@@ -316,10 +316,8 @@ pub fn write(
     out: &Path,
 ) -> Result<Written, ReportError> {
     let report = build(store, request)?;
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    // Beside `out` ("" for the current directory, so paths print as given).
+    let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
