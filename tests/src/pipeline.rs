@@ -477,18 +477,29 @@ pub fn seed_spool(
 }
 
 impl AgentSetup {
-    /// An agent that only uploads what it has spooled: its one access points at a
-    /// port nobody listens on and runs hourly.
-    pub fn uploader(max_results: u64, batch: usize) -> AgentSetup {
+    /// An agent probing `responder` (its FTTH access on `lo`) every 10 s, keeping 100
+    /// results, uploading 10 at a time; change fields with struct update syntax.
+    pub fn probing(responder: String) -> AgentSetup {
         AgentSetup {
-            responder: "http://127.0.0.1:9".into(),
-            every: "1h".into(),
-            max_results,
-            batch,
+            responder,
+            every: "10s".into(),
+            max_results: 100,
+            batch: 10,
             metrics_port: None,
             access_extra: String::new(),
             kind: "ftth",
             extra: String::new(),
+        }
+    }
+
+    /// An agent that only uploads what it has spooled: its one access points at a
+    /// port nobody listens on and runs hourly.
+    pub fn uploader(max_results: u64, batch: usize) -> AgentSetup {
+        AgentSetup {
+            every: "1h".into(),
+            max_results,
+            batch,
+            ..AgentSetup::probing("http://127.0.0.1:9".into())
         }
     }
 }

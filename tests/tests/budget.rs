@@ -20,14 +20,9 @@ fn tests_shrink_then_skip_and_the_budget_is_never_exceeded() {
         &adir,
         &collector,
         &AgentSetup {
-            responder: responder.url(),
-            every: "10s".into(),
-            max_results: 100,
-            batch: 10,
             metrics_port: Some(port),
             access_extra: "budget_month = \"1GB\"".into(),
-            kind: "ftth",
-            extra: String::new(),
+            ..AgentSetup::probing(responder.url())
         },
     );
     let status = agent.wait_status(

@@ -82,14 +82,9 @@ fn the_agent_serves_its_health_and_latest_results_on_localhost() {
         &adir,
         &collector,
         &AgentSetup {
-            responder: responder.url(),
-            every: "10s".into(),
-            max_results: 100,
             batch: 100,
             metrics_port: Some(port),
-            access_extra: String::new(),
-            kind: "ftth",
-            extra: String::new(),
+            ..AgentSetup::probing(responder.url())
         },
     );
     agent.wait_status("one result uploaded", Duration::from_secs(60), |s| {

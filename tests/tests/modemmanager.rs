@@ -337,14 +337,9 @@ async fn the_agent_puts_the_modems_context_on_each_4g_result() {
             &adir,
             &collector,
             &AgentSetup {
-                responder: responder.url(),
-                every: "10s".into(),
-                max_results: 100,
-                batch: 10,
-                metrics_port: None,
-                access_extra: String::new(),
                 kind: "4g",
                 extra: format!("[radio]\ndbus_address = \"{address}\"\n"),
+                ..AgentSetup::probing(responder.url())
             },
         );
         agent.wait_status("a result uploaded", Duration::from_secs(90), |s| {

@@ -136,14 +136,9 @@ fn agents_keep_measuring_through_an_outage_and_catch_up_with_their_timestamps() 
     let agent_id = collector.enroll("b-outage", &adir.join("state"));
     collector.stop();
     let setup = AgentSetup {
-        responder: responder.url(),
-        every: "10s".into(),
         max_results: 100_000,
         batch: 500,
-        metrics_port: None,
-        access_extra: String::new(),
-        kind: "ftth",
-        extra: String::new(),
+        ..AgentSetup::probing(responder.url())
     };
     let agent = Agent::start(&adir, &collector, &setup);
     let during = agent.wait_status(
@@ -196,14 +191,9 @@ fn a_full_spool_evicts_the_oldest_and_the_evictions_are_counted_and_reported() {
     // Five results waiting from earlier; the agent now keeps at most three.
     let old = seed_spool(&adir.join("state"), 5);
     let setup = AgentSetup {
-        responder: responder.url(),
-        every: "10s".into(),
         max_results: 3,
         batch: 500,
-        metrics_port: None,
-        access_extra: String::new(),
-        kind: "ftth",
-        extra: String::new(),
+        ..AgentSetup::probing(responder.url())
     };
     let started = Instant::now();
     let agent = Agent::start(&adir, &collector, &setup);

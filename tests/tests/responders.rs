@@ -19,15 +19,9 @@ fn responders_take_turns_and_one_that_is_down_is_replaced() {
         &adir,
         &collector,
         &AgentSetup {
-            // Two URLs in the access's list (the setup writes `responders = ["…"]`).
-            responder: format!("{}\", \"{}", a.url(), b.url()),
-            every: "10s".into(),
-            max_results: 100,
-            batch: 10,
-            metrics_port: None,
             access_extra: "rotate = true".into(),
-            kind: "ftth",
-            extra: String::new(),
+            // Two URLs in the access's list (the setup writes `responders = ["…"]`).
+            ..AgentSetup::probing(format!("{}\", \"{}", a.url(), b.url()))
         },
     );
     let s = agent.wait_status("both responders served", Duration::from_secs(60), |s| {
