@@ -95,6 +95,27 @@ fn from_ns(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(v)
 }
 
+/// Switches the file to WAL. On a new file, two connections doing this at once
+/// both hold a shared lock and both want the exclusive one: SQLite answers one of
+/// them "database is locked" at once, without its busy handler, to break the
+/// deadlock. That one waits a little and tries again, for 5 s at most.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -113,7 +134,7 @@ impl SqliteStore {
     fn setup(mut conn: Connection) -> Result<Self, StoreError> {
         // First: another process may hold the file's lock (a migration, a checkpoint).
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        set_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // 64 MiB of page cache: a group commit of many uploads never spills pages to
@@ -911,18 +932,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sonde-race-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("c.sqlite");
-        // Eight openers race on a file that does not exist yet (before the fix, the
-        // losers failed with "table ... already exists").
-        let openers: Vec<_> = (0..8)
-            .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || SqliteStore::open(&path).map(|s| s.schema_version()))
-            })
-            .collect();
-        for o in openers {
-            let v = o.join().expect("thread").expect("opened").expect("version");
-            assert_eq!(v, MIGRATIONS.len() as i64);
+        // Eight openers race on a file that does not exist yet, in 30 rounds. Before
+        // the fixes, losers failed with "table ... already exists" (two migrations)
+        // or "database is locked" (two connections switching a new file to WAL at
+        // once, which SQLite reports without waiting, as a deadlock).
+        for round in 0..30 {
+            let path = dir.join(format!("c{round}.sqlite"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    let start = start.clone();
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteStore::open(&path).map(|s| s.schema_version())
+                    })
+                })
+                .collect();
+            for o in openers {
+                let v = o.join().expect("thread");
+                let v = v.unwrap_or_else(|e| panic!("round {round}: {e}"));
+                assert_eq!(v.expect("version"), MIGRATIONS.len() as i64);
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
