@@ -306,64 +306,54 @@ async fn measure(
     Ok(())
 }
 
-/// Runs one direction on `streams` parallel connections and returns its figures and
-/// the number of streams that failed.
 /// How much one direction may do.
 #[derive(Debug, Clone, Copy)]
-struct Limits {
-    streams: u32,
-    max_duration: Duration,
-    max_bytes: Option<u64>,
+pub(crate) struct Limits {
+    pub streams: u32,
+    pub max_duration: Duration,
+    pub max_bytes: Option<u64>,
 }
 
-async fn run_direction(
-    target: &Target,
-    info: &Info,
+/// One data stream of a direction, given the direction's byte counter, its TCP-layer
+/// arrivals and the stop signal: it moves bytes, counting them, until stopped.
+pub(crate) type StreamTask =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<StreamStats, ClientError>> + Send>>;
+
+/// What driving one direction's streams produced.
+pub(crate) struct Driven {
+    pub sampled: Sampled,
+    /// Loaded-latency probes, when the responder echoes UDP.
+    pub probes: Option<Vec<Probe>>,
+    /// Streams that ended well, and the errors of the others.
+    pub stats: Vec<StreamStats>,
+    pub errors: Vec<ClientError>,
+    /// Payload bytes the application moved.
+    pub app_bytes: u64,
+    pub arrivals: Arc<Arrivals>,
+}
+
+/// Runs one direction on `limits.streams` streams made by `open`, samples it every
+/// 100 ms until the stop rule, then turns `stop` true and collects the streams (3 s at
+/// most). Engine-neutral: the engines differ only in how a stream moves bytes.
+pub(crate) async fn drive(
     direction: Direction,
     limits: Limits,
     udp: Option<&tokio::net::UdpSocket>,
     progress: &ProgressFn,
-) -> Result<(Throughput, u32), ClientError> {
-    let Limits {
-        streams,
-        max_duration,
-        max_bytes,
-    } = limits;
+    stop: (watch::Sender<bool>, watch::Receiver<bool>),
+    mut open: impl FnMut(Arc<AtomicU64>, Arc<Arrivals>, watch::Receiver<bool>) -> StreamTask,
+) -> Driven {
+    let (stop_tx, stop_rx) = stop;
     let counter = Arc::new(AtomicU64::new(0));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let test_id = uuid::Uuid::now_v7().simple().to_string();
-    let chunk = Arc::new(UploadChunk::new(UPLOAD_BLOCK));
-    // Under a data budget each stream carries its share of the allowance at most: the
-    // responder stops sending a download there, the agent stops writing an upload.
-    let per_stream_bytes = match max_bytes {
-        Some(m) => info
-            .limits
-            .max_bytes
-            .min(m.div_ceil(u64::from(streams.max(1)))),
-        None => info.limits.max_bytes,
-    };
     let start = Instant::now();
-
-    let alive = Arc::new(AtomicUsize::new(streams as usize));
+    let alive = Arc::new(AtomicUsize::new(limits.streams as usize));
     let arrivals = Arc::new(Arrivals::new(direction == Direction::Up));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..streams {
-        let (target, counter, stop) = (target.clone(), counter.clone(), stop_rx.clone());
-        let (test_id, chunk, alive) = (test_id.clone(), chunk.clone(), alive.clone());
-        let arrivals = arrivals.clone();
+    for _ in 0..limits.streams {
+        let stream = open(counter.clone(), arrivals.clone(), stop_rx.clone());
+        let alive = alive.clone();
         tasks.spawn(async move {
-            let r = match direction {
-                Direction::Up => {
-                    target
-                        .upload(&test_id, chunk, per_stream_bytes, counter, arrivals, stop)
-                        .await
-                }
-                _ => {
-                    target
-                        .download(per_stream_bytes, counter, arrivals, stop)
-                        .await
-                }
-            };
+            let r = stream.await;
             alive.fetch_sub(1, Ordering::Relaxed);
             r
         });
@@ -388,8 +378,8 @@ async fn run_direction(
         },
         &alive,
         start,
-        max_duration,
-        max_bytes,
+        limits.max_duration,
+        limits.max_bytes,
         direction,
         progress,
     );
@@ -401,12 +391,6 @@ async fn run_direction(
         },
         loaded
     );
-    let Sampled {
-        app: sampler,
-        tcp: tcp_sampler,
-        reason: stop_reason,
-        elapsed,
-    } = sampled;
 
     let mut stats: Vec<StreamStats> = Vec::new();
     let mut errors: Vec<ClientError> = Vec::new();
@@ -425,92 +409,105 @@ async fn run_direction(
     {
         tasks.abort_all();
     }
-    if stats.is_empty() {
-        return Err(errors.into_iter().next().unwrap_or_else(|| {
+    Driven {
+        sampled,
+        probes,
+        stats,
+        errors,
+        app_bytes: counter.load(Ordering::Relaxed),
+        arrivals,
+    }
+}
+
+/// The figure of a direction counted at the agent: the TCP-layer count when it can
+/// be trusted (a download's received segments agreeing with the bytes read; an
+/// upload's acknowledged segments), else the application's bytes.
+pub(crate) fn agent_estimate(direction: Direction, d: &Driven) -> (Option<Estimate>, Counting) {
+    let (segs, mss) = d.arrivals.total();
+    let trusted = match direction {
+        Direction::Up => mss > 0 && segs > 0,
+        _ => segments_agree(segs, mss, d.app_bytes, FINAL_AGREEMENT),
+    };
+    let tcp = d
+        .sampled
+        .tcp
+        .as_ref()
+        .filter(|_| trusted)
+        .and_then(|t| t.estimate())
+        .map(|e| e.scaled(f64::from(mss)));
+    match tcp {
+        Some(e) => (Some(e), Counting::TcpSegments),
+        None => (d.sampled.app.estimate(), Counting::Application),
+    }
+}
+
+/// How a direction's figure was taken.
+pub(crate) struct Figure {
+    pub estimate: Option<Estimate>,
+    pub measured_at: MeasuredAt,
+    pub counting: Counting,
+    pub sample_count: usize,
+    /// Payload bytes that crossed the access.
+    pub carried: u64,
+}
+
+impl Figure {
+    /// No figure (the direction carried nothing).
+    pub(crate) fn none() -> Figure {
+        Figure {
+            estimate: None,
+            measured_at: MeasuredAt::Agent,
+            counting: Counting::Application,
+            sample_count: 0,
+            carried: 0,
+        }
+    }
+}
+
+/// The direction's record from what its streams did and its figure; an error when no
+/// stream carried data or no sample was taken.
+pub(crate) fn throughput(
+    direction: Direction,
+    d: Driven,
+    figure: Figure,
+    ipv6: bool,
+) -> Result<(Throughput, u32), ClientError> {
+    if d.stats.is_empty() {
+        return Err(d.errors.into_iter().next().unwrap_or_else(|| {
             ClientError::new(FailureReason::StreamError, "no stream carried data")
         }));
     }
-
-    let app_bytes = counter.load(Ordering::Relaxed);
-    // Payload that crossed the access: for an upload, what reached the responder
-    // (bytes written but discarded by the reset never left the box).
-    let mut carried = app_bytes;
-    let (estimate, measured_at, counting, sample_count) = match direction {
-        Direction::Up => {
-            let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
-            let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
-            tracing::trace!(bins = ?report.bins, segment_bins = ?report.segment_bins, mss = report.mss, "upload report");
-            let bin = Duration::from_millis(report.bin_ms.max(1));
-            let rule = StopRule::v1(max_duration);
-            let segs: u64 = report.segment_bins.iter().sum();
-            carried = report.bytes.max(segs * u64::from(report.mss));
-            if segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT) {
-                let s = sampler::from_bins(rule, bin, &report.segment_bins);
-                let e = s.estimate().map(|e| e.scaled(f64::from(report.mss)));
-                (e, MeasuredAt::Responder, Counting::TcpSegments, s.bins())
-            } else {
-                let s = sampler::from_bins(rule, bin, &report.bins);
-                (
-                    s.estimate(),
-                    MeasuredAt::Responder,
-                    Counting::Application,
-                    s.bins(),
-                )
-            }
-        }
-        _ => {
-            let (segs, mss) = arrivals.total();
-            let tcp = tcp_sampler
-                .filter(|_| segments_agree(segs, mss, app_bytes, FINAL_AGREEMENT))
-                .and_then(|t| t.estimate())
-                .map(|e| e.scaled(f64::from(mss)));
-            match tcp {
-                Some(e) => (
-                    Some(e),
-                    MeasuredAt::Agent,
-                    Counting::TcpSegments,
-                    sampler.bins(),
-                ),
-                None => (
-                    sampler.estimate(),
-                    MeasuredAt::Agent,
-                    Counting::Application,
-                    sampler.bins(),
-                ),
-            }
-        }
-    };
-    let Some(e) = estimate else {
+    let Some(e) = figure.estimate else {
         return Err(ClientError::new(
             FailureReason::StreamError,
             "the direction ended before its first sample",
         ));
     };
-    let infos: Vec<_> = stats.iter().filter_map(|s| s.info).collect();
+    let infos: Vec<_> = d.stats.iter().filter_map(|s| s.info).collect();
     let sending = direction == Direction::Up;
     let mss = infos.iter().map(|i| i.payload_mss(sending)).max();
     let ratio = match (mss, infos.first()) {
-        (Some(mss), Some(i)) => netif::ip_overhead_ratio(mss, i.timestamps, target.addr.is_ipv6()),
+        (Some(mss), Some(i)) => netif::ip_overhead_ratio(mss, i.timestamps, ipv6),
         _ => 1.0,
     };
-    let loaded_latency = probes.map(|p| latency::summarize(&in_window(&p, &e)));
+    let loaded_latency = d.probes.map(|p| latency::summarize(&in_window(&p, &e)));
     let throughput = Throughput {
         direction,
-        measured_at,
-        counting: Some(counting),
-        streams: stats.iter().filter(|s| s.bytes > 0).count() as u32,
+        measured_at: figure.measured_at,
+        counting: Some(figure.counting),
+        streams: d.stats.iter().filter(|s| s.bytes > 0).count() as u32,
         goodput_bps: e.goodput_bps,
         ip_rate_bps: e.goodput_bps * ratio,
         ip_overhead_ratio: ratio,
         mss_bytes: mss,
-        bytes_total: carried,
+        bytes_total: figure.carried,
         bytes_measured: e.bytes_measured,
-        duration_s: elapsed.as_secs_f64(),
+        duration_s: d.sampled.elapsed.as_secs_f64(),
         measured_duration_s: e.window.as_secs_f64(),
         warmup_trimmed_s: e.window_start.as_secs_f64(),
         samples: SampleSummary {
             interval_s: 0.1,
-            count: sample_count as u32,
+            count: figure.sample_count as u32,
             used: e.bins_used as u32,
             p10_bps: e.p10_bps,
             p50_bps: e.p50_bps,
@@ -519,13 +516,108 @@ async fn run_direction(
         stop_reason: if e.stable {
             StopReason::Stable
         } else {
-            stop_reason
+            d.sampled.reason
         },
         retransmits: (!infos.is_empty())
             .then(|| infos.iter().map(|i| u64::from(i.total_retrans)).sum()),
         loaded_latency,
     };
-    Ok((throughput, errors.len() as u32))
+    Ok((throughput, d.errors.len() as u32))
+}
+
+/// Runs one direction against a sonde responder and returns its figures and the
+/// number of streams that failed.
+async fn run_direction(
+    target: &Target,
+    info: &Info,
+    direction: Direction,
+    limits: Limits,
+    udp: Option<&tokio::net::UdpSocket>,
+    progress: &ProgressFn,
+) -> Result<(Throughput, u32), ClientError> {
+    let test_id = uuid::Uuid::now_v7().simple().to_string();
+    let chunk = Arc::new(UploadChunk::new(UPLOAD_BLOCK));
+    // Under a data budget each stream carries its share of the allowance at most: the
+    // responder stops sending a download there, the agent stops writing an upload.
+    let per_stream_bytes = match limits.max_bytes {
+        Some(m) => info
+            .limits
+            .max_bytes
+            .min(m.div_ceil(u64::from(limits.streams.max(1)))),
+        None => info.limits.max_bytes,
+    };
+    let open = |counter, arrivals, stop| -> StreamTask {
+        let (target, test_id, chunk) = (target.clone(), test_id.clone(), chunk.clone());
+        Box::pin(async move {
+            match direction {
+                Direction::Up => {
+                    target
+                        .upload(&test_id, chunk, per_stream_bytes, counter, arrivals, stop)
+                        .await
+                }
+                _ => {
+                    target
+                        .download(per_stream_bytes, counter, arrivals, stop)
+                        .await
+                }
+            }
+        })
+    };
+    let d = drive(
+        direction,
+        limits,
+        udp,
+        progress,
+        watch::channel(false),
+        open,
+    )
+    .await;
+    if d.stats.is_empty() {
+        return throughput(direction, d, Figure::none(), target.addr.is_ipv6());
+    }
+    let figure = match direction {
+        Direction::Up => {
+            // Measured where the payload arrives: the responder's report of this test.
+            let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
+            let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
+            tracing::trace!(bins = ?report.bins, segment_bins = ?report.segment_bins, mss = report.mss, "upload report");
+            let bin = Duration::from_millis(report.bin_ms.max(1));
+            let rule = StopRule::v1(limits.max_duration);
+            let segs: u64 = report.segment_bins.iter().sum();
+            // What reached the responder (bytes written but discarded by the reset
+            // never left the box).
+            let carried = report.bytes.max(segs * u64::from(report.mss));
+            let by_segments = segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT);
+            let (bins, counting, scale) = if by_segments {
+                (
+                    &report.segment_bins,
+                    Counting::TcpSegments,
+                    f64::from(report.mss),
+                )
+            } else {
+                (&report.bins, Counting::Application, 1.0)
+            };
+            let s = sampler::from_bins(rule, bin, bins);
+            Figure {
+                estimate: s.estimate().map(|e| e.scaled(scale)),
+                measured_at: MeasuredAt::Responder,
+                counting,
+                sample_count: s.bins(),
+                carried,
+            }
+        }
+        _ => {
+            let (estimate, counting) = agent_estimate(direction, &d);
+            Figure {
+                estimate,
+                measured_at: MeasuredAt::Agent,
+                counting,
+                sample_count: d.sampled.app.bins(),
+                carried: d.app_bytes,
+            }
+        }
+    };
+    throughput(direction, d, figure, target.addr.is_ipv6())
 }
 
 /// Probes sent inside the measured window, or all of them when fewer than 3 were.
@@ -552,11 +644,11 @@ struct Counts<'a> {
 }
 
 /// What sampling a direction produced.
-struct Sampled {
-    app: Sampler,
-    tcp: Option<Sampler>,
-    reason: StopReason,
-    elapsed: Duration,
+pub(crate) struct Sampled {
+    pub app: Sampler,
+    pub tcp: Option<Sampler>,
+    pub reason: StopReason,
+    pub elapsed: Duration,
 }
 
 /// Segments × MSS agree with the application's bytes within `tolerance` (relative):
