@@ -146,10 +146,13 @@ impl Scheduler {
         let interval = self.slots[i].cadence.interval_ms;
         let current_slot = now_ms - now_ms % interval;
         let s = &mut self.slots[i];
-        // Planned runs that passed while this one waited (a box asleep, a long run):
-        // each whole interval of lateness is one run that will not be made.
-        let missed = now_ms.saturating_sub(at) / interval;
-        s.slot_ms = s.slot_ms.max(current_slot) + interval;
+        // A run made late (a box asleep, a long run, another access's run, the hour
+        // guard) stands for its own slot. The later slots whose planned time has
+        // passed meanwhile get no run of their own and are counted missed; the next
+        // slot whose time is still ahead keeps its run.
+        let missed = now_ms.saturating_sub(s.phase_ms).saturating_sub(s.slot_ms) / interval;
+        s.slot_ms += (missed + 1) * interval;
+        debug_assert!(s.slot_ms + interval > current_slot);
         self.plan(i, now_ms);
         Some(Due {
             access: i,
@@ -266,12 +269,54 @@ mod tests {
             for w in runs.windows(2) {
                 prop_assert!(w[1].1 >= w[0].1 + run_s * 1000, "overlap");
             }
-            for a in 0..3 {
-                let n = runs.iter().filter(|r| r.0 == a).count() as u64;
-                let want = 24 * 60 / if a == 2 { 60 } else { 15 };
-                prop_assert!(n + 1 >= want && n <= want + 1, "access {a}: {n} runs, want {want}");
-            }
+            accounted(&runs, run_s)?;
         }
+    }
+
+    /// Every slot of the day has its run or is counted missed, give or take the one
+    /// at each end of the day.
+    fn accounted(runs: &[(usize, u64, u64)], run_s: u64) -> Result<(), TestCaseError> {
+        for a in 0..3 {
+            let n = runs.iter().filter(|r| r.0 == a).count() as u64;
+            let missed: u64 = runs.iter().filter(|r| r.0 == a).map(|r| r.2).sum();
+            let want = 24 * 60 / if a == 2 { 60 } else { 15 };
+            prop_assert!(
+                n + missed + 1 >= want && n + missed <= want + 1,
+                "access {a} ({run_s} s runs): {n} runs and {missed} missed, want {want}"
+            );
+            // Contention costs a run now and then, never many.
+            prop_assert!(n + 3 >= want, "access {a}: {n} runs, want {want}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn slots_lost_to_contention_are_counted_missed() {
+        // Found by the property above: two runs of access 0 were pushed past the hour
+        // into the next slot, which then had no run, and nothing counted them.
+        let cad = [
+            Cadence {
+                interval_ms: 15 * MIN,
+                jitter_ms: 2 * MIN,
+            },
+            Cadence {
+                interval_ms: 15 * MIN,
+                jitter_ms: 2 * MIN,
+            },
+            Cadence {
+                interval_ms: 60 * MIN,
+                jitter_ms: 5 * MIN,
+            },
+        ];
+        let start = 1_750_000_000_000;
+        let runs = simulate(
+            &cad,
+            303_856_676_378_133_614,
+            start,
+            38_000,
+            start + 24 * 3_600_000,
+        );
+        accounted(&runs, 38).expect("every slot run or counted");
     }
 
     #[test]
