@@ -3,7 +3,8 @@
 //! and whether Prometheus' `prometheus` and `promtool` are installed (Debian package
 //! `prometheus`, which `.ci/run` installs), likewise; and Chromium (`chromium`), for
 //! rendering the HTML report; docker-compose, for validating the compose file; and
-//! dbus-daemon, for the ModemManager look-alike.
+//! dbus-daemon, for the ModemManager look-alike; and iperf3, the reference client and
+//! the stock server of the iperf3 engine.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_root)");
@@ -12,6 +13,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_compose)");
     println!("cargo::rustc-check-cfg=cfg(sonde_dbus)");
     println!("cargo::rustc-check-cfg=cfg(sonde_packaging)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_iperf3)");
     println!("cargo::rerun-if-env-changed=PATH");
     let on_path = |name: &str| {
         std::env::var_os("PATH")
@@ -26,6 +28,9 @@ fn main() {
     }
     if on_path("docker-compose") {
         println!("cargo::rustc-cfg=sonde_compose");
+    }
+    if on_path("iperf3") {
+        println!("cargo::rustc-cfg=sonde_iperf3");
     }
     if on_path("dbus-daemon") {
         println!("cargo::rustc-cfg=sonde_dbus");

@@ -43,7 +43,7 @@ impl ClientError {
         }
     }
 
-    fn io(context: &str, e: &std::io::Error) -> Self {
+    pub(crate) fn io(context: &str, e: &std::io::Error) -> Self {
         use std::io::ErrorKind::*;
         let reason = match e.kind() {
             ConnectionRefused => FailureReason::Refused,
@@ -77,7 +77,8 @@ pub struct StreamStats {
 }
 
 impl Target {
-    async fn connect(&self) -> Result<TcpStream, ClientError> {
+    /// A TCP connection to the target, bound to its interface.
+    pub(crate) async fn connect(&self) -> Result<TcpStream, ClientError> {
         match tokio::time::timeout(
             CONNECT_TIMEOUT,
             netif::connect_tcp(self.addr, self.interface.as_deref()),
@@ -165,10 +166,7 @@ impl Target {
     ) -> Result<StreamStats, ClientError> {
         let mut stream = self.connect().await?;
         // Dropped before `stream` on every path: the socket is read while registered.
-        let registered = Registered {
-            arrivals: &arrivals,
-            slot: arrivals.open(stream.as_raw_fd()),
-        };
+        let registered = Registered::new(&arrivals, &stream);
         let req = self.request("GET", &format!("/download?bytes={bytes}"), "");
         write(&mut stream, req.as_bytes()).await?;
         let head = tokio::time::timeout(CONNECT_TIMEOUT, read_head(&mut stream))
@@ -211,10 +209,7 @@ impl Target {
         mut stop: watch::Receiver<bool>,
     ) -> Result<StreamStats, ClientError> {
         let mut stream = self.connect().await?;
-        let registered = Registered {
-            arrivals: &arrivals,
-            slot: arrivals.open(stream.as_raw_fd()),
-        };
+        let registered = Registered::new(&arrivals, &stream);
         let req = self.request(
             "POST",
             &format!("/upload?test={test}"),
@@ -251,9 +246,19 @@ impl Target {
 }
 
 /// Keeps a socket registered with [`Arrivals`] until dropped.
-struct Registered<'a> {
+pub(crate) struct Registered<'a> {
     arrivals: &'a Arrivals,
     slot: usize,
+}
+
+impl<'a> Registered<'a> {
+    /// Registers `stream`, which must outlive the registration.
+    pub(crate) fn new(arrivals: &'a Arrivals, stream: &TcpStream) -> Self {
+        Registered {
+            arrivals,
+            slot: arrivals.open(stream.as_raw_fd()),
+        }
+    }
 }
 
 impl Drop for Registered<'_> {

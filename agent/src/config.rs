@@ -450,10 +450,9 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
         }
         let mut responders = Vec::new();
         for (j, r) in a.responders.iter().enumerate() {
-            match url::Url::parse(r) {
-                Ok(u) if u.scheme() == "http" && u.host_str().is_some() => responders.push(u),
-                Ok(_) => p.push(format!("{at}.responders[{j}]: {r:?} is not an http:// URL")),
-                Err(e) => p.push(format!("{at}.responders[{j}]: {r:?} is not a URL ({e})")),
+            match crate::probe::responder_url(r) {
+                Ok(u) => responders.push(u),
+                Err(e) => p.push(format!("{at}.responders[{j}]: {r:?}: {e}")),
             }
         }
         for (field, v) in [
@@ -600,7 +599,7 @@ state_dir = "/var/lib/sonde"
 name = "fibre"
 kind = "ftth"
 interface = "lo"
-responders = ["http://r1.example:8080", "http://r2.example:8080"]
+responders = ["http://r1.example:8080", "iperf3://r2.example"]
 
 [[access]]
 name = "mobile"
@@ -626,6 +625,8 @@ streams = 1
         );
         assert_eq!(c.accesses[1].kind, AccessKind::FourG);
         assert_eq!(c.accesses[0].responders.len(), 2);
+        // A stock iperf3 server may stand among the responders.
+        assert_eq!(c.accesses[0].responders[1].scheme(), "iperf3");
     }
 
     #[test]

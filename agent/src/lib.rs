@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod identity;
+pub mod iperf3;
 pub mod latency;
 pub mod metrics;
 pub mod netif;

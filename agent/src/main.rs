@@ -6,7 +6,7 @@ use sonde_agent::{config, daemon, identity, netif, probe};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sonde_cli::LogFormat;
-use sonde_proto::{AccessKind, Direction, ResultRecord};
+use sonde_proto::{AccessKind, Direction, Engine, ResultRecord};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -114,7 +114,9 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ProbeArgs {
-    /// Responder base URL, e.g. http://192.0.2.10:8080 (only http:// is supported).
+    /// What to measure against: a sonde responder, http://HOST:PORT (e.g.
+    /// http://192.0.2.10:8080), or a stock iperf3 server, iperf3://HOST[:PORT] (port
+    /// 5201 by default; no latency figures, see docs/METHODOLOGY.md §9).
     #[arg(long, value_name = "URL", value_parser = parse_responder_url)]
     responder: url::Url,
     /// Bind every socket (TCP and UDP) to this interface (SO_BINDTODEVICE), so the
@@ -161,17 +163,7 @@ enum DirectionArg {
 }
 
 fn parse_responder_url(s: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
-    if url.scheme() != "http" {
-        return Err(format!(
-            "scheme {:?} is not supported; use http://",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(|h| h.is_empty()) {
-        return Err("the URL has no host".into());
-    }
-    Ok(url)
+    sonde_agent::probe::responder_url(s)
 }
 
 fn parse_access(s: &str) -> Result<AccessKind, String> {
@@ -495,7 +487,14 @@ fn print_summary(r: &ResultRecord) {
     println!(
         "sonde probe {}  responder {}  access {}{}",
         r.run.responder.url,
-        r.run.responder.version.as_deref().unwrap_or("?"),
+        r.run
+            .responder
+            .version
+            .as_deref()
+            .unwrap_or(match r.run.engine {
+                Engine::Iperf3 => "iperf3",
+                _ => "?",
+            }),
         r.access.kind,
         r.access
             .interface

@@ -62,7 +62,12 @@ pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
 pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
     let started_at = Utc::now();
     let mut record = empty_record(opts, started_at);
-    match measure(opts, &mut record, progress).await {
+    let measured = if opts.responder.scheme() == crate::iperf3::SCHEME {
+        crate::iperf3::measure(opts, &mut record, progress).await
+    } else {
+        measure(opts, &mut record, progress).await
+    };
+    match measured {
         Ok(()) => {}
         Err(e) => {
             record.status = Status {
@@ -149,12 +154,31 @@ fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) -> ResultReco
     }
 }
 
+/// Checks a responder URL: `http://HOST[:PORT]` for a sonde responder,
+/// `iperf3://HOST[:PORT]` for a stock iperf3 server.
+pub fn responder_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != crate::iperf3::SCHEME {
+        return Err(format!(
+            "scheme {:?} is not supported; use http:// (a sonde responder) or iperf3:// (an iperf3 server)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err("the URL has no host".into());
+    }
+    Ok(url)
+}
+
 /// Resolves the responder URL to one address.
 pub async fn resolve(url: &url::Url) -> Result<(SocketAddr, String), ClientError> {
     let host = url
         .host_str()
         .ok_or_else(|| ClientError::new(FailureReason::Dns, "the responder URL has no host"))?;
-    let port = url.port_or_known_default().unwrap_or(80);
+    let port = match url.scheme() {
+        crate::iperf3::SCHEME => url.port().unwrap_or(crate::iperf3::DEFAULT_PORT),
+        _ => url.port_or_known_default().unwrap_or(80),
+    };
     let host_header = match url.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
@@ -245,6 +269,7 @@ async fn measure(
     // Never ask for more than the responder allows; keep a margin for connection setup.
     let cap = Duration::from_millis(info.limits.max_duration_ms.saturating_sub(1000).max(1000));
     let max_duration = opts.max_duration.min(cap);
+    let mut outcomes = Vec::new();
     for &direction in &opts.directions {
         let limits = Limits {
             streams: opts.streams,
@@ -252,6 +277,43 @@ async fn measure(
             max_bytes: opts.max_bytes,
         };
         let result = run_direction(&target, &info, direction, limits, udp.as_ref(), progress).await;
+        if let Ok((t, _)) = &result {
+            // Was the responder the limit? Its own CPU over this direction (a
+            // responder without the endpoint says nothing).
+            let window_ms = (t.duration_s * 1e3) as u64 + 200;
+            let load: Result<sonde_proto::responder::Load, _> = target
+                .get_json(
+                    &format!(
+                        "{}?window_ms={window_ms}",
+                        sonde_proto::responder::LOAD_PATH
+                    ),
+                    Duration::from_secs(2),
+                )
+                .await;
+            if load.is_ok_and(|l| l.cpu_busy_max >= sonde_proto::responder::SERVER_LIMITED_CPU)
+                && !record.flags.contains(&Flag::ServerLimited)
+            {
+                record.flags.push(Flag::ServerLimited);
+            }
+        }
+        outcomes.push((direction, result));
+    }
+    settle(record, problems, outcomes);
+    Ok(())
+}
+
+/// A direction's figures and its failed streams, or why it has none.
+pub(crate) type DirectionOutcome = Result<(Throughput, u32), ClientError>;
+
+/// Writes each direction's outcome into the record: its figures and flags, or its
+/// failure; with `problems` met before, the status says what went wrong first.
+pub(crate) fn settle(
+    record: &mut ResultRecord,
+    mut problems: Vec<(FailureReason, String)>,
+    outcomes: Vec<(Direction, DirectionOutcome)>,
+) {
+    let wanted = outcomes.len();
+    for (direction, result) in outcomes {
         match result {
             Ok((t, failed_streams)) => {
                 if failed_streams > 0 && !record.flags.contains(&Flag::StreamsFailed) {
@@ -259,23 +321,6 @@ async fn measure(
                 }
                 if t.stop_reason != StopReason::Stable && !record.flags.contains(&Flag::Unstable) {
                     record.flags.push(Flag::Unstable);
-                }
-                // Was the responder the limit? Its own CPU over this direction (a
-                // responder without the endpoint says nothing).
-                let window_ms = (t.duration_s * 1e3) as u64 + 200;
-                let load: Result<sonde_proto::responder::Load, _> = target
-                    .get_json(
-                        &format!(
-                            "{}?window_ms={window_ms}",
-                            sonde_proto::responder::LOAD_PATH
-                        ),
-                        Duration::from_secs(2),
-                    )
-                    .await;
-                if load.is_ok_and(|l| l.cpu_busy_max >= sonde_proto::responder::SERVER_LIMITED_CPU)
-                    && !record.flags.contains(&Flag::ServerLimited)
-                {
-                    record.flags.push(Flag::ServerLimited);
                 }
                 match direction {
                     Direction::Up => record.upload = Some(t),
@@ -285,7 +330,6 @@ async fn measure(
             Err(e) => problems.push((e.reason, format!("{direction:?}: {}", e.message))),
         }
     }
-    let wanted = opts.directions.len();
     let got = usize::from(record.download.is_some()) + usize::from(record.upload.is_some());
     if let Some((reason, _)) = problems.first() {
         let message = problems
@@ -303,7 +347,6 @@ async fn measure(
             message: Some(message),
         };
     }
-    Ok(())
 }
 
 /// How much one direction may do.
@@ -425,7 +468,13 @@ pub(crate) async fn drive(
 pub(crate) fn agent_estimate(direction: Direction, d: &Driven) -> (Option<Estimate>, Counting) {
     let (segs, mss) = d.arrivals.total();
     let trusted = match direction {
-        Direction::Up => mss > 0 && segs > 0,
+        // Acknowledged can never exceed written: more means segments are not cut to
+        // the MSS (loopback), and the count is not bytes.
+        Direction::Up => {
+            mss > 0
+                && segs > 0
+                && (segs * u64::from(mss)) as f64 <= d.app_bytes as f64 * (1.0 + FINAL_AGREEMENT)
+        }
         _ => segments_agree(segs, mss, d.app_bytes, FINAL_AGREEMENT),
     };
     let tcp = d

@@ -267,3 +267,68 @@ pub fn http_get_with_headers(
     }
     Some((code, headers, joined))
 }
+
+/// A stock `iperf3 -s` (Debian's), on a free loopback port, killed on drop.
+#[derive(Debug)]
+pub struct Iperf3Server {
+    child: Child,
+    /// Port it listens on.
+    pub port: u16,
+}
+
+impl Iperf3Server {
+    /// Starts `iperf3 -s -p PORT` (run through `prefix`, e.g. `ip netns exec NS`, when
+    /// given) and waits until it listens (10 s at most).
+    pub fn start(prefix: &[&str]) -> Iperf3Server {
+        let port = pipeline::free_port();
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("iperf3");
+                c
+            }
+            None => Command::new("iperf3"),
+        };
+        cmd.args(["-s", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("iperf3 -s (Debian package iperf3)");
+        // Probing the port with a connection would start a test: ask ss instead.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut ss = match prefix.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg("ss");
+                    c
+                }
+                None => Command::new("ss"),
+            };
+            let out = ss
+                .args(["-Hltn", &format!("sport = :{port}")])
+                .output()
+                .expect("ss");
+            if !out.stdout.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "iperf3 -s not listening after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Iperf3Server { child, port }
+    }
+
+    /// The URL the agent measures it by.
+    pub fn url(&self, host: &str) -> String {
+        format!("iperf3://{host}:{}", self.port)
+    }
+}
+
+impl Drop for Iperf3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -67,3 +67,47 @@ fn responders_take_turns_and_one_that_is_down_is_replaced() {
         );
     }
 }
+
+#[test]
+#[cfg_attr(not(sonde_iperf3), ignore = "needs iperf3 (Debian package iperf3)")]
+fn a_busy_iperf3_server_fails_over_to_the_next_responder() {
+    let dir = scratch("responders-iperf3");
+    let server = sonde_e2e::Iperf3Server::start(&[]);
+    // Another client holds the iperf3 server for the whole test: it answers
+    // ACCESS_DENIED.
+    let mut holder = std::process::Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", &server.port.to_string()])
+        .args(["-t", "120", "-b", "1M"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 client");
+    std::thread::sleep(Duration::from_millis(800));
+    let sonde = sonde_e2e::Responder::start(&[]);
+    let collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    collector.enroll("b-iperf3", &adir.join("state"));
+    let agent = Agent::start(
+        &adir,
+        &collector,
+        &AgentSetup {
+            ..AgentSetup::probing(format!("{}\", \"{}", server.url("127.0.0.1"), sonde.url()))
+        },
+    );
+    agent.wait_status("a result delivered", Duration::from_secs(60), |s| {
+        s["results_total"].as_u64().unwrap_or(0) >= 1 && s["spool_depth"] == 0
+    });
+    drop(agent);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let results = collector.all_results();
+    let r = results.first().expect("one result");
+    assert_eq!(r["status"]["outcome"], "ok", "{r}");
+    assert_eq!(r["run"]["engine"], "sonde-http", "{r}");
+    assert!(
+        r["run"]["responder"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&sonde.url()),
+        "the sonde responder served, after the busy iperf3 server: {r}"
+    );
+}

@@ -11,4 +11,4 @@ pub mod topology;
 pub mod tun;
 
 pub use profile::{builtin, LinkSpec, PROFILES};
-pub use topology::{find_bin, Spec, Topology};
+pub use topology::{find_bin, ShapedLoopback, Spec, Topology};

@@ -639,3 +639,44 @@ pub fn clean_stale() -> Vec<String> {
     }
     removed
 }
+
+/// A namespace of its own whose loopback (MTU 1500) is shaped with tbf: traffic to
+/// 127.0.0.1 inside it meets a rate ceiling, as on a link, instead of the CPU's limit.
+/// Deleted, with whatever runs in it, on drop.
+#[derive(Debug)]
+pub struct ShapedLoopback {
+    /// The namespace's name.
+    pub ns: String,
+}
+
+impl ShapedLoopback {
+    /// Creates the namespace and shapes its loopback to `rate_bps`.
+    pub fn create(rate_bps: u64) -> anyhow::Result<ShapedLoopback> {
+        preflight()?;
+        let lo = ShapedLoopback {
+            ns: format!(
+                "{PREFIX}{}x{}lo",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        run(Command::new("ip").args(["netns", "add", &lo.ns]))?;
+        ip(&lo.ns, &["link", "set", "lo", "mtu", "1500", "up"])?;
+        let mut args = vec!["qdisc", "add", "dev", "lo", "root", "tbf"];
+        let tbf = tbf_args(rate_bps);
+        args.extend(tbf.iter().map(String::as_str));
+        tc(&lo.ns, &args)?;
+        Ok(lo)
+    }
+
+    /// The command prefix that runs a program inside: `ip netns exec NS`.
+    pub fn exec(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", &self.ns]
+    }
+}
+
+impl Drop for ShapedLoopback {
+    fn drop(&mut self) {
+        delete_namespace(&self.ns);
+    }
+}

@@ -1,0 +1,247 @@
+//! The iperf3 engine against Debian's stock `iperf3 -s`: it measures both directions,
+//! its figure agrees with iperf3's own client within 5 % (on a loopback shaped to
+//! 1 Gb/s and on a netlab link), and a busy server, or something else on the port, is
+//! a clear failure. Reported as ignored, with the reason, where iperf3 (or root, for
+//! namespaces) is missing.
+
+use sonde_e2e::{bin, Iperf3Server};
+use sonde_proto::{Direction, Engine, FailureReason, Outcome, ResultRecord};
+use std::process::Command;
+use std::time::Duration;
+
+/// `sonde-agent probe --json`, run through `prefix` (e.g. `ip netns exec NS`).
+fn probe(prefix: &[&str], args: &[&str]) -> (i32, ResultRecord, String) {
+    let mut cmd = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin("sonde-agent"));
+            c
+        }
+        None => Command::new(bin("sonde-agent")),
+    };
+    cmd.arg("probe").args(args).arg("--json");
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(90));
+    let record = ResultRecord::from_json(run.stdout().trim().as_bytes())
+        .unwrap_or_else(|e| panic!("one record ({e}): {} {}", run.stdout(), run.stderr()));
+    (run.code(), record, run.stderr())
+}
+
+/// iperf3's own client, `-P 4` for 5 s after 1 s omitted (its warm-up), in `reverse`
+/// for the download: the receiver's rate in bit/s, and the payload bytes both ways.
+fn iperf3_client(prefix: &[&str], host: &str, port: u16, reverse: bool) -> (f64, f64) {
+    let mut cmd = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg("iperf3");
+            c
+        }
+        None => Command::new("iperf3"),
+    };
+    cmd.args([
+        "-c",
+        host,
+        "-p",
+        &port.to_string(),
+        "-P",
+        "4",
+        "-t",
+        "5",
+        "-O",
+        "1",
+        "-J",
+    ]);
+    if reverse {
+        cmd.arg("-R");
+    }
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(60));
+    assert_eq!(run.code(), 0, "iperf3 client: {}", run.stdout());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout()).expect("iperf3 -J");
+    let received = &v["end"]["sum_received"];
+    let rate = received["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second");
+    // What the link carried, warm-up included: the omitted second is in the intervals.
+    let carried: f64 = v["intervals"]
+        .as_array()
+        .map(|ivs| {
+            ivs.iter()
+                .map(|i| i["sum"]["bytes"].as_f64().unwrap_or(0.0))
+                .sum()
+        })
+        .unwrap_or(0.0);
+    (rate, carried)
+}
+
+/// Measures with sonde then with iperf3's client, both directions, and checks each
+/// sonde figure is within 5 % of iperf3's.
+fn agrees_with_iperf3(prefix: &[&str], host: &str, server: &Iperf3Server, place: &str) {
+    let url = server.url(host);
+    let (code, r, stderr) = probe(prefix, &["--responder", &url, "--streams", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r.run.engine, Engine::Iperf3);
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?}", r.status);
+    for (reverse, ours) in [(true, r.download.as_ref()), (false, r.upload.as_ref())] {
+        let ours = ours.expect("both directions measured");
+        let (theirs, their_bytes) = iperf3_client(prefix, host, server.port, reverse);
+        let err = ours.goodput_bps / theirs - 1.0;
+        println!(
+            "{place} {:?}: sonde {:.1} Mb/s ({:?}, {:.1} s, {:.0} MB), iperf3 {:.1} Mb/s ({:.0} MB): {err:+.4}",
+            ours.direction,
+            ours.goodput_bps / 1e6,
+            ours.stop_reason,
+            ours.duration_s,
+            ours.bytes_total as f64 / 1e6,
+            theirs / 1e6,
+            their_bytes / 1e6,
+        );
+        assert!(
+            err.abs() <= 0.05,
+            "{place} {:?}: sonde {} vs iperf3 {theirs}: {err:+.3}",
+            ours.direction,
+            ours.goodput_bps
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(not(sonde_iperf3), ignore = "needs iperf3 (Debian package iperf3)")]
+fn both_directions_are_measured_against_a_stock_iperf3_server() {
+    let server = Iperf3Server::start(&[]);
+    let (code, r, stderr) = probe(
+        &[],
+        &[
+            "--responder",
+            &server.url("127.0.0.1"),
+            "--streams",
+            "3",
+            "--max-duration",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r.run.engine, Engine::Iperf3);
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?}", r.status);
+    assert!(
+        r.idle_latency.is_none(),
+        "iperf3 has no echo: no latency figure"
+    );
+    for (t, dir) in [(&r.download, Direction::Down), (&r.upload, Direction::Up)] {
+        let t = t.as_ref().expect("measured");
+        assert_eq!(t.direction, dir);
+        assert_eq!(t.streams, 3, "{dir:?}");
+        assert!(t.goodput_bps > 1e6, "{dir:?}: {}", t.goodput_bps);
+        assert!(
+            t.duration_s <= 3.5,
+            "{dir:?}: capped at 3 s: {}",
+            t.duration_s
+        );
+        assert!(t.bytes_total >= t.bytes_measured, "{dir:?}");
+    }
+    assert_eq!(
+        r.run.responder.address.as_deref(),
+        Some(format!("127.0.0.1:{}", server.port).as_str())
+    );
+}
+
+#[test]
+#[cfg_attr(not(sonde_iperf3), ignore = "needs iperf3 (Debian package iperf3)")]
+fn a_busy_iperf3_server_is_a_clear_failure() {
+    let server = Iperf3Server::start(&[]);
+    // Another client holds the server for 20 s.
+    let mut holder = Command::new("iperf3")
+        .args([
+            "-c",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-t",
+            "20",
+        ])
+        .args(["-b", "1M"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 client");
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, r, stderr) = probe(&[], &["--responder", &server.url("127.0.0.1")]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(r.status.outcome, Outcome::Failed);
+    assert_eq!(r.status.reason, Some(FailureReason::ResponderBusy));
+    let message = r.status.message.unwrap_or_default();
+    assert!(message.contains("ACCESS_DENIED"), "{message}");
+    assert!(r.download.is_none() && r.upload.is_none());
+}
+
+#[test]
+fn something_else_on_the_port_is_named_and_never_hangs() {
+    // A service that greets first, as SSH does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let greeter = std::thread::spawn(move || {
+        use std::io::Write;
+        for _ in 0..2 {
+            if let Ok((mut s, _)) = listener.accept() {
+                let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let (code, r, stderr) = probe(
+        &[],
+        &[
+            "--responder",
+            &format!("iperf3://127.0.0.1:{port}"),
+            "--direction",
+            "down",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(r.status.reason, Some(FailureReason::ResponderError));
+    let message = r.status.message.unwrap_or_default();
+    assert!(
+        message.contains("expected state PARAM_EXCHANGE") && message.contains("iperf3 server"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(greeter);
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_iperf3)),
+    ignore = "needs root (a namespace) and iperf3 (Debian package iperf3)"
+)]
+fn on_a_loopback_shaped_to_1_gbit_sonde_agrees_with_iperf3_within_5_percent() {
+    // Unshaped, loopback measures the CPU (the single-threaded server is the limit and
+    // each client steals a different share of the 2 cores): shaped, it is a link.
+    let lo = sonde_netlab::ShapedLoopback::create(1_000_000_000).expect("namespace");
+    let server = Iperf3Server::start(&lo.exec());
+    agrees_with_iperf3(&lo.exec(), "127.0.0.1", &server, "loopback 1 Gb/s");
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_iperf3)),
+    ignore = "needs root (namespaces) and iperf3 (Debian package iperf3)"
+)]
+fn on_a_netlab_link_sonde_agrees_with_iperf3_within_5_percent() {
+    use sonde_netlab::topology::RESPONDER_IP;
+    let mut t = sonde_netlab::Topology::create(&sonde_netlab::Spec {
+        links: vec![sonde_netlab::LinkSpec::shaped(200_000_000, 50_000_000)],
+        collector: false,
+    })
+    .expect("topology");
+    let exec = ["ip", "netns", "exec", &t.responder_ns];
+    let server = Iperf3Server::start(&exec);
+    let agent = ["ip", "netns", "exec", &t.agent_ns.clone()];
+    agrees_with_iperf3(
+        &agent,
+        &RESPONDER_IP.to_string(),
+        &server,
+        "netlab 200/50 Mb/s",
+    );
+    drop(server);
+    t.teardown();
+}
