@@ -237,6 +237,16 @@ async fn run_direction(
     let theirs: Results = read_json(&mut ctrl).await?;
     expect(&mut ctrl, state::DISPLAY_RESULTS).await?;
     send(&mut ctrl, &[state::IPERF_DONE as u8], "IPERF_DONE").await?;
+    // The server is free for the next test once it has closed this one.
+    let mut rest = [0u8; 64];
+    let _ = tokio::time::timeout(DRAIN, async {
+        while let Ok(n) = ctrl.read(&mut rest).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
     tracing::debug!(?theirs, "iperf3 server results");
 
     let (estimate, counting) = probe::agent_estimate(direction, &d);
@@ -265,8 +275,9 @@ async fn run_direction(
 }
 
 /// Opens the control connection and presents the cookie, until the server asks for
-/// the parameters. Between two tests `iperf3 -s` stops listening, or resets what
-/// connected meanwhile: that is tried again for `patience`.
+/// the parameters. Between two tests `iperf3 -s` stops listening, resets what
+/// connected meanwhile, or still denies access while it cleans up: that is tried again
+/// for `patience`.
 async fn open_test(
     target: &Target,
     cookie: &[u8],
@@ -284,7 +295,9 @@ async fn open_test(
             Err(e)
                 if matches!(
                     e.reason,
-                    FailureReason::Refused | FailureReason::StreamError
+                    FailureReason::Refused
+                        | FailureReason::StreamError
+                        | FailureReason::ResponderBusy
                 ) && tokio::time::Instant::now() < deadline =>
             {
                 tracing::debug!(error = %e, "iperf3 server not ready yet");
