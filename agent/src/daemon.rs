@@ -378,7 +378,8 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
                     Some(crate::budget::Plan::Run { allowance }) => Some(allowance),
                     _ => None,
                 };
-                // A 4G access's radio context, read just before the test (2 s at most).
+                // A radio access's context, read just before the test (2 s at most):
+                // ModemManager for 4G, nl80211 for Wi-Fi.
                 let radio = match access.kind {
                     sonde_proto::AccessKind::FourG => Some(
                         crate::radio::lte(
@@ -387,6 +388,9 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
                         )
                         .await,
                     ),
+                    sonde_proto::AccessKind::Wifi => {
+                        Some(crate::wifi::context(&access.interface).await)
+                    }
                     _ => None,
                 };
                 let mut record = tokio::select! {

@@ -21,3 +21,4 @@ pub mod schedule;
 pub mod spool;
 pub mod uplink;
 pub mod verdict;
+pub mod wifi;

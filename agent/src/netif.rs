@@ -49,6 +49,18 @@ pub fn interface(name: &str) -> Result<Interface, String> {
     })
 }
 
+/// The kernel's index of interface `name` (from sysfs), `None` when there is none.
+pub fn index(name: &str) -> Option<u32> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(sysfs(name).join("ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Opens a TCP connection to `addr`, bound to `interface` when given, with Nagle off.
 pub async fn connect_tcp(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpStream> {
     let socket = if addr.is_ipv4() {
