@@ -31,23 +31,34 @@ type Properties = HashMap<String, OwnedValue>;
 /// `address` (the system bus when `None`). Never fails: what cannot be read is said in
 /// `unavailable`.
 pub async fn lte(address: Option<&str>, interface: &str) -> Radio {
-    match tokio::time::timeout(DBUS_TIMEOUT, read(address, interface)).await {
-        Ok(Ok((lte, note))) => Radio {
-            lte: Some(lte),
-            unavailable: note,
-            ..Default::default()
-        },
-        Ok(Err(e)) => Radio {
-            unavailable: Some(format!("ModemManager: {e}")),
-            ..Default::default()
-        },
-        Err(_) => Radio {
-            unavailable: Some(format!(
-                "ModemManager did not answer within {} s",
-                DBUS_TIMEOUT.as_secs()
-            )),
-            ..Default::default()
-        },
+    let read = async {
+        read(address, interface)
+            .await
+            .map(|(lte, note)| Radio {
+                lte: Some(lte),
+                unavailable: note,
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())
+    };
+    within("ModemManager", DBUS_TIMEOUT, read).await
+}
+
+/// A radio context read from `source` in `limit` at most; a failure or no answer in
+/// time becomes the reason in `unavailable`.
+pub(crate) async fn within(
+    source: &str,
+    limit: Duration,
+    read: impl std::future::Future<Output = Result<Radio, String>>,
+) -> Radio {
+    let unavailable = match tokio::time::timeout(limit, read).await {
+        Ok(Ok(radio)) => return radio,
+        Ok(Err(e)) => format!("{source}: {e}"),
+        Err(_) => format!("{source} did not answer within {} s", limit.as_secs()),
+    };
+    Radio {
+        unavailable: Some(unavailable),
+        ..Default::default()
     }
 }
 

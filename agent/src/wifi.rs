@@ -28,62 +28,35 @@ const BSS_ASSOCIATED: u32 = 1;
 /// The Wi-Fi context of `interface`. Never fails: what cannot be read is said in
 /// `unavailable`.
 pub async fn context(interface: &str) -> Radio {
-    match tokio::time::timeout(NL80211_TIMEOUT, read(interface)).await {
-        Ok(Ok(wifi)) => Radio {
+    let read = async {
+        read(interface).await.map(|wifi| Radio {
             wifi: Some(wifi),
             ..Default::default()
-        },
-        Ok(Err(e)) => Radio {
-            unavailable: Some(format!("nl80211: {e}")),
-            ..Default::default()
-        },
-        Err(_) => Radio {
-            unavailable: Some(format!(
-                "nl80211 did not answer within {} s",
-                NL80211_TIMEOUT.as_secs()
-            )),
-            ..Default::default()
-        },
-    }
+        })
+    };
+    crate::radio::within("nl80211", NL80211_TIMEOUT, read).await
 }
 
 async fn read(interface: &str) -> Result<WifiRadio, String> {
-    use futures_util::TryStreamExt;
     let index =
         crate::netif::index(interface).ok_or_else(|| format!("no interface named {interface}"))?;
     let (connection, handle, _) =
         wl_nl80211::new_connection().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
     let driver = tokio::spawn(connection);
     let work = async {
-        let stations: Vec<Nl80211Message> = handle
-            .clone()
-            .station()
-            .dump(index)
-            .execute()
-            .await
-            .map_ok(|m| m.payload)
-            .try_collect()
+        let stations = all(handle.clone().station().dump(index).execute().await)
             .await
             .map_err(|e| explain(interface, e))?;
-        let interfaces: Vec<Nl80211Message> = handle
+        let interfaces = all(handle
             .clone()
             .interface()
             .get(vec![Nl80211Attr::IfIndex(index)])
             .execute()
-            .await
-            .map_ok(|m| m.payload)
-            .try_collect()
-            .await
-            .unwrap_or_default();
+            .await)
+        .await
+        .unwrap_or_default();
         // A scan dump only reads the kernel's cache: it never starts a scan.
-        let scan: Vec<Nl80211Message> = handle
-            .clone()
-            .scan()
-            .dump(index)
-            .execute()
-            .await
-            .map_ok(|m| m.payload)
-            .try_collect()
+        let scan = all(handle.clone().scan().dump(index).execute().await)
             .await
             .unwrap_or_default();
         from_replies(&stations, &interfaces, &scan)
@@ -92,6 +65,17 @@ async fn read(interface: &str) -> Result<WifiRadio, String> {
     let result = work.await;
     driver.abort();
     result
+}
+
+/// Every reply of a request.
+async fn all(
+    replies: impl futures_util::TryStream<
+        Ok = wl_nl80211::packet_generic::GenlMessage<Nl80211Message>,
+        Error = wl_nl80211::Nl80211Error,
+    >,
+) -> Result<Vec<Nl80211Message>, wl_nl80211::Nl80211Error> {
+    use futures_util::TryStreamExt;
+    replies.map_ok(|m| m.payload).try_collect().await
 }
 
 /// One line for a failed station dump.
