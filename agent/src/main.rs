@@ -124,7 +124,9 @@ struct ProbeArgs {
     #[arg(long, value_name = "IF")]
     interface: Option<String>,
     /// Kind of access measured; sets the target the verdict uses
-    /// (ftth: 1 Gb/s down, 4g: 150 Mb/s down, wifi and other: none).
+    /// (ftth: 1 Gb/s down, 4g: 150 Mb/s down, wifi and other: none). With --interface,
+    /// wifi and 4g also record the radio context first (nl80211, ModemManager; 2 s at
+    /// most, the reason when there is none).
     #[arg(long, value_name = "KIND", default_value = "other", value_parser = parse_access)]
     access: AccessKind,
     /// Parallel TCP streams per direction (8 for ≥ 1 Gb/s accesses; 1 is the
@@ -451,7 +453,17 @@ fn probe_command(args: ProbeArgs) {
             );
         }
     };
-    let record = runtime.block_on(probe::run(&opts, &progress));
+    let record = runtime.block_on(async {
+        // A radio access's context, read just before the test as the daemon does.
+        let radio = match (args.access, args.interface.as_deref()) {
+            (AccessKind::Wifi, Some(name)) => Some(sonde_agent::wifi::context(name).await),
+            (AccessKind::FourG, Some(name)) => Some(sonde_agent::radio::lte(None, name).await),
+            _ => None,
+        };
+        let mut record = probe::run(&opts, &progress).await;
+        record.radio = radio;
+        record
+    });
     if live {
         eprint!("\r\x1b[K");
     }
@@ -481,6 +493,36 @@ fn fmt_rate(bps: f64) -> String {
 fn fmt_ms(s: Option<f64>) -> String {
     s.map(|s| format!("{:.2} ms", s * 1e3))
         .unwrap_or_else(|| "-".into())
+}
+
+fn print_radio(radio: &sonde_proto::Radio) {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+    if let Some(w) = &radio.wifi {
+        println!(
+            "  wifi          {} ({}), {} MHz channel {}, signal {} dBm, tx {} rx {}",
+            opt(w.ssid.clone()),
+            opt(w.bssid.clone()),
+            opt(w.frequency_mhz.map(|f| f.to_string())),
+            opt(w.channel.map(|c| c.to_string())),
+            opt(w.signal_dbm.map(|s| format!("{s:.0}"))),
+            opt(w.tx_bitrate_bps.map(|b| fmt_rate(b as f64))),
+            opt(w.rx_bitrate_bps.map(|b| fmt_rate(b as f64))),
+        );
+    }
+    if let Some(l) = &radio.lte {
+        println!(
+            "  4g            {} {} band {}, RSRP {} dBm, RSRQ {} dB, SINR {} dB",
+            opt(l.technology.clone()),
+            opt(l.operator.clone()),
+            opt(l.band.clone()),
+            opt(l.rsrp_dbm.map(|v| format!("{v:.0}"))),
+            opt(l.rsrq_db.map(|v| format!("{v:.1}"))),
+            opt(l.sinr_db.map(|v| format!("{v:.1}"))),
+        );
+    }
+    if let Some(why) = &radio.unavailable {
+        println!("  radio         {why}");
+    }
 }
 
 fn print_summary(r: &ResultRecord) {
@@ -534,6 +576,9 @@ fn print_summary(r: &ResultRecord) {
             fmt_rate(t.samples.p90_bps),
             fmt_ms(t.loaded_latency.as_ref().and_then(|l| l.median_s))
         );
+    }
+    if let Some(radio) = &r.radio {
+        print_radio(radio);
     }
     let target = |t: Option<f64>| t.map(fmt_rate).unwrap_or_else(|| "none".into());
     println!(

@@ -128,6 +128,38 @@ fn interface_lo_works_when_root() {
     let r = record_of(&run);
     assert_eq!(r.access.interface.as_deref(), Some("lo"));
     assert!(r.upload.is_some_and(|u| u.goodput_bps > 0.0));
+    assert!(r.radio.is_none(), "no radio context for a wired access");
+    // As a Wi-Fi access, the probe reads the radio context first, and says why there
+    // is none (loopback is never wireless); the measurement is made all the same.
+    let run = agent(
+        &[
+            "probe",
+            "--responder",
+            &responder.url(),
+            "--interface",
+            "lo",
+            "--access",
+            "wifi",
+            "--max-duration",
+            "1",
+            "--direction",
+            "down",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr());
+    let r = record_of(&run);
+    let radio = r.radio.expect("radio context of a wifi access");
+    assert!(radio.wifi.is_none());
+    assert!(
+        radio
+            .unavailable
+            .as_deref()
+            .is_some_and(|w| w.starts_with("nl80211")),
+        "{radio:?}"
+    );
+    assert!(r.download.is_some_and(|d| d.goodput_bps > 0.0));
 }
 
 #[test]
