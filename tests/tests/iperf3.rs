@@ -245,3 +245,80 @@ fn on_a_netlab_link_sonde_agrees_with_iperf3_within_5_percent() {
     drop(server);
     t.teardown();
 }
+
+/// A server that runs one reverse test as `iperf3 -s` does, then hangs up at
+/// `TEST_END` instead of exchanging results. Returns its port.
+fn server_hanging_up_after_the_test() -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut ctrl, _) = listener.accept().expect("control");
+        let mut cookie = [0u8; 37];
+        ctrl.read_exact(&mut cookie).expect("cookie");
+        ctrl.write_all(&[9]).expect("PARAM_EXCHANGE");
+        let mut len = [0u8; 4];
+        ctrl.read_exact(&mut len).expect("length");
+        let mut params = vec![0u8; u32::from_be_bytes(len) as usize];
+        ctrl.read_exact(&mut params).expect("parameters");
+        let params: serde_json::Value = serde_json::from_slice(&params).expect("JSON");
+        assert_eq!(params["reverse"], true, "{params}");
+        let streams = params["parallel"].as_u64().expect("parallel");
+        ctrl.write_all(&[10]).expect("CREATE_STREAMS");
+        let mut data = Vec::new();
+        for _ in 0..streams {
+            let (mut s, _) = listener.accept().expect("stream");
+            let mut c = [0u8; 37];
+            s.read_exact(&mut c).expect("stream cookie");
+            assert_eq!(c, cookie);
+            data.push(s);
+        }
+        ctrl.write_all(&[1, 2]).expect("TEST_START, TEST_RUNNING");
+        let writers: Vec<_> = data
+            .iter()
+            .map(|s| {
+                let mut s = s.try_clone().expect("clone");
+                std::thread::spawn(move || {
+                    let block = vec![0u8; 128 * 1024];
+                    while s.write_all(&block).is_ok() {}
+                })
+            })
+            .collect();
+        let mut end = [0u8; 1];
+        ctrl.read_exact(&mut end).expect("TEST_END");
+        assert_eq!(end[0], 4);
+        for s in &data {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        for w in writers {
+            let _ = w.join();
+        }
+        // Hangs up: no EXCHANGE_RESULTS.
+    });
+    (port, server)
+}
+
+#[test]
+fn a_server_that_hangs_up_before_the_results_costs_its_count_not_the_figure() {
+    let (port, server) = server_hanging_up_after_the_test();
+    let (code, r, stderr) = probe(
+        &[],
+        &[
+            "--responder",
+            &format!("iperf3://127.0.0.1:{port}"),
+            "--direction",
+            "down",
+            "--streams",
+            "2",
+            "--max-duration",
+            "2",
+        ],
+    );
+    server.join().expect("the server saw a whole test");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?}", r.status);
+    let down = r.download.expect("the figure stands");
+    assert!(down.goodput_bps > 1e6, "{}", down.goodput_bps);
+    assert_eq!(down.streams, 2);
+}
