@@ -324,6 +324,49 @@ impl Iperf3Server {
     pub fn url(&self, host: &str) -> String {
         format!("iperf3://{host}:{}", self.port)
     }
+
+    /// Starts a client (`iperf3 -c … -t 120 -b 1M`) that holds the server, and waits
+    /// until its test runs (control and data connections established, 10 s at most):
+    /// from then on the server answers others `ACCESS_DENIED`. Killed on drop.
+    pub fn hold(&self) -> Holder {
+        let child = Command::new("iperf3")
+            .args(["-c", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", "120", "-b", "1M"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 client");
+        let holder = Holder(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ss")
+                .args(["-Htn", "state", "established"])
+                .arg(format!("( dport = :{} )", self.port))
+                .output()
+                .expect("ss");
+            if String::from_utf8_lossy(&out.stdout).lines().count() >= 2 {
+                // The server answers TEST_START a moment after the data connection.
+                std::thread::sleep(Duration::from_millis(200));
+                return holder;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the holding client has no test running after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A client holding an iperf3 server, killed on drop.
+#[derive(Debug)]
+pub struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Drop for Iperf3Server {

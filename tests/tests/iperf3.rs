@@ -147,24 +147,10 @@ fn both_directions_are_measured_against_a_stock_iperf3_server() {
 #[cfg_attr(not(sonde_iperf3), ignore = "needs iperf3 (Debian package iperf3)")]
 fn a_busy_iperf3_server_is_a_clear_failure() {
     let server = Iperf3Server::start(&[]);
-    // Another client holds the server for 20 s.
-    let mut holder = Command::new("iperf3")
-        .args([
-            "-c",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-            "-t",
-            "20",
-        ])
-        .args(["-b", "1M"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 client");
-    std::thread::sleep(Duration::from_millis(800));
+    // Another client holds the server.
+    let holder = server.hold();
     let (code, r, stderr) = probe(&[], &["--responder", &server.url("127.0.0.1")]);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(r.status.outcome, Outcome::Failed);
     assert_eq!(r.status.reason, Some(FailureReason::ResponderBusy));

@@ -75,13 +75,7 @@ fn a_busy_iperf3_server_fails_over_to_the_next_responder() {
     let server = sonde_e2e::Iperf3Server::start(&[]);
     // Another client holds the iperf3 server for the whole test: it answers
     // ACCESS_DENIED.
-    let mut holder = std::process::Command::new("iperf3")
-        .args(["-c", "127.0.0.1", "-p", &server.port.to_string()])
-        .args(["-t", "120", "-b", "1M"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 client");
-    std::thread::sleep(Duration::from_millis(800));
+    let holder = server.hold();
     let sonde = sonde_e2e::Responder::start(&[]);
     let collector = Collector::start_in(&dir);
     let adir = dir.join("agent");
@@ -97,8 +91,7 @@ fn a_busy_iperf3_server_fails_over_to_the_next_responder() {
         s["results_total"].as_u64().unwrap_or(0) >= 1 && s["spool_depth"] == 0
     });
     drop(agent);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     let results = collector.all_results();
     let r = results.first().expect("one result");
     assert_eq!(r["status"]["outcome"], "ok", "{r}");
