@@ -268,6 +268,18 @@ pub fn http_get_with_headers(
     Some((code, headers, joined))
 }
 
+/// `program`, run through `prefix` (e.g. `ip netns exec NS`) when it is not empty.
+pub fn prefixed(prefix: &[&str], program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// A stock `iperf3 -s` (Debian's), on a free loopback port, killed on drop.
 #[derive(Debug)]
 pub struct Iperf3Server {
@@ -281,14 +293,7 @@ impl Iperf3Server {
     /// given) and waits until it listens (10 s at most).
     pub fn start(prefix: &[&str]) -> Iperf3Server {
         let port = pipeline::free_port();
-        let mut cmd = match prefix.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg("iperf3");
-                c
-            }
-            None => Command::new("iperf3"),
-        };
+        let mut cmd = prefixed(prefix, "iperf3");
         cmd.args(["-s", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -296,15 +301,7 @@ impl Iperf3Server {
         // Probing the port with a connection would start a test: ask ss instead.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let mut ss = match prefix.split_first() {
-                Some((program, args)) => {
-                    let mut c = Command::new(program);
-                    c.args(args).arg("ss");
-                    c
-                }
-                None => Command::new("ss"),
-            };
-            let out = ss
+            let out = prefixed(prefix, "ss")
                 .args(["-Hltn", &format!("sport = :{port}")])
                 .output()
                 .expect("ss");

@@ -4,21 +4,13 @@
 //! a clear failure. Reported as ignored, with the reason, where iperf3 (or root, for
 //! namespaces) is missing.
 
-use sonde_e2e::{bin, Iperf3Server};
+use sonde_e2e::{bin, prefixed, Iperf3Server};
 use sonde_proto::{Direction, Engine, FailureReason, Outcome, ResultRecord};
-use std::process::Command;
 use std::time::Duration;
 
 /// `sonde-agent probe --json`, run through `prefix` (e.g. `ip netns exec NS`).
 fn probe(prefix: &[&str], args: &[&str]) -> (i32, ResultRecord, String) {
-    let mut cmd = match prefix.split_first() {
-        Some((program, rest)) => {
-            let mut c = Command::new(program);
-            c.args(rest).arg(bin("sonde-agent"));
-            c
-        }
-        None => Command::new(bin("sonde-agent")),
-    };
+    let mut cmd = prefixed(prefix, bin("sonde-agent"));
     cmd.arg("probe").args(args).arg("--json");
     let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(90));
     let record = ResultRecord::from_json(run.stdout().trim().as_bytes())
@@ -29,14 +21,7 @@ fn probe(prefix: &[&str], args: &[&str]) -> (i32, ResultRecord, String) {
 /// iperf3's own client, `-P 4` for 5 s after 1 s omitted (its warm-up), in `reverse`
 /// for the download: the receiver's rate in bit/s, and the payload bytes both ways.
 fn iperf3_client(prefix: &[&str], host: &str, port: u16, reverse: bool) -> (f64, f64) {
-    let mut cmd = match prefix.split_first() {
-        Some((program, rest)) => {
-            let mut c = Command::new(program);
-            c.args(rest).arg("iperf3");
-            c
-        }
-        None => Command::new("iperf3"),
-    };
+    let mut cmd = prefixed(prefix, "iperf3");
     cmd.args([
         "-c",
         host,
