@@ -294,7 +294,8 @@ impl Iperf3Server {
     pub fn start(prefix: &[&str]) -> Iperf3Server {
         let port = pipeline::free_port();
         let mut cmd = prefixed(prefix, "iperf3");
-        cmd.args(["-s", "-p", &port.to_string()])
+        // -J: a client asking --get-server-output then gets the server's intervals as JSON.
+        cmd.args(["-s", "-J", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = cmd.spawn().expect("iperf3 -s (Debian package iperf3)");
