@@ -345,7 +345,10 @@ async fn download(mut stream: TcpStream, mut io: StreamIo) -> Result<StreamStats
                     got += n as u64;
                     io.counter.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Err(e) => return Err(ClientError::io("iperf3 download stream", &e)),
+                Err(e) => match failure(*io.stop.borrow(), "iperf3 download stream", &e) {
+                    Some(failed) => return Err(failed),
+                    None => { eof = true; break; }
+                },
             },
             _ = io.stop.changed() => break,
         }
@@ -378,7 +381,10 @@ async fn upload(
                     at = (at + n) % block.len();
                     io.counter.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Err(e) => return Err(ClientError::io("iperf3 upload stream", &e)),
+                Err(e) => match failure(*io.stop.borrow(), "iperf3 upload stream", &e) {
+                    Some(failed) => return Err(failed),
+                    None => break,
+                },
             },
             _ = io.stop.changed() => break,
         }
@@ -390,6 +396,13 @@ async fn upload(
     let mut buf = vec![0u8; 16 * 1024];
     drain(&mut stream, &io.drained, &mut buf).await;
     Ok(StreamStats { bytes: sent, info })
+}
+
+/// What an I/O error on a data stream means: a failure while the direction runs; once
+/// it has stopped, only the end of the stream (the agent sends TEST_END at the stop,
+/// and the server may reset the stream before this task has seen the stop).
+fn failure(stopped: bool, what: &str, e: &std::io::Error) -> Option<ClientError> {
+    (!stopped).then(|| ClientError::io(what, e))
 }
 
 /// Reads until the server closes the connection (it does at TEST_END), for `DRAIN`
@@ -657,6 +670,14 @@ mod tests {
         let wire = r#"{"cpu_util_total":2.1,"cpu_util_user":0.1,"cpu_util_system":2.0,"sender_has_retransmits":18446744073709551615,"streams":[{"id":1,"bytes":5000,"retransmits":18446744073709551615,"jitter":0,"errors":0,"packets":0}]}"#;
         let r: Results = serde_json::from_str(wire).expect("parses");
         assert_eq!(received(&r), 5000);
+    }
+
+    #[test]
+    fn a_reset_after_the_stop_ends_a_stream_and_before_it_fails_it() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(failure(true, "s", &reset).is_none());
+        let e = failure(false, "s", &reset).expect("a failure while running");
+        assert_eq!(e.reason, FailureReason::StreamError);
     }
 
     #[test]

@@ -441,7 +441,10 @@ pub(crate) async fn drive(
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(Ok(s)) => stats.push(s),
-                Ok(Err(e)) => errors.push(e),
+                Ok(Err(e)) => {
+                    tracing::warn!(?direction, error = %e, "a stream failed");
+                    errors.push(e)
+                }
                 Err(e) => errors.push(ClientError::new(FailureReason::Other, e.to_string())),
             }
         }
