@@ -456,10 +456,7 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
             let name = access.name.clone();
             *latest
                 .1
-                .entry((
-                    name.clone(),
-                    crate::metrics::outcome_name(record.status.outcome).into(),
-                ))
+                .entry((name.clone(), record.status.outcome.as_str().into()))
                 .or_default() += 1;
             latest.0.insert(name, record.clone());
         }

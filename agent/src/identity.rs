@@ -386,12 +386,8 @@ pub async fn enroll(
     let enrolled = match answer {
         Message::Enrolled(e) => e,
         Message::Reject(r) => {
-            let reason = serde_json::to_value(r.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("{:?}", r.reason));
             return Err(IdentityError::Refused {
-                reason,
+                reason: r.reason.as_str().to_string(),
                 message: r.message,
             });
         }

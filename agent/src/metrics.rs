@@ -6,7 +6,7 @@
 
 use crate::daemon::Status;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
-use sonde_proto::{Outcome, ResultRecord, VerdictOutcome};
+use sonde_proto::{ResultRecord, VerdictOutcome};
 use std::collections::BTreeMap;
 
 /// What the page is made of.
@@ -18,16 +18,6 @@ pub struct Snapshot {
     pub latest: BTreeMap<String, ResultRecord>,
     /// Results measured since start, by access and outcome.
     pub tests: BTreeMap<(String, String), u64>,
-}
-
-/// The outcome's metric label.
-pub fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Partial => "partial",
-        Outcome::Failed => "failed",
-        _ => "unknown",
-    }
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {

@@ -15,7 +15,7 @@
 use crate::store::Delivery;
 use chrono::{DateTime, Utc};
 use sonde_proto::wire::Health;
-use sonde_proto::{Direction, Outcome, ResultRecord, VerdictOutcome};
+use sonde_proto::{Direction, ResultRecord, VerdictOutcome};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
@@ -87,15 +87,6 @@ fn esc(v: &str) -> String {
     out
 }
 
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Partial => "partial",
-        Outcome::Failed => "failed",
-        _ => "unknown",
-    }
-}
-
 fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1e3
 }
@@ -154,7 +145,7 @@ impl Fleet {
         let s = a.accesses.entry(access).or_default();
         s.kind = r.access.kind.as_str().to_string();
         if new {
-            *s.tests.entry(outcome_name(r.status.outcome)).or_default() += 1;
+            *s.tests.entry(r.status.outcome.as_str()).or_default() += 1;
         }
         // Gauges hold the latest result: an older one (a backfill) does not replace it.
         let t = seconds(started);

@@ -85,11 +85,7 @@ fn own(ingest: &Ingest) -> Registry {
         &["reason"],
     ) {
         for (reason, n) in ingest.rejects() {
-            let name = serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "unknown".into());
-            rejects.with_label_values(&[name.as_str()]).inc_by(n);
+            rejects.with_label_values(&[reason.as_str()]).inc_by(n);
         }
         let _ = registry.register(Box::new(rejects));
     }

@@ -77,55 +77,17 @@ pub struct Site {
     pub longitude: Option<f64>,
 }
 
-/// Kind of access network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessKind {
-    /// Fibre to the home.
-    Ftth,
-    /// 4G / LTE mobile access.
-    #[serde(rename = "4g")]
-    FourG,
-    /// In-building Wi-Fi.
-    Wifi,
-    /// Anything else (Ethernet LAN, loopback, unknown).
-    Other,
-    /// A kind written by a newer version.
-    #[serde(other)]
-    Unknown,
-}
-
-impl AccessKind {
-    /// The wire name (`ftth`, `4g`, `wifi`, `other`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccessKind::Ftth => "ftth",
-            AccessKind::FourG => "4g",
-            AccessKind::Wifi => "wifi",
-            AccessKind::Other => "other",
-            AccessKind::Unknown => "unknown",
-        }
-    }
-}
-
-impl std::str::FromStr for AccessKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ftth" => Ok(AccessKind::Ftth),
-            "4g" => Ok(AccessKind::FourG),
-            "wifi" => Ok(AccessKind::Wifi),
-            "other" => Ok(AccessKind::Other),
-            _ => Err(format!(
-                "unknown access kind {s:?} (expected ftth, 4g, wifi or other)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for AccessKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+crate::named! {
+    /// Kind of access network.
+    pub enum AccessKind {
+        /// Fibre to the home.
+        Ftth = "ftth",
+        /// 4G / LTE mobile access.
+        FourG = "4g",
+        /// In-building Wi-Fi.
+        Wifi = "wifi",
+        /// Anything else (Ethernet LAN, loopback, unknown).
+        Other = "other",
     }
 }
 
@@ -148,30 +110,24 @@ pub struct Access {
     pub mtu: Option<u32>,
 }
 
-/// Measuring engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Engine {
-    /// sonde's own HTTP/1.1 + UDP echo engine against `sonde-responder`.
-    SondeHttp,
-    /// A stock iperf3 server.
-    Iperf3,
-    /// An engine written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// Measuring engine.
+    pub enum Engine {
+        /// sonde's own HTTP/1.1 + UDP echo engine against `sonde-responder`.
+        SondeHttp = "sonde-http",
+        /// A stock iperf3 server.
+        Iperf3 = "iperf3",
+    }
 }
 
-/// A throughput direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Responder to agent.
-    Down,
-    /// Agent to responder.
-    Up,
-    /// A direction written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// A throughput direction.
+    pub enum Direction {
+        /// Responder to agent.
+        Down = "down",
+        /// Agent to responder.
+        Up = "up",
+    }
 }
 
 /// How and when the measurement ran.
@@ -217,48 +173,39 @@ pub struct ResponderRef {
     pub address: Option<String>,
 }
 
-/// Where a throughput figure was measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MeasuredAt {
-    /// Bytes counted by the agent as the application read them (download).
-    Agent,
-    /// Bytes counted by the responder as the application read them (upload).
-    Responder,
-    /// A place written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// Where a throughput figure was measured.
+    pub enum MeasuredAt {
+        /// Bytes counted by the agent as the application read them (download).
+        Agent = "agent",
+        /// Bytes counted by the responder as the application read them (upload).
+        Responder = "responder",
+    }
 }
 
-/// Which count of bytes a throughput figure was computed from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Counting {
-    /// Bytes as the application read them.
-    Application,
-    /// Data segments arriving at the receiver's TCP layer × MSS (TCP_INFO), free of
-    /// head-of-line re-timing; used only when it agrees with the application's bytes.
-    TcpSegments,
-    /// A counting written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// Which count of bytes a throughput figure was computed from.
+    pub enum Counting {
+        /// Bytes as the application read them.
+        Application = "application",
+        /// Data segments arriving at the receiver's TCP layer × MSS (TCP_INFO), free of
+        /// head-of-line re-timing; used only when it agrees with the application's bytes.
+        TcpSegments = "tcp_segments",
+    }
 }
 
-/// Why a throughput direction stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The rate was stable by the stop rule.
-    Stable,
-    /// The direction reached its duration cap without becoming stable.
-    MaxDuration,
-    /// The direction ran out of its byte allowance.
-    ByteBudget,
-    /// Every stream failed.
-    Error,
-    /// A reason written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// Why a throughput direction stopped.
+    pub enum StopReason {
+        /// The rate was stable by the stop rule.
+        Stable = "stable",
+        /// The direction reached its duration cap without becoming stable.
+        MaxDuration = "max_duration",
+        /// The direction ran out of its byte allowance.
+        ByteBudget = "byte_budget",
+        /// Every stream failed.
+        Error = "error",
+    }
 }
 
 /// Throughput of one direction.
@@ -416,49 +363,43 @@ pub struct LteRadio {
     pub cell_id: Option<String>,
 }
 
-/// A validity flag: a condition that makes a figure less than a clean measurement of
-/// the access itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flag {
-    /// The interface's link speed cannot carry the target (e.g. a 1 GbE port against a
-    /// "more than 1 Gb/s" promise).
-    NicLimited,
-    /// The responder reported that it was the limit.
-    ServerLimited,
-    /// The agent's CPU was saturated during the test.
-    CpuLimited,
-    /// Other traffic crossed the interface during the test.
-    CrossTraffic,
-    /// A direction never became stable; its figure is the trimmed mean up to the cap.
-    Unstable,
-    /// Some of the requested streams failed.
-    StreamsFailed,
-    /// The idle latency train lost probes.
-    LatencyLoss,
-    /// A flag written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// A validity flag: a condition that makes a figure less than a clean measurement of
+    /// the access itself.
+    pub enum Flag {
+        /// The interface's link speed cannot carry the target (e.g. a 1 GbE port against a
+        /// "more than 1 Gb/s" promise).
+        NicLimited = "nic_limited",
+        /// The responder reported that it was the limit.
+        ServerLimited = "server_limited",
+        /// The agent's CPU was saturated during the test.
+        CpuLimited = "cpu_limited",
+        /// Other traffic crossed the interface during the test.
+        CrossTraffic = "cross_traffic",
+        /// A direction never became stable; its figure is the trimmed mean up to the cap.
+        Unstable = "unstable",
+        /// Some of the requested streams failed.
+        StreamsFailed = "streams_failed",
+        /// The idle latency train lost probes.
+        LatencyLoss = "latency_loss",
+    }
 }
 
-/// Outcome of the comparison with the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerdictOutcome {
-    /// The IP-layer rate meets the target within the tolerance.
-    Met,
-    /// The IP-layer rate is below the target beyond the tolerance.
-    NotMet,
-    /// Not met, but the agent's own port cannot carry the target: the access was not
-    /// shown to fail.
-    PortLimited,
-    /// The access has no target for this direction.
-    NoTarget,
-    /// No valid figure to compare (the direction did not run or failed).
-    Inconclusive,
-    /// An outcome written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// Outcome of the comparison with the target.
+    pub enum VerdictOutcome {
+        /// The IP-layer rate meets the target within the tolerance.
+        Met = "met",
+        /// The IP-layer rate is below the target beyond the tolerance.
+        NotMet = "not_met",
+        /// Not met, but the agent's own port cannot carry the target: the access was not
+        /// shown to fail.
+        PortLimited = "port_limited",
+        /// The access has no target for this direction.
+        NoTarget = "no_target",
+        /// No valid figure to compare (the direction did not run or failed).
+        Inconclusive = "inconclusive",
+    }
 }
 
 /// Comparison of the download IP-layer rate (and upload, when it has a target) with the
@@ -479,69 +420,43 @@ pub struct Verdict {
     pub up: VerdictOutcome,
 }
 
-/// Overall status of the measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Every requested part ran and produced figures.
-    Ok,
-    /// Some figures are missing; see the reason.
-    Partial,
-    /// No usable figure.
-    Failed,
-    /// An outcome written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// Overall status of the measurement.
+    pub enum Outcome {
+        /// Every requested part ran and produced figures.
+        Ok = "ok",
+        /// Some figures are missing; see the reason.
+        Partial = "partial",
+        /// No usable figure.
+        Failed = "failed",
+    }
 }
 
-/// Machine-readable failure reasons. Stable names: dashboards count by them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    /// The responder's name did not resolve.
-    Dns,
-    /// The responder refused the connection.
-    Refused,
-    /// The responder did not answer in time.
-    Timeout,
-    /// The responder answered with an error or an unexpected document.
-    ResponderError,
-    /// The responder was at its limit of concurrent tests.
-    ResponderBusy,
-    /// The interface could not be used.
-    Interface,
-    /// A throughput stream failed mid-test.
-    StreamError,
-    /// The UDP echo port did not answer.
-    EchoUnreachable,
-    /// The line was busy with other traffic.
-    Busy,
-    /// The data budget did not allow the test.
-    Budget,
-    /// Anything else.
-    Other,
-    /// A reason written by a newer version.
-    #[serde(other)]
-    Unknown,
-}
-
-impl FailureReason {
-    /// The wire name, used as a metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Dns => "dns",
-            FailureReason::Refused => "refused",
-            FailureReason::Timeout => "timeout",
-            FailureReason::ResponderError => "responder_error",
-            FailureReason::ResponderBusy => "responder_busy",
-            FailureReason::Interface => "interface",
-            FailureReason::StreamError => "stream_error",
-            FailureReason::EchoUnreachable => "echo_unreachable",
-            FailureReason::Busy => "busy",
-            FailureReason::Budget => "budget",
-            FailureReason::Other => "other",
-            FailureReason::Unknown => "unknown",
-        }
+crate::named! {
+    /// Machine-readable failure reasons. Stable names: dashboards count by them.
+    pub enum FailureReason {
+        /// The responder's name did not resolve.
+        Dns = "dns",
+        /// The responder refused the connection.
+        Refused = "refused",
+        /// The responder did not answer in time.
+        Timeout = "timeout",
+        /// The responder answered with an error or an unexpected document.
+        ResponderError = "responder_error",
+        /// The responder was at its limit of concurrent tests.
+        ResponderBusy = "responder_busy",
+        /// The interface could not be used.
+        Interface = "interface",
+        /// A throughput stream failed mid-test.
+        StreamError = "stream_error",
+        /// The UDP echo port did not answer.
+        EchoUnreachable = "echo_unreachable",
+        /// The line was busy with other traffic.
+        Busy = "busy",
+        /// The data budget did not allow the test.
+        Budget = "budget",
+        /// Anything else.
+        Other = "other",
     }
 }
 

@@ -107,42 +107,39 @@ pub struct Ack {
     pub committed: Vec<Uuid>,
 }
 
-/// Why the collector refused a frame. Stable names: counted in metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// Not a frame of this protocol.
-    BadFrame,
-    /// A protocol version the collector does not speak.
-    UnsupportedVersion,
-    /// Larger than the bound.
-    Oversize,
-    /// A frame whose JSON is not the expected message.
-    BadMessage,
-    /// The collector could not commit; retry later.
-    Unavailable,
-    /// An upload from a connection without an agent certificate, or from a
-    /// certificate the collector has no enrolment record for.
-    Unauthenticated,
-    /// An enrolment token the collector never issued.
-    TokenUnknown,
-    /// An enrolment token past its expiry.
-    TokenExpired,
-    /// An enrolment token already used by another enrolment.
-    TokenUsed,
-    /// An enrolment whose certificate request cannot be read or verified.
-    BadCsr,
-    /// A connection whose QUIC or TLS handshake failed (counted, never sent).
-    Handshake,
-    /// A connection refused because the collector holds its maximum (counted, never
-    /// sent).
-    Busy,
-    /// The agent's enrolment was revoked (`sonde-collector agent revoke`); its results
-    /// stay on the box until it is enrolled again.
-    Revoked,
-    /// A reason written by a newer version.
-    #[serde(other)]
-    Unknown,
+crate::named! {
+    /// Why the collector refused a frame. Stable names: counted in metrics.
+    pub enum RejectReason {
+        /// Not a frame of this protocol.
+        BadFrame = "bad_frame",
+        /// A protocol version the collector does not speak.
+        UnsupportedVersion = "unsupported_version",
+        /// Larger than the bound.
+        Oversize = "oversize",
+        /// A frame whose JSON is not the expected message.
+        BadMessage = "bad_message",
+        /// The collector could not commit; retry later.
+        Unavailable = "unavailable",
+        /// An upload from a connection without an agent certificate, or from a
+        /// certificate the collector has no enrolment record for.
+        Unauthenticated = "unauthenticated",
+        /// An enrolment token the collector never issued.
+        TokenUnknown = "token_unknown",
+        /// An enrolment token past its expiry.
+        TokenExpired = "token_expired",
+        /// An enrolment token already used by another enrolment.
+        TokenUsed = "token_used",
+        /// An enrolment whose certificate request cannot be read or verified.
+        BadCsr = "bad_csr",
+        /// A connection whose QUIC or TLS handshake failed (counted, never sent).
+        Handshake = "handshake",
+        /// A connection refused because the collector holds its maximum (counted, never
+        /// sent).
+        Busy = "busy",
+        /// The agent's enrolment was revoked (`sonde-collector agent revoke`); its results
+        /// stay on the box until it is enrolled again.
+        Revoked = "revoked",
+    }
 }
 
 /// Collector → agent: refused.

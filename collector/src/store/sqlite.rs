@@ -230,17 +230,13 @@ struct Touched {
     again: bool,
 }
 
-/// The serde name of a unit enum value (`not_met`, `ok`, …).
-fn wire_name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Flags as the report facts keep them: wire names, comma-separated.
 fn flags_text(flags: &[sonde_proto::Flag]) -> String {
-    flags.iter().map(wire_name).collect::<Vec<_>>().join(",")
+    flags
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Store for SqliteStore {
@@ -299,7 +295,7 @@ impl Store for SqliteStore {
                         Some(j) => std::borrow::Cow::Borrowed(j.as_str()),
                         None => std::borrow::Cow::Owned(r.to_json()),
                     };
-                    let outcome = wire_name(&r.status.outcome);
+                    let outcome = r.status.outcome.as_str();
                     let changed = insert.execute(params![
                         r.id.to_string(),
                         delivery.agent_id,
@@ -374,7 +370,7 @@ impl Store for SqliteStore {
                             r.upload.as_ref().map(|u| u.ip_rate_bps),
                             down.map(|d| d.goodput_bps),
                             r.verdict.target_down_bps,
-                            wire_name(&r.verdict.down),
+                            r.verdict.down.as_str(),
                             idle.and_then(|l| l.median_s),
                             down.and_then(|d| d.loaded_latency.as_ref())
                                 .and_then(|l| l.median_s),
@@ -1201,7 +1197,7 @@ mod tests {
             )
             .expect("fact");
         assert_eq!(fact.0, r.download.as_ref().map(|d| d.ip_rate_bps));
-        assert_eq!(fact.1.as_deref(), Some(wire_name(&r.verdict.down).as_str()));
+        assert_eq!(fact.1.as_deref(), Some(r.verdict.down.as_str()));
         assert_eq!(fact.2, r.agent.version);
         assert_eq!(fact.3, flags_text(&r.flags));
         // The id stays unique after the move.
