@@ -81,6 +81,9 @@ pub struct Status {
     pub responder_tests_total: BTreeMap<String, BTreeMap<String, u64>>,
     /// Failed uploads by reason.
     pub uplink_errors_total: BTreeMap<String, u64>,
+    /// Frames of kinds this agent does not know (from a newer collector), skipped.
+    #[serde(default)]
+    pub unknown_frames_total: u64,
     /// Results measured since start.
     pub results_total: u64,
     /// Results the collector acknowledged since start.
@@ -685,9 +688,12 @@ async fn uplink_loop(
             }
             continue;
         };
-        let mut results = with_spool(&shared.spool, move |s| s.peek(batch_max))
+        let mut results: Vec<_> = with_spool(&shared.spool, move |s| s.peek(batch_max))
             .await
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.record)
+            .collect();
         // However large the records, one upload stays within the collector's bound.
         results.truncate(crate::uplink::fitting(
             &results,
@@ -710,6 +716,8 @@ async fn uplink_loop(
             r = uplink.send(id, results, shared.health()) => r,
             _ = stopped(&mut stop) => break,
         };
+        let skipped = uplink.unknown_frames();
+        shared.update(|s| s.unknown_frames_total = skipped);
         match outcome {
             Ok(committed) => {
                 let removed = with_spool(&shared.spool, move |s| s.ack(&committed)).await;

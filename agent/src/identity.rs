@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// ALPN of sonde's uplink (the collector's).
-pub const ALPN: &[u8] = b"sonde/1";
 /// The agent's private key (PEM, mode 0600).
 pub const KEY_FILE: &str = "agent.key.pem";
 /// The agent's certificate (PEM).
@@ -178,7 +176,7 @@ impl Identity {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(roots)
             .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = vec![sonde_proto::wire::ALPN.to_vec()];
         quic_client(tls)
     }
 }
@@ -345,7 +343,7 @@ pub async fn enroll(
             provider: provider(),
         }))
         .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![sonde_proto::wire::ALPN.to_vec()];
     let mut endpoint = client_endpoint(addr)?;
     endpoint.set_default_client_config(quic_client(tls)?);
     let exchange = async {
@@ -370,9 +368,19 @@ pub async fn enroll(
         conn.close(0u32.into(), b"enrolled");
         let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
         d.push(&reply);
-        d.poll()
-            .map_err(|e| fail(format!("unreadable answer: {e}")))?
-            .ok_or_else(|| fail("the collector closed the stream without answering".into()))
+        loop {
+            // Frames of kinds this agent does not know (a newer collector) are skipped.
+            match d.poll() {
+                Ok(Some(Message::Unknown { .. })) => continue,
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {
+                    return Err(fail(
+                        "the collector closed the stream without answering".into(),
+                    ))
+                }
+                Err(e) => return Err(fail(format!("unreadable answer: {e}"))),
+            }
+        }
     };
     let answer = tokio::time::timeout(timeout, exchange)
         .await

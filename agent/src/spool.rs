@@ -4,6 +4,7 @@
 //! when the spool is full, as a counted eviction of the oldest.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use sonde_proto::wire::RawRecord;
 use sonde_proto::ResultRecord;
 use std::path::Path;
 use uuid::Uuid;
@@ -35,6 +36,15 @@ INSERT OR IGNORE INTO counters (name, value) VALUES ('evictions_total', 0);
 pub struct Spool {
     conn: Connection,
     max_results: u64,
+}
+
+/// A result waiting in the spool: its id and its bytes as the agent encoded them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spooled {
+    /// The result's id.
+    pub id: Uuid,
+    /// The record's bytes.
+    pub record: RawRecord,
 }
 
 /// What a push did.
@@ -76,10 +86,15 @@ impl Spool {
     /// Stores a result durably, evicting the oldest beyond the bound. A result whose
     /// id is already spooled is kept once.
     pub fn push(&mut self, record: &ResultRecord) -> Result<Pushed, SpoolError> {
+        self.push_raw(record.id, &RawRecord::of(record))
+    }
+
+    /// Stores a record's bytes durably; see [`Spool::push`].
+    pub fn push_raw(&mut self, id: Uuid, record: &RawRecord) -> Result<Pushed, SpoolError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT OR IGNORE INTO spool (id, record) VALUES (?1, ?2)",
-            params![record.id.to_string(), record.to_json()],
+            params![id.to_string(), record.as_str()],
         )?;
         let depth: u64 =
             tx.query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))? as u64;
@@ -98,18 +113,21 @@ impl Spool {
         Ok(Pushed { evicted })
     }
 
-    /// Up to `max` results, oldest first, left in the spool.
-    pub fn peek(&self, max: usize) -> Result<Vec<ResultRecord>, SpoolError> {
+    /// Up to `max` results, oldest first, left in the spool, as their bytes.
+    pub fn peek(&self, max: usize) -> Result<Vec<Spooled>, SpoolError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT record FROM spool ORDER BY seq LIMIT ?1")?;
-        let rows = stmt.query_map(params![max as i64], |r| r.get::<_, String>(0))?;
+            .prepare_cached("SELECT id, record FROM spool ORDER BY seq LIMIT ?1")?;
+        let rows = stmt.query_map(params![max as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
-            // The spool only holds records this agent encoded; one that no longer
-            // parses (a downgrade) is skipped here and stays in the file.
-            if let Ok(record) = ResultRecord::from_json(row?.as_bytes()) {
-                out.push(record);
+            let (id, record) = row?;
+            // The spool only holds what this agent wrote; a row that is not JSON
+            // (a damaged file) is skipped here and stays in the file.
+            if let (Ok(id), Ok(record)) = (Uuid::parse_str(&id), RawRecord::from_json(record)) {
+                out.push(Spooled { id, record });
             }
         }
         Ok(out)
@@ -191,9 +209,11 @@ mod tests {
             s.peek(10).expect("peek").first().map(|r| r.id),
             Some(rs[2].id)
         );
-        // Timestamps are kept as measured.
+        // Records are kept as encoded, timestamps as measured.
+        let kept = &s.peek(1).expect("peek")[0].record;
+        assert_eq!(kept.as_str(), rs[2].to_json());
         assert_eq!(
-            s.peek(1).expect("peek")[0].run.started_at,
+            kept.parse().expect("a record").run.started_at,
             rs[2].run.started_at
         );
     }

@@ -4,8 +4,7 @@
 
 use crate::identity::{self, Identity};
 use rand::Rng;
-use sonde_proto::wire::{self, FrameDecoder, Health, Message, RejectReason, Upload};
-use sonde_proto::ResultRecord;
+use sonde_proto::wire::{self, FrameDecoder, Health, Message, RawRecord, RejectReason, Upload};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -24,11 +23,11 @@ pub const MAX_BATCH_BYTES: usize = wire::DEFAULT_MAX_PAYLOAD / 2;
 
 /// How many of `results` (oldest first) fit in one upload of at most `max_bytes` of
 /// encoded records; always at least one (a record is bounded far below the frame).
-pub fn fitting(results: &[ResultRecord], max_bytes: usize) -> usize {
+pub fn fitting(results: &[RawRecord], max_bytes: usize) -> usize {
     let mut used = 0;
     for (i, r) in results.iter().enumerate() {
         // Each record's JSON plus its separator in the array.
-        used += r.to_json().len() + 1;
+        used += r.as_str().len() + 1;
         if used > max_bytes {
             return i.max(1);
         }
@@ -131,6 +130,7 @@ pub struct Uplink {
     endpoint: Option<quinn::Endpoint>,
     link: Option<Link>,
     next_batch: u64,
+    unknown_frames: u64,
 }
 
 impl std::fmt::Debug for Uplink {
@@ -150,7 +150,13 @@ impl Uplink {
             endpoint: None,
             link: None,
             next_batch: 1,
+            unknown_frames: 0,
         }
+    }
+
+    /// Frames of kinds this agent does not know (from a newer collector), skipped.
+    pub fn unknown_frames(&self) -> u64 {
+        self.unknown_frames
     }
 
     /// Whether a connection is open.
@@ -216,7 +222,7 @@ impl Uplink {
     pub async fn send(
         &mut self,
         identity: &Identity,
-        results: Vec<ResultRecord>,
+        results: Vec<RawRecord>,
         health: Health,
     ) -> Result<Vec<Uuid>, UplinkError> {
         let batch = self.next_batch;
@@ -244,15 +250,16 @@ impl Uplink {
         let written = tokio::time::timeout(ANSWER_TIMEOUT, link.send.write_all(frame))
             .await
             .map_err(|_| UplinkError::Timeout)?;
-        let answer = match written {
+        let (answer, skipped) = match written {
             Ok(()) => read_answer(link, ANSWER_TIMEOUT).await?,
             // A collector that refuses a frame says why, then stops reading: the reason
             // is worth a second to read before calling the connection lost.
             Err(e) => match read_answer(link, Duration::from_secs(1)).await {
-                Ok(m @ Message::Reject(_)) => m,
+                Ok((m @ Message::Reject(_), skipped)) => (m, skipped),
                 _ => return Err(UplinkError::Lost(e.to_string())),
             },
         };
+        self.unknown_frames += skipped;
         match answer {
             Message::Ack(ack) if ack.batch == batch => Ok(ack.committed),
             Message::Ack(ack) => Err(UplinkError::BadAnswer(format!(
@@ -268,17 +275,29 @@ impl Uplink {
     }
 }
 
-/// The next frame from the collector on `link`, within `timeout`.
-async fn read_answer(link: &mut Link, timeout: Duration) -> Result<Message, UplinkError> {
+/// The next frame from the collector on `link` that this agent knows, within
+/// `timeout`, and how many frames of unknown kinds were skipped before it.
+async fn read_answer(link: &mut Link, timeout: Duration) -> Result<(Message, u64), UplinkError> {
     tokio::time::timeout(timeout, async {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut skipped = 0;
         loop {
-            if let Some(m) = link
+            match link
                 .decoder
                 .poll()
                 .map_err(|e| UplinkError::BadAnswer(e.to_string()))?
             {
-                return Ok(m);
+                Some(Message::Unknown { kind, len }) => {
+                    tracing::debug!(
+                        kind,
+                        len,
+                        "skipped a frame of a kind this agent does not know"
+                    );
+                    skipped += 1;
+                    continue;
+                }
+                Some(m) => return Ok((m, skipped)),
+                None => {}
             }
             match link.recv.read(&mut buf).await {
                 Ok(Some(n)) => link.decoder.push(&buf[..n]),
@@ -295,12 +314,13 @@ async fn read_answer(link: &mut Link, timeout: Duration) -> Result<Message, Upli
 mod tests {
     use super::*;
     use rand::SeedableRng;
+    use sonde_proto::ResultRecord;
 
     #[test]
     fn batches_are_cut_to_fit_the_frame_bound() {
         let small = ResultRecord::schema_example();
         let size = small.to_json().len() + 1;
-        let many = vec![small.clone(); 10];
+        let many = vec![RawRecord::of(&small); 10];
         assert_eq!(fitting(&many, 100 * size), 10);
         assert_eq!(fitting(&many, 3 * size), 3);
         assert_eq!(fitting(&many, 3 * size - 1), 2);
@@ -311,6 +331,7 @@ mod tests {
         big.flags.clear();
         let pad = sonde_proto::MAX_RECORD_BYTES - big.to_json().len() - 100;
         big.run.responder.url = "x".repeat(pad);
+        let big = RawRecord::of(&big);
         let n = fitting(&vec![big.clone(); 500], MAX_BATCH_BYTES);
         assert!(n < 500 && n > 10, "{n}");
         let frame = wire::encode(&Message::Upload(Upload {

@@ -14,7 +14,7 @@ use crate::pki::{Ca, PkiError};
 use crate::store::{Batch, Delivery, EnrolError, Inserted, Store};
 use chrono::{DateTime, Utc};
 use sonde_proto::wire::{
-    self, Ack, EnrolToken, Enroll, Enrolled, FrameDecoder, Message, Reject, RejectReason,
+    self, Ack, EnrolToken, Enroll, Enrolled, FrameDecoder, Message, RawRecord, Reject, RejectReason,
 };
 use sonde_proto::ResultRecord;
 use std::collections::BTreeMap;
@@ -206,6 +206,7 @@ pub struct Ingest {
     rejects: Mutex<BTreeMap<RejectReason, u64>>,
     enrolments: AtomicU64,
     connections: AtomicU64,
+    frames_skipped: AtomicU64,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -233,6 +234,18 @@ pub struct Reply {
     pub send: Vec<u8>,
     /// Whether the stream must be closed (after sending).
     pub close: bool,
+}
+
+/// Reads every record of an upload; the first that is not a record of this schema
+/// refuses the whole upload (nothing of it is stored).
+fn parse_all(raw: &[RawRecord]) -> Result<Vec<ResultRecord>, String> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.parse()
+                .map_err(|e| format!("result {i} of the upload: {e}"))
+        })
+        .collect()
 }
 
 /// How long an enrolment token lives by default.
@@ -290,6 +303,7 @@ impl Ingest {
             rejects: Mutex::new(BTreeMap::new()),
             enrolments: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            frames_skipped: AtomicU64::new(0),
         }
     }
 
@@ -320,6 +334,11 @@ impl Ingest {
         } else {
             self.connections.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Frames of kinds this collector does not know, skipped since start.
+    pub fn frames_skipped(&self) -> u64 {
+        self.frames_skipped.load(Ordering::Relaxed)
     }
 
     /// Agents enrolled since start.
@@ -363,7 +382,7 @@ impl Ingest {
         loop {
             match session.decoder.poll() {
                 Ok(None) => return reply,
-                Ok(Some(Message::Upload(mut upload))) => {
+                Ok(Some(Message::Upload(upload))) => {
                     if let Some(why) = session.revoked.clone() {
                         return self.refuse(session, reply, RejectReason::Revoked, why);
                     }
@@ -376,19 +395,20 @@ impl Ingest {
                                 .into(),
                         );
                     };
-                    for r in &mut upload.results {
-                        // Identity and site are the transport's, whatever the payload says.
-                        r.agent.id = Some(delivery.agent_id.clone());
-                        r.site.quartier = delivery.quartier.clone();
-                        r.site.building = delivery.building.clone();
-                    }
-                    let committed: Vec<_> = upload.results.iter().map(|r| r.id).collect();
-                    // Encoded here, on the async workers: the writer thread only writes.
-                    let json = upload.results.iter().map(ResultRecord::to_json).collect();
+                    // Each record is read once, here, for the columns beside it; its
+                    // bytes are stored as the agent sent them. Identity and site are
+                    // the transport's (the delivery), whatever the payload says.
+                    let records = match parse_all(&upload.results) {
+                        Ok(records) => records,
+                        Err(message) => {
+                            return self.refuse(session, reply, RejectReason::BadMessage, message)
+                        }
+                    };
+                    let committed: Vec<_> = records.iter().map(|r| r.id).collect();
                     let batch = Batch {
                         delivery,
-                        records: upload.results,
-                        json,
+                        records,
+                        raw: upload.results,
                         health: Some(upload.health),
                     };
                     // The fleet's series need the batch after the commit: keep what
@@ -439,6 +459,11 @@ impl Ingest {
                     // One enrolment per stream, whatever its outcome.
                     reply.close = true;
                     return reply;
+                }
+                Ok(Some(Message::Unknown { kind, len })) => {
+                    // From a newer agent: skipped by its length, counted, read on.
+                    self.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %session.peer, kind, len, "skipped a frame of an unknown kind");
                 }
                 Ok(Some(_)) => {
                     return self.refuse(
@@ -593,7 +618,7 @@ mod tests {
         wire::encode(&Message::Upload(Upload {
             batch,
             health: Health::default(),
-            results,
+            results: results.iter().map(RawRecord::of).collect(),
         }))
     }
 
@@ -637,7 +662,8 @@ mod tests {
         let stats = ingest.commit_stats();
         assert_eq!(stats.results_new.load(Ordering::Relaxed), 2);
         assert_eq!(stats.results_duplicate.load(Ordering::Relaxed), 2);
-        for r in &page.results {
+        for stored in &page.results {
+            let r = stored.to_json();
             assert_eq!(
                 r["agent"]["id"], "agent-7",
                 "identity from the transport, not the payload"

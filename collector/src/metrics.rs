@@ -126,6 +126,12 @@ fn own(ingest: &Ingest) -> Registry {
     let _ = registry.register(Box::new(s.commit_seconds.clone()));
     counter(
         &registry,
+        "sonde_collector_frames_skipped_total",
+        "Frames of kinds this collector does not know (from newer agents), skipped by their length.",
+        ingest.frames_skipped(),
+    );
+    counter(
+        &registry,
         "sonde_collector_enrolments_total",
         "Agents enrolled.",
         ingest.enrolments(),

@@ -11,9 +11,6 @@ use sonde_proto::wire::RejectReason;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// ALPN of sonde's uplink.
-pub const ALPN: &[u8] = b"sonde/1";
-
 /// Errors building the listener.
 #[derive(Debug, thiserror::Error)]
 pub enum QuicError {
@@ -47,7 +44,7 @@ pub fn server_config(ca: &Ca, server: Issued) -> Result<quinn::ServerConfig, Qui
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![server.cert, ca.cert().clone()], server.key)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![sonde_proto::wire::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     // A busy collector must not drop agents that wait for a commit: agents send
@@ -72,7 +69,7 @@ pub fn client_config(
         Some(id) => builder.with_client_auth_cert(vec![id.cert], id.key)?,
         None => builder.with_no_client_auth(),
     };
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![sonde_proto::wire::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     Ok(quinn::ClientConfig::new(Arc::new(crypto)))
 }

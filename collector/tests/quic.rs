@@ -10,7 +10,9 @@ use sonde_collector::pki::{Ca, Issued};
 use sonde_collector::quic;
 use sonde_collector::store::sqlite::SqliteStore;
 use sonde_collector::store::{NewToken, ResultQuery, Store};
-use sonde_proto::wire::{self, Enroll, FrameDecoder, Health, Message, RejectReason, Upload};
+use sonde_proto::wire::{
+    self, Enroll, FrameDecoder, Health, Message, RawRecord, RejectReason, Upload,
+};
 use sonde_proto::ResultRecord;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -160,12 +162,12 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
     let conn = connect(&server, Some(identity), &server.ca)
         .await
         .expect("handshake with the enrolled certificate");
-    let rs = vec![record(), record()];
+    let rs = [record(), record()];
     let ids: Vec<_> = rs.iter().map(|r| r.id).collect();
     let frame = wire::encode(&Message::Upload(Upload {
         batch: 9,
         health: Health::default(),
-        results: rs,
+        results: rs.iter().map(RawRecord::of).collect(),
     }));
     match exchange(&conn, &frame).await.as_slice() {
         [Message::Ack(ack)] => {
@@ -183,12 +185,13 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
         .expect("page");
     assert_eq!(page.results.len(), 2, "committed before the ack");
     assert_eq!(
-        page.results[0]["agent"]["id"],
+        page.results[0].to_json()["agent"]["id"],
         agent_id.as_str(),
         "identity from the certificate"
     );
     assert_eq!(
-        page.results[0]["site"]["building"], "b1",
+        page.results[0].to_json()["site"]["building"],
+        "b1",
         "site from the enrolment"
     );
 
@@ -205,7 +208,7 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
     let again = wire::encode(&Message::Upload(Upload {
         batch: 10,
         health: Health::default(),
-        results: vec![record()],
+        results: vec![RawRecord::of(&record())],
     }));
     assert!(matches!(
         exchange(&conn, &again).await.as_slice(),
@@ -269,7 +272,7 @@ async fn clients_without_an_enrolled_certificate_cannot_upload() {
     let upload = wire::encode(&Message::Upload(Upload {
         batch: 1,
         health: Health::default(),
-        results: vec![record()],
+        results: vec![RawRecord::of(&record())],
     }));
     let no_cert = connect(&server, None, &server.ca)
         .await
@@ -372,7 +375,7 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
     let mut future_version = wire::encode(&Message::Upload(Upload {
         batch: 1,
         health: Health::default(),
-        results: vec![record()],
+        results: vec![RawRecord::of(&record())],
     }));
     future_version[4] = 9;
     let cases = [
@@ -395,7 +398,7 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
     let upload = wire::encode(&Message::Upload(Upload {
         batch: 2,
         health: Health::default(),
-        results: vec![record()],
+        results: vec![RawRecord::of(&record())],
     }));
     assert!(matches!(
         exchange(&conn, &upload).await.as_slice(),
@@ -435,4 +438,66 @@ async fn connections_beyond_the_limit_are_refused_and_counted() {
         "a slot freed by a closed connection is reused"
     );
     drop(b);
+}
+
+#[tokio::test]
+async fn a_frame_of_a_kind_from_the_future_is_skipped_and_the_stream_goes_on() {
+    let server = start();
+    let (_, identity) = enrolled(&server).await;
+    let conn = connect(&server, Some(identity), &server.ca)
+        .await
+        .expect("handshake");
+    // A newer agent sends a frame of kind 77 with a payload, then an upload, on one
+    // stream.
+    let r = record();
+    let mut bytes = wire::frame(77, br#"{"plan_ack": 3, "padding": "xxxxxxxxxxxxxxxx"}"#);
+    bytes.extend(wire::encode(&Message::Upload(Upload {
+        batch: 4,
+        health: Health::default(),
+        results: vec![RawRecord::of(&r)],
+    })));
+    match exchange(&conn, &bytes).await.as_slice() {
+        [Message::Ack(ack)] => assert_eq!(ack.committed, vec![r.id]),
+        other => panic!("expected only the upload's ack: {other:?}"),
+    }
+    assert_eq!(server.ingest.frames_skipped(), 1);
+    assert!(server.ingest.rejects().is_empty(), "nothing refused");
+}
+
+#[tokio::test]
+async fn records_are_stored_as_the_agent_encoded_them() {
+    let server = start();
+    let (agent_id, identity) = enrolled(&server).await;
+    let conn = connect(&server, Some(identity), &server.ca)
+        .await
+        .expect("handshake");
+    // The agent's own encoding: another field order, spacing, a field this collector
+    // does not know, and a payload identity that is not the certificate's.
+    let mut v = serde_json::to_value(record()).expect("json");
+    v["agent"]["id"] = "someone-else".into();
+    v["a_field_from_2030"] = serde_json::json!({"x": [1, 2.50, "é"]});
+    let text = format!("{{ \"zz\": 1,\n {} }}", {
+        let s = serde_json::to_string(&v).expect("json");
+        s[1..s.len() - 1].to_string()
+    });
+    let raw = RawRecord::from_json(text.clone()).expect("JSON");
+    let frame = wire::encode(&Message::Upload(Upload {
+        batch: 1,
+        health: Health::default(),
+        results: vec![raw],
+    }));
+    assert!(matches!(
+        exchange(&conn, &frame).await.as_slice(),
+        [Message::Ack(_)]
+    ));
+    let page = server
+        .store
+        .results(&ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page");
+    assert_eq!(page.results[0].record, text, "stored byte for byte");
+    assert_eq!(page.results[0].agent_id, agent_id, "identity in its column");
+    assert_eq!(page.results[0].to_json()["agent"]["id"], agent_id.as_str());
 }

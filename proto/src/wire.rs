@@ -6,23 +6,37 @@
 //! is refused from its header, before its payload is buffered.
 //!
 //! ```text
-//! frame = magic "SNDW" | version u8 (1) | kind u8 | length u32 BE | payload (JSON)
+//! frame = magic "SNDW" | version u8 | kind u8 | length u32 BE | payload (JSON)
 //! ```
+//!
+//! Extension rules, so that a newer side never breaks an older one:
+//! - a frame of a kind this side does not know is skipped by its length, without
+//!   buffering its payload, and reported as [`Message::Unknown`] for the caller to
+//!   count; the stream goes on;
+//! - a message's unknown JSON fields are ignored and new fields are optional;
+//! - the version byte changes only when the framing itself changes; this side reads
+//!   [`MIN_VERSION`]`..=`[`VERSION`] and writes [`VERSION`];
+//! - results travel as their author's bytes ([`RawRecord`]), never re-encoded.
 
-use crate::ResultRecord;
+use crate::{DecodeError, ResultRecord};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Magic at the start of every frame.
 pub const MAGIC: [u8; 4] = *b"SNDW";
-/// Version of the framing and messages.
+/// Version of the framing this side writes, and the newest it reads.
 pub const VERSION: u8 = 1;
+/// Oldest framing version this side reads.
+pub const MIN_VERSION: u8 = 1;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 10;
 /// Default bound on a payload: a batch of ~1000 results.
 pub const DEFAULT_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
+/// ALPN of the uplink's QUIC connections (agent and collector).
+pub const ALPN: &[u8] = b"sonde/1";
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +108,8 @@ pub struct Upload {
     pub batch: u64,
     /// The agent's health.
     pub health: Health,
-    /// Results, oldest first; their original timestamps are kept.
-    pub results: Vec<ResultRecord>,
+    /// Results, oldest first, each as the agent encoded it when it measured.
+    pub results: Vec<RawRecord>,
 }
 
 /// Collector → agent: these ids are committed and may leave the spool.
@@ -178,8 +192,47 @@ pub struct Enrolled {
     pub building: String,
 }
 
+/// A result record as its author encoded it (JSON text). It travels and is stored as
+/// these bytes, so that a signature over them holds from the agent's spool to the
+/// collector's store; readers parse it ([`RawRecord::parse`]) for what they need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawRecord(Box<RawValue>);
+
+impl RawRecord {
+    /// The record's encoding (what the agent spools and sends).
+    pub fn of(record: &ResultRecord) -> RawRecord {
+        RawRecord::from_json(record.to_json())
+            .unwrap_or_else(|_| unreachable!("a record always encodes as one JSON object"))
+    }
+
+    /// Bytes kept as they are, once checked to be one JSON value (not that it is a
+    /// record: see [`RawRecord::parse`]).
+    pub fn from_json(json: String) -> Result<RawRecord, serde_json::Error> {
+        RawValue::from_string(json).map(RawRecord)
+    }
+
+    /// The bytes.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Reads the record these bytes hold: the one check every path applies (size
+    /// bound, schema version, shape).
+    pub fn parse(&self) -> Result<ResultRecord, DecodeError> {
+        ResultRecord::from_json(self.as_str().as_bytes())
+    }
+}
+
+impl PartialEq for RawRecord {
+    fn eq(&self, other: &RawRecord) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Message {
     /// See [`Upload`].
     Upload(Upload),
@@ -191,6 +244,14 @@ pub enum Message {
     Enroll(Enroll),
     /// See [`Enrolled`].
     Enrolled(Enrolled),
+    /// A frame of a kind this side does not know (from a newer version): its payload
+    /// is skipped; the caller counts it and reads on.
+    Unknown {
+        /// The kind byte.
+        kind: u8,
+        /// Payload bytes skipped.
+        len: usize,
+    },
 }
 
 /// Why bytes are not a frame. Each maps to a [`RejectReason`].
@@ -199,12 +260,9 @@ pub enum WireError {
     /// Wrong magic.
     #[error("not a sonde frame (bad magic)")]
     BadMagic,
-    /// Unknown version.
-    #[error("frame version {0} is not supported (this side speaks {VERSION})")]
+    /// A framing version outside [`MIN_VERSION`]`..=`[`VERSION`].
+    #[error("frame version {0} is not supported (this side reads {MIN_VERSION} to {VERSION})")]
     Version(u8),
-    /// Unknown kind byte.
-    #[error("unknown frame kind {0}")]
-    Kind(u8),
     /// Over the bound.
     #[error("frame of {len} bytes exceeds the {max}-byte bound")]
     TooLarge {
@@ -227,7 +285,7 @@ impl WireError {
     /// The reason to report and count.
     pub fn reason(&self) -> RejectReason {
         match self {
-            WireError::BadMagic | WireError::Kind(_) => RejectReason::BadFrame,
+            WireError::BadMagic => RejectReason::BadFrame,
             WireError::Version(_) => RejectReason::UnsupportedVersion,
             WireError::TooLarge { .. } => RejectReason::Oversize,
             WireError::Json { .. } => RejectReason::BadMessage,
@@ -235,23 +293,29 @@ impl WireError {
     }
 }
 
-/// Encodes a message as one frame.
+/// Encodes a message as one frame. [`Message::Unknown`] encodes as an empty frame of
+/// its kind (what a test from the future sends).
 pub fn encode(message: &Message) -> Vec<u8> {
     let (kind, payload) = match message {
-        Message::Upload(m) => (Kind::Upload, serde_json::to_vec(m)),
-        Message::Ack(m) => (Kind::Ack, serde_json::to_vec(m)),
-        Message::Reject(m) => (Kind::Reject, serde_json::to_vec(m)),
-        Message::Enroll(m) => (Kind::Enroll, serde_json::to_vec(m)),
-        Message::Enrolled(m) => (Kind::Enrolled, serde_json::to_vec(m)),
+        Message::Upload(m) => (Kind::Upload as u8, serde_json::to_vec(m)),
+        Message::Ack(m) => (Kind::Ack as u8, serde_json::to_vec(m)),
+        Message::Reject(m) => (Kind::Reject as u8, serde_json::to_vec(m)),
+        Message::Enroll(m) => (Kind::Enroll as u8, serde_json::to_vec(m)),
+        Message::Enrolled(m) => (Kind::Enrolled as u8, serde_json::to_vec(m)),
+        Message::Unknown { kind, .. } => (*kind, Ok(Vec::new())),
     };
     // These types hold only strings, numbers and string-keyed maps: they always encode.
-    let payload = payload.unwrap_or_default();
+    frame(kind, &payload.unwrap_or_default())
+}
+
+/// One frame of `kind` around `payload`, as it goes on the wire.
+pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
-    out.push(kind as u8);
+    out.push(kind);
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     out
 }
 
@@ -261,6 +325,8 @@ pub struct FrameDecoder {
     buf: Vec<u8>,
     max_payload: usize,
     failed: bool,
+    /// Payload bytes of an unknown frame still to drop as they arrive.
+    skipping: usize,
 }
 
 impl FrameDecoder {
@@ -270,15 +336,20 @@ impl FrameDecoder {
             buf: Vec::new(),
             max_payload,
             failed: false,
+            skipping: 0,
         }
     }
 
     /// Appends received bytes. After an error the decoder ignores further input: the
     /// stream cannot be resynchronised and must be closed.
-    pub fn push(&mut self, bytes: &[u8]) {
-        if !self.failed {
-            self.buf.extend_from_slice(bytes);
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if self.failed {
+            return;
         }
+        let skipped = self.skipping.min(bytes.len());
+        self.skipping -= skipped;
+        bytes = &bytes[skipped..];
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes buffered, never more than a header plus the bound plus one push.
@@ -304,13 +375,12 @@ impl FrameDecoder {
         if self.buf[..have] != MAGIC[..have] {
             return Err(WireError::BadMagic);
         }
-        if self.buf.len() > 4 && self.buf[4] != VERSION {
+        if self.buf.len() > 4 && !(MIN_VERSION..=VERSION).contains(&self.buf[4]) {
             return Err(WireError::Version(self.buf[4]));
         }
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
         }
-        let kind = Kind::from_u8(self.buf[5]).ok_or(WireError::Kind(self.buf[5]))?;
         let len = u32::from_be_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]) as usize;
         if len > self.max_payload {
             return Err(WireError::TooLarge {
@@ -318,6 +388,15 @@ impl FrameDecoder {
                 max: self.max_payload,
             });
         }
+        let Some(kind) = Kind::from_u8(self.buf[5]) else {
+            // From a newer version: drop the payload, as much as is here now and the
+            // rest as it arrives.
+            let kind = self.buf[5];
+            let here = (self.buf.len() - HEADER_LEN).min(len);
+            self.buf.drain(..HEADER_LEN + here);
+            self.skipping = len - here;
+            return Ok(Some(Message::Unknown { kind, len }));
+        };
         if self.buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
@@ -445,6 +524,78 @@ mod tests {
     }
 
     #[test]
+    fn frames_of_unknown_kinds_are_skipped_by_length_from_any_split() {
+        let future = frame(200, &[b'x'; 300]);
+        let mut bytes = encode(&ack(1));
+        bytes.extend(&future);
+        bytes.extend(encode(&ack(2)));
+        for split in 0..bytes.len() {
+            let mut d = FrameDecoder::new(1024);
+            let mut got = Vec::new();
+            for part in [&bytes[..split], &bytes[split..]] {
+                d.push(part);
+                while let Some(m) = d.poll().expect("valid") {
+                    got.push(m);
+                }
+                // At most a known frame waits for its end; the unknown payload is gone.
+                assert!(
+                    d.buffered() < encode(&ack(2)).len(),
+                    "payloads are not kept"
+                );
+            }
+            let unknown = Message::Unknown {
+                kind: 200,
+                len: 300,
+            };
+            assert_eq!(got, vec![ack(1), unknown, ack(2)], "split at {split}");
+        }
+        // An unknown kind still obeys the bound.
+        let mut d = FrameDecoder::new(16);
+        d.push(&future[..HEADER_LEN]);
+        assert!(matches!(d.poll(), Err(WireError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn the_supported_versions_are_read_and_others_refused() {
+        for v in MIN_VERSION..=VERSION {
+            let mut f = encode(&ack(1));
+            f[4] = v;
+            let mut d = FrameDecoder::new(1024);
+            d.push(&f);
+            assert_eq!(d.poll().expect("supported"), Some(ack(1)));
+        }
+        for v in [0, VERSION + 1, u8::MAX] {
+            let mut f = encode(&ack(1));
+            f[4] = v;
+            let mut d = FrameDecoder::new(1024);
+            d.push(&f);
+            assert_eq!(
+                d.poll().expect_err("unsupported").reason(),
+                RejectReason::UnsupportedVersion
+            );
+        }
+    }
+
+    #[test]
+    fn raw_records_travel_as_their_bytes() {
+        // Field order and spacing of the author's encoding survive a round trip.
+        let text = format!("{{\"zz_later\": 1,   \"id\": \"{}\"}}", Uuid::from_u128(9));
+        let raw = RawRecord::from_json(text.clone()).expect("JSON");
+        let upload = Message::Upload(Upload {
+            batch: 3,
+            health: Health::default(),
+            results: vec![raw],
+        });
+        let mut d = FrameDecoder::new(1 << 20);
+        d.push(&encode(&upload));
+        match d.poll().expect("frame") {
+            Some(Message::Upload(u)) => assert_eq!(u.results[0].as_str(), text),
+            other => panic!("{other:?}"),
+        }
+        assert!(RawRecord::from_json("{not json".into()).is_err());
+    }
+
+    #[test]
     fn garbage_is_refused_at_the_first_wrong_byte() {
         let mut d = FrameDecoder::new(1024);
         d.push(b"G");
@@ -461,12 +612,6 @@ mod tests {
         let mut d = FrameDecoder::new(1024);
         d.push(&frame[..5]);
         assert!(matches!(d.poll(), Err(WireError::Version(9))));
-
-        let mut frame = encode(&ack(1));
-        frame[5] = 42;
-        let mut d = FrameDecoder::new(1024);
-        d.push(&frame);
-        assert!(matches!(d.poll(), Err(WireError::Kind(42))));
 
         // Oversize is refused from the header alone.
         let mut d = FrameDecoder::new(16);

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use sonde_proto::echo::{EchoPacket, Kind};
 use sonde_proto::wire::{
-    self, EnrolToken, Enroll, Enrolled, FrameDecoder, Health, Message, Upload,
+    self, EnrolToken, Enroll, Enrolled, FrameDecoder, Health, Message, RawRecord, Upload,
 };
 use sonde_proto::*;
 
@@ -224,9 +224,14 @@ proptest! {
         let msg = Message::Upload(Upload {
             batch,
             health: Health { spool_depth: records.len() as u64, version: "0.1.0".into(), ..Health::default() },
-            results: records,
+            results: records.iter().map(RawRecord::of).collect(),
         });
-        prop_assert_eq!(through_frames(&msg, chunk), Some(msg));
+        let got = through_frames(&msg, chunk);
+        prop_assert_eq!(&got, &Some(msg));
+        if let Some(Message::Upload(u)) = got {
+            let parsed: Vec<ResultRecord> = u.results.iter().map(|r| r.parse().expect("a record")).collect();
+            prop_assert_eq!(parsed, records);
+        }
     }
 
     #[test]

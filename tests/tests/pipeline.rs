@@ -154,7 +154,10 @@ fn agents_keep_measuring_through_an_outage_and_catch_up_with_their_timestamps() 
     let spooled: Vec<ResultRecord> = Spool::open_read_only(&adir.join("state/spool.sqlite"))
         .expect("spool")
         .peek(100)
-        .expect("peek");
+        .expect("peek")
+        .iter()
+        .map(|s| s.record.parse().expect("a record"))
+        .collect();
     assert!(spooled.len() >= 2);
     let back = chrono::Utc::now();
     collector.start();

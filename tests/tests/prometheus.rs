@@ -281,7 +281,7 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
             )
             .await
             .expect("mTLS");
-            let results = vec![
+            let results = [
                 record("fibre", AccessKind::Ftth, 45, true),
                 record("fibre", AccessKind::Ftth, 30, n % 2 == 0),
                 record("fibre", AccessKind::Ftth, 15, n % 2 == 0),
@@ -300,7 +300,10 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
             let frame = wire::encode(&Message::Upload(Upload {
                 batch: 1,
                 health,
-                results,
+                results: results
+                    .iter()
+                    .map(sonde_proto::wire::RawRecord::of)
+                    .collect(),
             }));
             assert!(matches!(
                 raw::exchange(&conn, &frame).await.as_slice(),

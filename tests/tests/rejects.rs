@@ -58,7 +58,9 @@ fn bad_input_is_refused_counted_and_harmless_to_other_agents() {
         let upload = wire::encode(&Message::Upload(Upload {
             batch: 1,
             health: Health::default(),
-            results: vec![sonde_proto::ResultRecord::schema_example()],
+            results: vec![sonde_proto::wire::RawRecord::of(
+                &sonde_proto::ResultRecord::schema_example(),
+            )],
         }));
         let mut future = upload.clone();
         future[4] = 7;

@@ -7,7 +7,7 @@ pub mod sqlite;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sonde_proto::wire::Health;
+use sonde_proto::wire::{Health, RawRecord};
 use sonde_proto::ResultRecord;
 use uuid::Uuid;
 
@@ -47,11 +47,10 @@ pub struct Delivery {
 pub struct Batch {
     /// Who delivered it.
     pub delivery: Delivery,
-    /// The results, oldest first.
+    /// The results, oldest first, as read for their columns.
     pub records: Vec<ResultRecord>,
-    /// Each record encoded as stored (JSON), made before the commit so the writer
-    /// only writes; empty to let the store encode them.
-    pub json: Vec<String>,
+    /// Each record's bytes as its agent encoded them: what the store keeps, verbatim.
+    pub raw: Vec<RawRecord>,
     /// The agent's health carried by the upload.
     pub health: Option<Health>,
 }
@@ -131,11 +130,58 @@ pub struct ResultQuery {
     pub cursor: Option<String>,
 }
 
+/// A stored result: its record's bytes as the agent sent them, and the identity and
+/// site the collector gave its delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResult {
+    /// The record, verbatim.
+    pub record: String,
+    /// The agent that delivered it (from its certificate).
+    pub agent_id: String,
+    /// Its quartier (from its enrolment).
+    pub quartier: Option<String>,
+    /// Its building (from its enrolment).
+    pub building: Option<String>,
+}
+
+impl StoredResult {
+    /// The record as the API shows it: the agent's record with the identity and site
+    /// the collector established in place of whatever the payload said. A stored row
+    /// that no longer parses is shown as its text rather than dropped.
+    pub fn to_json(&self) -> serde_json::Value {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&self.record) else {
+            return serde_json::Value::String(self.record.clone());
+        };
+        if let Some(o) = v.as_object_mut() {
+            let agent = o.entry("agent").or_insert_with(|| serde_json::json!({}));
+            if let Some(a) = agent.as_object_mut() {
+                a.insert("id".into(), self.agent_id.clone().into());
+            }
+            let site = o.entry("site").or_insert_with(|| serde_json::json!({}));
+            if let Some(s) = site.as_object_mut() {
+                for (key, value) in [("quartier", &self.quartier), ("building", &self.building)] {
+                    match value {
+                        Some(v) => s.insert(key.into(), v.clone().into()),
+                        None => s.remove(key),
+                    };
+                }
+            }
+        }
+        v
+    }
+}
+
+impl Serialize for StoredResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
 /// One page of results.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResultPage {
-    /// The records, as received.
-    pub results: Vec<serde_json::Value>,
+    /// The results.
+    pub results: Vec<StoredResult>,
     /// Cursor of the next page, when there may be one.
     pub next_cursor: Option<String>,
 }
@@ -278,7 +324,7 @@ pub trait Store: Send + Sync {
         let batch = Batch {
             delivery: delivery.clone(),
             records: records.to_vec(),
-            json: Vec::new(),
+            raw: records.iter().map(RawRecord::of).collect(),
             health: None,
         };
         Ok(self

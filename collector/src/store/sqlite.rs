@@ -5,6 +5,7 @@
 use super::{
     decode_cursor, encode_cursor, AgentRow, Batch, EnrolError, Fact, Inserted, NewToken,
     ReportScope, ReportSink, ResultPage, ResultQuery, ScheduledAccess, Site, Store, StoreError,
+    StoredResult,
 };
 use crate::store::Delivery;
 use chrono::{DateTime, Utc};
@@ -291,8 +292,8 @@ impl Store for SqliteStore {
                 let delivery = &batch.delivery;
                 let mut done = Inserted::default();
                 for (i, r) in batch.records.iter().enumerate() {
-                    let json = match batch.json.get(i) {
-                        Some(j) => std::borrow::Cow::Borrowed(j.as_str()),
+                    let json = match batch.raw.get(i) {
+                        Some(raw) => std::borrow::Cow::Borrowed(raw.as_str()),
                         None => std::borrow::Cow::Owned(r.to_json()),
                     };
                     let outcome = r.status.outcome.as_str();
@@ -574,7 +575,7 @@ impl Store for SqliteStore {
         };
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT started_at, id, record FROM results
+            "SELECT started_at, id, record, agent_id, quartier, building FROM results
              WHERE (started_at, id) > (?1, ?2)
                AND started_at >= ?3 AND started_at < ?4
                AND (?5 IS NULL OR agent_id = ?5)
@@ -594,7 +595,12 @@ impl Store for SqliteStore {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
+                    StoredResult {
+                        record: row.get(2)?,
+                        agent_id: row.get(3)?,
+                        quartier: row.get(4)?,
+                        building: row.get(5)?,
+                    },
                 ))
             },
         )?;
@@ -602,15 +608,12 @@ impl Store for SqliteStore {
         let mut last = None;
         let mut more = false;
         for row in rows {
-            let (t, id, record) = row?;
+            let (t, id, stored) = row?;
             if results.len() == q.limit {
                 more = true;
                 break;
             }
-            // Stored records were encoded by this code; a row that no longer parses is
-            // returned as a string rather than dropped.
-            results
-                .push(serde_json::from_str(&record).unwrap_or(serde_json::Value::String(record)));
+            results.push(stored);
             last = Some((t, id));
         }
         let next_cursor = match (more, last) {
@@ -1046,7 +1049,7 @@ mod tests {
                     building: Some("b9".into()),
                 },
                 records: vec![record(1, "agent-1")],
-                json: Vec::new(),
+                raw: vec![sonde_proto::wire::RawRecord::of(&record(1, "agent-1"))],
                 health: Some(health),
             }],
             now,
@@ -1115,7 +1118,7 @@ mod tests {
             seen.extend(
                 page.results
                     .iter()
-                    .map(|v| v["id"].as_str().unwrap_or("").to_string()),
+                    .map(|v| v.to_json()["id"].as_str().unwrap_or("").to_string()),
             );
             match page.next_cursor {
                 Some(c) => q.cursor = Some(c),
@@ -1185,7 +1188,7 @@ mod tests {
             })
             .expect("page");
         assert_eq!(page.results.len(), 1);
-        assert_eq!(page.results[0]["id"], r.id.to_string());
+        assert_eq!(page.results[0].to_json()["id"], r.id.to_string());
         // The report facts were filled from the stored record.
         let fact: (Option<f64>, Option<String>, String, String) = s
             .lock()

@@ -251,11 +251,11 @@ fn main() {
             let (open, peak, start) = (open.clone(), peak.clone(), start.clone());
             tasks.push(tokio::spawn(async move {
                 // Records made before the clock starts: the agent's spool holds them.
-                let mut pending: Vec<ResultRecord> = (0..results)
+                let mut pending: Vec<wire::RawRecord> = (0..results)
                     .map(|_| {
                         let mut r = ResultRecord::schema_example();
                         r.id = uuid::Uuid::now_v7();
-                        r
+                        wire::RawRecord::of(&r)
                     })
                     .collect();
                 let (mut send, mut recv) = conn.open_bi().await.expect("stream");
