@@ -1,24 +1,20 @@
-//! `sonde-agent` library: what the agent's commands are made of. `probe` and the
-//! modules it uses measure; `spool` keeps results on disk until the collector has them.
-//! The binary (`main.rs`) holds the command line.
+//! `sonde-agent` library: what the agent's commands are made of.
+//!
+//! - [`engine`]: one measurement by the engine a responder URL names, over one driver;
+//! - [`net`], [`context`]: sockets, interfaces, the busy line, radio context;
+//! - [`state`]: the spool, the budget ledger, atomic files;
+//! - [`identity`]: enrolment and the mutual-TLS identity;
+//! - [`uplink`]: the link to the collector (QUIC), with backoff;
+//! - [`daemon`]: `run`, the measure and uplink loops, status and `/metrics`;
+//! - [`config`]: the configuration, checked as a whole.
+//!
+//! The pure methodology (sampling, verdict, schedule, budgets) is `sonde-method`.
 
-pub mod arrivals;
-pub mod budget;
-pub mod busy;
-pub mod client;
 pub mod config;
+pub mod context;
 pub mod daemon;
-pub mod discover;
+pub mod engine;
 pub mod identity;
-pub mod iperf3;
-pub mod latency;
-pub mod metrics;
-pub mod netif;
-pub mod probe;
-pub mod radio;
-pub mod sampler;
-pub mod schedule;
-pub mod spool;
+pub mod net;
+pub mod state;
 pub mod uplink;
-pub mod verdict;
-pub mod wifi;

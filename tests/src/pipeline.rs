@@ -466,7 +466,8 @@ pub fn seed_spool(
     mut make: impl FnMut(usize) -> sonde_proto::ResultRecord,
 ) -> Vec<String> {
     let mut spool =
-        sonde_agent::spool::Spool::open(&state_dir.join("spool.sqlite"), 1_000_000).expect("spool");
+        sonde_agent::state::spool::Spool::open(&state_dir.join("spool.sqlite"), 1_000_000)
+            .expect("spool");
     (0..n)
         .map(|i| {
             let r = make(i);

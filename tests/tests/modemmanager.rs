@@ -13,7 +13,7 @@
 //!   LTE band B3, RSSI -74 dBm, RSRP -112 dBm, RSRQ -20.0 dB, SINR -6.4 dB, cell
 //!   023E3E34.
 
-use sonde_agent::radio;
+use sonde_agent::context::radio;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

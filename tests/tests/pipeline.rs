@@ -10,7 +10,7 @@
 //! - full spool: the oldest results are evicted, counted by the agent and reported to
 //!   the collector in its health.
 
-use sonde_agent::spool::Spool;
+use sonde_agent::state::spool::Spool;
 use sonde_e2e::pipeline::{self, record, scratch, Agent, AgentSetup, Collector};
 use sonde_e2e::Responder;
 use sonde_proto::ResultRecord;

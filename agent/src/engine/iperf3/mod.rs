@@ -9,10 +9,13 @@
 //! results as JSON documents framed by a 4-byte big-endian length. Data streams are
 //! more TCP connections to the same port, each opened by the same cookie.
 
-use crate::arrivals::Arrivals;
-use crate::client::{ClientError, Registered, StreamStats, Target};
-use crate::netif;
-use crate::probe::{self, Figure, Limits, Options, ProgressFn, StreamTask};
+use crate::engine::driver::{self, Figure, Limits, StreamTask};
+use crate::engine::options::{Options, ProgressFn};
+use crate::engine::record;
+use crate::net::arrivals::Arrivals;
+use crate::net::arrivals::Registered;
+use crate::net::netif;
+use crate::net::target::{resolve, ClientError, StreamStats, Target};
 use serde::{Deserialize, Serialize};
 use sonde_proto::responder::SERVER_LIMITED_CPU;
 use sonde_proto::*;
@@ -107,7 +110,7 @@ pub(crate) async fn measure(
     progress: &ProgressFn,
 ) -> Result<(), ClientError> {
     record.run.engine = Engine::Iperf3;
-    let (addr, host) = probe::resolve(&opts.responder).await?;
+    let (addr, host) = resolve(&opts.responder).await?;
     record.run.responder.address = Some(addr.to_string());
     let target = Target {
         addr,
@@ -150,7 +153,7 @@ pub(crate) async fn measure(
         });
         outcomes.push((direction, r));
     }
-    probe::settle(record, Vec::new(), outcomes);
+    record::settle(record, Vec::new(), outcomes);
     Ok(())
 }
 
@@ -225,7 +228,7 @@ async fn run_direction(
         send(&mut ctrl, &[state::TEST_END as u8], "TEST_END").await
     };
     let (d, ended) = tokio::join!(
-        probe::drive(direction, limits, None, progress, (stop_tx, stop_rx), open),
+        driver::drive(direction, limits, None, progress, (stop_tx, stop_rx), open),
         end_test
     );
     ended?;
@@ -241,7 +244,7 @@ async fn run_direction(
     };
     tracing::debug!(?theirs, "iperf3 server results");
 
-    let (estimate, counting) = probe::agent_estimate(direction, &d);
+    let (estimate, counting) = driver::agent_estimate(direction, &d);
     let carried = match direction {
         // What reached the server: its count, or the acknowledged segments when more
         // (it stops reading at TEST_END).
@@ -264,7 +267,7 @@ async fn run_direction(
         sample_count: d.sampled.app.bins(),
         carried,
     };
-    let (t, failed) = probe::throughput(direction, d, figure, target.addr.is_ipv6())?;
+    let (t, failed) = driver::throughput(direction, d, figure, target.addr.is_ipv6())?;
     Ok((t, failed, server_limited))
 }
 
@@ -435,7 +438,7 @@ fn received(r: &Results) -> u64 {
 
 /// The client's results document: each stream's bytes, in iperf3's stream numbering
 /// (1, 3, 4, …).
-fn client_results(direction: Direction, d: &probe::Driven) -> Results {
+fn client_results(direction: Direction, d: &driver::Driven) -> Results {
     let sending = direction == Direction::Up;
     let streams = d
         .stats

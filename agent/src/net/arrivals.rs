@@ -4,9 +4,10 @@
 //! (`tcpi_delivered`). Unlike application bytes, neither is re-timed by head-of-line
 //! blocking after a loss, so their 100 ms bins follow the link (docs/METHODOLOGY.md §1.3).
 
-use crate::netif;
-use std::os::fd::RawFd;
+use crate::net::netif;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
+use tokio::net::TcpStream;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
@@ -84,5 +85,27 @@ fn refresh(s: &mut Slot, sending: bool) {
             });
             s.mss = s.mss.max(info.payload_mss(sending));
         }
+    }
+}
+
+/// Keeps a socket registered with [`Arrivals`] until dropped.
+pub(crate) struct Registered<'a> {
+    arrivals: &'a Arrivals,
+    slot: usize,
+}
+
+impl<'a> Registered<'a> {
+    /// Registers `stream`, which must outlive the registration.
+    pub(crate) fn new(arrivals: &'a Arrivals, stream: &TcpStream) -> Self {
+        Registered {
+            arrivals,
+            slot: arrivals.open(stream.as_raw_fd()),
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.arrivals.close(self.slot);
     }
 }

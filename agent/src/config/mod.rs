@@ -2,9 +2,9 @@
 //! accesses to probe. [`load`] checks everything before anything starts and reports
 //! every problem at once, each with its field path (`access[1].responders[0]: ...`).
 
-use crate::netif;
-use crate::schedule::Cadence;
+use crate::net::netif;
 use serde::Deserialize;
+use sonde_method::schedule::Cadence;
 use sonde_proto::AccessKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -450,7 +450,7 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
         }
         let mut responders = Vec::new();
         for (j, r) in a.responders.iter().enumerate() {
-            match crate::probe::responder_url(r) {
+            match crate::engine::responder_url(r) {
                 Ok(u) => responders.push(u),
                 Err(e) => p.push(format!("{at}.responders[{j}]: {r:?}: {e}")),
             }
@@ -498,7 +498,7 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             },
         };
         if let (Some(kind), Some(every), Some(jitter)) = (kind, every, jitter) {
-            let (down, up) = crate::verdict::default_targets(kind);
+            let (down, up) = sonde_method::verdict::default_targets(kind);
             let checked = Access {
                 name: a.name.clone(),
                 kind,
@@ -518,7 +518,7 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
                 budget,
             };
             if let Some(b) = budget {
-                let min = crate::budget::minimal_test(checked.max_bps());
+                let min = sonde_method::budget::minimal_test(checked.max_bps());
                 if b < min {
                     p.push(format!(
                         "{at}.budget_month: {} is smaller than one minimal test ({:.1} MB on a line of up to {:.0} Mb/s)",

@@ -34,12 +34,12 @@ pub async fn context(interface: &str) -> Radio {
             ..Default::default()
         })
     };
-    crate::radio::within("nl80211", NL80211_TIMEOUT, read).await
+    crate::context::radio::within("nl80211", NL80211_TIMEOUT, read).await
 }
 
 async fn read(interface: &str) -> Result<WifiRadio, String> {
-    let index =
-        crate::netif::index(interface).ok_or_else(|| format!("no interface named {interface}"))?;
+    let index = crate::net::netif::index(interface)
+        .ok_or_else(|| format!("no interface named {interface}"))?;
     let (connection, handle, _) =
         wl_nl80211::new_connection().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
     let driver = tokio::spawn(connection);
@@ -251,9 +251,9 @@ mod tests {
             .collect()
     }
 
-    const STATION: &str = include_str!("../testdata/nl80211/station-dump.hex");
-    const INTERFACE: &str = include_str!("../testdata/nl80211/interface.hex");
-    const SCAN: &str = include_str!("../testdata/nl80211/scan-dump.hex");
+    const STATION: &str = include_str!("../../testdata/nl80211/station-dump.hex");
+    const INTERFACE: &str = include_str!("../../testdata/nl80211/interface.hex");
+    const SCAN: &str = include_str!("../../testdata/nl80211/scan-dump.hex");
 
     #[test]
     fn a_recorded_station_dump_gives_the_peer_its_signal_and_bitrates() {

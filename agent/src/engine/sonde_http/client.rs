@@ -3,97 +3,23 @@
 //! blocks with the bytes counted as they pass, and its TCP_INFO read before it closes.
 //! Heads are parsed by `httparse`; bodies are counted, never buffered.
 
-use crate::arrivals::Arrivals;
-use crate::netif::{self, TcpInfo};
+use crate::net::arrivals::{Arrivals, Registered};
+use crate::net::netif;
+use crate::net::target::{ClientError, StreamStats, Target, CONNECT_TIMEOUT};
 use sonde_proto::FailureReason;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest control document (info, upload report) accepted.
 const MAX_DOC: usize = 1024 * 1024;
 /// Read/write block of data streams.
 const BLOCK: usize = 256 * 1024;
-/// Patience for connecting and for a response head.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a request to the responder failed, classified for the result record.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct ClientError {
-    /// Failure class.
-    pub reason: FailureReason,
-    /// One-line detail.
-    pub message: String,
-}
-
-impl ClientError {
-    /// An error of this class.
-    pub fn new(reason: FailureReason, message: impl Into<String>) -> Self {
-        ClientError {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn io(context: &str, e: &std::io::Error) -> Self {
-        use std::io::ErrorKind::*;
-        let reason = match e.kind() {
-            ConnectionRefused => FailureReason::Refused,
-            TimedOut => FailureReason::Timeout,
-            _ if e.raw_os_error() == Some(libc::ENODEV) => FailureReason::Interface,
-            _ if e.raw_os_error() == Some(libc::EPERM) => FailureReason::Interface,
-            _ => FailureReason::StreamError,
-        };
-        ClientError::new(reason, format!("{context}: {e}"))
-    }
-}
-
-/// Where the responder is and how to reach it.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Resolved address.
-    pub addr: SocketAddr,
-    /// Host header value.
-    pub host: String,
-    /// Interface to bind every socket to.
-    pub interface: Option<String>,
-}
-
-/// What one data stream moved.
-#[derive(Debug, Clone, Default)]
-pub struct StreamStats {
-    /// Payload bytes moved.
-    pub bytes: u64,
-    /// TCP_INFO at the end, when it could be read.
-    pub info: Option<TcpInfo>,
-}
-
 impl Target {
-    /// A TCP connection to the target, bound to its interface.
-    pub(crate) async fn connect(&self) -> Result<TcpStream, ClientError> {
-        match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            netif::connect_tcp(self.addr, self.interface.as_deref()),
-        )
-        .await
-        {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(ClientError::io(&format!("connecting to {}", self.addr), &e)),
-            Err(_) => Err(ClientError::new(
-                FailureReason::Timeout,
-                format!("no answer from {} within {CONNECT_TIMEOUT:?}", self.addr),
-            )),
-        }
-    }
-
     fn request(&self, method: &str, path: &str, extra: &str) -> String {
         format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sonde-agent/{}\r\n{extra}\r\n",
@@ -242,28 +168,6 @@ impl Target {
         }
         drop(registered);
         Ok(finish(stream, sent))
-    }
-}
-
-/// Keeps a socket registered with [`Arrivals`] until dropped.
-pub(crate) struct Registered<'a> {
-    arrivals: &'a Arrivals,
-    slot: usize,
-}
-
-impl<'a> Registered<'a> {
-    /// Registers `stream`, which must outlive the registration.
-    pub(crate) fn new(arrivals: &'a Arrivals, stream: &TcpStream) -> Self {
-        Registered {
-            arrivals,
-            slot: arrivals.open(stream.as_raw_fd()),
-        }
-    }
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.arrivals.close(self.slot);
     }
 }
 

@@ -8,14 +8,17 @@
 //!
 //! Both write `status.json` in the state directory, which `sonde-agent status` reads.
 
+pub mod metrics;
+
 use crate::config::{Access, Config};
-use crate::identity::{self, Identity};
-use crate::schedule::Scheduler;
-use crate::spool::Spool;
+use crate::engine as probe;
+use crate::identity::Identity;
+use crate::net::netif;
+use crate::state::spool::Spool;
 use crate::uplink::{Backoff, Uplink, UplinkError};
-use crate::{netif, probe};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sonde_method::schedule::Scheduler;
 use sonde_proto::wire::{BudgetUse, Health};
 use sonde_proto::{Direction, Outcome, ResultRecord};
 use std::collections::BTreeMap;
@@ -120,7 +123,7 @@ struct Shared {
     /// Latest result of each access and tests by outcome, for `/metrics`.
     latest: Mutex<Latest>,
     /// Bytes used by tests this month, per access (`budget.json`).
-    ledger: Mutex<crate::budget::Ledger>,
+    ledger: Mutex<crate::state::ledger::LedgerFile>,
     /// Runs made per access, for responder rotation.
     runs: Mutex<BTreeMap<String, usize>>,
 }
@@ -142,7 +145,7 @@ impl Shared {
                     (
                         a.name.clone(),
                         BudgetUse {
-                            month: crate::budget::month(now),
+                            month: sonde_method::budget::month(now),
                             used_bytes: ledger.used(&a.name, now),
                             budget_bytes: b,
                         },
@@ -170,7 +173,7 @@ impl Shared {
         let spool = self.spool.clone();
         let figures = tokio::task::spawn_blocking(move || {
             let s = spool.lock().unwrap_or_else(|e| e.into_inner());
-            Ok::<_, crate::spool::SpoolError>((s.depth()?, s.evictions_total()?))
+            Ok::<_, crate::state::spool::SpoolError>((s.depth()?, s.evictions_total()?))
         })
         .await;
         let now = Utc::now();
@@ -186,7 +189,7 @@ impl Shared {
         let json = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
         let path = self.state_dir.join(STATUS_FILE);
         let _one_writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = identity::write_atomic(&path, &json, 0o644) {
+        if let Err(e) = crate::state::files::write_atomic(&path, &json, 0o644) {
             tracing::warn!(error = %e, "cannot write the status file");
         }
     }
@@ -209,7 +212,7 @@ impl Shared {
 /// Runs `f` on the spool off the async threads (SQLite fsyncs).
 async fn with_spool<T: Send + 'static>(
     spool: &Arc<Mutex<Spool>>,
-    f: impl FnOnce(&mut Spool) -> Result<T, crate::spool::SpoolError> + Send + 'static,
+    f: impl FnOnce(&mut Spool) -> Result<T, crate::state::spool::SpoolError> + Send + 'static,
 ) -> Result<T, String> {
     let spool = spool.clone();
     tokio::task::spawn_blocking(move || {
@@ -224,13 +227,13 @@ async fn with_spool<T: Send + 'static>(
 pub async fn run(config: Config, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let state_dir = config.file.collector.state_dir.clone();
-    identity::ensure_state_dir(&state_dir)?;
+    crate::state::files::ensure_dir(&state_dir)?;
     let spool_path = state_dir.join(SPOOL_FILE);
     let spool = Spool::open(&spool_path, config.file.spool.max_results)
         .with_context(|| format!("cannot open the spool {}", spool_path.display()))?;
     let identity = Identity::load(&state_dir)?;
     let ledger_path = state_dir.join(BUDGET_FILE);
-    let ledger = crate::budget::Ledger::load(&ledger_path).map_err(|e| {
+    let ledger = crate::state::ledger::LedgerFile::load(&ledger_path).map_err(|e| {
         anyhow::anyhow!("data budget ledger: {e} (move it aside to start the month's count again)")
     })?;
     match &identity {
@@ -274,13 +277,15 @@ pub async fn run(config: Config, mut stop: watch::Receiver<bool>) -> anyhow::Res
                 let (latest, tests) = s.latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let mut status = s.snapshot();
                 status.uptime_s = s.started.elapsed().as_secs();
-                crate::metrics::Snapshot {
+                crate::daemon::metrics::Snapshot {
                     status,
                     latest,
                     tests,
                 }
             });
-            Some(tokio::spawn(crate::metrics::serve(listener, snapshot)))
+            Some(tokio::spawn(crate::daemon::metrics::serve(
+                listener, snapshot,
+            )))
         }
         None => None,
     };
@@ -362,11 +367,11 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
                 .unwrap_or_else(|e| e.into_inner())
                 .used(&access.name, now);
             let interval = Duration::from_millis(access.cadence.interval_ms);
-            crate::budget::plan(budget, used, now, interval, access.max_bps())
+            sonde_method::budget::plan(budget, used, now, interval, access.max_bps())
         });
         let record = match (busy, plan) {
             (Some(why), _) => skipped(&shared, access, sonde_proto::FailureReason::Busy, why),
-            (None, Some(crate::budget::Plan::Skip { used, budget })) => skipped(
+            (None, Some(sonde_method::budget::Plan::Skip { used, budget })) => skipped(
                 &shared,
                 access,
                 sonde_proto::FailureReason::Budget,
@@ -378,21 +383,21 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
             ),
             (None, other) => {
                 let max_bytes = match other {
-                    Some(crate::budget::Plan::Run { allowance }) => Some(allowance),
+                    Some(sonde_method::budget::Plan::Run { allowance }) => Some(allowance),
                     _ => None,
                 };
                 // A radio access's context, read just before the test (2 s at most):
                 // ModemManager for 4G, nl80211 for Wi-Fi.
                 let radio = match access.kind {
                     sonde_proto::AccessKind::FourG => Some(
-                        crate::radio::lte(
+                        crate::context::radio::lte(
                             shared.config.file.radio.dbus_address.as_deref(),
                             &access.interface,
                         )
                         .await,
                     ),
                     sonde_proto::AccessKind::Wifi => {
-                        Some(crate::wifi::context(&access.interface).await)
+                        Some(crate::context::wifi::context(&access.interface).await)
                     }
                     _ => None,
                 };
@@ -406,10 +411,10 @@ async fn measure_loop(shared: Arc<Shared>, stop: &mut watch::Receiver<bool>) {
         };
         if access.budget.is_some() {
             let allowance = match plan {
-                Some(crate::budget::Plan::Run { allowance }) => allowance,
+                Some(sonde_method::budget::Plan::Run { allowance }) => allowance,
                 _ => 0,
             };
-            let bytes = crate::budget::charge(&record, allowance, access.max_bps());
+            let bytes = sonde_method::budget::charge(&record, allowance, access.max_bps());
             let now = Utc::now();
             let written = shared.ledger.lock().unwrap_or_else(|e| e.into_inner()).add(
                 &access.name,
@@ -505,8 +510,8 @@ async fn wait_while_busy(shared: &Shared, access: &Access) -> Option<String> {
     }
     for attempt in 0..=b.checks {
         // Unreadable counters (no such interface): the test runs and says why.
-        let load = crate::busy::sample(&access.interface, Duration::from_secs(1)).await?;
-        let why = crate::busy::verdict(&load, b.threshold, b.cpu_limit)?;
+        let load = crate::context::busy::sample(&access.interface, Duration::from_secs(1)).await?;
+        let why = crate::context::busy::verdict(&load, b.threshold, b.cpu_limit)?;
         if attempt == b.checks {
             return Some(format!("{why}; skipped after {} checks", b.checks + 1));
         }
@@ -560,8 +565,8 @@ fn observe(
     shared: &Shared,
     access: &Access,
     record: &mut ResultRecord,
-    counters: Option<crate::busy::Counters>,
-    cpu: Option<crate::busy::Cpu>,
+    counters: Option<crate::context::busy::Counters>,
+    cpu: Option<crate::context::busy::Cpu>,
 ) {
     let ran = record.download.is_some() || record.upload.is_some();
     if !ran {
@@ -569,16 +574,22 @@ fn observe(
     }
     // On a loopback interface both ends are this box: every byte is counted twice and
     // no household shares it.
-    let loopback = crate::busy::is_loopback(&access.interface);
+    let loopback = crate::context::busy::is_loopback(&access.interface);
     let counters = counters.filter(|_| !loopback);
-    if let (Some(before), Ok(after)) = (counters, crate::busy::Counters::read(&access.interface)) {
+    if let (Some(before), Ok(after)) = (
+        counters,
+        crate::context::busy::Counters::read(&access.interface),
+    ) {
         let test: f64 = [record.download.as_ref(), record.upload.as_ref()]
             .into_iter()
             .flatten()
             .map(|t| t.bytes_total as f64 * t.ip_overhead_ratio.max(1.0))
             .sum();
-        let cross =
-            crate::busy::cross_traffic(after.since(&before), test, crate::budget::FIXED_BYTES);
+        let cross = crate::context::busy::cross_traffic(
+            after.since(&before),
+            test,
+            sonde_method::budget::FIXED_BYTES,
+        );
         record.run.cross_traffic_bytes = Some(cross);
         if cross as f64 > shared.config.busy.cross_traffic * test
             && !record.flags.contains(&sonde_proto::Flag::CrossTraffic)
@@ -586,10 +597,10 @@ fn observe(
             record.flags.push(sonde_proto::Flag::CrossTraffic);
         }
     }
-    if let (Some(before), Some(after)) = (cpu, crate::busy::Cpu::read()) {
+    if let (Some(before), Some(after)) = (cpu, crate::context::busy::Cpu::read()) {
         if let Some(share) = after.busy_since(&before) {
             record.run.cpu_busy_ratio = Some(share);
-            if share >= crate::busy::CPU_LIMITED
+            if share >= crate::context::busy::CPU_LIMITED
                 && !record.flags.contains(&sonde_proto::Flag::CpuLimited)
             {
                 record.flags.push(sonde_proto::Flag::CpuLimited);
@@ -632,8 +643,8 @@ async fn measure(shared: &Shared, access: &Access, max_bytes: Option<u64>) -> Re
             interface.as_ref().ok().cloned(),
             max_bytes,
         );
-        let counters = crate::busy::Counters::read(&access.interface).ok();
-        let cpu = crate::busy::Cpu::read();
+        let counters = crate::context::busy::Counters::read(&access.interface).ok();
+        let cpu = crate::context::busy::Cpu::read();
         let mut record = match &interface {
             Ok(_) => probe::run(&opts, &|_| {}).await,
             // Never measure unbound: the figure would be another access's.

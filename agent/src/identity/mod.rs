@@ -6,6 +6,7 @@
 //! first contact the agent accepts only a collector whose certificate chains to that
 //! CA. It sends the token and a certificate request, and receives its certificate.
 
+use crate::state::files::{write_atomic, FileError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -72,6 +73,15 @@ pub enum IdentityError {
     Tls(#[from] rustls::Error),
 }
 
+impl From<FileError> for IdentityError {
+    fn from(e: FileError) -> Self {
+        IdentityError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
     move |source| IdentityError::Io {
         path: path.to_path_buf(),
@@ -105,36 +115,6 @@ pub struct Identity {
     pub key: PrivateKeyDer<'static>,
     /// The pinned CA.
     pub ca: CertificateDer<'static>,
-}
-
-/// Writes `contents` to `path` atomically (temporary file, fsync, rename) with `mode`.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(contents).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-/// Creates the state directory (mode 0700) if needed.
-pub fn ensure_state_dir(dir: &Path) -> Result<(), IdentityError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io(dir))
 }
 
 impl Identity {
@@ -325,7 +305,7 @@ pub async fn enroll(
             dir: dir.display().to_string(),
         });
     }
-    ensure_state_dir(dir)?;
+    crate::state::files::ensure_dir(dir)?;
     let key = rcgen::KeyPair::generate()?;
     let csr_pem = rcgen::CertificateParams::new(Vec::<String>::new())?
         .serialize_request(&key)?

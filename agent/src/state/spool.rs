@@ -258,7 +258,7 @@ mod tests {
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
-                "spool::tests::spool_child_writer",
+                "state::spool::tests::spool_child_writer",
                 "--ignored",
                 "--nocapture",
             ])

@@ -1,9 +1,9 @@
 //! Monthly data budgets per access: a 4G SIM's data cap is never exceeded by tests.
 //!
-//! The ledger keeps the bytes each access's tests used in the current calendar month
-//! (UTC), durably (`state_dir/budget.json`, written atomically after each test). Before
-//! a test, [`plan`] decides from what is left: run with a byte allowance per direction
-//! (the probe stops a direction when it reaches it), or skip with the reason `budget`.
+//! The [`Ledger`] counts the bytes each access's tests used in the current calendar
+//! month (UTC); the agent keeps it durably. Before a test, [`plan`] decides from what
+//! is left: run with a byte allowance per direction (the probe stops a direction when
+//! it reaches it), or skip with the reason `budget`. Pure code: time is passed in.
 //!
 //! Why it cannot be exceeded: a test uses at most its fixed part (latency trains,
 //! requests), plus, per direction, its allowance and what can still arrive after the
@@ -15,7 +15,6 @@
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 /// Bytes of a test besides its directions' payload: idle and loaded latency trains,
 /// HTTP requests and heads, TCP and TLS handshakes (generously).
@@ -105,30 +104,16 @@ pub fn plan(
     Plan::Run { allowance }
 }
 
-/// Bytes used by the tests of each access in one month, kept on disk.
+/// Bytes used by the tests of each access in one month.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     /// `YYYY-MM` (UTC) the counts are for.
     pub month: String,
     /// Bytes used per access name.
     pub used: BTreeMap<String, u64>,
-    #[serde(skip)]
-    path: Option<PathBuf>,
 }
 
 impl Ledger {
-    /// Reads `path` (an empty ledger when it does not exist yet).
-    pub fn load(path: &Path) -> Result<Ledger, String> {
-        let mut l = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<Ledger>(&bytes)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        l.path = Some(path.to_path_buf());
-        Ok(l)
-    }
-
     /// Bytes `access` used in the month of `now`.
     pub fn used(&self, access: &str, now: DateTime<Utc>) -> u64 {
         if self.month == month(now) {
@@ -138,21 +123,14 @@ impl Ledger {
         }
     }
 
-    /// Adds `bytes` to `access` in the month of `now` (a new month starts from zero)
-    /// and writes the ledger durably.
-    pub fn add(&mut self, access: &str, now: DateTime<Utc>, bytes: u64) -> Result<(), String> {
+    /// Adds `bytes` to `access` in the month of `now` (a new month starts from zero).
+    pub fn add(&mut self, access: &str, now: DateTime<Utc>, bytes: u64) {
         let m = month(now);
         if self.month != m {
             self.month = m;
             self.used.clear();
         }
         *self.used.entry(access.to_string()).or_default() += bytes;
-        if let Some(path) = &self.path {
-            let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-            crate::identity::write_atomic(path, &json, 0o600)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Ok(())
     }
 }
 
@@ -205,11 +183,7 @@ mod tests {
             rng ^= rng << 17;
             (rng % 10_000) as f64 / 10_000.0
         };
-        let dir = std::env::temp_dir().join(format!("sonde-budget-{}-{seed}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("budget.json");
-        let _ = std::fs::remove_file(&path);
-        let mut ledger = Ledger::load(&path).expect("ledger");
+        let mut ledger = Ledger::default();
         let start = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
         let end = month_end(start);
         let mut now = start;
@@ -226,22 +200,16 @@ mod tests {
                         let late = (overshoot(max_bps) as f64 * next()) as u64;
                         moved += natural.min(allowance) + late;
                     }
-                    ledger.add("mobile", now, moved).expect("write");
+                    ledger.add("mobile", now, moved);
                     ran += 1;
                 }
                 Plan::Skip { .. } => skipped += 1,
             }
             let used = ledger.used("mobile", now);
             assert!(used <= budget, "{used} > {budget} at {now}");
-            // The ledger on disk says the same (it survives a restart).
-            assert_eq!(
-                Ledger::load(&path).expect("reload").used("mobile", now),
-                used
-            );
             now += chrono::Duration::from_std(interval).expect("interval");
         }
         let used = ledger.used("mobile", end - chrono::Duration::seconds(1));
-        let _ = std::fs::remove_dir_all(&dir);
         (used, ran, skipped)
     }
 
@@ -272,11 +240,11 @@ mod tests {
     fn a_new_month_starts_from_zero() {
         let mut l = Ledger::default();
         let jan = Utc.with_ymd_and_hms(2026, 1, 31, 23, 0, 0).unwrap();
-        l.add("mobile", jan, 500).expect("add");
+        l.add("mobile", jan, 500);
         assert_eq!(l.used("mobile", jan), 500);
         let feb = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
         assert_eq!(l.used("mobile", feb), 0);
-        l.add("mobile", feb, 7).expect("add");
+        l.add("mobile", feb, 7);
         assert_eq!(l.used("mobile", feb), 7);
         assert_eq!(
             month_end(Utc.with_ymd_and_hms(2026, 12, 5, 0, 0, 0).unwrap()),

@@ -1,0 +1,277 @@
+//! `sonde-agent probe`: one measurement, printed as a summary a person reads or as
+//! one JSON record, with live progress on a terminal.
+
+use clap::ValueEnum;
+use sonde_agent::engine::{self as probe};
+use sonde_agent::net::netif;
+use sonde_proto::{AccessKind, Direction, Engine, ResultRecord};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// What to measure against: a sonde responder, http://HOST:PORT (e.g.
+    /// http://192.0.2.10:8080), or a stock iperf3 server, iperf3://HOST[:PORT] (port
+    /// 5201 by default; no latency figures, see docs/METHODOLOGY.md §9).
+    #[arg(long, value_name = "URL", value_parser = parse_responder_url)]
+    responder: url::Url,
+    /// Bind every socket (TCP and UDP) to this interface (SO_BINDTODEVICE), so the
+    /// test takes that access's path. Needs CAP_NET_RAW.
+    #[arg(long, value_name = "IF")]
+    interface: Option<String>,
+    /// Kind of access measured; sets the target the verdict uses
+    /// (ftth: 1 Gb/s down, 4g: 150 Mb/s down, wifi and other: none). With --interface,
+    /// wifi and 4g also record the radio context first (nl80211, ModemManager; 2 s at
+    /// most, the reason when there is none).
+    #[arg(long, value_name = "KIND", default_value = "other", value_parser = parse_access)]
+    access: AccessKind,
+    /// Parallel TCP streams per direction (8 for ≥ 1 Gb/s accesses; 1 is the
+    /// single-connection variant of ARCEP's mobile campaigns).
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    streams: u32,
+    /// Cap on each direction, seconds; most directions stop earlier, once stable.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_duration_secs)]
+    max_duration: f64,
+    /// Stop each direction after this much payload, e.g. 50MB (what a data budget
+    /// allows a test); the figure is then the window measured so far.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_bytes: Option<u64>,
+    /// Which directions to measure.
+    #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
+    direction: DirectionArg,
+    /// UDP echo probes in the idle-latency train (one every --idle-interval ms).
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    idle_probes: u32,
+    /// Gap between idle-latency probes, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    idle_interval: u64,
+    /// Print exactly one JSON result record (schema: proto/SCHEMA.md) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DirectionArg {
+    Down,
+    Up,
+    Both,
+}
+
+fn parse_responder_url(s: &str) -> Result<url::Url, String> {
+    probe::responder_url(s)
+}
+
+fn parse_access(s: &str) -> Result<AccessKind, String> {
+    s.parse()
+}
+
+fn parse_duration_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(1.0..=60.0).contains(&v) {
+        return Err(format!("{v} s is outside 1..=60 s"));
+    }
+    Ok(v)
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    sonde_agent::config::parse_bytes(s)
+        .filter(|b| *b >= sonde_method::budget::MIN_DIRECTION_BYTES)
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a size of at least {} bytes (e.g. 50MB)",
+                sonde_method::budget::MIN_DIRECTION_BYTES
+            )
+        })
+}
+
+pub fn command(args: ProbeArgs) {
+    let interface = match &args.interface {
+        Some(name) => match netif::interface(name) {
+            Ok(i) => Some(i),
+            Err(e) => sonde_cli::usage_error(e),
+        },
+        None => None,
+    };
+    let directions = match args.direction {
+        DirectionArg::Down => vec![Direction::Down],
+        DirectionArg::Up => vec![Direction::Up],
+        DirectionArg::Both => vec![Direction::Down, Direction::Up],
+    };
+    let opts = probe::Options {
+        responder: args.responder,
+        interface,
+        access: args.access,
+        targets: sonde_method::verdict::default_targets(args.access),
+        streams: args.streams,
+        max_duration: Duration::from_secs_f64(args.max_duration),
+        directions,
+        idle_probes: args.idle_probes,
+        idle_interval: Duration::from_millis(args.idle_interval),
+        max_bytes: args.max_bytes,
+    };
+    let runtime = sonde_cli::runtime_or_exit();
+    let live = std::io::stderr().is_terminal();
+    let progress = move |p: probe::Progress| {
+        if live {
+            let dir = if p.direction == Direction::Up {
+                "upload"
+            } else {
+                "download"
+            };
+            eprint!(
+                "\r\x1b[K  {dir:<8} {:>12}  {:>5.1} s",
+                fmt_rate(p.rate_bps),
+                p.elapsed.as_secs_f64()
+            );
+        }
+    };
+    let record = runtime.block_on(async {
+        // A radio access's context, read just before the test as the daemon does.
+        let radio = match (args.access, args.interface.as_deref()) {
+            (AccessKind::Wifi, Some(name)) => Some(sonde_agent::context::wifi::context(name).await),
+            (AccessKind::FourG, Some(name)) => {
+                Some(sonde_agent::context::radio::lte(None, name).await)
+            }
+            _ => None,
+        };
+        let mut record = probe::run(&opts, &progress).await;
+        record.radio = radio;
+        record
+    });
+    if live {
+        eprint!("\r\x1b[K");
+    }
+    let failed = record.status.outcome == sonde_proto::Outcome::Failed;
+    if args.json {
+        println!("{}", record.to_json());
+    } else {
+        print_summary(&record);
+    }
+    if let Some(message) = &record.status.message {
+        eprintln!("{}: {message}", if failed { "error" } else { "warning" });
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(if failed { 1 } else { 0 });
+}
+
+fn fmt_rate(bps: f64) -> String {
+    if bps >= 1e9 {
+        format!("{:.2} Gb/s", bps / 1e9)
+    } else if bps >= 1e6 {
+        format!("{:.1} Mb/s", bps / 1e6)
+    } else {
+        format!("{:.0} kb/s", bps / 1e3)
+    }
+}
+
+fn fmt_ms(s: Option<f64>) -> String {
+    s.map(|s| format!("{:.2} ms", s * 1e3))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_radio(radio: &sonde_proto::Radio) {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+    if let Some(w) = &radio.wifi {
+        println!(
+            "  wifi          {} ({}), {} MHz channel {}, signal {} dBm, tx {} rx {}",
+            opt(w.ssid.clone()),
+            opt(w.bssid.clone()),
+            opt(w.frequency_mhz.map(|f| f.to_string())),
+            opt(w.channel.map(|c| c.to_string())),
+            opt(w.signal_dbm.map(|s| format!("{s:.0}"))),
+            opt(w.tx_bitrate_bps.map(|b| fmt_rate(b as f64))),
+            opt(w.rx_bitrate_bps.map(|b| fmt_rate(b as f64))),
+        );
+    }
+    if let Some(l) = &radio.lte {
+        println!(
+            "  4g            {} {} band {}, RSRP {} dBm, RSRQ {} dB, SINR {} dB",
+            opt(l.technology.clone()),
+            opt(l.operator.clone()),
+            opt(l.band.clone()),
+            opt(l.rsrp_dbm.map(|v| format!("{v:.0}"))),
+            opt(l.rsrq_db.map(|v| format!("{v:.1}"))),
+            opt(l.sinr_db.map(|v| format!("{v:.1}"))),
+        );
+    }
+    if let Some(why) = &radio.unavailable {
+        println!("  radio         {why}");
+    }
+}
+
+fn print_summary(r: &ResultRecord) {
+    println!(
+        "sonde probe {}  responder {}  access {}{}",
+        r.run.responder.url,
+        r.run
+            .responder
+            .version
+            .as_deref()
+            .unwrap_or(match r.run.engine {
+                Engine::Iperf3 => "iperf3",
+                _ => "?",
+            }),
+        r.access.kind,
+        r.access
+            .interface
+            .as_deref()
+            .map(|i| format!(" via {i}"))
+            .unwrap_or_default()
+    );
+    if let Some(l) = &r.idle_latency {
+        println!(
+            "  idle latency  median {}  P90 {}  jitter {}  loss {:.1} % of {}",
+            fmt_ms(l.median_s),
+            fmt_ms(l.p90_s),
+            fmt_ms(l.jitter_s),
+            l.loss_ratio * 100.0,
+            l.sent
+        );
+    }
+    for t in [&r.download, &r.upload].into_iter().flatten() {
+        let name = if t.direction == Direction::Up {
+            "upload  "
+        } else {
+            "download"
+        };
+        println!(
+            "  {name}      {} TCP goodput, {} IP  ({:?} after {:.1} s, {:.0} MB, {} streams)",
+            fmt_rate(t.goodput_bps),
+            fmt_rate(t.ip_rate_bps),
+            t.stop_reason,
+            t.duration_s,
+            t.bytes_total as f64 / 1e6,
+            t.streams
+        );
+        println!(
+            "                P10/P50/P90 {} / {} / {}, loaded latency {}",
+            fmt_rate(t.samples.p10_bps),
+            fmt_rate(t.samples.p50_bps),
+            fmt_rate(t.samples.p90_bps),
+            fmt_ms(t.loaded_latency.as_ref().and_then(|l| l.median_s))
+        );
+    }
+    if let Some(radio) = &r.radio {
+        print_radio(radio);
+    }
+    let target = |t: Option<f64>| t.map(fmt_rate).unwrap_or_else(|| "none".into());
+    println!(
+        "  verdict       down {:?} (target {}), up {:?} (target {})",
+        r.verdict.down,
+        target(r.verdict.target_down_bps),
+        r.verdict.up,
+        target(r.verdict.target_up_bps)
+    );
+    if !r.flags.is_empty() {
+        println!("  flags         {:?}", r.flags);
+    }
+    println!(
+        "  status        {:?}   methodology v{}   id {}",
+        r.status.outcome, r.methodology_version, r.id
+    );
+}

@@ -1,0 +1,385 @@
+//! The engine-neutral direction driver: opens a direction's streams (each engine says
+//! how a stream moves bytes), samples them every 100 ms until the stop rule, runs the
+//! loaded-latency train alongside, and turns what happened into the direction's
+//! figures. Every engine uses it; it knows no engine.
+
+use super::options::{Progress, ProgressFn};
+use crate::net::arrivals::Arrivals;
+use crate::net::echo::{self as train, Train};
+use crate::net::netif;
+use crate::net::target::{ClientError, StreamStats};
+use sonde_method::latency::{summarize, Probe};
+use sonde_method::sampler::{Decision, Estimate, Sampler, StopRule};
+use sonde_proto::*;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How much one direction may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub streams: u32,
+    pub max_duration: Duration,
+    pub max_bytes: Option<u64>,
+}
+
+/// One data stream of a direction, given the direction's byte counter, its TCP-layer
+/// arrivals and the stop signal: it moves bytes, counting them, until stopped.
+pub(crate) type StreamTask =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<StreamStats, ClientError>> + Send>>;
+
+/// What driving one direction's streams produced.
+pub(crate) struct Driven {
+    pub sampled: Sampled,
+    /// Loaded-latency probes, when the responder echoes UDP.
+    pub probes: Option<Vec<Probe>>,
+    /// Streams that ended well, and the errors of the others.
+    pub stats: Vec<StreamStats>,
+    pub errors: Vec<ClientError>,
+    /// Payload bytes the application moved.
+    pub app_bytes: u64,
+    pub arrivals: Arc<Arrivals>,
+}
+
+/// Runs one direction on `limits.streams` streams made by `open`, samples it every
+/// 100 ms until the stop rule, then turns `stop` true and collects the streams (3 s at
+/// most). Engine-neutral: the engines differ only in how a stream moves bytes.
+pub(crate) async fn drive(
+    direction: Direction,
+    limits: Limits,
+    udp: Option<&tokio::net::UdpSocket>,
+    progress: &ProgressFn,
+    stop: (watch::Sender<bool>, watch::Receiver<bool>),
+    mut open: impl FnMut(Arc<AtomicU64>, Arc<Arrivals>, watch::Receiver<bool>) -> StreamTask,
+) -> Driven {
+    let (stop_tx, stop_rx) = stop;
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let alive = Arc::new(AtomicUsize::new(limits.streams as usize));
+    let arrivals = Arc::new(Arrivals::new(direction == Direction::Up));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..limits.streams {
+        let stream = open(counter.clone(), arrivals.clone(), stop_rx.clone());
+        let alive = alive.clone();
+        tasks.spawn(async move {
+            let r = stream.await;
+            alive.fetch_sub(1, Ordering::Relaxed);
+            r
+        });
+    }
+
+    let loaded = async {
+        match udp {
+            Some(sock) => {
+                let train = Train {
+                    interval: Duration::from_millis(100),
+                    max_count: u32::MAX,
+                };
+                Some(train::run(sock, train, start, stop_rx.clone()).await)
+            }
+            None => None,
+        }
+    };
+    let sampling = sample(
+        Counts {
+            app: &counter,
+            tcp: Some(arrivals.as_ref()),
+        },
+        &alive,
+        start,
+        limits.max_duration,
+        limits.max_bytes,
+        direction,
+        progress,
+    );
+    let (sampled, probes) = tokio::join!(
+        async {
+            let s = sampling.await;
+            let _ = stop_tx.send(true);
+            s
+        },
+        loaded
+    );
+
+    let mut stats: Vec<StreamStats> = Vec::new();
+    let mut errors: Vec<ClientError> = Vec::new();
+    let collect = async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(s)) => stats.push(s),
+                Ok(Err(e)) => {
+                    tracing::warn!(?direction, error = %e, "a stream failed");
+                    errors.push(e)
+                }
+                Err(e) => errors.push(ClientError::new(FailureReason::Other, e.to_string())),
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(3), collect)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    Driven {
+        sampled,
+        probes,
+        stats,
+        errors,
+        app_bytes: counter.load(Ordering::Relaxed),
+        arrivals,
+    }
+}
+
+/// The figure of a direction counted at the agent: the TCP-layer count when it can
+/// be trusted (a download's received segments agreeing with the bytes read; an
+/// upload's acknowledged segments), else the application's bytes.
+pub(crate) fn agent_estimate(direction: Direction, d: &Driven) -> (Option<Estimate>, Counting) {
+    let (segs, mss) = d.arrivals.total();
+    let trusted = match direction {
+        // Acknowledged can never exceed written: more means segments are not cut to
+        // the MSS (loopback), and the count is not bytes.
+        Direction::Up => {
+            mss > 0
+                && segs > 0
+                && (segs * u64::from(mss)) as f64 <= d.app_bytes as f64 * (1.0 + FINAL_AGREEMENT)
+        }
+        _ => segments_agree(segs, mss, d.app_bytes, FINAL_AGREEMENT),
+    };
+    let tcp = d
+        .sampled
+        .tcp
+        .as_ref()
+        .filter(|_| trusted)
+        .and_then(|t| t.estimate())
+        .map(|e| e.scaled(f64::from(mss)));
+    match tcp {
+        Some(e) => (Some(e), Counting::TcpSegments),
+        None => (d.sampled.app.estimate(), Counting::Application),
+    }
+}
+
+/// How a direction's figure was taken.
+pub(crate) struct Figure {
+    pub estimate: Option<Estimate>,
+    pub measured_at: MeasuredAt,
+    pub counting: Counting,
+    pub sample_count: usize,
+    /// Payload bytes that crossed the access.
+    pub carried: u64,
+}
+
+impl Figure {
+    /// No figure (the direction carried nothing).
+    pub(crate) fn none() -> Figure {
+        Figure {
+            estimate: None,
+            measured_at: MeasuredAt::Agent,
+            counting: Counting::Application,
+            sample_count: 0,
+            carried: 0,
+        }
+    }
+}
+
+/// The direction's record from what its streams did and its figure; an error when no
+/// stream carried data or no sample was taken.
+pub(crate) fn throughput(
+    direction: Direction,
+    d: Driven,
+    figure: Figure,
+    ipv6: bool,
+) -> Result<(Throughput, u32), ClientError> {
+    if d.stats.is_empty() {
+        return Err(d.errors.into_iter().next().unwrap_or_else(|| {
+            ClientError::new(FailureReason::StreamError, "no stream carried data")
+        }));
+    }
+    let Some(e) = figure.estimate else {
+        return Err(ClientError::new(
+            FailureReason::StreamError,
+            "the direction ended before its first sample",
+        ));
+    };
+    let infos: Vec<_> = d.stats.iter().filter_map(|s| s.info).collect();
+    let sending = direction == Direction::Up;
+    let mss = infos.iter().map(|i| i.payload_mss(sending)).max();
+    let ratio = match (mss, infos.first()) {
+        (Some(mss), Some(i)) => netif::ip_overhead_ratio(mss, i.timestamps, ipv6),
+        _ => 1.0,
+    };
+    let loaded_latency = d.probes.map(|p| summarize(&in_window(&p, &e)));
+    let throughput = Throughput {
+        direction,
+        measured_at: figure.measured_at,
+        counting: Some(figure.counting),
+        streams: d.stats.iter().filter(|s| s.bytes > 0).count() as u32,
+        goodput_bps: e.goodput_bps,
+        ip_rate_bps: e.goodput_bps * ratio,
+        ip_overhead_ratio: ratio,
+        mss_bytes: mss,
+        bytes_total: figure.carried,
+        bytes_measured: e.bytes_measured,
+        duration_s: d.sampled.elapsed.as_secs_f64(),
+        measured_duration_s: e.window.as_secs_f64(),
+        warmup_trimmed_s: e.window_start.as_secs_f64(),
+        samples: SampleSummary {
+            interval_s: 0.1,
+            count: figure.sample_count as u32,
+            used: e.bins_used as u32,
+            p10_bps: e.p10_bps,
+            p50_bps: e.p50_bps,
+            p90_bps: e.p90_bps,
+        },
+        stop_reason: if e.stable {
+            StopReason::Stable
+        } else {
+            d.sampled.reason
+        },
+        retransmits: (!infos.is_empty())
+            .then(|| infos.iter().map(|i| u64::from(i.total_retrans)).sum()),
+        loaded_latency,
+    };
+    Ok((throughput, d.errors.len() as u32))
+}
+
+/// Probes sent inside the measured window, or all of them when fewer than 3 were.
+fn in_window(probes: &[Probe], e: &Estimate) -> Vec<Probe> {
+    let end = e.window_start + e.window;
+    let inside: Vec<Probe> = probes
+        .iter()
+        .copied()
+        .filter(|p| p.sent_at >= e.window_start && p.sent_at <= end)
+        .collect();
+    if inside.len() >= 3 {
+        inside
+    } else {
+        probes.to_vec()
+    }
+}
+
+/// The counts a direction is sampled from.
+struct Counts<'a> {
+    /// Bytes moved as the application saw them.
+    app: &'a AtomicU64,
+    /// TCP-layer segment count.
+    tcp: Option<&'a Arrivals>,
+}
+
+/// What sampling a direction produced.
+pub(crate) struct Sampled {
+    pub app: Sampler,
+    pub tcp: Option<Sampler>,
+    pub reason: StopReason,
+    pub elapsed: Duration,
+}
+
+/// Segments × MSS agree with the application's bytes within `tolerance` (relative):
+/// the segment count then measures the same payload, without head-of-line re-timing.
+pub(crate) fn segments_agree(segs: u64, mss: u32, app_bytes: u64, tolerance: f64) -> bool {
+    mss > 0
+        && app_bytes > 0
+        && ((segs * u64::from(mss)) as f64 / app_bytes as f64 - 1.0).abs() <= tolerance
+}
+
+/// Agreement needed while sampling (the application lags by what loss holds back:
+/// 2-3 % of the bytes on a 50 ms path with 0.5 % loss).
+const LIVE_AGREEMENT: f64 = 0.05;
+/// Agreement needed at the end for the segment count to give the figure. Loopback,
+/// where segments are not cut to the MSS, disagrees by more than 10 %.
+pub(crate) const FINAL_AGREEMENT: f64 = 0.05;
+
+/// Samples the counts every 100 ms until the stop rule, the cap, or the end of every
+/// stream. The stop rule follows the TCP-layer count (for a download, while it agrees
+/// with the application's bytes), and the application's bytes otherwise.
+async fn sample(
+    counts: Counts<'_>,
+    alive: &AtomicUsize,
+    start: Instant,
+    max_duration: Duration,
+    max_bytes: Option<u64>,
+    direction: Direction,
+    progress: &ProgressFn,
+) -> Sampled {
+    let rule = StopRule::v1(max_duration);
+    let mut app = Sampler::new(rule.clone());
+    let mut tcp = counts.tcp.map(|_| Sampler::new(rule.clone()));
+    let mut tick = tokio::time::interval_at(start + rule.interval, rule.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut history: Vec<(Duration, u64)> = Vec::new();
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        let bytes = counts.app.load(Ordering::Relaxed);
+        history.push((elapsed, bytes));
+        let back = history.len().saturating_sub(11);
+        let (t0, b0) = history[back];
+        let rate = if elapsed > t0 {
+            (bytes - b0) as f64 * 8.0 / (elapsed - t0).as_secs_f64()
+        } else {
+            0.0
+        };
+        progress(Progress {
+            direction,
+            elapsed,
+            rate_bps: rate,
+        });
+        let app_decision = app.push(elapsed, bytes);
+        let decision = match (counts.tcp, tcp.as_mut()) {
+            (Some(arrivals), Some(tcp)) => {
+                let (segs, mss) = arrivals.total();
+                tracing::trace!(
+                    ?direction,
+                    t = elapsed.as_secs_f64(),
+                    bytes,
+                    segs,
+                    mss,
+                    "sample"
+                );
+                let tcp_decision = tcp.push(elapsed, segs);
+                // Acknowledged segments trail the bytes written by whatever sits in the
+                // send buffers, so for an upload they are not compared, only required.
+                let usable = if direction == Direction::Up {
+                    mss > 0 && segs > 0
+                } else {
+                    segments_agree(segs, mss, bytes, LIVE_AGREEMENT)
+                };
+                if usable {
+                    tcp_decision
+                } else {
+                    app_decision
+                }
+            }
+            _ => {
+                tracing::trace!(?direction, t = elapsed.as_secs_f64(), bytes, "sample");
+                app_decision
+            }
+        };
+        // A data budget's allowance is spent: stop here (the figure is the window so far).
+        let decision = match decision {
+            Decision::Continue if max_bytes.is_some_and(|m| bytes >= m) => {
+                Decision::Stop(StopReason::ByteBudget)
+            }
+            d => d,
+        };
+        if let Decision::Stop(reason) = decision {
+            return Sampled {
+                app,
+                tcp,
+                reason,
+                elapsed,
+            };
+        }
+        // Every stream already ended: all failed, or the responder cut them.
+        if alive.load(Ordering::Relaxed) == 0 {
+            return Sampled {
+                app,
+                tcp,
+                reason: StopReason::Error,
+                elapsed,
+            };
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The sonde engine: HTTP/1.1 against a `sonde-responder` ([`client`]), with its UDP
+//! echo for idle and loaded latency, and the responder's own count of an upload.
+
+pub mod client;
+
+use super::driver::{
+    agent_estimate, drive, segments_agree, throughput, Figure, Limits, StreamTask, FINAL_AGREEMENT,
+};
+use super::options::{Options, ProgressFn};
+use super::record::settle;
+use crate::net::echo::{self as train, Train};
+use crate::net::netif;
+use crate::net::target::{resolve, ClientError, Target};
+use client::{UploadChunk, UPLOAD_BLOCK};
+use sonde_method::latency::summarize;
+use sonde_method::sampler::{self, StopRule};
+use sonde_proto::responder::{Info, UploadReport, INFO_PATH, UPLOAD_REPORT_PREFIX};
+use sonde_proto::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub(crate) async fn measure(
+    opts: &Options,
+    record: &mut ResultRecord,
+    progress: &ProgressFn,
+) -> Result<(), ClientError> {
+    let (addr, host) = resolve(&opts.responder).await?;
+    record.run.responder.address = Some(addr.to_string());
+    let target = Target {
+        addr,
+        host,
+        interface: opts.interface.as_ref().map(|i| i.name.clone()),
+    };
+    let info: Info = target.get_json(INFO_PATH, Duration::from_secs(8)).await?;
+    if info.service != "sonde-responder" {
+        return Err(ClientError::new(
+            FailureReason::ResponderError,
+            format!(
+                "{} is not a sonde responder ({})",
+                opts.responder, info.service
+            ),
+        ));
+    }
+    record.run.responder.version = Some(info.version.clone());
+    tracing::debug!(?info, "responder info");
+
+    let udp = match info.udp_port {
+        Some(port) => {
+            let echo_addr = SocketAddr::new(addr.ip(), port);
+            match netif::connect_udp(echo_addr, target.interface.as_deref()).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the UDP echo socket");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let mut problems: Vec<(FailureReason, String)> = Vec::new();
+    if let Some(sock) = &udp {
+        let (_keep, never) = watch::channel(false);
+        let train = Train {
+            interval: opts.idle_interval,
+            max_count: opts.idle_probes,
+        };
+        let probes = train::run(sock, train, Instant::now(), never).await;
+        let stats = summarize(&probes);
+        if stats.received == 0 && stats.sent > 0 {
+            problems.push((
+                FailureReason::EchoUnreachable,
+                format!("no UDP echo came back from port {}", addr.ip()),
+            ));
+        } else if stats.received < stats.sent {
+            record.flags.push(Flag::LatencyLoss);
+        }
+        record.idle_latency = Some(stats);
+    }
+
+    // Never ask for more than the responder allows; keep a margin for connection setup.
+    let cap = Duration::from_millis(info.limits.max_duration_ms.saturating_sub(1000).max(1000));
+    let max_duration = opts.max_duration.min(cap);
+    let mut outcomes = Vec::new();
+    for &direction in &opts.directions {
+        let limits = Limits {
+            streams: opts.streams,
+            max_duration,
+            max_bytes: opts.max_bytes,
+        };
+        let result = run_direction(&target, &info, direction, limits, udp.as_ref(), progress).await;
+        if let Ok((t, _)) = &result {
+            // Was the responder the limit? Its own CPU over this direction (a
+            // responder without the endpoint says nothing).
+            let window_ms = (t.duration_s * 1e3) as u64 + 200;
+            let load: Result<sonde_proto::responder::Load, _> = target
+                .get_json(
+                    &format!(
+                        "{}?window_ms={window_ms}",
+                        sonde_proto::responder::LOAD_PATH
+                    ),
+                    Duration::from_secs(2),
+                )
+                .await;
+            if load.is_ok_and(|l| l.cpu_busy_max >= sonde_proto::responder::SERVER_LIMITED_CPU)
+                && !record.flags.contains(&Flag::ServerLimited)
+            {
+                record.flags.push(Flag::ServerLimited);
+            }
+        }
+        outcomes.push((direction, result));
+    }
+    settle(record, problems, outcomes);
+    Ok(())
+}
+
+/// Runs one direction against a sonde responder and returns its figures and the
+/// number of streams that failed.
+async fn run_direction(
+    target: &Target,
+    info: &Info,
+    direction: Direction,
+    limits: Limits,
+    udp: Option<&tokio::net::UdpSocket>,
+    progress: &ProgressFn,
+) -> Result<(Throughput, u32), ClientError> {
+    let test_id = uuid::Uuid::now_v7().simple().to_string();
+    let chunk = Arc::new(UploadChunk::new(UPLOAD_BLOCK));
+    // Under a data budget each stream carries its share of the allowance at most: the
+    // responder stops sending a download there, the agent stops writing an upload.
+    let per_stream_bytes = match limits.max_bytes {
+        Some(m) => info
+            .limits
+            .max_bytes
+            .min(m.div_ceil(u64::from(limits.streams.max(1)))),
+        None => info.limits.max_bytes,
+    };
+    let open = |counter, arrivals, stop| -> StreamTask {
+        let (target, test_id, chunk) = (target.clone(), test_id.clone(), chunk.clone());
+        Box::pin(async move {
+            match direction {
+                Direction::Up => {
+                    target
+                        .upload(&test_id, chunk, per_stream_bytes, counter, arrivals, stop)
+                        .await
+                }
+                _ => {
+                    target
+                        .download(per_stream_bytes, counter, arrivals, stop)
+                        .await
+                }
+            }
+        })
+    };
+    let d = drive(
+        direction,
+        limits,
+        udp,
+        progress,
+        watch::channel(false),
+        open,
+    )
+    .await;
+    if d.stats.is_empty() {
+        return throughput(direction, d, Figure::none(), target.addr.is_ipv6());
+    }
+    let figure = match direction {
+        Direction::Up => {
+            // Measured where the payload arrives: the responder's report of this test.
+            let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
+            let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
+            tracing::trace!(bins = ?report.bins, segment_bins = ?report.segment_bins, mss = report.mss, "upload report");
+            let bin = Duration::from_millis(report.bin_ms.max(1));
+            let rule = StopRule::v1(limits.max_duration);
+            let segs: u64 = report.segment_bins.iter().sum();
+            // What reached the responder (bytes written but discarded by the reset
+            // never left the box).
+            let carried = report.bytes.max(segs * u64::from(report.mss));
+            let by_segments = segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT);
+            let (bins, counting, scale) = if by_segments {
+                (
+                    &report.segment_bins,
+                    Counting::TcpSegments,
+                    f64::from(report.mss),
+                )
+            } else {
+                (&report.bins, Counting::Application, 1.0)
+            };
+            let s = sampler::from_bins(rule, bin, bins);
+            Figure {
+                estimate: s.estimate().map(|e| e.scaled(scale)),
+                measured_at: MeasuredAt::Responder,
+                counting,
+                sample_count: s.bins(),
+                carried,
+            }
+        }
+        _ => {
+            let (estimate, counting) = agent_estimate(direction, &d);
+            Figure {
+                estimate,
+                measured_at: MeasuredAt::Agent,
+                counting,
+                sample_count: d.sampled.app.bins(),
+                carried: d.app_bytes,
+            }
+        }
+    };
+    throughput(direction, d, figure, target.addr.is_ipv6())
+}

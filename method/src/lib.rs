@@ -1,0 +1,16 @@
+//! `sonde-method`: the methodology of docs/METHODOLOGY.md as pure code, shared by the
+//! agent and the collector. Every function takes time as an argument: no clock, no
+//! I/O, no runtime, so each rule is tested on virtual time.
+//!
+//! - [`sampler`]: 100 ms sampling, warm-up trimming and the stop rule (§1);
+//! - [`latency`]: a UDP echo train's figures (§2);
+//! - [`verdict`]: the IP-layer rate against the target, with its one tolerance (§3);
+//! - [`schedule`]: when each access is probed (§4);
+//! - [`budget`]: monthly data budgets (§8).
+#![warn(missing_docs)]
+
+pub mod budget;
+pub mod latency;
+pub mod sampler;
+pub mod schedule;
+pub mod verdict;
