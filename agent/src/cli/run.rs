@@ -20,7 +20,8 @@ pub fn command(path: &std::path::Path) {
             tracing::info!("stopping");
             let _ = stop_tx.send(true);
         });
-        match daemon::run(config, stop_rx).await {
+        let deps = daemon::Deps::production(&config);
+        match daemon::run(config, deps, stop_rx).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -4,7 +4,7 @@
 //! accesses make a small page. Same metric names as the collector's, without the site
 //! labels (the page is this box's).
 
-use crate::daemon::Status;
+use super::status::Status;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use sonde_proto::{ResultRecord, VerdictOutcome};
 use std::collections::BTreeMap;

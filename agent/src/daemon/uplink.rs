@@ -1,0 +1,118 @@
+//! The uplink loop: the oldest spooled results go up in batches through the [`Link`],
+//! and leave the spool only once the collector acknowledged their ids. An idle link
+//! sends the health every [`HEARTBEAT`]; failures wait with backoff and jitter.
+
+use super::shared::{stopped, with_spool, Shared};
+use crate::uplink::{fitting, Backoff, Link, UplinkError, MAX_BATCH_BYTES};
+use sonde_proto::wire::RawRecord;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// An idle uplink sends its health this often.
+pub const HEARTBEAT: Duration = Duration::from_secs(60);
+/// First reconnection wait.
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+/// How often an agent not enrolled yet looks for its identity.
+pub const ENROL_POLL: Duration = Duration::from_secs(5);
+
+/// Runs until `stop` turns true, then closes the link.
+pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Backoff::new(RETRY_BASE, shared.config.retry_max);
+    let mut last_contact: Option<Instant> = None;
+    while !*stop.borrow() {
+        let results = next_batch(&shared).await;
+        let since = last_contact.map(|t| t.elapsed());
+        if results.is_empty() && since.is_some_and(|e| e < HEARTBEAT) {
+            let until_heartbeat = HEARTBEAT.saturating_sub(since.unwrap_or_default());
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(until_heartbeat) => {}
+                _ = stopped(&mut stop) => break,
+            }
+            continue;
+        }
+        shared.write_status().await;
+        let sent = results.len();
+        let outcome = tokio::select! {
+            r = link.send(results, shared.board.health()) => r,
+            _ = stopped(&mut stop) => break,
+        };
+        let (skipped, agent) = (link.unknown_frames(), link.agent_id());
+        shared.board.update(|s| {
+            s.unknown_frames_total = skipped;
+            if agent.is_some() {
+                s.agent_id = agent;
+            }
+        });
+        let wait = match outcome {
+            Ok(committed) => {
+                acknowledged(&shared, committed, sent).await;
+                backoff.reset();
+                last_contact = Some(Instant::now());
+                continue;
+            }
+            Err(UplinkError::NotEnrolled) => {
+                let e = UplinkError::NotEnrolled.to_string();
+                shared.board.update(|s| s.last_error = Some(e));
+                ENROL_POLL
+            }
+            Err(e) => {
+                let delay = backoff.next_delay(&mut rand::rng());
+                failed(&shared, &e, delay).await
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    link.disconnect();
+}
+
+/// The oldest spooled results, as many as one upload carries.
+async fn next_batch(shared: &Shared) -> Vec<RawRecord> {
+    let batch_max = shared.config.file.collector.batch;
+    let mut results: Vec<_> = with_spool(&shared.spool, move |s| s.peek(batch_max))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.record)
+        .collect();
+    // However large the records, one upload stays within the collector's bound.
+    results.truncate(fitting(&results, MAX_BATCH_BYTES));
+    results
+}
+
+/// The collector committed `committed`: they leave the spool.
+async fn acknowledged(shared: &Shared, committed: Vec<Uuid>, sent: usize) {
+    let removed = with_spool(&shared.spool, move |s| s.ack(&committed)).await;
+    let now = shared.clock.now();
+    shared.board.update(|s| {
+        s.connected = true;
+        s.last_success = Some(now);
+        s.uploaded_total += removed.as_ref().map(|n| *n as u64).unwrap_or(0);
+        s.last_error = None;
+    });
+    if let Err(e) = removed {
+        tracing::error!(error = %e, "acknowledged results could not leave the spool; they will be sent again");
+    }
+    if sent > 0 {
+        tracing::debug!(sent, "batch acknowledged");
+    }
+    shared.write_status().await;
+}
+
+/// An upload failed: counted, shown, and waited for `delay`.
+async fn failed(shared: &Shared, e: &UplinkError, delay: Duration) -> Duration {
+    tracing::warn!(error = %e, retry_in_s = delay.as_secs_f64(), "upload failed");
+    shared.board.update(|s| {
+        s.connected = false;
+        s.last_error = Some(e.to_string());
+        *s.uplink_errors_total.entry(e.reason().into()).or_default() += 1;
+    });
+    shared.write_status().await;
+    delay
+}
