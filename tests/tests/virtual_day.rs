@@ -1,0 +1,287 @@
+//! A virtual day of the agent's daemon in a few seconds: its real scheduler, spool,
+//! status, budget ledger and uplink loop under a paused tokio clock, joined to a real
+//! collector ingest (group commit, SQLite store) by an in-memory link that loses
+//! requests and answers at random (seeded, replayable) and goes down for two outages.
+//! Probes are made up (no network); everything else is the production code.
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::future::BoxFuture;
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use sonde_agent::daemon::clock::{Clock, TokioClock};
+use sonde_agent::daemon::prober::Prober;
+use sonde_agent::daemon::{self, Deps};
+use sonde_agent::engine::Options;
+use sonde_agent::uplink::{Link, UplinkError};
+use sonde_collector::ingest::{Ingest, Session};
+use sonde_collector::store::sqlite::SqliteStore;
+use sonde_collector::store::{Delivery, ResultQuery, Store};
+use sonde_proto::wire::{self, FrameDecoder, Health, Message, RawRecord, Upload};
+use sonde_proto::ResultRecord;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Results made up at the clock's time.
+#[derive(Debug)]
+struct MadeUp {
+    clock: TokioClock,
+}
+
+impl Prober for MadeUp {
+    fn probe<'a>(&'a self, opts: &'a Options) -> BoxFuture<'a, ResultRecord> {
+        Box::pin(async move {
+            let mut r = ResultRecord::schema_example();
+            r.id = uuid::Uuid::now_v7();
+            r.access.kind = opts.access;
+            r.run.responder.url = opts.responder.to_string();
+            r.run.started_at = self.clock.now();
+            // A test takes a few virtual seconds.
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            r.run.ended_at = self.clock.now();
+            r
+        })
+    }
+}
+
+/// What the link did, for the assertions.
+#[derive(Debug, Default)]
+struct Counts {
+    refused_by_outage: AtomicU64,
+    requests_lost: AtomicU64,
+    answers_lost: AtomicU64,
+}
+
+/// An agent's link straight into a collector's ingest: the same frames, no sockets.
+struct MemoryLink {
+    ingest: Arc<Ingest>,
+    delivery: Delivery,
+    session: Option<Session>,
+    clock: TokioClock,
+    outages: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    rng: SmallRng,
+    batch: u64,
+    counts: Arc<Counts>,
+}
+
+impl MemoryLink {
+    async fn exchange(&mut self, frame: Vec<u8>) -> Result<Vec<uuid::Uuid>, UplinkError> {
+        let now = self.clock.now();
+        if self.outages.iter().any(|(a, b)| *a <= now && now < *b) {
+            self.counts
+                .refused_by_outage
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(UplinkError::Connect("outage".into()));
+        }
+        if self.rng.random_bool(0.05) {
+            self.counts.requests_lost.fetch_add(1, Ordering::Relaxed);
+            return Err(UplinkError::Lost("request lost".into()));
+        }
+        let (ingest, delivery) = (self.ingest.clone(), self.delivery.clone());
+        let session = self
+            .session
+            .get_or_insert_with(|| ingest.session(Some(delivery), "memory".into()));
+        let reply = ingest.receive(session, &frame, now).await;
+        if self.rng.random_bool(0.05) {
+            // Committed, but the agent never hears it: it must send again.
+            self.counts.answers_lost.fetch_add(1, Ordering::Relaxed);
+            return Err(UplinkError::Lost("answer lost".into()));
+        }
+        let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
+        d.push(&reply.send);
+        match d.poll() {
+            Ok(Some(Message::Ack(a))) => Ok(a.committed),
+            Ok(Some(Message::Reject(r))) => Err(UplinkError::Refused {
+                reason: r.reason,
+                message: r.message,
+            }),
+            other => Err(UplinkError::BadAnswer(format!("{other:?}"))),
+        }
+    }
+}
+
+impl Link for MemoryLink {
+    fn send(
+        &mut self,
+        results: Vec<RawRecord>,
+        health: Health,
+    ) -> BoxFuture<'_, Result<Vec<uuid::Uuid>, UplinkError>> {
+        self.batch += 1;
+        let frame = wire::encode(&Message::Upload(Upload {
+            batch: self.batch,
+            health,
+            results,
+        }));
+        Box::pin(async move {
+            let r = self.exchange(frame).await;
+            if r.is_err() {
+                self.session = None;
+            }
+            r
+        })
+    }
+
+    fn agent_id(&self) -> Option<String> {
+        Some(self.delivery.agent_id.clone())
+    }
+
+    fn unknown_frames(&self) -> u64 {
+        0
+    }
+
+    fn disconnect(&mut self) {
+        self.session = None;
+    }
+}
+
+fn config(dir: &std::path::Path) -> sonde_agent::config::Config {
+    let text = format!(
+        r#"
+[site]
+quartier = "q-virtual"
+building = "b-virtual"
+latitude = 48.8
+longitude = 2.3
+
+[collector]
+address = "127.0.0.1:1"
+state_dir = "{}"
+retry_max = "5m"
+batch = 50
+
+[busy]
+threshold = "off"
+cpu_percent = 100
+
+[[access]]
+name = "fibre"
+kind = "ftth"
+interface = "lo"
+responders = ["http://127.0.0.1:1"]
+every = "10m"
+jitter = "1m"
+
+[[access]]
+name = "mobile"
+kind = "4g"
+interface = "lo"
+responders = ["http://127.0.0.1:2"]
+every = "15m"
+jitter = "2m"
+budget_month = "20GB"
+"#,
+        dir.join("state").display()
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text).expect("config");
+    sonde_agent::config::load(&path, sonde_agent::config::Interfaces::Ignore)
+        .unwrap_or_else(|p| panic!("config: {p:?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_virtual_day_of_schedule_uploads_and_outages_loses_and_duplicates_nothing() {
+    let dir = std::env::temp_dir().join(format!("sonde-virtual-day-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let start = Utc
+        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let clock = TokioClock::starting_at(start);
+    let store = Arc::new(SqliteStore::in_memory().expect("store"));
+    let ingest = Arc::new(Ingest::new(store.clone(), None, None, 1 << 22));
+    let counts = Arc::new(Counts::default());
+    let hours = |h: i64| start + chrono::Duration::hours(h);
+    let link = MemoryLink {
+        ingest: ingest.clone(),
+        delivery: Delivery {
+            agent_id: "b-virtual-1".into(),
+            quartier: Some("q-virtual".into()),
+            building: Some("b-virtual".into()),
+        },
+        session: None,
+        clock,
+        // The collector is away from 03:00 to 06:30, and for a minute at noon.
+        outages: vec![
+            (hours(3), hours(6) + chrono::Duration::minutes(30)),
+            (hours(12), hours(12) + chrono::Duration::minutes(1)),
+        ],
+        rng: SmallRng::seed_from_u64(20261202),
+        batch: 0,
+        counts: counts.clone(),
+    };
+    let deps = Deps {
+        clock: Arc::new(clock),
+        prober: Arc::new(MadeUp { clock }),
+        link: Box::new(link),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(daemon::run(config(&dir), deps, stop_rx));
+    let real = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(24 * 3600 + 600)).await;
+    let _ = stop_tx.send(true);
+    agent.await.expect("task").expect("daemon");
+    let took = real.elapsed();
+
+    let status = daemon::read_status(&dir.join("state")).expect("status");
+    let stored = store
+        .results(&ResultQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .expect("results");
+    let mut per_access: HashMap<String, usize> = HashMap::new();
+    for r in &stored.results {
+        let v = r.to_json();
+        *per_access
+            .entry(v["access"]["name"].as_str().unwrap_or("").into())
+            .or_default() += 1;
+        assert_eq!(r.agent_id, "b-virtual-1");
+    }
+    let stats = ingest.commit_stats();
+    let new = stats.results_new.load(Ordering::Relaxed);
+    let duplicates = stats.results_duplicate.load(Ordering::Relaxed);
+    eprintln!(
+        "virtual day in {took:?}: {} results ({per_access:?}), {duplicates} re-sent, \
+         link: {counts:?}, status: {} uploaded, errors {:?}",
+        status.results_total, status.uploaded_total, status.uplink_errors_total
+    );
+    // The schedule: every 10 and 15 minutes for 24 h 10 min, none missed.
+    let fibre = per_access.get("fibre").copied().unwrap_or(0);
+    let mobile = per_access.get("mobile").copied().unwrap_or(0);
+    assert!((144..=146).contains(&fibre), "fibre ran {fibre} times");
+    assert!((96..=98).contains(&mobile), "mobile ran {mobile} times");
+    assert_eq!(status.missed_runs_total, 0);
+    // Nothing lost, nothing stored twice, nothing left behind.
+    assert_eq!(status.results_total as usize, stored.results.len());
+    assert_eq!(
+        new as usize,
+        stored.results.len(),
+        "each result stored once"
+    );
+    assert_eq!(status.spool_depth, 0, "the spool drained");
+    assert!(stored.next_cursor.is_none());
+    // The link failed in every way it can, and the agent went through each.
+    assert!(counts.refused_by_outage.load(Ordering::Relaxed) > 3);
+    assert!(counts.requests_lost.load(Ordering::Relaxed) > 0);
+    assert!(counts.answers_lost.load(Ordering::Relaxed) > 0);
+    assert!(duplicates > 0, "answers lost after commit are re-sent");
+    assert!(
+        status
+            .uplink_errors_total
+            .get("connect")
+            .copied()
+            .unwrap_or(0)
+            > 3
+    );
+    // Backoff, not a storm: at most one try per second of outage, far fewer in fact.
+    let outage_s = 3.5 * 3600.0 + 60.0;
+    assert!((counts.refused_by_outage.load(Ordering::Relaxed) as f64) < outage_s / 30.0);
+    // The budgeted access's use is in the status.
+    assert!(status.budgets["mobile"].used_bytes > 0);
+    assert!(
+        took < Duration::from_secs(60),
+        "a virtual day took {took:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
