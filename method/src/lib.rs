@@ -6,11 +6,13 @@
 //! - [`latency`]: a UDP echo train's figures (§2);
 //! - [`verdict`]: the IP-layer rate against the target, with its one tolerance (§3);
 //! - [`schedule`]: when each access is probed (§4);
-//! - [`budget`]: monthly data budgets (§8).
+//! - [`budget`]: monthly data budgets (§8);
+//! - [`report`]: compliance report figures from stored results (§7).
 #![warn(missing_docs)]
 
 pub mod budget;
 pub mod latency;
+pub mod report;
 pub mod sampler;
 pub mod schedule;
 pub mod verdict;

@@ -7,6 +7,7 @@ pub mod sqlite;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 use sonde_proto::wire::{Health, RawRecord};
 use sonde_proto::ResultRecord;
 use uuid::Uuid;
@@ -213,93 +214,6 @@ pub struct AgentRow {
     pub health: Option<serde_json::Value>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// Which results a report reads: a scope and a period `[from, to)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportScope {
-    /// Only this quartier.
-    pub quartier: Option<String>,
-    /// Only this building.
-    pub building: Option<String>,
-    /// Start of the period (included).
-    pub from: DateTime<Utc>,
-    /// End of the period (excluded).
-    pub to: DateTime<Utc>,
-}
-
-/// An access known to the store, with its schedule: what coverage is counted against.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScheduledAccess {
-    /// Agent id.
-    pub agent_id: String,
-    /// Access name.
-    pub access: String,
-    /// Quartier of its latest result.
-    pub quartier: String,
-    /// Building of its latest result.
-    pub building: String,
-    /// Access kind (`ftth`, `4g`, …).
-    pub kind: String,
-    /// Start of its earliest result.
-    pub first_at: DateTime<Utc>,
-    /// Seconds between scheduled runs, from its latest result.
-    pub interval_s: Option<f64>,
-}
-
-/// One stored result as reports read it (docs/METHODOLOGY.md §7), borrowed from the
-/// store's row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fact<'a> {
-    /// Quartier ('' when the result has no site).
-    pub quartier: &'a str,
-    /// Building.
-    pub building: &'a str,
-    /// Agent id.
-    pub agent_id: &'a str,
-    /// Access name.
-    pub access: &'a str,
-    /// Access kind.
-    pub kind: &'a str,
-    /// `run.started_at`, Unix nanoseconds.
-    pub started_at_ns: i64,
-    /// `status.outcome`.
-    pub outcome: &'a str,
-    /// `status.reason`.
-    pub reason: Option<&'a str>,
-    /// `flags`, comma-separated.
-    pub flags: &'a str,
-    /// `download.ip_rate_bps`.
-    pub down_bps: Option<f64>,
-    /// `upload.ip_rate_bps`.
-    pub up_bps: Option<f64>,
-    /// `download.goodput_bps`.
-    pub down_goodput_bps: Option<f64>,
-    /// `verdict.target_down_bps`.
-    pub target_down_bps: Option<f64>,
-    /// `verdict.down`.
-    pub verdict_down: Option<&'a str>,
-    /// `idle_latency.median_s`.
-    pub idle_s: Option<f64>,
-    /// `download.loaded_latency.median_s`.
-    pub loaded_s: Option<f64>,
-    /// `idle_latency.sent`.
-    pub probes_sent: Option<i64>,
-    /// `idle_latency.received`.
-    pub probes_received: Option<i64>,
-    /// `agent.version`.
-    pub version: &'a str,
-    /// The result id, when asked for.
-    pub id: Option<&'a str>,
-}
-
-/// Receives a report's data from [`Store::report_scan`].
-pub trait ReportSink {
-    /// Every access of the scope known before the period's end, first.
-    fn accesses(&mut self, accesses: Vec<ScheduledAccess>);
-    /// Then each result of the scope and period, access by access, in time order
-    /// within each. An error stops the scan and is returned by it.
-    fn fact(&mut self, fact: &Fact<'_>) -> Result<(), String>;
 }
 
 /// What every store implementation provides.

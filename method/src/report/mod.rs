@@ -1,0 +1,680 @@
+//! Compliance report figures (docs/METHODOLOGY.md §7), as pure code: for a period and
+//! a scope, per building access and rolled up per quartier and for the scope,
+//! coverage, throughput percentiles, the share of tests meeting the target, ARCEP's
+//! thresholds, the peak-hour median, the 80/80 consistent speed, latency and loss.
+//!
+//! A store feeds [`Fact`]s in access order to a [`Builder`]; each access is summarised
+//! as soon as its last result has been read, so memory holds one access's figures at
+//! a time, plus one summary per access for the roll-ups. Reading the store, rendering
+//! and signing are the collector's.
+
+mod facts;
+
+pub use facts::{Fact, ReportScope, ReportSink, ScheduledAccess};
+
+use crate::verdict::TOLERANCE;
+use chrono::{DateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use sonde_proto::stats::{median, quantile, quantile_sorted};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Version of the report format (the JSON layout and CSV columns).
+pub const REPORT_FORMAT: u32 = 1;
+/// Peak hours, local time of the site: [19:00, 23:00).
+pub const PEAK_HOURS: (u32, u32) = (19, 23);
+/// ARCEP's mobile thresholds, compared with the download TCP goodput (bit/s).
+pub const ARCEP_THRESHOLDS_BPS: [f64; 3] = [3e6, 8e6, 30e6];
+/// Flags that make a test invalid: the figure is the box's or the server's, not the
+/// access's.
+pub const INVALIDATING_FLAGS: [&str; 4] = [
+    "nic_limited",
+    "server_limited",
+    "cpu_limited",
+    "cross_traffic",
+];
+/// Failure reasons of a test the agent skipped: scheduled, not run.
+pub const SKIP_REASONS: [&str; 2] = ["busy", "budget"];
+/// Shortest bucket of the time-covered figure, seconds.
+pub const COVER_BUCKET_S: i64 = 3600;
+
+/// What a report is asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Scope and period.
+    pub scope: ReportScope,
+    /// Time zone of the sites, for peak hours.
+    pub time_zone: Tz,
+    /// The moment the report is made: the end of coverage for an open period.
+    pub generated_at: DateTime<Utc>,
+}
+
+/// Low, middle and high percentiles of a set of figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// 10th percentile.
+    pub p10: Option<f64>,
+    /// Median.
+    pub median: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+}
+
+impl Spread {
+    fn of(values: &[f64]) -> Spread {
+        Spread::of_sorted(&sorted(values))
+    }
+
+    fn of_sorted(s: &[f64]) -> Spread {
+        Spread {
+            p10: q_sorted(s, 0.1),
+            median: q_sorted(s, 0.5),
+            p90: q_sorted(s, 0.9),
+        }
+    }
+}
+
+/// `values` in order, without NaN (figures in the store are never NaN).
+fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    v.sort_unstable_by(f64::total_cmp);
+    v
+}
+
+/// Quantile of a sorted slice (§4), `None` when empty.
+fn q_sorted(s: &[f64], q: f64) -> Option<f64> {
+    (!s.is_empty()).then(|| quantile_sorted(s, q))
+}
+
+/// How much of the planned measuring happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Coverage {
+    /// Tests the schedule called for in the period.
+    pub scheduled: u64,
+    /// Tests that ran (skipped ones, busy line or budget, are not).
+    pub run: u64,
+    /// Tests that ran and are valid (§7.2).
+    pub valid: u64,
+    /// Buckets of the period holding at least one valid test.
+    pub buckets_covered: u64,
+    /// Buckets of the period in the access's life.
+    pub buckets: u64,
+    /// `buckets_covered / buckets`.
+    pub time_covered_ratio: Option<f64>,
+}
+
+/// Shares of valid 4G tests whose download goodput reached ARCEP's thresholds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// ≥ 3 Mb/s.
+    pub mbps_3: Option<f64>,
+    /// ≥ 8 Mb/s.
+    pub mbps_8: Option<f64>,
+    /// ≥ 30 Mb/s.
+    pub mbps_30: Option<f64>,
+}
+
+/// One building access over the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccessReport {
+    /// Quartier.
+    pub quartier: String,
+    /// Building.
+    pub building: String,
+    /// Agent measuring it.
+    pub agent: String,
+    /// Access name.
+    pub access: String,
+    /// Access kind.
+    pub kind: String,
+    /// Coverage.
+    pub coverage: Coverage,
+    /// Download IP-layer rate of the valid tests, bit/s.
+    pub download_bps: Spread,
+    /// Upload IP-layer rate of the valid tests, bit/s.
+    pub upload_bps: Spread,
+    /// Download target of the latest valid test, bit/s.
+    pub target_down_bps: Option<f64>,
+    /// Share of valid tests with a target whose verdict was `met`.
+    pub target_met_ratio: Option<f64>,
+    /// Whether the download median reaches the target (within the tolerance).
+    pub compliant: Option<bool>,
+    /// ARCEP's thresholds (4G only).
+    pub arcep_thresholds: Option<Thresholds>,
+    /// Median download of the valid tests started in peak hours, bit/s.
+    pub peak_download_median_bps: Option<f64>,
+    /// 80/80 consistent speed: the rate 80 % of peak-hour valid tests reach, bit/s.
+    pub consistent_80_80_bps: Option<f64>,
+    /// `consistent_80_80_bps / target_down_bps`.
+    pub consistent_80_80_ratio: Option<f64>,
+    /// Median idle round-trip time of the valid tests, seconds.
+    pub idle_latency_median_s: Option<f64>,
+    /// Median loaded (download) round-trip time of the valid tests, seconds.
+    pub loaded_latency_median_s: Option<f64>,
+    /// Idle probes lost over probes sent, valid tests pooled.
+    pub loss_ratio: Option<f64>,
+    #[serde(skip)]
+    counts: Counts,
+}
+
+/// Pooled counts behind the shares, summed by the roll-ups.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Counts {
+    met: u64,
+    with_target: u64,
+    thresholds: [u64; 3],
+    with_goodput: u64,
+    sent: u64,
+    lost: u64,
+}
+
+/// A roll-up of the accesses of one kind, per quartier or for the whole scope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollup {
+    /// Quartier, or `None` for the whole scope.
+    pub quartier: Option<String>,
+    /// Access kind.
+    pub kind: String,
+    /// Building accesses in it.
+    pub accesses: u64,
+    /// Distinct buildings.
+    pub buildings: u64,
+    /// Coverage, summed.
+    pub coverage: Coverage,
+    /// Spread of the accesses' download medians (each access weighs the same), bit/s.
+    pub download_median_bps: Spread,
+    /// Spread of the accesses' upload medians, bit/s.
+    pub upload_median_bps: Spread,
+    /// Share of the valid tests, pooled, whose verdict was `met`.
+    pub target_met_ratio: Option<f64>,
+    /// Accesses whose median reaches the target, over accesses with a target and data.
+    pub compliant_ratio: Option<f64>,
+    /// ARCEP's thresholds, tests pooled (4G only).
+    pub arcep_thresholds: Option<Thresholds>,
+    /// Median of the accesses' peak-hour medians, bit/s.
+    pub peak_download_median_bps: Option<f64>,
+    /// 80/80 across accesses: the 20th percentile of their 80/80 speeds, bit/s.
+    pub consistent_80_80_bps: Option<f64>,
+    /// Median of the accesses' idle latency medians, seconds.
+    pub idle_latency_median_s: Option<f64>,
+    /// Median of the accesses' loaded latency medians, seconds.
+    pub loaded_latency_median_s: Option<f64>,
+    /// Idle probes lost over sent, pooled.
+    pub loss_ratio: Option<f64>,
+}
+
+/// Period and scope of a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Header {
+    /// Report format version ([`REPORT_FORMAT`]).
+    pub report_format: u32,
+    /// docs/METHODOLOGY.md version the definitions follow.
+    pub methodology_version: String,
+    /// When it was made.
+    pub generated_at: DateTime<Utc>,
+    /// The collector version that made it.
+    pub generator: String,
+    /// Start of the period (included).
+    pub from: DateTime<Utc>,
+    /// End of the period (excluded).
+    pub to: DateTime<Utc>,
+    /// Quartier asked for (all when absent).
+    pub quartier: Option<String>,
+    /// Building asked for (all when absent).
+    pub building: Option<String>,
+    /// Time zone of peak hours.
+    pub time_zone: String,
+    /// Peak hours, local time.
+    pub peak_hours: String,
+}
+
+/// What the data held.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DataSummary {
+    /// Results of the scope in the period.
+    pub results: u64,
+    /// Start of the first of them.
+    pub first_result: Option<DateTime<Utc>>,
+    /// Start of the last of them.
+    pub last_result: Option<DateTime<Utc>>,
+    /// Agent versions that produced them.
+    pub agent_versions: Vec<String>,
+    /// No result of the scope in the period.
+    pub no_data: bool,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Period, scope, versions.
+    pub header: Header,
+    /// What the data held.
+    pub data: DataSummary,
+    /// Per building access.
+    pub accesses: Vec<AccessReport>,
+    /// Per quartier and kind.
+    pub quartiers: Vec<Rollup>,
+    /// For the scope, per kind.
+    pub total: Vec<Rollup>,
+}
+
+/// The period `[from, to)` of `--from FROM --to TO`: each is a calendar day
+/// (`YYYY-MM-DD`, in `tz`; `to`'s day is included) or an RFC 3339 instant (`to`
+/// excluded). Errors are one line, naming the argument.
+pub fn parse_period(
+    from: &str,
+    to: &str,
+    tz: Tz,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let parse = |name: &str, s: &str, end: bool| -> Result<DateTime<Utc>, String> {
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            let day = if end { d.succ_opt().unwrap_or(d) } else { d };
+            return Ok(day_start(day, tz));
+        }
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                format!("--{name} {s:?} is not a date (YYYY-MM-DD) or an RFC 3339 instant")
+            })
+    };
+    let (f, t) = (parse("from", from, false)?, parse("to", to, true)?);
+    if f >= t {
+        return Err(format!(
+            "--from {from} is not before --to {to} ({} ≥ {})",
+            f.to_rfc3339(),
+            t.to_rfc3339()
+        ));
+    }
+    Ok((f, t))
+}
+
+/// The instant a day starts in `tz` (the first one, should midnight repeat).
+pub fn day_start(day: chrono::NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    match tz.from_local_datetime(&midnight).earliest() {
+        Some(t) => t.with_timezone(&Utc),
+        // Should a zone skip midnight, the day starts an hour later.
+        None => (midnight + chrono::Duration::hours(1)).and_utc(),
+    }
+}
+
+/// Accumulates one access's results.
+#[derive(Debug, Default)]
+struct Acc {
+    schedule: Option<ScheduledAccess>,
+    quartier: String,
+    building: String,
+    agent: String,
+    access: String,
+    kind: String,
+    recorded: u64,
+    run: u64,
+    valid: u64,
+    down: Vec<f64>,
+    up: Vec<f64>,
+    peak: Vec<f64>,
+    idle: Vec<f64>,
+    loaded: Vec<f64>,
+    target: Option<f64>,
+    counts: Counts,
+    /// Distinct buckets holding a valid test; results come in time order, so the last
+    /// one seen is enough to count them.
+    buckets: u64,
+    last_bucket: Option<i64>,
+}
+
+/// Receives the scan and summarises access by access.
+#[derive(Debug)]
+pub struct Builder<'r> {
+    request: &'r Request,
+    schedules: BTreeMap<(String, String), ScheduledAccess>,
+    current: Option<Acc>,
+    done: Vec<AccessReport>,
+    data: DataSummary,
+    versions: BTreeSet<String>,
+    hours: LocalHours,
+}
+
+/// Local hour of UTC instants, with the zone's offset looked up once per UTC hour
+/// (zones change offset on whole hours only, and results come in time order).
+#[derive(Debug, Default)]
+struct LocalHours {
+    utc_hour: Option<i64>,
+    local_hour: u32,
+}
+
+impl LocalHours {
+    fn is_peak(&mut self, tz: Tz, ns: i64) -> bool {
+        let utc_hour = ns.div_euclid(3_600_000_000_000);
+        if self.utc_hour != Some(utc_hour) {
+            let t = DateTime::from_timestamp_nanos(utc_hour * 3_600_000_000_000);
+            self.local_hour = tz.from_utc_datetime(&t.naive_utc()).hour();
+            self.utc_hour = Some(utc_hour);
+        }
+        (PEAK_HOURS.0..PEAK_HOURS.1).contains(&self.local_hour)
+    }
+}
+
+impl ReportSink for Builder<'_> {
+    fn accesses(&mut self, accesses: Vec<ScheduledAccess>) {
+        self.schedules = accesses
+            .into_iter()
+            .map(|a| ((a.agent_id.clone(), a.access.clone()), a))
+            .collect();
+    }
+
+    fn fact(&mut self, f: &Fact<'_>) -> Result<(), String> {
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.agent == f.agent_id && c.access == f.access);
+        if !same {
+            if let Some(c) = self.current.take() {
+                let r = self.summarise(c);
+                self.done.push(r);
+            }
+            let schedule = self
+                .schedules
+                .remove(&(f.agent_id.to_string(), f.access.to_string()));
+            self.current = Some(Acc {
+                schedule,
+                quartier: f.quartier.into(),
+                building: f.building.into(),
+                agent: f.agent_id.into(),
+                access: f.access.into(),
+                kind: f.kind.into(),
+                ..Default::default()
+            });
+        }
+        let t = DateTime::from_timestamp_nanos(f.started_at_ns);
+        self.data.results += 1;
+        self.data.first_result = Some(self.data.first_result.map_or(t, |x| x.min(t)));
+        self.data.last_result = Some(self.data.last_result.map_or(t, |x| x.max(t)));
+        if !self.versions.contains(f.version) {
+            self.versions.insert(f.version.to_string());
+        }
+        let tz = self.request.time_zone;
+        let start = self.span_start(self.current.as_ref().and_then(|c| c.schedule.as_ref()));
+        let Some(c) = self.current.as_mut() else {
+            return Ok(());
+        };
+        c.recorded += 1;
+        if f.reason.is_some_and(|r| SKIP_REASONS.contains(&r)) {
+            return Ok(());
+        }
+        c.run += 1;
+        let valid = f.outcome == "ok"
+            && !f
+                .flags
+                .split(',')
+                .any(|flag| INVALIDATING_FLAGS.contains(&flag));
+        if !valid {
+            return Ok(());
+        }
+        c.valid += 1;
+        let bucket = (f.started_at_ns.div_euclid(1_000_000_000) - start.timestamp())
+            .div_euclid(bucket_len(c.schedule.as_ref()));
+        if c.last_bucket != Some(bucket) {
+            c.buckets += 1;
+            c.last_bucket = Some(bucket);
+        }
+        if let Some(d) = f.down_bps {
+            c.down.push(d);
+            if self.hours.is_peak(tz, f.started_at_ns) {
+                c.peak.push(d);
+            }
+        }
+        if let Some(u) = f.up_bps {
+            c.up.push(u);
+        }
+        if let Some(g) = f.down_goodput_bps {
+            c.counts.with_goodput += 1;
+            for (n, th) in c.counts.thresholds.iter_mut().zip(ARCEP_THRESHOLDS_BPS) {
+                if g >= th {
+                    *n += 1;
+                }
+            }
+        }
+        if f.target_down_bps.is_some() {
+            c.target = f.target_down_bps;
+            match f.verdict_down {
+                Some("met") => {
+                    c.counts.met += 1;
+                    c.counts.with_target += 1;
+                }
+                Some("not_met") | Some("port_limited") => c.counts.with_target += 1,
+                _ => {}
+            }
+        }
+        if let Some(x) = f.idle_s {
+            c.idle.push(x);
+        }
+        if let Some(x) = f.loaded_s {
+            c.loaded.push(x);
+        }
+        if let (Some(sent), Some(received)) = (f.probes_sent, f.probes_received) {
+            c.counts.sent += sent.max(0) as u64;
+            c.counts.lost += (sent - received).max(0) as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Width of the time-covered buckets of an access: an hour, or its interval when longer.
+fn bucket_len(schedule: Option<&ScheduledAccess>) -> i64 {
+    schedule
+        .and_then(|s| s.interval_s)
+        .map_or(COVER_BUCKET_S, |i| (i.ceil() as i64).max(COVER_BUCKET_S))
+}
+
+fn ratio(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+impl<'r> Builder<'r> {
+    /// A builder for `request`; feed it as a [`ReportSink`], then [`Builder::finish`].
+    pub fn new(request: &'r Request) -> Self {
+        Builder {
+            request,
+            schedules: BTreeMap::new(),
+            current: None,
+            done: Vec::new(),
+            data: DataSummary::default(),
+            versions: BTreeSet::new(),
+            hours: LocalHours::default(),
+        }
+    }
+
+    /// End of the period that has happened.
+    fn span_end(&self) -> DateTime<Utc> {
+        self.request.scope.to.min(self.request.generated_at)
+    }
+
+    /// Start of the period within the access's life.
+    fn span_start(&self, schedule: Option<&ScheduledAccess>) -> DateTime<Utc> {
+        let from = self.request.scope.from;
+        schedule.map_or(from, |s| from.max(s.first_at))
+    }
+
+    fn summarise(&self, c: Acc) -> AccessReport {
+        let start = self.span_start(c.schedule.as_ref());
+        let span = (self.span_end() - start).num_seconds().max(0);
+        let interval = c.schedule.as_ref().and_then(|s| s.interval_s);
+        let slots = match interval {
+            Some(i) if i > 0.0 => (span as f64 / i).floor() as u64,
+            _ => 0,
+        };
+        let bucket = bucket_len(c.schedule.as_ref());
+        let buckets = ((span + bucket - 1) / bucket).max(0) as u64;
+        let coverage = Coverage {
+            scheduled: slots.max(c.recorded),
+            run: c.run,
+            valid: c.valid,
+            buckets_covered: c.buckets,
+            buckets: buckets.max(c.buckets),
+            time_covered_ratio: ratio(c.buckets, buckets.max(c.buckets)),
+        };
+        let download = Spread::of_sorted(&sorted(&c.down));
+        let peak = sorted(&c.peak);
+        let consistent = q_sorted(&peak, 0.2);
+        let is_4g = c.kind == "4g";
+        AccessReport {
+            coverage,
+            download_bps: download,
+            upload_bps: Spread::of_sorted(&sorted(&c.up)),
+            target_down_bps: c.target,
+            target_met_ratio: ratio(c.counts.met, c.counts.with_target),
+            compliant: match (download.median, c.target) {
+                (Some(m), Some(t)) => Some(m >= t * (1.0 - TOLERANCE)),
+                _ => None,
+            },
+            arcep_thresholds: is_4g.then(|| thresholds(&c.counts)),
+            peak_download_median_bps: q_sorted(&peak, 0.5),
+            consistent_80_80_bps: consistent,
+            consistent_80_80_ratio: match (consistent, c.target) {
+                (Some(x), Some(t)) if t > 0.0 => Some(x / t),
+                _ => None,
+            },
+            idle_latency_median_s: median(&c.idle),
+            loaded_latency_median_s: median(&c.loaded),
+            loss_ratio: ratio(c.counts.lost, c.counts.sent),
+            counts: c.counts,
+            quartier: c.quartier,
+            building: c.building,
+            agent: c.agent,
+            access: c.access,
+            kind: c.kind,
+        }
+    }
+
+    /// The report, once every fact was fed.
+    pub fn finish(mut self) -> Report {
+        if let Some(c) = self.current.take() {
+            let r = self.summarise(c);
+            self.done.push(r);
+        }
+        // Accesses that sent nothing in the period still count what they missed.
+        let silent: Vec<ScheduledAccess> =
+            std::mem::take(&mut self.schedules).into_values().collect();
+        for s in silent {
+            let acc = Acc {
+                quartier: s.quartier.clone(),
+                building: s.building.clone(),
+                agent: s.agent_id.clone(),
+                access: s.access.clone(),
+                kind: s.kind.clone(),
+                schedule: Some(s),
+                ..Default::default()
+            };
+            let r = self.summarise(acc);
+            self.done.push(r);
+        }
+        let mut accesses = std::mem::take(&mut self.done);
+        accesses.sort_by(|a, b| {
+            (&a.quartier, &a.building, &a.agent, &a.access).cmp(&(
+                &b.quartier,
+                &b.building,
+                &b.agent,
+                &b.access,
+            ))
+        });
+        let mut by_quartier: BTreeMap<(String, String), Vec<&AccessReport>> = BTreeMap::new();
+        let mut by_kind: BTreeMap<String, Vec<&AccessReport>> = BTreeMap::new();
+        for a in &accesses {
+            by_quartier
+                .entry((a.quartier.clone(), a.kind.clone()))
+                .or_default()
+                .push(a);
+            by_kind.entry(a.kind.clone()).or_default().push(a);
+        }
+        let quartiers = by_quartier
+            .into_iter()
+            .map(|((q, k), v)| rollup(Some(q), k, &v))
+            .collect();
+        let total = by_kind
+            .into_iter()
+            .map(|(k, v)| rollup(None, k, &v))
+            .collect();
+        let scope = &self.request.scope;
+        let mut data = self.data;
+        data.agent_versions = self.versions.into_iter().collect();
+        data.no_data = data.results == 0;
+        Report {
+            header: Header {
+                report_format: REPORT_FORMAT,
+                methodology_version: sonde_proto::METHODOLOGY_VERSION.to_string(),
+                generated_at: self.request.generated_at,
+                generator: format!("sonde-collector {}", env!("CARGO_PKG_VERSION")),
+                from: scope.from,
+                to: scope.to,
+                quartier: scope.quartier.clone(),
+                building: scope.building.clone(),
+                time_zone: self.request.time_zone.name().to_string(),
+                peak_hours: format!("{:02}:00-{:02}:00", PEAK_HOURS.0, PEAK_HOURS.1),
+            },
+            data,
+            accesses,
+            quartiers,
+            total,
+        }
+    }
+}
+
+fn thresholds(c: &Counts) -> Thresholds {
+    Thresholds {
+        mbps_3: ratio(c.thresholds[0], c.with_goodput),
+        mbps_8: ratio(c.thresholds[1], c.with_goodput),
+        mbps_30: ratio(c.thresholds[2], c.with_goodput),
+    }
+}
+
+fn rollup(quartier: Option<String>, kind: String, accesses: &[&AccessReport]) -> Rollup {
+    let mut counts = Counts::default();
+    let mut coverage = Coverage::default();
+    let mut compliant = (0u64, 0u64);
+    for a in accesses {
+        let c = &a.counts;
+        counts.met += c.met;
+        counts.with_target += c.with_target;
+        counts.with_goodput += c.with_goodput;
+        counts.sent += c.sent;
+        counts.lost += c.lost;
+        for i in 0..3 {
+            counts.thresholds[i] += c.thresholds[i];
+        }
+        coverage.scheduled += a.coverage.scheduled;
+        coverage.run += a.coverage.run;
+        coverage.valid += a.coverage.valid;
+        coverage.buckets += a.coverage.buckets;
+        coverage.buckets_covered += a.coverage.buckets_covered;
+        if let Some(ok) = a.compliant {
+            compliant.1 += 1;
+            compliant.0 += u64::from(ok);
+        }
+    }
+    coverage.time_covered_ratio = ratio(coverage.buckets_covered, coverage.buckets);
+    let pick = |f: fn(&AccessReport) -> Option<f64>| -> Vec<f64> {
+        accesses.iter().filter_map(|a| f(a)).collect()
+    };
+    let buildings: BTreeSet<(&str, &str)> = accesses
+        .iter()
+        .map(|a| (a.quartier.as_str(), a.building.as_str()))
+        .collect();
+    Rollup {
+        accesses: accesses.len() as u64,
+        buildings: buildings.len() as u64,
+        coverage,
+        download_median_bps: Spread::of(&pick(|a| a.download_bps.median)),
+        upload_median_bps: Spread::of(&pick(|a| a.upload_bps.median)),
+        target_met_ratio: ratio(counts.met, counts.with_target),
+        compliant_ratio: ratio(compliant.0, compliant.1),
+        arcep_thresholds: (kind == "4g").then(|| thresholds(&counts)),
+        peak_download_median_bps: median(&pick(|a| a.peak_download_median_bps)),
+        consistent_80_80_bps: quantile(&pick(|a| a.consistent_80_80_bps), 0.2),
+        idle_latency_median_s: median(&pick(|a| a.idle_latency_median_s)),
+        loaded_latency_median_s: median(&pick(|a| a.loaded_latency_median_s)),
+        loss_ratio: ratio(counts.lost, counts.sent),
+        quartier,
+        kind,
+    }
+}
