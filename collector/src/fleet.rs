@@ -12,10 +12,10 @@
 //! registry took over a second per scrape (`sonde-metrics-bench`), this a fraction of
 //! that. The collector's own metrics still go through the crate (`metrics.rs`).
 
-use crate::store::Delivery;
 use chrono::{DateTime, Utc};
 use sonde_proto::wire::Health;
 use sonde_proto::{Direction, ResultRecord, VerdictOutcome};
+use sonde_store::Delivery;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
@@ -489,8 +489,8 @@ impl Fleet {
     /// each agent's latest health, coordinates and last delivery.
     pub fn rebuild(
         &self,
-        store: &dyn crate::store::Store,
-    ) -> Result<usize, crate::store::StoreError> {
+        store: &dyn sonde_store::Store,
+    ) -> Result<usize, sonde_store::StoreError> {
         let latest = store.latest_results()?;
         for (delivery, r) in &latest {
             self.result(delivery, r, false);

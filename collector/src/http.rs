@@ -3,11 +3,11 @@
 //! `GET /api/v1/reports` (a signed compliance report). Reads only; bad parameters get a
 //! 400 with a one-line JSON reason.
 
-use crate::store::{ResultQuery, Store, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
+use sonde_store::{ResultQuery, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -135,7 +135,7 @@ fn report(
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.replace("--", "")),
     };
     let request = report::Request {
-        scope: crate::store::ReportScope {
+        scope: sonde_store::ReportScope {
             quartier: query.get("quartier").cloned(),
             building: query.get("building").cloned(),
             from,

@@ -11,12 +11,12 @@
 
 use crate::fleet::Fleet;
 use crate::pki::{Ca, PkiError};
-use crate::store::{Batch, Delivery, EnrolError, Inserted, Store};
 use chrono::{DateTime, Utc};
 use sonde_proto::wire::{
     self, Ack, EnrolToken, Enroll, Enrolled, FrameDecoder, Message, RawRecord, Reject, RejectReason,
 };
 use sonde_proto::ResultRecord;
+use sonde_store::{Batch, Delivery, EnrolError, Inserted, Store};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -519,7 +519,7 @@ impl Ingest {
             Err(e) => return refuse(RejectReason::BadCsr, e.to_string()),
         };
         let hash = token_hash(&token);
-        let name = |site: &crate::store::Site| new_agent_id(&site.building);
+        let name = |site: &sonde_store::Site| new_agent_id(&site.building);
         let (agent_id, site) = match self.store.enrol(&hash, now, &name) {
             Ok(enrolled) => enrolled,
             Err(EnrolError::Unknown) => {
@@ -579,10 +579,10 @@ impl Ingest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::ResultQuery;
     use sonde_proto::wire::{Health, Upload};
     use sonde_proto::ResultRecord;
+    use sonde_store::{ResultQuery, ResultReader};
+    use sonde_store_sqlite::SqliteStore;
 
     fn record() -> ResultRecord {
         let mut r = ResultRecord::schema_example();

@@ -11,4 +11,3 @@ pub mod metrics;
 pub mod pki;
 pub mod quic;
 pub mod report;
-pub mod store;

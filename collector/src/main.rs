@@ -5,10 +5,12 @@ use clap::{Parser, Subcommand};
 use sonde_cli::LogFormat;
 use sonde_collector::ingest::{self, Ingest};
 use sonde_collector::pki::Ca;
-use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::{Delivery, Inserted, NewToken, Store};
 use sonde_collector::{config, http, quic};
 use sonde_proto::ResultRecord;
+use sonde_store::{
+    Delivery, Enrolments, Inserted, Maintenance, NewToken, ResultReader, ResultWriter, Store,
+};
+use sonde_store_sqlite::SqliteStore;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -359,7 +361,7 @@ fn report(args: ReportArgs) -> i32 {
         ))
     });
     let request = report::Request {
-        scope: sonde_collector::store::ReportScope {
+        scope: sonde_store::ReportScope {
             quartier: args.quartier,
             building: args.building,
             from: from_t,
@@ -768,7 +770,7 @@ async fn run(config: config::Checked, store: Arc<dyn Store>, ca: Arc<Ca>) -> any
 }
 
 /// Deletes the raw results older than `months`, in chunks so ingest never waits long.
-fn prune(store: &dyn Store, months: u32) -> Result<usize, sonde_collector::store::StoreError> {
+fn prune(store: &dyn Store, months: u32) -> Result<usize, sonde_store::StoreError> {
     let Some(before) = chrono::Utc::now().checked_sub_months(chrono::Months::new(months)) else {
         return Ok(0);
     };

@@ -6,8 +6,8 @@
 
 use crate::ingest::Ingest;
 use crate::pki::{agent_id_of, Ca, Issued};
-use crate::store::Delivery;
 use sonde_proto::wire::RejectReason;
+use sonde_store::Delivery;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 

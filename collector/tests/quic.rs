@@ -8,12 +8,13 @@
 use sonde_collector::ingest::{self, Ingest};
 use sonde_collector::pki::{Ca, Issued};
 use sonde_collector::quic;
-use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::{NewToken, ResultQuery, Store};
 use sonde_proto::wire::{
     self, Enroll, FrameDecoder, Health, Message, RawRecord, RejectReason, Upload,
 };
 use sonde_proto::ResultRecord;
+use sonde_store::prelude::*;
+use sonde_store::{NewToken, ResultQuery};
+use sonde_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,10 +9,11 @@ use sonde_agent::uplink::{Link, QuicLink};
 use sonde_collector::ingest::{self, Ingest};
 use sonde_collector::pki::{agent_id_of, Ca};
 use sonde_collector::quic;
-use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::{Delivery, NewToken, ResultQuery, Store};
 use sonde_proto::wire::{self, Health, RawRecord};
 use sonde_proto::ResultRecord;
+use sonde_store::prelude::*;
+use sonde_store::{Delivery, NewToken, ResultQuery};
+use sonde_store_sqlite::SqliteStore;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -113,16 +113,16 @@ fn bad_input_is_refused_counted_and_harmless_to_other_agents() {
     assert!(err.contains("token_unknown"), "{err}");
     let expired = {
         // As if made long ago: written into the collector's store directly.
-        use sonde_collector::store::{NewToken, Store};
+        use sonde_store::prelude::*;
+        use sonde_store::NewToken;
         let t: sonde_proto::wire::EnrolToken = token.parse().expect("token");
         let t = sonde_proto::wire::EnrolToken {
             secret: [7; 16],
             ..t
         };
-        let store = sonde_collector::store::sqlite::SqliteStore::open(
-            &collector.data_dir().join("collector.sqlite"),
-        )
-        .expect("store");
+        let store =
+            sonde_store_sqlite::SqliteStore::open(&collector.data_dir().join("collector.sqlite"))
+                .expect("store");
         let then = chrono::Utc::now() - chrono::Duration::days(8);
         store
             .create_token(&NewToken {

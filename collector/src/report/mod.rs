@@ -7,9 +7,9 @@ pub mod sign;
 
 pub use sonde_method::report::*;
 
-use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use sonde_store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Why a report could not be made.

@@ -2,9 +2,9 @@
 //! plus the raw results of the scope) and a self-contained HTML page with SVG charts.
 
 use super::{AccessReport, Report, Rollup, Spread, Thresholds, PEAK_HOURS};
-use crate::store::{Fact, ReportScope, ReportSink, ScheduledAccess, Store, StoreError};
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
+use sonde_store::{Fact, ReportScope, ReportSink, ScheduledAccess, Store, StoreError};
 use std::fmt::Write as _;
 use std::io::Write;
 

@@ -14,11 +14,12 @@
 
 use sonde_collector::ingest;
 use sonde_collector::pki::Ca;
-use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::{NewToken, ResultQuery, Store};
 use sonde_e2e::pipeline::{raw, scratch, Collector};
 use sonde_proto::wire::{self, Enroll, FrameDecoder, Health, Message, RejectReason, Upload};
 use sonde_proto::ResultRecord;
+use sonde_store::prelude::*;
+use sonde_store::{NewToken, ResultQuery};
+use sonde_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -9,10 +9,10 @@
 use sonde_collector::fleet::Fleet;
 use sonde_collector::ingest::Ingest;
 use sonde_collector::metrics::Exporter;
-use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::Delivery;
 use sonde_proto::wire::Health;
 use sonde_proto::{AccessKind, ResultRecord, VerdictOutcome};
+use sonde_store::Delivery;
+use sonde_store_sqlite::SqliteStore;
 use std::sync::Arc;
 use std::time::Instant;
 

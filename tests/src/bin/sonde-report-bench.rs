@@ -16,9 +16,9 @@
 use chrono::{TimeZone, Utc};
 use rusqlite::params;
 use sonde_collector::report::{self, render};
-use sonde_collector::store::sqlite::SqliteStore;
-use sonde_collector::store::ReportScope;
 use sonde_e2e::pipeline::scratch;
+use sonde_store::ReportScope;
+use sonde_store_sqlite::SqliteStore;
 use std::time::Instant;
 
 struct Args {
@@ -212,15 +212,15 @@ fn main() {
         };
         if std::env::var_os("SCAN_ONLY").is_some() {
             struct Count(u64);
-            impl sonde_collector::store::ReportSink for Count {
-                fn accesses(&mut self, _: Vec<sonde_collector::store::ScheduledAccess>) {}
-                fn fact(&mut self, _: &sonde_collector::store::Fact<'_>) -> Result<(), String> {
+            impl sonde_store::ReportSink for Count {
+                fn accesses(&mut self, _: Vec<sonde_store::ScheduledAccess>) {}
+                fn fact(&mut self, _: &sonde_store::Fact<'_>) -> Result<(), String> {
                     self.0 += 1;
                     Ok(())
                 }
             }
             let mut c = Count(0);
-            use sonde_collector::store::Store;
+            use sonde_store::ReportSource;
             store
                 .report_scan(&request.scope, false, &mut c)
                 .expect("scan");

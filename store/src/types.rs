@@ -1,35 +1,12 @@
-//! The `Store` boundary: everything the collector keeps goes through it, so that the
-//! embedded SQLite store ([`sqlite::SqliteStore`]) and a PostgreSQL one for scale-out
-//! can stand behind the same ingest and API. A store returns from `insert` only once
-//! the batch is committed: callers acknowledge result ids after that, never before.
+//! What the store keeps and answers, whatever the backend: deliveries and batches,
+//! tokens and sites, pages of results, agents.
 
-pub mod sqlite;
-
+use crate::StoreError;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 use sonde_proto::wire::{Health, RawRecord};
 use sonde_proto::ResultRecord;
 use uuid::Uuid;
-
-/// Errors of a store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database refused or failed.
-    #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// The database file is from a newer sonde (a migration this code does not know).
-    #[error("the database is at schema version {found}, newer than this collector's {known}")]
-    TooNew {
-        /// Version found in the file.
-        found: i64,
-        /// Latest version this code knows.
-        known: i64,
-    },
-    /// A query parameter is out of range.
-    #[error("{0}")]
-    Query(String),
-}
 
 /// Who delivered a batch: taken from the agent's certificate and enrolment record at
 /// ingest, never from the payload.
@@ -216,110 +193,29 @@ pub struct AgentRow {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// What every store implementation provides.
-pub trait Store: Send + Sync {
-    /// Stores several agents' batches in one transaction (group commit) and returns
-    /// after it is committed (durably), with one [`Inserted`] per batch. Results
-    /// already stored (same id) are left untouched and counted as duplicates. On error
-    /// nothing of any batch is stored.
-    fn insert_batches(
-        &self,
-        batches: &[Batch],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Inserted>, StoreError>;
-
-    /// Stores one batch; see [`Store::insert_batches`].
-    fn insert(
-        &self,
-        delivery: &Delivery,
-        records: &[ResultRecord],
-        now: DateTime<Utc>,
-    ) -> Result<Inserted, StoreError> {
-        let batch = Batch {
-            delivery: delivery.clone(),
-            records: records.to_vec(),
-            raw: records.iter().map(RawRecord::of).collect(),
-            health: None,
-        };
-        Ok(self
-            .insert_batches(std::slice::from_ref(&batch), now)?
-            .pop()
-            .unwrap_or_default())
-    }
-
-    /// Stores a new enrolment token.
-    fn create_token(&self, token: &NewToken) -> Result<(), StoreError>;
-
-    /// Uses the token whose secret hashes to `hash`, atomically: a token enrols one
-    /// agent, once, before it expires. The agent's id is `name(site)`. Returns the id
-    /// and the site.
-    fn enrol(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-        name: &dyn Fn(&Site) -> String,
-    ) -> Result<(String, Site), EnrolError>;
-
-    /// The site of an enrolled agent; `None` when the collector never enrolled it.
-    fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError>;
-
-    /// The latest result of every agent's every access, with who delivered it: what
-    /// the metrics are rebuilt from when the collector starts.
-    fn latest_results(&self) -> Result<Vec<(Delivery, ResultRecord)>, StoreError>;
-
-    /// A page of results.
-    fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError>;
-
-    /// Every agent that delivered a result.
-    fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
-
-    /// Deletes the raw results (records) started before `before`, at most `limit` of
-    /// them, oldest first; returns how many. Report rows are kept: reports over old
-    /// periods keep their figures.
-    fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError>;
-
-    /// Writes a consistent copy of the whole store to `path` (a new file) while
-    /// ingest goes on: it holds every result committed before the copy began.
-    fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
-
-    /// Revokes an agent: its next connections are refused. `false` for an unknown agent.
-    /// Revoking twice keeps the first date.
-    fn revoke(&self, agent_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
-
-    /// When the agent was revoked, if it was.
-    fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
-
-    /// Feeds a report's accesses and results to `sink` from one consistent snapshot,
-    /// without holding up ingest. `with_ids` adds each result's id (slower).
-    fn report_scan(
-        &self,
-        scope: &ReportScope,
-        with_ids: bool,
-        sink: &mut dyn ReportSink,
-    ) -> Result<(), StoreError>;
-
-    /// Whether any agent, token or result names this quartier (and building).
-    fn site_known(
-        &self,
-        quartier: Option<&str>,
-        building: Option<&str>,
-    ) -> Result<bool, StoreError>;
-
-    /// Whether the store answers.
-    fn healthy(&self) -> bool;
-}
-
 /// Encodes the position after a result as an opaque page cursor.
-pub(crate) fn encode_cursor(started_at_ns: i64, id: &Uuid) -> String {
+pub fn encode_cursor(started_at_ns: i64, id: &Uuid) -> String {
     format!("{started_at_ns}_{}", id.simple())
 }
 
 /// Decodes a cursor made by [`encode_cursor`].
-pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, Uuid), StoreError> {
+pub fn decode_cursor(cursor: &str) -> Result<(i64, Uuid), StoreError> {
     let bad = || StoreError::Query(format!("cursor {cursor:?} is not one this collector made"));
     let (t, id) = cursor.split_once('_').ok_or_else(bad)?;
     Ok((
         t.parse().map_err(|_| bad())?,
         Uuid::try_parse(id).map_err(|_| bad())?,
     ))
+}
+
+impl Batch {
+    /// A batch of `records` as their agent encoded them (the store keeps these bytes).
+    pub fn of(delivery: Delivery, records: Vec<ResultRecord>, health: Option<Health>) -> Batch {
+        Batch {
+            raw: records.iter().map(RawRecord::of).collect(),
+            delivery,
+            records,
+            health,
+        }
+    }
 }

@@ -1,0 +1,388 @@
+//! `sonde-store-sqlite`, the embedded store: one SQLite file in WAL mode,
+//! `synchronous=FULL` so a commit is on disk before a write returns, schema brought up
+//! to date by numbered migrations (`migrations/NNNN_*.sql`, applied in order, recorded
+//! in `user_version`). One writer connection for the group commit; reads run on
+//! connections of their own ([`readers`]), so they never wait for its transaction.
+#![warn(missing_docs)]
+
+mod checkpoint;
+mod migrate;
+mod read;
+mod readers;
+mod scan;
+mod write;
+
+pub use migrate::{check_backup, migrate, MIGRATIONS};
+
+use chrono::{DateTime, Utc};
+use readers::{Reader, Readers};
+use rusqlite::Connection;
+use sonde_proto::ResultRecord;
+use sonde_store::{
+    AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
+    ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery, ResultReader, ResultWriter,
+    Site, StoreError,
+};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Largest page.
+pub const MAX_PAGE: usize = 1000;
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// The file, for readers on their own connection (`None` in memory).
+    path: Option<std::path::PathBuf>,
+    readers: Option<Readers>,
+    checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+/// An error inside the store: SQLite's, or one of the store's own.
+#[derive(Debug)]
+pub enum Error {
+    /// SQLite failed.
+    Sqlite(rusqlite::Error),
+    /// The store refused.
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Sqlite(e)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<Error> for StoreError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Store(e) => e,
+            Error::Sqlite(rusqlite::Error::SqliteFailure(f, m))
+                if f.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                StoreError::Full(m.unwrap_or_else(|| f.to_string()))
+            }
+            Error::Sqlite(e) => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+fn ns(t: DateTime<Utc>) -> i64 {
+    sonde_store::rows::nanos(t)
+}
+
+fn from_ns(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(v)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open = || -> Result<Self, Error> {
+            let mut store = Self::setup(Connection::open(path)?)?;
+            store.path = Some(path.to_path_buf());
+            store.readers = Some(Readers::new(path.to_path_buf()));
+            store.lock().pragma_update(None, "wal_autocheckpoint", 0)?;
+            store.checkpointer = Some(checkpoint::Checkpointer::start(path)?);
+            Ok(store)
+        };
+        Ok(open()?)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(Error::from)?;
+        Ok(Self::setup(conn)?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self, Error> {
+        // First: another process may hold the file's lock (a migration, a checkpoint).
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate::set_wal(&conn)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 64 MiB of page cache: a group commit of many uploads never spills pages to
+        // the WAL before its COMMIT.
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: None,
+            readers: None,
+            checkpointer: None,
+        })
+    }
+
+    /// The writer connection.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll
+        // back on drop), so the connection stays usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection to read on: one of its own for a file, the writer's in memory.
+    fn reader(&self) -> Result<Reader<'_>, Error> {
+        Ok(match &self.readers {
+            Some(r) => Reader::Own(Some(r.take()?), r),
+            None => Reader::Shared(self.lock()),
+        })
+    }
+
+    /// Checks that `path` is a sound sonde store this code can open (integrity, schema
+    /// version), without changing it; returns how many results it holds.
+    pub fn check_backup(path: &Path) -> Result<u64, StoreError> {
+        Ok(check_backup(path)?)
+    }
+
+    /// Schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let v = self
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(Error::from)?;
+        Ok(v)
+    }
+}
+
+impl ResultWriter for SqliteStore {
+    fn insert_batches(
+        &self,
+        batches: &[Batch],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        Ok(write::insert_batches(&mut self.lock(), batches, now)?)
+    }
+}
+
+impl Enrolments for SqliteStore {
+    fn create_token(&self, token: &NewToken) -> Result<(), StoreError> {
+        Ok(write::create_token(&self.lock(), token)?)
+    }
+
+    fn enrol(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+        name: &dyn Fn(&Site) -> String,
+    ) -> Result<(String, Site), EnrolError> {
+        write::enrol(&mut self.lock(), hash, now, name)
+    }
+
+    fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError> {
+        Ok(read::enrolment(&*self.reader()?, agent_id)?)
+    }
+
+    fn revoke(&self, agent_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(write::revoke(&self.lock(), agent_id, now)?)
+    }
+
+    fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(read::revoked_at(&*self.reader()?, agent_id)?)
+    }
+}
+
+impl ResultReader for SqliteStore {
+    fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError> {
+        Ok(read::results(&*self.reader()?, query)?)
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        Ok(read::agents(&*self.reader()?)?)
+    }
+
+    fn latest_results(&self) -> Result<Vec<(Delivery, ResultRecord)>, StoreError> {
+        Ok(read::latest_results(&*self.reader()?)?)
+    }
+
+    fn site_known(
+        &self,
+        quartier: Option<&str>,
+        building: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Ok(read::site_known(&*self.reader()?, quartier, building)?)
+    }
+}
+
+impl ReportSource for SqliteStore {
+    fn report_scan(
+        &self,
+        scope: &ReportScope,
+        with_ids: bool,
+        sink: &mut dyn ReportSink,
+    ) -> Result<(), StoreError> {
+        // One read transaction: a consistent snapshot while ingest goes on (WAL).
+        let conn = self.reader()?;
+        conn.execute_batch("BEGIN").map_err(Error::from)?;
+        let result = scan::scan(&conn, scope, with_ids, sink);
+        let _ = conn.execute_batch("COMMIT");
+        Ok(result?)
+    }
+}
+
+impl Maintenance for SqliteStore {
+    fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        Ok(write::prune(&self.lock(), before, limit)?)
+    }
+
+    fn backup(&self, path: &Path) -> Result<(), StoreError> {
+        let target = write::backup_target(path)?;
+        // VACUUM INTO reads in one transaction: a snapshot as of its start, written
+        // compacted to a new file, without blocking the writer (WAL).
+        let conn = self.reader()?;
+        conn.execute("VACUUM INTO ?1", [target])
+            .map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn healthy(&self) -> bool {
+        self.reader().is_ok_and(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .is_ok_and(|v| v == 1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+    use sonde_store::conformance::{delivery, record};
+    use sonde_store::rows::flags_text;
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_migrate_it_once() {
+        let dir = std::env::temp_dir().join(format!("sonde-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        // Eight openers race on a file that does not exist yet, in 30 rounds. Before
+        // the fixes, losers failed with "table ... already exists" (two migrations)
+        // or "database is locked" (two connections switching a new file to WAL at
+        // once, which SQLite reports without waiting, as a deadlock).
+        for round in 0..30 {
+            let path = dir.join(format!("c{round}.sqlite"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    let start = start.clone();
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteStore::open(&path).map(|s| s.schema_version())
+                    })
+                })
+                .collect();
+            for o in openers {
+                let v = o.join().expect("thread");
+                let v = v.unwrap_or_else(|e| panic!("round {round}: {e}"));
+                assert_eq!(v.expect("version"), MIGRATIONS.len() as i64);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn results_written_under_an_older_schema_survive_the_migrations() {
+        let dir = std::env::temp_dir().join(format!("sonde-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("old.sqlite");
+        let _ = std::fs::remove_file(&path);
+        let r = record(3, "a1");
+        {
+            // A database as version 2 of the schema left it, with one result.
+            let mut conn = Connection::open(&path).expect("raw");
+            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+                let tx = conn.transaction().expect("tx");
+                tx.execute_batch(sql).expect("old migration");
+                tx.pragma_update(None, "user_version", i as i64 + 1)
+                    .expect("version");
+                tx.commit().expect("commit");
+            }
+            conn.execute(
+                "INSERT INTO results (id, agent_id, access_kind, started_at, outcome,
+                     received_at, record) VALUES (?1, 'a1', 'ftth', ?2, 'ok', 0, ?3)",
+                params![r.id.to_string(), ns(r.run.started_at), r.to_json()],
+            )
+            .expect("old row");
+        }
+        let s = SqliteStore::open(&path).expect("migrate");
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        let page = s
+            .results(&ResultQuery {
+                limit: 10,
+                agent: Some("a1".into()),
+                ..Default::default()
+            })
+            .expect("page");
+        assert_eq!(page.results.len(), 1);
+        assert_eq!(page.results[0].to_json()["id"], r.id.to_string());
+        // The report facts were filled from the stored record.
+        let fact: (Option<f64>, Option<String>, String, String) = s
+            .lock()
+            .query_row(
+                "SELECT down_bps, verdict_down, version, flags FROM report_facts f
+                 JOIN report_accesses a ON a.id = f.access_id WHERE a.agent_id = 'a1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .expect("fact");
+        assert_eq!(fact.0, r.download.as_ref().map(|d| d.ip_rate_bps));
+        assert_eq!(fact.1.as_deref(), Some(r.verdict.down.as_str()));
+        assert_eq!(fact.2, r.agent.version);
+        assert_eq!(fact.3, flags_text(&r.flags));
+        // The id stays unique after the move.
+        let again = s
+            .insert(&delivery("a1"), std::slice::from_ref(&r), Utc::now())
+            .expect("insert");
+        assert_eq!(again.duplicates, 1);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn migrations_apply_once_survive_reopen_and_refuse_newer_files() {
+        let dir = std::env::temp_dir().join(format!("sonde-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.sqlite");
+        let _ = std::fs::remove_file(&path);
+        {
+            let s = SqliteStore::open(&path).expect("create");
+            assert_eq!(
+                s.schema_version().expect("version"),
+                MIGRATIONS.len() as i64
+            );
+            s.insert(&delivery("a1"), &[record(1, "a1")], Utc::now())
+                .expect("insert");
+        }
+        {
+            let s = SqliteStore::open(&path).expect("reopen");
+            assert_eq!(
+                s.results(&ResultQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .expect("page")
+                .results
+                .len(),
+                1
+            );
+            assert!(s.healthy());
+        }
+        {
+            let conn = Connection::open(&path).expect("raw");
+            conn.pragma_update(None, "user_version", 99).expect("bump");
+        }
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

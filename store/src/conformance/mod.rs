@@ -1,0 +1,487 @@
+//! The conformance suite every store backend passes: what the collector relies on,
+//! checked through the role traits only. A backend's tests call [`run_all`] with a
+//! maker of empty stores; each check also stands alone.
+//!
+//! It includes the hand-worked report example ([`report`]): the same dataset gives the
+//! same figures on every backend, because every backend stores the one report row
+//! mapping and scans it the same way.
+
+pub mod example;
+pub mod report;
+
+use crate::rows::ReportRow;
+use crate::{
+    Batch, Delivery, EnrolError, Fact, Inserted, NewToken, ReportScope, ReportSink, ResultQuery,
+    ScheduledAccess, Site, Store,
+};
+use chrono::{TimeZone, Utc};
+use sonde_proto::*;
+
+/// One check: its name and what it runs on a fresh store.
+pub type Check = (&'static str, fn(&dyn Store));
+
+/// Runs every check, each on a fresh store from `fresh`.
+pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
+    let checks: &[Check] = &[
+        (
+            "a_resent_batch_is_stored_once",
+            a_resent_batch_is_stored_once,
+        ),
+        (
+            "pages_cover_every_result_once_in_time_order_with_filters",
+            pages_cover_every_result_once_in_time_order_with_filters,
+        ),
+        (
+            "a_token_enrols_one_agent_once_before_it_expires",
+            a_token_enrols_one_agent_once_before_it_expires,
+        ),
+        (
+            "an_access_keeps_its_first_and_latest_start_and_the_latest_interval",
+            an_access_keeps_its_first_and_latest_start_and_the_latest_interval,
+        ),
+        (
+            "records_are_kept_verbatim_with_the_delivery_beside_them",
+            records_are_kept_verbatim_with_the_delivery_beside_them,
+        ),
+        (
+            "report_rows_are_the_one_mapping_of_each_record",
+            report_rows_are_the_one_mapping_of_each_record,
+        ),
+        (
+            "revocation_is_kept_and_unknown_agents_are_said_so",
+            revocation_is_kept_and_unknown_agents_are_said_so,
+        ),
+        (
+            "the_latest_result_of_each_access_and_known_sites",
+            the_latest_result_of_each_access_and_known_sites,
+        ),
+        (
+            "every_figure_of_the_worked_example",
+            report::every_figure_of_the_worked_example,
+        ),
+        (
+            "the_scope_narrows_to_a_quartier_or_a_building",
+            report::the_scope_narrows_to_a_quartier_or_a_building,
+        ),
+        (
+            "an_empty_period_or_scope_is_a_report_saying_no_data",
+            report::an_empty_period_or_scope_is_a_report_saying_no_data,
+        ),
+        (
+            "peak_hours_follow_paris_time_across_both_daylight_saving_changes",
+            report::peak_hours_follow_paris_time_across_both_daylight_saving_changes,
+        ),
+        (
+            "retention_deletes_raw_results_but_reports_keep_their_figures",
+            report::retention_deletes_raw_results_but_reports_keep_their_figures,
+        ),
+    ];
+    for (name, check) in checks {
+        eprintln!("conformance: {name}");
+        check(&fresh());
+    }
+}
+
+/// A scope over all time and every site.
+pub fn everything() -> ReportScope {
+    ReportScope {
+        quartier: None,
+        building: None,
+        from: Utc.timestamp_opt(0, 0).single().unwrap_or_default(),
+        to: Utc
+            .timestamp_opt(4_000_000_000, 0)
+            .single()
+            .unwrap_or_default(),
+    }
+}
+
+/// What a scan fed, owned.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// The accesses.
+    pub accesses: Vec<ScheduledAccess>,
+    /// Each fact as a row, with its id.
+    pub facts: Vec<(ReportRow, Option<String>)>,
+}
+
+impl ReportSink for Rows {
+    fn accesses(&mut self, accesses: Vec<ScheduledAccess>) {
+        self.accesses = accesses;
+    }
+
+    fn fact(&mut self, f: &Fact<'_>) -> Result<(), String> {
+        let row = ReportRow {
+            agent_id: f.agent_id.into(),
+            access: f.access.into(),
+            quartier: f.quartier.into(),
+            building: f.building.into(),
+            kind: AccessKind::from_name(f.kind).as_str(),
+            interval_s: None,
+            started_at_ns: f.started_at_ns,
+            outcome: Outcome::from_name(f.outcome).as_str(),
+            reason: f.reason.map(|r| FailureReason::from_name(r).as_str()),
+            flags: f.flags.into(),
+            down_bps: f.down_bps,
+            up_bps: f.up_bps,
+            down_goodput_bps: f.down_goodput_bps,
+            target_down_bps: f.target_down_bps,
+            verdict_down: VerdictOutcome::from_name(f.verdict_down.unwrap_or("")).as_str(),
+            idle_s: f.idle_s,
+            loaded_s: f.loaded_s,
+            probes_sent: f.probes_sent,
+            probes_received: f.probes_received,
+            version: f.version.into(),
+        };
+        self.facts.push((row, f.id.map(str::to_string)));
+        Ok(())
+    }
+}
+
+/// A small result of `agent`, started `i` minutes after a fixed instant.
+pub fn record(i: u32, agent: &str) -> ResultRecord {
+    let started = Utc
+        .timestamp_opt(1_800_000_000 + i64::from(i) * 60, 0)
+        .single()
+        .unwrap_or_default();
+    ResultRecord {
+        schema_version: SCHEMA_VERSION,
+        id: uuid::Uuid::now_v7(),
+        agent: AgentInfo {
+            id: Some(agent.into()),
+            version: "0.1.0".into(),
+        },
+        site: sonde_proto::Site::default(),
+        access: Access {
+            name: Some("fibre".into()),
+            kind: AccessKind::Ftth,
+            interface: None,
+            link_speed_bps: None,
+            mtu: None,
+        },
+        run: Run {
+            started_at: started,
+            ended_at: started,
+            engine: Engine::SondeHttp,
+            responder: ResponderRef {
+                url: "http://r".into(),
+                version: None,
+                address: None,
+            },
+            directions: vec![Direction::Down],
+            streams: 8,
+            max_duration_s: 10.0,
+            interval_s: None,
+            cross_traffic_bytes: None,
+            cpu_busy_ratio: None,
+        },
+        download: None,
+        upload: None,
+        idle_latency: None,
+        radio: None,
+        flags: vec![],
+        verdict: Verdict {
+            target_down_bps: Some(1e9),
+            target_up_bps: None,
+            tolerance: 0.02,
+            down: VerdictOutcome::Inconclusive,
+            up: VerdictOutcome::NoTarget,
+        },
+        status: Status {
+            outcome: Outcome::Ok,
+            reason: None,
+            message: None,
+        },
+        methodology_version: METHODOLOGY_VERSION.into(),
+    }
+}
+/// A delivery by `agent` of q1/b1.
+pub fn delivery(agent: &str) -> Delivery {
+    Delivery {
+        agent_id: agent.into(),
+        quartier: Some("q1".into()),
+        building: Some("b1".into()),
+    }
+}
+fn token(hash: &str, expires_in_s: i64) -> NewToken {
+    let now = Utc::now();
+    NewToken {
+        hash: hash.into(),
+        quartier: "q9".into(),
+        building: "b9".into(),
+        latitude: Some(48.8),
+        longitude: None,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(expires_in_s),
+    }
+}
+/// A token enrols one agent, once, before it expires; an upload's health shows.
+pub fn a_token_enrols_one_agent_once_before_it_expires(s: &dyn Store) {
+    s.create_token(&token("h1", 3600)).expect("token");
+    s.create_token(&token("h2", -1)).expect("expired token");
+    assert!(
+        s.create_token(&token("h1", 10)).is_err(),
+        "hashes are unique"
+    );
+    let now = Utc::now();
+    assert_eq!(s.enrolment("agent-1").expect("lookup"), None);
+    let name = |id: &'static str| move |_: &Site| id.to_string();
+    let (id, site) = s.enrol("h1", now, &name("agent-1")).expect("enrol");
+    assert_eq!((id.as_str(), site.building.as_str()), ("agent-1", "b9"));
+    assert_eq!(s.enrolment("agent-1").expect("lookup"), Some(site));
+    assert!(matches!(
+        s.enrol("h1", now, &name("agent-2")),
+        Err(EnrolError::Used(_))
+    ));
+    assert!(matches!(
+        s.enrol("h2", now, &name("agent-3")),
+        Err(EnrolError::Expired(_))
+    ));
+    assert!(matches!(
+        s.enrol("nope", now, &name("agent-4")),
+        Err(EnrolError::Unknown)
+    ));
+    let agents = s.agents().expect("agents");
+    assert_eq!(agents.len(), 1, "refused enrolments leave no agent");
+    assert_eq!(agents[0].latitude, Some(48.8));
+    assert!(agents[0].enrolled_at.is_some());
+    // Health from an upload shows in the agent's row.
+    let health = sonde_proto::wire::Health {
+        spool_depth: 3,
+        version: "9.9.9".into(),
+        ..Default::default()
+    };
+    s.insert_batches(
+        &[Batch {
+            delivery: Delivery {
+                agent_id: "agent-1".into(),
+                quartier: Some("q9".into()),
+                building: Some("b9".into()),
+            },
+            records: vec![record(1, "agent-1")],
+            raw: Vec::new(),
+            health: Some(health),
+        }],
+        now,
+    )
+    .expect("insert");
+    let agents = s.agents().expect("agents");
+    assert_eq!(
+        agents[0].health.as_ref().map(|h| h["spool_depth"].clone()),
+        Some(3.into())
+    );
+    assert_eq!(agents[0].version.as_deref(), Some("9.9.9"));
+}
+/// A re-sent batch is stored once.
+pub fn a_resent_batch_is_stored_once(s: &dyn Store) {
+    let batch: Vec<_> = (0..10).map(|i| record(i, "a1")).collect();
+    let now = Utc::now();
+    assert_eq!(
+        s.insert(&delivery("a1"), &batch, now).expect("insert"),
+        Inserted {
+            new: 10,
+            duplicates: 0,
+            fresh: vec![true; 10]
+        }
+    );
+    assert_eq!(
+        s.insert(&delivery("a1"), &batch[3..], now).expect("again"),
+        Inserted {
+            new: 0,
+            duplicates: 7,
+            fresh: vec![false; 7]
+        }
+    );
+    let page = s
+        .results(&ResultQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .expect("page");
+    assert_eq!(page.results.len(), 10);
+    let agents = s.agents().expect("agents");
+    assert_eq!(agents.len(), 1);
+    assert_eq!(
+        (agents[0].results, agents[0].quartier.as_deref()),
+        (10, Some("q1"))
+    );
+}
+/// Pages cover every result once, in time order, with the filters applied.
+pub fn pages_cover_every_result_once_in_time_order_with_filters(s: &dyn Store) {
+    let now = Utc::now();
+    let a: Vec<_> = (0..25).map(|i| record(i, "a1")).collect();
+    let b: Vec<_> = (0..7).map(|i| record(i, "a2")).collect();
+    s.insert(&delivery("a1"), &a, now).expect("a1");
+    s.insert(&delivery("a2"), &b, now).expect("a2");
+    let mut seen = Vec::new();
+    let mut q = ResultQuery {
+        limit: 4,
+        agent: Some("a1".into()),
+        ..Default::default()
+    };
+    for _ in 0..20 {
+        let page = s.results(&q).expect("page");
+        seen.extend(
+            page.results
+                .iter()
+                .map(|v| v.to_json()["id"].as_str().unwrap_or("").to_string()),
+        );
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    let want: Vec<String> = a.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(seen, want, "every a1 result once, in start order");
+    // Time window: minutes 5..10 of both agents.
+    let from = Utc.timestamp_opt(1_800_000_000 + 5 * 60, 0).single();
+    let to = Utc.timestamp_opt(1_800_000_000 + 10 * 60, 0).single();
+    let page = s
+        .results(&ResultQuery {
+            from,
+            to,
+            limit: 100,
+            ..Default::default()
+        })
+        .expect("window");
+    assert_eq!(page.results.len(), 5 + 2);
+    assert!(s
+        .results(&ResultQuery {
+            limit: 0,
+            ..Default::default()
+        })
+        .is_err());
+    assert!(s
+        .results(&ResultQuery {
+            limit: 5,
+            cursor: Some("junk".into()),
+            ..Default::default()
+        })
+        .is_err());
+}
+/// An access keeps its first and latest start and the interval of its latest result,
+/// whatever order its results arrive in.
+pub fn an_access_keeps_its_first_and_latest_start_and_the_latest_interval(s: &dyn Store) {
+    let with = |i: u32, interval: f64| {
+        let mut r = record(i, "a1");
+        r.access.name = Some("fibre".into());
+        r.run.interval_s = Some(interval);
+        r
+    };
+    // Out of order within one transaction, then an older one in a later one.
+    s.insert(
+        &delivery("a1"),
+        &[with(5, 600.0), with(9, 900.0), with(7, 700.0)],
+        Utc::now(),
+    )
+    .expect("insert");
+    s.insert(&delivery("a1"), &[with(2, 200.0)], Utc::now())
+        .expect("insert");
+    let mut rows = Rows::default();
+    s.report_scan(&everything(), false, &mut rows)
+        .expect("scan");
+    assert_eq!(rows.accesses.len(), 1);
+    let a = &rows.accesses[0];
+    assert_eq!(a.first_at, record(2, "a1").run.started_at);
+    assert_eq!(
+        a.interval_s,
+        Some(900.0),
+        "the interval of the latest result"
+    );
+    assert_eq!(rows.facts.len(), 4);
+}
+
+/// Records are kept as their agent encoded them; identity and site come from the
+/// delivery, beside them.
+pub fn records_are_kept_verbatim_with_the_delivery_beside_them(s: &dyn Store) {
+    let r = record(1, "spoofed-in-the-payload");
+    let text = format!("{{ \"added_by_2030\": [1, 2.50],\n {}", &r.to_json()[1..]);
+    let raw = sonde_proto::wire::RawRecord::from_json(text.clone()).expect("JSON");
+    let batch = Batch {
+        delivery: delivery("a7"),
+        records: vec![r],
+        raw: vec![raw],
+        health: None,
+    };
+    s.insert_batches(&[batch], Utc::now()).expect("insert");
+    let page = s
+        .results(&ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page");
+    assert_eq!(page.results.len(), 1);
+    let stored = &page.results[0];
+    assert_eq!(stored.record, text, "byte for byte");
+    assert_eq!(stored.agent_id, "a7");
+    assert_eq!(stored.building.as_deref(), Some("b1"));
+    assert_eq!(stored.to_json()["agent"]["id"], "a7");
+}
+
+/// Every stored result's report row is [`ReportRow::of`] its record and delivery.
+pub fn report_rows_are_the_one_mapping_of_each_record(s: &dyn Store) {
+    let mut full = ResultRecord::schema_example();
+    full.id = uuid::Uuid::now_v7();
+    full.flags = vec![Flag::Unstable, Flag::LatencyLoss];
+    full.status.reason = Some(FailureReason::StreamError);
+    let mut failed = record(3, "a1");
+    failed.status.outcome = Outcome::Failed;
+    failed.status.reason = Some(FailureReason::Busy);
+    let records = vec![full, failed];
+    s.insert(&delivery("a1"), &records, Utc::now())
+        .expect("insert");
+    let mut rows = Rows::default();
+    s.report_scan(&everything(), true, &mut rows).expect("scan");
+    assert_eq!(rows.facts.len(), 2);
+    for r in &records {
+        let want = ReportRow::of(&delivery("a1"), r);
+        let (got, id) = rows
+            .facts
+            .iter()
+            .find(|(row, _)| row.started_at_ns == want.started_at_ns)
+            .expect("a row per record");
+        assert_eq!(id.as_deref(), Some(r.id.to_string().as_str()));
+        assert_eq!(
+            *got,
+            ReportRow {
+                interval_s: None,
+                ..want
+            }
+        );
+    }
+}
+
+/// A revocation is kept with its first date; an unknown agent is said so.
+pub fn revocation_is_kept_and_unknown_agents_are_said_so(s: &dyn Store) {
+    s.insert(&delivery("a1"), &[record(1, "a1")], Utc::now())
+        .expect("insert");
+    assert_eq!(s.revoked_at("a1").expect("lookup"), None);
+    let first = Utc::now();
+    assert!(s.revoke("a1", first).expect("revoke"));
+    assert!(s
+        .revoke("a1", first + chrono::Duration::hours(1))
+        .expect("again"));
+    let at = s.revoked_at("a1").expect("lookup").expect("revoked");
+    assert!((at - first).num_milliseconds().abs() < 1);
+    assert!(!s.revoke("nobody", first).expect("unknown"));
+    let agents = s.agents().expect("agents");
+    assert!(agents[0].revoked_at.is_some());
+}
+
+/// The latest result of each access (the metrics' rebuild) and the sites known.
+pub fn the_latest_result_of_each_access_and_known_sites(s: &dyn Store) {
+    let mut mobile = record(4, "a1");
+    mobile.access.name = Some("mobile".into());
+    let rs = vec![record(1, "a1"), record(3, "a1"), record(2, "a1"), mobile];
+    s.insert(&delivery("a1"), &rs, Utc::now()).expect("insert");
+    let mut latest = s.latest_results().expect("latest");
+    latest.sort_by_key(|(_, r)| r.run.started_at);
+    let ids: Vec<_> = latest.iter().map(|(_, r)| r.id).collect();
+    assert_eq!(ids, vec![rs[1].id, rs[3].id]);
+    assert_eq!(latest[0].0, delivery("a1"));
+    assert!(s.site_known(Some("q1"), None).expect("q1"));
+    assert!(s.site_known(Some("q1"), Some("b1")).expect("b1"));
+    assert!(!s.site_known(Some("q2"), None).expect("q2"));
+    assert!(!s.site_known(None, Some("b9")).expect("b9"));
+    s.create_token(&token("h", 60)).expect("token");
+    assert!(s.site_known(None, Some("b9")).expect("a token names b9"));
+}

@@ -1,0 +1,247 @@
+//! The hand-worked report example ([`super::example`]) against a backend: every figure
+//! a report prints, from the rows the backend scans, equals the one computed by hand.
+
+use super::example::*;
+use crate::Store;
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Europe::Paris;
+use sonde_method::report;
+use sonde_proto::AccessKind;
+
+/// Every figure of the worked example, each computed by hand beside it.
+pub fn every_figure_of_the_worked_example(store: &dyn Store) {
+    load(store);
+    let r = build(store, &request("2026-11-02", "2026-11-02", None, None));
+    // The local day 2026-11-02 (UTC+1).
+    assert_eq!(
+        r.header.from,
+        Utc.with_ymd_and_hms(2026, 11, 1, 23, 0, 0)
+            .single()
+            .expect("time")
+    );
+    assert_eq!(
+        r.header.to,
+        Utc.with_ymd_and_hms(2026, 11, 2, 23, 0, 0)
+            .single()
+            .expect("time")
+    );
+    assert_eq!(
+        r.header.methodology_version,
+        sonde_proto::METHODOLOGY_VERSION
+    );
+    assert_eq!(r.data.results, 12);
+    assert!(!r.data.no_data);
+    assert_eq!(r.data.agent_versions, ["0.1.0", "0.2.0"]);
+    assert_eq!(r.data.first_result, Some(at((2026, 11, 2, 0, 30))));
+    assert_eq!(r.data.last_result, Some(at((2026, 11, 2, 22, 30))));
+    assert_eq!(r.accesses.len(), 3);
+
+    // a1, FTTH every 3 h: 8 slots; 8 results of which one skipped (busy), one failed,
+    // one flagged: run 7, valid 5, in 3-hour buckets 0, 1, 2, 6, 7 of 8.
+    let a = access(&r, "a1");
+    let c = a.coverage;
+    assert_eq!((c.scheduled, c.run, c.valid), (8, 7, 5));
+    assert_eq!((c.buckets_covered, c.buckets), (5, 8));
+    eq(c.time_covered_ratio, 0.625);
+    // Valid downloads sorted: 0.90, 0.95, 0.99, 1.00, 1.10 Gb/s. Type 7: P10 at rank
+    // 0.4 → 0.90 + 0.4 × 0.05; P90 at rank 3.6 → 1.00 + 0.6 × 0.10.
+    eq(a.download_bps.median, 0.99e9);
+    eq(a.download_bps.p10, 0.92e9);
+    eq(a.download_bps.p90, 1.06e9);
+    // Uploads 300, 400, 500, 550, 600 Mb/s.
+    eq(a.upload_bps.median, 5.0e8);
+    eq(a.upload_bps.p10, 3.4e8);
+    eq(a.upload_bps.p90, 5.8e8);
+    eq(a.target_down_bps, 1e9);
+    eq(a.target_met_ratio, 3.0 / 5.0);
+    // 0.99 Gb/s ≥ 1 Gb/s × (1 − 2 %).
+    assert_eq!(a.compliant, Some(true));
+    assert_eq!(a.arcep_thresholds, None);
+    // Peak hours (19:00–23:00 local): 19:30 (0.90) and 21:30 (0.99); 22:30 is invalid.
+    eq(a.peak_download_median_bps, 0.945e9);
+    // 80/80: P20 of [0.90, 0.99] at rank 0.2 → 0.90 + 0.2 × 0.09.
+    eq(a.consistent_80_80_bps, 0.918e9);
+    eq(a.consistent_80_80_ratio, 0.918);
+    // Idle medians 4, 5, 6, 7, 5 ms; loaded 10, 12, 14, 20, 18 ms; 3 probes of 250 lost.
+    eq(a.idle_latency_median_s, 0.005);
+    eq(a.loaded_latency_median_s, 0.014);
+    eq(a.loss_ratio, 3.0 / 250.0);
+
+    // a2, 4G every 6 h: 4 slots, 4 valid, 4 buckets of 6 h covered.
+    let b = access(&r, "a2");
+    assert_eq!(
+        (b.coverage.scheduled, b.coverage.run, b.coverage.valid),
+        (4, 4, 4)
+    );
+    eq(b.coverage.time_covered_ratio, 1.0);
+    // Downloads 5, 20, 155, 160 Mb/s: median (20 + 155) / 2; P10 at rank 0.3; P90 at 2.7.
+    eq(b.download_bps.median, 87.5e6);
+    eq(b.download_bps.p10, 9.5e6);
+    eq(b.download_bps.p90, 158.5e6);
+    assert_eq!(b.upload_bps.median, None);
+    eq(b.target_met_ratio, 0.5);
+    assert_eq!(b.compliant, Some(false));
+    // Goodputs 152, 19, 4.75, 147 Mb/s against 3, 8 and 30 Mb/s.
+    let t = b.arcep_thresholds.expect("4G thresholds");
+    eq(t.mbps_3, 1.0);
+    eq(t.mbps_8, 0.75);
+    eq(t.mbps_30, 0.5);
+    // Only 20:00 is a peak hour.
+    eq(b.peak_download_median_bps, 155e6);
+    eq(b.consistent_80_80_bps, 155e6);
+    eq(b.consistent_80_80_ratio, 155.0 / 150.0);
+    eq(b.idle_latency_median_s, 0.0375);
+    eq(b.loaded_latency_median_s, 0.105);
+    eq(b.loss_ratio, 5.0 / 200.0);
+
+    // a3, silent: 8 tests scheduled, none run; no figure.
+    let z = access(&r, "a3");
+    assert_eq!(
+        (z.coverage.scheduled, z.coverage.run, z.coverage.valid),
+        (8, 0, 0)
+    );
+    eq(z.coverage.time_covered_ratio, 0.0);
+    assert_eq!(z.download_bps.median, None);
+    assert_eq!(z.compliant, None);
+
+    // Roll-ups per quartier and kind.
+    let q1f = rollup(&r.quartiers, Some("q1"), "ftth");
+    assert_eq!((q1f.accesses, q1f.buildings), (1, 1));
+    eq(q1f.download_median_bps.median, 0.99e9);
+    eq(q1f.target_met_ratio, 0.6);
+    eq(q1f.compliant_ratio, 1.0);
+    let q1m = rollup(&r.quartiers, Some("q1"), "4g");
+    eq(q1m.compliant_ratio, 0.0);
+    eq(q1m.arcep_thresholds.expect("4G").mbps_8, 0.75);
+    let q2f = rollup(&r.quartiers, Some("q2"), "ftth");
+    assert_eq!(q2f.coverage.scheduled, 8);
+    eq(q2f.coverage.time_covered_ratio, 0.0);
+    assert_eq!(q2f.target_met_ratio, None);
+    // The scope's FTTH: a1 and a3 summed; medians over the accesses with figures.
+    let f = rollup(&r.total, None, "ftth");
+    assert_eq!((f.accesses, f.buildings), (2, 2));
+    assert_eq!(
+        (f.coverage.scheduled, f.coverage.run, f.coverage.valid),
+        (16, 7, 5)
+    );
+    eq(f.coverage.time_covered_ratio, 5.0 / 16.0);
+    eq(f.download_median_bps.median, 0.99e9);
+    eq(f.target_met_ratio, 0.6);
+    eq(f.compliant_ratio, 1.0);
+    eq(f.peak_download_median_bps, 0.945e9);
+    eq(f.consistent_80_80_bps, 0.918e9);
+    eq(f.loss_ratio, 3.0 / 250.0);
+    let m = rollup(&r.total, None, "4g");
+    eq(m.download_median_bps.median, 87.5e6);
+    eq(m.loss_ratio, 0.025);
+}
+
+/// The scope narrows to a quartier or a building.
+pub fn the_scope_narrows_to_a_quartier_or_a_building(store: &dyn Store) {
+    load(store);
+    let r = build(
+        store,
+        &request("2026-11-02", "2026-11-02", Some("q1"), None),
+    );
+    let agents: Vec<&str> = r.accesses.iter().map(|a| a.agent.as_str()).collect();
+    assert_eq!(agents, ["a1", "a2"]);
+    assert_eq!(r.data.results, 12);
+    let r = build(
+        store,
+        &request("2026-11-02", "2026-11-02", None, Some("b2")),
+    );
+    assert_eq!(r.accesses.len(), 1);
+    assert_eq!(r.accesses[0].agent, "a2");
+    assert_eq!(r.data.results, 4);
+}
+
+/// An empty period or scope is a report saying no data.
+pub fn an_empty_period_or_scope_is_a_report_saying_no_data(store: &dyn Store) {
+    load(store);
+    // Before any access existed: nothing scheduled, nothing stored.
+    let r = build(store, &request("2026-10-01", "2026-10-31", None, None));
+    assert!(r.data.no_data);
+    assert_eq!(r.data.results, 0);
+    assert!(r.accesses.is_empty());
+    // A known quartier whose only agent was silent: no data, but its schedule shows.
+    let r = build(
+        store,
+        &request("2026-11-02", "2026-11-02", Some("q2"), None),
+    );
+    assert!(r.data.no_data);
+    assert_eq!(r.accesses[0].coverage.scheduled, 8);
+}
+
+/// Peak hours follow Paris time across both daylight-saving changes; local days have
+/// 23 and 25 hours.
+pub fn peak_hours_follow_paris_time_across_both_daylight_saving_changes(s: &dyn Store) {
+    let spec = |utc: DateTime<Utc>, down: f64| {
+        let mut r = record(
+            AccessKind::FourG,
+            "mobile",
+            3600.0,
+            "0.1.0",
+            ok((2026, 1, 1, 0, 0), down, None, true),
+        );
+        r.run.started_at = utc;
+        r
+    };
+    let utc = |m, d, h, min| {
+        Utc.with_ymd_and_hms(2026, m, d, h, min, 0)
+            .single()
+            .expect("time")
+    };
+    put(
+        s,
+        "a4",
+        "q3",
+        "b4",
+        vec![
+            // 17:30 UTC is 18:30 in Paris on 28 March (UTC+1): not peak.
+            spec(utc(3, 28, 17, 30), 10e6),
+            // The same 17:30 UTC is 19:30 on 29 March (UTC+2, summer time): peak.
+            spec(utc(3, 29, 17, 30), 100e6),
+            // 21:30 UTC is 23:30 on 24 October (UTC+2): not peak.
+            spec(utc(10, 24, 21, 30), 20e6),
+            // The same 21:30 UTC is 22:30 on 25 October (UTC+1, winter time): peak.
+            spec(utc(10, 25, 21, 30), 200e6),
+        ],
+    );
+    let r = build(s, &request("2026-03-28", "2026-10-25", None, None));
+    assert_eq!(r.data.results, 4);
+    // A fixed UTC+1 reading would have taken 10 and 200 instead; UTC, 20 alone.
+    eq(r.accesses[0].peak_download_median_bps, 150e6);
+    // Days are local days: 29 March has 23 hours, 25 October 25.
+    let (f, t) = report::parse_period("2026-03-29", "2026-03-29", Paris).expect("period");
+    assert_eq!((t - f).num_hours(), 23);
+    let (f, t) = report::parse_period("2026-10-25", "2026-10-25", Paris).expect("period");
+    assert_eq!((t - f).num_hours(), 25);
+}
+
+/// Retention deletes raw results; reports keep their figures.
+pub fn retention_deletes_raw_results_but_reports_keep_their_figures(store: &dyn Store) {
+    load(store);
+    let req = request("2026-11-02", "2026-11-02", None, None);
+    let before = build(store, &req);
+    // Raw results started before 3 November go, in chunks.
+    let cut = at((2026, 11, 3, 0, 0));
+    let mut pruned = 0;
+    loop {
+        let n = store.prune(cut, 5).expect("prune");
+        pruned += n;
+        if n < 5 {
+            break;
+        }
+    }
+    assert_eq!(pruned, 14, "every result of the dataset is older");
+    let page = store
+        .results(&crate::ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page");
+    assert!(page.results.is_empty());
+    let after = build(store, &req);
+    assert_eq!(before.accesses, after.accesses);
+    assert_eq!(before.quartiers, after.quartiers);
+}

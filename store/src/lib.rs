@@ -1,0 +1,28 @@
+//! `sonde-store`: the boundary between the collector and what keeps its data. The
+//! collector depends on these role traits only; each backend (`sonde-store-sqlite`,
+//! and one for PostgreSQL) implements them and passes the [`conformance`] suite, which
+//! includes the hand-worked report example, so every backend gives the same figures.
+//!
+//! - [`roles`]: `ResultWriter`, `Enrolments`, `ResultReader`, `ReportSource`,
+//!   `Maintenance`, and `Store`, their sum;
+//! - `StoreError`: backend-neutral;
+//! - [`rows`]: the one record → report-row mapping;
+//! - [`types`]: what is stored and answered.
+#![warn(missing_docs)]
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+pub mod roles;
+pub mod rows;
+pub mod types;
+
+pub use error::StoreError;
+
+/// The role traits, for `use sonde_store::prelude::*` where a store's methods are called.
+pub mod prelude {
+    pub use crate::roles::{Enrolments, Maintenance, ReportSource, ResultReader, ResultWriter};
+}
+pub use roles::{Enrolments, Maintenance, ReportSource, ResultReader, ResultWriter, Store};
+pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
+pub use types::*;

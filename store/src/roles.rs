@@ -1,0 +1,117 @@
+//! The store's roles: what the collector asks of a store, cut by who asks. Ingest
+//! writes ([`ResultWriter`]); enrolment and revocation keep identities
+//! ([`Enrolments`]); the API reads ([`ResultReader`]); reports scan ([`ReportSource`]);
+//! operators maintain ([`Maintenance`]). A backend implements all five; [`Store`] is
+//! their sum. A write returns only once committed (durably): callers acknowledge
+//! result ids after that, never before. Reads never wait for the writer.
+
+use crate::types::*;
+use crate::StoreError;
+use chrono::{DateTime, Utc};
+use sonde_method::report::{ReportScope, ReportSink};
+use sonde_proto::ResultRecord;
+
+/// Commits results.
+pub trait ResultWriter: Send + Sync {
+    /// Stores several agents' batches in one transaction (group commit) and returns
+    /// after it is committed (durably), with one [`Inserted`] per batch. Results
+    /// already stored (same id) are left untouched and counted as duplicates. On error
+    /// nothing of any batch is stored.
+    fn insert_batches(
+        &self,
+        batches: &[Batch],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>, StoreError>;
+
+    /// Stores one batch; see [`ResultWriter::insert_batches`].
+    fn insert(
+        &self,
+        delivery: &Delivery,
+        records: &[ResultRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, StoreError> {
+        let batch = Batch::of(delivery.clone(), records.to_vec(), None);
+        Ok(self
+            .insert_batches(std::slice::from_ref(&batch), now)?
+            .pop()
+            .unwrap_or_default())
+    }
+}
+
+/// Tokens, enrolments and revocations.
+pub trait Enrolments: Send + Sync {
+    /// Stores a new enrolment token.
+    fn create_token(&self, token: &NewToken) -> Result<(), StoreError>;
+
+    /// Uses the token whose secret hashes to `hash`, atomically: a token enrols one
+    /// agent, once, before it expires. The agent's id is `name(site)`. Returns the id
+    /// and the site.
+    fn enrol(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+        name: &dyn Fn(&Site) -> String,
+    ) -> Result<(String, Site), EnrolError>;
+
+    /// The site of an enrolled agent; `None` when the collector never enrolled it.
+    fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError>;
+
+    /// Revokes an agent: its next connections are refused. `false` for an unknown agent.
+    /// Revoking twice keeps the first date.
+    fn revoke(&self, agent_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// When the agent was revoked, if it was.
+    fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// What the API and the metrics read.
+pub trait ResultReader: Send + Sync {
+    /// A page of results.
+    fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError>;
+
+    /// Every agent that delivered a result.
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+
+    /// The latest result of every agent's every access, with who delivered it: what
+    /// the metrics are rebuilt from when the collector starts.
+    fn latest_results(&self) -> Result<Vec<(Delivery, ResultRecord)>, StoreError>;
+
+    /// Whether any agent, token or result names this quartier (and building).
+    fn site_known(
+        &self,
+        quartier: Option<&str>,
+        building: Option<&str>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// What reports read.
+pub trait ReportSource: Send + Sync {
+    /// Feeds a report's accesses and results to `sink` from one consistent snapshot,
+    /// without holding up ingest. `with_ids` adds each result's id (slower).
+    fn report_scan(
+        &self,
+        scope: &ReportScope,
+        with_ids: bool,
+        sink: &mut dyn ReportSink,
+    ) -> Result<(), StoreError>;
+}
+
+/// What operators run: retention, backups, health.
+pub trait Maintenance: Send + Sync {
+    /// Deletes the raw results (records) started before `before`, at most `limit` of
+    /// them, oldest first; returns how many. Report rows are kept: reports over old
+    /// periods keep their figures.
+    fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError>;
+
+    /// Writes a consistent copy of the whole store to `path` (a new file) while
+    /// ingest goes on: it holds every result committed before the copy began.
+    fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
+
+    /// Whether the store answers.
+    fn healthy(&self) -> bool;
+}
+
+/// Every role: what a backend is.
+pub trait Store: ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance {}
+
+impl<T: ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance> Store for T {}
