@@ -1,13 +1,23 @@
-//! `sonde-collector` library: the configuration, the `Store` boundary with its
-//! embedded SQLite implementation, ingest and enrolment, the CA, the QUIC listener,
-//! the HTTP API and the collector's own metrics. The binary holds the commands.
+//! `sonde-collector` library: what the collector's commands are made of.
+//!
+//! - [`server`]: the collector as a library function with a real drain;
+//! - [`ingest`]: frames, the group-commit writer, enrolment;
+//! - [`transport`]: QUIC with mutual TLS;
+//! - [`ca`]: the certificate authority, behind a seam;
+//! - [`api`]: the HTTP API, one module per resource;
+//! - [`fleet`], [`metrics`]: the fleet's series and `/metrics`;
+//! - [`report`]: compliance reports (figures from `sonde-method`), rendered and signed;
+//! - [`config`]: the configuration, every problem at once.
+//!
+//! The store is reached through `sonde-store`'s role traits only.
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod ca;
 pub mod config;
 pub mod fleet;
-pub mod http;
 pub mod ingest;
 pub mod metrics;
-pub mod pki;
-pub mod quic;
 pub mod report;
+pub mod server;
+pub mod transport;

@@ -5,9 +5,10 @@
 //! refused at the handshake; garbage on a stream is refused with a reason while other
 //! agents keep being served.
 
+use sonde_collector::ca::{Ca, Issued};
 use sonde_collector::ingest::{self, Ingest};
-use sonde_collector::pki::{Ca, Issued};
-use sonde_collector::quic;
+use sonde_collector::server;
+use sonde_collector::transport::quic;
 use sonde_proto::wire::{
     self, Enroll, FrameDecoder, Health, Message, RawRecord, RejectReason, Upload,
 };
@@ -30,11 +31,13 @@ struct Server {
     ca: Arc<Ca>,
     store: Arc<SqliteStore>,
     ingest: Arc<Ingest>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// A token for building `b1` of quartier `q1`, valid for `ttl_s` seconds.
 fn token(server: &Server, ttl_s: i64) -> String {
-    let t = ingest::new_token(&server.ca);
+    let t = ingest::new_token(server.ca.as_ref());
     let now = chrono::Utc::now();
     server
         .store
@@ -85,7 +88,7 @@ async fn enrolled(server: &Server) -> (String, Issued) {
             assert_eq!(e.building, "b1");
             assert_eq!(
                 e.ca_pem,
-                sonde_collector::pki::cert_pem(server.ca.cert()),
+                sonde_collector::ca::cert_pem(server.ca.cert()),
                 "the CA to pin"
             );
             let (_, pem) = x509_parser::pem::parse_x509_pem(e.cert_pem.as_bytes()).expect("pem");
@@ -99,27 +102,52 @@ async fn enrolled(server: &Server) -> (String, Issued) {
     }
 }
 
-fn start() -> Server {
-    start_with_limit(100)
+async fn start() -> Server {
+    start_with_limit(100).await
 }
 
-fn start_with_limit(max_connections: usize) -> Server {
+/// A collector serving in this process (`server::run`, as `serve` does), on
+/// loopback ports of its own, with an in-memory store.
+async fn start_with_limit(max_connections: usize) -> Server {
+    let dir = std::env::temp_dir().join(format!(
+        "sonde-quic-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("collector.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[quic]\nlisten = \"127.0.0.1:0\"\nnames = [\"localhost\"]\nmax_connections = {max_connections}\n",
+            dir.display().to_string()
+        ),
+    )
+    .expect("config");
+    let config = sonde_collector::config::load(&path).expect("valid config");
     let ca = Arc::new(Ca::generate("sonde test CA").expect("ca"));
-    let server = ca
-        .issue_server(vec!["localhost".into()])
-        .expect("server cert");
-    let config = quic::server_config(&ca, server).expect("server config");
-    let endpoint =
-        quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("bind");
-    let addr = endpoint.local_addr().expect("addr");
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
-    let ingest = Arc::new(Ingest::new(store.clone(), Some(ca.clone()), None, 1 << 20));
-    tokio::spawn(quic::serve(endpoint, ingest.clone(), max_connections));
+    let deps = server::Deps {
+        store: store.clone(),
+        ca: ca.clone(),
+        report_key: sonde_collector::report::sign::ReportKey::load_or_create(&dir)
+            .expect("report key"),
+        registry: prometheus::Registry::new(),
+    };
+    let bound = server::Server::bind(config, deps).await.expect("bind");
+    let addr = bound.quic_addr().expect("addr");
+    let ingest = bound.ingest().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(bound.run(async {
+        let _ = stopped.await;
+    }));
     Server {
         addr,
         ca,
         store,
         ingest,
+        stop,
+        task,
     }
 }
 
@@ -142,7 +170,7 @@ async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Vec<Message> {
 
 async fn connect(
     server: &Server,
-    identity: Option<sonde_collector::pki::Issued>,
+    identity: Option<sonde_collector::ca::Issued>,
     ca: &Ca,
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
     let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
@@ -157,7 +185,7 @@ async fn connect(
 
 #[tokio::test]
 async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
-    let server = start();
+    let server = start().await;
     let (agent_id, identity) = enrolled(&server).await;
     assert!(agent_id.starts_with("b1-"), "{agent_id}");
     let conn = connect(&server, Some(identity), &server.ca)
@@ -219,14 +247,14 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
 
 #[tokio::test]
 async fn bad_tokens_and_requests_are_refused_with_their_reason() {
-    let server = start();
+    let server = start().await;
     let (csr_pem, _) = csr();
     let used = token(&server, 600);
     assert!(matches!(
         enrol_with(&server, &used, &csr_pem).await,
         Message::Enrolled(_)
     ));
-    let unknown = ingest::new_token(&server.ca).to_string();
+    let unknown = ingest::new_token(server.ca.as_ref()).to_string();
     let expired = token(&server, -1);
     let fresh = token(&server, 600);
     let cases = [
@@ -269,7 +297,7 @@ async fn bad_tokens_and_requests_are_refused_with_their_reason() {
 
 #[tokio::test]
 async fn clients_without_an_enrolled_certificate_cannot_upload() {
-    let server = start();
+    let server = start().await;
     let upload = wire::encode(&Message::Upload(Upload {
         batch: 1,
         health: Health::default(),
@@ -350,7 +378,7 @@ async fn clients_without_an_enrolled_certificate_cannot_upload() {
 
 #[tokio::test]
 async fn malformed_input_is_refused_and_counted_while_others_are_served() {
-    let server = start();
+    let server = start().await;
     // Random datagrams at the QUIC port: quinn drops what is not QUIC before any
     // connection exists (no answer, no state); the collector keeps serving.
     let noise = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
@@ -417,7 +445,7 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused_and_counted() {
-    let server = start_with_limit(2);
+    let server = start_with_limit(2).await;
     let a = connect(&server, None, &server.ca).await.expect("first");
     let b = connect(&server, None, &server.ca).await.expect("second");
     let third = connect(&server, None, &server.ca).await;
@@ -443,7 +471,7 @@ async fn connections_beyond_the_limit_are_refused_and_counted() {
 
 #[tokio::test]
 async fn a_frame_of_a_kind_from_the_future_is_skipped_and_the_stream_goes_on() {
-    let server = start();
+    let server = start().await;
     let (_, identity) = enrolled(&server).await;
     let conn = connect(&server, Some(identity), &server.ca)
         .await
@@ -467,7 +495,7 @@ async fn a_frame_of_a_kind_from_the_future_is_skipped_and_the_stream_goes_on() {
 
 #[tokio::test]
 async fn records_are_stored_as_the_agent_encoded_them() {
-    let server = start();
+    let server = start().await;
     let (agent_id, identity) = enrolled(&server).await;
     let conn = connect(&server, Some(identity), &server.ca)
         .await
@@ -501,4 +529,112 @@ async fn records_are_stored_as_the_agent_encoded_them() {
     assert_eq!(page.results[0].record, text, "stored byte for byte");
     assert_eq!(page.results[0].agent_id, agent_id, "identity in its column");
     assert_eq!(page.results[0].to_json()["agent"]["id"], agent_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_collector_acknowledges_what_it_commits_and_joins_its_writer() {
+    let server = start().await;
+    let mut agents = Vec::new();
+    for _ in 0..4 {
+        let (_, identity) = enrolled(&server).await;
+        agents.push(
+            connect(&server, Some(identity), &server.ca)
+                .await
+                .expect("handshake"),
+        );
+    }
+    // Each agent uploads batch after batch on one stream, noting what was acked.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let uploads: Vec<_> = agents
+        .into_iter()
+        .map(|conn| {
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                let Ok((mut send, mut recv)) = conn.open_bi().await else {
+                    return;
+                };
+                let mut d = FrameDecoder::new(1 << 20);
+                let mut buf = vec![0u8; 65536];
+                for batch in 0..10_000u64 {
+                    let rs: Vec<_> = (0..20).map(|_| record()).collect();
+                    let frame = wire::encode(&Message::Upload(Upload {
+                        batch,
+                        health: Health::default(),
+                        results: rs.iter().map(RawRecord::of).collect(),
+                    }));
+                    if send.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    let answer = loop {
+                        if let Ok(Some(m)) = d.poll() {
+                            break Some(m);
+                        }
+                        match recv.read(&mut buf).await {
+                            Ok(Some(n)) => d.push(&buf[..n]),
+                            _ => break None,
+                        }
+                    };
+                    match answer {
+                        Some(Message::Ack(a)) => {
+                            acked.lock().expect("lock").extend(a.committed);
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Stop once uploads are well under way.
+    while acked.lock().expect("lock").len() < 400 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Server {
+        stop,
+        task,
+        store,
+        ingest,
+        ..
+    } = server;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the drain ends")
+        .expect("task")
+        .expect("run");
+    for u in uploads {
+        let _ = tokio::time::timeout(Duration::from_secs(5), u).await;
+    }
+    assert!(
+        !ingest.committer().running(),
+        "the commit thread was joined"
+    );
+    // Every acknowledged result is stored: nothing was acked that was not committed.
+    let acked = acked.lock().expect("lock").clone();
+    let mut stored = std::collections::HashSet::new();
+    let mut q = ResultQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = store.results(&q).expect("page");
+        stored.extend(
+            page.results
+                .iter()
+                .map(|r| r.to_json()["id"].as_str().unwrap_or("").to_string()),
+        );
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    let missing = acked
+        .iter()
+        .filter(|id| !stored.contains(&id.to_string()))
+        .count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged results not stored",
+        acked.len()
+    );
 }

@@ -6,9 +6,9 @@
 
 use sonde_agent::identity;
 use sonde_agent::uplink::{Link, QuicLink};
+use sonde_collector::ca::{agent_id_of, Ca};
 use sonde_collector::ingest::{self, Ingest};
-use sonde_collector::pki::{agent_id_of, Ca};
-use sonde_collector::quic;
+use sonde_collector::transport::quic;
 use sonde_proto::wire::{self, Health, RawRecord};
 use sonde_proto::ResultRecord;
 use sonde_store::prelude::*;
@@ -67,7 +67,7 @@ async fn todays_agent_enrols_and_uploads_past_frames_it_does_not_know() {
     let server_cert = ca
         .issue_server(vec!["localhost".into()])
         .expect("server certificate");
-    let config = quic::server_config(&ca, server_cert).expect("server config");
+    let config = quic::server_config(ca.as_ref(), server_cert).expect("server config");
     let endpoint =
         quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("bind");
     let port = endpoint.local_addr().expect("addr").port();
@@ -81,7 +81,7 @@ async fn todays_agent_enrols_and_uploads_past_frames_it_does_not_know() {
             }
         }
     });
-    let token = ingest::new_token(&ca);
+    let token = ingest::new_token(ca.as_ref());
     let now = chrono::Utc::now();
     store
         .create_token(&NewToken {

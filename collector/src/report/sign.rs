@@ -78,14 +78,14 @@ pub struct ReportKey {
 impl ReportKey {
     /// Loads `data_dir/report-key.pk8`, making it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<ReportKey, SignError> {
-        let _lock = crate::pki::key_lock(data_dir).map_err(io(data_dir))?;
+        let _lock = crate::ca::key_lock(data_dir).map_err(io(data_dir))?;
         let path = data_dir.join(KEY_FILE);
         if !path.exists() {
             std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
             let rng = ring::rand::SystemRandom::new();
             let doc = Ed25519KeyPair::generate_pkcs8(&rng)
                 .map_err(|_| SignError::BadKey(path.clone()))?;
-            crate::pki::write_private(&path, doc.as_ref()).map_err(|e| SignError::Io {
+            crate::ca::write_private(&path, doc.as_ref()).map_err(|e| SignError::Io {
                 path: path.clone(),
                 source: std::io::Error::other(e.to_string()),
             })?;

@@ -12,8 +12,8 @@
 //! Usage: cargo run --release -p sonde-e2e --bin sonde-ingest-bench --
 //!        [--agents N] [--results N] [--batch N] [--json]
 
+use sonde_collector::ca::Ca;
 use sonde_collector::ingest;
-use sonde_collector::pki::Ca;
 use sonde_e2e::pipeline::{raw, scratch, Collector};
 use sonde_proto::wire::{self, Enroll, FrameDecoder, Health, Message, RejectReason, Upload};
 use sonde_proto::ResultRecord;

@@ -1,11 +1,61 @@
 //! The collector's certificate authority: it signs the collector's server certificate
-//! and the agents' client certificates, whose common name is the agent id.
+//! and the agents' client certificates, whose common name is the agent id. Ingest and
+//! transport see it through [`CertificateAuthority`]; [`Ca`] keeps its key in the data
+//! directory (several collectors will share one by another implementation).
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// What ingest and the transport ask of a certificate authority.
+pub trait CertificateAuthority: Send + Sync + std::fmt::Debug {
+    /// The CA's certificate: what agents pin, and what their certificates chain to.
+    fn cert(&self) -> &CertificateDer<'static>;
+
+    /// Checks an agent's certificate request (PEM) before anything is used up.
+    fn check_request(
+        &self,
+        csr_pem: &str,
+    ) -> Result<rcgen::CertificateSigningRequestParams, PkiError>;
+
+    /// Signs a checked request as agent `agent_id` (the certificate's common name);
+    /// the certificate in PEM.
+    fn sign_agent_request(
+        &self,
+        request: rcgen::CertificateSigningRequestParams,
+        agent_id: &str,
+    ) -> Result<String, PkiError>;
+
+    /// A server certificate for `names`.
+    fn issue_server(&self, names: Vec<String>) -> Result<Issued, PkiError>;
+}
+
+impl CertificateAuthority for Ca {
+    fn cert(&self) -> &CertificateDer<'static> {
+        Ca::cert(self)
+    }
+
+    fn check_request(
+        &self,
+        csr_pem: &str,
+    ) -> Result<rcgen::CertificateSigningRequestParams, PkiError> {
+        Ca::check_request(self, csr_pem)
+    }
+
+    fn sign_agent_request(
+        &self,
+        request: rcgen::CertificateSigningRequestParams,
+        agent_id: &str,
+    ) -> Result<String, PkiError> {
+        Ca::sign_agent_request(self, request, agent_id)
+    }
+
+    fn issue_server(&self, names: Vec<String>) -> Result<Issued, PkiError> {
+        Ca::issue_server(self, names)
+    }
+}
 
 /// PKI errors.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@
 //! answers back. Connections beyond the limit are refused before the handshake; failed
 //! handshakes are counted.
 
+use crate::ca::{agent_id_of, CertificateAuthority, Issued};
 use crate::ingest::Ingest;
-use crate::pki::{agent_id_of, Ca, Issued};
 use sonde_proto::wire::RejectReason;
 use sonde_store::Delivery;
 use std::sync::Arc;
@@ -33,7 +33,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// `ca`; clients without one may connect, to enrol only. The server sends its CA with
 /// its certificate, so an agent holding only the CA's fingerprint (from its token)
 /// can check it.
-pub fn server_config(ca: &Ca, server: Issued) -> Result<quinn::ServerConfig, QuicError> {
+pub fn server_config(
+    ca: &dyn CertificateAuthority,
+    server: Issued,
+) -> Result<quinn::ServerConfig, QuicError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert().clone())?;
     let verifier =
@@ -167,50 +170,57 @@ pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, max_connectio
     }
 }
 
-/// The agent a connection's certificate names, with the site of its enrolment.
-fn delivery_of(conn: &quinn::Connection, ingest: &Ingest) -> Option<Delivery> {
-    let certs = conn
-        .peer_identity()?
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .ok()?;
-    let agent_id = certs.first().and_then(agent_id_of)?;
-    match ingest.store().enrolment(&agent_id) {
-        Ok(Some(site)) => Some(Delivery {
+/// The agent a certificate names, with the site of its enrolment, and why its uploads
+/// are refused when it was revoked. Store lookups: run on the blocking pool.
+fn identify(agent_id: String, ingest: &Ingest) -> (Option<Delivery>, Option<String>) {
+    let store = ingest.store();
+    let delivery = match store.enrolment(&agent_id) {
+        Ok(Some(site)) => Delivery {
             agent_id,
             quartier: Some(site.quartier),
             building: Some(site.building),
-        }),
+        },
         Ok(None) => {
             tracing::warn!(agent = %agent_id, "certificate of an agent with no enrolment record");
-            None
+            return (None, None);
         }
         Err(e) => {
             tracing::warn!(agent = %agent_id, error = %e, "enrolment lookup failed");
-            None
+            return (None, None);
         }
-    }
-}
-
-/// Why the connection's agent may not upload, when it was revoked.
-fn revocation(delivery: Option<&Delivery>, ingest: &Ingest) -> Option<String> {
-    let d = delivery?;
-    match ingest.store().revoked_at(&d.agent_id) {
+    };
+    let revoked = match store.revoked_at(&delivery.agent_id) {
         Ok(Some(at)) => Some(format!(
             "agent {} was revoked on {}; enrol it again with a new token (its results stay on the box)",
-            d.agent_id,
+            delivery.agent_id,
             at.format("%Y-%m-%d %H:%M UTC")
         )),
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(agent = %d.agent_id, error = %e, "revocation lookup failed");
+            tracing::warn!(agent = %delivery.agent_id, error = %e, "revocation lookup failed");
             None
         }
-    }
+    };
+    (Some(delivery), revoked)
+}
+
+/// The agent id the connection's client certificate names, if it has one.
+fn certificate_agent(conn: &quinn::Connection) -> Option<String> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().and_then(agent_id_of)
 }
 
 async fn connection(conn: quinn::Connection, ingest: Arc<Ingest>) -> anyhow::Result<()> {
-    let delivery = delivery_of(&conn, &ingest);
-    let revoked = revocation(delivery.as_ref(), &ingest);
+    let (delivery, revoked) = match certificate_agent(&conn) {
+        Some(agent_id) => {
+            let i = ingest.clone();
+            tokio::task::spawn_blocking(move || identify(agent_id, &i)).await?
+        }
+        None => (None, None),
+    };
     if let Some(why) = &revoked {
         tracing::warn!(reason = %why, "connection of a revoked agent");
     }

@@ -1,6 +1,8 @@
-//! The fleet's latest figures as Prometheus series: one set per building, access and
-//! direction, updated when results are committed (and rebuilt from the store on
-//! start), never computed from result history when `/metrics` is scraped.
+//! The fleet's series kept in this collector's memory ([`Fleet`]): one set per
+//! building, access and direction, updated when results are committed (and rebuilt
+//! from the store on start), never computed from result history when `/metrics` is
+//! scraped. Each agent's state is shared copy-on-write: a scrape copies the map of
+//! agents under the lock, then renders without it, so commits never wait for a scrape.
 //!
 //! Labels are bounded by the fleet: `quartier`, `building`, `agent`, `access`,
 //! `direction`, `state`, `outcome`, `reason`, `kind`, `version` and the building's
@@ -18,7 +20,7 @@ use sonde_proto::{Direction, ResultRecord, VerdictOutcome};
 use sonde_store::Delivery;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// Latest figures of one direction.
 #[derive(Debug, Default, Clone)]
@@ -69,7 +71,7 @@ struct AgentState {
 /// The fleet's series.
 #[derive(Debug)]
 pub struct Fleet {
-    agents: RwLock<BTreeMap<String, AgentState>>,
+    agents: RwLock<BTreeMap<String, Arc<AgentState>>>,
     horizon: chrono::Duration,
 }
 
@@ -107,17 +109,18 @@ impl Fleet {
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, AgentState>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<AgentState>>> {
         self.agents.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn agent<'a>(
-        agents: &'a mut BTreeMap<String, AgentState>,
+        agents: &'a mut BTreeMap<String, Arc<AgentState>>,
         delivery: &Delivery,
     ) -> &'a mut AgentState {
         let q = delivery.quartier.clone().unwrap_or_default();
         let b = delivery.building.clone().unwrap_or_default();
-        let a = agents.entry(delivery.agent_id.clone()).or_default();
+        // Copied only when a scrape still holds the previous state.
+        let a = Arc::make_mut(agents.entry(delivery.agent_id.clone()).or_default());
         if a.site.is_empty() || a.quartier != q || a.building != b {
             a.site = format!(
                 "agent=\"{}\",building=\"{}\",quartier=\"{}\"",
@@ -249,7 +252,13 @@ impl Fleet {
 
     /// Appends the fleet's series to `out` in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let agents = self.agents.read().unwrap_or_else(|e| e.into_inner());
+        // A copy of the map (each agent's state shared, not copied): the lock is held
+        // for that only.
+        let agents = self
+            .agents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
@@ -484,39 +493,25 @@ impl Fleet {
     }
 }
 
-impl Fleet {
-    /// Rebuilds the series from the store (on start): each access's latest result and
-    /// each agent's latest health, coordinates and last delivery.
-    pub fn rebuild(
-        &self,
-        store: &dyn sonde_store::Store,
-    ) -> Result<usize, sonde_store::StoreError> {
-        let latest = store.latest_results()?;
-        for (delivery, r) in &latest {
-            self.result(delivery, r, false);
-        }
-        for a in store.agents()? {
-            let delivery = Delivery {
-                agent_id: a.id.clone(),
-                quartier: a.quartier.clone(),
-                building: a.building.clone(),
-            };
-            let health: Option<Health> = a
-                .health
-                .as_ref()
-                .and_then(|h| serde_json::from_value(h.clone()).ok());
-            self.health(&delivery, health.as_ref(), a.last_seen);
-            if let (Some(lat), Some(lon)) = (a.latitude, a.longitude) {
-                self.building(
-                    &a.id,
-                    a.quartier.as_deref().unwrap_or(""),
-                    a.building.as_deref().unwrap_or(""),
-                    lat,
-                    lon,
-                );
-            }
-        }
-        Ok(latest.len())
+impl super::FleetView for Fleet {
+    fn result(&self, delivery: &Delivery, r: &ResultRecord, new: bool) {
+        Fleet::result(self, delivery, r, new)
+    }
+
+    fn health(&self, delivery: &Delivery, health: Option<&Health>, now: DateTime<Utc>) {
+        Fleet::health(self, delivery, health, now)
+    }
+
+    fn building(&self, agent: &str, quartier: &str, building: &str, lat: f64, lon: f64) {
+        Fleet::building(self, agent, quartier, building, lat, lon)
+    }
+
+    fn sweep(&self, now: DateTime<Utc>) -> usize {
+        Fleet::sweep(self, now)
+    }
+
+    fn render(&self, out: &mut String) {
+        Fleet::render(self, out)
     }
 }
 

@@ -1,0 +1,34 @@
+//! What the commands share: the configuration, the store, the CA.
+
+use sonde_collector::config;
+use sonde_store_sqlite::SqliteStore;
+use std::path::Path;
+
+/// Name of the collector's CA.
+pub const CA_NAME: &str = "sonde collector CA";
+
+/// Opens the store at `path`, creating its directory; reports why not on one line.
+pub fn open_store(path: &Path) -> Option<SqliteStore> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: cannot create {}: {e}", dir.display());
+            return None;
+        }
+    }
+    SqliteStore::open(path)
+        .map_err(|e| eprintln!("error: cannot open the store {}: {e}", path.display()))
+        .ok()
+}
+
+/// Loads the configuration or reports every problem and exits 64.
+pub fn load_config(path: &Path) -> config::Checked {
+    match config::load(path) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            std::process::exit(sonde_cli::EXIT_USAGE);
+        }
+    }
+}

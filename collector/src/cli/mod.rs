@@ -1,0 +1,263 @@
+//! The command line: what each command takes (clap checks it before anything starts,
+//! exit 64), one file per command, and what they share ([`common`]).
+
+pub mod agent;
+pub mod backup;
+pub mod common;
+pub mod import;
+pub mod report;
+pub mod serve;
+pub mod token;
+
+use clap::{Parser, Subcommand};
+use sonde_cli::LogFormat;
+use std::path::PathBuf;
+
+/// sonde's collector: stores measurement results.
+///
+/// Example: sonde-collector serve --config /etc/sonde/collector.toml
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    /// Log line format (logs go to stderr; filter with RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector: QUIC ingest and enrolment for agents, and the HTTP API
+    /// (/healthz, /api/v1/results, /api/v1/agents).
+    ///
+    /// The config file (TOML) sets `data_dir` (the store data_dir/collector.sqlite and
+    /// the CA, made on first start), `[http] listen` (default 127.0.0.1:9090) and
+    /// `[quic] listen` (default 127.0.0.1:4433), `names`, `max_connections`. Every
+    /// problem in it is reported, with its field, before anything starts (exit 64).
+    /// Ctrl-C or SIGTERM stops it after the commits in flight.
+    Serve {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and report every problem, each with its field.
+    ///
+    /// Exit status: 0 when the file is valid, 64 otherwise (what the systemd unit's
+    /// ExecStartPre relies on).
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Enrolment tokens for agents.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Enrolled agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Copy the store to a new file, consistently, while the collector runs.
+    ///
+    /// The copy holds every result acknowledged before it began (SQLite VACUUM INTO in
+    /// one read transaction; ingest goes on meanwhile). Keys are not in it: back up
+    /// the data directory's *.pem and *.key files once, beside it.
+    ///
+    /// Example: sonde-collector backup --out /srv/backup/collector-$(date +%F).sqlite
+    Backup {
+        /// The new file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Replace the store with a backup. Stop the collector first.
+    ///
+    /// The backup is checked (SQLite integrity, a sonde store, a schema this collector
+    /// knows) before anything changes; the store it replaces is kept beside it as
+    /// collector.sqlite.before-restore-TIME.
+    ///
+    /// Example: sonde-collector restore --from /srv/backup/collector-2026-11-29.sqlite
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Load results as `sonde-agent probe --json` prints them, one per line.
+    ///
+    /// Each line is checked on its own: rejected lines are reported with their number
+    /// and reason, the others are stored (a result id already stored is skipped).
+    /// Exit status: 0 when every line was stored or already there, 65 when some lines
+    /// were rejected, 66 when the file cannot be read.
+    Import {
+        /// The JSON-lines file.
+        #[arg(long, value_name = "RESULTS.jsonl")]
+        file: PathBuf,
+        /// The collector's configuration: results go to its store.
+        #[arg(long, value_name = "FILE", conflicts_with = "db")]
+        config: Option<PathBuf>,
+        /// A SQLite store to use instead of a configuration's (created when missing).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
+    /// Signed compliance report for a period and a scope (docs/METHODOLOGY.md §7).
+    ///
+    /// Per building access: tests scheduled, run and valid, time covered, download and
+    /// upload P10/median/P90, share of tests meeting the target, ARCEP's 3/8/30 Mb/s
+    /// shares for 4G, peak-hour (19:00-23:00 local) median, 80/80 consistent speed,
+    /// latency and loss; rolled up per quartier and for the scope. The report, its
+    /// manifest of SHA-256 digests (STEM.manifest.json) and the manifest's Ed25519
+    /// signature (STEM.manifest.sig) are written together; `--format csv` adds the raw
+    /// results (STEM.results.csv).
+    ///
+    /// Examples:
+    ///   sonde-collector report --from 2026-11-01 --to 2026-11-30 --format html --out nov.html
+    ///   sonde-collector report --from 2026-11-01 --to 2026-11-30 --quartier paris-13 --format csv
+    ///   sonde-collector report verify nov.html --key report-key.pub
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Report {
+        #[command(subcommand)]
+        action: Option<ReportAction>,
+        #[command(flatten)]
+        args: ReportArgs,
+    },
+}
+
+/// `--config FILE`, shared by the commands that work on a collector's state.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The collector's configuration (its data_dir holds the store, the CA and the keys).
+    #[arg(
+        long = "config",
+        value_name = "FILE",
+        env = "SONDE_COLLECTOR_CONFIG",
+        default_value = "/etc/sonde/collector.toml"
+    )]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// First day of the period (YYYY-MM-DD, local to the report's time zone), or an
+    /// RFC 3339 instant.
+    #[arg(long, value_name = "DATE", required = true)]
+    pub from: Option<String>,
+    /// Last day of the period, included (YYYY-MM-DD), or an RFC 3339 instant (excluded).
+    #[arg(long, value_name = "DATE", required = true)]
+    pub to: Option<String>,
+    /// Only this quartier.
+    #[arg(long, value_name = "ID")]
+    pub quartier: Option<String>,
+    /// Only this building.
+    #[arg(long, value_name = "ID")]
+    pub building: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, required = true)]
+    pub format: Option<sonde_collector::report::render::Format>,
+    /// The report file (default: sonde-report-FROM-TO[-QUARTIER].EXT here).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Time zone of the sites (default: the config's report.time_zone, Europe/Paris).
+    #[arg(long, value_name = "IANA")]
+    pub time_zone: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// List the agents: id, quartier, building, version, last seen, results, state.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke an agent (a lost or replaced box): from its next connection, its uploads
+    /// are refused with the reason `revoked`. Its results already stored stay; the ones
+    /// on the box stay in its spool. Enrol the box again with a new token to resume.
+    ///
+    /// Example: sonde-collector agent revoke b42-3f9c1a
+    Revoke {
+        /// The agent's id (see `agent list` or /api/v1/agents).
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportAction {
+    /// Check a report's signature and every file's digest; names the file that changed.
+    ///
+    /// FILE is the report, its raw results, its manifest or its signature. With --key
+    /// (the output of `report key`), the report must be signed by that key; without it,
+    /// the key inside the manifest is used and its id printed, to compare with the
+    /// collector's published one. Exit status: 0 valid, 1 invalid, 64 bad arguments.
+    Verify {
+        /// A file of the report.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The collector's public report key (as `report key` prints it).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Print the collector's public report key, for verifiers: `ed25519 <hex>`.
+    Key {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a one-time, expiring token that enrols one agent in one building.
+    ///
+    /// Give it to the operator installing the box, who runs
+    /// `sonde-agent enroll --collector HOST:PORT --token TOKEN`. The token carries the
+    /// fingerprint of this collector's CA, so the agent can authenticate the collector
+    /// on first contact. Only a hash of its secret is stored.
+    ///
+    /// Example: sonde-collector token create --building b42 --quartier paris-13 --ttl 2d
+    Create {
+        /// Building id the agent will report for.
+        #[arg(long, value_name = "ID")]
+        building: String,
+        /// Quartier (district) id.
+        #[arg(long, value_name = "ID")]
+        quartier: String,
+        /// How long the token can be used, e.g. 30m, 2d (default 7d).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+        /// WGS84 latitude of the building, for maps.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_latitude)]
+        latitude: Option<f64>,
+        /// WGS84 longitude of the building, for maps.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_longitude)]
+        longitude: Option<f64>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < std::time::Duration::from_secs(60) || d > std::time::Duration::from_secs(366 * 86400) {
+        return Err(format!("{s:?} is outside 1m..=366d"));
+    }
+    Ok(d)
+}
+
+fn parse_latitude(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (-90.0..=90.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a latitude in -90..=90")),
+    }
+}
+
+fn parse_longitude(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (-180.0..=180.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a longitude in -180..=180")),
+    }
+}

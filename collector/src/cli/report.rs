@@ -1,0 +1,149 @@
+//! `sonde-collector report`, `report verify` and `report key`.
+
+use super::common::{load_config, open_store};
+use super::ReportArgs;
+use std::path::{Path, PathBuf};
+
+/// Writes a signed report.
+pub fn write(args: ReportArgs) -> i32 {
+    use sonde_collector::report::{self, sign::ReportKey};
+    let (Some(from), Some(to), Some(format)) = (args.from, args.to, args.format) else {
+        sonde_cli::usage_error("report needs --from DATE --to DATE --format csv|json|html");
+    };
+    let config = load_config(&args.config.path);
+    let tz = match &args.time_zone {
+        Some(t) => t.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+            sonde_cli::usage_error(format!(
+                "--time-zone {t:?} is not an IANA time zone (e.g. Europe/Paris)"
+            ))
+        }),
+        None => config.time_zone,
+    };
+    let (from_t, to_t) =
+        report::parse_period(&from, &to, tz).unwrap_or_else(|e| sonde_cli::usage_error(e));
+    if !config.store_path.exists() {
+        eprintln!(
+            "error: no store at {} (has this collector run?)",
+            config.store_path.display()
+        );
+        return 1;
+    }
+    let Some(store) = open_store(&config.store_path) else {
+        return 1;
+    };
+    let key = match ReportKey::load_or_create(&config.data_dir) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: the report key: {e}");
+            return 1;
+        }
+    };
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from(report::file_name(
+            from_t,
+            to_t,
+            tz,
+            args.quartier.as_deref(),
+            args.building.as_deref(),
+            format,
+        ))
+    });
+    let request = report::Request {
+        scope: sonde_store::ReportScope {
+            quartier: args.quartier,
+            building: args.building,
+            from: from_t,
+            to: to_t,
+        },
+        time_zone: tz,
+        generated_at: chrono::Utc::now(),
+    };
+    if let Err(e) = report::check_scope(&store, &request.scope) {
+        sonde_cli::usage_error(e);
+    }
+    eprintln!(
+        "reporting {} to {} ({})…",
+        from_t.to_rfc3339(),
+        to_t.to_rfc3339(),
+        tz.name()
+    );
+    match report::write(&store, &key, &request, format, &out) {
+        Ok(w) => {
+            if w.report.data.no_data {
+                eprintln!("no data: no result of this scope was stored for this period");
+            }
+            for f in &w.files {
+                println!("{}", f.display());
+            }
+            println!("{}", w.manifest.display());
+            println!("{}", w.signature.display());
+            eprintln!(
+                "{} results, {} building accesses; signed with report key {}",
+                w.report.data.results,
+                w.report.accesses.len(),
+                key.key_id()
+            );
+            0
+        }
+        Err(
+            e @ (report::ReportError::UnknownQuartier(_)
+            | report::ReportError::UnknownBuilding(_)
+            | report::ReportError::Period { .. }),
+        ) => sonde_cli::usage_error(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Checks a report's signature and digests.
+pub fn verify(file: &Path, key: Option<&Path>) -> i32 {
+    use sonde_collector::report::sign;
+    let public = match key {
+        Some(k) => match std::fs::read_to_string(k)
+            .map_err(|e| format!("{}: {e}", k.display()))
+            .and_then(|t| sign::parse_public(&t).map_err(|e| format!("{}: {e}", k.display())))
+        {
+            Ok(p) => Some(p),
+            Err(e) => sonde_cli::usage_error(e),
+        },
+        None => None,
+    };
+    match sign::verify(file, public.as_deref()) {
+        Ok(v) => {
+            for f in &v.files {
+                println!("ok {} ({} bytes, sha256 {})", f.name, f.bytes, f.sha256);
+            }
+            if v.pinned {
+                println!("valid: signed by the given key {}", v.key_id);
+            } else {
+                println!(
+                    "valid: signed by key {} (pass --key with the collector's public key to check it is theirs)",
+                    v.key_id
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            1
+        }
+    }
+}
+
+/// Prints the public report key.
+pub fn key(config: &Path) -> i32 {
+    let config = load_config(config);
+    match sonde_collector::report::sign::ReportKey::load_or_create(&config.data_dir) {
+        Ok(k) => {
+            println!("{}", k.public_text());
+            eprintln!("key id {}", k.key_id());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: the report key: {e}");
+            1
+        }
+    }
+}

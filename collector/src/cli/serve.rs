@@ -1,0 +1,57 @@
+//! `sonde-collector serve` and `check-config`.
+
+use super::common::{load_config, open_store, CA_NAME};
+use sonde_collector::ca::Ca;
+use sonde_collector::report::sign::ReportKey;
+use sonde_collector::server;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Runs the collector until Ctrl-C or SIGTERM, then drains.
+pub fn serve(config_path: &Path) -> i32 {
+    let config = load_config(config_path);
+    let Some(store) = open_store(&config.store_path) else {
+        return 1;
+    };
+    let ca = match Ca::load_or_create(&config.data_dir, CA_NAME) {
+        Ok(ca) => Arc::new(ca),
+        Err(e) => {
+            eprintln!("error: the collector's CA: {e}");
+            return 1;
+        }
+    };
+    let report_key = match ReportKey::load_or_create(&config.data_dir) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: the report key: {e}");
+            return 1;
+        }
+    };
+    let deps = server::Deps {
+        store: Arc::new(store),
+        ca,
+        report_key,
+        registry: prometheus::Registry::new(),
+    };
+    let runtime = sonde_cli::runtime_or_exit();
+    match runtime.block_on(server::run(config, deps, sonde_cli::shutdown_signal())) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Checks a configuration file: every problem with its field, exit 64.
+pub fn check(config: &Path) -> i32 {
+    let c = load_config(config);
+    println!(
+        "{}: valid (store {}, HTTP {}, QUIC {})",
+        config.display(),
+        c.store_path.display(),
+        c.http_listen,
+        c.quic_listen
+    );
+    0
+}

@@ -1,0 +1,251 @@
+//! The collector as a library: [`Server::bind`] opens its QUIC and HTTP listeners on
+//! what the configuration says (port 0 for tests), [`Server::run`] serves until the
+//! shutdown future resolves, then drains: no new connection, the uploads being
+//! committed finish and are acknowledged (10 s at most), connections close, and the
+//! commit thread is joined. [`run`] does both. In-process tests use it.
+
+use crate::api;
+use crate::ca::CertificateAuthority;
+use crate::config::Checked;
+use crate::fleet::{self, Fleet, FleetView};
+use crate::ingest::Ingest;
+use crate::metrics::Exporter;
+use crate::report::sign::ReportKey;
+use crate::transport::quic;
+use anyhow::Context as _;
+use sonde_store::{Maintenance, Store, StoreError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest wait for uploads being committed when draining.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// What the collector runs on.
+pub struct Deps {
+    /// The store (every role).
+    pub store: Arc<dyn Store>,
+    /// The certificate authority of agents and of the server.
+    pub ca: Arc<dyn CertificateAuthority>,
+    /// The key reports are signed with.
+    pub report_key: ReportKey,
+    /// Where other components' metrics are registered (served on `/metrics`).
+    pub registry: prometheus::Registry,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A collector bound to its addresses, not serving yet.
+pub struct Server {
+    config: Checked,
+    store: Arc<dyn Store>,
+    ingest: Arc<Ingest>,
+    exporter: Arc<Exporter>,
+    reports: Arc<api::Reports>,
+    endpoint: quinn::Endpoint,
+    http: tokio::net::TcpListener,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("http", &self.http_addr().ok())
+            .field("quic", &self.quic_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds, then serves until `shutdown` resolves, then drains.
+pub async fn run(
+    config: Checked,
+    deps: Deps,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    Server::bind(config, deps).await?.run(shutdown).await
+}
+
+impl Server {
+    /// Rebuilds the metrics from the store and opens the listeners.
+    pub async fn bind(config: Checked, deps: Deps) -> anyhow::Result<Server> {
+        let server_cert = deps
+            .ca
+            .issue_server(config.quic_names.clone())
+            .context("server certificate")?;
+        let quic_config =
+            quic::server_config(deps.ca.as_ref(), server_cert).context("QUIC configuration")?;
+        let endpoint = quic::endpoint(config.quic_listen, quic_config, &config.data_dir)
+            .with_context(|| format!("cannot listen on udp {}", config.quic_listen))?;
+        let fleet: Arc<dyn FleetView> = Arc::new(Fleet::new(config.silent_horizon));
+        let started = std::time::Instant::now();
+        let (f, s) = (fleet.clone(), deps.store.clone());
+        let rebuilt = tokio::task::spawn_blocking(move || fleet::rebuild(f.as_ref(), s.as_ref()))
+            .await?
+            .context("rebuilding the metrics")?;
+        tracing::info!(
+            accesses = rebuilt,
+            took_ms = started.elapsed().as_millis() as u64,
+            "metrics rebuilt from the store"
+        );
+        let ingest = Arc::new(Ingest::new(
+            deps.store.clone(),
+            Some(deps.ca),
+            Some(fleet),
+            sonde_proto::wire::DEFAULT_MAX_PAYLOAD,
+        ));
+        let http = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+        Ok(Server {
+            exporter: Arc::new(Exporter::new(ingest.clone(), deps.registry)),
+            reports: Arc::new(api::Reports {
+                key: deps.report_key,
+                time_zone: config.time_zone,
+            }),
+            store: deps.store,
+            ingest,
+            endpoint,
+            http,
+            config,
+        })
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The QUIC address.
+    pub fn quic_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The ingest (its counters).
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see the module's doc).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tracing::info!(
+            http = %self.http_addr()?,
+            quic = %self.quic_addr()?,
+            names = ?self.config.quic_names,
+            store = %self.config.store_path.display(),
+            "collector listening"
+        );
+        let retention = (self.config.raw_months > 0)
+            .then(|| tokio::spawn(retention(self.store.clone(), self.config.raw_months)));
+        let quic_task = tokio::spawn(quic::serve(
+            self.endpoint.clone(),
+            self.ingest.clone(),
+            self.config.max_connections,
+        ));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        self.serve_http(&graceful, shutdown).await;
+        tracing::info!("collector stopping: draining");
+        self.drain(graceful).await;
+        quic_task.abort();
+        if let Some(t) = retention {
+            t.abort();
+        }
+        let _ = quic_task.await;
+        self.ingest.committer().stop().await;
+        tracing::info!("collector stopped");
+        Ok(())
+    }
+
+    /// Accepts HTTP connections until `shutdown` resolves.
+    async fn serve_http(
+        &self,
+        graceful: &hyper_util::server::graceful::GracefulShutdown,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let builder = hyper::server::conn::http1::Builder::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = self.http.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => return,
+            };
+            let (store, exporter, reports) = (
+                self.store.clone(),
+                self.exporter.clone(),
+                self.reports.clone(),
+            );
+            let service = hyper::service::service_fn(move |req| {
+                api::handle(
+                    store.clone(),
+                    Some(exporter.clone()),
+                    Some(reports.clone()),
+                    req,
+                )
+            });
+            let conn = graceful
+                .watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    }
+
+    /// No new agent; the uploads being committed are acknowledged; then every
+    /// connection closes. Agents whose batch was not acknowledged send it again later.
+    async fn drain(&self, graceful: hyper_util::server::graceful::GracefulShutdown) {
+        self.endpoint.set_server_config(None);
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.ingest.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A moment for the acks just written to leave.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.endpoint.close(0u32.into(), b"collector stopping");
+        let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Deletes the raw results older than `months` every hour, in chunks, off the async
+/// workers.
+async fn retention(store: Arc<dyn Store>, months: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        let pruned = tokio::task::spawn_blocking(move || prune(s.as_ref(), months)).await;
+        match pruned {
+            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(n)) => tracing::info!(results = n, months, "raw results past retention deleted"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+        }
+    }
+}
+
+/// Deletes the raw results older than `months`, in chunks so ingest never waits long.
+pub fn prune(store: &dyn Maintenance, months: u32) -> Result<usize, StoreError> {
+    let Some(before) = chrono::Utc::now().checked_sub_months(chrono::Months::new(months)) else {
+        return Ok(0);
+    };
+    let mut total = 0;
+    for _ in 0..10_000 {
+        let n = store.prune(before, 5_000)?;
+        total += n;
+        if n < 5_000 {
+            break;
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,3 @@
+//! How agents reach ingest: QUIC with mutual TLS ([`quic`]).
+
+pub mod quic;
