@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod echo;
+pub mod metrics;
 pub mod names;
 pub mod responder;
 pub mod result;

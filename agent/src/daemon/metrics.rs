@@ -5,8 +5,9 @@
 //! labels (the page is this box's).
 
 use super::status::Status;
-use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
-use sonde_proto::{ResultRecord, VerdictOutcome};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+use sonde_proto::metrics::{self as m, Metric};
+use sonde_proto::{Direction, ResultRecord, VerdictOutcome};
 use std::collections::BTreeMap;
 
 /// What the page is made of.
@@ -20,104 +21,69 @@ pub struct Snapshot {
     pub tests: BTreeMap<(String, String), u64>,
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
-    let g = GaugeVec::new(Opts::new(name, help), labels)?;
+fn gauge(r: &Registry, m: &Metric, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+    let g = GaugeVec::new(Opts::new(m.name, m.help), labels)?;
     r.register(Box::new(g.clone()))?;
     Ok(g)
 }
 
-fn counter(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+fn counter(r: &Registry, m: &Metric, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(m.name, m.help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
 fn build(s: &Snapshot) -> prometheus::Result<Registry> {
     let r = Registry::new();
-    let st = &s.status;
-    let spool = IntGauge::new(
-        "sonde_agent_spool_results",
-        "Results waiting in the spool for the collector.",
-    )?;
-    spool.set(st.spool_depth as i64);
-    r.register(Box::new(spool))?;
-    for (name, help, v) in [
-        (
-            "sonde_agent_spool_evictions_total",
-            "Results evicted from the full spool, ever.",
-            st.evictions_total,
-        ),
-        (
-            "sonde_agent_missed_runs_total",
-            "Scheduled runs not made since start.",
-            st.missed_runs_total,
-        ),
-        (
-            "sonde_agent_results_total",
-            "Results measured since start.",
-            st.results_total,
-        ),
-        (
-            "sonde_agent_uploaded_total",
-            "Results the collector acknowledged since start.",
-            st.uploaded_total,
-        ),
+    health(&r, &s.status)?;
+    budgets(&r, &s.status)?;
+    latest(&r, &s.latest)?;
+    let tests = counter(&r, &m::TESTS, &["access", "outcome"])?;
+    for ((access, outcome), n) in &s.tests {
+        tests
+            .with_label_values(&[access.as_str(), outcome.as_str()])
+            .inc_by(*n);
+    }
+    Ok(r)
+}
+
+/// The agent's own health: spool, counters, connection, version.
+fn health(r: &Registry, st: &Status) -> prometheus::Result<()> {
+    gauge(r, &m::SPOOL_RESULTS, &[])?
+        .with_label_values(&[] as &[&str])
+        .set(st.spool_depth as f64);
+    for (metric, v) in [
+        (m::SPOOL_EVICTIONS, st.evictions_total),
+        (m::MISSED_RUNS, st.missed_runs_total),
+        (m::AGENT_RESULTS, st.results_total),
+        (m::AGENT_UPLOADED, st.uploaded_total),
     ] {
-        let c = prometheus::IntCounter::new(name, help)?;
-        c.inc_by(v);
-        r.register(Box::new(c))?;
+        counter(r, &metric, &[])?
+            .with_label_values(&[] as &[&str])
+            .inc_by(v);
     }
-    let failures = counter(
-        &r,
-        "sonde_agent_failures_total",
-        "Failed measurements since start, by reason.",
-        &["reason"],
-    )?;
-    for (reason, n) in &st.failures_total {
-        failures.with_label_values(&[reason.as_str()]).inc_by(*n);
+    for (metric, by_reason) in [
+        (m::FAILURES, &st.failures_total),
+        (m::AGENT_UPLINK_ERRORS, &st.uplink_errors_total),
+    ] {
+        let c = counter(r, &metric, &["reason"])?;
+        for (reason, n) in by_reason {
+            c.with_label_values(&[reason.as_str()]).inc_by(*n);
+        }
     }
-    let uplink = counter(
-        &r,
-        "sonde_agent_uplink_errors_total",
-        "Failed uploads since start, by reason.",
-        &["reason"],
-    )?;
-    for (reason, n) in &st.uplink_errors_total {
-        uplink.with_label_values(&[reason.as_str()]).inc_by(*n);
-    }
-    let single = |name: &str, help: &str, v: f64| -> prometheus::Result<()> {
-        let g = prometheus::Gauge::new(name, help)?;
-        g.set(v);
-        r.register(Box::new(g))
-    };
-    single(
-        "sonde_agent_collector_connected",
-        "1 while a QUIC connection to the collector is open.",
-        if st.connected { 1.0 } else { 0.0 },
-    )?;
+    let mut single = vec![
+        (m::AGENT_CONNECTED, if st.connected { 1.0 } else { 0.0 }),
+        (m::AGENT_UPTIME, st.uptime_s as f64),
+    ];
     if let Some(t) = st.last_success {
-        single(
-            "sonde_agent_last_success_timestamp_seconds",
-            "When the collector last acknowledged an upload (Unix seconds).",
-            t.timestamp_millis() as f64 / 1e3,
-        )?;
+        single.push((m::AGENT_LAST_SUCCESS, t.timestamp_millis() as f64 / 1e3));
     }
-    single(
-        "sonde_agent_uptime_seconds",
-        "Seconds since the agent started.",
-        st.uptime_s as f64,
-    )?;
-    let served = counter(
-        &r,
-        "sonde_agent_responder_tests_total",
-        "Tests each responder served since start (responder: its position in the access's list).",
-        &["access", "responder"],
-    )?;
+    for (metric, v) in single {
+        gauge(r, &metric, &[])?
+            .with_label_values(&[] as &[&str])
+            .set(v);
+    }
+    let served = counter(r, &m::AGENT_RESPONDER_TESTS, &["access", "responder"])?;
     for (access, by) in &st.responder_tests_total {
         for (position, n) in by {
             served
@@ -125,18 +91,16 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
                 .inc_by(*n);
         }
     }
-    let used = gauge(
-        &r,
-        "sonde_agent_budget_used_bytes",
-        "Bytes the access's tests used this month (UTC), against its data budget.",
-        &["access"],
-    )?;
-    let budget = gauge(
-        &r,
-        "sonde_agent_budget_bytes",
-        "The access's monthly data budget, bytes.",
-        &["access"],
-    )?;
+    gauge(r, &m::AGENT_INFO, &["version", "agent"])?
+        .with_label_values(&[st.version.as_str(), st.agent_id.as_deref().unwrap_or("")])
+        .set(1.0);
+    Ok(())
+}
+
+/// Each budgeted access's use this month and its budget.
+fn budgets(r: &Registry, st: &Status) -> prometheus::Result<()> {
+    let used = gauge(r, &m::AGENT_BUDGET_USED, &["access"])?;
+    let budget = gauge(r, &m::AGENT_BUDGET, &["access"])?;
     for (access, b) in &st.budgets {
         used.with_label_values(&[access.as_str()])
             .set(b.used_bytes as f64);
@@ -144,63 +108,24 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
             .with_label_values(&[access.as_str()])
             .set(b.budget_bytes as f64);
     }
-    gauge(
-        &r,
-        "sonde_agent_info",
-        "1, with the agent's version and id.",
-        &["version", "agent"],
-    )?
-    .with_label_values(&[st.version.as_str(), st.agent_id.as_deref().unwrap_or("")])
-    .set(1.0);
-    let throughput = gauge(
-        &r,
-        "sonde_throughput_bytes_per_second",
-        "Latest IP-layer throughput of the access in this direction, in bytes per second (x8 for bit/s).",
-        &["access", "direction"],
-    )?;
-    let target = gauge(
-        &r,
-        "sonde_target_bytes_per_second",
-        "IP-layer target of the access in this direction, in bytes per second (x8 for bit/s).",
-        &["access", "direction"],
-    )?;
-    let met = gauge(
-        &r,
-        "sonde_target_met",
-        "1 when the latest result met the target, 0 when it did not.",
-        &["access", "direction"],
-    )?;
-    let latency = gauge(
-        &r,
-        "sonde_latency_seconds",
-        "Latest median round-trip time: idle (direction=\"none\") or loaded.",
-        &["access", "direction", "state"],
-    )?;
-    let loss = gauge(
-        &r,
-        "sonde_packet_loss_ratio",
-        "Latest idle UDP probe loss ratio.",
-        &["access"],
-    )?;
-    let ts = gauge(
-        &r,
-        "sonde_result_timestamp_seconds",
-        "Start time of the latest result of the access (Unix seconds).",
-        &["access"],
-    )?;
-    let radio: Vec<_> = [
-        (
-            "sonde_wifi_signal_dbm",
-            "Wi-Fi signal of the latest result, dBm.",
-        ),
-        ("sonde_lte_rsrp_dbm", "4G RSRP of the latest result, dBm."),
-        ("sonde_lte_rsrq_db", "4G RSRQ of the latest result, dB."),
-        ("sonde_lte_sinr_db", "4G SINR of the latest result, dB."),
-    ]
-    .into_iter()
-    .map(|(name, help)| gauge(&r, name, help, &["access"]))
-    .collect::<Result<_, _>>()?;
-    for (access, rec) in &s.latest {
+    Ok(())
+}
+
+/// The figures of each access's latest result.
+fn latest(r: &Registry, latest: &BTreeMap<String, ResultRecord>) -> prometheus::Result<()> {
+    let loss = gauge(r, &m::LOSS, &["access"])?;
+    let ts = gauge(r, &m::RESULT_TIMESTAMP, &["access"])?;
+    let radio: Vec<_> = [m::WIFI_SIGNAL, m::LTE_RSRP, m::LTE_RSRQ, m::LTE_SINR]
+        .iter()
+        .map(|metric| gauge(r, metric, &["access"]))
+        .collect::<Result<_, _>>()?;
+    let directed = Directed {
+        throughput: gauge(r, &m::THROUGHPUT, &["access", "direction"])?,
+        target: gauge(r, &m::TARGET, &["access", "direction"])?,
+        met: gauge(r, &m::TARGET_MET, &["access", "direction"])?,
+        latency: gauge(r, &m::LATENCY, &["access", "direction", "state"])?,
+    };
+    for (access, rec) in latest {
         let a = access.as_str();
         let wifi = rec.radio.as_ref().and_then(|x| x.wifi.as_ref());
         let lte = rec.radio.as_ref().and_then(|x| x.lte.as_ref());
@@ -217,56 +142,64 @@ fn build(s: &Snapshot) -> prometheus::Result<Registry> {
         }
         ts.with_label_values(&[a])
             .set(rec.run.started_at.timestamp_millis() as f64 / 1e3);
+        directed.set(a, rec);
+        if let Some(l) = &rec.idle_latency {
+            if let Some(med) = l.median_s {
+                directed
+                    .latency
+                    .with_label_values(&[a, "none", "idle"])
+                    .set(med);
+            }
+            loss.with_label_values(&[a]).set(l.loss_ratio);
+        }
+    }
+    Ok(())
+}
+
+/// The per-direction gauges.
+struct Directed {
+    throughput: GaugeVec,
+    target: GaugeVec,
+    met: GaugeVec,
+    latency: GaugeVec,
+}
+
+impl Directed {
+    /// Sets `access`'s figures of both directions from `rec`.
+    fn set(&self, a: &str, rec: &ResultRecord) {
         for (dir, fig, tgt, verdict) in [
             (
-                "down",
+                Direction::Down,
                 rec.download.as_ref(),
                 rec.verdict.target_down_bps,
                 rec.verdict.down,
             ),
             (
-                "up",
+                Direction::Up,
                 rec.upload.as_ref(),
                 rec.verdict.target_up_bps,
                 rec.verdict.up,
             ),
         ] {
+            let dir = dir.as_str();
             if let Some(f) = fig {
-                throughput
+                self.throughput
                     .with_label_values(&[a, dir])
                     .set(f.ip_rate_bps / 8.0);
                 if let Some(l) = f.loaded_latency.as_ref().and_then(|l| l.median_s) {
-                    latency.with_label_values(&[a, dir, "loaded"]).set(l);
+                    self.latency.with_label_values(&[a, dir, "loaded"]).set(l);
                 }
             }
             if let Some(t) = tgt {
-                target.with_label_values(&[a, dir]).set(t / 8.0);
+                self.target.with_label_values(&[a, dir]).set(t / 8.0);
             }
             match verdict {
-                VerdictOutcome::Met => met.with_label_values(&[a, dir]).set(1.0),
-                VerdictOutcome::NotMet => met.with_label_values(&[a, dir]).set(0.0),
+                VerdictOutcome::Met => self.met.with_label_values(&[a, dir]).set(1.0),
+                VerdictOutcome::NotMet => self.met.with_label_values(&[a, dir]).set(0.0),
                 _ => {}
             }
         }
-        if let Some(l) = &rec.idle_latency {
-            if let Some(m) = l.median_s {
-                latency.with_label_values(&[a, "none", "idle"]).set(m);
-            }
-            loss.with_label_values(&[a]).set(l.loss_ratio);
-        }
     }
-    let tests = counter(
-        &r,
-        "sonde_tests_total",
-        "Results measured since start, by access and outcome.",
-        &["access", "outcome"],
-    )?;
-    for ((access, outcome), n) in &s.tests {
-        tests
-            .with_label_values(&[access.as_str(), outcome.as_str()])
-            .inc_by(*n);
-    }
-    Ok(r)
 }
 
 /// The page for `snapshot`.

@@ -15,6 +15,7 @@
 //! that. The collector's own metrics still go through the crate (`metrics.rs`).
 
 use chrono::{DateTime, Utc};
+use sonde_proto::metrics::{self as m, Metric};
 use sonde_proto::wire::Health;
 use sonde_proto::{Direction, ResultRecord, VerdictOutcome};
 use sonde_store::Delivery;
@@ -259,237 +260,194 @@ impl Fleet {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        // Per access and direction.
-        type Pick = fn(&Directed) -> Option<f64>;
-        let directed: [(&str, &str, Pick); 3] = [
-            ("sonde_throughput_bytes_per_second", "Latest IP-layer throughput of the access in this direction, in bytes per second (x8 for bit/s; METHODOLOGY.md §1).", |d| d.throughput),
-            ("sonde_target_bytes_per_second", "IP-layer target of the access in this direction, in bytes per second (x8 for bit/s).", |d| d.target),
-            ("sonde_target_met", "1 when the latest result met the target (within the tolerance), 0 when it did not.", |d| d.met),
-        ];
-        for (name, help, pick) in directed {
-            family(out, name, "gauge", help);
-            for a in agents.values() {
-                for (access, s) in &a.accesses {
-                    for (dir, d) in [("down", &s.down), ("up", &s.up)] {
-                        if let Some(v) = pick(d) {
-                            let _ = writeln!(
-                                out,
-                                "{name}{{{},access=\"{}\",direction=\"{dir}\"}} {v}",
-                                a.site,
-                                esc(access)
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        family(out, "sonde_latency_seconds", "gauge",
-            "Latest median round-trip time: idle (direction=\"none\") or loaded during a direction.");
+        render_directed(out, &agents);
+        render_latency(out, &agents);
+        render_per_access(out, &agents);
+        render_tests_and_kinds(out, &agents);
+        render_agents(out, &agents);
+        render_buildings(out, &agents);
+    }
+}
+
+type Agents = BTreeMap<String, Arc<AgentState>>;
+
+/// `# HELP` and `# TYPE` of `m`.
+fn family(out: &mut String, m: &Metric) {
+    out.push_str(&m.header());
+}
+
+/// Throughput, target and verdict per access and direction.
+fn render_directed(out: &mut String, agents: &Agents) {
+    type Pick = fn(&Directed) -> Option<f64>;
+    let directed: [(Metric, Pick); 3] = [
+        (m::THROUGHPUT, |d| d.throughput),
+        (m::TARGET, |d| d.target),
+        (m::TARGET_MET, |d| d.met),
+    ];
+    for (metric, pick) in directed {
+        family(out, &metric);
         for a in agents.values() {
             for (access, s) in &a.accesses {
-                let access = esc(access);
-                if let Some(v) = s.idle {
-                    let _ = writeln!(out, "sonde_latency_seconds{{{},access=\"{access}\",direction=\"none\",state=\"idle\"}} {v}", a.site);
-                }
-                for (dir, d) in [("down", &s.down), ("up", &s.up)] {
-                    if let Some(v) = d.loaded {
-                        let _ = writeln!(out, "sonde_latency_seconds{{{},access=\"{access}\",direction=\"{dir}\",state=\"loaded\"}} {v}", a.site);
+                for (dir, d) in [(Direction::Down, &s.down), (Direction::Up, &s.up)] {
+                    if let Some(v) = pick(d) {
+                        let _ = writeln!(
+                            out,
+                            "{}{{{},access=\"{}\",direction=\"{dir}\"}} {v}",
+                            metric.name,
+                            a.site,
+                            esc(access)
+                        );
                     }
                 }
             }
         }
-        type PickA = fn(&AccessState) -> Option<f64>;
-        let per_access: [(&str, &str, PickA); 7] = [
-            (
-                "sonde_jitter_seconds",
-                "Latest idle jitter (mean absolute difference of consecutive RTTs).",
-                |s| s.jitter,
-            ),
-            (
-                "sonde_packet_loss_ratio",
-                "Latest idle UDP probe loss ratio.",
-                |s| s.loss,
-            ),
-            (
-                "sonde_result_timestamp_seconds",
-                "Start time of the latest result of the access (Unix seconds).",
-                |s| s.result_ts,
-            ),
-            (
-                "sonde_wifi_signal_dbm",
-                "Wi-Fi signal of the latest result, dBm (nl80211).",
-                |s| s.wifi_signal,
-            ),
-            (
-                "sonde_lte_rsrp_dbm",
-                "4G RSRP of the latest result, dBm (ModemManager).",
-                |s| s.lte_rsrp,
-            ),
-            (
-                "sonde_lte_rsrq_db",
-                "4G RSRQ of the latest result, dB (ModemManager).",
-                |s| s.lte_rsrq,
-            ),
-            (
-                "sonde_lte_sinr_db",
-                "4G SINR of the latest result, dB (ModemManager).",
-                |s| s.lte_sinr,
-            ),
-        ];
-        for (name, help, pick) in per_access {
-            family(out, name, "gauge", help);
-            for a in agents.values() {
-                for (access, s) in &a.accesses {
-                    if let Some(v) = pick(s) {
-                        let _ =
-                            writeln!(out, "{name}{{{},access=\"{}\"}} {v}", a.site, esc(access));
-                    }
+    }
+}
+
+/// Idle and loaded latency per access.
+fn render_latency(out: &mut String, agents: &Agents) {
+    family(out, &m::LATENCY);
+    for a in agents.values() {
+        for (access, s) in &a.accesses {
+            let access = esc(access);
+            if let Some(v) = s.idle {
+                let _ = writeln!(out, "sonde_latency_seconds{{{},access=\"{access}\",direction=\"none\",state=\"idle\"}} {v}", a.site);
+            }
+            for (dir, d) in [(Direction::Down, &s.down), (Direction::Up, &s.up)] {
+                if let Some(v) = d.loaded {
+                    let _ = writeln!(out, "sonde_latency_seconds{{{},access=\"{access}\",direction=\"{dir}\",state=\"loaded\"}} {v}", a.site);
                 }
             }
         }
-        family(
-            out,
-            "sonde_tests_total",
-            "counter",
-            "Results received, by outcome.",
-        );
+    }
+}
+
+/// Jitter, loss, the latest result's time and radio figures per access.
+fn render_per_access(out: &mut String, agents: &Agents) {
+    type PickA = fn(&AccessState) -> Option<f64>;
+    let per_access: [(Metric, PickA); 7] = [
+        (m::JITTER, |s| s.jitter),
+        (m::LOSS, |s| s.loss),
+        (m::RESULT_TIMESTAMP, |s| s.result_ts),
+        (m::WIFI_SIGNAL, |s| s.wifi_signal),
+        (m::LTE_RSRP, |s| s.lte_rsrp),
+        (m::LTE_RSRQ, |s| s.lte_rsrq),
+        (m::LTE_SINR, |s| s.lte_sinr),
+    ];
+    for (metric, pick) in per_access {
+        family(out, &metric);
         for a in agents.values() {
             for (access, s) in &a.accesses {
-                for (outcome, n) in &s.tests {
+                if let Some(v) = pick(s) {
                     let _ = writeln!(
                         out,
-                        "sonde_tests_total{{{},access=\"{}\",outcome=\"{outcome}\"}} {n}",
+                        "{}{{{},access=\"{}\"}} {v}",
+                        metric.name,
                         a.site,
                         esc(access)
                     );
                 }
             }
         }
-        family(
-            out,
-            "sonde_access_info",
-            "gauge",
-            "1 for each access, with its kind (ftth, 4g, wifi, other).",
-        );
-        for a in agents.values() {
-            for (access, s) in &a.accesses {
+    }
+}
+
+/// Results by outcome, and each access's kind.
+fn render_tests_and_kinds(out: &mut String, agents: &Agents) {
+    family(out, &m::TESTS);
+    for a in agents.values() {
+        for (access, s) in &a.accesses {
+            for (outcome, n) in &s.tests {
                 let _ = writeln!(
                     out,
-                    "sonde_access_info{{{},access=\"{}\",kind=\"{}\"}} 1",
+                    "sonde_tests_total{{{},access=\"{}\",outcome=\"{outcome}\"}} {n}",
                     a.site,
-                    esc(access),
-                    esc(&s.kind)
+                    esc(access)
                 );
             }
         }
-        // Per agent.
-        family(
-            out,
-            "sonde_agent_last_seen_timestamp_seconds",
-            "gauge",
-            "When the agent last delivered (results or health), Unix seconds.",
-        );
-        for a in agents.values() {
-            if let Some(v) = a.last_seen_s {
-                let _ = writeln!(
-                    out,
-                    "sonde_agent_last_seen_timestamp_seconds{{{}}} {v}",
-                    a.site
-                );
-            }
-        }
-        family(
-            out,
-            "sonde_agent_spool_results",
-            "gauge",
-            "Results waiting in the agent's spool, as of its latest upload.",
-        );
-        for a in agents.values() {
-            if let Some(v) = a.spool {
-                let _ = writeln!(out, "sonde_agent_spool_results{{{}}} {v}", a.site);
-            }
-        }
-        family(
-            out,
-            "sonde_agent_spool_evictions_total",
-            "counter",
-            "Results the agent evicted from its full spool.",
-        );
-        for a in agents.values().filter(|a| a.spool.is_some()) {
+    }
+    family(out, &m::ACCESS_INFO);
+    for a in agents.values() {
+        for (access, s) in &a.accesses {
             let _ = writeln!(
                 out,
-                "sonde_agent_spool_evictions_total{{{}}} {}",
-                a.site, a.evictions
+                "sonde_access_info{{{},access=\"{}\",kind=\"{}\"}} 1",
+                a.site,
+                esc(access),
+                esc(&s.kind)
             );
         }
-        family(
-            out,
-            "sonde_agent_missed_runs_total",
-            "counter",
-            "Scheduled runs the agent could not make.",
-        );
+    }
+}
+
+/// Each agent's last delivery, spool, counters and version.
+fn render_agents(out: &mut String, agents: &Agents) {
+    type PickG = fn(&AgentState) -> Option<f64>;
+    let gauges: [(Metric, PickG); 2] = [
+        (m::AGENT_LAST_SEEN, |a| a.last_seen_s),
+        (m::SPOOL_RESULTS, |a| a.spool),
+    ];
+    for (metric, pick) in gauges {
+        family(out, &metric);
+        for a in agents.values() {
+            if let Some(v) = pick(a) {
+                let _ = writeln!(out, "{}{{{}}} {v}", metric.name, a.site);
+            }
+        }
+    }
+    type PickC = fn(&AgentState) -> u64;
+    let counters: [(Metric, PickC); 2] = [
+        (m::SPOOL_EVICTIONS, |a| a.evictions),
+        (m::MISSED_RUNS, |a| a.missed),
+    ];
+    for (metric, pick) in counters {
+        family(out, &metric);
+        // Known only from agents that sent their health.
         for a in agents.values().filter(|a| a.spool.is_some()) {
+            let _ = writeln!(out, "{}{{{}}} {}", metric.name, a.site, pick(a));
+        }
+    }
+    family(out, &m::FAILURES);
+    for a in agents.values() {
+        for (reason, n) in &a.failures {
             let _ = writeln!(
                 out,
-                "sonde_agent_missed_runs_total{{{}}} {}",
-                a.site, a.missed
+                "sonde_agent_failures_total{{{},reason=\"{}\"}} {n}",
+                a.site,
+                esc(reason)
             );
         }
-        family(
-            out,
-            "sonde_agent_failures_total",
-            "counter",
-            "Failed measurements reported by the agent, by reason.",
-        );
-        for a in agents.values() {
-            for (reason, n) in &a.failures {
-                let _ = writeln!(
-                    out,
-                    "sonde_agent_failures_total{{{},reason=\"{}\"}} {n}",
-                    a.site,
-                    esc(reason)
-                );
-            }
+    }
+    family(out, &m::AGENT_INFO);
+    for a in agents.values() {
+        if let Some(v) = &a.version {
+            let _ = writeln!(
+                out,
+                "sonde_agent_info{{{},version=\"{}\"}} 1",
+                a.site,
+                esc(v)
+            );
         }
-        family(
-            out,
-            "sonde_agent_info",
-            "gauge",
-            "1 for each agent, with its version.",
-        );
-        for a in agents.values() {
-            if let Some(v) = &a.version {
-                let _ = writeln!(
-                    out,
-                    "sonde_agent_info{{{},version=\"{}\"}} 1",
-                    a.site,
-                    esc(v)
-                );
-            }
+    }
+}
+
+/// Each building with its coordinates, once.
+fn render_buildings(out: &mut String, agents: &Agents) {
+    family(out, &m::BUILDING_INFO);
+    let mut buildings = std::collections::BTreeSet::new();
+    for a in agents.values() {
+        if let Some((la, lo)) = &a.coordinates {
+            buildings.insert((
+                a.quartier.as_str(),
+                a.building.as_str(),
+                la.as_str(),
+                lo.as_str(),
+            ));
         }
-        family(
-            out,
-            "sonde_building_info",
-            "gauge",
-            "1 for each building, with its coordinates (for maps).",
-        );
-        let mut buildings = std::collections::BTreeSet::new();
-        for a in agents.values() {
-            if let Some((la, lo)) = &a.coordinates {
-                buildings.insert((
-                    a.quartier.as_str(),
-                    a.building.as_str(),
-                    la.as_str(),
-                    lo.as_str(),
-                ));
-            }
-        }
-        for (q, b, la, lo) in buildings {
-            let _ = writeln!(out, "sonde_building_info{{building=\"{}\",latitude=\"{la}\",longitude=\"{lo}\",quartier=\"{}\"}} 1", esc(b), esc(q));
-        }
+    }
+    for (q, b, la, lo) in buildings {
+        let _ = writeln!(out, "sonde_building_info{{building=\"{}\",latitude=\"{la}\",longitude=\"{lo}\",quartier=\"{}\"}} 1", esc(b), esc(q));
     }
 }
 

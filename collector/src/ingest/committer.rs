@@ -51,11 +51,8 @@ pub struct CommitStats {
 
 impl Default for CommitStats {
     fn default() -> Self {
-        let opts = prometheus::HistogramOpts::new(
-            "sonde_collector_commit_seconds",
-            "Time to commit a group of uploads durably (fsync included).",
-        )
-        .buckets(vec![
+        let m = sonde_proto::metrics::COLLECTOR_COMMIT_SECONDS;
+        let opts = prometheus::HistogramOpts::new(m.name, m.help).buckets(vec![
             0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
         ]);
         CommitStats {

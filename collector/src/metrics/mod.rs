@@ -5,10 +5,11 @@
 
 use crate::ingest::Ingest;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use sonde_proto::metrics::{self as m, Metric};
 use std::sync::atomic::Ordering;
 
-fn counter(registry: &Registry, name: &str, help: &str, value: u64) {
-    if let Ok(c) = IntCounter::new(name, help) {
+fn counter(registry: &Registry, metric: &Metric, value: u64) {
+    if let Ok(c) = IntCounter::new(metric.name, metric.help) {
         c.inc_by(value);
         let _ = registry.register(Box::new(c));
     }
@@ -77,69 +78,43 @@ impl Exporter {
 /// The collector's own metrics, from `ingest`'s counters.
 fn own(ingest: &Ingest) -> Registry {
     let registry = Registry::new();
-    if let Ok(rejects) = IntCounterVec::new(
-        Opts::new(
-            "sonde_collector_rejects_total",
-            "Frames, enrolments and connections refused, by reason.",
-        ),
-        &["reason"],
-    ) {
-        for (reason, n) in ingest.rejects() {
-            rejects.with_label_values(&[reason.as_str()]).inc_by(n);
+    let labelled = |metric: &Metric, label: &str, values: Vec<(&str, u64)>| {
+        if let Ok(c) = IntCounterVec::new(Opts::new(metric.name, metric.help), &[label]) {
+            for (v, n) in values {
+                c.with_label_values(&[v]).inc_by(n);
+            }
+            let _ = registry.register(Box::new(c));
         }
-        let _ = registry.register(Box::new(rejects));
-    }
+    };
+    let rejects = ingest.rejects();
+    labelled(
+        &m::COLLECTOR_REJECTS,
+        "reason",
+        rejects.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
+    );
     let s = ingest.commit_stats();
-    if let Ok(results) = IntCounterVec::new(
-        Opts::new(
-            "sonde_collector_results_total",
-            "Results committed, by whether they were new or re-sent.",
+    labelled(
+        &m::COLLECTOR_RESULTS,
+        "kind",
+        vec![
+            ("new", s.results_new.load(Ordering::Relaxed)),
+            ("duplicate", s.results_duplicate.load(Ordering::Relaxed)),
+        ],
+    );
+    for (metric, value) in [
+        (m::COLLECTOR_UPLOADS, s.batches.load(Ordering::Relaxed)),
+        (m::COLLECTOR_COMMITS, s.commits.load(Ordering::Relaxed)),
+        (
+            m::COLLECTOR_COMMIT_FAILURES,
+            s.failures.load(Ordering::Relaxed),
         ),
-        &["kind"],
-    ) {
-        results
-            .with_label_values(&["new"])
-            .inc_by(s.results_new.load(Ordering::Relaxed));
-        results
-            .with_label_values(&["duplicate"])
-            .inc_by(s.results_duplicate.load(Ordering::Relaxed));
-        let _ = registry.register(Box::new(results));
+        (m::COLLECTOR_FRAMES_SKIPPED, ingest.frames_skipped()),
+        (m::COLLECTOR_ENROLMENTS, ingest.enrolments()),
+    ] {
+        counter(&registry, &metric, value);
     }
-    counter(
-        &registry,
-        "sonde_collector_uploads_total",
-        "Agent uploads committed and acknowledged.",
-        s.batches.load(Ordering::Relaxed),
-    );
-    counter(
-        &registry,
-        "sonde_collector_commits_total",
-        "Store transactions committed (each may hold several uploads).",
-        s.commits.load(Ordering::Relaxed),
-    );
-    counter(
-        &registry,
-        "sonde_collector_commit_failures_total",
-        "Store transactions that failed (nothing acknowledged).",
-        s.failures.load(Ordering::Relaxed),
-    );
     let _ = registry.register(Box::new(s.commit_seconds.clone()));
-    counter(
-        &registry,
-        "sonde_collector_frames_skipped_total",
-        "Frames of kinds this collector does not know (from newer agents), skipped by their length.",
-        ingest.frames_skipped(),
-    );
-    counter(
-        &registry,
-        "sonde_collector_enrolments_total",
-        "Agents enrolled.",
-        ingest.enrolments(),
-    );
-    if let Ok(g) = IntGauge::new(
-        "sonde_collector_agent_connections",
-        "Agent QUIC connections held now.",
-    ) {
+    if let Ok(g) = IntGauge::new(m::COLLECTOR_CONNECTIONS.name, m::COLLECTOR_CONNECTIONS.help) {
         g.set(ingest.connections() as i64);
         let _ = registry.register(Box::new(g));
     }
