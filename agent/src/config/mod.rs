@@ -359,7 +359,46 @@ fn duration(field: &str, text: &str, problems: &mut Vec<String>) -> Option<Durat
 /// Checks a parsed file.
 pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> {
     let mut p = Vec::new();
-    let site = &file.site;
+    check_site(&file.site, &mut p);
+    let retry_max = check_collector(&file.collector, &mut p);
+    let metrics_listen = file.metrics.as_ref().and_then(|m| {
+        m.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                p.push(format!(
+                    "metrics.listen: {:?} is not an ADDRESS:PORT",
+                    m.listen
+                ))
+            })
+            .ok()
+    });
+    if file.spool.max_results == 0 {
+        p.push("spool.max_results: must be at least 1".into());
+    }
+    if file.access.is_empty() {
+        p.push("access: at least one [[access]] is needed".into());
+    }
+    let accesses = file
+        .access
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| check_access(i, a, &file.access[..i], interfaces, &mut p))
+        .collect();
+    let busy = check_busy(&file.busy, &mut p);
+    match retry_max {
+        Some(retry_max) if p.is_empty() => Ok(Config {
+            file,
+            accesses,
+            retry_max,
+            busy,
+            metrics_listen,
+        }),
+        _ => Err(p),
+    }
+}
+
+/// `[site]`: names set, coordinates on the globe.
+fn check_site(site: &SiteConfig, p: &mut Vec<String>) {
     for (field, value) in [
         ("site.quartier", &site.quartier),
         ("site.building", &site.building),
@@ -380,172 +419,170 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             site.longitude
         ));
     }
-    let addr = &file.collector.address;
+}
+
+/// `[collector]`; its `retry_max` when valid.
+fn check_collector(c: &CollectorConfig, p: &mut Vec<String>) -> Option<Duration> {
+    let addr = &c.address;
     if addr
         .rsplit_once(':')
         .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
     {
         p.push(format!("collector.address: {addr:?} is not HOST:PORT"));
     }
-    if file.collector.state_dir.as_os_str().is_empty() {
+    if c.state_dir.as_os_str().is_empty() {
         p.push("collector.state_dir: must not be empty".into());
     }
-    let retry_max = duration("collector.retry_max", &file.collector.retry_max, &mut p);
+    let retry_max = duration("collector.retry_max", &c.retry_max, p);
     if let Some(r) = retry_max.filter(|r| *r < Duration::from_secs(1)) {
         p.push(format!("collector.retry_max: {r:?} is shorter than 1s"));
     }
-    if !(1..=1000).contains(&file.collector.batch) {
+    if !(1..=1000).contains(&c.batch) {
+        p.push(format!("collector.batch: {} is outside 1..=1000", c.batch));
+    }
+    retry_max
+}
+
+/// One `[[access]]` (the `i`-th, after `earlier`); the checked access when its kind
+/// and cadence are valid.
+fn check_access(
+    i: usize,
+    a: &AccessConfig,
+    earlier: &[AccessConfig],
+    interfaces: Interfaces,
+    p: &mut Vec<String>,
+) -> Option<Access> {
+    let at = format!("access[{i}]");
+    if a.name.trim().is_empty() {
+        p.push(format!("{at}.name: must not be empty"));
+    } else if earlier.iter().any(|b| b.name == a.name) {
         p.push(format!(
-            "collector.batch: {} is outside 1..=1000",
-            file.collector.batch
+            "{at}.name: {:?} is used by an earlier access",
+            a.name
         ));
     }
-    let metrics_listen = match &file.metrics {
-        Some(m) => match m.listen.parse::<std::net::SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                p.push(format!(
-                    "metrics.listen: {:?} is not an ADDRESS:PORT",
-                    m.listen
-                ));
-                None
-            }
-        },
-        None => None,
+    let kind = a
+        .kind
+        .parse::<AccessKind>()
+        .map_err(|e| p.push(format!("{at}.kind: {e}")))
+        .ok();
+    if interfaces == Interfaces::MustExist {
+        if let Err(e) = netif::interface(&a.interface) {
+            p.push(format!(
+                "{at}.interface: {}",
+                e.trim_start_matches("--interface ")
+            ));
+        }
+    }
+    let responders = check_responders(&at, &a.responders, p);
+    for (field, v) in [
+        ("target_down_mbps", a.target_down_mbps),
+        ("target_up_mbps", a.target_up_mbps),
+    ] {
+        if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+            p.push(format!("{at}.{field}: must be a positive number of Mb/s"));
+        }
+    }
+    let cadence = check_cadence(&at, a, p);
+    if !(1..=64).contains(&a.streams) {
+        p.push(format!("{at}.streams: {} is outside 1..=64", a.streams));
+    }
+    if !(1.0..=60.0).contains(&a.max_duration) {
+        p.push(format!(
+            "{at}.max_duration: {} s is outside 1..=60",
+            a.max_duration
+        ));
+    }
+    let budget = a.budget_month.as_ref().and_then(|b| {
+        parse_bytes(b).or_else(|| {
+            p.push(format!(
+                "{at}.budget_month: {b:?} is not a size (e.g. 20GB, 500MiB)"
+            ));
+            None
+        })
+    });
+    let (down, up) = sonde_method::verdict::default_targets(kind?);
+    let checked = Access {
+        name: a.name.clone(),
+        kind: kind?,
+        targets: (
+            a.target_down_mbps.map(|m| m * 1e6).or(down),
+            a.target_up_mbps.map(|m| m * 1e6).or(up),
+        ),
+        interface: a.interface.clone(),
+        responders,
+        rotate: a.rotate,
+        cadence: cadence?,
+        streams: a.streams,
+        max_duration: Duration::from_secs_f64(a.max_duration.clamp(1.0, 60.0)),
+        budget,
     };
-    if file.spool.max_results == 0 {
-        p.push("spool.max_results: must be at least 1".into());
-    }
-    if file.access.is_empty() {
-        p.push("access: at least one [[access]] is needed".into());
-    }
-    let mut accesses = Vec::new();
-    for (i, a) in file.access.iter().enumerate() {
-        let at = format!("access[{i}]");
-        if a.name.trim().is_empty() {
-            p.push(format!("{at}.name: must not be empty"));
-        } else if file.access[..i].iter().any(|b| b.name == a.name) {
+    if let Some(b) = budget {
+        let min = sonde_method::budget::minimal_test(checked.max_bps());
+        if b < min {
             p.push(format!(
-                "{at}.name: {:?} is used by an earlier access",
-                a.name
+                "{at}.budget_month: {} is smaller than one minimal test ({:.1} MB on a line of up to {:.0} Mb/s)",
+                a.budget_month.as_deref().unwrap_or_default(),
+                min as f64 / 1e6,
+                checked.max_bps() / 1e6
             ));
         }
-        let kind = a
-            .kind
-            .parse::<AccessKind>()
-            .map_err(|e| p.push(format!("{at}.kind: {e}")))
-            .ok();
-        if interfaces == Interfaces::MustExist {
-            if let Err(e) = netif::interface(&a.interface) {
-                p.push(format!(
-                    "{at}.interface: {}",
-                    e.trim_start_matches("--interface ")
-                ));
-            }
-        }
-        if a.responders.is_empty() {
-            p.push(format!(
-                "{at}.responders: at least one responder URL is needed"
-            ));
-        }
-        let mut responders = Vec::new();
-        for (j, r) in a.responders.iter().enumerate() {
-            match crate::engine::responder_url(r) {
-                Ok(u) => responders.push(u),
-                Err(e) => p.push(format!("{at}.responders[{j}]: {r:?}: {e}")),
-            }
-        }
-        for (field, v) in [
-            ("target_down_mbps", a.target_down_mbps),
-            ("target_up_mbps", a.target_up_mbps),
-        ] {
-            if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
-                p.push(format!("{at}.{field}: must be a positive number of Mb/s"));
-            }
-        }
-        let every = duration(&format!("{at}.every"), &a.every, &mut p);
-        let jitter = duration(&format!("{at}.jitter"), &a.jitter, &mut p);
-        if let Some(e) = every.filter(|e| *e < Duration::from_secs(10)) {
-            p.push(format!("{at}.every: {e:?} is shorter than 10 s"));
-        }
-        if let (Some(e), Some(j)) = (every, jitter) {
-            if j > e / 4 {
-                p.push(format!(
-                    "{at}.jitter: {} is more than a quarter of every ({})",
-                    a.jitter, a.every
-                ));
-            }
-        }
-        if !(1..=64).contains(&a.streams) {
-            p.push(format!("{at}.streams: {} is outside 1..=64", a.streams));
-        }
-        if !(1.0..=60.0).contains(&a.max_duration) {
-            p.push(format!(
-                "{at}.max_duration: {} s is outside 1..=60",
-                a.max_duration
-            ));
-        }
-        let budget = match &a.budget_month {
-            None => None,
-            Some(b) => match parse_bytes(b) {
-                Some(v) => Some(v),
-                None => {
-                    p.push(format!(
-                        "{at}.budget_month: {b:?} is not a size (e.g. 20GB, 500MiB)"
-                    ));
-                    None
-                }
-            },
-        };
-        if let (Some(kind), Some(every), Some(jitter)) = (kind, every, jitter) {
-            let (down, up) = sonde_method::verdict::default_targets(kind);
-            let checked = Access {
-                name: a.name.clone(),
-                kind,
-                targets: (
-                    a.target_down_mbps.map(|m| m * 1e6).or(down),
-                    a.target_up_mbps.map(|m| m * 1e6).or(up),
-                ),
-                interface: a.interface.clone(),
-                responders,
-                rotate: a.rotate,
-                cadence: Cadence {
-                    interval_ms: every.as_millis() as u64,
-                    jitter_ms: jitter.as_millis() as u64,
-                },
-                streams: a.streams,
-                max_duration: Duration::from_secs_f64(a.max_duration.clamp(1.0, 60.0)),
-                budget,
-            };
-            if let Some(b) = budget {
-                let min = sonde_method::budget::minimal_test(checked.max_bps());
-                if b < min {
-                    p.push(format!(
-                        "{at}.budget_month: {} is smaller than one minimal test ({:.1} MB on a line of up to {:.0} Mb/s)",
-                        a.budget_month.as_deref().unwrap_or_default(),
-                        min as f64 / 1e6,
-                        checked.max_bps() / 1e6
-                    ));
-                }
-            }
-            accesses.push(checked);
+    }
+    Some(checked)
+}
+
+/// An access's responder URLs, at least one, each one an engine knows.
+fn check_responders(at: &str, urls: &[String], p: &mut Vec<String>) -> Vec<url::Url> {
+    if urls.is_empty() {
+        p.push(format!(
+            "{at}.responders: at least one responder URL is needed"
+        ));
+    }
+    let mut responders = Vec::new();
+    for (j, r) in urls.iter().enumerate() {
+        match crate::engine::responder_url(r) {
+            Ok(u) => responders.push(u),
+            Err(e) => p.push(format!("{at}.responders[{j}]: {r:?}: {e}")),
         }
     }
-    let b = &file.busy;
+    responders
+}
+
+/// An access's `every` (≥ 10 s) and `jitter` (≤ a quarter of it).
+fn check_cadence(at: &str, a: &AccessConfig, p: &mut Vec<String>) -> Option<Cadence> {
+    let every = duration(&format!("{at}.every"), &a.every, p);
+    let jitter = duration(&format!("{at}.jitter"), &a.jitter, p);
+    if let Some(e) = every.filter(|e| *e < Duration::from_secs(10)) {
+        p.push(format!("{at}.every: {e:?} is shorter than 10 s"));
+    }
+    let (every, jitter) = (every?, jitter?);
+    if jitter > every / 4 {
+        p.push(format!(
+            "{at}.jitter: {} is more than a quarter of every ({})",
+            a.jitter, a.every
+        ));
+    }
+    Some(Cadence {
+        interval_ms: every.as_millis() as u64,
+        jitter_ms: jitter.as_millis() as u64,
+    })
+}
+
+/// `[busy]`.
+fn check_busy(b: &BusyConfig, p: &mut Vec<String>) -> Busy {
     let threshold = match b.threshold.trim() {
         "off" => None,
-        t => match parse_bytes(t.trim_end_matches("/s")) {
-            Some(v) => Some(v as f64),
-            None => {
+        t => parse_bytes(t.trim_end_matches("/s"))
+            .map(|v| v as f64)
+            .or_else(|| {
                 p.push(format!(
                     "busy.threshold: {:?} is not a rate (e.g. 25kB/s) or off",
                     b.threshold
                 ));
                 None
-            }
-        },
+            }),
     };
-    let recheck = duration("busy.recheck", &b.recheck, &mut p);
+    let recheck = duration("busy.recheck", &b.recheck, p);
     if b.checks > 10 {
         p.push(format!("busy.checks: {} is more than 10", b.checks));
     }
@@ -561,22 +598,12 @@ pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> 
             b.cross_traffic
         ));
     }
-    let busy = Busy {
+    Busy {
         threshold,
         recheck: recheck.unwrap_or(Duration::from_secs(30)),
         checks: b.checks,
         cpu_limit: (b.cpu_percent < 100.0).then_some(b.cpu_percent / 100.0),
         cross_traffic: b.cross_traffic,
-    };
-    match retry_max {
-        Some(retry_max) if p.is_empty() => Ok(Config {
-            file,
-            accesses,
-            retry_max,
-            busy,
-            metrics_listen,
-        }),
-        _ => Err(p),
     }
 }
 

@@ -11,7 +11,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::{Deserialize, Serialize};
-use sonde_proto::wire::{self, EnrolToken, Enroll, FrameDecoder, Message};
+use sonde_proto::wire::{self, EnrolToken, Enroll, Enrolled, FrameDecoder, Message};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,10 +310,45 @@ pub async fn enroll(
     let csr_pem = rcgen::CertificateParams::new(Vec::<String>::new())?
         .serialize_request(&key)?
         .pem()?;
-    let fail = |message: String| IdentityError::Connect {
+    let request = Enroll {
+        token: token.to_string(),
+        csr_pem,
+    };
+    let answer = ask(address, token, request, timeout).await?;
+    let enrolled = match answer {
+        Message::Enrolled(e) => e,
+        Message::Reject(r) => {
+            return Err(IdentityError::Refused {
+                reason: r.reason.as_str().to_string(),
+                message: r.message,
+            });
+        }
+        other => {
+            return Err(connect_error(
+                address,
+                format!("unexpected answer {other:?}"),
+            ))
+        }
+    };
+    keep(address, token, enrolled, &key, dir)
+}
+
+fn connect_error(address: &str, message: String) -> IdentityError {
+    IdentityError::Connect {
         address: address.to_string(),
         message,
-    };
+    }
+}
+
+/// Sends the enrolment request to the collector at `address`, which must show the CA
+/// `token` names, and returns its answer (frames of unknown kinds skipped).
+async fn ask(
+    address: &str,
+    token: &EnrolToken,
+    request: Enroll,
+    timeout: Duration,
+) -> Result<Message, IdentityError> {
+    let fail = |message: String| connect_error(address, message);
     let (addr, host) = resolve(address).await?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -333,11 +368,7 @@ pub async fn enroll(
             .await
             .map_err(|e| fail(e.to_string()))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| fail(e.to_string()))?;
-        let frame = wire::encode(&Message::Enroll(Enroll {
-            token: token.to_string(),
-            csr_pem,
-        }));
-        send.write_all(&frame)
+        send.write_all(&wire::encode(&Message::Enroll(request)))
             .await
             .map_err(|e| fail(e.to_string()))?;
         let _ = send.finish();
@@ -346,21 +377,7 @@ pub async fn enroll(
             .await
             .map_err(|e| fail(e.to_string()))?;
         conn.close(0u32.into(), b"enrolled");
-        let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
-        d.push(&reply);
-        loop {
-            // Frames of kinds this agent does not know (a newer collector) are skipped.
-            match d.poll() {
-                Ok(Some(Message::Unknown { .. })) => continue,
-                Ok(Some(m)) => return Ok(m),
-                Ok(None) => {
-                    return Err(fail(
-                        "the collector closed the stream without answering".into(),
-                    ))
-                }
-                Err(e) => return Err(fail(format!("unreadable answer: {e}"))),
-            }
-        }
+        first_known(&reply).map_err(fail)
     };
     let answer = tokio::time::timeout(timeout, exchange)
         .await
@@ -371,16 +388,33 @@ pub async fn enroll(
             ))
         })??;
     endpoint.wait_idle().await;
-    let enrolled = match answer {
-        Message::Enrolled(e) => e,
-        Message::Reject(r) => {
-            return Err(IdentityError::Refused {
-                reason: r.reason.as_str().to_string(),
-                message: r.message,
-            });
+    Ok(answer)
+}
+
+/// The first frame of `reply` of a kind this agent knows.
+fn first_known(reply: &[u8]) -> Result<Message, String> {
+    let mut d = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
+    d.push(reply);
+    loop {
+        // Frames of kinds this agent does not know (a newer collector) are skipped.
+        match d.poll() {
+            Ok(Some(Message::Unknown { .. })) => continue,
+            Ok(Some(m)) => return Ok(m),
+            Ok(None) => return Err("the collector closed the stream without answering".into()),
+            Err(e) => return Err(format!("unreadable answer: {e}")),
         }
-        other => return Err(fail(format!("unexpected answer {other:?}"))),
-    };
+    }
+}
+
+/// Checks what the collector sent (its CA is the token's) and writes the identity.
+fn keep(
+    address: &str,
+    token: &EnrolToken,
+    enrolled: Enrolled,
+    key: &rcgen::KeyPair,
+    dir: &Path,
+) -> Result<Identity, IdentityError> {
+    let fail = |message: String| connect_error(address, message);
     let ca = CertificateDer::from_pem_slice(enrolled.ca_pem.as_bytes())
         .map_err(|e| fail(format!("CA certificate: {e}")))?;
     if fingerprint(&ca) != token.ca_fingerprint {
