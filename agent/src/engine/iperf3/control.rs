@@ -14,9 +14,8 @@ pub const COOKIE_SIZE: usize = 37;
 pub const MAX_JSON: usize = 1024 * 1024;
 
 /// The control states this client meets (iperf3's `iperf_api.h`).
+#[allow(missing_docs)]
 pub mod state {
-    //! State bytes (iperf3's `iperf_api.h`).
-    #![allow(missing_docs)]
     pub const TEST_START: i8 = 1;
     pub const TEST_RUNNING: i8 = 2;
     pub const TEST_END: i8 = 4;
@@ -313,7 +312,7 @@ mod tests {
         for chunk in [1, 2, 3, 7, 64, bytes.len()] {
             let mut r = ServerReader::default();
             let mut parts = bytes.chunks(chunk);
-            let mut next_state = |r: &mut ServerReader, parts: &mut std::slice::Chunks<'_, u8>| loop {
+            let next_state = |r: &mut ServerReader, parts: &mut std::slice::Chunks<'_, u8>| loop {
                 if let Some(s) = r.state() {
                     return s;
                 }
