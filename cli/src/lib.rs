@@ -4,6 +4,8 @@
 //! async runtime. No I/O beyond stderr.
 #![warn(missing_docs)]
 
+pub mod blocking;
+
 use clap::Parser;
 
 /// Exit code for bad arguments or configuration (sysexits EX_USAGE).

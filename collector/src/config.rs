@@ -180,36 +180,26 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
             e.to_string().lines().collect::<Vec<_>>().join(" ")
         )]
     })?;
-    let mut problems = Vec::new();
     let base = path.parent().unwrap_or(Path::new("."));
-    let data_dir = if config.data_dir.is_absolute() {
-        config.data_dir.clone()
-    } else {
-        base.join(&config.data_dir)
-    };
+    check(&config, base)
+}
+
+/// An address field: parsed, or its problem noted.
+fn address(field: &str, text: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>()
+        .map_err(|_| problems.push(format!("{field}: {text:?} is not an ADDRESS:PORT")))
+        .ok()
+}
+
+/// Checks a parsed file; relative paths are from `base` (the file's directory).
+fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
+    let mut problems = Vec::new();
+    let data_dir = base.join(&config.data_dir);
     if config.data_dir.as_os_str().is_empty() {
         problems.push("data_dir: must not be empty".to_string());
     }
-    let http_listen = match config.http.listen.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            problems.push(format!(
-                "http.listen: {:?} is not an ADDRESS:PORT",
-                config.http.listen
-            ));
-            None
-        }
-    };
-    let quic_listen = match config.quic.listen.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            problems.push(format!(
-                "quic.listen: {:?} is not an ADDRESS:PORT",
-                config.quic.listen
-            ));
-            None
-        }
-    };
+    let http_listen = address("http.listen", &config.http.listen, &mut problems);
+    let quic_listen = address("quic.listen", &config.quic.listen, &mut problems);
     for (i, name) in config.quic.names.iter().enumerate() {
         if name.trim().is_empty() || name.contains(char::is_whitespace) {
             problems.push(format!(
@@ -220,55 +210,49 @@ pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
     if config.quic.max_connections == 0 {
         problems.push("quic.max_connections: must be at least 1".into());
     }
-    let silent_horizon = match humantime::parse_duration(&config.metrics.silent_horizon) {
-        Ok(d) if d >= std::time::Duration::from_secs(60) => Some(d),
-        _ => {
-            problems.push(format!(
-                "metrics.silent_horizon: {:?} is not a duration of at least 1m (e.g. 24h)",
-                config.metrics.silent_horizon
-            ));
-            None
-        }
-    };
-    let time_zone = match config.report.time_zone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => Some(tz),
-        Err(_) => {
-            problems.push(format!(
-                "report.time_zone: {:?} is not an IANA time zone (e.g. Europe/Paris)",
-                config.report.time_zone
-            ));
-            None
-        }
-    };
-    match (
+    let silent_horizon = humantime::parse_duration(&config.metrics.silent_horizon)
+        .ok()
+        .filter(|d| *d >= std::time::Duration::from_secs(60));
+    if silent_horizon.is_none() {
+        problems.push(format!(
+            "metrics.silent_horizon: {:?} is not a duration of at least 1m (e.g. 24h)",
+            config.metrics.silent_horizon
+        ));
+    }
+    let time_zone = config.report.time_zone.parse::<chrono_tz::Tz>().ok();
+    if time_zone.is_none() {
+        problems.push(format!(
+            "report.time_zone: {:?} is not an IANA time zone (e.g. Europe/Paris)",
+            config.report.time_zone
+        ));
+    }
+    let (true, Some(http_listen), Some(quic_listen), Some(silent_horizon), Some(time_zone)) = (
         problems.is_empty(),
         http_listen,
         quic_listen,
         silent_horizon,
         time_zone,
-    ) {
-        (true, Some(http_listen), Some(quic_listen), Some(silent_horizon), Some(time_zone)) => {
-            let mut quic_names = config.quic.names.clone();
-            if quic_names.is_empty() {
-                quic_names.push("localhost".into());
-                if !quic_listen.ip().is_unspecified() {
-                    quic_names.push(quic_listen.ip().to_string());
-                }
-            }
-            Ok(Checked {
-                store_path: Checked::store_in(&data_dir),
-                data_dir,
-                http_listen,
-                quic_listen,
-                quic_names,
-                max_connections: config.quic.max_connections,
-                silent_horizon,
-                time_zone,
-                raw_months: config.retention.raw_months,
-            })
+    ) else {
+        return Err(problems);
+    };
+    let mut quic_names = config.quic.names.clone();
+    if quic_names.is_empty() {
+        quic_names.push("localhost".into());
+        if !quic_listen.ip().is_unspecified() {
+            quic_names.push(quic_listen.ip().to_string());
         }
-        _ => Err(problems),
     }
+    Ok(Checked {
+        store_path: Checked::store_in(&data_dir),
+        data_dir,
+        http_listen,
+        quic_listen,
+        quic_names,
+        max_connections: config.quic.max_connections,
+        silent_horizon,
+        time_zone,
+        raw_months: config.retention.raw_months,
+    })
 }
 
 #[cfg(test)]

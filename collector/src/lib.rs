@@ -7,7 +7,8 @@
 //! - [`api`]: the HTTP API, one module per resource;
 //! - [`fleet`], [`metrics`]: the fleet's series and `/metrics`;
 //! - [`report`]: compliance reports (figures from `sonde-method`), rendered and signed;
-//! - [`config`]: the configuration, every problem at once.
+//! - [`config`]: the configuration, every problem at once;
+//! - [`guard`]: the store, checked to be called off the async workers.
 //!
 //! The store is reached through `sonde-store`'s role traits only.
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod api;
 pub mod ca;
 pub mod config;
 pub mod fleet;
+pub mod guard;
 pub mod ingest;
 pub mod metrics;
 pub mod report;

@@ -73,7 +73,8 @@ pub async fn run(
 
 impl Server {
     /// Rebuilds the metrics from the store and opens the listeners.
-    pub async fn bind(config: Checked, deps: Deps) -> anyhow::Result<Server> {
+    pub async fn bind(config: Checked, mut deps: Deps) -> anyhow::Result<Server> {
+        deps.store = Arc::new(crate::guard::OffWorkers(deps.store));
         let server_cert = deps
             .ca
             .issue_server(config.quic_names.clone())
@@ -85,7 +86,7 @@ impl Server {
         let fleet: Arc<dyn FleetView> = Arc::new(Fleet::new(config.silent_horizon));
         let started = std::time::Instant::now();
         let (f, s) = (fleet.clone(), deps.store.clone());
-        let rebuilt = tokio::task::spawn_blocking(move || fleet::rebuild(f.as_ref(), s.as_ref()))
+        let rebuilt = sonde_cli::blocking::run(move || fleet::rebuild(f.as_ref(), s.as_ref()))
             .await?
             .context("rebuilding the metrics")?;
         tracing::info!(
@@ -225,7 +226,7 @@ async fn retention(store: Arc<dyn Store>, months: u32) {
     loop {
         tick.tick().await;
         let s = store.clone();
-        let pruned = tokio::task::spawn_blocking(move || prune(s.as_ref(), months)).await;
+        let pruned = sonde_cli::blocking::run(move || prune(s.as_ref(), months)).await;
         match pruned {
             Ok(Ok(0)) | Err(_) => {}
             Ok(Ok(n)) => tracing::info!(results = n, months, "raw results past retention deleted"),

@@ -2,7 +2,7 @@
 //! pages into the database file never sits on the commit path (which only appends to
 //! the WAL and fsyncs it). Checkpoints are PASSIVE: they never block the writer.
 
-use crate::Error;
+use crate::error::Error;
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};

@@ -6,13 +6,17 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
+mod columns;
+mod error;
 mod migrate;
 mod read;
 mod readers;
 mod scan;
 mod write;
 
+pub use error::Error;
 pub use migrate::{check_backup, migrate, MIGRATIONS};
+pub use read::MAX_PAGE;
 
 use chrono::{DateTime, Utc};
 use readers::{Reader, Readers};
@@ -26,9 +30,6 @@ use sonde_store::{
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Largest page.
-pub const MAX_PAGE: usize = 1000;
-
 /// The SQLite store.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -37,49 +38,6 @@ pub struct SqliteStore {
     path: Option<std::path::PathBuf>,
     readers: Option<Readers>,
     checkpointer: Option<checkpoint::Checkpointer>,
-}
-
-/// An error inside the store: SQLite's, or one of the store's own.
-#[derive(Debug)]
-pub enum Error {
-    /// SQLite failed.
-    Sqlite(rusqlite::Error),
-    /// The store refused.
-    Store(StoreError),
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Sqlite(e)
-    }
-}
-
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
-        Error::Store(e)
-    }
-}
-
-impl From<Error> for StoreError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Store(e) => e,
-            Error::Sqlite(rusqlite::Error::SqliteFailure(f, m))
-                if f.code == rusqlite::ErrorCode::DiskFull =>
-            {
-                StoreError::Full(m.unwrap_or_else(|| f.to_string()))
-            }
-            Error::Sqlite(e) => StoreError::Backend(e.to_string()),
-        }
-    }
-}
-
-fn ns(t: DateTime<Utc>) -> i64 {
-    sonde_store::rows::nanos(t)
-}
-
-fn from_ns(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_nanos(v)
 }
 
 impl SqliteStore {
@@ -253,6 +211,7 @@ impl Maintenance for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columns::ns;
     use rusqlite::params;
     use sonde_store::conformance::{delivery, record};
     use sonde_store::rows::flags_text;

@@ -2,7 +2,7 @@
 //! in its own transaction, the version in `user_version`; and the checks a backup must
 //! pass before it replaces a store.
 
-use crate::Error;
+use crate::error::Error;
 use rusqlite::Connection;
 use sonde_store::StoreError;
 use std::path::Path;

@@ -2,13 +2,17 @@
 //! latest result of every access (what the metrics are rebuilt from), enrolments and
 //! revocations, whether a site is known.
 
-use crate::{from_ns, ns, Error, MAX_PAGE};
+use crate::columns::{from_ns, ns};
+use crate::error::Error;
 use rusqlite::{params, Connection, OptionalExtension};
 use sonde_proto::ResultRecord;
 use sonde_store::{
     decode_cursor, encode_cursor, AgentRow, Delivery, ResultPage, ResultQuery, Site, StoreError,
     StoredResult,
 };
+
+/// Largest page.
+pub const MAX_PAGE: usize = 1000;
 
 /// See `sonde_store::ResultReader::latest_results`.
 pub fn latest_results(conn: &Connection) -> Result<Vec<(Delivery, ResultRecord)>, Error> {

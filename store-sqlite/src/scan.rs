@@ -2,7 +2,8 @@
 //! then each one's report rows in time order, one seek per access (the rows are
 //! clustered by access and time).
 
-use crate::{from_ns, ns, Error};
+use crate::columns::{from_ns, ns};
+use crate::error::Error;
 use rusqlite::{params, Connection};
 use sonde_store::{Fact, ReportScope, ReportSink, ScheduledAccess, StoreError};
 
@@ -13,7 +14,7 @@ pub fn scan(
     with_ids: bool,
     sink: &mut dyn ReportSink,
 ) -> Result<(), Error> {
-    let (from, to) = (ns(scope.from), ns(scope.to));
+    let to = ns(scope.to);
     let mut stmt = conn.prepare(
         "SELECT id, agent_id, access, quartier, building, kind, first_at, interval_s
          FROM report_accesses
@@ -37,6 +38,18 @@ pub fn scan(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     sink.accesses(accesses.iter().map(|(_, a)| a.clone()).collect());
+    facts(conn, &accesses, scope, with_ids, sink)
+}
+
+/// Each access's report rows in the period, in time order, one seek per access.
+fn facts(
+    conn: &Connection,
+    accesses: &[(i64, ScheduledAccess)],
+    scope: &ReportScope,
+    with_ids: bool,
+    sink: &mut dyn ReportSink,
+) -> Result<(), Error> {
+    let (from, to) = (ns(scope.from), ns(scope.to));
     let id = if with_ids {
         // The record may be gone (retention); a reused rowid must not name another.
         "(SELECT r.id FROM results r WHERE r.rowid = f.result_rowid AND r.started_at = f.started_at)"
@@ -52,7 +65,7 @@ pub fn scan(
          WHERE access_id = ?1 AND started_at >= ?2 AND started_at < ?3
          ORDER BY started_at"
     ))?;
-    for (access_id, a) in &accesses {
+    for (access_id, a) in accesses {
         let mut rows = stmt.query(params![access_id, from, to])?;
         while let Some(row) = rows.next()? {
             let opt = |i: usize| -> Result<Option<&str>, rusqlite::Error> {

@@ -2,7 +2,8 @@
 //! (each record stored verbatim, its report row beside it, its access's schedule kept
 //! up to date), tokens and enrolments, revocations and retention.
 
-use crate::{from_ns, ns, Error};
+use crate::columns::{from_ns, ns};
+use crate::error::Error;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sonde_store::rows::ReportRow;
 use sonde_store::{Batch, EnrolError, Inserted, NewToken, Site, StoreError};

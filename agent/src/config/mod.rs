@@ -517,18 +517,24 @@ fn check_access(
         max_duration: Duration::from_secs_f64(a.max_duration.clamp(1.0, 60.0)),
         budget,
     };
-    if let Some(b) = budget {
-        let min = sonde_method::budget::minimal_test(checked.max_bps());
-        if b < min {
-            p.push(format!(
-                "{at}.budget_month: {} is smaller than one minimal test ({:.1} MB on a line of up to {:.0} Mb/s)",
-                a.budget_month.as_deref().unwrap_or_default(),
-                min as f64 / 1e6,
-                checked.max_bps() / 1e6
-            ));
-        }
-    }
+    check_budget_fits(&at, a, &checked, p);
     Some(checked)
+}
+
+/// A monthly budget holds at least one minimal test of the access.
+fn check_budget_fits(at: &str, a: &AccessConfig, checked: &Access, p: &mut Vec<String>) {
+    let Some(b) = checked.budget else {
+        return;
+    };
+    let min = sonde_method::budget::minimal_test(checked.max_bps());
+    if b < min {
+        p.push(format!(
+            "{at}.budget_month: {} is smaller than one minimal test ({:.1} MB on a line of up to {:.0} Mb/s)",
+            a.budget_month.as_deref().unwrap_or_default(),
+            min as f64 / 1e6,
+            checked.max_bps() / 1e6
+        ));
+    }
 }
 
 /// An access's responder URLs, at least one, each one an engine knows.

@@ -113,7 +113,7 @@ async fn charge(shared: &Shared, access: &Access, plan: Option<Plan>, record: &R
     let bytes = sonde_method::budget::charge(record, allowance, access.max_bps());
     let now = shared.clock.now();
     let (ledger, name) = (shared.ledger.clone(), access.name.clone());
-    let written = tokio::task::spawn_blocking(move || {
+    let written = sonde_cli::blocking::run(move || {
         ledger
             .lock()
             .unwrap_or_else(|e| e.into_inner())

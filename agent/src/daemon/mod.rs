@@ -79,7 +79,8 @@ pub async fn run(
     deps: Deps,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let shared = Arc::new(open(config, deps.clock, deps.prober)?);
+    let (clock, prober) = (deps.clock, deps.prober);
+    let shared = Arc::new(sonde_cli::blocking::run(move || open(config, clock, prober)).await??);
     shared.update_budgets(shared.clock.now());
     shared.write_status().await;
     let metrics = serve_metrics(&shared).await?;

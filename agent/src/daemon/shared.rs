@@ -84,7 +84,7 @@ pub async fn with_spool<T: Send + 'static>(
     f: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
 ) -> Result<T, String> {
     let spool = spool.clone();
-    tokio::task::spawn_blocking(move || {
+    sonde_cli::blocking::run(move || {
         let mut s = spool.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut s).map_err(|e| e.to_string())
     })

@@ -153,7 +153,7 @@ impl Board {
     /// pool.
     pub async fn write(&self, spool: &Arc<Mutex<Spool>>) {
         let spool = spool.clone();
-        let figures = tokio::task::spawn_blocking(move || {
+        let figures = sonde_cli::blocking::run(move || {
             let s = spool.lock().unwrap_or_else(|e| e.into_inner());
             Ok::<_, crate::state::spool::SpoolError>((s.depth()?, s.evictions_total()?))
         })
@@ -168,7 +168,7 @@ impl Board {
         });
         let json = serde_json::to_vec_pretty(&self.snapshot()).unwrap_or_default();
         let (path, lock) = (self.path.clone(), self.write.clone());
-        let written = tokio::task::spawn_blocking(move || {
+        let written = sonde_cli::blocking::run(move || {
             let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
             write_atomic(&path, &json, 0o644)
         })

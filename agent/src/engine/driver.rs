@@ -70,18 +70,7 @@ pub(crate) async fn drive(
         });
     }
 
-    let loaded = async {
-        match udp {
-            Some(sock) => {
-                let train = Train {
-                    interval: Duration::from_millis(100),
-                    max_count: u32::MAX,
-                };
-                Some(train::run(sock, train, start, stop_rx.clone()).await)
-            }
-            None => None,
-        }
-    };
+    let loaded = loaded_train(udp, start, stop_rx.clone());
     let sampling = sample(
         Counts {
             app: &counter,
@@ -103,9 +92,39 @@ pub(crate) async fn drive(
         loaded
     );
 
+    let (stats, errors) = collect(tasks, direction).await;
+    Driven {
+        sampled,
+        probes,
+        stats,
+        errors,
+        app_bytes: counter.load(Ordering::Relaxed),
+        arrivals,
+    }
+}
+
+/// The loaded-latency train, a probe every 100 ms until the stop, when the responder
+/// echoes UDP.
+async fn loaded_train(
+    udp: Option<&tokio::net::UdpSocket>,
+    start: Instant,
+    stop: watch::Receiver<bool>,
+) -> Option<Vec<Probe>> {
+    let train = Train {
+        interval: Duration::from_millis(100),
+        max_count: u32::MAX,
+    };
+    Some(train::run(udp?, train, start, stop).await)
+}
+
+/// The streams' outcomes once the direction stopped (3 s at most; the rest aborted).
+async fn collect(
+    mut tasks: tokio::task::JoinSet<Result<StreamStats, ClientError>>,
+    direction: Direction,
+) -> (Vec<StreamStats>, Vec<ClientError>) {
     let mut stats: Vec<StreamStats> = Vec::new();
     let mut errors: Vec<ClientError> = Vec::new();
-    let collect = async {
+    let collecting = async {
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(Ok(s)) => stats.push(s),
@@ -117,20 +136,13 @@ pub(crate) async fn drive(
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(3), collect)
+    if tokio::time::timeout(Duration::from_secs(3), collecting)
         .await
         .is_err()
     {
         tasks.abort_all();
     }
-    Driven {
-        sampled,
-        probes,
-        stats,
-        errors,
-        app_bytes: counter.load(Ordering::Relaxed),
-        arrivals,
-    }
+    (stats, errors)
 }
 
 /// The figure of a direction counted at the agent: the TCP-layer count when it can
@@ -291,6 +303,51 @@ const LIVE_AGREEMENT: f64 = 0.05;
 /// where segments are not cut to the MSS, disagrees by more than 10 %.
 pub(crate) const FINAL_AGREEMENT: f64 = 0.05;
 
+/// The rate over the last second of `history` (elapsed, cumulative bytes), bit/s.
+fn last_second(history: &[(Duration, u64)]) -> f64 {
+    let Some(&(elapsed, bytes)) = history.last() else {
+        return 0.0;
+    };
+    let (t0, b0) = history[history.len().saturating_sub(11)];
+    if elapsed > t0 {
+        (bytes - b0) as f64 * 8.0 / (elapsed - t0).as_secs_f64()
+    } else {
+        0.0
+    }
+}
+
+/// The TCP-layer count's decision when it can be used, else the application's.
+fn tcp_or_app(
+    direction: Direction,
+    arrivals: &Arrivals,
+    tcp: &mut Sampler,
+    (elapsed, bytes): (Duration, u64),
+    app_decision: Decision,
+) -> Decision {
+    let (segs, mss) = arrivals.total();
+    tracing::trace!(
+        ?direction,
+        t = elapsed.as_secs_f64(),
+        bytes,
+        segs,
+        mss,
+        "sample"
+    );
+    let tcp_decision = tcp.push(elapsed, segs);
+    // Acknowledged segments trail the bytes written by whatever sits in the send
+    // buffers, so for an upload they are not compared, only required.
+    let usable = if direction == Direction::Up {
+        mss > 0 && segs > 0
+    } else {
+        segments_agree(segs, mss, bytes, LIVE_AGREEMENT)
+    };
+    if usable {
+        tcp_decision
+    } else {
+        app_decision
+    }
+}
+
 /// Samples the counts every 100 ms until the stop rule, the cap, or the end of every
 /// stream. The stop rule follows the TCP-layer count (for a download, while it agrees
 /// with the application's bytes), and the application's bytes otherwise.
@@ -314,43 +371,15 @@ async fn sample(
         let elapsed = start.elapsed();
         let bytes = counts.app.load(Ordering::Relaxed);
         history.push((elapsed, bytes));
-        let back = history.len().saturating_sub(11);
-        let (t0, b0) = history[back];
-        let rate = if elapsed > t0 {
-            (bytes - b0) as f64 * 8.0 / (elapsed - t0).as_secs_f64()
-        } else {
-            0.0
-        };
         progress(Progress {
             direction,
             elapsed,
-            rate_bps: rate,
+            rate_bps: last_second(&history),
         });
         let app_decision = app.push(elapsed, bytes);
         let decision = match (counts.tcp, tcp.as_mut()) {
             (Some(arrivals), Some(tcp)) => {
-                let (segs, mss) = arrivals.total();
-                tracing::trace!(
-                    ?direction,
-                    t = elapsed.as_secs_f64(),
-                    bytes,
-                    segs,
-                    mss,
-                    "sample"
-                );
-                let tcp_decision = tcp.push(elapsed, segs);
-                // Acknowledged segments trail the bytes written by whatever sits in the
-                // send buffers, so for an upload they are not compared, only required.
-                let usable = if direction == Direction::Up {
-                    mss > 0 && segs > 0
-                } else {
-                    segments_agree(segs, mss, bytes, LIVE_AGREEMENT)
-                };
-                if usable {
-                    tcp_decision
-                } else {
-                    app_decision
-                }
+                tcp_or_app(direction, arrivals, tcp, (elapsed, bytes), app_decision)
             }
             _ => {
                 tracing::trace!(?direction, t = elapsed.as_secs_f64(), bytes, "sample");

@@ -120,6 +120,7 @@ pub struct Identity {
 impl Identity {
     /// Loads the identity in `dir`; `Ok(None)` when the agent is not enrolled.
     pub fn load(dir: &Path) -> Result<Option<Identity>, IdentityError> {
+        sonde_cli::blocking::check("reading the identity");
         let info_path = dir.join(IDENTITY_FILE);
         if !info_path.exists() {
             return Ok(None);
@@ -299,13 +300,19 @@ pub async fn enroll(
     dir: &Path,
     timeout: Duration,
 ) -> Result<Identity, IdentityError> {
-    if let Some(existing) = Identity::load(dir)? {
+    let d = dir.to_path_buf();
+    let existing = sonde_cli::blocking::run(move || {
+        crate::state::files::ensure_dir(&d)?;
+        Identity::load(&d)
+    })
+    .await
+    .map_err(|e| IdentityError::Corrupt(e.to_string()))??;
+    if let Some(existing) = existing {
         return Err(IdentityError::AlreadyEnrolled {
             agent_id: existing.info.agent_id,
             dir: dir.display().to_string(),
         });
     }
-    crate::state::files::ensure_dir(dir)?;
     let key = rcgen::KeyPair::generate()?;
     let csr_pem = rcgen::CertificateParams::new(Vec::<String>::new())?
         .serialize_request(&key)?
@@ -330,7 +337,10 @@ pub async fn enroll(
             ))
         }
     };
-    keep(address, token, enrolled, &key, dir)
+    let (address, token, dir) = (address.to_string(), token.clone(), dir.to_path_buf());
+    sonde_cli::blocking::run(move || keep(&address, &token, enrolled, &key, &dir))
+        .await
+        .map_err(|e| IdentityError::Corrupt(e.to_string()))?
 }
 
 fn connect_error(address: &str, message: String) -> IdentityError {

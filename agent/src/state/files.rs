@@ -23,6 +23,7 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
 
 /// Writes `contents` to `path` atomically (temporary file, fsync, rename) with `mode`.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+    sonde_cli::blocking::check("writing a state file");
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -40,6 +41,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
 
 /// Creates the state directory (mode 0700) if needed.
 pub fn ensure_dir(dir: &Path) -> Result<(), FileError> {
+    sonde_cli::blocking::check("creating the state directory");
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
         return Ok(());

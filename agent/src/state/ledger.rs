@@ -17,6 +17,7 @@ pub struct LedgerFile {
 impl LedgerFile {
     /// Reads `path` (an empty ledger when it does not exist yet).
     pub fn load(path: &Path) -> Result<LedgerFile, String> {
+        sonde_cli::blocking::check("reading the budget ledger");
         let ledger = match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice::<Ledger>(&bytes)
                 .map_err(|e| format!("{}: {e}", path.display()))?,

@@ -57,6 +57,7 @@ pub struct Pushed {
 impl Spool {
     /// Opens (creating if needed) the spool at `path`, holding at most `max_results`.
     pub fn open(path: &Path, max_results: u64) -> Result<Spool, SpoolError> {
+        sonde_cli::blocking::check("the spool");
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -72,6 +73,7 @@ impl Spool {
     /// Opens an existing spool to read it (depth, evictions, waiting results) without
     /// writing anything: what `sonde-agent status` uses beside a running daemon.
     pub fn open_read_only(path: &Path) -> Result<Spool, SpoolError> {
+        sonde_cli::blocking::check("the spool");
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -91,6 +93,7 @@ impl Spool {
 
     /// Stores a record's bytes durably; see [`Spool::push`].
     pub fn push_raw(&mut self, id: Uuid, record: &RawRecord) -> Result<Pushed, SpoolError> {
+        sonde_cli::blocking::check("the spool");
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT OR IGNORE INTO spool (id, record) VALUES (?1, ?2)",
@@ -115,6 +118,7 @@ impl Spool {
 
     /// Up to `max` results, oldest first, left in the spool, as their bytes.
     pub fn peek(&self, max: usize) -> Result<Vec<Spooled>, SpoolError> {
+        sonde_cli::blocking::check("the spool");
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, record FROM spool ORDER BY seq LIMIT ?1")?;
@@ -135,6 +139,7 @@ impl Spool {
 
     /// Removes the results the collector committed; returns how many were spooled.
     pub fn ack(&mut self, ids: &[Uuid]) -> Result<usize, SpoolError> {
+        sonde_cli::blocking::check("the spool");
         let tx = self.conn.transaction()?;
         let mut removed = 0;
         {
@@ -149,6 +154,7 @@ impl Spool {
 
     /// Results waiting.
     pub fn depth(&self) -> Result<u64, SpoolError> {
+        sonde_cli::blocking::check("the spool");
         Ok(self
             .conn
             .query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))? as u64)
@@ -156,6 +162,7 @@ impl Spool {
 
     /// Results evicted since the spool was created.
     pub fn evictions_total(&self) -> Result<u64, SpoolError> {
+        sonde_cli::blocking::check("the spool");
         Ok(self
             .conn
             .query_row(

@@ -3,7 +3,7 @@
 //! state directory until the agent is enrolled, so a box installed before its
 //! enrolment starts uploading as soon as `sonde-agent enroll` has run.
 
-use super::{Link, UplinkError, ANSWER_TIMEOUT};
+use super::link::{Link, UplinkError, ANSWER_TIMEOUT};
 use crate::identity::{self, Identity};
 use futures_util::future::BoxFuture;
 use sonde_proto::wire::{self, FrameDecoder, Health, Message, RawRecord, Upload};
@@ -63,10 +63,14 @@ impl QuicLink {
         self.link.is_some()
     }
 
-    /// The identity, read from the state directory until there is one.
-    fn identity(&mut self) -> Result<&Identity, UplinkError> {
+    /// Reads the identity from the state directory, until there is one.
+    async fn load_identity(&mut self) -> Result<(), UplinkError> {
         if self.identity.is_none() {
-            match Identity::load(&self.state_dir) {
+            let dir = self.state_dir.clone();
+            let loaded = sonde_cli::blocking::run(move || Identity::load(&dir))
+                .await
+                .map_err(|e| UplinkError::Identity(e.to_string()))?;
+            match loaded {
                 Ok(Some(id)) => {
                     tracing::info!(agent = %id.info.agent_id, "enrolled: uploads start");
                     self.identity = Some(id);
@@ -75,7 +79,10 @@ impl QuicLink {
                 Err(e) => return Err(UplinkError::Identity(e.to_string())),
             }
         }
-        self.identity.as_ref().ok_or(UplinkError::NotEnrolled)
+        self.identity
+            .as_ref()
+            .map(|_| ())
+            .ok_or(UplinkError::NotEnrolled)
     }
 
     async fn connection(&mut self) -> Result<&mut Connection, UplinkError> {
@@ -91,7 +98,7 @@ impl QuicLink {
                 .await
                 .map_err(|e| UplinkError::Connect(e.to_string()))?;
             if self.endpoint.is_none() {
-                let identity = self.identity()?;
+                let identity = self.identity.as_ref().ok_or(UplinkError::NotEnrolled)?;
                 let config = identity
                     .client_config()
                     .map_err(|e| UplinkError::Connect(e.to_string()))?;
@@ -162,7 +169,7 @@ impl Link for QuicLink {
         health: Health,
     ) -> BoxFuture<'_, Result<Vec<Uuid>, UplinkError>> {
         Box::pin(async move {
-            self.identity()?;
+            self.load_identity().await?;
             let batch = self.next_batch;
             self.next_batch += 1;
             let frame = wire::encode(&Message::Upload(Upload {

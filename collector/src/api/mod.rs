@@ -44,7 +44,7 @@ pub async fn handle<B>(
         })
         .unwrap_or_default();
     let path = req.uri().path().to_string();
-    let resp = tokio::task::spawn_blocking(move || match path.as_str() {
+    let resp = sonde_cli::blocking::run(move || match path.as_str() {
         "/metrics" => metrics_page(metrics.as_deref()),
         "/healthz" => health::get(store.as_ref()),
         "/api/v1/results" => results::get(store.as_ref(), &query),

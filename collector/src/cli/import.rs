@@ -1,8 +1,9 @@
 //! `sonde-collector import`: results as `sonde-agent probe --json` prints them.
 
 use super::common::open_store;
+use sonde_proto::wire::RawRecord;
 use sonde_proto::ResultRecord;
-use sonde_store::{Delivery, Inserted, ResultWriter};
+use sonde_store::{Batch, Delivery, Inserted, ResultWriter};
 use std::io::BufRead;
 use std::path::Path;
 
@@ -21,29 +22,8 @@ pub fn import(file: &Path, db: &Path) -> i32 {
     let Some(store) = open_store(db) else {
         return 1;
     };
-    let now = chrono::Utc::now();
-    let mut total = Inserted::default();
+    let mut pending = Pending::default();
     let mut rejected = 0usize;
-    let mut batch: Vec<(Delivery, ResultRecord)> = Vec::new();
-    let flush = |batch: &mut Vec<(Delivery, ResultRecord)>, total: &mut Inserted| -> bool {
-        // Group consecutive records of one agent into one commit.
-        while !batch.is_empty() {
-            let first = batch[0].0.clone();
-            let n = batch.iter().take_while(|(d, _)| *d == first).count();
-            let records: Vec<ResultRecord> = batch.drain(..n).map(|(_, r)| r).collect();
-            match store.insert(&first, &records, now) {
-                Ok(done) => {
-                    total.new += done.new;
-                    total.duplicates += done.duplicates;
-                }
-                Err(e) => {
-                    eprintln!("error: storing results: {e}");
-                    return false;
-                }
-            }
-        }
-        true
-    };
     for (i, line) in input.split(b'\n').enumerate() {
         let n = i + 1;
         let line = match line {
@@ -56,40 +36,91 @@ pub fn import(file: &Path, db: &Path) -> i32 {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match ResultRecord::from_json(&line) {
-            Ok(record) => {
-                let delivery = Delivery {
-                    // Imported results keep the agent and site they carry: import is
-                    // the operator's path, not an agent's.
-                    agent_id: record
-                        .agent
-                        .id
-                        .clone()
-                        .unwrap_or_else(|| "unenrolled".into()),
-                    quartier: record.site.quartier.clone(),
-                    building: record.site.building.clone(),
-                };
-                batch.push((delivery, record));
-            }
+        match read(line) {
+            Ok((delivery, record, raw)) => pending.rows.push((delivery, record, raw)),
             Err(e) => {
                 rejected += 1;
                 eprintln!("{}:{n}: rejected: {e}", file.display());
             }
         }
-        if batch.len() >= IMPORT_BATCH && !flush(&mut batch, &mut total) {
+        if pending.rows.len() >= IMPORT_BATCH && !pending.flush(&store) {
             return 1;
         }
     }
-    if !flush(&mut batch, &mut total) {
+    if !pending.flush(&store) {
         return 1;
     }
     println!(
         "imported {} new results, {} already stored, {} lines rejected",
-        total.new, total.duplicates, rejected
+        pending.total.new, pending.total.duplicates, rejected
     );
     if rejected > 0 {
         65
     } else {
         0
+    }
+}
+
+/// A line's record, kept as its bytes, with the agent and site it carries: import is
+/// the operator's path, not an agent's.
+fn read(line: Vec<u8>) -> Result<(Delivery, ResultRecord, RawRecord), String> {
+    if line.len() > sonde_proto::MAX_RECORD_BYTES {
+        return Err(sonde_proto::DecodeError::TooLarge {
+            len: line.len(),
+            max: sonde_proto::MAX_RECORD_BYTES,
+        }
+        .to_string());
+    }
+    let text = String::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
+    let raw = RawRecord::from_json(text).map_err(|e| format!("not a result record: {e}"))?;
+    let record = raw.parse().map_err(|e| e.to_string())?;
+    let delivery = Delivery {
+        agent_id: record
+            .agent
+            .id
+            .clone()
+            .unwrap_or_else(|| "unenrolled".into()),
+        quartier: record.site.quartier.clone(),
+        building: record.site.building.clone(),
+    };
+    Ok((delivery, record, raw))
+}
+
+/// Lines read and not stored yet, and what was stored so far.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<(Delivery, ResultRecord, RawRecord)>,
+    total: Inserted,
+}
+
+impl Pending {
+    /// Stores the rows, consecutive ones of one agent in one commit; `false` (after
+    /// saying why) when the store failed.
+    fn flush(&mut self, store: &dyn ResultWriter) -> bool {
+        let now = chrono::Utc::now();
+        while !self.rows.is_empty() {
+            let first = self.rows[0].0.clone();
+            let n = self.rows.iter().take_while(|(d, _, _)| *d == first).count();
+            let (records, raw) = self.rows.drain(..n).map(|(_, r, raw)| (r, raw)).unzip();
+            let batch = Batch {
+                delivery: first,
+                records,
+                raw,
+                health: None,
+            };
+            match store.insert_batches(std::slice::from_ref(&batch), now) {
+                Ok(done) => {
+                    for d in done {
+                        self.total.new += d.new;
+                        self.total.duplicates += d.duplicates;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: storing results: {e}");
+                    return false;
+                }
+            }
+        }
+        true
     }
 }

@@ -2,12 +2,14 @@
 
 use super::common::{load_config, open_store};
 use super::ReportArgs;
+use sonde_collector::report::{self, sign::ReportKey};
+use sonde_store::Store;
 use std::path::{Path, PathBuf};
 
 /// Writes a signed report.
 pub fn write(args: ReportArgs) -> i32 {
-    use sonde_collector::report::{self, sign::ReportKey};
-    let (Some(from), Some(to), Some(format)) = (args.from, args.to, args.format) else {
+    let (Some(from), Some(to), Some(format)) = (args.from.clone(), args.to.clone(), args.format)
+    else {
         sonde_cli::usage_error("report needs --from DATE --to DATE --format csv|json|html");
     };
     let config = load_config(&args.config.path);
@@ -38,7 +40,7 @@ pub fn write(args: ReportArgs) -> i32 {
             return 1;
         }
     };
-    let out = args.out.unwrap_or_else(|| {
+    let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(report::file_name(
             from_t,
             to_t,
@@ -58,25 +60,35 @@ pub fn write(args: ReportArgs) -> i32 {
         time_zone: tz,
         generated_at: chrono::Utc::now(),
     };
-    if let Err(e) = report::check_scope(&store, &request.scope) {
+    write_checked(&store, &key, &request, format, &out)
+}
+
+/// Writes the report of a checked request and says what was written.
+fn write_checked(
+    store: &dyn Store,
+    key: &ReportKey,
+    request: &report::Request,
+    format: report::render::Format,
+    out: &Path,
+) -> i32 {
+    if let Err(e) = report::check_scope(store, &request.scope) {
         sonde_cli::usage_error(e);
     }
+    let s = &request.scope;
     eprintln!(
         "reporting {} to {} ({})…",
-        from_t.to_rfc3339(),
-        to_t.to_rfc3339(),
-        tz.name()
+        s.from.to_rfc3339(),
+        s.to.to_rfc3339(),
+        request.time_zone.name()
     );
-    match report::write(&store, &key, &request, format, &out) {
+    match report::write(store, key, request, format, out) {
         Ok(w) => {
             if w.report.data.no_data {
                 eprintln!("no data: no result of this scope was stored for this period");
             }
-            for f in &w.files {
+            for f in w.files.iter().chain([&w.manifest, &w.signature]) {
                 println!("{}", f.display());
             }
-            println!("{}", w.manifest.display());
-            println!("{}", w.signature.display());
             eprintln!(
                 "{} results, {} building accesses; signed with report key {}",
                 w.report.data.results,

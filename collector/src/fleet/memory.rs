@@ -451,7 +451,7 @@ fn render_buildings(out: &mut String, agents: &Agents) {
     }
 }
 
-impl super::FleetView for Fleet {
+impl super::view::FleetView for Fleet {
     fn result(&self, delivery: &Delivery, r: &ResultRecord, new: bool) {
         Fleet::result(self, delivery, r, new)
     }

@@ -148,7 +148,7 @@ impl Committer {
         let _ = self.jobs.send(Job::Stop).await;
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = thread {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            let _ = sonde_cli::blocking::run(move || t.join()).await;
         }
     }
 

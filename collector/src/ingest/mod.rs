@@ -192,7 +192,7 @@ impl Ingest {
                     Err((reason, why)) => return self.refuse(session, reply, reason, why),
                 },
                 Ok(Some(Message::Enroll(enroll))) => {
-                    reply.send.extend(self.enrol(session, &enroll, now));
+                    reply.send.extend(self.enrol(session, enroll, now).await);
                     // One enrolment per stream, whatever its outcome.
                     reply.close = true;
                     return reply;
@@ -278,8 +278,9 @@ impl Ingest {
         Ok(frame)
     }
 
-    /// Enrols the peer: the frame to send (its identity, or why not, counted).
-    fn enrol(&self, session: &Session, enroll: &Enroll, now: DateTime<Utc>) -> Vec<u8> {
+    /// Enrols the peer: the frame to send (its identity, or why not, counted). The
+    /// store's transaction runs on the blocking pool.
+    async fn enrol(&self, session: &Session, enroll: Enroll, now: DateTime<Utc>) -> Vec<u8> {
         let outcome = match (&session.delivery, &self.ca) {
             (Some(_), _) => Err((
                 RejectReason::BadMessage,
@@ -289,7 +290,14 @@ impl Ingest {
                 RejectReason::Unavailable,
                 "this collector does not enrol agents".to_string(),
             )),
-            (None, Some(ca)) => enrolment::enrol(ca.as_ref(), self.store.as_ref(), enroll, now),
+            (None, Some(ca)) => {
+                let (ca, store) = (ca.clone(), self.store.clone());
+                sonde_cli::blocking::run(move || {
+                    enrolment::enrol(ca.as_ref(), store.as_ref(), &enroll, now)
+                })
+                .await
+                .unwrap_or_else(|e| Err((RejectReason::Unavailable, e.to_string())))
+            }
         };
         match outcome {
             Ok((enrolled, site)) => {

@@ -375,41 +375,7 @@ fn download_chart(accesses: &[AccessReport]) -> String {
         );
     }
     for (i, a) in rows.iter().enumerate() {
-        let y = 18.0 + row_h * i as f64;
-        let d = a.download_bps;
-        let (p10, med, p90) = (
-            d.p10.unwrap_or(0.0),
-            d.median.unwrap_or(0.0),
-            d.p90.unwrap_or(0.0),
-        );
-        let colour = match a.compliant {
-            Some(true) => "#1a7f37",
-            Some(false) => "#cf222e",
-            None => "#57606a",
-        };
-        let _ = write!(
-            s,
-            "<text x=\"{lx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>\
-             <rect x=\"{x10:.1}\" y=\"{ry:.1}\" width=\"{bw:.1}\" height=\"10\" fill=\"{colour}\" fill-opacity=\"0.35\"/>\
-             <line x1=\"{xm:.1}\" x2=\"{xm:.1}\" y1=\"{ry:.1}\" y2=\"{rb:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>",
-            lx = left - 6.0,
-            ty = y + 9.0,
-            label = esc(&format!("{} · {} ({})", a.building, a.access, a.kind)),
-            x10 = x(p10),
-            ry = y,
-            bw = (x(p90) - x(p10)).max(1.0),
-            xm = x(med),
-            rb = y + 10.0,
-        );
-        if let Some(t) = a.target_down_bps {
-            let _ = write!(
-                s,
-                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"#000\" stroke-dasharray=\"3,2\"/>",
-                x(t),
-                y - 3.0,
-                y + 13.0
-            );
-        }
+        chart_row(&mut s, a, 18.0 + row_h * i as f64, left, &x);
     }
     s.push_str("</svg>");
     if accesses.len() > rows.len() {
@@ -421,6 +387,44 @@ fn download_chart(accesses: &[AccessReport]) -> String {
         );
     }
     s
+}
+
+/// One access's bar: P10 to P90, the median, the target.
+fn chart_row(s: &mut String, a: &AccessReport, y: f64, left: f64, x: &dyn Fn(f64) -> f64) {
+    let d = a.download_bps;
+    let (p10, med, p90) = (
+        d.p10.unwrap_or(0.0),
+        d.median.unwrap_or(0.0),
+        d.p90.unwrap_or(0.0),
+    );
+    let colour = match a.compliant {
+        Some(true) => "#1a7f37",
+        Some(false) => "#cf222e",
+        None => "#57606a",
+    };
+    let _ = write!(
+        s,
+        "<text x=\"{lx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>\
+         <rect x=\"{x10:.1}\" y=\"{ry:.1}\" width=\"{bw:.1}\" height=\"10\" fill=\"{colour}\" fill-opacity=\"0.35\"/>\
+         <line x1=\"{xm:.1}\" x2=\"{xm:.1}\" y1=\"{ry:.1}\" y2=\"{rb:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>",
+        lx = left - 6.0,
+        ty = y + 9.0,
+        label = esc(&format!("{} · {} ({})", a.building, a.access, a.kind)),
+        x10 = x(p10),
+        ry = y,
+        bw = (x(p90) - x(p10)).max(1.0),
+        xm = x(med),
+        rb = y + 10.0,
+    );
+    if let Some(t) = a.target_down_bps {
+        let _ = write!(
+            s,
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"#000\" stroke-dasharray=\"3,2\"/>",
+            x(t),
+            y - 3.0,
+            y + 13.0
+        );
+    }
 }
 
 fn compliance_chart(quartiers: &[Rollup]) -> String {
@@ -599,6 +603,30 @@ fn html(report: &Report) -> String {
         gen = h.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
         generator = esc(&h.generator),
     );
+    s.push_str(&summary(report));
+    s.push_str("<h2>Download per building access</h2><p class=\"meta\">Bar: P10 to P90 of valid tests' IP-layer download; thick mark: median; dashed: target. Green: median reaches the target; red: it does not.</p>");
+    s.push_str(&download_chart(&report.accesses));
+    s.push_str("<h2>Compliance per quartier</h2>");
+    s.push_str(&compliance_chart(&report.quartiers));
+    s.push_str("<h2>Quartiers</h2>");
+    s.push_str(&rollup_table(&report.quartiers));
+    s.push_str("<h2>Whole scope</h2>");
+    s.push_str(&rollup_table(&report.total));
+    s.push_str("<h2>Building accesses</h2>");
+    s.push_str(&access_table(&report.accesses));
+    s.push_str(
+        "<h2>Definitions</h2><p class=\"meta\">Every figure is defined in sonde's docs/METHODOLOGY.md \
+         (§7 for this report) at the version stated above. Rates are IP-layer bit/s; ARCEP's thresholds \
+         are compared with the TCP goodput. Roll-ups weigh each building access the same. \
+         The raw results behind this report come with its CSV form; its integrity is checked with \
+         <code>sonde-collector report verify</code>.</p></body></html>\n",
+    );
+    s
+}
+
+/// The summary: no data said as such, a card per kind, what the data held.
+fn summary(report: &Report) -> String {
+    let mut s = String::new();
     s.push_str("<h2>Summary</h2>");
     if report.data.no_data {
         s.push_str(
@@ -658,23 +686,6 @@ fn html(report: &Report) -> String {
         } else {
             esc(&d.agent_versions.join(", "))
         }
-    );
-    s.push_str("<h2>Download per building access</h2><p class=\"meta\">Bar: P10 to P90 of valid tests' IP-layer download; thick mark: median; dashed: target. Green: median reaches the target; red: it does not.</p>");
-    s.push_str(&download_chart(&report.accesses));
-    s.push_str("<h2>Compliance per quartier</h2>");
-    s.push_str(&compliance_chart(&report.quartiers));
-    s.push_str("<h2>Quartiers</h2>");
-    s.push_str(&rollup_table(&report.quartiers));
-    s.push_str("<h2>Whole scope</h2>");
-    s.push_str(&rollup_table(&report.total));
-    s.push_str("<h2>Building accesses</h2>");
-    s.push_str(&access_table(&report.accesses));
-    s.push_str(
-        "<h2>Definitions</h2><p class=\"meta\">Every figure is defined in sonde's docs/METHODOLOGY.md \
-         (§7 for this report) at the version stated above. Rates are IP-layer bit/s; ARCEP's thresholds \
-         are compared with the TCP goodput. Roll-ups weigh each building access the same. \
-         The raw results behind this report come with its CSV form; its integrity is checked with \
-         <code>sonde-collector report verify</code>.</p></body></html>\n",
     );
     s
 }

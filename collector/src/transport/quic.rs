@@ -217,7 +217,7 @@ async fn connection(conn: quinn::Connection, ingest: Arc<Ingest>) -> anyhow::Res
     let (delivery, revoked) = match certificate_agent(&conn) {
         Some(agent_id) => {
             let i = ingest.clone();
-            tokio::task::spawn_blocking(move || identify(agent_id, &i)).await?
+            sonde_cli::blocking::run(move || identify(agent_id, &i)).await?
         }
         None => (None, None),
     };

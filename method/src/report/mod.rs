@@ -364,28 +364,7 @@ impl ReportSink for Builder<'_> {
     }
 
     fn fact(&mut self, f: &Fact<'_>) -> Result<(), String> {
-        let same = self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.agent == f.agent_id && c.access == f.access);
-        if !same {
-            if let Some(c) = self.current.take() {
-                let r = self.summarise(c);
-                self.done.push(r);
-            }
-            let schedule = self
-                .schedules
-                .remove(&(f.agent_id.to_string(), f.access.to_string()));
-            self.current = Some(Acc {
-                schedule,
-                quartier: f.quartier.into(),
-                building: f.building.into(),
-                agent: f.agent_id.into(),
-                access: f.access.into(),
-                kind: f.kind.into(),
-                ..Default::default()
-            });
-        }
+        self.enter_access(f);
         let t = DateTime::from_timestamp_nanos(f.started_at_ns);
         self.data.results += 1;
         self.data.first_result = Some(self.data.first_result.map_or(t, |x| x.min(t)));
@@ -395,6 +374,7 @@ impl ReportSink for Builder<'_> {
         }
         let tz = self.request.time_zone;
         let start = self.span_start(self.current.as_ref().and_then(|c| c.schedule.as_ref()));
+        let peak = self.hours.is_peak(tz, f.started_at_ns);
         let Some(c) = self.current.as_mut() else {
             return Ok(());
         };
@@ -408,53 +388,8 @@ impl ReportSink for Builder<'_> {
                 .flags
                 .split(',')
                 .any(|flag| INVALIDATING_FLAGS.contains(&flag));
-        if !valid {
-            return Ok(());
-        }
-        c.valid += 1;
-        let bucket = (f.started_at_ns.div_euclid(1_000_000_000) - start.timestamp())
-            .div_euclid(bucket_len(c.schedule.as_ref()));
-        if c.last_bucket != Some(bucket) {
-            c.buckets += 1;
-            c.last_bucket = Some(bucket);
-        }
-        if let Some(d) = f.down_bps {
-            c.down.push(d);
-            if self.hours.is_peak(tz, f.started_at_ns) {
-                c.peak.push(d);
-            }
-        }
-        if let Some(u) = f.up_bps {
-            c.up.push(u);
-        }
-        if let Some(g) = f.down_goodput_bps {
-            c.counts.with_goodput += 1;
-            for (n, th) in c.counts.thresholds.iter_mut().zip(ARCEP_THRESHOLDS_BPS) {
-                if g >= th {
-                    *n += 1;
-                }
-            }
-        }
-        if f.target_down_bps.is_some() {
-            c.target = f.target_down_bps;
-            match f.verdict_down {
-                Some("met") => {
-                    c.counts.met += 1;
-                    c.counts.with_target += 1;
-                }
-                Some("not_met") | Some("port_limited") => c.counts.with_target += 1,
-                _ => {}
-            }
-        }
-        if let Some(x) = f.idle_s {
-            c.idle.push(x);
-        }
-        if let Some(x) = f.loaded_s {
-            c.loaded.push(x);
-        }
-        if let (Some(sent), Some(received)) = (f.probes_sent, f.probes_received) {
-            c.counts.sent += sent.max(0) as u64;
-            c.counts.lost += (sent - received).max(0) as u64;
+        if valid {
+            c.add_valid(f, start, peak);
         }
         Ok(())
     }
@@ -471,7 +406,82 @@ fn ratio(n: u64, d: u64) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
 }
 
+impl Acc {
+    /// Adds a valid test: its time bucket, figures, target verdict and probes.
+    fn add_valid(&mut self, f: &Fact<'_>, start: DateTime<Utc>, peak: bool) {
+        self.valid += 1;
+        let bucket = (f.started_at_ns.div_euclid(1_000_000_000) - start.timestamp())
+            .div_euclid(bucket_len(self.schedule.as_ref()));
+        if self.last_bucket != Some(bucket) {
+            self.buckets += 1;
+            self.last_bucket = Some(bucket);
+        }
+        if let Some(d) = f.down_bps {
+            self.down.push(d);
+            if peak {
+                self.peak.push(d);
+            }
+        }
+        if let Some(u) = f.up_bps {
+            self.up.push(u);
+        }
+        if let Some(g) = f.down_goodput_bps {
+            self.counts.with_goodput += 1;
+            for (n, th) in self.counts.thresholds.iter_mut().zip(ARCEP_THRESHOLDS_BPS) {
+                if g >= th {
+                    *n += 1;
+                }
+            }
+        }
+        if f.target_down_bps.is_some() {
+            self.target = f.target_down_bps;
+            match f.verdict_down {
+                Some("met") => {
+                    self.counts.met += 1;
+                    self.counts.with_target += 1;
+                }
+                Some("not_met") | Some("port_limited") => self.counts.with_target += 1,
+                _ => {}
+            }
+        }
+        self.idle.extend(f.idle_s);
+        self.loaded.extend(f.loaded_s);
+        if let (Some(sent), Some(received)) = (f.probes_sent, f.probes_received) {
+            self.counts.sent += sent.max(0) as u64;
+            self.counts.lost += (sent - received).max(0) as u64;
+        }
+    }
+}
+
 impl<'r> Builder<'r> {
+    /// Starts `f`'s access when it is not the current one (the previous one is
+    /// summarised then).
+    fn enter_access(&mut self, f: &Fact<'_>) {
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.agent == f.agent_id && c.access == f.access);
+        if same {
+            return;
+        }
+        if let Some(c) = self.current.take() {
+            let r = self.summarise(c);
+            self.done.push(r);
+        }
+        let schedule = self
+            .schedules
+            .remove(&(f.agent_id.to_string(), f.access.to_string()));
+        self.current = Some(Acc {
+            schedule,
+            quartier: f.quartier.into(),
+            building: f.building.into(),
+            agent: f.agent_id.into(),
+            access: f.access.into(),
+            kind: f.kind.into(),
+            ..Default::default()
+        });
+    }
+
     /// A builder for `request`; feed it as a [`ReportSink`], then [`Builder::finish`].
     pub fn new(request: &'r Request) -> Self {
         Builder {

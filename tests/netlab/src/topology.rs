@@ -366,6 +366,14 @@ impl Topology {
         if !Path::new("/dev/net/tun").exists() {
             return Err(Missing::Kernel("/dev/net/tun (TUN devices)".into()).into());
         }
+        let (ta, tr) = self.tun_devices(i)?;
+        self.route_through(i, &ta, &tr)?;
+        self.spawn_emulator(i, link, &ta, &tr)
+    }
+
+    /// Link `i`'s two TUN devices in the link namespace: toward the agent, toward the
+    /// responder.
+    fn tun_devices(&self, i: usize) -> anyhow::Result<(String, String)> {
         let l = self.link_ns.clone();
         let (ta, tr) = (format!("ta{i}"), format!("tr{i}"));
         for (dev, addr) in [
@@ -380,6 +388,13 @@ impl Topology {
             // TUN devices need a queue long enough for the bursts of fast links.
             ip(&l, &["link", "set", dev, "txqueuelen", "10000"])?;
         }
+        Ok((ta, tr))
+    }
+
+    /// Policy routing in the link namespace: what arrives from agent link `i` goes out
+    /// through `ta`, what goes to it comes back through `tr`.
+    fn route_through(&self, i: usize, ta: &str, tr: &str) -> anyhow::Result<()> {
+        let l = self.link_ns.clone();
         let (up_table, down_table) = ((100 + i).to_string(), (200 + i).to_string());
         let agent_net = format!("10.77.{}.0/24", 10 + i);
         ip(
@@ -388,7 +403,7 @@ impl Topology {
         )?;
         ip(
             &l,
-            &["route", "add", "default", "dev", &ta, "table", &up_table],
+            &["route", "add", "default", "dev", ta, "table", &up_table],
         )?;
         ip(
             &l,
@@ -405,7 +420,7 @@ impl Topology {
         )?;
         ip(
             &l,
-            &["route", "add", "default", "dev", &tr, "table", &down_table],
+            &["route", "add", "default", "dev", tr, "table", &down_table],
         )?;
         if self.collector_ns.is_some() {
             ip(
@@ -423,6 +438,18 @@ impl Topology {
             )?;
         }
 
+        Ok(())
+    }
+
+    /// Starts the emulator process between link `i`'s TUN devices, with `link`'s spec.
+    fn spawn_emulator(
+        &mut self,
+        i: usize,
+        link: &LinkSpec,
+        ta: &str,
+        tr: &str,
+    ) -> anyhow::Result<()> {
+        let l = self.link_ns.clone();
         let spec_file = std::env::temp_dir().join(format!("{}-emu{i}.json", self.id));
         let spec = serde_json::json!({ "up": path_json(&link.up), "down": path_json(&link.down) });
         std::fs::write(&spec_file, spec.to_string()).context("writing the emulator spec")?;
@@ -433,9 +460,9 @@ impl Topology {
             .args([
                 "emulate",
                 "--agent-tun",
-                &ta,
+                ta,
                 "--responder-tun",
-                &tr,
+                tr,
                 "--spec",
             ])
             .arg(&spec_file)

@@ -126,6 +126,8 @@ fn iperf3_run(port: u16, server_pid: u32, seconds: u32) -> Result<Sample, String
     })
 }
 
+// Long because it is the benchmark's script, read top to bottom: each run of each
+// tool side by side, then the table; cut up, the order of the runs would be hidden.
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,

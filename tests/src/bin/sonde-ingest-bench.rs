@@ -9,8 +9,12 @@
 //! does. Figures: results/s over the upload phase, time to ack per batch (p50, p99),
 //! connections held at once, and results found in the store afterwards.
 //!
+//! With `--readers N`, a second upload phase follows the first, with N API clients
+//! paging through `/api/v1/results` meanwhile: both phases' ack latencies are printed
+//! side by side (reads must not hold up commits).
+//!
 //! Usage: cargo run --release -p sonde-e2e --bin sonde-ingest-bench --
-//!        [--agents N] [--results N] [--batch N] [--json]
+//!        [--agents N] [--results N] [--batch N] [--readers N] [--json]
 
 use sonde_collector::ca::Ca;
 use sonde_collector::ingest;
@@ -29,6 +33,7 @@ struct Args {
     agents: usize,
     results: usize,
     batch: usize,
+    readers: usize,
     json: bool,
 }
 
@@ -37,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         agents: 1000,
         results: 100,
         batch: 100,
+        readers: 0,
         json: false,
     };
     let mut args = std::env::args().skip(1);
@@ -50,11 +56,12 @@ fn parse_args() -> Result<Args, String> {
             "--agents" => out.agents = num(args.next(), "--agents", 5000)?,
             "--results" => out.results = num(args.next(), "--results", 100_000)?,
             "--batch" => out.batch = num(args.next(), "--batch", 1000)?,
+            "--readers" => out.readers = num(args.next(), "--readers", 64)?,
             "--json" => out.json = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: sonde-ingest-bench [--agents N (1000)] [--results N per agent (100)] \
-                     [--batch N (100)] [--json]"
+                     [--batch N (100)] [--readers N (0: no reading phase)] [--json]"
                         .into(),
                 )
             }
@@ -142,6 +149,310 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// One upload phase: every connection uploads `results` records in batches; the ack
+/// latencies, the busy refusals and the time it took.
+struct Phase {
+    latencies: Vec<f64>,
+    busy: u64,
+    seconds: f64,
+    peak: usize,
+}
+
+/// Uploads `results` fresh records on every connection, all starting together.
+async fn upload_phase(conns: &[quinn::Connection], results: usize, batch: usize) -> Phase {
+    let open = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(tokio::sync::Barrier::new(conns.len() + 1));
+    let mut tasks = Vec::new();
+    for conn in conns {
+        let conn = conn.clone();
+        let (open, peak, start) = (open.clone(), peak.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            // Records made before the clock starts: the agent's spool holds them.
+            let pending: Vec<wire::RawRecord> = (0..results)
+                .map(|_| {
+                    let mut r = ResultRecord::schema_example();
+                    r.id = uuid::Uuid::now_v7();
+                    wire::RawRecord::of(&r)
+                })
+                .collect();
+            let (send, recv) = conn.open_bi().await.expect("stream");
+            start.wait().await;
+            let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now_open, Ordering::SeqCst);
+            let out = upload(send, recv, pending, batch).await;
+            open.fetch_sub(1, Ordering::SeqCst);
+            out
+        }));
+    }
+    start.wait().await;
+    let t = Instant::now();
+    let mut phase = Phase {
+        latencies: Vec::new(),
+        busy: 0,
+        seconds: 0.0,
+        peak: 0,
+    };
+    for task in tasks {
+        let (l, busy) = task.await.expect("upload task");
+        phase.latencies.extend(l);
+        phase.busy += busy;
+    }
+    phase.seconds = t.elapsed().as_secs_f64();
+    phase.peak = peak.load(Ordering::SeqCst);
+    phase.latencies.sort_by(f64::total_cmp);
+    phase
+}
+
+/// One agent's uploads on one stream, as the agent does: a batch, its ack, the next;
+/// backing off with jitter when the collector says it is busy.
+async fn upload(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut pending: Vec<wire::RawRecord>,
+    batch: usize,
+) -> (Vec<f64>, u64) {
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let (mut latencies, mut busy, mut n) = (Vec::new(), 0u64, 0u64);
+    while !pending.is_empty() {
+        let take = pending.len().min(batch);
+        n += 1;
+        let frame = wire::encode(&Message::Upload(Upload {
+            batch: n,
+            health: Health::default(),
+            results: pending[..take].to_vec(),
+        }));
+        let t = Instant::now();
+        send.write_all(&frame).await.expect("send");
+        match answer(&mut recv, &mut decoder).await {
+            Message::Ack(a) if a.committed.len() == take => {
+                pending.drain(..take);
+                latencies.push(t.elapsed().as_secs_f64());
+            }
+            Message::Reject(r) if r.reason == RejectReason::Unavailable => {
+                busy += 1;
+                let wait = 500 + (n * 7919 + busy * 104_729) % 1500;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            other => panic!("expected an ack of {take}: {other:?}"),
+        }
+    }
+    (latencies, busy)
+}
+
+/// `readers` API clients paging through `/api/v1/results` (1000 a page, from the
+/// oldest) until `stop`; pages read.
+async fn read_results(
+    http: String,
+    readers: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    let mut tasks = Vec::new();
+    for _ in 0..readers {
+        let (http, stop) = (http.clone(), stop.clone());
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let mut pages = 0u64;
+            let mut cursor: Option<String> = None;
+            while !*stop.borrow() {
+                let path = match &cursor {
+                    Some(c) => format!("/api/v1/results?limit=1000&cursor={c}"),
+                    None => "/api/v1/results?limit=1000".to_string(),
+                };
+                let Some((200, body)) = sonde_e2e::http_get(&http, &path) else {
+                    continue;
+                };
+                pages += 1;
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                cursor = v["next_cursor"].as_str().map(str::to_string);
+            }
+            pages
+        }));
+    }
+    let mut pages = 0;
+    for t in tasks {
+        pages += t.await.unwrap_or(0);
+    }
+    pages
+}
+
+/// Enrols one agent per token, at most 64 at once.
+async fn enrol_all(
+    endpoints: &[quinn::Endpoint],
+    addr: SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    tokens: Vec<String>,
+) -> Vec<Agent> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let (ca, gate) = (ca.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = gate.acquire().await.expect("gate");
+            enrol(&endpoint, addr, &ca, token).await
+        }));
+    }
+    let mut agents = Vec::new();
+    for t in tasks {
+        agents.push(t.await.expect("enrol task"));
+    }
+    agents
+}
+
+/// Opens each agent's mutual-TLS connection, at most 64 handshakes at once.
+async fn connect_all(
+    endpoints: &[quinn::Endpoint],
+    addr: SocketAddr,
+    agents: Vec<Agent>,
+) -> Vec<quinn::Connection> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for (i, agent) in agents.into_iter().enumerate() {
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            let _p = gate.acquire().await.expect("gate");
+            endpoint
+                .connect_with(agent.config, addr, "localhost")
+                .expect("connect")
+                .await
+                .expect("mTLS handshake")
+        }));
+    }
+    let mut conns = Vec::new();
+    for t in tasks {
+        conns.push(t.await.expect("connect task"));
+    }
+    conns
+}
+
+/// Tokens written into the collector's store before it starts (as `token create`
+/// would, a thousand times faster).
+fn tokens(data_dir: &std::path::Path, ca: &Ca, n: usize) -> Vec<String> {
+    let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
+    let now = chrono::Utc::now();
+    (0..n)
+        .map(|i| {
+            let t = ingest::new_token(ca);
+            store
+                .create_token(&NewToken {
+                    hash: ingest::token_hash(&t),
+                    quartier: "bench".into(),
+                    building: format!("b{i}"),
+                    latitude: None,
+                    longitude: None,
+                    created_at: now,
+                    expires_at: now + chrono::Duration::hours(1),
+                })
+                .expect("token");
+            t.to_string()
+        })
+        .collect()
+}
+
+/// Results in the store (read after the collector stopped).
+fn stored(data_dir: &std::path::Path) -> usize {
+    let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
+    let mut stored = 0usize;
+    let mut q = ResultQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = store.results(&q).expect("page");
+        stored += page.results.len();
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return stored,
+        }
+    }
+}
+
+fn cpu_since(before: Option<f64>, pid: Option<u32>) -> f64 {
+    match (before, pid.and_then(sonde_e2e::cpu_seconds)) {
+        (Some(b), Some(n)) => n - b,
+        _ => f64::NAN,
+    }
+}
+
+/// The benchmark's phases against a collector at `addr`.
+async fn run(
+    args: &Args,
+    addr: SocketAddr,
+    http: String,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    tokens: Vec<String>,
+    collector_pid: Option<u32>,
+) -> serde_json::Value {
+    // A few client sockets, shared by the simulated agents.
+    let endpoints: Vec<quinn::Endpoint> = (0..8)
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
+        .collect();
+    eprintln!("enrolling {} agents over QUIC…", args.agents);
+    let t = Instant::now();
+    let agents = enrol_all(&endpoints, addr, &ca, tokens).await;
+    let enrol_s = t.elapsed().as_secs_f64();
+    eprintln!("connecting {} agents (mutual TLS)…", agents.len());
+    let t = Instant::now();
+    let conns = connect_all(&endpoints, addr, agents).await;
+    let connect_s = t.elapsed().as_secs_f64();
+    let held = conns.iter().filter(|c| c.close_reason().is_none()).count();
+    eprintln!(
+        "{held} connections held; uploading {} results each in batches of {}…",
+        args.results, args.batch
+    );
+    let me = Some(std::process::id());
+    let cpu_before = (
+        collector_pid.and_then(sonde_e2e::cpu_seconds),
+        me.and_then(sonde_e2e::cpu_seconds),
+    );
+    let idle = upload_phase(&conns, args.results, args.batch).await;
+    let collector_cpu_s = cpu_since(cpu_before.0, collector_pid);
+    let agents_cpu_s = cpu_since(cpu_before.1, me);
+    let total = (args.agents * args.results) as f64;
+    let mut report = serde_json::json!({
+        "agents": args.agents,
+        "results_per_agent": args.results,
+        "batch": args.batch,
+        "enrol_s": enrol_s,
+        "connect_s": connect_s,
+        "connections_held": held,
+        "peak_concurrent_uploaders": idle.peak,
+        "upload_s": idle.seconds,
+        "results_per_s": total / idle.seconds,
+        "collector_cpu_s": collector_cpu_s,
+        "simulated_agents_cpu_s": agents_cpu_s,
+        "results_per_collector_cpu_s": total / collector_cpu_s,
+        "ack_p50_ms": quantile(&idle.latencies, 0.5) * 1e3,
+        "ack_p99_ms": quantile(&idle.latencies, 0.99) * 1e3,
+        "ack_max_ms": idle.latencies.last().copied().unwrap_or(f64::NAN) * 1e3,
+        "busy_refusals": idle.busy,
+    });
+    if args.readers > 0 {
+        eprintln!("again, with {} API readers…", args.readers);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reading = tokio::spawn(read_results(http, args.readers, stop_rx));
+        let busy = upload_phase(&conns, args.results, args.batch).await;
+        let _ = stop_tx.send(true);
+        let pages = reading.await.unwrap_or(0);
+        report["readers"] = args.readers.into();
+        report["readers_results_per_s"] = (total / busy.seconds).into();
+        report["readers_ack_p50_ms"] = (quantile(&busy.latencies, 0.5) * 1e3).into();
+        report["readers_ack_p99_ms"] = (quantile(&busy.latencies, 0.99) * 1e3).into();
+        report["readers_pages_per_s"] = (pages as f64 / busy.seconds).into();
+        report["readers_busy_refusals"] = busy.busy.into();
+    }
+    report["connections_held_at_end"] = conns
+        .iter()
+        .filter(|c| c.close_reason().is_none())
+        .count()
+        .into();
+    for c in &conns {
+        c.close(0u32.into(), b"done");
+    }
+    report
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -154,212 +465,31 @@ fn main() {
     let mut collector = Collector::configure(&dir);
     let data_dir = dir.join("collector");
     std::fs::create_dir_all(&data_dir).expect("data dir");
-    // Tokens, written into the collector's store before it starts (as `token create`
-    // would, a thousand times faster).
     let ca = Ca::load_or_create(&data_dir, "sonde collector CA").expect("CA");
-    let ca_cert = ca.cert().clone();
-    let tokens: Vec<String> = {
-        let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
-        let now = chrono::Utc::now();
-        (0..args.agents)
-            .map(|i| {
-                let t = ingest::new_token(&ca);
-                store
-                    .create_token(&NewToken {
-                        hash: ingest::token_hash(&t),
-                        quartier: "bench".into(),
-                        building: format!("b{i}"),
-                        latitude: None,
-                        longitude: None,
-                        created_at: now,
-                        expires_at: now + chrono::Duration::hours(1),
-                    })
-                    .expect("token");
-                t.to_string()
-            })
-            .collect()
-    };
+    let tokens = tokens(&data_dir, &ca, args.agents);
     collector.start();
     let addr: SocketAddr = collector
         .quic
         .replace("localhost", "127.0.0.1")
         .parse()
         .expect("quic addr");
-    let collector_pid = collector.pid();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let record_bytes = {
-        let mut r = ResultRecord::schema_example();
-        r.id = uuid::Uuid::now_v7();
-        r.to_json().len()
-    };
-    let report = runtime.block_on(async {
-        // A few client sockets, shared by the simulated agents.
-        let endpoints: Vec<quinn::Endpoint> = (0..8)
-            .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
-            .collect();
-        eprintln!("enrolling {} agents over QUIC…", args.agents);
-        let t_enrol = Instant::now();
-        let gate = Arc::new(tokio::sync::Semaphore::new(64));
-        let mut tasks = Vec::new();
-        for (i, token) in tokens.into_iter().enumerate() {
-            let endpoint = endpoints[i % endpoints.len()].clone();
-            let ca = ca_cert.clone();
-            let gate = gate.clone();
-            tasks.push(tokio::spawn(async move {
-                let _p = gate.acquire().await.expect("gate");
-                enrol(&endpoint, addr, &ca, token).await
-            }));
-        }
-        let mut agents = Vec::new();
-        for t in tasks {
-            agents.push(t.await.expect("enrol task"));
-        }
-        let enrol_s = t_enrol.elapsed().as_secs_f64();
-        eprintln!("connecting {} agents (mutual TLS)…", agents.len());
-        let t_connect = Instant::now();
-        let mut conns = Vec::new();
-        let mut tasks = Vec::new();
-        for (i, agent) in agents.into_iter().enumerate() {
-            let endpoint = endpoints[i % endpoints.len()].clone();
-            let gate = gate.clone();
-            tasks.push(tokio::spawn(async move {
-                let _p = gate.acquire().await.expect("gate");
-                endpoint
-                    .connect_with(agent.config, addr, "localhost")
-                    .expect("connect")
-                    .await
-                    .expect("mTLS handshake")
-            }));
-        }
-        for t in tasks {
-            conns.push(t.await.expect("connect task"));
-        }
-        let connect_s = t_connect.elapsed().as_secs_f64();
-        let held = conns.iter().filter(|c| c.close_reason().is_none()).count();
-        eprintln!(
-            "{held} connections held; uploading {} results each in batches of {}…",
-            args.results, args.batch
-        );
-        let open = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let start = Arc::new(tokio::sync::Barrier::new(conns.len() + 1));
-        let mut tasks = Vec::new();
-        for conn in conns {
-            let (results, batch) = (args.results, args.batch);
-            let (open, peak, start) = (open.clone(), peak.clone(), start.clone());
-            tasks.push(tokio::spawn(async move {
-                // Records made before the clock starts: the agent's spool holds them.
-                let mut pending: Vec<wire::RawRecord> = (0..results)
-                    .map(|_| {
-                        let mut r = ResultRecord::schema_example();
-                        r.id = uuid::Uuid::now_v7();
-                        wire::RawRecord::of(&r)
-                    })
-                    .collect();
-                let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-                let mut decoder = FrameDecoder::new(1 << 20);
-                let mut latencies = Vec::new();
-                let mut busy = 0u64;
-                start.wait().await;
-                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now_open, Ordering::SeqCst);
-                let mut n = 0u64;
-                while !pending.is_empty() {
-                    let take = pending.len().min(batch);
-                    n += 1;
-                    let frame = wire::encode(&Message::Upload(Upload {
-                        batch: n,
-                        health: Health::default(),
-                        results: pending[..take].to_vec(),
-                    }));
-                    let t = Instant::now();
-                    send.write_all(&frame).await.expect("send");
-                    match answer(&mut recv, &mut decoder).await {
-                        Message::Ack(a) if a.committed.len() == take => {
-                            pending.drain(..take);
-                            latencies.push(t.elapsed().as_secs_f64());
-                        }
-                        // Busy: back off with jitter, as the agent does, and resend.
-                        Message::Reject(r) if r.reason == RejectReason::Unavailable => {
-                            busy += 1;
-                            let wait = 500 + (n * 7919 + busy * 104_729) % 1500;
-                            tokio::time::sleep(Duration::from_millis(wait)).await;
-                        }
-                        other => panic!("expected an ack of {take}: {other:?}"),
-                    }
-                }
-                open.fetch_sub(1, Ordering::SeqCst);
-                (latencies, busy, conn)
-            }));
-        }
-        start.wait().await;
-        let t_upload = Instant::now();
-        let cpu_before = (
-            collector_pid.and_then(sonde_e2e::cpu_seconds),
-            sonde_e2e::cpu_seconds(std::process::id()),
-        );
-        let mut latencies = Vec::new();
-        let mut kept = Vec::new();
-        let mut busy_total = 0u64;
-        for t in tasks {
-            let (l, busy, conn) = t.await.expect("upload task");
-            latencies.extend(l);
-            busy_total += busy;
-            kept.push(conn);
-        }
-        let upload_s = t_upload.elapsed().as_secs_f64();
-        let cpu = |before: Option<f64>, now: Option<f64>| match (before, now) {
-            (Some(b), Some(n)) => n - b,
-            _ => f64::NAN,
-        };
-        let collector_cpu_s = cpu(cpu_before.0, collector_pid.and_then(sonde_e2e::cpu_seconds));
-        let agents_cpu_s = cpu(cpu_before.1, sonde_e2e::cpu_seconds(std::process::id()));
-        let held_after = kept.iter().filter(|c| c.close_reason().is_none()).count();
-        for c in &kept {
-            c.close(0u32.into(), b"done");
-        }
-        latencies.sort_by(f64::total_cmp);
-        serde_json::json!({
-            "agents": args.agents,
-            "results_per_agent": args.results,
-            "batch": args.batch,
-            "record_bytes": record_bytes,
-            "enrol_s": enrol_s,
-            "connect_s": connect_s,
-            "connections_held": held,
-            "connections_held_at_end": held_after,
-            "peak_concurrent_uploaders": peak.load(Ordering::SeqCst),
-            "upload_s": upload_s,
-            "results_per_s": (args.agents * args.results) as f64 / upload_s,
-            "collector_cpu_s": collector_cpu_s,
-            "simulated_agents_cpu_s": agents_cpu_s,
-            "results_per_collector_cpu_s": (args.agents * args.results) as f64 / collector_cpu_s,
-            "ack_p50_ms": quantile(&latencies, 0.5) * 1e3,
-            "ack_p99_ms": quantile(&latencies, 0.99) * 1e3,
-            "ack_max_ms": latencies.last().copied().unwrap_or(f64::NAN) * 1e3,
-            "busy_refusals": busy_total,
-        })
-    });
+    let mut report = runtime.block_on(run(
+        &args,
+        addr,
+        collector.http.clone(),
+        ca.cert().clone(),
+        tokens,
+        collector.pid(),
+    ));
     collector.stop();
-    let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
-    let mut stored = 0usize;
-    let mut q = ResultQuery {
-        limit: 1000,
-        ..Default::default()
-    };
-    loop {
-        let page = store.results(&q).expect("page");
-        stored += page.results.len();
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => break,
-        }
-    }
-    let mut report = report;
-    report["stored_after_restart"] = stored.into();
+    let mut r = ResultRecord::schema_example();
+    r.id = uuid::Uuid::now_v7();
+    report["record_bytes"] = r.to_json().len().into();
+    report["stored_after_restart"] = stored(&data_dir).into();
     if args.json {
         println!("{report}");
     } else {

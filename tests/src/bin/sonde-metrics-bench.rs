@@ -30,6 +30,8 @@ fn rss_bytes() -> u64 {
         * 1024
 }
 
+// Long because it is the benchmark's script, read top to bottom: the fleet built,
+// each exporter timed side by side, the table printed.
 fn main() {
     let mut agents = 10_000usize;
     let mut accesses = 3usize;

@@ -86,6 +86,8 @@ fn status_kb(field: &str) -> u64 {
 
 /// Loads `n` results for `agents` agents (an FTTH and a 4G access each, one test an
 /// hour each) into a new store; returns it and the period they span.
+// Long because it writes the synthetic dataset in one pass of one transaction: its
+// row layout is easiest to check in one place.
 fn load(n: u64, agents: u64) -> (SqliteStore, std::path::PathBuf, ReportScope) {
     let dir = scratch(&format!("report-bench-{n}"));
     let path = dir.join("collector.sqlite");
@@ -183,6 +185,8 @@ fn load(n: u64, agents: u64) -> (SqliteStore, std::path::PathBuf, ReportScope) {
     (store, dir, scope)
 }
 
+// Long because it is the benchmark's script, read top to bottom: each size loaded,
+// reported, timed and measured, then the table.
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// Measures `opts` against the sonde responder its URL names, filling `record`.
 pub(crate) async fn measure(
     opts: &Options,
     record: &mut ResultRecord,
@@ -46,67 +47,23 @@ pub(crate) async fn measure(
     }
     record.run.responder.version = Some(info.version.clone());
     tracing::debug!(?info, "responder info");
-
-    let udp = match info.udp_port {
-        Some(port) => {
-            let echo_addr = SocketAddr::new(addr.ip(), port);
-            match netif::connect_udp(echo_addr, target.interface.as_deref()).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot open the UDP echo socket");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let udp = echo_socket(&target, &info).await;
     let mut problems: Vec<(FailureReason, String)> = Vec::new();
     if let Some(sock) = &udp {
-        let (_keep, never) = watch::channel(false);
-        let train = Train {
-            interval: opts.idle_interval,
-            max_count: opts.idle_probes,
-        };
-        let probes = train::run(sock, train, Instant::now(), never).await;
-        let stats = summarize(&probes);
-        if stats.received == 0 && stats.sent > 0 {
-            problems.push((
-                FailureReason::EchoUnreachable,
-                format!("no UDP echo came back from port {}", addr.ip()),
-            ));
-        } else if stats.received < stats.sent {
-            record.flags.push(Flag::LatencyLoss);
-        }
-        record.idle_latency = Some(stats);
+        problems.extend(idle_latency(sock, opts, record).await);
     }
-
     // Never ask for more than the responder allows; keep a margin for connection setup.
     let cap = Duration::from_millis(info.limits.max_duration_ms.saturating_sub(1000).max(1000));
-    let max_duration = opts.max_duration.min(cap);
+    let limits = Limits {
+        streams: opts.streams,
+        max_duration: opts.max_duration.min(cap),
+        max_bytes: opts.max_bytes,
+    };
     let mut outcomes = Vec::new();
     for &direction in &opts.directions {
-        let limits = Limits {
-            streams: opts.streams,
-            max_duration,
-            max_bytes: opts.max_bytes,
-        };
         let result = run_direction(&target, &info, direction, limits, udp.as_ref(), progress).await;
         if let Ok((t, _)) = &result {
-            // Was the responder the limit? Its own CPU over this direction (a
-            // responder without the endpoint says nothing).
-            let window_ms = (t.duration_s * 1e3) as u64 + 200;
-            let load: Result<sonde_proto::responder::Load, _> = target
-                .get_json(
-                    &format!(
-                        "{}?window_ms={window_ms}",
-                        sonde_proto::responder::LOAD_PATH
-                    ),
-                    Duration::from_secs(2),
-                )
-                .await;
-            if load.is_ok_and(|l| l.cpu_busy_max >= sonde_proto::responder::SERVER_LIMITED_CPU)
-                && !record.flags.contains(&Flag::ServerLimited)
-            {
+            if server_limited(&target, t).await && !record.flags.contains(&Flag::ServerLimited) {
                 record.flags.push(Flag::ServerLimited);
             }
         }
@@ -114,6 +71,63 @@ pub(crate) async fn measure(
     }
     settle(record, problems, outcomes);
     Ok(())
+}
+
+/// The responder's UDP echo, when it has one and the socket opens.
+async fn echo_socket(target: &Target, info: &Info) -> Option<tokio::net::UdpSocket> {
+    let echo_addr = SocketAddr::new(target.addr.ip(), info.udp_port?);
+    match netif::connect_udp(echo_addr, target.interface.as_deref()).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the UDP echo socket");
+            None
+        }
+    }
+}
+
+/// The idle train: its figures into `record`, and the problem when nothing came back.
+async fn idle_latency(
+    sock: &tokio::net::UdpSocket,
+    opts: &Options,
+    record: &mut ResultRecord,
+) -> Option<(FailureReason, String)> {
+    let (_keep, never) = watch::channel(false);
+    let train = Train {
+        interval: opts.idle_interval,
+        max_count: opts.idle_probes,
+    };
+    let probes = train::run(sock, train, Instant::now(), never).await;
+    let stats = summarize(&probes);
+    let problem = if stats.received == 0 && stats.sent > 0 {
+        let peer = sock
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        Some((
+            FailureReason::EchoUnreachable,
+            format!("no UDP echo came back from port {peer}"),
+        ))
+    } else {
+        if stats.received < stats.sent {
+            record.flags.push(Flag::LatencyLoss);
+        }
+        None
+    };
+    record.idle_latency = Some(stats);
+    problem
+}
+
+/// Whether the responder was the limit: its own CPU over the direction `t` (a
+/// responder without the endpoint says nothing).
+async fn server_limited(target: &Target, t: &Throughput) -> bool {
+    let window_ms = (t.duration_s * 1e3) as u64 + 200;
+    let path = format!(
+        "{}?window_ms={window_ms}",
+        sonde_proto::responder::LOAD_PATH
+    );
+    let load: Result<sonde_proto::responder::Load, _> =
+        target.get_json(&path, Duration::from_secs(2)).await;
+    load.is_ok_and(|l| l.cpu_busy_max >= sonde_proto::responder::SERVER_LIMITED_CPU)
 }
 
 /// Runs one direction against a sonde responder and returns its figures and the
@@ -172,30 +186,7 @@ async fn run_direction(
             let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
             let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
             tracing::trace!(bins = ?report.bins, segment_bins = ?report.segment_bins, mss = report.mss, "upload report");
-            let bin = Duration::from_millis(report.bin_ms.max(1));
-            let rule = StopRule::v1(limits.max_duration);
-            let segs: u64 = report.segment_bins.iter().sum();
-            // What reached the responder (bytes written but discarded by the reset
-            // never left the box).
-            let carried = report.bytes.max(segs * u64::from(report.mss));
-            let by_segments = segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT);
-            let (bins, counting, scale) = if by_segments {
-                (
-                    &report.segment_bins,
-                    Counting::TcpSegments,
-                    f64::from(report.mss),
-                )
-            } else {
-                (&report.bins, Counting::Application, 1.0)
-            };
-            let s = sampler::from_bins(rule, bin, bins);
-            Figure {
-                estimate: s.estimate().map(|e| e.scaled(scale)),
-                measured_at: MeasuredAt::Responder,
-                counting,
-                sample_count: s.bins(),
-                carried,
-            }
+            responder_figure(&report, limits.max_duration)
         }
         _ => {
             let (estimate, counting) = agent_estimate(direction, &d);
@@ -209,4 +200,33 @@ async fn run_direction(
         }
     };
     throughput(direction, d, figure, target.addr.is_ipv6())
+}
+
+/// An upload's figure from the responder's report of it: its TCP-layer segment bins
+/// when they agree with the bytes it read, else those bytes (§1.3).
+fn responder_figure(report: &UploadReport, max_duration: Duration) -> Figure {
+    let bin = Duration::from_millis(report.bin_ms.max(1));
+    let rule = StopRule::v1(max_duration);
+    let segs: u64 = report.segment_bins.iter().sum();
+    // What reached the responder (bytes written but discarded by the reset never left
+    // the box).
+    let carried = report.bytes.max(segs * u64::from(report.mss));
+    let by_segments = segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT);
+    let (bins, counting, scale) = if by_segments {
+        (
+            &report.segment_bins,
+            Counting::TcpSegments,
+            f64::from(report.mss),
+        )
+    } else {
+        (&report.bins, Counting::Application, 1.0)
+    };
+    let s = sampler::from_bins(rule, bin, bins);
+    Figure {
+        estimate: s.estimate().map(|e| e.scaled(scale)),
+        measured_at: MeasuredAt::Responder,
+        counting,
+        sample_count: s.bins(),
+        carried,
+    }
 }

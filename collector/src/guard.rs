@@ -1,0 +1,122 @@
+//! The store as the collector's async code holds it: every call checks that it does
+//! not run on an async worker ([`sonde_cli::blocking::check`], debug builds), since a
+//! store call blocks (SQLite, or a round trip to a database server). Callers run store
+//! calls on the blocking pool or the commit thread.
+
+use chrono::{DateTime, Utc};
+use sonde_cli::blocking::check;
+use sonde_proto::ResultRecord;
+use sonde_store::{
+    AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
+    ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery, ResultReader, ResultWriter,
+    Site, Store, StoreError,
+};
+use std::sync::Arc;
+
+/// A store whose every call is checked to be off the async workers.
+#[derive(Clone)]
+pub struct OffWorkers(pub Arc<dyn Store>);
+
+impl std::fmt::Debug for OffWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OffWorkers")
+    }
+}
+
+impl ResultWriter for OffWorkers {
+    fn insert_batches(
+        &self,
+        batches: &[Batch],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        check("a store commit");
+        self.0.insert_batches(batches, now)
+    }
+}
+
+impl Enrolments for OffWorkers {
+    fn create_token(&self, token: &NewToken) -> Result<(), StoreError> {
+        check("storing a token");
+        self.0.create_token(token)
+    }
+
+    fn enrol(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+        name: &dyn Fn(&Site) -> String,
+    ) -> Result<(String, Site), EnrolError> {
+        check("an enrolment");
+        self.0.enrol(hash, now, name)
+    }
+
+    fn enrolment(&self, agent_id: &str) -> Result<Option<Site>, StoreError> {
+        check("an enrolment lookup");
+        self.0.enrolment(agent_id)
+    }
+
+    fn revoke(&self, agent_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        check("a revocation");
+        self.0.revoke(agent_id, now)
+    }
+
+    fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        check("a revocation lookup");
+        self.0.revoked_at(agent_id)
+    }
+}
+
+impl ResultReader for OffWorkers {
+    fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError> {
+        check("reading results");
+        self.0.results(query)
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        check("reading agents");
+        self.0.agents()
+    }
+
+    fn latest_results(&self) -> Result<Vec<(Delivery, ResultRecord)>, StoreError> {
+        check("reading the latest results");
+        self.0.latest_results()
+    }
+
+    fn site_known(
+        &self,
+        quartier: Option<&str>,
+        building: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        check("a site lookup");
+        self.0.site_known(quartier, building)
+    }
+}
+
+impl ReportSource for OffWorkers {
+    fn report_scan(
+        &self,
+        scope: &ReportScope,
+        with_ids: bool,
+        sink: &mut dyn ReportSink,
+    ) -> Result<(), StoreError> {
+        check("a report scan");
+        self.0.report_scan(scope, with_ids, sink)
+    }
+}
+
+impl Maintenance for OffWorkers {
+    fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        check("retention");
+        self.0.prune(before, limit)
+    }
+
+    fn backup(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        check("a backup");
+        self.0.backup(path)
+    }
+
+    fn healthy(&self) -> bool {
+        check("a health check");
+        self.0.healthy()
+    }
+}
