@@ -122,36 +122,50 @@ pub struct StoredResult {
     pub building: Option<String>,
 }
 
+/// A record's top level, each member kept as its bytes.
+type Shallow = std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>;
+
 impl StoredResult {
     /// The record as the API shows it: the agent's record with the identity and site
     /// the collector established in place of whatever the payload said. A stored row
     /// that no longer parses is shown as its text rather than dropped.
     pub fn to_json(&self) -> serde_json::Value {
-        let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&self.record) else {
-            return serde_json::Value::String(self.record.clone());
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The record's top level with `agent` and `site` replaced; only those two small
+    /// members are parsed, the others stay as stored.
+    fn overlaid(&self) -> Option<Shallow> {
+        use serde_json::{Map, Value};
+        let mut top: Shallow = serde_json::from_str(&self.record).ok()?;
+        let member = |top: &Shallow, key: &str| -> Map<String, Value> {
+            top.get(key)
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_default()
         };
-        if let Some(o) = v.as_object_mut() {
-            let agent = o.entry("agent").or_insert_with(|| serde_json::json!({}));
-            if let Some(a) = agent.as_object_mut() {
-                a.insert("id".into(), self.agent_id.clone().into());
-            }
-            let site = o.entry("site").or_insert_with(|| serde_json::json!({}));
-            if let Some(s) = site.as_object_mut() {
-                for (key, value) in [("quartier", &self.quartier), ("building", &self.building)] {
-                    match value {
-                        Some(v) => s.insert(key.into(), v.clone().into()),
-                        None => s.remove(key),
-                    };
-                }
-            }
+        let mut agent = member(&top, "agent");
+        agent.insert("id".into(), self.agent_id.clone().into());
+        let mut site = member(&top, "site");
+        for (key, value) in [("quartier", &self.quartier), ("building", &self.building)] {
+            match value {
+                Some(v) => site.insert(key.into(), v.clone().into()),
+                None => site.remove(key),
+            };
         }
-        v
+        for (key, value) in [("agent", agent), ("site", site)] {
+            let raw = serde_json::value::to_raw_value(&value).ok()?;
+            top.insert(key.into(), raw);
+        }
+        Some(top)
     }
 }
 
 impl Serialize for StoredResult {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(s)
+        match self.overlaid() {
+            Some(top) => top.serialize(s),
+            None => s.serialize_str(&self.record),
+        }
     }
 }
 

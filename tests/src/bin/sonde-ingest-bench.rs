@@ -262,8 +262,11 @@ async fn read_results(
                     continue;
                 };
                 pages += 1;
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                cursor = v["next_cursor"].as_str().map(str::to_string);
+                // The cursor only (the page is the collector's work, not ours).
+                cursor = body
+                    .rsplit_once("\"next_cursor\":\"")
+                    .and_then(|(_, rest)| rest.split('"').next())
+                    .map(str::to_string);
             }
             pages
         }));
