@@ -102,14 +102,17 @@ async fn todays_agent_enrols_and_uploads_past_frames_it_does_not_know() {
         .expect("enrolled past the future frame");
 
     let mut link = QuicLink::new(&address, dir.clone());
+    let mut sent = Vec::new();
     for round in 0..3 {
         let mut r = ResultRecord::schema_example();
         r.id = uuid::Uuid::now_v7();
+        let raw = RawRecord::of(&r);
         let committed = link
-            .send(vec![RawRecord::of(&r)], Health::default())
+            .send(vec![raw.clone()], Health::default())
             .await
             .unwrap_or_else(|e| panic!("upload {round}: {e}"));
         assert_eq!(committed, vec![r.id]);
+        sent.push(raw.as_str().to_string());
     }
     assert_eq!(link.unknown_frames(), 3, "one skipped before each answer");
     assert_eq!(link.agent_id(), Some(id.info.agent_id.clone()));
@@ -120,6 +123,11 @@ async fn todays_agent_enrols_and_uploads_past_frames_it_does_not_know() {
         })
         .expect("results");
     assert_eq!(stored.results.len(), 3);
+    // The records arrived as the agent encoded them, byte for byte.
+    let kept: Vec<&str> = stored.results.iter().map(|r| r.record.as_str()).collect();
+    for bytes in &sent {
+        assert!(kept.contains(&bytes.as_str()), "stored verbatim");
+    }
     link.disconnect();
     let _ = std::fs::remove_dir_all(&dir);
 }
