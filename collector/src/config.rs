@@ -97,6 +97,17 @@ pub struct QuicConfig {
     /// Agent connections held at most; more are refused and counted (default 5000).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections without a certificate (they may only enrol) held at most, apart
+    /// from the agents' (default 64).
+    #[serde(default = "default_max_unauthenticated")]
+    pub max_unauthenticated: usize,
+    /// Of those, at most this many from one address (default 8).
+    #[serde(default = "default_max_unauthenticated_per_address")]
+    pub max_unauthenticated_per_address: usize,
+    /// Time a connection without a certificate has to enrol before it is closed
+    /// (default 10s).
+    #[serde(default = "default_enrol_timeout")]
+    pub enrol_timeout: String,
 }
 
 impl Default for QuicConfig {
@@ -105,6 +116,9 @@ impl Default for QuicConfig {
             listen: default_quic_listen(),
             names: Vec::new(),
             max_connections: default_max_connections(),
+            max_unauthenticated: default_max_unauthenticated(),
+            max_unauthenticated_per_address: default_max_unauthenticated_per_address(),
+            enrol_timeout: default_enrol_timeout(),
         }
     }
 }
@@ -115,6 +129,18 @@ fn default_quic_listen() -> String {
 
 fn default_max_connections() -> usize {
     5000
+}
+
+fn default_max_unauthenticated() -> usize {
+    64
+}
+
+fn default_max_unauthenticated_per_address() -> usize {
+    8
+}
+
+fn default_enrol_timeout() -> String {
+    "10s".into()
 }
 
 /// `[http]`.
@@ -151,8 +177,8 @@ pub struct Checked {
     pub quic_listen: SocketAddr,
     /// Names in the server certificate.
     pub quic_names: Vec<String>,
-    /// Connection limit.
-    pub max_connections: usize,
+    /// Connection limits and the enrolment deadline.
+    pub admission: crate::transport::Limits,
     /// Series of agents silent longer than this are dropped.
     pub silent_horizon: std::time::Duration,
     /// Time zone of the sites, for reports.
@@ -207,8 +233,28 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
             ));
         }
     }
-    if config.quic.max_connections == 0 {
-        problems.push("quic.max_connections: must be at least 1".into());
+    for (field, v) in [
+        ("quic.max_connections", config.quic.max_connections),
+        ("quic.max_unauthenticated", config.quic.max_unauthenticated),
+        (
+            "quic.max_unauthenticated_per_address",
+            config.quic.max_unauthenticated_per_address,
+        ),
+    ] {
+        if v == 0 {
+            problems.push(format!("{field}: must be at least 1"));
+        }
+    }
+    let enrol_timeout = humantime::parse_duration(&config.quic.enrol_timeout)
+        .ok()
+        .filter(|d| {
+            (std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(300)).contains(d)
+        });
+    if enrol_timeout.is_none() {
+        problems.push(format!(
+            "quic.enrol_timeout: {:?} is not a duration in 1s..=5m",
+            config.quic.enrol_timeout
+        ));
     }
     let silent_horizon = humantime::parse_duration(&config.metrics.silent_horizon)
         .ok()
@@ -226,13 +272,22 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
             config.report.time_zone
         ));
     }
-    let (true, Some(http_listen), Some(quic_listen), Some(silent_horizon), Some(time_zone)) = (
+    let (
+        true,
+        Some(http_listen),
+        Some(quic_listen),
+        Some(silent_horizon),
+        Some(time_zone),
+        Some(enrol_timeout),
+    ) = (
         problems.is_empty(),
         http_listen,
         quic_listen,
         silent_horizon,
         time_zone,
-    ) else {
+        enrol_timeout,
+    )
+    else {
         return Err(problems);
     };
     let mut quic_names = config.quic.names.clone();
@@ -248,7 +303,12 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
         http_listen,
         quic_listen,
         quic_names,
-        max_connections: config.quic.max_connections,
+        admission: crate::transport::Limits {
+            agents: config.quic.max_connections,
+            strangers: config.quic.max_unauthenticated,
+            strangers_per_address: config.quic.max_unauthenticated_per_address,
+            enrol_timeout,
+        },
         silent_horizon,
         time_zone,
         raw_months: config.retention.raw_months,
@@ -285,7 +345,7 @@ mod tests {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.example.toml");
         let c = load(&p).expect("deploy/collector.example.toml is valid");
         assert_eq!(c.quic_names, vec!["collector.example".to_string()]);
-        assert_eq!(c.max_connections, 5000);
+        assert_eq!(c.admission.agents, 5000);
         assert!(c.quic_listen.ip().is_unspecified());
     }
 

@@ -146,7 +146,7 @@ impl Server {
         let quic_task = tokio::spawn(quic::serve(
             self.endpoint.clone(),
             self.ingest.clone(),
-            self.config.max_connections,
+            self.config.admission,
         ));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         self.serve_http(&graceful, shutdown).await;

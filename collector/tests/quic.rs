@@ -446,27 +446,60 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused_and_counted() {
     let server = start_with_limit(2).await;
-    let a = connect(&server, None, &server.ca).await.expect("first");
-    let b = connect(&server, None, &server.ca).await.expect("second");
-    let third = connect(&server, None, &server.ca).await;
-    assert!(third.is_err(), "a third connection was accepted");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(enrolled(&server).await.1);
+    }
+    // Two agents hold the two agent slots; the third is closed as busy.
+    let mut held = Vec::new();
+    for id in ids.iter().take(2) {
+        held.push(
+            connect(&server, Some(clone(id)), &server.ca)
+                .await
+                .expect("slot"),
+        );
+    }
+    let third = connect(&server, Some(clone(&ids[2])), &server.ca)
+        .await
+        .expect("handshake");
+    let closed = tokio::time::timeout(Duration::from_secs(5), third.closed())
+        .await
+        .expect("closed at once");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quic::CLOSE_BUSY.into()),
+        "{closed:?}"
+    );
     assert_eq!(server.ingest.rejects().get(&RejectReason::Busy), Some(&1));
-    // Room again once one closes.
+    // Strangers (no certificate) do not take agent slots: one can still connect.
+    let stranger = connect(&server, None, &server.ca).await.expect("stranger");
+    assert!(stranger.close_reason().is_none());
+    // Room again once an agent leaves.
+    let a = held.remove(0);
     a.close(0u32.into(), b"bye");
     drop(a);
     let mut again = None;
     for _ in 0..50 {
-        if let Ok(c) = connect(&server, None, &server.ca).await {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let c = connect(&server, Some(clone(&ids[2])), &server.ca)
+            .await
+            .expect("handshake");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if c.close_reason().is_none() {
             again = Some(c);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
         again.is_some(),
         "a slot freed by a closed connection is reused"
     );
-    drop(b);
+}
+
+fn clone(i: &Issued) -> Issued {
+    Issued {
+        cert: i.cert.clone(),
+        key: i.key.clone_key(),
+    }
 }
 
 #[tokio::test]

@@ -150,6 +150,9 @@ crate::named! {
         /// A connection refused because the collector holds its maximum (counted, never
         /// sent).
         Busy = "busy",
+        /// A connection without a certificate that did not enrol in time (counted,
+        /// never sent: the connection is closed).
+        EnrolmentTimeout = "enrolment_timeout",
         /// The agent's enrolment was revoked (`sonde-collector agent revoke`); its results
         /// stay on the box until it is enrolled again.
         Revoked = "revoked",

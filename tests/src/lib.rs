@@ -2,6 +2,7 @@
 //! real responder on loopback (port 0) and running the agent with a time bound.
 //! Every process started here is killed when its handle drops.
 
+pub mod attack;
 pub mod pipeline;
 
 use std::io::{BufRead, BufReader};

@@ -43,13 +43,18 @@ pub struct Collector {
 impl Collector {
     /// Writes a configuration in `dir` (fixed free ports) without starting it.
     pub fn configure(dir: &Path) -> Collector {
+        Collector::configure_with(dir, "", "")
+    }
+
+    /// Like [`Collector::configure`], with more lines in `[quic]` and after it.
+    pub fn configure_with(dir: &Path, quic_extra: &str, extra: &str) -> Collector {
         let (http, quic) = (free_port(), free_port());
         let config = dir.join("collector.toml");
         std::fs::write(
             &config,
             format!(
                 "data_dir = \"collector\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-                 [quic]\nlisten = \"127.0.0.1:{quic}\"\n"
+                 [quic]\nlisten = \"127.0.0.1:{quic}\"\n{quic_extra}\n{extra}\n"
             ),
         )
         .expect("write collector config");

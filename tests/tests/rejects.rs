@@ -49,9 +49,6 @@ fn bad_input_is_refused_counted_and_harmless_to_other_agents() {
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let conn = raw::connect(addr, raw::client_config(&collector.ca_cert(), None))
-            .await
-            .expect("a session without a certificate (to enrol)");
         let mut oversize = wire::MAGIC.to_vec();
         oversize.extend_from_slice(&[wire::VERSION, 1]);
         oversize.extend_from_slice(&(512u32 << 20).to_be_bytes());
@@ -70,6 +67,10 @@ fn bad_input_is_refused_counted_and_harmless_to_other_agents() {
             (future, RejectReason::UnsupportedVersion),
             (upload, RejectReason::Unauthenticated),
         ] {
+            // A connection without a certificate serves one stream: one each.
+            let conn = raw::connect(addr, raw::client_config(&collector.ca_cert(), None))
+                .await
+                .expect("a session without a certificate (to enrol)");
             assert_eq!(reject_of(&raw::exchange(&conn, &bytes).await), want);
         }
         // A certificate from another CA: refused at the handshake.

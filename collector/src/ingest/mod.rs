@@ -48,6 +48,10 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
+/// Largest frame a connection without a certificate may send (an enrolment is a token
+/// and a certificate request: about 1 KiB).
+pub const MAX_ENROLMENT_FRAME: usize = 16 * 1024;
+
 /// One agent stream being read.
 #[derive(Debug)]
 pub struct Session {
@@ -56,6 +60,13 @@ pub struct Session {
     peer: String,
     /// Set when the connection's agent was revoked: why its uploads are refused.
     pub revoked: Option<String>,
+}
+
+impl Session {
+    /// Bytes of the frame in progress held now.
+    pub fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
 }
 
 /// What to do after some bytes.
@@ -154,12 +165,29 @@ impl Ingest {
     /// A session for a stream from `delivery` (the agent the transport authenticated),
     /// or from an unauthenticated peer that may only enrol.
     pub fn session(&self, delivery: Option<Delivery>, peer: String) -> Session {
+        // A peer without a certificate may only send an enrolment: a small frame.
+        let bound = match delivery {
+            Some(_) => self.max_payload,
+            None => MAX_ENROLMENT_FRAME,
+        };
         Session {
-            decoder: FrameDecoder::new(self.max_payload),
+            decoder: FrameDecoder::new(bound),
             delivery,
             peer,
             revoked: None,
         }
+    }
+
+    /// Refuses `session`'s stream as busy (no room to buffer its frame), counted: the
+    /// frame to send.
+    pub fn refuse_busy(&self, session: &mut Session) -> Vec<u8> {
+        let reply = self.refuse(
+            session,
+            Reply::default(),
+            RejectReason::Unavailable,
+            "the collector is busy; retry later".into(),
+        );
+        reply.send
     }
 
     /// Rejects so far, by reason.

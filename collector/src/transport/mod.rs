@@ -1,3 +1,9 @@
-//! How agents reach ingest: QUIC with mutual TLS ([`quic`]).
+//! How agents reach ingest: QUIC with mutual TLS ([`quic`]), the connections each kind
+//! of peer may hold ([`admission`]), and the bound on what all streams may buffer
+//! ([`budget`]).
 
+pub mod admission;
+pub mod budget;
 pub mod quic;
+
+pub use admission::Limits;

@@ -1,15 +1,18 @@
 //! The QUIC listener (quinn, TLS 1.3 with mutual authentication): a connection with a
 //! client certificate from the collector's CA is that agent; a connection without one
-//! may only enrol. Each bidirectional stream carries frames to [`Ingest`] and its
-//! answers back. Connections beyond the limit are refused before the handshake; failed
+//! may only enrol, on one stream, before its deadline ([`admission`](super::admission)).
+//! Each bidirectional stream carries frames to [`Ingest`] and its answers back, what it
+//! buffers taken from a shared budget ([`budget`](super::budget)). Refusals and failed
 //! handshakes are counted.
 
+use super::admission::{Admission, Limits, HANDSHAKE_TIMEOUT};
+use super::budget::{Budget, Share, BUFFER_BUDGET};
 use crate::ca::{agent_id_of, CertificateAuthority, Issued};
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, Session};
 use sonde_proto::wire::RejectReason;
 use sonde_store::Delivery;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::time::Duration;
 
 /// Errors building the listener.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,12 @@ pub fn server_config(
     // keep-alives every 15 s; a minute of silence means the agent is gone.
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(60_000).into()));
+    // What one connection may have in flight before the collector reads it: an agent
+    // uses one stream (two allowed), a batch of at most 2 MiB.
+    transport.max_concurrent_bidi_streams(2u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.stream_receive_window((1024 * 1024u32).into());
+    transport.receive_window((2 * 1024 * 1024u32).into());
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
@@ -140,34 +149,178 @@ pub fn endpoint(
     )
 }
 
-/// Accepts agents on `endpoint` until it is closed, holding at most `max_connections`.
-pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, max_connections: usize) {
-    let slots = Arc::new(Semaphore::new(max_connections));
+/// QUIC application close code: the collector holds its maximum.
+pub const CLOSE_BUSY: u32 = 1;
+/// QUIC application close code: a connection without a certificate did not enrol in
+/// time.
+pub const CLOSE_ENROL_TIMEOUT: u32 = 2;
+/// QUIC application close code: the agent was revoked.
+pub const CLOSE_REVOKED: u32 = 3;
+
+/// Accepts connections on `endpoint` until it is closed: agents in their slots,
+/// strangers (no certificate: enrolment only) in theirs, each within `limits`.
+pub async fn serve(endpoint: quinn::Endpoint, ingest: Arc<Ingest>, limits: Limits) {
+    let admission = Arc::new(Admission::new(limits));
+    let budget = Budget::new(BUFFER_BUDGET);
     while let Some(incoming) = endpoint.accept().await {
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Some(handshake) = admission.handshake() else {
             ingest.count(RejectReason::Busy);
             incoming.refuse();
             continue;
         };
-        let ingest = ingest.clone();
+        let (admission, ingest, budget) = (admission.clone(), ingest.clone(), budget.clone());
         tokio::spawn(async move {
-            let _permit = permit;
             let peer = incoming.remote_address();
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
+            let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
                     ingest.count(RejectReason::Handshake);
                     tracing::info!(%peer, error = %e, "handshake failed");
                     return;
                 }
+                Err(_) => {
+                    ingest.count(RejectReason::Handshake);
+                    tracing::info!(%peer, "handshake took too long");
+                    return;
+                }
             };
-            ingest.connection(true);
-            if let Err(e) = connection(conn, ingest.clone()).await {
-                tracing::debug!(%peer, error = %e, "agent connection ended");
+            drop(handshake);
+            let outcome = match certificate_agent(&conn) {
+                Some(agent_id) => agent(conn, agent_id, &admission, ingest, budget).await,
+                None => stranger(conn, &admission, ingest, budget).await,
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, error = %e, "connection ended");
             }
-            ingest.connection(false);
         });
     }
+}
+
+/// Refuses `conn` as busy, counted.
+fn refuse_busy(conn: &quinn::Connection, ingest: &Ingest) {
+    ingest.count(RejectReason::Busy);
+    conn.close(
+        CLOSE_BUSY.into(),
+        b"the collector holds its maximum of such connections",
+    );
+}
+
+/// An agent's connection, in an agent's slot.
+async fn agent(
+    conn: quinn::Connection,
+    agent_id: String,
+    admission: &Admission,
+    ingest: Arc<Ingest>,
+    budget: Budget,
+) -> anyhow::Result<()> {
+    let Some(_slot) = admission.agent() else {
+        refuse_busy(&conn, &ingest);
+        return Ok(());
+    };
+    let i = ingest.clone();
+    let (delivery, revoked) = sonde_cli::blocking::run(move || identify(agent_id, &i)).await?;
+    if let Some(why) = &revoked {
+        tracing::warn!(reason = %why, "connection of a revoked agent");
+    }
+    let peer = match &delivery {
+        Some(d) => d.agent_id.clone(),
+        None => conn.remote_address().to_string(),
+    };
+    ingest.connection(true);
+    let served = streams(&conn, &ingest, &budget, || {
+        let mut session = ingest.session(delivery.clone(), peer.clone());
+        session.revoked = revoked.clone();
+        session
+    })
+    .await;
+    ingest.connection(false);
+    served
+}
+
+/// A connection without a certificate: it may enrol, on one stream, in time.
+async fn stranger(
+    conn: quinn::Connection,
+    admission: &Admission,
+    ingest: Arc<Ingest>,
+    budget: Budget,
+) -> anyhow::Result<()> {
+    let Some(_slot) = admission.stranger(conn.remote_address().ip()) else {
+        refuse_busy(&conn, &ingest);
+        return Ok(());
+    };
+    conn.set_max_concurrent_bi_streams(1u32.into());
+    let peer = conn.remote_address().to_string();
+    let deadline = admission.limits().enrol_timeout;
+    let one = async {
+        let (send, recv) = conn.accept_bi().await?;
+        let session = ingest.session(None, peer.clone());
+        stream(send, recv, session, ingest.clone(), budget.share()).await;
+        Ok::<_, quinn::ConnectionError>(())
+    };
+    match tokio::time::timeout(deadline, one).await {
+        Err(_) => {
+            ingest.count(RejectReason::EnrolmentTimeout);
+            tracing::info!(%peer, "closed: no enrolment in time");
+            conn.close(CLOSE_ENROL_TIMEOUT.into(), b"no enrolment in time");
+        }
+        // One stream, enrolled or refused: the connection has done what it may. The
+        // peer closes it once it read the answer; a peer that lingers is closed.
+        Ok(_) => {
+            if tokio::time::timeout(Duration::from_secs(2), conn.closed())
+                .await
+                .is_err()
+            {
+                conn.close(0u32.into(), b"done");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serves each bidirectional stream of `conn` with a session from `session`, until
+/// the connection ends.
+async fn streams(
+    conn: &quinn::Connection,
+    ingest: &Arc<Ingest>,
+    budget: &Budget,
+    session: impl Fn() -> Session,
+) -> anyhow::Result<()> {
+    loop {
+        let (send, recv) = conn.accept_bi().await?;
+        let s = session();
+        tokio::spawn(stream(send, recv, s, ingest.clone(), budget.share()));
+    }
+}
+
+/// One stream: bytes to ingest, answers back; what its frame in progress holds is
+/// taken from the shared budget.
+async fn stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut session: Session,
+    ingest: Arc<Ingest>,
+    mut share: Share,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(Some(n)) = recv.read(&mut buf).await {
+        let reply = ingest
+            .receive(&mut session, &buf[..n], chrono::Utc::now())
+            .await;
+        if !reply.send.is_empty() && send.write_all(&reply.send).await.is_err() {
+            return;
+        }
+        if reply.close {
+            let _ = recv.stop(0u32.into());
+            break;
+        }
+        if !share.hold(session.buffered()).await {
+            let refused = ingest.refuse_busy(&mut session);
+            let _ = send.write_all(&refused).await;
+            let _ = recv.stop(0u32.into());
+            break;
+        }
+    }
+    let _ = send.finish();
 }
 
 /// The agent a certificate names, with the site of its enrolment, and why its uploads
@@ -211,43 +364,4 @@ fn certificate_agent(conn: &quinn::Connection) -> Option<String> {
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .ok()?;
     certs.first().and_then(agent_id_of)
-}
-
-async fn connection(conn: quinn::Connection, ingest: Arc<Ingest>) -> anyhow::Result<()> {
-    let (delivery, revoked) = match certificate_agent(&conn) {
-        Some(agent_id) => {
-            let i = ingest.clone();
-            sonde_cli::blocking::run(move || identify(agent_id, &i)).await?
-        }
-        None => (None, None),
-    };
-    if let Some(why) = &revoked {
-        tracing::warn!(reason = %why, "connection of a revoked agent");
-    }
-    let peer = match &delivery {
-        Some(d) => d.agent_id.clone(),
-        None => conn.remote_address().to_string(),
-    };
-    loop {
-        let (mut send, mut recv) = conn.accept_bi().await?;
-        let mut session = ingest.session(delivery.clone(), peer.clone());
-        session.revoked = revoked.clone();
-        let ingest = ingest.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(Some(n)) = recv.read(&mut buf).await {
-                let reply = ingest
-                    .receive(&mut session, &buf[..n], chrono::Utc::now())
-                    .await;
-                if !reply.send.is_empty() && send.write_all(&reply.send).await.is_err() {
-                    return;
-                }
-                if reply.close {
-                    let _ = recv.stop(0u32.into());
-                    break;
-                }
-            }
-            let _ = send.finish();
-        });
-    }
 }

@@ -1,0 +1,166 @@
+//! What a stranger, a slow client or a greedy reader does to a collector, as tools for
+//! the attack tests and `sonde-attack-bench`: idle unauthenticated QUIC connections,
+//! frames that never end, idle and trickling HTTP connections, API readers; and a
+//! legitimate agent uploading through it all, timing each acknowledgement.
+
+use crate::pipeline::raw;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sonde_proto::wire::{self, FrameDecoder, Health, Message, RawRecord, Upload};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The identity `sonde-agent enroll` left in `state_dir`, as a client presents it.
+pub fn identity(state_dir: &Path) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+    use rustls::pki_types::pem::PemObject;
+    let cert = CertificateDer::from_pem_file(state_dir.join("agent.cert.pem")).expect("agent cert");
+    let key = PrivateKeyDer::from_pem_file(state_dir.join("agent.key.pem")).expect("agent key");
+    (cert, key)
+}
+
+/// `n` QUIC connections without a certificate that never send anything; those the
+/// collector accepted (64 handshakes at a time, over 8 client sockets).
+pub async fn idle_strangers(
+    addr: SocketAddr,
+    ca: &CertificateDer<'static>,
+    n: usize,
+) -> Vec<quinn::Connection> {
+    let config = raw::client_config(ca, None);
+    let endpoints: Vec<quinn::Endpoint> = (0..8)
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
+        .collect();
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (endpoint, config, gate) = (endpoints[i % 8].clone(), config.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = gate.acquire().await.ok()?;
+            let connecting = endpoint.connect_with(config, addr, "localhost").ok()?;
+            tokio::time::timeout(Duration::from_secs(10), connecting)
+                .await
+                .ok()?
+                .ok()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        if let Ok(Some(c)) = t.await {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How many of `conns` the collector has closed.
+pub fn closed(conns: &[quinn::Connection]) -> usize {
+    conns.iter().filter(|c| c.close_reason().is_some()).count()
+}
+
+/// A legitimate agent's uploads: `batches` batches of `per_batch` results on one
+/// connection and stream, each waiting for its ack (`within` at most each). The ack
+/// latency of each batch acknowledged, in seconds, and the failures.
+pub async fn upload(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+    batches: usize,
+    per_batch: usize,
+    within: Duration,
+) -> (Vec<f64>, Vec<String>) {
+    let (mut acks, mut failures) = (Vec::new(), Vec::new());
+    let conn = match raw::connect(addr, config).await {
+        Ok(c) => c,
+        Err(e) => return (acks, vec![format!("connect: {e}")]),
+    };
+    let (mut send, mut recv) = match conn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => return (acks, vec![format!("stream: {e}")]),
+    };
+    let mut d = FrameDecoder::new(1 << 20);
+    let mut buf = vec![0u8; 64 * 1024];
+    for batch in 0..batches as u64 {
+        let records: Vec<RawRecord> = (0..per_batch)
+            .map(|_| RawRecord::of(&crate::pipeline::record(1)))
+            .collect();
+        let frame = wire::encode(&Message::Upload(Upload {
+            batch,
+            health: Health::default(),
+            results: records,
+        }));
+        let t = Instant::now();
+        let answer = tokio::time::timeout(within, async {
+            send.write_all(&frame).await.map_err(|e| e.to_string())?;
+            loop {
+                if let Some(m) = d.poll().map_err(|e| e.to_string())? {
+                    return Ok(m);
+                }
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => d.push(&buf[..n]),
+                    Ok(None) => return Err("stream closed".to_string()),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        match answer {
+            Ok(Ok(Message::Ack(a))) if a.committed.len() == per_batch => {
+                acks.push(t.elapsed().as_secs_f64())
+            }
+            Ok(Ok(other)) => failures.push(format!("batch {batch}: {other:?}")),
+            Ok(Err(e)) => {
+                failures.push(format!("batch {batch}: {e}"));
+                break;
+            }
+            Err(_) => failures.push(format!("batch {batch}: no answer within {within:?}")),
+        }
+    }
+    conn.close(0u32.into(), b"done");
+    (acks, failures)
+}
+
+/// The collector process's resident memory, bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Quantile `q` of sorted `v` (nearest rank), NaN when empty.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A stranger's frames that never end: on `conn`, stream after stream, an upload
+/// frame announcing 4 MiB and bytes after it, until `bytes` were sent or `within`
+/// passed. The bytes the collector took.
+pub async fn endless_frames(conn: quinn::Connection, bytes: usize, within: Duration) -> usize {
+    let start = Instant::now();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < bytes && start.elapsed() < within {
+        let Ok(Ok((mut send, _recv))) =
+            tokio::time::timeout(Duration::from_secs(2), conn.open_bi()).await
+        else {
+            break;
+        };
+        let mut header = wire::MAGIC.to_vec();
+        header.extend_from_slice(&[wire::VERSION, 1]);
+        header.extend_from_slice(&(4u32 << 20).to_be_bytes());
+        if send.write_all(&header).await.is_err() {
+            continue;
+        }
+        while sent < bytes && start.elapsed() < within {
+            match tokio::time::timeout(Duration::from_secs(2), send.write_all(&chunk)).await {
+                Ok(Ok(())) => sent += chunk.len(),
+                _ => break,
+            }
+        }
+    }
+    sent
+}

@@ -1,0 +1,114 @@
+//! Strangers against a real `sonde-collector serve` process, each attack bounded in
+//! count and time, on loopback; what a legitimate agent still gets is measured
+//! (docs/OPERATIONS.md, "Threat model").
+
+use sonde_e2e::attack::{self, closed, idle_strangers};
+use sonde_e2e::pipeline::{raw, scratch, Collector};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn quic_addr(c: &Collector) -> SocketAddr {
+    c.quic
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("addr")
+}
+
+#[test]
+fn idle_strangers_cannot_take_the_agents_connection_slots() {
+    let dir = scratch("attack-slots");
+    // 100 agent slots, and strangers' own budget: 16 at once, 4 per address, 3 s to enrol.
+    let collector = {
+        let mut c = Collector::configure_with(
+            &dir,
+            "max_connections = 100\nmax_unauthenticated = 16\nmax_unauthenticated_per_address = 4\nenrol_timeout = \"3s\"",
+            "",
+        );
+        c.start();
+        c
+    };
+    let state = dir.join("agent");
+    collector.enroll("b-legit", &state);
+    let (cert, key) = attack::identity(&state);
+    let addr = quic_addr(&collector);
+    let ca = collector.ca_cert();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        // 300 strangers connect and say nothing: three times the agents' slots.
+        let strangers = idle_strangers(addr, &ca, 300).await;
+        assert!(!strangers.is_empty(), "the handshake itself is open to all");
+        // The agent connects and uploads meanwhile: every batch acknowledged.
+        let config = raw::client_config(&ca, Some((cert, key)));
+        let (acks, failures) = attack::upload(addr, config, 20, 10, Duration::from_secs(10)).await;
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(acks.len(), 20);
+        // Strangers beyond their budget were closed at once; the others within the
+        // enrolment deadline.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            closed(&strangers),
+            strangers.len(),
+            "every idle stranger closed"
+        );
+    });
+    let busy = collector.metric("sonde_collector_rejects_total{reason=\"busy\"}");
+    let late = collector.metric("sonde_collector_rejects_total{reason=\"enrolment_timeout\"}");
+    assert!(
+        busy > 0.0 && late > 0.0,
+        "busy {busy}, enrolment timeouts {late}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn frames_that_never_end_leave_the_collectors_memory_flat() {
+    let dir = scratch("attack-memory");
+    let collector = Collector::start_in(&dir);
+    let state = dir.join("agent");
+    collector.enroll("b-legit", &state);
+    let (cert, key) = attack::identity(&state);
+    let addr = quic_addr(&collector);
+    let ca = collector.ca_cert();
+    let pid = collector.pid().expect("pid");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let before = attack::rss(pid);
+    let (sent, during) = runtime.block_on(async {
+        // Three strangers try to push 700 MiB of frames that never end (20 s at most).
+        let strangers = idle_strangers(addr, &ca, 3).await;
+        let pushing: Vec<_> = strangers
+            .into_iter()
+            .map(|c| {
+                tokio::spawn(attack::endless_frames(
+                    c,
+                    240 << 20,
+                    Duration::from_secs(20),
+                ))
+            })
+            .collect();
+        // Meanwhile an agent uploads.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let config = raw::client_config(&ca, Some((cert, key)));
+        let uploads = attack::upload(addr, config, 10, 20, Duration::from_secs(10)).await;
+        let mut sent = 0;
+        for p in pushing {
+            sent += p.await.unwrap_or(0);
+        }
+        (sent, uploads)
+    });
+    let after = attack::rss(pid);
+    let grown = after.saturating_sub(before) as f64 / (1 << 20) as f64;
+    eprintln!(
+        "strangers got {:.0} MiB in; collector RSS {:.0} → {:.0} MiB",
+        sent as f64 / (1 << 20) as f64,
+        before as f64 / (1 << 20) as f64,
+        after as f64 / (1 << 20) as f64
+    );
+    assert!(during.1.is_empty(), "the agent was served: {:?}", during.1);
+    assert!(grown < 64.0, "RSS grew by {grown:.0} MiB");
+    let refused = collector.metric("sonde_collector_rejects_total{reason=\"oversize\"}");
+    assert!(
+        refused > 0.0,
+        "frames over the strangers' bound are refused, counted"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
