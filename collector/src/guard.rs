@@ -64,6 +64,11 @@ impl Enrolments for OffWorkers {
         check("a revocation lookup");
         self.0.revoked_at(agent_id)
     }
+
+    fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        check("reading revocations");
+        self.0.revoked()
+    }
 }
 
 impl ResultReader for OffWorkers {

@@ -143,6 +143,7 @@ impl Server {
         );
         let retention = (self.config.raw_months > 0)
             .then(|| tokio::spawn(retention(self.store.clone(), self.config.raw_months)));
+        let revocations = tokio::spawn(watch_revocations(self.store.clone(), self.ingest.clone()));
         let quic_task = tokio::spawn(quic::serve(
             self.endpoint.clone(),
             self.ingest.clone(),
@@ -153,6 +154,7 @@ impl Server {
         tracing::info!("collector stopping: draining");
         self.drain(graceful).await;
         quic_task.abort();
+        revocations.abort();
         if let Some(t) = retention {
             t.abort();
         }
@@ -216,6 +218,24 @@ impl Server {
         self.endpoint.close(0u32.into(), b"collector stopping");
         let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// How often the store is asked which agents are revoked.
+pub const REVOCATION_POLL: Duration = Duration::from_secs(2);
+
+/// Keeps ingest's list of revoked agents as the store has it (`agent revoke` is
+/// another process), so a revocation reaches open connections within seconds.
+async fn watch_revocations(store: Arc<dyn Store>, ingest: Arc<Ingest>) {
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        match sonde_cli::blocking::run(move || s.revoked()).await {
+            Ok(Ok(revoked)) => ingest.set_revoked(revoked),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the revocations"),
+            Err(_) => {}
+        }
     }
 }
 

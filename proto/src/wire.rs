@@ -38,6 +38,14 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
 /// ALPN of the uplink's QUIC connections (agent and collector).
 pub const ALPN: &[u8] = b"sonde/1";
 
+/// QUIC application close code: the collector holds its maximum of such connections.
+pub const CLOSE_BUSY: u32 = 1;
+/// QUIC application close code: a connection without a certificate did not enrol in
+/// time.
+pub const CLOSE_ENROL_TIMEOUT: u32 = 2;
+/// QUIC application close code: the agent was revoked (the reason follows).
+pub const CLOSE_REVOKED: u32 = 3;
+
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -145,6 +145,10 @@ impl Enrolments for SqliteStore {
     fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(read::revoked_at(&*self.reader()?, agent_id)?)
     }
+
+    fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        Ok(read::revoked(&*self.reader()?)?)
+    }
 }
 
 impl ResultReader for SqliteStore {

@@ -195,3 +195,11 @@ pub fn site_known(
     )?;
     Ok(known)
 }
+
+/// See `sonde_store::Enrolments::revoked`.
+pub fn revoked(conn: &Connection) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, Error> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, revoked_at FROM agents WHERE revoked_at IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, from_ns(r.get(1)?))))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}

@@ -62,6 +62,11 @@ pub trait Enrolments: Send + Sync {
 
     /// When the agent was revoked, if it was.
     fn revoked_at(&self, agent_id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Every revoked agent, with when: what a running collector watches, so that a
+    /// revocation made by `agent revoke` (another process) reaches its open
+    /// connections.
+    fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }
 
 /// What the API and the metrics read.

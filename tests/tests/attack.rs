@@ -112,3 +112,78 @@ fn frames_that_never_end_leave_the_collectors_memory_flat() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_revoked_agent_is_cut_off_on_its_open_connection_within_seconds() {
+    let dir = scratch("attack-revoked");
+    let collector = Collector::start_in(&dir);
+    let state = dir.join("agent");
+    let id = collector.enroll("b-revoked", &state);
+    let (cert, key) = attack::identity(&state);
+    let addr = quic_addr(&collector);
+    let config = raw::client_config(&collector.ca_cert(), Some((cert, key)));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let revoked_at = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let acked_after = runtime.block_on(async {
+        let conn = raw::connect(addr, config).await.expect("connect");
+        let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+        let mut d = sonde_proto::wire::FrameDecoder::new(1 << 20);
+        let mut buf = vec![0u8; 65536];
+        let mut acked_after = Vec::new();
+        // One upload every 200 ms on one open connection, for 12 s; revoked after 3.
+        let start = std::time::Instant::now();
+        let mut batch = 0u64;
+        while start.elapsed() < Duration::from_secs(12) {
+            if start.elapsed() > Duration::from_secs(3)
+                && revoked_at.lock().expect("lock").is_none()
+            {
+                let run = collector.cli(&["agent", "revoke", &id]);
+                assert_eq!(run.code(), 0, "{}", run.stderr());
+                *revoked_at.lock().expect("lock") = Some(std::time::Instant::now());
+            }
+            batch += 1;
+            let frame = sonde_proto::wire::encode(&sonde_proto::wire::Message::Upload(
+                sonde_proto::wire::Upload {
+                    batch,
+                    health: Default::default(),
+                    results: vec![sonde_proto::wire::RawRecord::of(
+                        &sonde_e2e::pipeline::record(1),
+                    )],
+                },
+            ));
+            if send.write_all(&frame).await.is_err() {
+                break;
+            }
+            let answer = loop {
+                if let Ok(Some(m)) = d.poll() {
+                    break Some(m);
+                }
+                match tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf)).await {
+                    Ok(Ok(Some(n))) => d.push(&buf[..n]),
+                    _ => break None,
+                }
+            };
+            match answer {
+                Some(sonde_proto::wire::Message::Ack(_)) => {
+                    if let Some(t) = *revoked_at.lock().expect("lock") {
+                        acked_after.push(t.elapsed());
+                    }
+                }
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        acked_after
+    });
+    // Uploads acknowledged after the revocation: only within the watch's period.
+    let late: Vec<_> = acked_after
+        .iter()
+        .filter(|d| **d > Duration::from_secs(4))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "acknowledged after the revocation: {acked_after:?}"
+    );
+    assert!(collector.metric("sonde_collector_rejects_total{reason=\"revoked\"}") >= 1.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

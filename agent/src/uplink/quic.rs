@@ -230,10 +230,28 @@ async fn read_answer(
             match link.recv.read(&mut buf).await {
                 Ok(Some(n)) => link.decoder.push(&buf[..n]),
                 Ok(None) => return Err(UplinkError::Lost("stream closed".into())),
-                Err(e) => return Err(UplinkError::Lost(e.to_string())),
+                Err(e) => return Err(closed(e)),
             }
         }
     })
     .await
     .map_err(|_| UplinkError::Timeout)?
+}
+
+/// What a read error says: the collector's refusal when it closed the connection with
+/// one of its codes (busy, revoked), else a lost connection.
+fn closed(e: quinn::ReadError) -> UplinkError {
+    use sonde_proto::wire::{RejectReason, CLOSE_BUSY, CLOSE_REVOKED};
+    if let quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)) = &e {
+        let message = String::from_utf8_lossy(&c.reason).into_owned();
+        let reason = match u32::try_from(c.error_code.into_inner()) {
+            Ok(CLOSE_REVOKED) => Some(RejectReason::Revoked),
+            Ok(CLOSE_BUSY) => Some(RejectReason::Busy),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            return UplinkError::Refused { reason, message };
+        }
+    }
+    UplinkError::Lost(e.to_string())
 }

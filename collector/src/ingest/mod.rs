@@ -38,6 +38,8 @@ pub struct Ingest {
     connections: AtomicU64,
     frames_skipped: AtomicU64,
     in_flight: AtomicU64,
+    /// Revoked agents and when, as the store last said (watched by the server).
+    revoked: std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -46,6 +48,14 @@ impl std::fmt::Debug for Ingest {
             .field("max_payload", &self.max_payload)
             .finish_non_exhaustive()
     }
+}
+
+/// Why a revoked agent is refused.
+pub fn revoked_message(agent_id: &str, at: DateTime<Utc>) -> String {
+    format!(
+        "agent {agent_id} was revoked on {}; enrol it again with a new token (its results stay on the box)",
+        at.format("%Y-%m-%d %H:%M UTC")
+    )
 }
 
 /// Largest frame a connection without a certificate may send (an enrolment is a token
@@ -110,6 +120,7 @@ impl Ingest {
             connections: AtomicU64::new(0),
             frames_skipped: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            revoked: Default::default(),
         }
     }
 
@@ -150,6 +161,19 @@ impl Ingest {
     /// Uploads being committed now (what a drain waits for).
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The revoked agents, as the store says now.
+    pub fn set_revoked(&self, revoked: Vec<(String, DateTime<Utc>)>) {
+        *self.revoked.write().unwrap_or_else(|e| e.into_inner()) = revoked.into_iter().collect();
+    }
+
+    /// Why `agent_id`'s uploads are refused, when it was revoked.
+    pub fn revocation(&self, agent_id: &str) -> Option<String> {
+        let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        revoked
+            .get(agent_id)
+            .map(|at| revoked_message(agent_id, *at))
     }
 
     /// Frames of kinds this collector does not know, skipped since start.
@@ -256,6 +280,9 @@ impl Ingest {
             let why = "uploads need an enrolled agent's certificate; run sonde-agent enroll";
             return Err((RejectReason::Unauthenticated, why.into()));
         };
+        if let Some(why) = self.revocation(&delivery.agent_id) {
+            return Err((RejectReason::Revoked, why));
+        }
         // Each record is read once, here, for the columns beside it; its bytes are
         // stored as the agent sent them. Identity and site are the transport's (the
         // delivery), whatever the payload says.

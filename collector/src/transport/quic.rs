@@ -149,13 +149,7 @@ pub fn endpoint(
     )
 }
 
-/// QUIC application close code: the collector holds its maximum.
-pub const CLOSE_BUSY: u32 = 1;
-/// QUIC application close code: a connection without a certificate did not enrol in
-/// time.
-pub const CLOSE_ENROL_TIMEOUT: u32 = 2;
-/// QUIC application close code: the agent was revoked.
-pub const CLOSE_REVOKED: u32 = 3;
+pub use sonde_proto::wire::{CLOSE_BUSY, CLOSE_ENROL_TIMEOUT, CLOSE_REVOKED};
 
 /// Accepts connections on `endpoint` until it is closed: agents in their slots,
 /// strangers (no certificate: enrolment only) in theirs, each within `limits`.
@@ -227,14 +221,36 @@ async fn agent(
         None => conn.remote_address().to_string(),
     };
     ingest.connection(true);
-    let served = streams(&conn, &ingest, &budget, || {
-        let mut session = ingest.session(delivery.clone(), peer.clone());
-        session.revoked = revoked.clone();
-        session
-    })
-    .await;
+    let agent_id = delivery.as_ref().map(|d| d.agent_id.clone());
+    let served = tokio::select! {
+        s = streams(&conn, &ingest, &budget, || {
+            let mut session = ingest.session(delivery.clone(), peer.clone());
+            session.revoked = revoked.clone();
+            session
+        }) => s,
+        why = revoked_meanwhile(&ingest, agent_id) => {
+            ingest.count(RejectReason::Revoked);
+            tracing::warn!(reason = %why, "closing the connection of an agent revoked meanwhile");
+            conn.close(CLOSE_REVOKED.into(), why.as_bytes());
+            Ok(())
+        }
+    };
     ingest.connection(false);
     served
+}
+
+/// Resolves with the reason once `agent_id` is revoked (checked every second).
+async fn revoked_meanwhile(ingest: &Ingest, agent_id: Option<String>) -> String {
+    let Some(id) = agent_id else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Some(why) = ingest.revocation(&id) {
+            return why;
+        }
+    }
 }
 
 /// A connection without a certificate: it may enrol, on one stream, in time.
@@ -343,11 +359,7 @@ fn identify(agent_id: String, ingest: &Ingest) -> (Option<Delivery>, Option<Stri
         }
     };
     let revoked = match store.revoked_at(&delivery.agent_id) {
-        Ok(Some(at)) => Some(format!(
-            "agent {} was revoked on {}; enrol it again with a new token (its results stay on the box)",
-            delivery.agent_id,
-            at.format("%Y-%m-%d %H:%M UTC")
-        )),
+        Ok(Some(at)) => Some(crate::ingest::revoked_message(&delivery.agent_id, at)),
         Ok(None) => None,
         Err(e) => {
             tracing::warn!(agent = %delivery.agent_id, error = %e, "revocation lookup failed");

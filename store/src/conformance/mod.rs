@@ -463,6 +463,9 @@ pub fn revocation_is_kept_and_unknown_agents_are_said_so(s: &dyn Store) {
     let at = s.revoked_at("a1").expect("lookup").expect("revoked");
     assert!((at - first).num_milliseconds().abs() < 1);
     assert!(!s.revoke("nobody", first).expect("unknown"));
+    let all = s.revoked().expect("revoked");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].0, "a1");
     let agents = s.agents().expect("agents");
     assert!(agents[0].revoked_at.is_some());
 }
