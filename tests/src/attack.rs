@@ -164,3 +164,53 @@ pub async fn endless_frames(conn: quinn::Connection, bytes: usize, within: Durat
     }
     sent
 }
+
+/// A collector that answers every upload on `addr` with an acknowledgement of nothing,
+/// with the real collector's CA in `data_dir` (so its agents trust it); uploads seen.
+pub async fn acking_nothing(
+    addr: SocketAddr,
+    data_dir: &Path,
+) -> Arc<std::sync::atomic::AtomicUsize> {
+    use sonde_collector::ca::Ca;
+    let ca = Ca::load_or_create(data_dir, "sonde collector CA").expect("CA");
+    let cert = ca
+        .issue_server(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("server certificate");
+    let config = sonde_collector::transport::quic::server_config(&ca, cert).expect("config");
+    let endpoint = quinn::Endpoint::server(config, addr).expect("bind the collector's port");
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let Ok(conn) = incoming.await else { continue };
+            let seen = counter.clone();
+            tokio::spawn(async move {
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let seen = seen.clone();
+                    tokio::spawn(async move {
+                        let mut d = FrameDecoder::new(1 << 22);
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok(Some(n)) = recv.read(&mut buf).await {
+                            d.push(&buf[..n]);
+                            while let Ok(Some(Message::Upload(u))) = d.poll() {
+                                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let ack = sonde_proto::wire::Ack {
+                                    batch: u.batch,
+                                    committed: Vec::new(),
+                                };
+                                if send
+                                    .write_all(&wire::encode(&Message::Ack(ack)))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    });
+    seen
+}

@@ -187,3 +187,36 @@ fn a_revoked_agent_is_cut_off_on_its_open_connection_within_seconds() {
     assert!(collector.metric("sonde_collector_rejects_total{reason=\"revoked\"}") >= 1.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_ack_that_frees_nothing_backs_off_instead_of_resending_at_once() {
+    use sonde_e2e::pipeline::{seed_spool, Agent, AgentSetup};
+    let dir = scratch("attack-storm");
+    let mut collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    collector.enroll("b-storm", &adir.join("state"));
+    collector.stop();
+    seed_spool(&adir.join("state"), 50, |_| sonde_e2e::pipeline::record(5));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let seen = runtime.block_on(attack::acking_nothing(
+        quic_addr(&collector),
+        &collector.data_dir(),
+    ));
+    let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(1000, 10));
+    std::thread::sleep(Duration::from_secs(10));
+    let uploads = seen.load(std::sync::atomic::Ordering::Relaxed);
+    let status = agent.status();
+    drop(agent);
+    eprintln!("uploads in 10 s against a collector that acknowledges nothing: {uploads}");
+    // Backoff from 1 s up to retry_max (2 s here): a handful, not hundreds a second.
+    assert!((1..=20).contains(&uploads), "{uploads} uploads in 10 s");
+    assert_eq!(status["spool_depth"], 50, "nothing left the spool");
+    assert!(
+        status["uplink_errors_total"]["nothing_acknowledged"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{status}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

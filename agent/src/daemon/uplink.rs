@@ -49,10 +49,18 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
         });
         let wait = match outcome {
             Ok(committed) => {
-                acknowledged(&shared, committed, sent).await;
-                backoff.reset();
+                let freed = acknowledged(&shared, committed, sent).await;
                 last_contact = Some(Instant::now());
-                continue;
+                if sent == 0 || freed > 0 {
+                    backoff.reset();
+                    continue;
+                }
+                // Acknowledged, yet nothing left the spool (a collector that committed
+                // nothing, or a spool that cannot delete): sending the same batch again
+                // at once would be a storm. Wait as after a failure.
+                let e = UplinkError::NothingAcknowledged;
+                let delay = backoff.next_delay(&mut rand::rng());
+                failed(&shared, &e, delay).await
             }
             Err(UplinkError::NotEnrolled) => {
                 let e = UplinkError::NotEnrolled.to_string();
@@ -86,8 +94,8 @@ async fn next_batch(shared: &Shared) -> Vec<RawRecord> {
     results
 }
 
-/// The collector committed `committed`: they leave the spool.
-async fn acknowledged(shared: &Shared, committed: Vec<Uuid>, sent: usize) {
+/// The collector committed `committed`: they leave the spool. How many left.
+async fn acknowledged(shared: &Shared, committed: Vec<Uuid>, sent: usize) -> usize {
     let removed = with_spool(&shared.spool, move |s| s.ack(&committed)).await;
     let now = shared.clock.now();
     shared.board.update(|s| {
@@ -96,13 +104,14 @@ async fn acknowledged(shared: &Shared, committed: Vec<Uuid>, sent: usize) {
         s.uploaded_total += removed.as_ref().map(|n| *n as u64).unwrap_or(0);
         s.last_error = None;
     });
-    if let Err(e) = removed {
+    if let Err(e) = &removed {
         tracing::error!(error = %e, "acknowledged results could not leave the spool; they will be sent again");
     }
     if sent > 0 {
         tracing::debug!(sent, "batch acknowledged");
     }
     shared.write_status().await;
+    removed.unwrap_or(0)
 }
 
 /// An upload failed: counted, shown, and waited for `delay`.

@@ -120,6 +120,9 @@ pub enum UplinkError {
     /// The answer was not a frame.
     #[error("bad answer: {0}")]
     BadAnswer(String),
+    /// The collector acknowledged a batch, yet none of its results left the spool.
+    #[error("the collector acknowledged none of the results sent")]
+    NothingAcknowledged,
 }
 
 impl UplinkError {
@@ -133,6 +136,7 @@ impl UplinkError {
             UplinkError::Timeout => "timeout",
             UplinkError::Refused { .. } => "refused",
             UplinkError::BadAnswer(_) => "bad_answer",
+            UplinkError::NothingAcknowledged => "nothing_acknowledged",
         }
     }
 }
