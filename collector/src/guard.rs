@@ -124,4 +124,9 @@ impl Maintenance for OffWorkers {
         check("a health check");
         self.0.healthy()
     }
+
+    fn space(&self) -> Option<sonde_store::Space> {
+        check("a disk space check");
+        self.0.space()
+    }
 }

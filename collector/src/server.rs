@@ -47,8 +47,7 @@ pub struct Server {
     config: Checked,
     store: Arc<dyn Store>,
     ingest: Arc<Ingest>,
-    exporter: Arc<Exporter>,
-    reports: Arc<api::Reports>,
+    api: Arc<api::Api>,
     endpoint: quinn::Endpoint,
     http: tokio::net::TcpListener,
 }
@@ -103,12 +102,17 @@ impl Server {
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-        Ok(Server {
-            exporter: Arc::new(Exporter::new(ingest.clone(), deps.registry)),
-            reports: Arc::new(api::Reports {
+        let api = Arc::new(api::Api {
+            store: deps.store.clone(),
+            ingest: Some(ingest.clone()),
+            exporter: Some(Arc::new(Exporter::new(ingest.clone(), deps.registry))),
+            reports: Some(Arc::new(api::Reports {
                 key: deps.report_key,
                 time_zone: config.time_zone,
-            }),
+            })),
+        });
+        Ok(Server {
+            api,
             store: deps.store,
             ingest,
             endpoint,
@@ -184,19 +188,8 @@ impl Server {
                 },
                 _ = &mut shutdown => return,
             };
-            let (store, exporter, reports) = (
-                self.store.clone(),
-                self.exporter.clone(),
-                self.reports.clone(),
-            );
-            let service = hyper::service::service_fn(move |req| {
-                api::handle(
-                    store.clone(),
-                    Some(exporter.clone()),
-                    Some(reports.clone()),
-                    req,
-                )
-            });
+            let api = self.api.clone();
+            let service = hyper::service::service_fn(move |req| api::handle(api.clone(), req));
             let conn = graceful
                 .watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
             tokio::spawn(async move {

@@ -210,6 +210,20 @@ impl Maintenance for SqliteStore {
                 .is_ok_and(|v| v == 1)
         })
     }
+
+    fn space(&self) -> Option<sonde_store::Space> {
+        let dir = self.path.as_deref()?.parent()?;
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(sonde_store::Space {
+            free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+            total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+        })
+    }
 }
 
 #[cfg(test)]

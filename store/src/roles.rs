@@ -114,6 +114,10 @@ pub trait Maintenance: Send + Sync {
 
     /// Whether the store answers.
     fn healthy(&self) -> bool;
+
+    /// Room left where the store writes (`None`: the backend cannot tell, e.g. a
+    /// remote database).
+    fn space(&self) -> Option<Space>;
 }
 
 /// Every role: what a backend is.

@@ -233,3 +233,25 @@ impl Batch {
         }
     }
 }
+
+/// Room on the disk a store writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes an unprivileged writer can still use.
+    pub free_bytes: u64,
+    /// Size of the file system.
+    pub total_bytes: u64,
+}
+
+impl Space {
+    /// Free space below which the store counts as full: 64 MiB, or 5 % of a file
+    /// system smaller than 1.25 GiB. Below it a burst of backfill can fail to commit.
+    pub fn reserve(&self) -> u64 {
+        (64 << 20).min(self.total_bytes / 20)
+    }
+
+    /// Whether free space is below [`Space::reserve`].
+    pub fn low(&self) -> bool {
+        self.free_bytes < self.reserve()
+    }
+}

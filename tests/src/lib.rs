@@ -3,6 +3,7 @@
 //! Every process started here is killed when its handle drops.
 
 pub mod attack;
+pub mod disk;
 pub mod pipeline;
 
 use std::io::{BufRead, BufReader};

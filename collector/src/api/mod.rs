@@ -20,12 +20,31 @@ use sonde_store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Serves one request. `metrics` (absent in tools that only read the store) answers
-/// `/metrics`; `reports` answers `/api/v1/reports`.
+/// What the API serves from.
+pub struct Api {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The ingest, whose commits `/healthz` reflects (absent in tools that only read).
+    pub ingest: Option<Arc<crate::ingest::Ingest>>,
+    /// `/metrics`.
+    pub exporter: Option<Arc<crate::metrics::Exporter>>,
+    /// `/api/v1/reports`.
+    pub reports: Option<Arc<Reports>>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("ingest", &self.ingest.is_some())
+            .field("exporter", &self.exporter.is_some())
+            .field("reports", &self.reports.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves one request.
 pub async fn handle<B>(
-    store: Arc<dyn Store>,
-    metrics: Option<Arc<crate::metrics::Exporter>>,
-    reports: Option<Arc<Reports>>,
+    api: Arc<Api>,
     req: Request<B>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     if req.method() != Method::GET {
@@ -44,20 +63,26 @@ pub async fn handle<B>(
         })
         .unwrap_or_default();
     let path = req.uri().path().to_string();
-    let resp = sonde_cli::blocking::run(move || match path.as_str() {
-        "/metrics" => metrics_page(metrics.as_deref()),
-        "/healthz" => health::get(store.as_ref()),
-        "/api/v1/results" => results::get(store.as_ref(), &query),
-        "/api/v1/agents" => agents::get(store.as_ref()),
-        "/api/v1/reports" => match reports {
-            Some(r) => reports::get(store.as_ref(), &r, &query),
+    let resp = sonde_cli::blocking::run(move || route(&api, &path, &query))
+        .await
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"));
+    Ok(resp)
+}
+
+/// The response to `path`, on the blocking pool.
+fn route(api: &Api, path: &str, query: &HashMap<String, String>) -> Response<Body> {
+    let store = api.store.as_ref();
+    match path {
+        "/metrics" => metrics_page(api.exporter.as_deref()),
+        "/healthz" => health::get(store, api.ingest.as_deref()),
+        "/api/v1/results" => results::get(store, query),
+        "/api/v1/agents" => agents::get(store),
+        "/api/v1/reports" => match &api.reports {
+            Some(r) => reports::get(store, r, query),
             None => error(StatusCode::NOT_FOUND, "reports are not served here"),
         },
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
-    })
-    .await
-    .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"));
-    Ok(resp)
+    }
 }
 
 /// `/metrics`: the exporter's page (rendered at most once per half second).

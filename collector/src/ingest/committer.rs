@@ -47,6 +47,10 @@ pub struct CommitStats {
     pub failures: AtomicU64,
     /// Time of each transaction, from its start to its durable commit.
     pub commit_seconds: prometheus::Histogram,
+    /// Transactions failed since the last that succeeded, and the last error.
+    pub failing: std::sync::Mutex<(u64, String)>,
+    /// When the transaction running now began (Unix milliseconds; 0: none runs).
+    pub running_since_ms: AtomicU64,
 }
 
 impl Default for CommitStats {
@@ -62,6 +66,8 @@ impl Default for CommitStats {
             batches: AtomicU64::new(0),
             commit_us: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            failing: std::sync::Mutex::new((0, String::new())),
+            running_since_ms: AtomicU64::new(0),
             commit_seconds: prometheus::Histogram::with_opts(opts)
                 .unwrap_or_else(|_| unreachable!("static histogram options are valid")),
         }
@@ -88,6 +94,27 @@ struct Pending {
     batch: Batch,
     done: oneshot::Sender<Result<Inserted, String>>,
     permits: usize,
+}
+
+/// A commit running longer than this means the writer is stuck.
+pub const STUCK: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl CommitStats {
+    /// Why commits are not going through now, if they are not: the last transaction
+    /// failed, or one has run for longer than [`STUCK`].
+    pub fn trouble(&self, now: chrono::DateTime<Utc>) -> Option<String> {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.0 > 0 {
+            return Some(format!(
+                "commits failing ({} in a row): {}",
+                failing.0, failing.1
+            ));
+        }
+        let since = self.running_since_ms.load(Ordering::Relaxed);
+        let running = (now.timestamp_millis() as u64).saturating_sub(since);
+        (since > 0 && running > STUCK.as_millis() as u64)
+            .then(|| format!("a commit has been running for {} s", running / 1000))
+    }
 }
 
 impl Committer {
@@ -203,7 +230,12 @@ fn commit_group(store: &dyn ResultWriter, group: Vec<Pending>, stats: &CommitSta
     let (batches, waiters): (Vec<Batch>, Vec<_>) =
         group.into_iter().map(|j| (j.batch, j.done)).unzip();
     let started = Instant::now();
-    let result = store.insert_batches(&batches, Utc::now());
+    let now = Utc::now();
+    stats
+        .running_since_ms
+        .store(now.timestamp_millis().max(1) as u64, Ordering::Relaxed);
+    let result = store.insert_batches(&batches, now);
+    stats.running_since_ms.store(0, Ordering::Relaxed);
     let took = started.elapsed();
     stats
         .commit_us
@@ -212,6 +244,7 @@ fn commit_group(store: &dyn ResultWriter, group: Vec<Pending>, stats: &CommitSta
     match result {
         Ok(done) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.failing.lock().unwrap_or_else(|e| e.into_inner()).0 = 0;
             stats
                 .batches
                 .fetch_add(batches.len() as u64, Ordering::Relaxed);
@@ -228,9 +261,88 @@ fn commit_group(store: &dyn ResultWriter, group: Vec<Pending>, stats: &CommitSta
         Err(e) => {
             stats.failures.fetch_add(1, Ordering::Relaxed);
             let message = e.to_string();
+            {
+                let mut failing = stats.failing.lock().unwrap_or_else(|e| e.into_inner());
+                failing.0 += 1;
+                failing.1 = message.clone();
+            }
             for waiter in waiters {
                 let _ = waiter.send(Err(message.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sonde_store::{Delivery, StoreError};
+    use std::sync::atomic::AtomicBool;
+
+    /// A writer that fails while `failing` is set, and holds each commit for `hold`.
+    struct Writer {
+        failing: AtomicBool,
+        hold: Duration,
+    }
+
+    impl ResultWriter for Writer {
+        fn insert_batches(
+            &self,
+            batches: &[Batch],
+            _now: chrono::DateTime<Utc>,
+        ) -> Result<Vec<Inserted>, StoreError> {
+            std::thread::sleep(self.hold);
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(StoreError::Full("database or disk is full".into()));
+            }
+            Ok(vec![Inserted::default(); batches.len()])
+        }
+    }
+
+    fn batch() -> Batch {
+        let delivery = Delivery {
+            agent_id: "a".into(),
+            quartier: None,
+            building: None,
+        };
+        Batch::of(delivery, Vec::new(), None)
+    }
+
+    #[tokio::test]
+    async fn failing_commits_are_trouble_until_one_goes_through() {
+        let writer = Arc::new(Writer {
+            failing: AtomicBool::new(true),
+            hold: Duration::ZERO,
+        });
+        let committer = Committer::start(writer.clone());
+        assert_eq!(committer.stats().trouble(Utc::now()), None);
+        assert!(committer.commit(batch()).await.is_err());
+        assert!(committer.commit(batch()).await.is_err());
+        let why = committer.stats().trouble(Utc::now()).expect("trouble");
+        assert!(why.starts_with("commits failing (2 in a row)"), "{why}");
+        assert!(why.contains("disk is full"), "{why}");
+        writer.failing.store(false, Ordering::Relaxed);
+        assert!(committer.commit(batch()).await.is_ok());
+        assert_eq!(committer.stats().trouble(Utc::now()), None);
+        committer.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_commit_running_too_long_is_trouble() {
+        let writer = Arc::new(Writer {
+            failing: AtomicBool::new(false),
+            hold: Duration::from_millis(300),
+        });
+        let committer = Committer::start(writer);
+        let c = committer.clone();
+        let running = tokio::spawn(async move { c.commit(batch()).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Seen from 31 s later, the commit in hand is stuck.
+        let later = Utc::now() + chrono::Duration::seconds(31);
+        let why = committer.stats().trouble(later).expect("stuck");
+        assert!(why.starts_with("a commit has been running for 3"), "{why}");
+        assert!(running.await.expect("join").is_ok());
+        assert_eq!(committer.stats().trouble(later), None, "none runs now");
+        committer.stop().await;
     }
 }
