@@ -72,3 +72,70 @@ fn discover_prints_a_skeleton_that_check_config_accepts_on_this_box() {
     assert_eq!(checked.code(), 0, "{}\n{text}", checked.stderr());
     let _ = std::fs::remove_file(&path);
 }
+
+/// Every `(binary, subcommand path)` whose help page the tests read.
+fn pages() -> Vec<(&'static str, Vec<String>)> {
+    let mut pages = Vec::new();
+    for binary in ["sonde-agent", "sonde-collector", "sonde-netlab"] {
+        pages.push((binary, Vec::new()));
+        for (name, _) in commands(&help(binary, &[])) {
+            let sub = commands(&help(binary, &[&name]));
+            pages.push((binary, vec![name.clone()]));
+            for (inner, _) in sub {
+                pages.push((binary, vec![name.clone(), inner]));
+            }
+        }
+    }
+    pages.push(("sonde-responder", Vec::new()));
+    pages
+}
+
+#[test]
+fn examples_stand_one_per_line() {
+    for (binary, path) in pages() {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        let page = help(binary, &args);
+        for line in page.lines() {
+            let calls = line.matches(&format!("{binary} ")).count();
+            assert!(
+                calls <= 1,
+                "{binary} {path:?}: several commands run together on one line:\n{line}"
+            );
+        }
+    }
+    let serve = help("sonde-collector", &["serve"]);
+    for endpoint in [
+        "/healthz",
+        "/metrics",
+        "/api/v1/results",
+        "/api/v1/agents",
+        "/api/v1/reports",
+    ] {
+        assert!(serve.contains(endpoint), "serve --help omits {endpoint}");
+    }
+}
+
+#[test]
+fn every_binary_says_its_version() {
+    let binaries = [
+        "sonde-agent",
+        "sonde-collector",
+        "sonde-responder",
+        "sonde-netlab",
+        "sonde-bench",
+        "sonde-ingest-bench",
+        "sonde-metrics-bench",
+        "sonde-report-bench",
+    ];
+    for binary in binaries {
+        let mut cmd = Command::new(bin(binary));
+        cmd.arg("--version");
+        let run = run_bounded(cmd, Duration::from_secs(30));
+        assert_eq!(run.code(), 0, "{binary} --version: {}", run.stderr());
+        assert_eq!(
+            run.stdout().trim(),
+            format!("{binary} {}", env!("CARGO_PKG_VERSION")),
+            "{binary}"
+        );
+    }
+}

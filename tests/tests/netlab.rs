@@ -264,6 +264,31 @@ fn netlab_run_passes_the_responder_and_the_exit_code() {
 }
 
 #[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
+fn the_example_of_netlab_run_help_works_as_written() {
+    let mut help = Command::new(bin("sonde-netlab"));
+    help.args(["run", "--help"]);
+    let help = sonde_e2e::run_bounded(help, Duration::from_secs(20)).stdout();
+    let example = help
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("sonde-netlab run "))
+        .unwrap_or_else(|| panic!("no example in:\n{help}"));
+    // As a user would paste it in a shell (sonde-netlab named by its path: netlab
+    // finds the sonde-agent built beside it itself).
+    let example = example.replacen(
+        "sonde-netlab",
+        &bin("sonde-netlab").display().to_string(),
+        1,
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("{example} --max-duration 3")]);
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(120));
+    assert_eq!(run.code(), 0, "{example}\n{}{}", run.stdout(), run.stderr());
+    assert!(run.stdout().contains("download"), "{}", run.stdout());
+}
+
+#[test]
 #[cfg_attr(not(sonde_root), ignore = "needs root to drop to an unprivileged user")]
 fn netlab_without_root_says_so_and_exits_2() {
     // setpriv (util-linux) runs netlab as nobody.

@@ -88,6 +88,52 @@ fn a_signed_report_verifies_and_a_one_byte_change_is_named() {
         ok.stdout()
     );
 
+    // Without a trusted key the signature proves nothing (anyone can sign with a key
+    // of their own): untrusted, exit 2, never "valid"; a key pinned in the
+    // environment is a trusted key.
+    let mut bare = std::process::Command::new(sonde_e2e::bin("sonde-collector"));
+    bare.args(["report", "verify"])
+        .arg(&csv)
+        .env_remove("SONDE_REPORT_KEY");
+    let untrusted = sonde_e2e::run_bounded(bare, std::time::Duration::from_secs(60));
+    assert_eq!(untrusted.code(), 2, "{}", untrusted.stdout());
+    assert!(
+        untrusted.stdout().contains("untrusted:"),
+        "{}",
+        untrusted.stdout()
+    );
+    assert!(
+        !untrusted.stdout().contains("valid:"),
+        "{}",
+        untrusted.stdout()
+    );
+    let mut pinned = std::process::Command::new(sonde_e2e::bin("sonde-collector"));
+    pinned
+        .args(["report", "verify"])
+        .arg(&csv)
+        .env("SONDE_REPORT_KEY", &key);
+    let pinned = sonde_e2e::run_bounded(pinned, std::time::Duration::from_secs(60));
+    assert_eq!(pinned.code(), 0, "{}", pinned.stdout());
+    // A report signed by another collector, checked against ours: invalid.
+    std::fs::create_dir_all(out.join("other")).expect("other dir");
+    let mut other = Collector::configure(&out.join("other"));
+    other.start();
+    other.stop();
+    let forged = out.join("forged.json");
+    let run = other.cli(&[
+        "report",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--format",
+        "json",
+        "--out",
+        forged.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(verify(&forged, &key).code(), 1);
+
     // One byte changed in the raw results: refused, naming the file; restored: valid.
     let original = std::fs::read(&raw).expect("raw bytes");
     let mut changed = original.clone();

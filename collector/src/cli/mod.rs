@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector: QUIC ingest and enrolment for agents, and the HTTP API
-    /// (/healthz, /api/v1/results, /api/v1/agents).
+    /// (/healthz, /metrics, /api/v1/results, /api/v1/agents, /api/v1/reports).
     ///
     /// The config file (TOML) sets `data_dir` (the store data_dir/collector.sqlite and
     /// the CA, made on first start), `[http] listen` (default 127.0.0.1:9090) and
@@ -114,8 +114,12 @@ pub enum Command {
     /// Examples:
     ///   sonde-collector report --from 2026-11-01 --to 2026-11-30 --format html --out nov.html
     ///   sonde-collector report --from 2026-11-01 --to 2026-11-30 --quartier paris-13 --format csv
-    ///   sonde-collector report verify nov.html --key report-key.pub
-    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    ///   sonde-collector report verify nov.html --key sonde-report-key.pub
+    #[command(
+        verbatim_doc_comment,
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true
+    )]
     Report {
         #[command(subcommand)]
         action: Option<ReportAction>,
@@ -190,16 +194,24 @@ pub enum AgentCommand {
 pub enum ReportAction {
     /// Check a report's signature and every file's digest; names the file that changed.
     ///
-    /// FILE is the report, its raw results, its manifest or its signature. With --key
-    /// (the output of `report key`), the report must be signed by that key; without it,
-    /// the key inside the manifest is used and its id printed, to compare with the
-    /// collector's published one. Exit status: 0 valid, 1 invalid, 64 bad arguments.
+    /// FILE is the report, its raw results, its manifest or its signature. The report
+    /// must be signed by the trusted key given with --key (or pinned in
+    /// SONDE_REPORT_KEY): the collector's public key, as `report key` prints it there.
+    /// Without a trusted key, a forger's report would check against the forger's own
+    /// key: the digests are still checked, but the signature is untrusted.
+    ///
+    /// Exit status: 0 valid, 1 invalid, 2 untrusted (no --key), 64 bad arguments.
+    ///
+    /// Example (on the collector, then anywhere):
+    ///   sonde-collector report key --config /etc/sonde/collector.toml > sonde-report-key.pub
+    ///   sonde-collector report verify nov.html --key sonde-report-key.pub
+    #[command(verbatim_doc_comment)]
     Verify {
         /// A file of the report.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The collector's public report key (as `report key` prints it).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", env = "SONDE_REPORT_KEY")]
         key: Option<PathBuf>,
     },
     /// Print the collector's public report key, for verifiers: `ed25519 <hex>`.

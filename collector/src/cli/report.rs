@@ -129,13 +129,14 @@ pub fn verify(file: &Path, key: Option<&Path>) -> i32 {
             }
             if v.pinned {
                 println!("valid: signed by the given key {}", v.key_id);
+                0
             } else {
                 println!(
-                    "valid: signed by key {} (pass --key with the collector's public key to check it is theirs)",
+                    "untrusted: the files match a manifest signed by key {}, but no trusted key was given; pass --key with the collector's public key (`sonde-collector report key` prints it)",
                     v.key_id
                 );
+                2
             }
-            0
         }
         Err(e) => {
             eprintln!("invalid: {e}");

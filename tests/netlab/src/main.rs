@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use sonde_netlab::emulate::Trace;
 use sonde_netlab::topology::{self, Missing, Spec, Topology};
 use sonde_netlab::{accuracy, profile, LinkSpec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,11 +43,16 @@ struct ProfileArgs {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run CMD on the agent side of a fresh topology. The environment carries
-    /// SONDE_RESPONDER (URL), SONDE_RESPONDER_IP, SONDE_IPERF3 (host:port) and
-    /// SONDE_NETLAB_IFACES (the agent's interfaces).
+    /// Run CMD on the agent side of a fresh topology.
     ///
-    /// Example: sonde-netlab run --profile 4g-150 -- sonde-agent probe --responder '$SONDE_RESPONDER'
+    /// The environment carries SONDE_RESPONDER (URL), SONDE_RESPONDER_IP, SONDE_IPERF3 (host:port) and
+    /// SONDE_NETLAB_IFACES (the agent's interfaces); `$NAME` of these in CMD's
+    /// arguments is replaced by its value (quote it so your shell leaves it). sonde's
+    /// binaries next to sonde-netlab come first in PATH.
+    ///
+    /// Example (as root):
+    ///   sonde-netlab run --profile 4g-150 -- sonde-agent probe --responder '$SONDE_RESPONDER'
+    #[command(verbatim_doc_comment)]
     Run {
         #[command(flatten)]
         profile: ProfileArgs,
@@ -222,13 +227,28 @@ fn drop_topology(topo: &mut Topology) {
 fn run_cmd(link: LinkSpec, argv: &[String], timeout: Duration) -> i32 {
     let (mut topo, url) = build(link);
     let iperf3 = topo.start_iperf3().is_ok();
-    let mut cmd = topo.command_in(&topo.agent_ns, &argv[0]);
-    cmd.args(&argv[1..])
-        .env("SONDE_RESPONDER", &url)
-        .env("SONDE_RESPONDER_IP", topology::RESPONDER_IP.to_string())
-        .env("SONDE_NETLAB_IFACES", topo.agent_ifaces.join(" "));
+    let mut vars = vec![
+        ("SONDE_RESPONDER", url.clone()),
+        ("SONDE_RESPONDER_IP", topology::RESPONDER_IP.to_string()),
+        ("SONDE_NETLAB_IFACES", topo.agent_ifaces.join(" ")),
+    ];
     if iperf3 {
-        cmd.env("SONDE_IPERF3", format!("{}:5201", topology::RESPONDER_IP));
+        vars.push(("SONDE_IPERF3", format!("{}:5201", topology::RESPONDER_IP)));
+    }
+    let argv: Vec<String> = argv.iter().map(|a| expand(a, &vars)).collect();
+    let mut cmd = topo.command_in(&topo.agent_ns, &argv[0]);
+    cmd.args(&argv[1..]).envs(vars.iter().map(|(k, v)| (k, v)));
+    // sonde's binaries built next to this one come first: `sonde-agent` is found
+    // when run from a build tree.
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(dir).chain(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            cmd.env("PATH", joined);
+        }
     }
     let status = match cmd.spawn() {
         Ok(mut child) => wait_bounded(&mut child, timeout),
@@ -242,6 +262,21 @@ fn run_cmd(link: LinkSpec, argv: &[String], timeout: Duration) -> i32 {
         Some(s) => s.code().unwrap_or(128 + 9),
         None => 124,
     }
+}
+
+/// `arg` with each `$NAME` or `${NAME}` of `vars` replaced by its value, so the
+/// command's arguments can name the topology's addresses without a shell.
+fn expand(arg: &str, vars: &[(&str, String)]) -> String {
+    let mut out = arg.to_string();
+    // Longest names first: `$SONDE_RESPONDER_IP` before `$SONDE_RESPONDER`.
+    let mut sorted: Vec<_> = vars.iter().collect();
+    sorted.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    for (name, value) in sorted {
+        out = out
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    out
 }
 
 /// Waits for `child`; kills it at `timeout` or on Ctrl-C. `None` when it was killed.

@@ -9,49 +9,32 @@ use sonde_proto::ResultRecord;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct Args {
-    runs: usize,
-    json: bool,
-    seconds: u32,
+/// sonde's download goodput next to `iperf3 -P 8 -R`'s on loopback, alternating, with
+/// the CPU each side used. Prints figures; asserts nothing about time.
+#[derive(Debug, clap::Parser)]
+#[command(name = "sonde-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("loopback") => {}
-        Some("--help") | Some("-h") | None => {
-            return Err(
-                "usage: sonde-bench loopback [--runs N] [--iperf3-seconds S] [--json]".into(),
-            )
-        }
-        Some(other) => return Err(format!("unknown benchmark {other:?} (known: loopback)")),
-    }
-    let mut out = Args {
-        runs: 3,
-        json: false,
-        seconds: 10,
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => {
-                out.runs = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| (1..=50).contains(&n))
-                    .ok_or("--runs needs a number in 1..=50")?
-            }
-            "--iperf3-seconds" => {
-                out.seconds = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| (1..=60).contains(&n))
-                    .ok_or("--iperf3-seconds needs a number in 1..=60")?
-            }
-            "--json" => out.json = true,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(out)
+#[derive(Debug, clap::Subcommand)]
+enum Bench {
+    /// sonde vs iperf3 on loopback (needs iperf3).
+    Loopback(Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct Args {
+    /// Pairs of runs (sonde then iperf3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+    runs: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Duration of each iperf3 run, seconds.
+    #[arg(long = "iperf3-seconds", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
+    seconds: u32,
 }
 
 struct Sample {
@@ -129,13 +112,7 @@ fn iperf3_run(port: u16, server_pid: u32, seconds: u32) -> Result<Sample, String
 // Long because it is the benchmark's script, read top to bottom: each run of each
 // tool side by side, then the table; cut up, the order of the runs would be hidden.
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(64);
-        }
-    };
+    let Bench::Loopback(args) = <Cli as clap::Parser>::parse().bench;
     if Command::new("iperf3")
         .arg("--version")
         .stdout(Stdio::null())

@@ -29,46 +29,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A real collector's ingest under a fleet of simulated agents over real QUIC:
+/// results/s and ack latency, then (with --readers) the same while API clients read.
+#[derive(Debug, clap::Parser)]
+#[command(name = "sonde-ingest-bench", version)]
 struct Args {
+    /// Simulated agents, each on its own QUIC connection.
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5000))]
     agents: usize,
+    /// Results each agent uploads.
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     results: usize,
+    /// Results per upload.
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     batch: usize,
+    /// API clients reading /api/v1/results during a second upload phase (0: none).
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     readers: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
     json: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut out = Args {
-        agents: 1000,
-        results: 100,
-        batch: 100,
-        readers: 0,
-        json: false,
-    };
-    let mut args = std::env::args().skip(1);
-    let num = |v: Option<String>, name: &str, max: usize| {
-        v.and_then(|v| v.parse().ok())
-            .filter(|n| (1..=max).contains(n))
-            .ok_or(format!("{name} needs a number in 1..={max}"))
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--agents" => out.agents = num(args.next(), "--agents", 5000)?,
-            "--results" => out.results = num(args.next(), "--results", 100_000)?,
-            "--batch" => out.batch = num(args.next(), "--batch", 1000)?,
-            "--readers" => out.readers = num(args.next(), "--readers", 64)?,
-            "--json" => out.json = true,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: sonde-ingest-bench [--agents N (1000)] [--results N per agent (100)] \
-                     [--batch N (100)] [--readers N (0: no reading phase)] [--json]"
-                        .into(),
-                )
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(out)
 }
 
 /// A client configuration like an agent's: keep-alives hold the connection open.
@@ -457,13 +437,7 @@ async fn run(
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(64);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     let dir = scratch("ingest-bench");
     let mut collector = Collector::configure(&dir);
     let data_dir = dir.join("collector");

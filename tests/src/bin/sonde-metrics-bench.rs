@@ -30,24 +30,29 @@ fn rss_bytes() -> u64 {
         * 1024
 }
 
+/// The collector's /metrics page for a large fleet: render time, size, memory.
+#[derive(Debug, clap::Parser)]
+#[command(name = "sonde-metrics-bench", version)]
+struct Args {
+    /// Agents in the fleet.
+    #[arg(long, default_value_t = 10_000)]
+    agents: usize,
+    /// Accesses per agent (1 to 3: FTTH, 4G, Wi-Fi).
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=3))]
+    accesses: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 // Long because it is the benchmark's script, read top to bottom: the fleet built,
 // each exporter timed side by side, the table printed.
 fn main() {
-    let mut agents = 10_000usize;
-    let mut accesses = 3usize;
-    let mut json = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--agents" => agents = args.next().and_then(|v| v.parse().ok()).unwrap_or(agents),
-            "--accesses" => accesses = args.next().and_then(|v| v.parse().ok()).unwrap_or(accesses),
-            "--json" => json = true,
-            _ => {
-                eprintln!("usage: sonde-metrics-bench [--agents N] [--accesses N] [--json]");
-                std::process::exit(64);
-            }
-        }
-    }
+    let Args {
+        agents,
+        accesses,
+        json,
+    } = <Args as clap::Parser>::parse();
     let rss_before = rss_bytes();
     let registry = prometheus::Registry::new();
     let fleet = Arc::new(Fleet::new(std::time::Duration::from_secs(86_400)));

@@ -21,45 +21,19 @@ use sonde_store::ReportScope;
 use sonde_store_sqlite::SqliteStore;
 use std::time::Instant;
 
+/// A compliance report over millions of results: time, results/s and peak memory.
+#[derive(Debug, clap::Parser)]
+#[command(name = "sonde-report-bench", version)]
 struct Args {
+    /// Store sizes to report over (results), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
     sizes: Vec<u64>,
+    /// Agents the results are spread over.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     agents: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
     json: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut out = Args {
-        sizes: vec![1_000_000, 10_000_000],
-        agents: 1000,
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--sizes" => {
-                out.sizes = it
-                    .next()
-                    .ok_or("--sizes needs a list")?
-                    .split(',')
-                    .map(|s| s.trim().parse().map_err(|_| format!("bad size {s:?}")))
-                    .collect::<Result<_, _>>()?
-            }
-            "--agents" => {
-                out.agents = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or("--agents needs a number")?
-            }
-            "--json" => out.json = true,
-            "-h" | "--help" => {
-                println!("sonde-report-bench [--sizes 1000000,10000000] [--agents N] [--json]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(out)
 }
 
 /// A small deterministic generator (xorshift64*), so runs compare.
@@ -188,13 +162,7 @@ fn load(n: u64, agents: u64) -> (SqliteStore, std::path::PathBuf, ReportScope) {
 // Long because it is the benchmark's script, read top to bottom: each size loaded,
 // reported, timed and measured, then the table.
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(64);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     let mut rows = Vec::new();
     for &n in &args.sizes {
         eprintln!("loading {n} results…");
