@@ -15,6 +15,12 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_packaging)");
     println!("cargo::rustc-check-cfg=cfg(sonde_iperf3)");
     println!("cargo::rerun-if-env-changed=PATH");
+    // A tool installed or removed later changes its directory: detect again then.
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path).filter(|d| d.is_dir()) {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
+    }
     let on_path = |name: &str| {
         std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
