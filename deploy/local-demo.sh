@@ -34,6 +34,26 @@ BIN="${SONDE_DEMO_BIN:-$PWD/target/$BUILD}"
 for b in sonde-collector sonde-responder sonde-agent; do
   if [ ! -x "$BIN/$b" ]; then echo "error: $BIN/$b is missing" >&2; exit 1; fi
 done
+# Every port is checked before anything starts: the one in use is named, with the
+# variable that moves it.
+port_taken() { # proto port
+  if command -v ss >/dev/null 2>&1; then
+    local flag=-Hltn; [ "$1" = udp ] && flag=-Hlun
+    [ -n "$(ss "$flag" "sport = :$2" 2>/dev/null)" ] && return 0
+    return 1
+  fi
+  [ "$1" = tcp ] && (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null
+}
+for spec in "tcp HTTP_PORT the collector's HTTP API" "udp QUIC_PORT the collector's QUIC ingest" \
+            "tcp RESP_PORT the responder's HTTP" "udp UDP_PORT the responder's UDP echo"; do
+  read -r proto var what <<<"$spec"
+  port="${!var}"
+  if port_taken "$proto" "$port"; then
+    echo "error: port $port/$proto ($what) is already in use; choose another with SONDE_DEMO_${var/RESP_PORT/RESPONDER_PORT}=PORT" >&2
+    exit 1
+  fi
+done
+
 mkdir -p "$STATE/collector" "$STATE/agent"
 
 cat >"$STATE/collector.toml" <<TOML

@@ -113,3 +113,54 @@ fn the_local_deployment_delivers_results_within_three_minutes_and_stops_on_ctrl_
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The demo with `var` set to a port this test holds: its one-line error.
+fn demo_with_taken(var: &str, port: u16) -> (i32, String) {
+    let dir = scratch("demo-port");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let bin_dir = sonde_e2e::bin("sonde-agent")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let mut cmd = Command::new("bash");
+    cmd.arg("deploy/local-demo.sh")
+        .current_dir(root)
+        .env("SONDE_DEMO_BUILD", "none")
+        .env("SONDE_DEMO_BIN", &bin_dir)
+        .env("SONDE_DEMO_DIR", &dir);
+    for v in [
+        "SONDE_DEMO_HTTP_PORT",
+        "SONDE_DEMO_QUIC_PORT",
+        "SONDE_DEMO_RESPONDER_PORT",
+        "SONDE_DEMO_UDP_PORT",
+    ] {
+        cmd.env(v, free_port().to_string());
+    }
+    cmd.env(var, port.to_string());
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+    (run.code(), run.stderr())
+}
+
+#[test]
+fn a_port_in_use_is_named_with_the_variable_that_moves_it() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let (tcp_port, udp_port) = (
+        tcp.local_addr().expect("addr").port(),
+        udp.local_addr().expect("addr").port(),
+    );
+    for (var, port, what) in [
+        ("SONDE_DEMO_HTTP_PORT", tcp_port, "collector's HTTP API"),
+        ("SONDE_DEMO_RESPONDER_PORT", tcp_port, "responder's HTTP"),
+        ("SONDE_DEMO_QUIC_PORT", udp_port, "collector's QUIC ingest"),
+        ("SONDE_DEMO_UDP_PORT", udp_port, "responder's UDP echo"),
+    ] {
+        let (code, err) = demo_with_taken(var, port);
+        assert_eq!(code, 1, "{var}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{var}: {err}");
+        assert!(err.contains(&format!("port {port}/")), "{var}: {err}");
+        assert!(err.contains(what), "{var}: {err}");
+        assert!(err.contains(&format!("{var}=")), "{var}: {err}");
+    }
+}
