@@ -99,6 +99,48 @@ fn probe_prints_a_readable_summary_without_json() {
         "{out}"
     );
     assert!(!out.contains("upload "), "only download was asked: {out}");
+    assert_readable(&out);
+}
+
+/// Words, not Rust's debug names or wire names: no `CamelCase` word, no `[...]` list,
+/// no `snake_case` name.
+fn assert_readable(out: &str) {
+    for word in out.split(|c: char| c.is_whitespace() || "(),;:".contains(c)) {
+        let camel = word.chars().next().is_some_and(char::is_uppercase)
+            && word.chars().skip(1).any(char::is_uppercase)
+            && word.chars().any(char::is_lowercase)
+            && word.chars().all(char::is_alphabetic);
+        assert!(!camel, "debug name {word:?} in:\n{out}");
+        assert!(
+            !(word.contains('_') && word.chars().all(|c| c.is_ascii_lowercase() || c == '_')),
+            "wire name {word:?} in:\n{out}"
+        );
+    }
+    assert!(!out.contains('['), "{out}");
+}
+
+#[test]
+fn a_failed_probe_says_why_in_words() {
+    // A port nobody listens on: refused.
+    let port = sonde_e2e::pipeline::free_port();
+    let run = agent(
+        &[
+            "probe",
+            "--responder",
+            &format!("http://127.0.0.1:{port}"),
+            "--max-duration",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code(), 1, "stderr: {}", run.stderr());
+    let out = run.stdout();
+    assert!(out.contains("status        failed"), "{out}");
+    assert!(
+        out.contains("because       the responder refused the connection"),
+        "{out}"
+    );
+    assert_readable(&out);
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod enroll;
 pub mod probe;
 pub mod run;
 pub mod status;
+pub mod words;
 
 use clap::{Parser, Subcommand};
 use sonde_cli::LogFormat;

@@ -1,6 +1,7 @@
 //! `sonde-agent probe`: one measurement, printed as a summary a person reads or as
 //! one JSON record, with live progress on a terminal.
 
+use super::words;
 use clap::ValueEnum;
 use sonde_agent::engine::{self as probe};
 use sonde_agent::net::netif;
@@ -240,10 +241,10 @@ fn print_summary(r: &ResultRecord) {
             "download"
         };
         println!(
-            "  {name}      {} TCP goodput, {} IP  ({:?} after {:.1} s, {:.0} MB, {} streams)",
+            "  {name}      {} TCP goodput, {} IP  ({} after {:.1} s, {:.0} MB, {} streams)",
             fmt_rate(t.goodput_bps),
             fmt_rate(t.ip_rate_bps),
-            t.stop_reason,
+            words::stop(t.stop_reason),
             t.duration_s,
             t.bytes_total as f64 / 1e6,
             t.streams
@@ -259,19 +260,32 @@ fn print_summary(r: &ResultRecord) {
     if let Some(radio) = &r.radio {
         print_radio(radio);
     }
-    let target = |t: Option<f64>| t.map(fmt_rate).unwrap_or_else(|| "none".into());
+    let verdict = |v, t: Option<f64>| match t {
+        Some(t) => format!("{} (target {})", words::verdict(v), fmt_rate(t)),
+        None => words::verdict(v),
+    };
     println!(
-        "  verdict       down {:?} (target {}), up {:?} (target {})",
-        r.verdict.down,
-        target(r.verdict.target_down_bps),
-        r.verdict.up,
-        target(r.verdict.target_up_bps)
+        "  verdict       down: {}; up: {}",
+        verdict(r.verdict.down, r.verdict.target_down_bps),
+        verdict(r.verdict.up, r.verdict.target_up_bps)
     );
-    if !r.flags.is_empty() {
-        println!("  flags         {:?}", r.flags);
+    for f in &r.flags {
+        println!("  flag          {}", words::flag(*f));
+    }
+    println!("  status        {}", words::outcome(r.status.outcome));
+    if let Some(why) = r.status.reason {
+        let detail = r
+            .status
+            .message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
+        println!("  because       {}{detail}", words::reason(why));
+    } else if let Some(m) = &r.status.message {
+        println!("  because       {m}");
     }
     println!(
-        "  status        {:?}   methodology v{}   id {}",
-        r.status.outcome, r.methodology_version, r.id
+        "  record        methodology v{}, id {}",
+        r.methodology_version, r.id
     );
 }
