@@ -259,3 +259,29 @@ fn large_records_go_up_in_uploads_within_the_collectors_frame_bound() {
     assert!(agent.stop().is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn boxes_configured_alike_in_one_building_probe_at_different_times() {
+    let dir = scratch("phase");
+    let collector = Collector::start_in(&dir);
+    let mut next = Vec::new();
+    for name in ["box-a", "box-b", "box-c"] {
+        let box_dir = dir.join(name);
+        std::fs::create_dir_all(&box_dir).expect("dir");
+        collector.enroll("b", &box_dir.join("state"));
+        // The same file but for the state directory: same site, same access, hourly.
+        let agent = Agent::start(&box_dir, &collector, &AgentSetup::uploader(10, 10));
+        let status = agent.wait_status("a next run", Duration::from_secs(20), |s| {
+            s["next_run"]["at"].is_string()
+        });
+        let at = status["next_run"]["at"].as_str().unwrap_or_default();
+        let at = chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339");
+        next.push(at.timestamp_millis());
+        agent.stop();
+    }
+    // Each run moves by up to ±1 s of jitter; alike phases would keep the three within
+    // 2 s. Three phases drawn over an hour all fall within 3 s once in ~300 000.
+    let spread = next.iter().max().unwrap_or(&0) - next.iter().min().unwrap_or(&0);
+    assert!(spread > 3_000, "the boxes probe together: {next:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

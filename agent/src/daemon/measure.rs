@@ -43,8 +43,9 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The box's schedule: a phase per box, so boxes configured alike do not all probe
-/// at once.
+/// The box's schedule: a phase per box, from its identity (its agent id; before
+/// enrolment, a random seed kept in the state directory), so boxes configured alike,
+/// even in one building, do not all probe at once.
 fn scheduler(shared: &Shared) -> Scheduler {
     let cadences: Vec<_> = shared
         .config
@@ -52,10 +53,32 @@ fn scheduler(shared: &Shared) -> Scheduler {
         .iter()
         .map(|a| a.cadence.clone())
         .collect();
-    let site = &shared.config.file.site;
-    let seed = seed_of(&format!("{}/{}", site.quartier, site.building));
-    Scheduler::new(&cadences, shared.clock.now_ms(), seed)
+    Scheduler::new(
+        &cadences,
+        shared.clock.now_ms(),
+        seed_of(&shared.phase_seed),
+    )
 }
+
+/// The random seed of a box not enrolled yet, made once and kept in `state_dir`
+/// (blocking file work).
+pub fn box_seed(state_dir: &std::path::Path) -> String {
+    let path = state_dir.join(SEED_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if !text.trim().is_empty() {
+            return text.trim().to_string();
+        }
+    }
+    let seed = format!("{:016x}", rand::random::<u64>());
+    if let Err(e) = crate::state::files::write_atomic(&path, seed.as_bytes(), 0o600) {
+        // Still a seed of its own for this run; the phase may change at restart.
+        tracing::warn!(error = %e, path = %path.display(), "cannot keep the schedule seed");
+    }
+    seed
+}
+
+/// The file of [`box_seed`].
+const SEED_FILE: &str = "schedule.seed";
 
 fn seed_of(text: &str) -> u64 {
     // FNV-1a: a stable phase per box across restarts and versions.

@@ -120,6 +120,10 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
             "not enrolled yet: measuring and spooling; uploads start once `sonde-agent enroll` has run"
         ),
     }
+    let phase_seed = match &identity {
+        Some(id) => id.info.agent_id.clone(),
+        None => measure::box_seed(&state_dir),
+    };
     let status = Status {
         agent_id: identity.as_ref().map(|i| i.info.agent_id.clone()),
         running: true,
@@ -140,6 +144,7 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
         runs: Mutex::new(BTreeMap::new()),
         clock,
         prober,
+        phase_seed,
     })
 }
 

@@ -45,6 +45,9 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// How a probe runs.
     pub prober: Arc<dyn Prober>,
+    /// What the schedule's phase derives from: the agent id, or before enrolment a
+    /// random seed kept in the state directory.
+    pub phase_seed: String,
 }
 
 impl Shared {
