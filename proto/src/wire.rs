@@ -96,6 +96,27 @@ pub struct Health {
     /// Data budget use this month, per budgeted access.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub budgets: BTreeMap<String, BudgetUse>,
+    /// The building's position as configured on the box (`[site]` of agent.toml);
+    /// the collector uses it when the enrolment token gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+}
+
+/// A WGS84 position, degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Latitude, -90..=90.
+    pub latitude: f64,
+    /// Longitude, -180..=180.
+    pub longitude: f64,
+}
+
+impl Position {
+    /// The position if both coordinates are finite and in range.
+    pub fn checked(self) -> Option<Position> {
+        ((-90.0..=90.0).contains(&self.latitude) && (-180.0..=180.0).contains(&self.longitude))
+            .then_some(self)
+    }
 }
 
 /// An access's monthly data budget and what its tests used of it.

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_results_rowid.sql"),
     include_str!("../migrations/0004_report_facts.sql"),
     include_str!("../migrations/0005_revocation.sql"),
+    include_str!("../migrations/0006_agent_position.sql"),
 ];
 
 /// Switches the file to WAL. On a new file, two connections doing this at once

@@ -120,20 +120,44 @@ fn upsert_agent(tx: &Transaction<'_>, batch: &Batch, now_ns: i64) -> Result<(), 
         .health
         .as_ref()
         .and_then(|h| serde_json::to_string(h).ok());
+    // The box's configured position stands in when the token gave none, and then
+    // follows the box; a position from the token is never overwritten.
+    let position = batch
+        .health
+        .as_ref()
+        .and_then(|h| h.position)
+        .and_then(|p| p.checked());
     let d = &batch.delivery;
     tx.prepare_cached(
         "INSERT INTO agents (id, quartier, building, version, first_seen, last_seen,
-             health, health_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, CASE WHEN ?6 IS NULL THEN NULL ELSE ?5 END)
+             health, health_at, latitude, longitude, position_from_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, CASE WHEN ?6 IS NULL THEN NULL ELSE ?5 END,
+             ?7, ?8, ?7 IS NOT NULL)
          ON CONFLICT (id) DO UPDATE SET
              quartier = excluded.quartier, building = excluded.building,
              version = COALESCE(excluded.version, agents.version),
              last_seen = excluded.last_seen,
              health = COALESCE(excluded.health, agents.health),
-             health_at = COALESCE(excluded.health_at, agents.health_at)",
+             health_at = COALESCE(excluded.health_at, agents.health_at),
+             latitude = CASE WHEN excluded.latitude IS NOT NULL AND (agents.position_from_agent = 1
+                 OR agents.latitude IS NULL OR agents.longitude IS NULL)
+                 THEN excluded.latitude ELSE agents.latitude END,
+             longitude = CASE WHEN excluded.latitude IS NOT NULL AND (agents.position_from_agent = 1
+                 OR agents.latitude IS NULL OR agents.longitude IS NULL)
+                 THEN excluded.longitude ELSE agents.longitude END,
+             position_from_agent = CASE WHEN excluded.latitude IS NOT NULL AND (agents.position_from_agent = 1
+                 OR agents.latitude IS NULL OR agents.longitude IS NULL)
+                 THEN 1 ELSE agents.position_from_agent END",
     )?
     .execute(params![
-        d.agent_id, d.quartier, d.building, version, now_ns, health
+        d.agent_id,
+        d.quartier,
+        d.building,
+        version,
+        now_ns,
+        health,
+        position.map(|p| p.latitude),
+        position.map(|p| p.longitude)
     ])?;
     Ok(())
 }

@@ -285,3 +285,41 @@ fn boxes_configured_alike_in_one_building_probe_at_different_times() {
     assert!(spread > 3_000, "the boxes probe together: {next:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_boxs_configured_position_reaches_the_collector_when_its_token_gave_none() {
+    let dir = scratch("position");
+    let collector = Collector::start_in(&dir);
+    let box_dir = dir.join("box");
+    std::fs::create_dir_all(&box_dir).expect("dir");
+    // The token names the building only; agent.toml says 48.8, 2.3.
+    let id = collector.enroll("b-pos", &box_dir.join("state"));
+    pipeline::seed_spool(&box_dir.join("state"), 3, |i| record(60 + i as i64));
+    let agent = Agent::start(&box_dir, &collector, &AgentSetup::uploader(10, 10));
+    agent.wait_status("uploaded", Duration::from_secs(30), |s| {
+        s["spool_depth"] == 0 && s["last_success"].is_string()
+    });
+    let (_, agents) = collector.get("/api/v1/agents");
+    let row = agents["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == id.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (row["latitude"].as_f64(), row["longitude"].as_f64()),
+        (Some(48.8), Some(2.3)),
+        "{row}"
+    );
+    let (_, metrics) = sonde_e2e::http_get(&collector.http, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("latitude=\"48.80000\",longitude=\"2.30000\""),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("sonde_building_info"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    agent.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

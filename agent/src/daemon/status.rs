@@ -95,6 +95,7 @@ impl Status {
             version: self.version.clone(),
             uptime_s,
             budgets: self.budgets.clone(),
+            position: None,
         }
     }
 }

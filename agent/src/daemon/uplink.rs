@@ -37,7 +37,7 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
         shared.write_status().await;
         let sent = results.len();
         let outcome = tokio::select! {
-            r = link.send(results, shared.board.health()) => r,
+            r = link.send(results, health(&shared)) => r,
             _ = stopped(&mut stop) => break,
         };
         let (skipped, agent) = (link.unknown_frames(), link.agent_id());
@@ -124,4 +124,17 @@ async fn failed(shared: &Shared, e: &UplinkError, delay: Duration) -> Duration {
     });
     shared.write_status().await;
     delay
+}
+
+/// The health sent with an upload: the board's, and the site's configured position.
+fn health(shared: &Shared) -> sonde_proto::wire::Health {
+    let site = &shared.config.file.site;
+    sonde_proto::wire::Health {
+        position: sonde_proto::wire::Position {
+            latitude: site.latitude,
+            longitude: site.longitude,
+        }
+        .checked(),
+        ..shared.board.health()
+    }
 }

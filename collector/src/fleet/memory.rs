@@ -59,6 +59,9 @@ struct AgentState {
     spool: Option<f64>,
     version: Option<String>,
     coordinates: Option<(String, String)>,
+    /// Whether `coordinates` came from the box's health (they follow it) rather than
+    /// from its token (kept).
+    coordinates_from_agent: bool,
     evictions: u64,
     missed: u64,
     failures: BTreeMap<String, u64>,
@@ -208,6 +211,13 @@ impl Fleet {
         let Some(h) = health else {
             return;
         };
+        // The box's configured position, when its token gave none.
+        if let Some(p) = h.position.and_then(|p| p.checked()) {
+            if a.coordinates.is_none() || a.coordinates_from_agent {
+                a.coordinates = Some((format!("{:.5}", p.latitude), format!("{:.5}", p.longitude)));
+                a.coordinates_from_agent = true;
+            }
+        }
         a.spool = Some(h.spool_depth as f64);
         a.evictions += delta(h.evictions_total, &mut a.seen_evictions);
         a.missed += delta(h.missed_runs_total, &mut a.seen_missed);
@@ -240,6 +250,7 @@ impl Fleet {
         let mut agents = self.write();
         let a = Self::agent(&mut agents, &delivery);
         a.coordinates = Some((format!("{lat:.5}"), format!("{lon:.5}")));
+        a.coordinates_from_agent = false;
     }
 
     /// Drops agents silent since before `now - horizon`; returns how many.

@@ -56,6 +56,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             the_latest_result_of_each_access_and_known_sites,
         ),
         (
+            "the_boxs_position_stands_in_for_a_token_without_one",
+            the_boxs_position_stands_in_for_a_token_without_one,
+        ),
+        (
             "every_figure_of_the_worked_example",
             report::every_figure_of_the_worked_example,
         ),
@@ -270,6 +274,52 @@ pub fn a_token_enrols_one_agent_once_before_it_expires(s: &dyn Store) {
         Some(3.into())
     );
     assert_eq!(agents[0].version.as_deref(), Some("9.9.9"));
+}
+/// The position a box sends with its health is the agent's when its token gave none,
+/// and follows the box; a token's position is kept whatever the box says.
+pub fn the_boxs_position_stands_in_for_a_token_without_one(s: &dyn Store) {
+    let now = Utc::now();
+    let with = NewToken {
+        longitude: Some(2.3),
+        ..token("with", 3600)
+    };
+    let without = NewToken {
+        latitude: None,
+        ..token("without", 3600)
+    };
+    s.create_token(&with).expect("token");
+    s.create_token(&without).expect("token");
+    let name = |id: &'static str| move |_: &Site| id.to_string();
+    s.enrol("with", now, &name("a-token")).expect("enrol");
+    s.enrol("without", now, &name("a-box")).expect("enrol");
+    let upload = |agent: &str, latitude: f64, longitude: f64| {
+        let health = sonde_proto::wire::Health {
+            position: Some(sonde_proto::wire::Position {
+                latitude,
+                longitude,
+            }),
+            ..Default::default()
+        };
+        let batch = Batch {
+            health: Some(health),
+            ..Batch::of(delivery(agent), Vec::new(), None)
+        };
+        s.insert_batches(&[batch], now).expect("insert");
+    };
+    let position = |agent: &str| {
+        let agents = s.agents().expect("agents");
+        let a = agents.iter().find(|a| a.id == agent).expect("agent");
+        (a.latitude, a.longitude)
+    };
+    assert_eq!(position("a-box"), (None, None));
+    upload("a-box", 45.0, 4.8);
+    upload("a-token", 45.0, 4.8);
+    assert_eq!(position("a-box"), (Some(45.0), Some(4.8)));
+    assert_eq!(position("a-token"), (Some(48.8), Some(2.3)), "the token's");
+    // The box is corrected; an out-of-range position is ignored.
+    upload("a-box", 45.5, 4.9);
+    upload("a-box", 95.0, 4.9);
+    assert_eq!(position("a-box"), (Some(45.5), Some(4.9)));
 }
 /// A re-sent batch is stored once.
 pub fn a_resent_batch_is_stored_once(s: &dyn Store) {
