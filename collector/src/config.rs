@@ -150,14 +150,32 @@ pub struct HttpConfig {
     /// Address of `/healthz`, `/metrics` and `/api/v1/*` (default 127.0.0.1:9090).
     #[serde(default = "default_http_listen")]
     pub listen: String,
+    /// Connections held at once (default 1024; lowered to fit the descriptor limit).
+    /// When full, the connection silent longest without a request is cut for the
+    /// newcomer.
+    #[serde(default = "default_http_max")]
+    pub max_connections: usize,
+    /// Connections one address holds at once (default 64); more are closed at once.
+    #[serde(default = "default_http_max_per_address")]
+    pub max_connections_per_address: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            max_connections: default_http_max(),
+            max_connections_per_address: default_http_max_per_address(),
         }
     }
+}
+
+fn default_http_max() -> usize {
+    crate::transport::http::Limits::default().total
+}
+
+fn default_http_max_per_address() -> usize {
+    crate::transport::http::Limits::default().per_address
 }
 
 fn default_http_listen() -> String {
@@ -173,6 +191,8 @@ pub struct Checked {
     pub store_path: PathBuf,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
+    /// Connections the HTTP port holds.
+    pub http_limits: crate::transport::http::Limits,
     /// QUIC listen address.
     pub quic_listen: SocketAddr,
     /// Names in the server certificate.
@@ -217,6 +237,45 @@ fn address(field: &str, text: &str, problems: &mut Vec<String>) -> Option<Socket
         .ok()
 }
 
+/// Checks `[quic]`: its listen address and enrolment deadline, when valid.
+fn check_quic(
+    quic: &QuicConfig,
+    problems: &mut Vec<String>,
+) -> (Option<SocketAddr>, Option<std::time::Duration>) {
+    let listen = address("quic.listen", &quic.listen, problems);
+    for (i, name) in quic.names.iter().enumerate() {
+        if name.trim().is_empty() || name.contains(char::is_whitespace) {
+            problems.push(format!(
+                "quic.names[{i}]: {name:?} is not a host name or address"
+            ));
+        }
+    }
+    for (field, v) in [
+        ("quic.max_connections", quic.max_connections),
+        ("quic.max_unauthenticated", quic.max_unauthenticated),
+        (
+            "quic.max_unauthenticated_per_address",
+            quic.max_unauthenticated_per_address,
+        ),
+    ] {
+        if v == 0 {
+            problems.push(format!("{field}: must be at least 1"));
+        }
+    }
+    let enrol_timeout = humantime::parse_duration(&quic.enrol_timeout)
+        .ok()
+        .filter(|d| {
+            (std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(300)).contains(d)
+        });
+    if enrol_timeout.is_none() {
+        problems.push(format!(
+            "quic.enrol_timeout: {:?} is not a duration in 1s..=5m",
+            quic.enrol_timeout
+        ));
+    }
+    (listen, enrol_timeout)
+}
+
 /// Checks a parsed file; relative paths are from `base` (the file's directory).
 fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
     let mut problems = Vec::new();
@@ -225,37 +284,12 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
         problems.push("data_dir: must not be empty".to_string());
     }
     let http_listen = address("http.listen", &config.http.listen, &mut problems);
-    let quic_listen = address("quic.listen", &config.quic.listen, &mut problems);
-    for (i, name) in config.quic.names.iter().enumerate() {
-        if name.trim().is_empty() || name.contains(char::is_whitespace) {
-            problems.push(format!(
-                "quic.names[{i}]: {name:?} is not a host name or address"
-            ));
-        }
+    if config.http.max_connections == 0 || config.http.max_connections_per_address == 0 {
+        problems.push(
+            "http.max_connections, http.max_connections_per_address: must be at least 1".into(),
+        );
     }
-    for (field, v) in [
-        ("quic.max_connections", config.quic.max_connections),
-        ("quic.max_unauthenticated", config.quic.max_unauthenticated),
-        (
-            "quic.max_unauthenticated_per_address",
-            config.quic.max_unauthenticated_per_address,
-        ),
-    ] {
-        if v == 0 {
-            problems.push(format!("{field}: must be at least 1"));
-        }
-    }
-    let enrol_timeout = humantime::parse_duration(&config.quic.enrol_timeout)
-        .ok()
-        .filter(|d| {
-            (std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(300)).contains(d)
-        });
-    if enrol_timeout.is_none() {
-        problems.push(format!(
-            "quic.enrol_timeout: {:?} is not a duration in 1s..=5m",
-            config.quic.enrol_timeout
-        ));
-    }
+    let (quic_listen, enrol_timeout) = check_quic(&config.quic, &mut problems);
     let silent_horizon = humantime::parse_duration(&config.metrics.silent_horizon)
         .ok()
         .filter(|d| *d >= std::time::Duration::from_secs(60));
@@ -301,6 +335,10 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
         store_path: Checked::store_in(&data_dir),
         data_dir,
         http_listen,
+        http_limits: crate::transport::http::Limits {
+            total: config.http.max_connections,
+            per_address: config.http.max_connections_per_address,
+        },
         quic_listen,
         quic_names,
         admission: crate::transport::Limits {

@@ -15,6 +15,8 @@ pub const DOWNLOAD_PATH: &str = "/download";
 pub const UPLOAD_PATH: &str = "/upload";
 /// Path prefix of upload reports: `GET /upload/ID`.
 pub const UPLOAD_REPORT_PREFIX: &str = "/upload/";
+/// Path prefix of test reports: `GET /api/v1/tests/ID` ([`TestReport`]).
+pub const TESTS_PREFIX: &str = "/api/v1/tests/";
 /// `GET /api/v1/load?window_ms=N`: the responder's own CPU load over the last N ms.
 pub const LOAD_PATH: &str = "/api/v1/load";
 
@@ -59,6 +61,29 @@ pub struct Limits {
     pub max_duration_ms: u64,
     /// Largest download or upload of one stream, bytes.
     pub max_bytes: u64,
+    /// Tests served at once in each direction (0: not said, an older responder).
+    #[serde(default)]
+    pub max_tests_per_direction: u32,
+    /// Data streams open at once from one client address (0: not said).
+    #[serde(default)]
+    pub max_streams_per_address: u32,
+}
+
+/// `GET /api/v1/tests/ID`: what the responder knows of one test (all the streams that
+/// carried its id, in one direction), kept a minute after it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReport {
+    /// The test id the agent chose.
+    pub test: String,
+    /// Its direction.
+    pub direction: crate::Direction,
+    /// Streams it opened.
+    pub streams: u32,
+    /// Other tests in the same direction that ran while it did (they shared the
+    /// responder's bottleneck: the result is flagged `server_contended`).
+    pub overlapped_same_direction: u32,
+    /// Tests in the other direction that ran while it did.
+    pub overlapped_other_direction: u32,
 }
 
 /// `GET /upload/ID`: what the responder received for one upload test, all streams

@@ -158,6 +158,11 @@ pub struct Run {
     /// Busy share of the box's CPU during the test (0 to 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_busy_ratio: Option<f64>,
+    /// Whether the box's clock was synchronised to a time source (NTP) when the test
+    /// ran; `false`: `started_at` and `ended_at` may be off (a box without a battery
+    /// clock boots at a wrong time until NTP steps it). Absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_synchronised: Option<bool>,
 }
 
 /// The responder a measurement ran against.
@@ -382,6 +387,9 @@ crate::named! {
         StreamsFailed = "streams_failed",
         /// The idle latency train lost probes.
         LatencyLoss = "latency_loss",
+        /// Another test ran on the responder in the same direction at the same time:
+        /// the two shared its bottleneck.
+        ServerContended = "server_contended",
     }
 }
 

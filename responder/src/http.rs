@@ -10,6 +10,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use sonde_proto::responder::{self as wire, ErrorBody, Info, Limits};
+use sonde_proto::Direction;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::pin::Pin;
@@ -22,6 +23,67 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Response body type of every endpoint.
 pub type RespBody = BoxBody<Bytes, std::io::Error>;
 
+/// A data stream that moves no byte for this long is cut (its connection closed).
+pub const STALL: Duration = Duration::from_secs(10);
+/// An upload stream slower than this on average after [`MIN_RATE_AFTER`] is cut: a
+/// trickle cannot hold a test slot.
+pub const MIN_RATE_BPS: u64 = 8_000;
+/// When [`MIN_RATE_BPS`] starts to apply.
+pub const MIN_RATE_AFTER: Duration = Duration::from_secs(5);
+
+/// What the handlers know of the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// Its socket (for TCP_INFO).
+    pub fd: RawFd,
+    /// The client's address.
+    pub peer: std::net::IpAddr,
+    /// When its data stream last moved.
+    pub progress: Arc<Progress>,
+}
+
+/// When a connection's data stream last moved bytes; watched by the connection's task.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// A data stream is open on the connection.
+    streaming: std::sync::atomic::AtomicBool,
+    /// Milliseconds since `origin` of the last bytes moved.
+    last_ms: AtomicU64,
+    origin: std::sync::OnceLock<Instant>,
+}
+
+impl Progress {
+    fn origin(&self) -> Instant {
+        *self.origin.get_or_init(Instant::now)
+    }
+
+    /// Bytes moved now.
+    pub fn touch(&self) {
+        let ms = self.origin().elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A data stream opens (`true`) or ends.
+    pub fn streaming(&self, on: bool) {
+        self.touch();
+        self.streaming.store(on, Ordering::Relaxed);
+    }
+
+    /// Resolves once a data stream has moved nothing for `stall`.
+    pub async fn stalled(&self, stall: Duration) {
+        let origin = self.origin();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let idle = origin
+                .elapsed()
+                .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)));
+            if self.streaming.load(Ordering::Relaxed) && idle >= stall {
+                return;
+            }
+        }
+    }
+}
+
 /// Counters of what the responder served and refused.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -31,6 +93,12 @@ pub struct Counters {
     pub upload_bytes: AtomicU64,
     /// Requests refused with 4xx/5xx.
     pub rejected: AtomicU64,
+    /// Streams refused because the direction's tests were all taken.
+    pub busy_tests: AtomicU64,
+    /// Streams refused because their address had its share open.
+    pub busy_address: AtomicU64,
+    /// Data streams cut for moving nothing ([`STALL`]) or too slowly.
+    pub stalled: AtomicU64,
 }
 
 /// Shared state of the HTTP side.
@@ -45,7 +113,9 @@ pub struct State {
     /// One permit per concurrent data stream.
     pub streams: Arc<Semaphore>,
     /// Counters.
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
+    /// Tests at once, streams per address, overlaps.
+    pub admission: Arc<crate::admission::Admission>,
     /// The process's own CPU load.
     pub load: Arc<crate::load::Monitor>,
 }
@@ -58,7 +128,12 @@ impl State {
             streams: Arc::new(Semaphore::new(limits.max_streams as usize)),
             uploads: Registry::new(max_duration),
             payload: Payload::new(),
-            counters: Counters::default(),
+            counters: Arc::default(),
+            admission: crate::admission::Admission::new(crate::admission::Rules {
+                tests_per_direction: limits.max_tests_per_direction.max(1) as usize,
+                streams_per_address: limits.max_streams_per_address.max(1) as usize,
+                max_test: max_duration + Duration::from_secs(5),
+            }),
             load: crate::load::Monitor::start(),
             info: Info {
                 service: "sonde-responder".into(),
@@ -78,7 +153,7 @@ impl State {
 /// Serves one request received on the connection whose socket is `conn_fd`.
 pub async fn handle(
     state: Arc<State>,
-    conn_fd: RawFd,
+    conn: Conn,
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, std::convert::Infallible> {
     let query: HashMap<String, String> = req
@@ -109,8 +184,15 @@ pub async fn handle(
                 },
             )
         }
-        (&Method::GET, wire::DOWNLOAD_PATH) => download(&state, &query),
-        (&Method::POST, wire::UPLOAD_PATH) => upload(&state, &query, conn_fd, req).await,
+        (&Method::GET, wire::DOWNLOAD_PATH) => download(&state, &query, &conn).await,
+        (&Method::POST, wire::UPLOAD_PATH) => upload(&state, &query, &conn, req).await,
+        (&Method::GET, p) if p.starts_with(wire::TESTS_PREFIX) => {
+            let id = &p[wire::TESTS_PREFIX.len()..];
+            match state.admission.report(id) {
+                Some(r) => json(StatusCode::OK, &r),
+                None => error(StatusCode::NOT_FOUND, "no test with this id"),
+            }
+        }
         (&Method::GET, p) if p.starts_with(wire::UPLOAD_REPORT_PREFIX) => {
             upload_report(&state, &p[wire::UPLOAD_REPORT_PREFIX.len()..]).await
         }
@@ -136,7 +218,11 @@ fn parse_u64(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, 
     }
 }
 
-fn download(state: &Arc<State>, query: &HashMap<String, String>) -> Response<RespBody> {
+async fn download(
+    state: &Arc<State>,
+    query: &HashMap<String, String>,
+    conn: &Conn,
+) -> Response<RespBody> {
     let limits = &state.info.limits;
     let (bytes, duration_ms) = match (parse_u64(query, "bytes"), parse_u64(query, "duration_ms")) {
         (Ok(b), Ok(d)) => (b, d),
@@ -166,9 +252,20 @@ fn download(state: &Arc<State>, query: &HashMap<String, String>) -> Response<Res
             ),
         );
     }
+    // Streams without a test id (older agents) are one test per address.
+    let test = match query.get("test") {
+        Some(t) if valid_test_id(t) => t.clone(),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "bad test id"),
+        None => format!("anonymous-down-{}", conn.peer),
+    };
+    let admitted = match admit(state, &test, Direction::Down, conn.peer).await {
+        Ok(a) => a,
+        Err(refusal) => return refused(state, &refusal, Direction::Down),
+    };
     let Some(permit) = try_permit(state) else {
         return busy();
     };
+    conn.progress.streaming(true);
     let deadline = Instant::now()
         + duration_ms
             .map(Duration::from_millis)
@@ -179,7 +276,9 @@ fn download(state: &Arc<State>, query: &HashMap<String, String>) -> Response<Res
         exact_len: bytes,
         offset: 0,
         deadline,
+        progress: conn.progress.clone(),
         _permit: permit,
+        _admitted: admitted,
     };
     let mut resp = Response::new(body.boxed());
     let headers = resp.headers_mut();
@@ -203,7 +302,15 @@ struct DownloadBody {
     exact_len: Option<u64>,
     offset: u64,
     deadline: Instant,
+    progress: Arc<Progress>,
     _permit: OwnedSemaphorePermit,
+    _admitted: crate::admission::Stream,
+}
+
+impl Drop for DownloadBody {
+    fn drop(&mut self) {
+        self.progress.streaming(false);
+    }
 }
 
 impl Body for DownloadBody {
@@ -231,6 +338,7 @@ impl Body for DownloadBody {
         let n = chunk.len() as u64;
         self.offset += n;
         self.remaining -= n;
+        self.progress.touch();
         self.state
             .counters
             .download_bytes
@@ -253,7 +361,7 @@ impl Body for DownloadBody {
 async fn upload(
     state: &Arc<State>,
     query: &HashMap<String, String>,
-    conn_fd: RawFd,
+    conn: &Conn,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
     let Some(test_id) = query.get("test").filter(|t| valid_test_id(t)) else {
@@ -278,16 +386,44 @@ async fn upload(
             ),
         );
     }
+    let _admitted = match admit(state, test_id, Direction::Up, conn.peer).await {
+        Ok(a) => a,
+        Err(refusal) => return refused(state, &refusal, Direction::Up),
+    };
     let Some(_permit) = try_permit(state) else {
         return busy();
     };
+    conn.progress.streaming(true);
     let test = state.uploads.get_or_create(test_id);
     test.stream_started();
-    let deadline = tokio::time::Instant::now() + state.max_duration();
-    let mut body = req.into_body();
-    let mut received: u64 = 0;
     // The test's sampler reads this connection's TCP segment count every 100 ms.
-    let registration = test.register_socket(conn_fd);
+    let registration = test.register_socket(conn.fd);
+    let (received, outcome) = sink(state, conn, &test, req.into_body()).await;
+    test.unregister_socket(registration);
+    conn.progress.streaming(false);
+    state
+        .counters
+        .upload_bytes
+        .fetch_add(received, Ordering::Relaxed);
+    test.stream_ended(outcome.is_err());
+    match outcome {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "bytes": received })),
+        Err((status, reason)) => error(status, reason),
+    }
+}
+
+/// Reads an upload's body into `test` until it ends or breaks a limit (duration,
+/// bytes, minimum rate); the bytes received and how it ended.
+async fn sink(
+    state: &State,
+    conn: &Conn,
+    test: &crate::upload::UploadTest,
+    mut body: Incoming,
+) -> (u64, Result<(), (StatusCode, &'static str)>) {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + state.max_duration();
+    let max_bytes = state.info.limits.max_bytes;
+    let mut received: u64 = 0;
     let outcome = loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
@@ -300,27 +436,29 @@ async fn upload(
             Ok(Some(Err(_))) => break Err((StatusCode::BAD_REQUEST, "upload body broke off")),
             Ok(Some(Ok(frame))) => frame,
         };
-        if let Some(data) = frame.data_ref() {
-            received += data.len() as u64;
-            test.add(data.len(), Instant::now());
-            if received > limits.max_bytes {
-                break Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "upload exceeded the byte limit",
-                ));
-            }
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        received += data.len() as u64;
+        test.add(data.len(), Instant::now());
+        conn.progress.touch();
+        let elapsed = started.elapsed();
+        if elapsed > MIN_RATE_AFTER && (received * 8) < MIN_RATE_BPS * elapsed.as_secs() {
+            state.counters.stalled.fetch_add(1, Ordering::Relaxed);
+            state.admission.penalise(conn.peer, Instant::now());
+            break Err((
+                StatusCode::REQUEST_TIMEOUT,
+                "upload slower than the responder's minimum of 8 kb/s per stream",
+            ));
+        }
+        if received > max_bytes {
+            break Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "upload exceeded the byte limit",
+            ));
         }
     };
-    test.unregister_socket(registration);
-    state
-        .counters
-        .upload_bytes
-        .fetch_add(received, Ordering::Relaxed);
-    test.stream_ended(outcome.is_err());
-    match outcome {
-        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "bytes": received })),
-        Err((status, reason)) => error(status, reason),
-    }
+    (received, outcome)
 }
 
 async fn upload_report(state: &Arc<State>, id: &str) -> Response<RespBody> {
@@ -336,8 +474,52 @@ async fn upload_report(state: &Arc<State>, id: &str) -> Response<RespBody> {
     }
 }
 
+/// Admits a stream of `test`; when the only tests in the way have ended their streams
+/// and merely linger, waits them out (at most [`crate::admission::LINGER`]) instead of
+/// refusing.
+async fn admit(
+    state: &Arc<State>,
+    test: &str,
+    direction: Direction,
+    peer: std::net::IpAddr,
+) -> Result<crate::admission::Stream, crate::admission::Refusal> {
+    let mut waited = false;
+    loop {
+        match state.admission.admit(test, direction, peer, Instant::now()) {
+            Err(crate::admission::Refusal::Tests {
+                lingering: Some(wait),
+                ..
+            }) if !waited => {
+                waited = true;
+                tokio::time::sleep(wait + Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn try_permit(state: &Arc<State>) -> Option<OwnedSemaphorePermit> {
     state.streams.clone().try_acquire_owned().ok()
+}
+
+/// A stream the admission refused: 503, why, and when to come back; counted.
+fn refused(
+    state: &State,
+    refusal: &crate::admission::Refusal,
+    direction: Direction,
+) -> Response<RespBody> {
+    let counter = match refusal {
+        crate::admission::Refusal::Tests { .. } => &state.counters.busy_tests,
+        crate::admission::Refusal::Address { .. } | crate::admission::Refusal::Penalised { .. } => {
+            &state.counters.busy_address
+        }
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, &refusal.reason(direction));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&refusal.retry_after_s().to_string()) {
+        resp.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn busy() -> Response<RespBody> {

@@ -1,6 +1,7 @@
 //! `sonde-responder`: the measurement peer placed near the access network. Serves
 //! HTTP/1.1 download and upload endpoints and a UDP echo; stateless, no database.
 
+mod admission;
 mod echo;
 mod http;
 mod load;
@@ -37,6 +38,15 @@ struct Args {
     #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_streams: u32,
+    /// Tests served at once in each direction; the next gets 503 with Retry-After (two
+    /// tests in one direction share the responder's bottleneck and both read low).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_tests: u32,
+    /// Data streams open at once from one client address; more get 503.
+    #[arg(long, default_value_t = 32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_streams_per_address: u32,
     /// Longest download or upload stream, seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -82,6 +92,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_streams: args.max_streams,
         max_duration_ms: args.max_duration * 1000,
         max_bytes: args.max_bytes,
+        max_tests_per_direction: args.max_tests,
+        max_streams_per_address: args.max_streams_per_address,
     };
     let state = Arc::new(http::State::new(limits, udp_port));
     let local = listener.local_addr()?;
@@ -142,13 +154,30 @@ async fn serve_http(
         let state = state.clone();
         // The descriptor outlives every request of this connection: hyper owns the
         // stream until the connection ends, and requests end before it.
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        let service = hyper::service::service_fn(move |req| http::handle(state.clone(), fd, req));
+        let conn_info = http::Conn {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
+            peer: peer.ip(),
+            progress: Arc::new(http::Progress::default()),
+        };
+        let progress = conn_info.progress.clone();
+        let watch_state = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            http::handle(state.clone(), conn_info.clone(), req)
+        });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                // A data stream that moves nothing for STALL is cut: a client that
+                // stops reading a download (or sending an upload) holds no slot.
+                _ = progress.stalled(http::STALL) => {
+                    watch_state.counters.stalled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    watch_state.admission.penalise(peer.ip(), std::time::Instant::now());
+                    tracing::info!(%peer, "data stream stalled; connection closed");
+                }
             }
         });
     }

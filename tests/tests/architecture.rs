@@ -87,9 +87,12 @@ fn use_paths(code: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = code;
     while let Some(i) = rest.find("use ") {
-        let before = rest[..i].chars().last();
+        // A `use` item starts its line (after `pub`, `pub(crate)` and indentation);
+        // elsewhere the word is prose, in a string or a comment.
+        let line_start = rest[..i].rfind('\n').map_or(0, |n| n + 1);
+        let lead = rest[line_start..i].trim();
         rest = &rest[i + 4..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        if !(lead.is_empty() || lead == "pub" || lead.starts_with("pub(")) {
             continue;
         }
         let Some(end) = rest.find(';') else { break };

@@ -205,6 +205,34 @@ fn print_radio(radio: &sonde_proto::Radio) {
     }
 }
 
+/// The verdict, the flags and the outcome with its reason, in words.
+fn print_verdict_and_status(r: &ResultRecord) {
+    let verdict = |v, t: Option<f64>| match t {
+        Some(t) => format!("{} (target {})", words::verdict(v), fmt_rate(t)),
+        None => words::verdict(v),
+    };
+    println!(
+        "  verdict       down: {}; up: {}",
+        verdict(r.verdict.down, r.verdict.target_down_bps),
+        verdict(r.verdict.up, r.verdict.target_up_bps)
+    );
+    for f in &r.flags {
+        println!("  flag          {}", words::flag(*f));
+    }
+    println!("  status        {}", words::outcome(r.status.outcome));
+    if let Some(why) = r.status.reason {
+        let detail = r
+            .status
+            .message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
+        println!("  because       {}{detail}", words::reason(why));
+    } else if let Some(m) = &r.status.message {
+        println!("  because       {m}");
+    }
+}
+
 fn print_summary(r: &ResultRecord) {
     println!(
         "sonde probe {}  responder {}  access {}{}",
@@ -260,30 +288,7 @@ fn print_summary(r: &ResultRecord) {
     if let Some(radio) = &r.radio {
         print_radio(radio);
     }
-    let verdict = |v, t: Option<f64>| match t {
-        Some(t) => format!("{} (target {})", words::verdict(v), fmt_rate(t)),
-        None => words::verdict(v),
-    };
-    println!(
-        "  verdict       down: {}; up: {}",
-        verdict(r.verdict.down, r.verdict.target_down_bps),
-        verdict(r.verdict.up, r.verdict.target_up_bps)
-    );
-    for f in &r.flags {
-        println!("  flag          {}", words::flag(*f));
-    }
-    println!("  status        {}", words::outcome(r.status.outcome));
-    if let Some(why) = r.status.reason {
-        let detail = r
-            .status
-            .message
-            .as_deref()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default();
-        println!("  because       {}{detail}", words::reason(why));
-    } else if let Some(m) = &r.status.message {
-        println!("  because       {m}");
-    }
+    print_verdict_and_status(r);
     println!(
         "  record        methodology v{}, id {}",
         r.methodology_version, r.id

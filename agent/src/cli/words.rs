@@ -24,6 +24,7 @@ pub fn flag(f: Flag) -> String {
         Flag::Unstable => "a direction never became stable".into(),
         Flag::StreamsFailed => "some streams failed".into(),
         Flag::LatencyLoss => "latency probes were lost".into(),
+        Flag::ServerContended => "another test shared the responder".into(),
         other => other.to_string(),
     }
 }

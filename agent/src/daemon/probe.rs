@@ -160,10 +160,35 @@ fn label(shared: &Shared, access: &Access, record: &mut ResultRecord) {
     record.site.quartier = Some(shared.config.file.site.quartier.clone());
     record.site.building = Some(shared.config.file.site.building.clone());
     record.agent.id = shared.board.snapshot().agent_id;
+    record.run.clock_synchronised = shared.clock.synchronised();
 }
 
-/// Probes `access`, trying its responders in order until one answers.
+/// Waits before another round when every responder said it was busy with other tests:
+/// their tests last 30 s at most.
+const BUSY_ROUNDS: [Duration; 2] = [Duration::from_secs(15), Duration::from_secs(30)];
+
+/// Probes `access`, trying its responders in order until one answers; when all were
+/// busy with other tests, tries them all again after [`BUSY_ROUNDS`].
 async fn measure(shared: &Shared, access: &Access, max_bytes: Option<u64>) -> ResultRecord {
+    let mut record = measure_round(shared, access, max_bytes).await;
+    for wait in BUSY_ROUNDS {
+        if record.status.reason != Some(FailureReason::ResponderBusy)
+            || record.download.is_some()
+            || record.upload.is_some()
+        {
+            break;
+        }
+        // A little jitter, so boxes refused together do not come back together.
+        let wait = wait + Duration::from_millis(rand::random::<u64>() % 5_000);
+        tracing::info!(access = %access.name, ?wait, "every responder busy with other tests; trying again");
+        tokio::time::sleep(wait).await;
+        record = measure_round(shared, access, max_bytes).await;
+    }
+    record
+}
+
+/// One round over the access's responders, in order until one answers.
+async fn measure_round(shared: &Shared, access: &Access, max_bytes: Option<u64>) -> ResultRecord {
     let interface = netif::interface(&access.interface);
     let mut last = None;
     // In turn when rotating, else in the configured order; the others follow as

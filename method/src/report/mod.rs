@@ -25,11 +25,12 @@ pub const REPORT_FORMAT: u32 = 1;
 pub const PEAK_HOURS: (u32, u32) = (19, 23);
 /// ARCEP's mobile thresholds, compared with the download TCP goodput (bit/s).
 pub const ARCEP_THRESHOLDS_BPS: [f64; 3] = [3e6, 8e6, 30e6];
-/// Flags that make a test invalid: the figure is the box's or the server's, not the
-/// access's.
-pub const INVALIDATING_FLAGS: [&str; 4] = [
+/// Flags that make a test invalid: the figure is the box's or the server's (or shared
+/// with another test on it), not the access's.
+pub const INVALIDATING_FLAGS: [&str; 5] = [
     "nic_limited",
     "server_limited",
+    "server_contended",
     "cpu_limited",
     "cross_traffic",
 ];

@@ -81,10 +81,11 @@ impl Target {
             })
     }
 
-    /// One download stream: asks for `bytes`, counts what arrives into `counter` until
+    /// One download stream of test `test`: asks for `bytes`, counts what arrives into `counter` until
     /// the body ends or `stop` turns true, then resets the connection.
     pub async fn download(
         &self,
+        test: &str,
         bytes: u64,
         counter: Arc<AtomicU64>,
         arrivals: Arc<Arrivals>,
@@ -93,7 +94,7 @@ impl Target {
         let mut stream = self.connect().await?;
         // Dropped before `stream` on every path: the socket is read while registered.
         let registered = Registered::new(&arrivals, &stream);
-        let req = self.request("GET", &format!("/download?bytes={bytes}"), "");
+        let req = self.request("GET", &format!("/download?bytes={bytes}&test={test}"), "");
         write(&mut stream, req.as_bytes()).await?;
         let head = tokio::time::timeout(CONNECT_TIMEOUT, read_head(&mut stream))
             .await
