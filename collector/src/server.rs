@@ -11,6 +11,7 @@ use crate::fleet::{self, Fleet, FleetView};
 use crate::ingest::Ingest;
 use crate::metrics::Exporter;
 use crate::report::sign::ReportKey;
+use crate::transport::http as http_gate;
 use crate::transport::quic;
 use anyhow::Context as _;
 use sonde_store::{Maintenance, Store, StoreError};
@@ -50,6 +51,7 @@ pub struct Server {
     api: Arc<api::Api>,
     endpoint: quinn::Endpoint,
     http: tokio::net::TcpListener,
+    gate: Arc<http_gate::Gate>,
 }
 
 impl std::fmt::Debug for Server {
@@ -102,10 +104,13 @@ impl Server {
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+        let gate = http_gate::Gate::new(http_limits(config.http_limits));
         let api = Arc::new(api::Api {
             store: deps.store.clone(),
             ingest: Some(ingest.clone()),
-            exporter: Some(Arc::new(Exporter::new(ingest.clone(), deps.registry))),
+            exporter: Some(Arc::new(
+                Exporter::new(ingest.clone(), deps.registry).with_http(gate.clone()),
+            )),
             reports: Some(Arc::new(api::Reports {
                 key: deps.report_key,
                 time_zone: config.time_zone,
@@ -117,6 +122,7 @@ impl Server {
             ingest,
             endpoint,
             http,
+            gate,
             config,
         })
     }
@@ -174,13 +180,18 @@ impl Server {
         graceful: &hyper_util::server::graceful::GracefulShutdown,
         shutdown: impl Future<Output = ()>,
     ) {
-        let builder = hyper::server::conn::http1::Builder::new();
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(http_gate::HEADER_TIMEOUT)
+            .max_buf_size(64 * 1024);
         tokio::pin!(shutdown);
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = self.http.accept() => match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
+                        // Out of descriptors and the like: pause rather than spin.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
@@ -188,13 +199,23 @@ impl Server {
                 },
                 _ = &mut shutdown => return,
             };
+            let Ok(ticket) = self.gate.admit(peer.ip()) else {
+                tracing::debug!(%peer, "HTTP connection refused: its address holds its share");
+                continue;
+            };
             let api = self.api.clone();
-            let service = hyper::service::service_fn(move |req| api::handle(api.clone(), req));
-            let conn = graceful
-                .watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                let _ = conn.await;
+            let activity = ticket.activity.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let (api, in_flight) = (api.clone(), activity.request());
+                async move {
+                    let resp = api::handle(api, req).await;
+                    drop(in_flight);
+                    resp
+                }
             });
+            let io = hyper_util::rt::TokioIo::new(ticket.track(stream));
+            let conn = graceful.watch(builder.serve_connection(io, service));
+            tokio::spawn(guarded(conn, ticket));
         }
     }
 
@@ -211,6 +232,41 @@ impl Server {
         self.endpoint.close(0u32.into(), b"collector stopping");
         let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// The HTTP limits, fitted to the descriptors this process may open (raised to the
+/// hard limit first).
+fn http_limits(wanted: http_gate::Limits) -> http_gate::Limits {
+    let nofile = http_gate::raise_nofile();
+    match wanted.fitted(nofile) {
+        Some(fitted) => {
+            tracing::warn!(
+                nofile,
+                wanted = wanted.total,
+                holding = fitted.total,
+                "http.max_connections lowered to fit the open-file limit (raise LimitNOFILE)"
+            );
+            fitted
+        }
+        None => wanted,
+    }
+}
+
+/// Serves one HTTP connection until it ends, the gate evicts it, or it moves no byte
+/// for [`http_gate::IDLE`].
+async fn guarded<F: Future>(conn: F, ticket: http_gate::Ticket) {
+    tokio::pin!(conn);
+    let mut check = tokio::time::interval(http_gate::IDLE / 3);
+    loop {
+        tokio::select! {
+            _ = &mut conn => return,
+            _ = ticket.cut.notified() => return,
+            _ = check.tick() => if ticket.idle_for() >= http_gate::IDLE {
+                ticket.count(http_gate::Cut::Idle);
+                return;
+            },
+        }
     }
 }
 

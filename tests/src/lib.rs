@@ -26,7 +26,17 @@ pub fn bin(name: &str) -> PathBuf {
 /// its log line whose message is `message`; returns the child and that line's fields.
 /// The child's later logs are drained so it never blocks on a full pipe.
 pub fn start_logged(name: &str, args: &[&str], message: &str) -> (Child, serde_json::Value) {
-    let mut child = Command::new(bin(name))
+    start_logged_under(&[], name, args, message)
+}
+
+/// Like [`start_logged`], run under `prefix` (e.g. `prlimit --nofile=1024`).
+pub fn start_logged_under(
+    prefix: &[&str],
+    name: &str,
+    args: &[&str],
+    message: &str,
+) -> (Child, serde_json::Value) {
+    let mut child = prefixed(prefix, bin(name))
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

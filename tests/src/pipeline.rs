@@ -3,7 +3,7 @@
 //! and enrolment through the real command lines, agent daemons with their own state
 //! directories, and reads of the collector's HTTP API.
 
-use crate::{bin, run_bounded, start_logged};
+use crate::{bin, run_bounded};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,9 +75,15 @@ impl Collector {
 
     /// Starts (or restarts) the process and waits until it listens.
     pub fn start(&mut self) {
+        self.start_under(&[]);
+    }
+
+    /// Like [`Collector::start`], run under `prefix` (e.g. `prlimit --nofile=1024`).
+    pub fn start_under(&mut self, prefix: &[&str]) {
         assert!(self.child.is_none(), "already running");
         let config = self.config.display().to_string();
-        let (child, _) = start_logged(
+        let (child, _) = crate::start_logged_under(
+            prefix,
             "sonde-collector",
             &["serve", "--config", &config, "--log-format", "json"],
             "collector listening",

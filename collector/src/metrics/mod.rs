@@ -24,6 +24,7 @@ pub struct Exporter {
     /// [`PAGE_MAX_AGE`] share one render.
     page: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<String>)>>,
     last_len: std::sync::atomic::AtomicUsize,
+    http: Option<std::sync::Arc<crate::transport::http::Gate>>,
 }
 
 /// How long a rendered page is served again to other scrapers.
@@ -38,7 +39,14 @@ impl Exporter {
             registry,
             page: std::sync::Mutex::new(None),
             last_len: std::sync::atomic::AtomicUsize::new(0),
+            http: None,
         }
+    }
+
+    /// Also exports the HTTP port's refusals and cuts, from `gate`.
+    pub fn with_http(mut self, gate: std::sync::Arc<crate::transport::http::Gate>) -> Self {
+        self.http = Some(gate);
+        self
     }
 
     /// The metrics text (Prometheus text format 0.0.4), rendered at most once per
@@ -65,7 +73,7 @@ impl Exporter {
             fleet.render(&mut out);
         }
         let mut families = self.registry.gather();
-        families.extend(own(&self.ingest).gather());
+        families.extend(own(&self.ingest, self.http.as_deref()).gather());
         let mut own_text = Vec::new();
         let _ = TextEncoder::new().encode(&families, &mut own_text);
         out.push_str(&String::from_utf8_lossy(&own_text));
@@ -76,7 +84,7 @@ impl Exporter {
 }
 
 /// The collector's own metrics, from `ingest`'s counters.
-fn own(ingest: &Ingest) -> Registry {
+fn own(ingest: &Ingest, http: Option<&crate::transport::http::Gate>) -> Registry {
     let registry = Registry::new();
     let labelled = |metric: &Metric, label: &str, values: Vec<(&str, u64)>| {
         if let Ok(c) = IntCounterVec::new(Opts::new(metric.name, metric.help), &[label]) {
@@ -92,6 +100,16 @@ fn own(ingest: &Ingest) -> Registry {
         "reason",
         rejects.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
     );
+    if let Some(gate) = http {
+        labelled(
+            &m::COLLECTOR_HTTP_REFUSED,
+            "reason",
+            gate.cuts()
+                .into_iter()
+                .map(|(c, n)| (c.as_str(), n))
+                .collect(),
+        );
+    }
     let s = ingest.commit_stats();
     labelled(
         &m::COLLECTOR_RESULTS,
@@ -109,6 +127,7 @@ fn own(ingest: &Ingest) -> Registry {
             s.failures.load(Ordering::Relaxed),
         ),
         (m::COLLECTOR_FRAMES_SKIPPED, ingest.frames_skipped()),
+        (m::COLLECTOR_FUTURE_DATED, ingest.future_dated()),
         (m::COLLECTOR_ENROLMENTS, ingest.enrolments()),
     ] {
         counter(&registry, &metric, value);

@@ -94,8 +94,6 @@ pub const RESET_KEY_FILE: &str = "quic-reset.key";
 
 /// The reset key kept in `dir`, made on first use.
 pub fn reset_key(dir: &std::path::Path) -> std::io::Result<ring::hmac::Key> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(RESET_KEY_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) if b.len() == 32 => b,
@@ -106,14 +104,9 @@ pub fn reset_key(dir: &std::path::Path) -> std::io::Result<ring::hmac::Key> {
             )))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Whole or not at all: a kill here leaves no short key behind.
             let fresh: [u8; 32] = rand::random();
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?;
-            f.write_all(&fresh)?;
-            f.sync_all()?;
+            sonde_cli::files::write_atomic(&path, &fresh, 0o600)?;
             fresh.to_vec()
         }
         Err(e) => return Err(e),
