@@ -1,10 +1,11 @@
 //! Conventions shared by every sonde binary: usage errors are one line on stderr and
 //! exit 64 (EX_USAGE) with nothing started; `RUST_LOG` filters logs (default `info`);
 //! `--log-format json` switches logs to JSON lines on stderr; one way to start the
-//! async runtime. No I/O beyond stderr.
+//! async runtime; and a file written whole or not at all ([`files`]).
 #![warn(missing_docs)]
 
 pub mod blocking;
+pub mod files;
 
 use clap::Parser;
 

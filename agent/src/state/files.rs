@@ -24,19 +24,7 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
 /// Writes `contents` to `path` atomically (temporary file, fsync, rename) with `mode`.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
     sonde_cli::blocking::check("writing a state file");
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(at(&tmp))?;
-    f.write_all(contents).map_err(at(&tmp))?;
-    f.sync_all().map_err(at(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(at(path))
+    sonde_cli::files::write_atomic(path, contents, mode).map_err(at(path))
 }
 
 /// Creates the state directory (mode 0700) if needed.

@@ -127,18 +127,10 @@ pub(crate) fn key_lock(dir: &std::path::Path) -> Result<std::fs::File, std::io::
     Ok(f)
 }
 
-/// Writes `contents` to a new file readable by its owner only.
+/// Writes `contents` whole (or not at all: a kill leaves no half key) to a file
+/// readable by its owner only.
 pub(crate) fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), PkiError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(path))?;
-    f.write_all(contents).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    sonde_cli::files::write_atomic(path, contents, 0o600).map_err(io(path))
 }
 
 /// A certificate and its private key.
@@ -175,13 +167,22 @@ impl Ca {
 
     /// Loads the CA kept in `dir`, or creates it there on first start (key file mode
     /// 0600). Restarting the collector keeps every agent's certificate valid.
+    ///
+    /// Each file is written whole, the certificate first and the key last: the key
+    /// exists only once the CA is complete, so a first start killed at any point
+    /// leaves no CA (the next start makes one, over any certificate left alone).
     pub fn load_or_create(dir: &std::path::Path, name: &str) -> Result<Ca, PkiError> {
         let _lock = key_lock(dir).map_err(io(dir))?;
         let (key_path, cert_path) = (dir.join(CA_KEY_FILE), dir.join(CA_CERT_FILE));
-        if key_path.exists() && cert_path.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let (key, fresh) = if key_path.exists() {
             let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+            (KeyPair::from_pem(&key_pem)?, false)
+        } else {
+            (KeyPair::generate()?, true)
+        };
+        if !fresh && cert_path.exists() {
             let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
-            let key = KeyPair::from_pem(&key_pem)?;
             let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
             let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
                 .map_err(|_| PkiError::Pem(cert_path.clone()))?;
@@ -190,13 +191,18 @@ impl Ca {
                 cert: CertificateDer::from(pem.contents),
             });
         }
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let key = KeyPair::generate()?;
-        let key_pem = key.serialize_pem();
+        if !fresh {
+            // A key without its certificate: an older version killed between the two
+            // writes. The collector never served, so no agent pins a certificate yet.
+            tracing::warn!(key = %key_path.display(), "the CA key has no certificate: making it");
+        }
         let params = ca_params(name)?;
         let cert = params.self_signed(&key)?;
-        write_private(&key_path, key_pem.as_bytes())?;
-        std::fs::write(&cert_path, cert.pem()).map_err(io(&cert_path))?;
+        sonde_cli::files::write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)
+            .map_err(io(&cert_path))?;
+        if fresh {
+            write_private(&key_path, key.serialize_pem().as_bytes())?;
+        }
         Ok(Ca {
             issuer: Issuer::new(params, key),
             cert: cert.der().clone(),
@@ -293,6 +299,26 @@ pub fn agent_id_of(cert: &CertificateDer<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_first_start_killed_between_key_and_certificate_starts_again() {
+        let dir = std::env::temp_dir().join(format!("sonde-ca-half-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        // What an older version left when killed after the key, before the
+        // certificate; and a temporary file of a write cut short.
+        let key = KeyPair::generate().expect("key");
+        std::fs::write(dir.join(CA_KEY_FILE), key.serialize_pem()).expect("key");
+        std::fs::write(dir.join("ca.cert.tmp"), b"-----BEGIN CERT").expect("tmp");
+        let ca = Ca::load_or_create(&dir, "sonde CA").expect("starts");
+        let again = Ca::load_or_create(&dir, "sonde CA").expect("and again");
+        assert_eq!(ca.cert(), again.cert(), "the certificate made is kept");
+        let agent = again.issue_agent("agent-1").expect("issues");
+        let (_, ca) = x509_parser::parse_x509_certificate(again.cert().as_ref()).expect("ca");
+        let (_, leaf) = x509_parser::parse_x509_certificate(agent.cert.as_ref()).expect("leaf");
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_ca_survives_a_restart_and_its_key_is_private() {
