@@ -61,10 +61,23 @@ pub(crate) async fn measure(
     };
     let mut outcomes = Vec::new();
     for &direction in &opts.directions {
-        let result = run_direction(&target, &info, direction, limits, udp.as_ref(), progress).await;
+        let test_id = uuid::Uuid::now_v7().simple().to_string();
+        let result = run_direction(
+            &target,
+            &info,
+            (direction, &test_id),
+            limits,
+            udp.as_ref(),
+            progress,
+        )
+        .await;
         if let Ok((t, _)) = &result {
             if server_limited(&target, t).await && !record.flags.contains(&Flag::ServerLimited) {
                 record.flags.push(Flag::ServerLimited);
+            }
+            if contended(&target, &test_id).await && !record.flags.contains(&Flag::ServerContended)
+            {
+                record.flags.push(Flag::ServerContended);
             }
         }
         outcomes.push((direction, result));
@@ -130,17 +143,26 @@ async fn server_limited(target: &Target, t: &Throughput) -> bool {
     load.is_ok_and(|l| l.cpu_busy_max >= sonde_proto::responder::SERVER_LIMITED_CPU)
 }
 
-/// Runs one direction against a sonde responder and returns its figures and the
-/// number of streams that failed.
+/// Whether another test ran on the responder in the same direction while test `id`
+/// did (a responder without the endpoint says nothing).
+async fn contended(target: &Target, id: &str) -> bool {
+    let path = format!("{}{id}", sonde_proto::responder::TESTS_PREFIX);
+    let report: Result<sonde_proto::responder::TestReport, _> =
+        target.get_json(&path, Duration::from_secs(2)).await;
+    report.is_ok_and(|r| r.overlapped_same_direction > 0)
+}
+
+/// Runs one direction (and its test id) against a sonde responder and returns its
+/// figures and the number of streams that failed.
 async fn run_direction(
     target: &Target,
     info: &Info,
-    direction: Direction,
+    (direction, test_id): (Direction, &str),
     limits: Limits,
     udp: Option<&tokio::net::UdpSocket>,
     progress: &ProgressFn,
 ) -> Result<(Throughput, u32), ClientError> {
-    let test_id = uuid::Uuid::now_v7().simple().to_string();
+    let test_id = test_id.to_string();
     let chunk = Arc::new(UploadChunk::new(UPLOAD_BLOCK));
     // Under a data budget each stream carries its share of the allowance at most: the
     // responder stops sending a download there, the agent stops writing an upload.
@@ -162,7 +184,7 @@ async fn run_direction(
                 }
                 _ => {
                     target
-                        .download(per_stream_bytes, counter, arrivals, stop)
+                        .download(&test_id, per_stream_bytes, counter, arrivals, stop)
                         .await
                 }
             }
@@ -186,7 +208,7 @@ async fn run_direction(
             let path = format!("{UPLOAD_REPORT_PREFIX}{test_id}");
             let report: UploadReport = target.get_json(&path, Duration::from_secs(8)).await?;
             tracing::trace!(bins = ?report.bins, segment_bins = ?report.segment_bins, mss = report.mss, "upload report");
-            responder_figure(&report, limits.max_duration)
+            responder_figure(&report, limits.max_duration, d.app_bytes)
         }
         _ => {
             let (estimate, counting) = agent_estimate(direction, &d);
@@ -203,14 +225,19 @@ async fn run_direction(
 }
 
 /// An upload's figure from the responder's report of it: its TCP-layer segment bins
-/// when they agree with the bytes it read, else those bytes (§1.3).
-fn responder_figure(report: &UploadReport, max_duration: Duration) -> Figure {
+/// when they agree with the bytes it read, else those bytes (§1.3). `written`: the
+/// payload bytes the agent wrote.
+fn responder_figure(report: &UploadReport, max_duration: Duration, written: u64) -> Figure {
     let bin = Duration::from_millis(report.bin_ms.max(1));
     let rule = StopRule::v1(max_duration);
     let segs: u64 = report.segment_bins.iter().sum();
-    // What reached the responder (bytes written but discarded by the reset never left
-    // the box).
-    let carried = report.bytes.max(segs * u64::from(report.mss));
+    // What crossed the access: at least what the responder read, and what arrived at
+    // its TCP layer unread when the test was cut. Segments × MSS counts every short
+    // segment as a full one (many, on a loaded box), so it is only an upper bound, and
+    // nothing crossed that the agent did not write.
+    let carried = (segs * u64::from(report.mss))
+        .min(written)
+        .max(report.bytes);
     let by_segments = segments_agree(segs, report.mss, report.bytes, FINAL_AGREEMENT);
     let (bins, counting, scale) = if by_segments {
         (
@@ -228,5 +255,39 @@ fn responder_figure(report: &UploadReport, max_duration: Duration) -> Figure {
         counting,
         sample_count: s.bins(),
         carried,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(bytes: u64, segments: u64, mss: u32) -> UploadReport {
+        UploadReport {
+            test: "t".into(),
+            streams: 4,
+            bytes,
+            bin_ms: 100,
+            bins: vec![bytes / 10; 10],
+            span_ns: 1_000_000_000,
+            failed_streams: 4,
+            segment_bins: vec![segments / 10; 10],
+            mss,
+        }
+    }
+
+    #[test]
+    fn carried_bytes_never_exceed_what_the_agent_wrote() {
+        // A loaded box sends short segments: 2,200 segments of up to 65,483 bytes is
+        // 144 MB by count, for 125 MB written (a budget test once read 139.9 MB).
+        let r = report(124_000_000, 2_200, 65_483);
+        let f = responder_figure(&r, Duration::from_secs(10), 125_000_000);
+        assert_eq!(f.carried, 125_000_000);
+        // Bytes that arrived unread at the cut count; the responder's read is a floor.
+        let r = report(100_000_000, 1_600, 65_483);
+        let f = responder_figure(&r, Duration::from_secs(10), 125_000_000);
+        assert_eq!(f.carried, 1_600 * 65_483);
+        let f = responder_figure(&r, Duration::from_secs(10), 90_000_000);
+        assert_eq!(f.carried, 100_000_000);
     }
 }
