@@ -444,6 +444,108 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
 }
 
 #[tokio::test]
+async fn a_result_dated_in_the_future_is_stored_and_flagged() {
+    let server = start().await;
+    let (_, identity) = enrolled(&server).await;
+    let conn = connect(&server, Some(identity), &server.ca)
+        .await
+        .expect("handshake");
+    // A box booted a day ahead (no battery clock, NTP not there yet), and one whose
+    // result waited a week in its spool.
+    let mut ahead = record();
+    ahead.run.started_at = chrono::Utc::now() + chrono::Duration::days(1);
+    ahead.run.ended_at = ahead.run.started_at;
+    let mut late = record();
+    late.run.started_at = chrono::Utc::now() - chrono::Duration::days(7);
+    late.run.ended_at = late.run.started_at;
+    let upload = wire::encode(&Message::Upload(Upload {
+        batch: 1,
+        health: Health::default(),
+        results: vec![RawRecord::of(&ahead), RawRecord::of(&late)],
+    }));
+    assert!(matches!(
+        exchange(&conn, &upload).await.as_slice(),
+        [Message::Ack(_)]
+    ));
+    assert_eq!(server.ingest.future_dated(), 1);
+    let page = server
+        .store
+        .results(&ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page");
+    let shown: Vec<_> = page.results.iter().map(|r| r.to_json()).collect();
+    let of = |id: uuid::Uuid| {
+        shown
+            .iter()
+            .find(|v| v["id"] == id.to_string())
+            .cloned()
+            .expect("stored")
+    };
+    assert_eq!(
+        of(ahead.id)["collector_flags"],
+        serde_json::json!(["future_dated"])
+    );
+    assert!(
+        of(late.id).get("collector_flags").is_none(),
+        "late is normal"
+    );
+    assert!(of(late.id)["received_at"].is_string());
+}
+
+#[tokio::test]
+async fn ingest_refuses_the_records_import_refuses() {
+    let server = start().await;
+    let (_, identity) = enrolled(&server).await;
+    let conn = connect(&server, Some(identity), &server.ca)
+        .await
+        .expect("handshake");
+    // Another schema version, and one record of 3 MiB (import's bound is 64 KiB),
+    // each beside a good record: the upload is refused whole, nothing is stored.
+    let mut v2 = serde_json::to_value(record()).expect("json");
+    v2["schema_version"] = 2.into();
+    let mut big = serde_json::to_value(record()).expect("json");
+    big["padding"] = "x".repeat(3 << 20).into();
+    for (i, bad) in [v2, big].into_iter().enumerate() {
+        let upload = wire::encode(&Message::Upload(Upload {
+            batch: i as u64,
+            health: Health::default(),
+            results: vec![
+                RawRecord::of(&record()),
+                RawRecord::from_json(bad.to_string()).expect("JSON"),
+            ],
+        }));
+        match exchange(&conn, &upload).await.as_slice() {
+            [Message::Reject(r)] => {
+                assert_eq!(r.reason, RejectReason::BadRecord, "{}", r.message);
+                assert!(
+                    r.message.starts_with("result 1 of the upload"),
+                    "{}",
+                    r.message
+                );
+            }
+            other => panic!("case {i}: expected a reject, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        server.ingest.rejects().get(&RejectReason::BadRecord),
+        Some(&2)
+    );
+    let stored = server
+        .store
+        .results(&ResultQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("page");
+    assert!(
+        stored.results.is_empty(),
+        "nothing of a refused upload is stored"
+    );
+}
+
+#[tokio::test]
 async fn connections_beyond_the_limit_are_refused_and_counted() {
     let server = start_with_limit(2).await;
     let mut ids = Vec::new();

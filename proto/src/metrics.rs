@@ -136,6 +136,21 @@ pub const SPOOL_RESULTS: Metric = gauge(
     "sonde_agent_spool_results",
     "Results waiting in the agent's spool for the collector.",
 );
+/// Whether the spool refuses writes.
+pub const SPOOL_FULL: Metric = gauge(
+    "sonde_agent_spool_full",
+    "1 while the agent's spool refuses writes (full disk): results are held in memory and sent straight up.",
+);
+/// Results held in memory.
+pub const RESULTS_HELD: Metric = gauge(
+    "sonde_agent_results_held",
+    "Results the agent holds in memory because its spool could not take them.",
+);
+/// Wall-clock steps the agent saw.
+pub const CLOCK_STEPS: Metric = counter(
+    "sonde_agent_clock_steps_total",
+    "Steps of the box's wall clock (NTP setting it right); each re-made the schedule.",
+);
 /// Evictions from a full spool.
 pub const SPOOL_EVICTIONS: Metric = counter(
     "sonde_agent_spool_evictions_total",
@@ -260,6 +275,17 @@ pub const COLLECTOR_CONNECTIONS: Metric = gauge(
     "Agent QUIC connections held now.",
 );
 
+/// Results dated in the future on arrival.
+pub const COLLECTOR_FUTURE_DATED: Metric = counter(
+    "sonde_collector_results_future_dated_total",
+    "Results that started more than 10 minutes after they arrived (a box's wrong clock); stored, and flagged future_dated by the API.",
+);
+/// HTTP connections the collector refused or cut.
+pub const COLLECTOR_HTTP_REFUSED: Metric = counter(
+    "sonde_collector_http_refused_total",
+    "HTTP connections refused (address over its share) or cut (evicted when full, idle), by reason.",
+);
+
 /// Every metric sonde exports.
 pub const ALL: &[Metric] = &[
     THROUGHPUT,
@@ -276,6 +302,9 @@ pub const ALL: &[Metric] = &[
     TESTS,
     ACCESS_INFO,
     SPOOL_RESULTS,
+    SPOOL_FULL,
+    RESULTS_HELD,
+    CLOCK_STEPS,
     SPOOL_EVICTIONS,
     MISSED_RUNS,
     FAILURES,
@@ -300,6 +329,8 @@ pub const ALL: &[Metric] = &[
     COLLECTOR_FRAMES_SKIPPED,
     COLLECTOR_ENROLMENTS,
     COLLECTOR_CONNECTIONS,
+    COLLECTOR_HTTP_REFUSED,
+    COLLECTOR_FUTURE_DATED,
 ];
 
 #[cfg(test)]

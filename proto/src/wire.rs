@@ -100,6 +100,17 @@ pub struct Health {
     /// the collector uses it when the enrolment token gave none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// Whether the agent's spool refuses writes (its disk is full): its results are
+    /// held in memory, bounded, and sent straight up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spool_full: bool,
+    /// Results held in memory because the spool could not take them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_results: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A WGS84 position, degrees.
@@ -185,6 +196,11 @@ crate::named! {
         /// The agent's enrolment was revoked (`sonde-collector agent revoke`); its results
         /// stay on the box until it is enrolled again.
         Revoked = "revoked",
+        /// An upload holding a result that is not a record of this collector's schema
+        /// (another `schema_version`, over [`crate::MAX_RECORD_BYTES`], wrong shape):
+        /// the same check `sonde-collector import` applies. Nothing of the upload is
+        /// stored; the results stay on the box.
+        BadRecord = "bad_record",
     }
 }
 

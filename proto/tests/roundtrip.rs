@@ -149,6 +149,7 @@ prop_compose! {
                 interval_s: None,
                 cross_traffic_bytes: None,
                 cpu_busy_ratio: None,
+                clock_synchronised: None,
             },
             download,
             upload,

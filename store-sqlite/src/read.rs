@@ -81,7 +81,7 @@ pub fn results(conn: &Connection, q: &ResultQuery) -> Result<ResultPage, Error> 
         None => (i64::MIN, String::new()),
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT started_at, id, record, agent_id, quartier, building FROM results
+        "SELECT started_at, id, record, agent_id, quartier, building, received_at FROM results
          WHERE (started_at, id) > (?1, ?2)
            AND started_at >= ?3 AND started_at < ?4
            AND (?5 IS NULL OR agent_id = ?5)
@@ -106,6 +106,7 @@ pub fn results(conn: &Connection, q: &ResultQuery) -> Result<ResultPage, Error> 
                     agent_id: row.get(3)?,
                     quartier: row.get(4)?,
                     building: row.get(5)?,
+                    received_at: Some(from_ns(row.get(6)?)),
                 },
             ))
         },

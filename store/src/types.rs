@@ -120,7 +120,15 @@ pub struct StoredResult {
     pub quartier: Option<String>,
     /// Its building (from its enrolment).
     pub building: Option<String>,
+    /// When the collector committed it (absent from stores that do not say).
+    pub received_at: Option<DateTime<Utc>>,
 }
+
+/// A result that started this long after it was received was measured under a wrong
+/// wall clock (a box booted without a battery clock, before NTP): the API flags it
+/// `future_dated`. Results arriving long after they started are normal (a spool
+/// drained after an outage) and are not flagged.
+pub const FUTURE_DATED: chrono::Duration = chrono::Duration::minutes(10);
 
 /// A record's top level, each member kept as its bytes.
 type Shallow = std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>;
@@ -155,6 +163,21 @@ impl StoredResult {
         for (key, value) in [("agent", agent), ("site", site)] {
             let raw = serde_json::value::to_raw_value(&value).ok()?;
             top.insert(key.into(), raw);
+        }
+        if let Some(received) = self.received_at {
+            let started = member(&top, "run")
+                .get("started_at")
+                .and_then(|v| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok());
+            top.insert(
+                "received_at".into(),
+                serde_json::value::to_raw_value(&received).ok()?,
+            );
+            if started.is_some_and(|s| s > received + FUTURE_DATED) {
+                top.insert(
+                    "collector_flags".into(),
+                    serde_json::value::to_raw_value(&["future_dated"]).ok()?,
+                );
+            }
         }
         Some(top)
     }

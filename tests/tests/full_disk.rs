@@ -75,3 +75,139 @@ fn a_collector_on_a_full_disk_says_so_in_its_health_and_loses_nothing() {
     drop(disk);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The agent's `/metrics` value of `series` (None when the page or the line is missing).
+fn agent_metric(port: u16, series: &str) -> Option<f64> {
+    let (_, page) = sonde_e2e::http_get(&format!("127.0.0.1:{port}"), "/metrics")?;
+    page.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Polls the agent's metric until `want` holds (`timeout` at most); the last value.
+fn agent_metric_until(
+    port: u16,
+    series: &str,
+    timeout: Duration,
+    want: impl Fn(f64) -> bool,
+) -> f64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = agent_metric(port, series).unwrap_or(f64::NAN);
+        if want(v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+#[cfg_attr(not(sonde_root), ignore = "needs root: mounts a tmpfs")]
+fn an_agent_on_a_full_disk_starts_sends_straight_up_and_loses_nothing() {
+    use sonde_e2e::pipeline::{free_port, Agent, AgentSetup};
+    let dir = scratch("full-disk-agent");
+    let mut collector = Collector::start_in(&dir);
+    let adir = dir.join("agent");
+    let state = adir.join("state");
+    let disk = Tmpfs::mount(&state, 4);
+    collector.enroll("b-agent-disk", &state);
+    // The box's disk is full before the agent starts.
+    assert!(disk.fill() > 0);
+    let port = free_port();
+    // Three accesses every 10 s to a port nobody listens on: a failed result each
+    // (quick), about 18 a minute.
+    let extra = (1..=2)
+        .map(|i| {
+            format!(
+                "[[access]]\nname = \"dead{i}\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
+                 responders = [\"http://127.0.0.1:9\"]\nevery = \"10s\"\njitter = \"1s\"\nmax_duration = 1\n"
+            )
+        })
+        .collect::<String>();
+    let agent = Agent::start(
+        &adir,
+        &collector,
+        &AgentSetup {
+            every: "10s".into(),
+            metrics_port: Some(port),
+            extra,
+            ..AgentSetup::probing("http://127.0.0.1:9".into())
+        },
+    );
+    let log = || std::fs::read_to_string(&agent.log).unwrap_or_default();
+    // It runs, says its spool is full, and its results reach the collector anyway.
+    let full = agent_metric_until(
+        port,
+        "sonde_agent_spool_full",
+        Duration::from_secs(40),
+        |v| v == 1.0,
+    );
+    assert_eq!(
+        full,
+        1.0,
+        "spool_full on the agent's /metrics; log:\n{}",
+        log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while collector.all_results().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        collector.all_results().len() >= 3,
+        "straight up; log:\n{}",
+        log()
+    );
+    let (_, agents) = collector.get("/api/v1/agents");
+    let page = sonde_e2e::http_get(&collector.http, "/metrics")
+        .expect("metrics")
+        .1;
+    assert!(
+        page.lines()
+            .any(|l| l.starts_with("sonde_agent_spool_full{") && l.ends_with(" 1")),
+        "the collector sees it in the health: {agents}"
+    );
+
+    // The collector goes away: results are held in memory meanwhile.
+    collector.stop();
+    let held = agent_metric_until(
+        port,
+        "sonde_agent_results_held",
+        Duration::from_secs(40),
+        |v| v >= 2.0,
+    );
+    assert!(held >= 2.0, "held {held}; log:\n{}", log());
+    collector.start();
+    let held = agent_metric_until(
+        port,
+        "sonde_agent_results_held",
+        Duration::from_secs(40),
+        |v| v == 0.0,
+    );
+    assert_eq!(held, 0.0, "held results went up; log:\n{}", log());
+
+    // Room is back: the spool takes writes again.
+    disk.free();
+    let full = agent_metric_until(
+        port,
+        "sonde_agent_spool_full",
+        Duration::from_secs(40),
+        |v| v == 0.0,
+    );
+    assert_eq!(full, 0.0, "log:\n{}", log());
+    agent.stop();
+    // Nothing measured was lost: every result is at the collector or in the spool.
+    let status = sonde_e2e::pipeline::status(&state);
+    let measured = status["results_total"].as_u64().expect("results_total");
+    let spooled = status["spool_depth"].as_u64().expect("spool_depth");
+    let stored = collector.all_results().len() as u64;
+    assert_eq!(status["held_dropped_total"], 0);
+    assert_eq!(
+        stored + spooled,
+        measured,
+        "stored {stored} + spooled {spooled}"
+    );
+    collector.stop();
+    drop(disk);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -82,7 +82,16 @@ impl MemoryLink {
         let session = self
             .session
             .get_or_insert_with(|| ingest.session(Some(delivery), "memory".into()));
+        // The commit runs on the collector's own thread, which paused time does not
+        // see: a blocking task held meanwhile keeps time from jumping ahead (to the
+        // end of the day, when the measure loop waits for the line this upload holds).
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let hold_time = tokio::task::spawn_blocking(move || {
+            let _ = wait.recv();
+        });
         let reply = ingest.receive(session, &frame, now).await;
+        drop(done);
+        let _ = hold_time.await;
         if self.rng.random_bool(0.05) {
             // Committed, but the agent never hears it: it must send again.
             self.counts.answers_lost.fetch_add(1, Ordering::Relaxed);
@@ -308,5 +317,258 @@ async fn a_virtual_day_of_schedule_uploads_and_outages_loses_and_duplicates_noth
         took < Duration::from_secs(60),
         "a virtual day took {took:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Virtual time spans, shared between a fake part and the test.
+type Spans = Arc<std::sync::Mutex<Vec<(DateTime<Utc>, DateTime<Utc>)>>>;
+
+/// A responder busy with other tests on every first attempt; each probe's virtual
+/// time span is recorded.
+#[derive(Debug)]
+struct BusyOnce {
+    clock: TokioClock,
+    calls: AtomicU64,
+    spans: Spans,
+}
+
+impl Prober for BusyOnce {
+    fn probe<'a>(&'a self, opts: &'a Options) -> BoxFuture<'a, ResultRecord> {
+        Box::pin(async move {
+            let started = self.clock.now();
+            let call = self.calls.fetch_add(1, Ordering::Relaxed);
+            let r = if call.is_multiple_of(2) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                sonde_agent::engine::failed(
+                    opts,
+                    sonde_proto::FailureReason::ResponderBusy,
+                    "responder busy: 1 download test(s) running".into(),
+                )
+            } else {
+                let mut r = ResultRecord::schema_example();
+                r.id = uuid::Uuid::now_v7();
+                r.run.started_at = started;
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                r.run.ended_at = self.clock.now();
+                r
+            };
+            self.spans
+                .lock()
+                .expect("spans")
+                .push((started, self.clock.now()));
+            r
+        })
+    }
+}
+
+/// A link whose every upload takes 3 virtual seconds and is acknowledged; each
+/// upload's span is recorded.
+struct SlowLink {
+    clock: TokioClock,
+    spans: Spans,
+}
+
+impl Link for SlowLink {
+    fn send(
+        &mut self,
+        results: Vec<RawRecord>,
+        _health: Health,
+    ) -> BoxFuture<'_, Result<Vec<uuid::Uuid>, UplinkError>> {
+        Box::pin(async move {
+            let started = self.clock.now();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            self.spans
+                .lock()
+                .expect("spans")
+                .push((started, self.clock.now()));
+            Ok(results
+                .iter()
+                .filter_map(|r| r.parse().ok().map(|r: ResultRecord| r.id))
+                .collect())
+        })
+    }
+
+    fn agent_id(&self) -> Option<String> {
+        Some("b-virtual-2".into())
+    }
+
+    fn unknown_frames(&self) -> u64 {
+        0
+    }
+
+    fn disconnect(&mut self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_responder_is_tried_again_and_no_upload_crosses_a_test() {
+    let dir = std::env::temp_dir().join(format!("sonde-virtual-busy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let start = Utc
+        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let clock = TokioClock::starting_at(start);
+    let (probes, uploads) = (Arc::default(), Arc::default());
+    let deps = Deps {
+        clock: Arc::new(clock),
+        prober: Arc::new(BusyOnce {
+            clock,
+            calls: AtomicU64::new(0),
+            spans: Arc::clone(&probes),
+        }),
+        link: Box::new(SlowLink {
+            clock,
+            spans: Arc::clone(&uploads),
+        }),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(daemon::run(config(&dir), deps, stop_rx));
+    tokio::time::sleep(Duration::from_secs(4 * 3600)).await;
+    let _ = stop_tx.send(true);
+    agent.await.expect("task").expect("daemon");
+
+    let status = daemon::read_status(&dir.join("state")).expect("status");
+    let probes: Vec<_> = probes.lock().expect("spans").clone();
+    let uploads: Vec<_> = uploads.lock().expect("spans").clone();
+    // Every run met a busy responder once, waited and got its test: the results are
+    // all tests that ran, none failed as busy.
+    assert!(probes.len() >= 2 * 40, "{} attempts", probes.len());
+    assert_eq!(
+        status
+            .failures_total
+            .get("responder_busy")
+            .copied()
+            .unwrap_or(0),
+        0,
+        "{:?}",
+        status.failures_total
+    );
+    assert_eq!(status.results_total as usize * 2, probes.len());
+    // Uploads happened (results and heartbeats), and none while a test ran.
+    assert!(uploads.len() > 40, "{} uploads", uploads.len());
+    let crossing: Vec<_> = uploads
+        .iter()
+        .filter(|(us, ue)| probes.iter().any(|(ps, pe)| us < pe && ps < ue))
+        .collect();
+    assert!(crossing.is_empty(), "uploads during tests: {crossing:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A wall clock that follows tokio's and can be stepped, like NTP stepping a box's
+/// clock.
+#[derive(Debug, Clone)]
+struct SteppedClock {
+    base: TokioClock,
+    offset_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock for SteppedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.base.now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Probes that take a virtual second, each start recorded on the monotonic clock.
+#[derive(Debug)]
+struct Counted {
+    clock: SteppedClock,
+    starts: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl Prober for Counted {
+    fn probe<'a>(&'a self, _opts: &'a Options) -> BoxFuture<'a, ResultRecord> {
+        Box::pin(async move {
+            self.starts
+                .lock()
+                .expect("starts")
+                .push(tokio::time::Instant::now());
+            let mut r = ResultRecord::schema_example();
+            r.id = uuid::Uuid::now_v7();
+            r.run.started_at = self.clock.now();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            r.run.ended_at = self.clock.now();
+            r
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn clock_steps_re_anchor_the_schedule_and_count_no_missed_runs() {
+    let dir = std::env::temp_dir().join(format!("sonde-virtual-steps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[site]\nquartier = \"q\"\nbuilding = \"b\"\nlatitude = 48.8\nlongitude = 2.3\n\
+             [collector]\naddress = \"127.0.0.1:1\"\nstate_dir = \"{}\"\n\
+             [busy]\nthreshold = \"off\"\ncpu_percent = 100\n\
+             [[access]]\nname = \"fibre\"\nkind = \"ftth\"\ninterface = \"lo\"\n\
+             responders = [\"http://127.0.0.1:1\"]\nevery = \"10s\"\njitter = \"1s\"\n",
+            dir.join("state").display()
+        ),
+    )
+    .expect("config");
+    let config = sonde_agent::config::load(&path, sonde_agent::config::Interfaces::Ignore)
+        .unwrap_or_else(|p| panic!("config: {p:?}"));
+    let start = Utc
+        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let base = TokioClock::starting_at(start);
+    let clock = SteppedClock {
+        base,
+        offset_ms: Arc::default(),
+    };
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let deps = Deps {
+        clock: Arc::new(clock.clone()),
+        prober: Arc::new(Counted {
+            clock: clock.clone(),
+            starts: starts.clone(),
+        }),
+        link: Box::new(SlowLink {
+            clock: base,
+            spans: Arc::default(),
+        }),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let t0 = tokio::time::Instant::now();
+    let agent = tokio::spawn(daemon::run(config, deps, stop_rx));
+    // Three minutes each: as set, a day ahead, an hour back from there, and back to
+    // the right time (23 h back).
+    const DAY: i64 = 86_400_000;
+    for offset in [0, DAY, DAY - 3_600_000, 0] {
+        clock.offset_ms.store(offset, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(180)).await;
+    }
+    let _ = stop_tx.send(true);
+    agent.await.expect("task").expect("daemon");
+
+    let status = daemon::read_status(&dir.join("state")).expect("status");
+    let starts = starts.lock().expect("starts").clone();
+    let runs_in = |from: u64| {
+        starts
+            .iter()
+            .filter(|s| {
+                let t = s.duration_since(t0).as_secs();
+                (from..from + 180).contains(&t)
+            })
+            .count()
+    };
+    let per_span: Vec<usize> = [0, 180, 360, 540].into_iter().map(runs_in).collect();
+    eprintln!(
+        "runs per 3 minutes: {per_span:?}; steps {}, missed {}",
+        status.clock_steps_total, status.missed_runs_total
+    );
+    // Every 10 s is 18 runs in 3 minutes; the first and the re-made schedules start
+    // within one interval.
+    for (i, n) in per_span.iter().enumerate() {
+        assert!(*n >= 15, "span {i}: {n} runs ({per_span:?})");
+    }
+    assert_eq!(status.clock_steps_total, 3);
+    assert_eq!(status.missed_runs_total, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,8 +2,9 @@
 //! ([`super::probe`]), the budget is charged, the result is counted and spooled
 //! (fsync) before anything else happens to it. One access at a time.
 
+use super::clock::StepWatch;
 use super::probe;
-use super::shared::{stopped, with_spool, Shared};
+use super::shared::{spool_held, stopped, Shared};
 use super::status::NextRun;
 use crate::config::Access;
 use chrono::DateTime;
@@ -18,11 +19,10 @@ use tokio::sync::watch;
 /// Runs until `stop` turns true.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut scheduler = scheduler(&shared);
-    // Results the spool could not take (disk full): kept here and retried, never dropped.
-    let mut pending: Vec<ResultRecord> = Vec::new();
+    let mut watch = StepWatch::new(shared.clock.as_ref());
     loop {
         let due = tokio::select! {
-            due = next_due(&shared, &mut scheduler) => due,
+            due = next_due(&shared, &mut scheduler, &mut watch) => due,
             _ = stopped(&mut stop) => return,
         };
         let Some(due) = due else { return };
@@ -32,13 +32,16 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let plan = budget_plan(&shared, access);
         let record = tokio::select! {
-            r = probe::run(&shared, access, plan) => r,
+            r = async {
+                // An upload in flight finishes first; none starts until the test ends.
+                let _line = shared.line.lock().await;
+                probe::run(&shared, access, plan).await
+            } => r,
             _ = stopped(&mut stop) => return,
         };
         charge(&shared, access, plan, &record).await;
         account(&shared, access, &due, &record);
-        pending.push(record);
-        pending = spool(&shared, pending).await;
+        keep(&shared, &record).await;
         shared.write_status().await;
     }
 }
@@ -87,18 +90,45 @@ fn seed_of(text: &str) -> u64 {
     })
 }
 
-/// Waits for the next run that is due, showing it in the status meanwhile.
-async fn next_due(shared: &Shared, scheduler: &mut Scheduler) -> Option<Due> {
+/// The longest the measure loop sleeps before looking at the clock again: a step back
+/// is noticed within this.
+const CLOCK_CHECK: Duration = Duration::from_secs(10);
+
+/// Waits for the next run that is due, showing it in the status meanwhile. The wait
+/// is on the monotonic clock, in steps of at most [`CLOCK_CHECK`]; when the wall clock
+/// steps (NTP setting a wrong clock right), the schedule starts again from the new
+/// time: the step is logged and counted, no run is counted missed for it, and no run
+/// waits for the old time to come back.
+async fn next_due(
+    shared: &Shared,
+    scheduler: &mut Scheduler,
+    watch: &mut StepWatch,
+) -> Option<Due> {
+    let mut shown = None;
     loop {
+        if let Some(step_ms) = watch.check(shared.clock.as_ref()) {
+            tracing::warn!(
+                step_s = step_ms as f64 / 1e3,
+                "the wall clock stepped; the schedule starts again from the new time"
+            );
+            shared.board.update(|s| s.clock_steps_total += 1);
+            *scheduler = self::scheduler(shared);
+        }
         let (i, at) = scheduler.next_due()?;
-        let next = NextRun {
-            access: shared.config.accesses[i].name.clone(),
-            at: DateTime::from_timestamp_millis(at as i64).unwrap_or_default(),
-        };
-        shared.board.update(|s| s.next_run = Some(next));
-        shared.write_status().await;
+        if shown != Some((i, at)) {
+            shown = Some((i, at));
+            let next = NextRun {
+                access: shared.config.accesses[i].name.clone(),
+                at: DateTime::from_timestamp_millis(at as i64).unwrap_or_default(),
+            };
+            shared.board.update(|s| s.next_run = Some(next));
+            shared.write_status().await;
+        }
         let wait = Duration::from_millis(at.saturating_sub(shared.clock.now_ms()));
-        tokio::time::sleep(wait).await;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait.min(CLOCK_CHECK)).await;
+            continue;
+        }
         if let Some(due) = scheduler.take_due(shared.clock.now_ms()) {
             return Some(due);
         }
@@ -193,33 +223,20 @@ fn account(shared: &Shared, access: &Access, due: &Due, record: &ResultRecord) {
     latest.0.insert(name, record.clone());
 }
 
-/// Spools `batch` durably and wakes the uplink; what the spool could not take is
-/// returned, to be kept in memory and tried again with the next result.
-async fn spool(shared: &Shared, batch: Vec<ResultRecord>) -> Vec<ResultRecord> {
-    let raw: Vec<_> = batch.iter().map(|r| (r.id, RawRecord::of(r))).collect();
-    let spooled = with_spool(&shared.spool, move |s| {
-        let mut evicted = 0;
-        for (id, r) in &raw {
-            evicted += s.push_raw(*id, r)?.evicted;
-        }
-        Ok(evicted)
-    })
-    .await;
-    match spooled {
-        Ok(evicted) => {
-            if evicted > 0 {
-                tracing::warn!(evicted, "spool full: oldest results evicted");
-            }
-            shared.wake.notify_one();
-            Vec::new()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, kept = batch.len(), "cannot spool; keeping the results in memory and retrying");
-            shared.board.update(|s| {
-                s.last_error = Some(format!("spool: {e}"));
-                *s.failures_total.entry("spool_write".into()).or_default() += 1;
-            });
-            batch
-        }
+/// Spools the result durably (with any held before it) and wakes the uplink. What the
+/// spool cannot take stays held in memory ([`super::held`]), and goes up from there.
+async fn keep(shared: &Shared, record: &ResultRecord) {
+    let dropped = shared
+        .held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(record.id, RawRecord::of(record));
+    if dropped {
+        tracing::error!(
+            bound = super::held::MAX_HELD,
+            "spool unwritable and results held in memory at their bound: the oldest was dropped"
+        );
     }
+    spool_held(shared).await;
+    shared.wake.notify_one();
 }

@@ -55,6 +55,7 @@ fn health(r: &Registry, st: &Status) -> prometheus::Result<()> {
     for (metric, v) in [
         (m::SPOOL_EVICTIONS, st.evictions_total),
         (m::MISSED_RUNS, st.missed_runs_total),
+        (m::CLOCK_STEPS, st.clock_steps_total),
         (m::AGENT_RESULTS, st.results_total),
         (m::AGENT_UPLOADED, st.uploaded_total),
     ] {
@@ -72,6 +73,8 @@ fn health(r: &Registry, st: &Status) -> prometheus::Result<()> {
         }
     }
     let mut single = vec![
+        (m::SPOOL_FULL, if st.spool_full { 1.0 } else { 0.0 }),
+        (m::RESULTS_HELD, st.held_results as f64),
         (m::AGENT_CONNECTED, if st.connected { 1.0 } else { 0.0 }),
         (m::AGENT_UPTIME, st.uptime_s as f64),
     ];

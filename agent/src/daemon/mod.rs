@@ -13,6 +13,7 @@
 //! clock, the engines and QUIC; tests run a virtual day in seconds.
 
 pub mod clock;
+pub mod held;
 pub mod measure;
 pub mod metrics;
 pub mod probe;
@@ -26,7 +27,7 @@ pub use status::{read_status, NextRun, Status, SPOOL_FILE, STATUS_FILE};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::state::ledger::LedgerFile;
-use crate::state::spool::Spool;
+use crate::state::spool::SpoolSlot;
 use crate::uplink::{Link, QuicLink};
 use anyhow::Context as _;
 use clock::Clock;
@@ -107,8 +108,13 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
     let state_dir = config.file.collector.state_dir.clone();
     crate::state::files::ensure_dir(&state_dir)?;
     let spool_path = state_dir.join(SPOOL_FILE);
-    let spool = Spool::open(&spool_path, config.file.spool.max_results)
-        .with_context(|| format!("cannot open the spool {}", spool_path.display()))?;
+    let (spool, unopened) = SpoolSlot::open(&spool_path, config.file.spool.max_results);
+    let spool_full = unopened.is_some();
+    if let Some(e) = unopened {
+        // A full disk must not stop the box measuring: results are held in memory
+        // and sent straight up until the spool opens.
+        tracing::error!(error = %e, spool = %spool_path.display(), "cannot open the spool; running without it until it opens");
+    }
     let identity = Identity::load(&state_dir)?;
     let ledger = LedgerFile::load(&state_dir.join(BUDGET_FILE)).map_err(|e| {
         anyhow::anyhow!("data budget ledger: {e} (move it aside to start the month's count again)")
@@ -131,6 +137,7 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
         version: env!("CARGO_PKG_VERSION").into(),
         started_at: Some(clock.now()),
         collector: config.file.collector.address.clone(),
+        spool_full,
         ..Status::default()
     };
     Ok(Shared {
@@ -144,7 +151,9 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
         runs: Mutex::new(BTreeMap::new()),
         clock,
         prober,
+        line: tokio::sync::Mutex::new(()),
         phase_seed,
+        held: Mutex::new(Default::default()),
     })
 }
 

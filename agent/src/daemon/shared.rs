@@ -3,11 +3,12 @@
 //! prober. Built once by `run`; each loop holds an `Arc` of it.
 
 use super::clock::Clock;
+use super::held::{Held, MAX_HELD};
 use super::prober::Prober;
 use super::status::Board;
 use crate::config::Config;
 use crate::state::ledger::LedgerFile;
-use crate::state::spool::{Spool, SpoolError};
+use crate::state::spool::{Spool, SpoolError, SpoolSlot};
 use chrono::{DateTime, Utc};
 use sonde_proto::wire::BudgetUse;
 use sonde_proto::ResultRecord;
@@ -30,7 +31,7 @@ pub struct Shared {
     /// The state directory.
     pub state_dir: PathBuf,
     /// Results waiting for the collector.
-    pub spool: Arc<Mutex<Spool>>,
+    pub spool: Arc<Mutex<SpoolSlot>>,
     /// The status both loops keep.
     pub board: Board,
     /// Wakes the uplink when a result was spooled.
@@ -45,9 +46,15 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// How a probe runs.
     pub prober: Arc<dyn Prober>,
+    /// The box's lines, one user at a time: held by a test from its busy check to its
+    /// end, and by the uplink while it sends and waits for the answer, so the agent
+    /// never crosses its own tests with its uploads.
+    pub line: tokio::sync::Mutex<()>,
     /// What the schedule's phase derives from: the agent id, or before enrolment a
     /// random seed kept in the state directory.
     pub phase_seed: String,
+    /// Results the spool could not take, held in memory and sent straight up.
+    pub held: Mutex<Held>,
 }
 
 impl Shared {
@@ -81,15 +88,67 @@ impl Shared {
     }
 }
 
+/// Moves the held results into the spool, oldest first, as far as it takes them, and
+/// keeps `spool_full` in the status: set while the spool refuses writes, cleared once
+/// it takes them again.
+pub async fn spool_held(shared: &Shared) {
+    let batch = shared
+        .held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .oldest(MAX_HELD);
+    if batch.is_empty() {
+        return;
+    }
+    let pushed = with_spool(&shared.spool, move |s| {
+        let (mut done, mut evicted) = (Vec::new(), 0);
+        for (id, r) in &batch {
+            match s.push_raw(*id, r) {
+                Ok(p) => {
+                    evicted += p.evicted;
+                    done.push(*id);
+                }
+                Err(e) => return Ok((done, evicted, Some(e.to_string()))),
+            }
+        }
+        Ok((done, evicted, None))
+    })
+    .await;
+    let (done, evicted, error) = pushed.unwrap_or_else(|e| (Vec::new(), 0, Some(e)));
+    if evicted > 0 {
+        tracing::warn!(evicted, "spool full: oldest results evicted");
+    }
+    let (held, dropped) = {
+        let mut h = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+        h.remove(&done);
+        (h.len() as u64, h.dropped_total())
+    };
+    match &error {
+        Some(e) => {
+            tracing::error!(error = %e, held, "cannot spool; holding the results in memory and sending them straight up");
+        }
+        None => tracing::debug!(spooled = done.len(), "held results spooled"),
+    }
+    shared.board.update(|s| {
+        s.held_results = held;
+        s.held_dropped_total = dropped;
+        s.spool_full = error.is_some();
+        if let Some(e) = error {
+            s.last_error = Some(format!("spool: {e}"));
+            *s.failures_total.entry("spool_write".into()).or_default() += 1;
+        }
+    });
+}
+
 /// Runs `f` on the spool off the async workers (SQLite fsyncs).
 pub async fn with_spool<T: Send + 'static>(
-    spool: &Arc<Mutex<Spool>>,
+    spool: &Arc<Mutex<SpoolSlot>>,
     f: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
 ) -> Result<T, String> {
     let spool = spool.clone();
     sonde_cli::blocking::run(move || {
         let mut s = spool.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut s).map_err(|e| e.to_string())
+        f(s.get().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?

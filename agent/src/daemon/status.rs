@@ -4,7 +4,7 @@
 
 use super::clock::Clock;
 use crate::state::files::write_atomic;
-use crate::state::spool::Spool;
+use crate::state::spool::{Spool, SpoolSlot};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sonde_proto::wire::{BudgetUse, Health};
@@ -46,12 +46,26 @@ pub struct Status {
     pub spool_depth: u64,
     /// Results evicted from a full spool, ever.
     pub evictions_total: u64,
+    /// Whether the spool refuses writes now (its disk is full): results are held in
+    /// memory and sent straight up.
+    #[serde(default)]
+    pub spool_full: bool,
+    /// Results held in memory because the spool could not take them.
+    #[serde(default)]
+    pub held_results: u64,
+    /// Held results dropped at the memory bound since start.
+    #[serde(default)]
+    pub held_dropped_total: u64,
     /// Last batch (or heartbeat) the collector acknowledged.
     pub last_success: Option<DateTime<Utc>>,
     /// Last uplink or spool error, one line.
     pub last_error: Option<String>,
     /// Scheduled runs that did not run.
     pub missed_runs_total: u64,
+    /// Steps of the wall clock seen (NTP setting a wrong clock right): each re-made
+    /// the schedule from the new time.
+    #[serde(default)]
+    pub clock_steps_total: u64,
     /// Failed measurements by reason.
     pub failures_total: BTreeMap<String, u64>,
     /// Data budget use this month, per budgeted access.
@@ -96,6 +110,8 @@ impl Status {
             uptime_s,
             budgets: self.budgets.clone(),
             position: None,
+            spool_full: self.spool_full,
+            held_results: self.held_results,
         }
     }
 }
@@ -152,10 +168,11 @@ impl Board {
 
     /// Refreshes the spool figures and writes `status.json`, both on the blocking
     /// pool.
-    pub async fn write(&self, spool: &Arc<Mutex<Spool>>) {
+    pub async fn write(&self, spool: &Arc<Mutex<SpoolSlot>>) {
         let spool = spool.clone();
         let figures = sonde_cli::blocking::run(move || {
-            let s = spool.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = spool.lock().unwrap_or_else(|e| e.into_inner());
+            let s = slot.get()?;
             Ok::<_, crate::state::spool::SpoolError>((s.depth()?, s.evictions_total()?))
         })
         .await;

@@ -37,7 +37,11 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
         shared.write_status().await;
         let sent = results.len();
         let outcome = tokio::select! {
-            r = link.send(results, health(&shared)) => r,
+            r = async {
+                // Never while a test runs on the box (its own cross-traffic).
+                let _line = shared.line.lock().await;
+                link.send(results, health(&shared)).await
+            } => r,
             _ = stopped(&mut stop) => break,
         };
         let (skipped, agent) = (link.unknown_frames(), link.agent_id());
@@ -80,15 +84,30 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
     link.disconnect();
 }
 
-/// The oldest spooled results, as many as one upload carries.
+/// The oldest spooled results, then the held ones (the spool could not take them), as
+/// many as one upload carries.
 async fn next_batch(shared: &Shared) -> Vec<RawRecord> {
     let batch_max = shared.config.file.collector.batch;
-    let mut results: Vec<_> = with_spool(&shared.spool, move |s| s.peek(batch_max))
+    let mut results: Vec<(Uuid, RawRecord)> = with_spool(&shared.spool, move |s| s.peek(batch_max))
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|s| s.record)
+        .map(|s| (s.id, s.record))
         .collect();
+    if results.len() < batch_max {
+        let held = shared
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .oldest(batch_max);
+        for (id, r) in held {
+            // Spooled meanwhile: already in the batch.
+            if results.len() < batch_max && !results.iter().any(|(i, _)| *i == id) {
+                results.push((id, r));
+            }
+        }
+    }
+    let mut results: Vec<RawRecord> = results.into_iter().map(|(_, r)| r).collect();
     // However large the records, one upload stays within the collector's bound.
     results.truncate(fitting(&results, MAX_BATCH_BYTES));
     results
@@ -96,14 +115,27 @@ async fn next_batch(shared: &Shared) -> Vec<RawRecord> {
 
 /// The collector committed `committed`: they leave the spool. How many left.
 async fn acknowledged(shared: &Shared, committed: Vec<Uuid>, sent: usize) -> usize {
-    let removed = with_spool(&shared.spool, move |s| s.ack(&committed)).await;
+    let (held_freed, still_held) = {
+        let mut h = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+        (h.remove(&committed), h.len())
+    };
+    let removed = with_spool(&shared.spool, move |s| s.ack(&committed))
+        .await
+        .map(|n| n + held_freed);
     let now = shared.clock.now();
     shared.board.update(|s| {
         s.connected = true;
         s.last_success = Some(now);
         s.uploaded_total += removed.as_ref().map(|n| *n as u64).unwrap_or(0);
-        s.last_error = None;
+        s.held_results = still_held as u64;
+        if !s.spool_full {
+            s.last_error = None;
+        }
     });
+    if still_held > 0 {
+        // The acknowledged rows left room, maybe.
+        super::shared::spool_held(shared).await;
+    }
     if let Err(e) = &removed {
         tracing::error!(error = %e, "acknowledged results could not leave the spool; they will be sent again");
     }

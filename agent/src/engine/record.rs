@@ -51,6 +51,7 @@ pub(crate) fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) ->
             interval_s: None,
             cross_traffic_bytes: None,
             cpu_busy_ratio: None,
+            clock_synchronised: None,
         },
         download: None,
         upload: None,

@@ -1,6 +1,7 @@
 //! The agent's view of the box's network: interface facts read from sysfs (existence,
 //! link speed, MTU), sockets bound to an interface (SO_BINDTODEVICE) and the kernel's
-//! TCP_INFO of a connection. Owns the only `unsafe` of the agent (one getsockopt).
+//! TCP_INFO of a connection. Owns one of the agent's two `unsafe` blocks (one
+//! getsockopt; the other reads the clock's synchronisation, `daemon::clock`).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

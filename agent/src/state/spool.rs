@@ -54,6 +54,43 @@ pub struct Pushed {
     pub evicted: u64,
 }
 
+/// The daemon's spool, opened once it can be: an agent started on a full disk runs
+/// without one (its results held in memory and sent straight up) and opens it at the
+/// first use after room is back.
+#[derive(Debug)]
+pub struct SpoolSlot {
+    path: std::path::PathBuf,
+    max_results: u64,
+    spool: Option<Spool>,
+}
+
+impl SpoolSlot {
+    /// Tries to open the spool at `path` now; a failure is returned beside the slot
+    /// (the daemon starts anyway) and the next use tries again.
+    pub fn open(path: &Path, max_results: u64) -> (SpoolSlot, Option<SpoolError>) {
+        let (spool, error) = match Spool::open(path, max_results) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
+        let slot = SpoolSlot {
+            path: path.to_path_buf(),
+            max_results,
+            spool,
+        };
+        (slot, error)
+    }
+
+    /// The open spool, opening it if it is not yet.
+    pub fn get(&mut self) -> Result<&mut Spool, SpoolError> {
+        if self.spool.is_none() {
+            self.spool = Some(Spool::open(&self.path, self.max_results)?);
+        }
+        Ok(self
+            .spool
+            .get_or_insert_with(|| unreachable!("opened above")))
+    }
+}
+
 impl Spool {
     /// Opens (creating if needed) the spool at `path`, holding at most `max_results`.
     pub fn open(path: &Path, max_results: u64) -> Result<Spool, SpoolError> {

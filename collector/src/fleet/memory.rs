@@ -57,6 +57,8 @@ struct AgentState {
     last_seen: Option<DateTime<Utc>>,
     last_seen_s: Option<f64>,
     spool: Option<f64>,
+    spool_full: Option<f64>,
+    held: Option<f64>,
     version: Option<String>,
     coordinates: Option<(String, String)>,
     /// Whether `coordinates` came from the box's health (they follow it) rather than
@@ -219,6 +221,8 @@ impl Fleet {
             }
         }
         a.spool = Some(h.spool_depth as f64);
+        a.spool_full = Some(if h.spool_full { 1.0 } else { 0.0 });
+        a.held = Some(h.held_results as f64);
         a.evictions += delta(h.evictions_total, &mut a.seen_evictions);
         a.missed += delta(h.missed_runs_total, &mut a.seen_missed);
         for (reason, n) in &h.failures_total {
@@ -395,9 +399,11 @@ fn render_tests_and_kinds(out: &mut String, agents: &Agents) {
 /// Each agent's last delivery, spool, counters and version.
 fn render_agents(out: &mut String, agents: &Agents) {
     type PickG = fn(&AgentState) -> Option<f64>;
-    let gauges: [(Metric, PickG); 2] = [
+    let gauges: [(Metric, PickG); 4] = [
         (m::AGENT_LAST_SEEN, |a| a.last_seen_s),
         (m::SPOOL_RESULTS, |a| a.spool),
+        (m::SPOOL_FULL, |a| a.spool_full),
+        (m::RESULTS_HELD, |a| a.held),
     ];
     for (metric, pick) in gauges {
         family(out, &metric);

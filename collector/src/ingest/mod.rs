@@ -37,6 +37,7 @@ pub struct Ingest {
     enrolments: AtomicU64,
     connections: AtomicU64,
     frames_skipped: AtomicU64,
+    future_dated: AtomicU64,
     in_flight: AtomicU64,
     /// Revoked agents and when, as the store last said (watched by the server).
     revoked: std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>,
@@ -119,6 +120,7 @@ impl Ingest {
             enrolments: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             frames_skipped: AtomicU64::new(0),
+            future_dated: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             revoked: Default::default(),
         }
@@ -179,6 +181,12 @@ impl Ingest {
     /// Frames of kinds this collector does not know, skipped since start.
     pub fn frames_skipped(&self) -> u64 {
         self.frames_skipped.load(Ordering::Relaxed)
+    }
+
+    /// Results received dated more than [`sonde_store::FUTURE_DATED`] after their
+    /// arrival (a box's wrong clock), since start.
+    pub fn future_dated(&self) -> u64 {
+        self.future_dated.load(Ordering::Relaxed)
     }
 
     /// Agents enrolled since start.
@@ -286,8 +294,18 @@ impl Ingest {
         // Each record is read once, here, for the columns beside it; its bytes are
         // stored as the agent sent them. Identity and site are the transport's (the
         // delivery), whatever the payload says.
-        let records = parse_all(&upload.results).map_err(|e| (RejectReason::BadMessage, e))?;
+        let records = parse_all(&upload.results).map_err(|e| (RejectReason::BadRecord, e))?;
         let committed: Vec<_> = records.iter().map(|r| r.id).collect();
+        let horizon = Utc::now() + sonde_store::FUTURE_DATED;
+        let ahead = records
+            .iter()
+            .filter(|r| r.run.started_at > horizon)
+            .count();
+        if ahead > 0 {
+            // Stored as measured, flagged by the API: the box's clock is wrong.
+            self.future_dated.fetch_add(ahead as u64, Ordering::Relaxed);
+            tracing::warn!(agent = %delivery.agent_id, results = ahead, "results dated in the future: the box's clock is wrong");
+        }
         let batch = Batch {
             delivery,
             records,

@@ -177,6 +177,7 @@ pub fn record(i: u32, agent: &str) -> ResultRecord {
             interval_s: None,
             cross_traffic_bytes: None,
             cpu_busy_ratio: None,
+            clock_synchronised: None,
         },
         download: None,
         upload: None,
