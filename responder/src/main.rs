@@ -47,6 +47,15 @@ struct Args {
     #[arg(long, default_value_t = 32, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_streams_per_address: u32,
+    /// UDP echo replies a second to one source address (burst: twice this); beyond, requests
+    /// are dropped and counted. An agent's densest train is 50 a second.
+    #[arg(long, default_value_t = 200, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    echo_rate: u32,
+    /// UDP echo replies a second to all addresses together (burst: twice this).
+    #[arg(long, default_value_t = 20_000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    echo_rate_total: u32,
     /// Longest download or upload stream, seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -101,7 +110,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(sock) = udp {
-        tokio::spawn(echo::serve(sock, stop_rx.clone()));
+        let rate = echo::Rate {
+            per_second: args.echo_rate,
+            total_per_second: args.echo_rate_total,
+        };
+        tokio::spawn(echo::serve(sock, rate, stop_rx.clone()));
     }
     tokio::spawn(async move {
         sonde_cli::shutdown_signal().await;

@@ -210,6 +210,74 @@ fn udp_echo_answers_requests_only() {
     assert!(p.server_recv_ns > 0);
 }
 
+/// A request datagram of `len` bytes.
+fn echo_request(seq: u32, len: usize) -> Vec<u8> {
+    let mut req = vec![0u8; len];
+    EchoPacket {
+        kind: Kind::Request,
+        session: 5,
+        seq,
+        client_send_ns: 1,
+        server_recv_ns: 0,
+    }
+    .encode(&mut req)
+    .expect("room");
+    req
+}
+
+#[test]
+fn udp_echo_answers_one_address_at_its_rate_and_others_in_full() {
+    let r = Responder::start(&["--echo-rate", "100"]);
+    let port = r.udp_port.expect("udp port");
+    // A flood aimed (as if forged) from one address: 2,000 requests over a second, in
+    // bursts of 100 every 50 ms (the socket buffers take them), replies counted as
+    // they come.
+    let flood = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    flood.connect(("127.0.0.1", port)).expect("connect");
+    flood
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let reader = flood.try_clone().expect("clone");
+    let counting = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut answered = 0usize;
+        while reader.recv(&mut buf).is_ok() {
+            answered += 1;
+        }
+        answered
+    });
+    let started = Instant::now();
+    for seq in 0..2000 {
+        let _ = flood.send(&echo_request(seq, 64));
+        if seq % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let answered = counting.join().expect("reader");
+    // The burst (200) and the rate for the time it took, nothing like 2,000.
+    let bound = 200.0 + 100.0 * (elapsed + 0.3) + 5.0;
+    eprintln!("flood: 2000 sent in {elapsed:.2} s, {answered} answered (bound {bound:.0})");
+    assert!(answered as f64 <= bound, "{answered} > {bound}");
+    assert!(answered >= 200, "the burst is answered: {answered}");
+    let mut buf = [0u8; 2048];
+    // Meanwhile another address, probing like an agent (every 20 ms), loses nothing.
+    let agent = UdpSocket::bind("127.0.0.2:0").expect("bind");
+    agent.connect(("127.0.0.1", port)).expect("connect");
+    agent
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut received = 0;
+    for seq in 0..50 {
+        agent.send(&echo_request(seq, 64)).expect("send");
+        if agent.recv(&mut buf).is_ok() {
+            received += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(received, 50);
+}
+
 #[test]
 fn sigterm_stops_the_responder_gracefully() {
     let r = Responder::start(&["--shutdown-grace", "2"]);
