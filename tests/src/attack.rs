@@ -67,6 +67,18 @@ pub async fn upload(
     per_batch: usize,
     within: Duration,
 ) -> (Vec<f64>, Vec<String>) {
+    upload_paced(addr, config, (batches, per_batch), within, Duration::ZERO).await
+}
+
+/// Like [`upload`], a batch every `pace` at most (an agent's uploads spread over a
+/// phase, rather than all in its first second).
+pub async fn upload_paced(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+    (batches, per_batch): (usize, usize),
+    within: Duration,
+    pace: Duration,
+) -> (Vec<f64>, Vec<String>) {
     let (mut acks, mut failures) = (Vec::new(), Vec::new());
     let conn = match raw::connect(addr, config).await {
         Ok(c) => c,
@@ -78,7 +90,9 @@ pub async fn upload(
     };
     let mut d = FrameDecoder::new(1 << 20);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut tick = tokio::time::interval(pace.max(Duration::from_micros(1)));
     for batch in 0..batches as u64 {
+        tick.tick().await;
         let records: Vec<RawRecord> = (0..per_batch)
             .map(|_| RawRecord::of(&crate::pipeline::record(1)))
             .collect();
@@ -213,4 +227,96 @@ pub async fn acking_nothing(
         }
     });
     seen
+}
+
+/// A TCP connection from `source` to `to` (non-blocking once open), or `None` when the
+/// peer's accept queue is full (100 ms).
+pub fn connect_from(source: std::net::Ipv4Addr, to: SocketAddr) -> Option<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::from((source, 0)).into()).ok()?;
+    s.connect_timeout(&to.into(), Duration::from_millis(100))
+        .ok()?;
+    let s: std::net::TcpStream = s.into();
+    s.set_nonblocking(true).ok()?;
+    Some(s)
+}
+
+/// Slow HTTP clients: up to `n` connections to `to` from 80 loopback addresses
+/// (127.0.1.10–89, under a per-address share of 64), opened within `within`; they send
+/// nothing until [`trickle`] makes half of them send a byte each.
+pub fn slow_http(to: SocketAddr, n: usize, within: Duration) -> Vec<std::net::TcpStream> {
+    let started = Instant::now();
+    (0..n)
+        .take_while(|_| started.elapsed() < within)
+        .filter_map(|i| connect_from(std::net::Ipv4Addr::new(127, 0, 1, 10 + (i % 80) as u8), to))
+        .collect()
+}
+
+/// One byte of a request line on every other connection: trickling headers.
+pub fn trickle(conns: &mut [std::net::TcpStream]) {
+    use std::io::Write;
+    for s in conns.iter_mut().step_by(2) {
+        let _ = s.write(b"G");
+    }
+}
+
+/// One fresh connection, one `GET path`, 5 s at most: whether it was answered 200.
+pub fn answered(to: SocketAddr, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out.starts_with(b"HTTP/1.1 200")
+}
+
+/// `n` API readers paging through `/api/v1/results` (1000 a page, from the oldest,
+/// again and again) on their own threads until `stop` is set; pages read.
+pub fn readers(
+    http: &str,
+    n: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..n)
+        .map(|_| {
+            let (http, stop) = (http.to_string(), stop.clone());
+            std::thread::spawn(move || {
+                let mut pages = 0;
+                let mut cursor = String::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let path = format!("/api/v1/results?limit=1000{cursor}");
+                    let Some((200, body)) = crate::http_get(&http, &path) else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    pages += 1;
+                    // The cursor only (parsing the page would cost this side's CPU,
+                    // on the collector's machine).
+                    let next = body
+                        .rfind("\"next_cursor\":\"")
+                        .map(|i| &body[i + 15..])
+                        .and_then(|rest| rest.split('"').next());
+                    cursor = next.map(|c| format!("&cursor={c}")).unwrap_or_default();
+                }
+                pages
+            })
+        })
+        .collect()
+}
+
+/// Raises this process's soft limit of open descriptors to `want` (at most the hard
+/// limit): an attacker holds thousands of sockets.
+pub fn raise_nofile(want: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let max = limit.maximum.unwrap_or(u64::MAX);
+    limit.current = Some(want.min(max));
+    let _ = setrlimit(Resource::Nofile, limit);
 }

@@ -1,44 +1,17 @@
 //! Slow HTTP clients against a real `sonde-collector serve`: thousands of connections
 //! that send nothing or trickle a header, from many loopback addresses, while a
 //! legitimate reader asks for `/healthz`. Bounded in count (4,700 sockets) and time
-//! (about 20 s).
+//! (about 40 s).
 
-use socket2::{Domain, Socket, Type};
+use sonde_e2e::attack::{answered, connect_from, slow_http, trickle};
 use sonde_e2e::pipeline::{scratch, Collector};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
-
-/// A connection from `source` to `to`, or `None` when the collector's queue is full.
-fn connect_from(source: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    s.bind(&SocketAddr::from((source, 0)).into()).ok()?;
-    s.connect_timeout(&to.into(), Duration::from_millis(100))
-        .ok()?;
-    let s: TcpStream = s.into();
-    s.set_nonblocking(true).ok()?;
-    Some(s)
-}
-
-/// One fresh connection, one `GET /healthz`, 5 s at most: whether it was answered.
-fn legit_request(to: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out.starts_with(b"HTTP/1.1 200")
-}
 
 #[test]
 fn slow_and_idle_http_clients_leave_the_api_answering() {
-    raise_own_nofile(6000);
+    // The test itself holds thousands of sockets.
+    sonde_e2e::attack::raise_nofile(6000);
     let dir = scratch("slow-http");
     let mut collector = Collector::configure(&dir);
     // As started from a shell or a unit without LimitNOFILE: 1024 descriptors, which
@@ -47,32 +20,19 @@ fn slow_and_idle_http_clients_leave_the_api_answering() {
     let to: SocketAddr = collector.http.parse().expect("addr");
 
     let started = Instant::now();
-    let mut held = Vec::new();
     // One greedy address: 100 connections, over its share.
-    for _ in 0..100 {
-        held.extend(connect_from(Ipv4Addr::new(127, 0, 0, 9), to));
-    }
+    let mut held: Vec<_> = (0..100)
+        .filter_map(|_| connect_from(Ipv4Addr::new(127, 0, 0, 9), to))
+        .collect();
     // 4,600 from 80 addresses, under the per-address share: half idle, half trickling.
     // A collector that stops accepting makes connects wait: 20 s of opening at most.
-    let mut attempted = 100;
-    for i in 0..4600u32 {
-        if started.elapsed() > Duration::from_secs(20) {
-            break;
-        }
-        attempted += 1;
-        let source = Ipv4Addr::new(127, 0, 1, 10 + (i % 80) as u8);
-        held.extend(connect_from(source, to));
-    }
+    held.extend(slow_http(to, 4600, Duration::from_secs(20)));
     let opened = held.len();
-    let (mut answered, mut asked) = (0, 0);
+    let (mut ok, mut asked) = (0, 0);
     while asked < 10 && started.elapsed() < Duration::from_secs(60) {
-        for (n, s) in held.iter_mut().enumerate() {
-            if n % 2 == 0 {
-                let _ = s.write(if n % 7 == 0 { b"G" } else { b"E" });
-            }
-        }
+        trickle(&mut held);
         asked += 1;
-        answered += usize::from(legit_request(to));
+        ok += usize::from(answered(to, "/healthz"));
         std::thread::sleep(Duration::from_secs(1));
     }
     drop(held);
@@ -83,10 +43,10 @@ fn slow_and_idle_http_clients_leave_the_api_answering() {
     };
     let (address, evicted) = (refused("address"), refused("evicted"));
     eprintln!(
-        "{attempted} attacking connections attempted, {opened} opened; legitimate requests answered {answered}/{asked}; \
+        "{opened} attacking connections opened; legitimate requests answered {ok}/{asked}; \
          refused per address {address}, evicted {evicted}"
     );
-    assert_eq!(answered, 10, "legitimate requests answered");
+    assert_eq!(ok, 10, "legitimate requests answered");
     assert!(
         opened > 1024,
         "the attack outnumbered the descriptors: {opened}"
@@ -95,13 +55,4 @@ fn slow_and_idle_http_clients_leave_the_api_answering() {
     assert!(evicted > 0.0, "idle connections were evicted for newcomers");
     collector.stop();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The test itself holds thousands of sockets.
-fn raise_own_nofile(want: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    let max = limit.maximum.unwrap_or(u64::MAX);
-    limit.current = Some(want.min(max));
-    let _ = setrlimit(Resource::Nofile, limit);
 }

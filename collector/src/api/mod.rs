@@ -30,6 +30,18 @@ pub struct Api {
     pub exporter: Option<Arc<crate::metrics::Exporter>>,
     /// `/api/v1/reports`.
     pub reports: Option<Arc<Reports>>,
+    /// Reads of `/api/v1/*` running at once (see [`read_slots`]).
+    pub reads: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many `/api/v1/*` reads run at once: one core fewer than the machine has (one
+/// at least). Reads take no lock the writer needs (their own SQLite connections), but
+/// eight readers building pages on a two-core box took the CPU from the commit thread
+/// (ack p99 ×6); the others wait their turn instead.
+pub fn read_slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
 }
 
 impl std::fmt::Debug for Api {
@@ -63,6 +75,11 @@ pub async fn handle<B>(
         })
         .unwrap_or_default();
     let path = req.uri().path().to_string();
+    // /healthz and /metrics are small and must answer even while readers queue.
+    let _slot = match path.starts_with("/api/") {
+        true => api.reads.clone().acquire_owned().await.ok(),
+        false => None,
+    };
     let resp = sonde_cli::blocking::run(move || route(&api, &path, &query))
         .await
         .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"));
