@@ -115,7 +115,7 @@ impl Server {
                 key: deps.report_key,
                 time_zone: config.time_zone,
             })),
-            reads: Arc::new(tokio::sync::Semaphore::new(api::read_slots())),
+            reads: api::pool::ReadPool::new(),
         });
         Ok(Server {
             api,

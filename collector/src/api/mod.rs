@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod health;
+pub mod pool;
 pub mod reports;
 pub mod respond;
 pub mod results;
@@ -30,18 +31,8 @@ pub struct Api {
     pub exporter: Option<Arc<crate::metrics::Exporter>>,
     /// `/api/v1/reports`.
     pub reports: Option<Arc<Reports>>,
-    /// Reads of `/api/v1/*` running at once (see [`read_slots`]).
-    pub reads: Arc<tokio::sync::Semaphore>,
-}
-
-/// How many `/api/v1/*` reads run at once: one core fewer than the machine has (one
-/// at least). Reads take no lock the writer needs (their own SQLite connections), but
-/// eight readers building pages on a two-core box took the CPU from the commit thread
-/// (ack p99 ×6); the others wait their turn instead.
-pub fn read_slots() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get().saturating_sub(1))
-        .max(1)
+    /// Where `/api/v1/*` reads run ([`pool`]).
+    pub reads: pool::ReadPool,
 }
 
 impl std::fmt::Debug for Api {
@@ -76,13 +67,16 @@ pub async fn handle<B>(
         .unwrap_or_default();
     let path = req.uri().path().to_string();
     // /healthz and /metrics are small and must answer even while readers queue.
-    let _slot = match path.starts_with("/api/") {
-        true => api.reads.clone().acquire_owned().await.ok(),
-        false => None,
+    let resp = if path.starts_with("/api/") {
+        let a = api.clone();
+        api.reads.run(move || route(&a, &path, &query)).await
+    } else {
+        sonde_cli::blocking::run(move || route(&api, &path, &query))
+            .await
+            .ok()
     };
-    let resp = sonde_cli::blocking::run(move || route(&api, &path, &query))
-        .await
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"));
+    let resp =
+        resp.unwrap_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"));
     Ok(resp)
 }
 
