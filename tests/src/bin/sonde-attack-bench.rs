@@ -15,6 +15,7 @@
 //!
 //! Prints a table (or one JSON object with `--json`). Build the workspace in release
 //! first: `cargo build --release --workspace && target/release/sonde-attack-bench`.
+//! The API readers run at nice 19: their own work would happen on their machines.
 
 use clap::Parser;
 use sonde_e2e::attack::{self, quantile};
@@ -29,13 +30,13 @@ use std::time::Duration;
 #[command(name = "sonde-attack-bench", version)]
 struct Args {
     /// Batches the legitimate agent uploads in each phase.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 300)]
     batches: usize,
     /// Results per batch.
     #[arg(long, default_value_t = 10)]
     per_batch: usize,
     /// Milliseconds between batches (the phase lasts batches × this at least).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 50)]
     pace_ms: u64,
     /// Idle unauthenticated QUIC connections (phase 2).
     #[arg(long, default_value_t = 5000)]
