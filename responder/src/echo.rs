@@ -5,9 +5,11 @@
 //! A reply is never larger than its request (no amplification), but UDP sources can
 //! be forged, so a stranger could still aim the echo at a victim. Each source address
 //! is therefore answered at most [`Rate::per_second`] times a second (a token bucket
-//! with a burst of twice that; default 200/s, four times an agent's densest train, one
-//! probe every 20 ms), and all addresses together at most
-//! [`Rate::total_per_second`]: a reflector that returns less than the forger spends.
+//! with a burst of twice that; default 2,000/s: twice an agent's densest train, one
+//! probe a millisecond with `--idle-interval 1`, so the limit never costs an agent a
+//! probe and never shows as loss), and all addresses together at most
+//! [`Rate::total_per_second`]: a reflector that returns no more than the forger spends,
+//! and never more than ~128 kB/s towards one victim.
 //! Why a rate and not a token from the HTTP side: it needs no change to the echo
 //! format, older agents keep working, and the bound is what matters for a victim.
 //! Over-rate datagrams are dropped and counted.
@@ -26,6 +28,12 @@ pub struct Rate {
     /// Replies a second to all addresses together (burst: twice this).
     pub total_per_second: u32,
 }
+
+/// The responder's default rates (`--echo-rate`, `--echo-rate-total`).
+pub const DEFAULT: Rate = Rate {
+    per_second: 2_000,
+    total_per_second: 20_000,
+};
 
 /// Source addresses tracked at most; beyond, buckets full again are forgotten.
 const MAX_TRACKED: usize = 65_536;
@@ -160,6 +168,17 @@ mod tests {
         // An agent probing every 20 ms from another address loses nothing.
         let lost = (0..50)
             .filter(|i| !l.allow(B, t1 + Duration::from_millis(20 * i)))
+            .count();
+        assert_eq!(lost, 0);
+    }
+
+    #[test]
+    fn an_agent_at_its_densest_loses_nothing_at_the_default_rate() {
+        // --idle-interval 1 (1,000 probes a second) with loaded-latency probes beside.
+        let t0 = Instant::now();
+        let mut l = Limiter::new(DEFAULT, t0);
+        let lost = (0..10_000u64)
+            .filter(|i| !l.allow(A, t0 + Duration::from_micros(900 * i)))
             .count();
         assert_eq!(lost, 0);
     }

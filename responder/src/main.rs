@@ -48,12 +48,13 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_streams_per_address: u32,
     /// UDP echo replies a second to one source address (burst: twice this); beyond, requests
-    /// are dropped and counted. An agent's densest train is 50 a second.
-    #[arg(long, default_value_t = 200, value_name = "N",
+    /// are dropped and counted. An agent's densest train is 1,000 a second
+    /// (--idle-interval 1).
+    #[arg(long, default_value_t = echo::DEFAULT.per_second, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     echo_rate: u32,
     /// UDP echo replies a second to all addresses together (burst: twice this).
-    #[arg(long, default_value_t = 20_000, value_name = "N",
+    #[arg(long, default_value_t = echo::DEFAULT.total_per_second, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     echo_rate_total: u32,
     /// Longest download or upload stream, seconds.
