@@ -62,10 +62,17 @@ fn print_status(s: &daemon::Status) {
         "  spool       {} result(s) waiting, {} evicted",
         s.spool_depth, s.evictions_total
     );
+    print_held(s);
     println!(
         "  runs        {} measured, {} uploaded since start, {} missed",
         s.results_total, s.uploaded_total, s.missed_runs_total
     );
+    if s.clock_steps_total > 0 {
+        println!(
+            "  clock       stepped {} time(s); the schedule followed",
+            s.clock_steps_total
+        );
+    }
     let map = |m: &std::collections::BTreeMap<String, u64>| {
         if m.is_empty() {
             "none".to_string()
@@ -96,5 +103,21 @@ fn print_status(s: &daemon::Status) {
     }
     if let Some(e) = &s.last_error {
         println!("  last error  {e}");
+    }
+}
+
+/// Results held in memory (the spool refusing writes), when there are or were any.
+fn print_held(s: &daemon::Status) {
+    if s.spool_full || s.held_results > 0 || s.held_dropped_total > 0 {
+        println!(
+            "  memory      {} result(s) held{}, {} dropped at the bound",
+            s.held_results,
+            if s.spool_full {
+                " (the spool refuses writes: disk full?)"
+            } else {
+                ""
+            },
+            s.held_dropped_total
+        );
     }
 }
