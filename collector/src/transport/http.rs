@@ -244,10 +244,18 @@ impl Gate {
                 .filter(|(_, s)| s.activity.in_flight.load(Ordering::Relaxed) == 0)
                 .min_by_key(|(_, s)| s.activity.last.load(Ordering::Relaxed))
                 .map(|(id, _)| *id);
-            if let Some(slot) = victim.and_then(|id| inner.slots.get(&id)) {
+            // Its slot is freed now, not when its task gets round to closing: a burst
+            // of newcomers cuts as many connections, never one twice.
+            if let Some(slot) = victim.and_then(|id| inner.slots.remove(&id)) {
                 // `notify_one` keeps the permit if the task is not waiting yet.
                 slot.cut.notify_one();
                 *inner.cuts.entry(Cut::Evicted).or_default() += 1;
+                if let Some(n) = inner.by_address.get_mut(&slot.address) {
+                    *n -= 1;
+                    if *n == 0 {
+                        inner.by_address.remove(&slot.address);
+                    }
+                }
             }
         }
         let activity = Arc::new(Activity::default());
@@ -376,6 +384,17 @@ mod tests {
         assert!(!notified(&busy_and_older));
         assert!(!notified(&recent));
         assert_eq!(gate.cuts()[1], (Cut::Evicted, 1));
+        // Its slot went with it: the next newcomer cuts another, not the same one.
+        assert_eq!(gate.held(), 3);
+        let _second = gate.admit(B).expect("room again");
+        assert!(notified(&recent), "the next longest silent");
+        assert_eq!((gate.held(), gate.cuts()[1].1), (3, 2));
+        drop(old);
+        assert_eq!(
+            gate.held(),
+            3,
+            "a cut connection's ticket frees nothing twice"
+        );
     }
 
     #[test]
