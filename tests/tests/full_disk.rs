@@ -15,16 +15,25 @@ fn quic_addr(c: &Collector) -> SocketAddr {
         .expect("addr")
 }
 
-/// `/healthz` until `want(status, body)` holds, 20 s at most; the last answer.
-fn healthz_until(c: &Collector, want: impl Fn(u16, &str) -> bool) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// `read()` until `want` holds of it, `timeout` at most; the last reading.
+fn poll_until<T>(timeout: Duration, read: impl Fn() -> T, want: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + timeout;
     loop {
-        let got = sonde_e2e::http_get(&c.http, "/healthz").expect("/healthz answers");
-        if want(got.0, &got.1) || Instant::now() > deadline {
+        let got = read();
+        if want(&got) || Instant::now() > deadline {
             return got;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `/healthz` until `want(status, body)` holds, 20 s at most; the last answer.
+fn healthz_until(c: &Collector, want: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    poll_until(
+        Duration::from_secs(20),
+        || sonde_e2e::http_get(&c.http, "/healthz").expect("/healthz answers"),
+        |(status, body)| want(*status, body),
+    )
 }
 
 #[test]
@@ -92,14 +101,11 @@ fn agent_metric_until(
     timeout: Duration,
     want: impl Fn(f64) -> bool,
 ) -> f64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = agent_metric(port, series).unwrap_or(f64::NAN);
-        if want(v) || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    poll_until(
+        timeout,
+        || agent_metric(port, series).unwrap_or(f64::NAN),
+        |v| want(*v),
+    )
 }
 
 #[test]

@@ -23,6 +23,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// An empty scratch directory for test `name` of this process.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sonde-virtual-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+/// Where every virtual day starts.
+fn june_first() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+        .single()
+        .expect("time")
+}
+
 /// Results made up at the clock's time.
 #[derive(Debug)]
 struct MadeUp {
@@ -190,13 +205,8 @@ budget_month = "20GB"
 
 #[tokio::test(start_paused = true)]
 async fn a_virtual_day_of_schedule_uploads_and_outages_loses_and_duplicates_nothing() {
-    let dir = std::env::temp_dir().join(format!("sonde-virtual-day-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let start = Utc
-        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
-        .single()
-        .expect("time");
+    let dir = fresh_dir("day");
+    let start = june_first();
     let clock = TokioClock::starting_at(start);
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
     let ingest = Arc::new(Ingest::new(store.clone(), None, None, 1 << 22));
@@ -401,13 +411,8 @@ impl Link for SlowLink {
 
 #[tokio::test(start_paused = true)]
 async fn a_busy_responder_is_tried_again_and_no_upload_crosses_a_test() {
-    let dir = std::env::temp_dir().join(format!("sonde-virtual-busy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let start = Utc
-        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
-        .single()
-        .expect("time");
+    let dir = fresh_dir("busy");
+    let start = june_first();
     let clock = TokioClock::starting_at(start);
     let (probes, uploads) = (Arc::default(), Arc::default());
     let deps = Deps {
@@ -495,9 +500,7 @@ impl Prober for Counted {
 
 #[tokio::test(start_paused = true)]
 async fn clock_steps_re_anchor_the_schedule_and_count_no_missed_runs() {
-    let dir = std::env::temp_dir().join(format!("sonde-virtual-steps-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("steps");
     let path = dir.join("agent.toml");
     std::fs::write(
         &path,
@@ -513,10 +516,7 @@ async fn clock_steps_re_anchor_the_schedule_and_count_no_missed_runs() {
     .expect("config");
     let config = sonde_agent::config::load(&path, sonde_agent::config::Interfaces::Ignore)
         .unwrap_or_else(|p| panic!("config: {p:?}"));
-    let start = Utc
-        .with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
-        .single()
-        .expect("time");
+    let start = june_first();
     let base = TokioClock::starting_at(start);
     let clock = SteppedClock {
         base,
