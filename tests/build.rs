@@ -3,8 +3,9 @@
 //! and whether Prometheus' `prometheus` and `promtool` are installed (Debian package
 //! `prometheus`, which `.ci/run` installs), likewise; and Chromium (`chromium`), for
 //! rendering the HTML report; docker-compose, for validating the compose file; and
-//! dbus-daemon, for the ModemManager look-alike; and iperf3, the reference client and
-//! the stock server of the iperf3 engine.
+//! dbus-daemon, for the ModemManager look-alike; iperf3, the reference client and the
+//! stock server of the iperf3 engine; and ethtool, which turns GRO on for netlab's
+//! gigabit profiles with a round-trip time.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_root)");
@@ -14,6 +15,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_dbus)");
     println!("cargo::rustc-check-cfg=cfg(sonde_packaging)");
     println!("cargo::rustc-check-cfg=cfg(sonde_iperf3)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_ethtool)");
     println!("cargo::rerun-if-env-changed=PATH");
     // A tool installed or removed later changes its directory: detect again then.
     if let Some(path) = std::env::var_os("PATH") {
@@ -37,6 +39,9 @@ fn main() {
     }
     if on_path("iperf3") {
         println!("cargo::rustc-cfg=sonde_iperf3");
+    }
+    if on_path("ethtool") || std::path::Path::new("/usr/sbin/ethtool").is_file() {
+        println!("cargo::rustc-cfg=sonde_ethtool");
     }
     if on_path("dbus-daemon") {
         println!("cargo::rustc-cfg=sonde_dbus");

@@ -1,5 +1,6 @@
 //! End-to-end tests on emulated links (netlab): accuracy on a shaped link, latency on
-//! a delayed one, loss within binomial bounds, interface binding with two links, and
+//! a delayed one, a gigabit 40 ms link's round trip and rate, loss within binomial
+//! bounds, interface binding with two links, and
 //! teardown of everything on drop, panic, timeout and SIGINT. They need root and are
 //! compiled as ignored, with the reason, when not built as root.
 
@@ -74,6 +75,40 @@ fn forty_ms_profile_has_forty_ms_idle_latency() {
     let median = idle.median_s.expect("echoes came back");
     assert!((median - 0.040).abs() <= 0.003, "idle median {median} s");
     assert_eq!(idle.received, idle.sent);
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_ethtool)),
+    ignore = "needs root (network namespaces) and ethtool (Debian package ethtool)"
+)]
+fn gigabit_forty_ms_profile_keeps_its_round_trip_and_its_rate() {
+    // Rate, queue and delay all in the emulator, which moves GSO super-packets: the
+    // round trip stays 40 ms, and no second carries more than the rate allows.
+    let link = sonde_netlab::builtin("ftth-1g-40ms", None).expect("profile");
+    let (down_ceiling, up_ceiling) = (
+        link.ceiling_bps(true).expect("rate"),
+        link.ceiling_bps(false).expect("rate"),
+    );
+    assert!((down_ceiling - 1e9 * 1448.0 / 1514.0).abs() < 1.0);
+    let (t, url) = topo(vec![link]);
+    let r = probe(&t, &["--responder", &url, "--max-duration", "4"]);
+    let idle = r.idle_latency.expect("idle latency");
+    let median = idle.median_s.expect("echoes came back");
+    assert!((median - 0.040).abs() <= 0.003, "idle median {median} s");
+    // An upper bound is the emulator's rate at work; the lower one only says that
+    // super-packets cross it both ways (a broken offload carries nothing).
+    for (th, ceiling) in [
+        (r.download.expect("download"), down_ceiling),
+        (r.upload.expect("upload"), up_ceiling),
+    ] {
+        assert!(
+            th.goodput_bps <= ceiling * 1.01 && th.goodput_bps > ceiling * 0.5,
+            "{:?} {} vs ceiling {ceiling}",
+            th.direction,
+            th.goodput_bps
+        );
+    }
 }
 
 #[test]

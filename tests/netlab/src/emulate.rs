@@ -1,6 +1,7 @@
-//! The link emulator's logic for one direction, without I/O: random loss, a
-//! trace-driven bottleneck (mahimahi format) and a FIFO delay line with bounded jitter.
-//! Time is passed in as nanoseconds since the emulator started.
+//! The link emulator's logic for one direction, without I/O: random loss, a bottleneck
+//! (a fixed rate behind a drop-tail queue, or a mahimahi capacity trace) and a FIFO
+//! delay line with bounded jitter. Time is passed in as nanoseconds since the emulator
+//! started.
 
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use std::collections::VecDeque;
@@ -87,6 +88,47 @@ impl Trace {
     }
 }
 
+/// Bytes of the virtio-net header TUN puts before each packet when opened with
+/// IFF_VNET_HDR (`struct virtio_net_hdr`).
+pub const VNET_HDR_LEN: usize = 10;
+
+/// Wire bytes of a frame read from TUN with a virtio-net header in front: an ordinary
+/// packet counts its IP length plus `overhead`; a GSO packet (a TCP super-packet the
+/// kernel's GRO built) counts every segment it stands for, each with its IP and TCP
+/// headers plus `overhead`, exactly as a link would carry them once cut.
+pub fn wire_bytes(frame: &[u8], overhead: u64) -> u64 {
+    let Some(packet) = frame.get(VNET_HDR_LEN..) else {
+        return frame.len() as u64 + overhead;
+    };
+    let plain = packet.len() as u64 + overhead;
+    let gso_type = frame[1] & 0x7f;
+    let gso_size = u16::from_le_bytes([frame[4], frame[5]]) as u64;
+    if gso_type == 0 || gso_size == 0 {
+        return plain;
+    }
+    let ip_header = match packet.first().map(|b| b >> 4) {
+        Some(4) => ((packet[0] & 0x0f) as usize) * 4,
+        Some(6) => 40,
+        _ => return plain,
+    };
+    let l4_header = match gso_type {
+        // TCPv4, TCPv6: the data offset of the TCP header.
+        1 | 4 => match packet.get(ip_header + 12) {
+            Some(b) => ((b >> 4) as usize) * 4,
+            None => return plain,
+        },
+        // UFO, UDP_L4: an 8-byte UDP header.
+        3 | 5 => 8,
+        _ => return plain,
+    };
+    let headers = (ip_header + l4_header) as u64;
+    let Some(payload) = (packet.len() as u64).checked_sub(headers) else {
+        return plain;
+    };
+    let segments = payload.div_ceil(gso_size).max(1);
+    payload + segments * (headers + overhead)
+}
+
 /// What one direction of the link does to packets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathSpec {
@@ -98,7 +140,14 @@ pub struct PathSpec {
     pub loss: f64,
     /// Trace-driven capacity, with its rate scale.
     pub trace: Option<(Trace, f64)>,
-    /// Bottleneck queue (trace only), bytes; drop-tail beyond.
+    /// Fixed capacity, bit/s: packets leave the queue back to back at this rate, each
+    /// counted as its wire bytes (see [`wire_bytes`]). Ignored when a trace is set.
+    pub rate_bps: Option<u64>,
+    /// Bytes of framing counted per packet at `rate_bps` beyond the IP packet: 14, an
+    /// Ethernet header, counts exactly what tbf counts on a veth.
+    pub overhead_bytes: u64,
+    /// Bottleneck queue (trace or rate), bytes; drop-tail beyond. For a rate the bytes
+    /// are wire bytes.
     pub queue_bytes: usize,
 }
 
@@ -109,6 +158,8 @@ impl Default for PathSpec {
             jitter: Duration::ZERO,
             loss: 0.0,
             trace: None,
+            rate_bps: None,
+            overhead_bytes: 14,
             queue_bytes: 1_500_000,
         }
     }
@@ -125,6 +176,8 @@ pub struct PathStats {
     pub overflowed: u64,
     /// Packets delivered.
     pub delivered: u64,
+    /// Wire bytes a rate bottleneck accepted (so sent, or about to be).
+    pub wire_bytes: u64,
 }
 
 /// One direction of the emulated link.
@@ -140,6 +193,8 @@ pub struct Path {
     /// `(due_ns, packet)` in due order.
     line: VecDeque<(u64, Vec<u8>)>,
     last_due: u64,
+    /// When the rate bottleneck finishes sending what it holds, ns.
+    busy_until: u64,
     /// Counters.
     pub stats: PathStats,
 }
@@ -155,8 +210,14 @@ impl Path {
             next_opportunity: 0,
             line: VecDeque::new(),
             last_due: 0,
+            busy_until: 0,
             stats: PathStats::default(),
         }
+    }
+
+    /// Framing bytes counted per packet at the rate.
+    pub fn overhead_bytes(&self) -> u64 {
+        self.spec.overhead_bytes
     }
 
     fn opportunity_ns(&self, k: u64) -> u64 {
@@ -169,8 +230,15 @@ impl Path {
         (ms as f64 * 1e6 / scale) as u64
     }
 
-    /// A packet arrives at `now`.
+    /// A packet (an IP packet, no other header) arrives at `now`.
     pub fn push(&mut self, now: u64, packet: Vec<u8>) {
+        let wire = packet.len() as u64 + self.spec.overhead_bytes;
+        self.push_sized(now, packet, wire);
+    }
+
+    /// A packet arrives at `now` that a rate bottleneck counts as `wire` bytes (a GSO
+    /// packet counts as the segments it stands for).
+    pub fn push_sized(&mut self, now: u64, packet: Vec<u8>, wire: u64) {
         self.stats.received += 1;
         if self.spec.loss > 0.0 && self.rng.random::<f64>() < self.spec.loss {
             self.stats.lost += 1;
@@ -189,6 +257,18 @@ impl Path {
             }
             self.bottleneck_bytes += packet.len();
             self.bottleneck.push_back(packet);
+        } else if let Some(rate) = self.spec.rate_bps.filter(|r| *r > 0) {
+            // A serialiser behind a drop-tail queue: the backlog is what is still to be
+            // sent at `now`, in wire bytes.
+            let start = self.busy_until.max(now);
+            let backlog = ((start - now) as u128 * rate as u128 / 8_000_000_000) as u64;
+            if backlog + wire > self.spec.queue_bytes as u64 {
+                self.stats.overflowed += 1;
+                return;
+            }
+            self.busy_until = start + (wire as u128 * 8_000_000_000 / rate as u128) as u64;
+            self.stats.wire_bytes += wire;
+            self.delay(self.busy_until, packet);
         } else {
             self.delay(now, packet);
         }
@@ -422,6 +502,83 @@ mod tests {
         );
         assert_eq!(Trace::parse("\n0\n"), Err(TraceError::Empty));
         assert_eq!(Trace::parse(""), Err(TraceError::Empty));
+    }
+
+    /// A TCP/IPv4 frame behind a virtio-net header: `payload` bytes, GSO size `gso`.
+    fn gso_frame(gso: u16, payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; VNET_HDR_LEN + 20 + 32 + payload];
+        f[1] = if gso > 0 { 1 } else { 0 };
+        f[4..6].copy_from_slice(&gso.to_le_bytes());
+        f[VNET_HDR_LEN] = 0x45;
+        f[VNET_HDR_LEN + 9] = 6;
+        f[VNET_HDR_LEN + 20 + 12] = 8 << 4;
+        f
+    }
+
+    #[test]
+    fn wire_bytes_count_every_segment_of_a_gso_packet() {
+        // 10 full segments and one of 100 bytes: 11 × (52 header + 14 Ethernet).
+        assert_eq!(wire_bytes(&gso_frame(1448, 14_580), 14), 14_580 + 11 * 66);
+        // A full-size segment counts 1514 bytes, as tbf counts it on a veth.
+        assert_eq!(wire_bytes(&gso_frame(1448, 1448), 14), 1514);
+        assert_eq!(wire_bytes(&gso_frame(0, 1448), 14), 1514);
+        // A pure ACK (no payload) is one packet.
+        assert_eq!(wire_bytes(&gso_frame(1448, 0), 14), 66);
+        // Garbage never panics and counts as one packet.
+        assert_eq!(wire_bytes(&[0, 1, 0, 0, 200, 5], 14), 20);
+        assert_eq!(wire_bytes(&[0, 1, 0, 0, 200, 5, 0, 0, 0, 0, 0x45], 14), 15);
+    }
+
+    #[test]
+    fn rate_bottleneck_serialises_at_the_rate_and_drops_the_tail() {
+        // 8 Mb/s is one byte per microsecond: a 986-byte packet + 14 takes 1 ms.
+        let spec = PathSpec {
+            rate_bps: Some(8_000_000),
+            queue_bytes: 3000,
+            delay: Duration::from_millis(10),
+            ..PathSpec::default()
+        };
+        let mut p = Path::new(spec, 1);
+        for i in 0..5 {
+            p.push(0, vec![i; 986]);
+        }
+        assert_eq!(p.stats.overflowed, 2, "three fit in 3000 wire bytes");
+        let mut out = Vec::new();
+        p.advance(11 * MS - 1, &mut out);
+        assert!(out.is_empty());
+        p.advance(11 * MS, &mut out);
+        assert_eq!(out.len(), 1, "sent by 1 ms, then 10 ms of delay");
+        assert_eq!(p.next_wake(), Some(12 * MS));
+        p.advance(13 * MS, &mut out);
+        assert_eq!(out.len(), 3);
+        // Room again once the queue drained: a packet at 3 ms leaves at 4 ms.
+        p.push(3 * MS, vec![9; 986]);
+        assert_eq!(p.next_wake(), Some(14 * MS));
+    }
+
+    #[test]
+    fn rate_bottleneck_carries_its_rate_over_a_second_of_overload() {
+        // 100 Mb/s offered 200 Mb/s of 1500-byte packets for a second.
+        let spec = PathSpec {
+            rate_bps: Some(100_000_000),
+            queue_bytes: 625_000,
+            ..PathSpec::default()
+        };
+        let mut p = Path::new(spec, 1);
+        let gap = 1514 * 8 * 1_000_000_000 / 200_000_000;
+        let mut out = Vec::new();
+        let mut t = 0;
+        while t < 1_000 * MS {
+            p.push(t, vec![0; 1500]);
+            p.advance(t, &mut out);
+            t += gap;
+        }
+        let carried = out.len() as f64 * 1514.0 * 8.0;
+        assert!(
+            (carried / 100e6 - 1.0).abs() < 0.002,
+            "carried {carried} bit in 1 s"
+        );
+        assert!(p.stats.overflowed > 0);
     }
 
     #[test]

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 /// responder namespace running sonde-responder (HTTP 8080, UDP 8081) and iperf3 -s
 /// (5201). Everything is removed on exit, on error and on Ctrl-C.
 ///
-/// Profiles: ftth-1g, ftth-2g5, 4g-150, 4g-lossy, wifi-300, lte-trace (and emu-40ms:
-/// no shaping, 40 ms RTT, to measure the emulator itself).
+/// Profiles: ftth-1g, ftth-2g5, 4g-150, 4g-lossy, wifi-300, lte-trace (the default
+/// benchmark); ftth-1g-20ms, ftth-1g-40ms, ftth-2g5-5ms (gigabit with a round-trip
+/// time, rate and queue in the emulator); emu-40ms (no shaping, 40 ms RTT, to measure
+/// the emulator itself).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -70,7 +72,8 @@ enum Cmd {
     },
     /// Benchmark sonde against iperf3 -P 8 on each profile, both directions.
     Accuracy {
-        /// Profiles to run (repeatable); all six by default.
+        /// Profiles to run (repeatable); the six default ones when none is given
+        /// (the gigabit ones with a round-trip time are named explicitly).
         #[arg(long, short, value_name = "P")]
         profile: Vec<String>,
         /// Runs of each tool per profile and direction.
@@ -131,7 +134,7 @@ fn load_profile(p: &ProfileArgs) -> LinkSpec {
         sonde_cli::usage_error(format!(
             "unknown profile {:?} (known: {})",
             p.profile,
-            profile::PROFILES.join(", ")
+            profile::known().join(", ")
         ))
     })
 }
@@ -150,23 +153,28 @@ fn main() {
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
     let code = match cli.command {
         Cmd::Profiles => {
-            for name in profile::PROFILES
-                .iter()
-                .chain(profile::TOOL_PROFILES.iter())
-            {
+            for name in profile::known() {
                 let l = profile::builtin(name, None).unwrap_or_else(|| LinkSpec::shaped(0, 0));
                 let mb = |b: Option<f64>| {
                     b.map(|b| format!("{:.0} Mb/s", b / 1e6))
                         .unwrap_or("-".into())
                 };
+                let note = if l.down.trace.is_some() {
+                    "  (capacity from a trace)"
+                } else if l.offload {
+                    "  (rate and queue in the emulator; not in the default benchmark)"
+                } else if profile::TOOL_PROFILES.contains(&name) {
+                    "  (no shaping: measures the emulator itself)"
+                } else {
+                    ""
+                };
                 println!(
-                    "{name:<10} down {:>10}  up {:>10}  one-way delay {:>5.1} ms  jitter ±{:.1} ms  loss {:.2} %{}",
+                    "{name:<12} down {:>10}  up {:>10}  one-way delay {:>5.1} ms  jitter ±{:.1} ms  loss {:.2} %{note}",
                     mb(l.rate_bps(true)),
                     mb(l.rate_bps(false)),
                     l.down.delay.as_secs_f64() * 1e3,
                     l.down.jitter.as_secs_f64() * 1e3,
                     l.down.loss * 100.0,
-                    if l.down.trace.is_some() { "  (capacity from a trace)" } else { "" }
                 );
             }
             0
@@ -321,7 +329,7 @@ fn accuracy_cmd(profiles: Vec<String>, runs: usize, json: bool) -> i32 {
             Some(l) => links.push((n.clone(), l)),
             None => sonde_cli::usage_error(format!(
                 "unknown profile {n:?} (known: {})",
-                profile::PROFILES.join(", ")
+                profile::known().join(", ")
             )),
         }
     }
@@ -382,9 +390,10 @@ fn emulate(agent_tun: &str, responder_tun: &str, spec: &PathBuf) -> i32 {
             Ok((
                 topology::path_from_json(&v["up"])?,
                 topology::path_from_json(&v["down"])?,
+                v["offload"].as_bool().unwrap_or(false),
             ))
         });
-    let (up, down) = match parsed {
+    let (up, down, offload) = match parsed {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: emulator spec {}: {e:#}", spec.display());
@@ -393,11 +402,11 @@ fn emulate(agent_tun: &str, responder_tun: &str, spec: &PathBuf) -> i32 {
     };
     // The topology waits for "ready", printed once both TUN devices are attached.
     let ready = || println!("ready");
-    match sonde_netlab::tun::run_link(agent_tun, responder_tun, up, down, stop, ready) {
+    match sonde_netlab::tun::run_link(agent_tun, responder_tun, up, down, offload, stop, ready) {
         Ok((u, d)) => {
             tracing_line(&format!(
-                "emulator stopped: up {} received {} lost {} delivered, down {} received {} lost {} delivered",
-                u.received, u.lost, u.delivered, d.received, d.lost, d.delivered
+                "emulator stopped: up {} received {} lost {} overflowed {} delivered, down {} received {} lost {} overflowed {} delivered",
+                u.received, u.lost, u.overflowed, u.delivered, d.received, d.lost, d.overflowed, d.delivered
             ));
             0
         }

@@ -20,6 +20,11 @@ pub struct LinkSpec {
     pub down: PathSpec,
     /// What the emulator does towards the responder.
     pub up: PathSpec,
+    /// The emulator moves GSO super-packets (GRO on the link's veths, virtio-net
+    /// headers on its TUN devices) instead of single packets: what lets it carry a
+    /// gigabit on 2 cores. Only for links without random loss or a trace, whose
+    /// per-packet decisions it would coarsen.
+    pub offload: bool,
 }
 
 impl LinkSpec {
@@ -30,45 +35,56 @@ impl LinkSpec {
             up_bps: Some(up_bps),
             down: PathSpec::default(),
             up: PathSpec::default(),
+            offload: false,
         }
     }
 
     /// Whether the link needs the userspace emulator (delay, jitter, loss or a trace).
     pub fn needs_emulator(&self) -> bool {
-        [&self.down, &self.up]
-            .iter()
-            .any(|p| !p.delay.is_zero() || !p.jitter.is_zero() || p.loss > 0.0 || p.trace.is_some())
+        [&self.down, &self.up].iter().any(|p| {
+            !p.delay.is_zero()
+                || !p.jitter.is_zero()
+                || p.loss > 0.0
+                || p.trace.is_some()
+                || p.rate_bps.is_some()
+        })
     }
 
     /// Highest TCP goodput the link allows in a direction, bit/s (docs/METHODOLOGY.md,
-    /// "Accuracy"): tbf counts 1514 bytes per 1448 of payload; a trace delivers one
+    /// "Accuracy"): tbf counts 1514 bytes per 1448 of payload; the emulator's rate
+    /// counts the IP packet plus its overhead (14, so the same); a trace delivers one
     /// packet of up to 1500 IP bytes per opportunity.
     pub fn ceiling_bps(&self, down: bool) -> Option<f64> {
-        let (rate, path) = if down {
-            (self.down_bps, &self.down)
-        } else {
-            (self.up_bps, &self.up)
-        };
+        let (rate, path) = self.direction(down);
         let tbf = rate.map(|r| r as f64 * PAYLOAD_PER_PACKET / TBF_BYTES_PER_PACKET);
+        let emulated = path.rate_bps.filter(|_| path.trace.is_none()).map(|r| {
+            r as f64 * PAYLOAD_PER_PACKET / (OPPORTUNITY_BYTES as f64 + path.overhead_bytes as f64)
+        });
         let trace = path
             .trace
             .as_ref()
             .map(|(t, scale)| t.mean_bps(*scale) * PAYLOAD_PER_PACKET / OPPORTUNITY_BYTES as f64);
-        match (tbf, trace) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [tbf, emulated, trace]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
     }
 
-    /// Configured rate of a direction (tbf rate, or the trace's mean), bit/s.
+    /// Configured rate of a direction (tbf's, the emulator's, or the trace's mean),
+    /// bit/s.
     pub fn rate_bps(&self, down: bool) -> Option<f64> {
-        let (rate, path) = if down {
+        let (rate, path) = self.direction(down);
+        rate.map(|r| r as f64)
+            .or_else(|| path.rate_bps.map(|r| r as f64))
+            .or_else(|| path.trace.as_ref().map(|(t, s)| t.mean_bps(*s)))
+    }
+
+    fn direction(&self, down: bool) -> (Option<u64>, &PathSpec) {
+        if down {
             (self.down_bps, &self.down)
         } else {
             (self.up_bps, &self.up)
-        };
-        rate.map(|r| r as f64)
-            .or_else(|| path.trace.as_ref().map(|(t, s)| t.mean_bps(*s)))
+        }
     }
 }
 
@@ -82,8 +98,41 @@ pub const PROFILES: [&str; 6] = [
     "lte-trace",
 ];
 
+/// Gigabit profiles with a real round-trip time, shaped by the emulator itself; run by
+/// `sonde-netlab accuracy --profile NAME`, not by default (docs/METHODOLOGY.md §6).
+pub const FAR_PROFILES: [&str; 3] = ["ftth-1g-20ms", "ftth-1g-40ms", "ftth-2g5-5ms"];
+
 /// Profiles for measuring netlab itself, not benchmarked.
 pub const TOOL_PROFILES: [&str; 1] = ["emu-40ms"];
+
+/// Every built-in profile's name: benchmark, far and tool profiles.
+pub fn known() -> Vec<&'static str> {
+    PROFILES
+        .iter()
+        .chain(FAR_PROFILES.iter())
+        .chain(TOOL_PROFILES.iter())
+        .copied()
+        .collect()
+}
+
+/// A link whose rate, queue and delay all live in the emulator, moving GSO
+/// super-packets: `down`/`up` bit/s, `rtt` split evenly between the directions, and a
+/// drop-tail queue of 50 ms at each rate (tbf's limit on the other profiles).
+pub fn far(down: u64, up: u64, rtt: Duration) -> LinkSpec {
+    let path = |rate: u64| PathSpec {
+        delay: rtt / 2,
+        rate_bps: Some(rate),
+        queue_bytes: (rate / 8 / 20) as usize,
+        ..PathSpec::default()
+    };
+    LinkSpec {
+        down_bps: None,
+        up_bps: None,
+        down: path(down),
+        up: path(up),
+        offload: true,
+    }
+}
 
 fn delayed(one_way: Duration, jitter: Duration, loss: f64) -> PathSpec {
     PathSpec {
@@ -105,6 +154,7 @@ pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
         up_bps: Some(up),
         down: delayed(one_way, jitter, loss),
         up: delayed(one_way, jitter, loss),
+        offload: false,
     };
     Some(match name {
         // FTTH profiles are shaped by tbf alone: the userspace emulator cannot carry
@@ -115,6 +165,9 @@ pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
         "4g-150" => link(150_000_000, 50_000_000, ms(20), Duration::ZERO, 0.0),
         "4g-lossy" => link(150_000_000, 50_000_000, ms(25), Duration::ZERO, 0.005),
         "wifi-300" => link(300_000_000, 300_000_000, ms(2), us(1500), 0.0),
+        "ftth-1g-20ms" => far(1_000_000_000, 500_000_000, ms(20)),
+        "ftth-1g-40ms" => far(1_000_000_000, 500_000_000, ms(40)),
+        "ftth-2g5-5ms" => far(2_500_000_000, 1_000_000_000, ms(5)),
         // Not a benchmark profile: no shaping, 40 ms RTT, to measure what the
         // emulator itself can carry.
         "emu-40ms" => LinkSpec {
@@ -122,6 +175,7 @@ pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
             up_bps: None,
             down: delayed(ms(20), Duration::ZERO, 0.0),
             up: delayed(ms(20), Duration::ZERO, 0.0),
+            offload: false,
         },
         "lte-trace" => {
             let (t, scale) = trace.unwrap_or_else(|| (synthetic_lte(), 1.0));
@@ -138,6 +192,7 @@ pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
                     trace: Some((t, scale)),
                     ..PathSpec::default()
                 },
+                offload: false,
             }
         }
         _ => return None,
@@ -173,7 +228,7 @@ mod tests {
 
     #[test]
     fn every_named_profile_exists_and_unknown_ones_do_not() {
-        for p in PROFILES {
+        for p in known() {
             assert!(builtin(p, None).is_some(), "{p}");
         }
         assert!(builtin("5g-mmwave", None).is_none());

@@ -22,9 +22,9 @@ pub enum Missing {
     /// Not root.
     #[error("netlab needs root (network namespaces, tc); run it as root")]
     NotRoot,
-    /// A program is not installed.
-    #[error("`{0}` is not installed (Debian package iproute2)")]
-    Program(&'static str),
+    /// A program is not installed: (program, Debian package).
+    #[error("`{0}` is not installed (Debian package {1})")]
+    Program(&'static str, &'static str),
     /// A kernel feature is unavailable.
     #[error("missing kernel feature: {0}")]
     Kernel(String),
@@ -43,7 +43,10 @@ pub fn preflight() -> Result<(), Missing> {
             .status()
             .is_ok();
         if !ok {
-            return Err(Missing::Program(if prog == "ip" { "ip" } else { "tc" }));
+            return Err(Missing::Program(
+                if prog == "ip" { "ip" } else { "tc" },
+                "iproute2",
+            ));
         }
     }
     Ok(())
@@ -130,6 +133,7 @@ pub struct Topology {
     /// The links as built.
     pub links: Vec<LinkSpec>,
     children: Vec<Child>,
+    emulators: Vec<u32>,
     torn_down: bool,
 }
 
@@ -212,6 +216,7 @@ impl Topology {
             links: spec.links.clone(),
             id,
             children: Vec::new(),
+            emulators: Vec::new(),
             torn_down: false,
         };
         match topo.build(spec) {
@@ -368,6 +373,23 @@ impl Topology {
         }
         let (ta, tr) = self.tun_devices(i)?;
         self.route_through(i, &ta, &tr)?;
+        if link.offload {
+            // GRO on the veths that feed the TUN devices: TCP arrives there as GSO
+            // super-packets, which the emulator moves whole (one read and one write
+            // for up to 64 KB) and counts segment by segment.
+            for dev in [format!("a{i}"), "r0".to_string()] {
+                run(Command::new("ip")
+                    .args(["netns", "exec", &self.link_ns, "ethtool", "-K", &dev])
+                    .args(["gro", "on"]))
+                .map_err(|e| {
+                    if Command::new("ethtool").arg("--version").output().is_err() {
+                        anyhow::anyhow!(Missing::Program("ethtool", "ethtool"))
+                    } else {
+                        e.context(format!("turning GRO on for {dev}"))
+                    }
+                })?;
+            }
+        }
         self.spawn_emulator(i, link, &ta, &tr)
     }
 
@@ -451,7 +473,11 @@ impl Topology {
     ) -> anyhow::Result<()> {
         let l = self.link_ns.clone();
         let spec_file = std::env::temp_dir().join(format!("{}-emu{i}.json", self.id));
-        let spec = serde_json::json!({ "up": path_json(&link.up), "down": path_json(&link.down) });
+        let spec = serde_json::json!({
+            "up": path_json(&link.up),
+            "down": path_json(&link.down),
+            "offload": link.offload,
+        });
         std::fs::write(&spec_file, spec.to_string()).context("writing the emulator spec")?;
         let exe = find_bin("sonde-netlab")?;
         let mut child = Command::new("ip")
@@ -473,8 +499,14 @@ impl Topology {
             .context("starting the link emulator")?;
         let ready = wait_for_line(&mut child, "ready", Duration::from_secs(10));
         let _ = std::fs::remove_file(&spec_file);
+        self.emulators.push(child.id());
         self.children.push(child);
         ready.context("the link emulator did not start")
+    }
+
+    /// CPU seconds the link emulators have used so far (0 without one).
+    pub fn emulator_cpu_seconds(&self) -> f64 {
+        self.emulators.iter().filter_map(|p| cpu_seconds(*p)).sum()
     }
 
     /// A command run inside namespace `ns`.
@@ -516,10 +548,12 @@ impl Topology {
         Ok(format!("http://{RESPONDER_IP}:8080"))
     }
 
-    /// Starts `iperf3 -s` on port 5201 in the responder namespace, when installed.
+    /// Starts `iperf3 -s -J` on port 5201 in the responder namespace, when installed
+    /// (JSON, so that a client's `--get-server-output` gets the receiver's intervals
+    /// of an upload as JSON).
     pub fn start_iperf3(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new("iperf3");
-        cmd.args(["-s", "-p", "5201"]);
+        cmd.args(["-s", "-J", "-p", "5201"]);
         let ns = self.responder_ns.clone();
         self.spawn_in(&ns, cmd)?;
         self.wait_port(&ns, 5201)
@@ -570,6 +604,8 @@ fn path_json(p: &PathSpec) -> serde_json::Value {
         "jitter_ns": p.jitter.as_nanos() as u64,
         "loss": p.loss,
         "queue_bytes": p.queue_bytes,
+        "rate_bps": p.rate_bps,
+        "overhead_bytes": p.overhead_bytes,
         "trace_ms": p.trace.as_ref().map(|(t, _)| t.offsets_ms.clone()),
         "trace_scale": p.trace.as_ref().map(|(_, s)| *s),
     })
@@ -596,6 +632,8 @@ pub fn path_from_json(v: &serde_json::Value) -> anyhow::Result<PathSpec> {
         jitter: Duration::from_nanos(ns("jitter_ns")?),
         loss: v["loss"].as_f64().unwrap_or(0.0),
         trace,
+        rate_bps: v["rate_bps"].as_u64(),
+        overhead_bytes: v["overhead_bytes"].as_u64().unwrap_or(14),
         queue_bytes: ns("queue_bytes")? as usize,
     })
 }
