@@ -73,6 +73,79 @@ fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
 }
 
 #[test]
+fn imported_results_without_an_agent_keep_their_own_site_and_access_kind() {
+    // Three probes by hand, no agent id: two FTTH in paris-13/b1, one 4G in paris-19/b2.
+    // They were one access `unenrolled/""`, reported as 4G in paris-19 with 3 results.
+    let dir = std::env::temp_dir().join(format!("sonde-import-sites-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("collector.toml");
+    std::fs::write(&config, "data_dir = \"state\"\n").expect("config");
+    let responder = Responder::start(&[]);
+    let sites = [
+        ("paris-13", "b1", "ftth"),
+        ("paris-13", "b1", "ftth"),
+        ("paris-19", "b2", "4g"),
+    ];
+    let lines: Vec<String> = probe_lines(&responder, 3)
+        .iter()
+        .zip(sites)
+        .map(|(line, (q, b, kind))| {
+            let mut v: serde_json::Value = serde_json::from_str(line).expect("record");
+            assert!(v["agent"].get("id").is_none(), "a probe has no agent id");
+            v["site"] = serde_json::json!({ "quartier": q, "building": b });
+            v["access"]["kind"] = serde_json::json!(kind);
+            v.to_string()
+        })
+        .collect();
+    let file = dir.join("r.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(bin("sonde-collector"));
+        cmd.args(args).arg("--config").arg(&config);
+        run_bounded(cmd, Duration::from_secs(30))
+    };
+    let file_arg = file.display().to_string();
+    let run = cli(&["import", "--file", &file_arg]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let out = dir.join("r.json");
+    let now = chrono::Utc::now();
+    let (from, to) = (
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let out_arg = out.display().to_string();
+    let run = cli(&[
+        "report", "--from", &from, "--to", &to, "--format", "json", "--out", &out_arg,
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("JSON");
+    let accesses = report["accesses"].as_array().expect("accesses");
+    let seen: Vec<(String, String, String, u64)> = accesses
+        .iter()
+        .map(|a| {
+            (
+                a["quartier"].as_str().unwrap_or("").to_string(),
+                a["building"].as_str().unwrap_or("").to_string(),
+                a["kind"].as_str().unwrap_or("").to_string(),
+                a["coverage"]["run"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let want = |q: &str, b: &str, k: &str, n: u64| (q.into(), b.into(), k.into(), n);
+    assert_eq!(
+        seen,
+        vec![
+            want("paris-13", "b1", "ftth", 2),
+            want("paris-19", "b2", "4g", 1)
+        ],
+        "{accesses:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn serve_pages_imported_results_and_lists_agents() {
     let dir = std::env::temp_dir().join(format!("sonde-serve-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -79,11 +79,25 @@ fn read(line: Vec<u8>) -> Result<(Delivery, ResultRecord, RawRecord), String> {
             .agent
             .id
             .clone()
-            .unwrap_or_else(|| "unenrolled".into()),
+            .unwrap_or_else(|| unenrolled_id(&record)),
         quartier: record.site.quartier.clone(),
         building: record.site.building.clone(),
     };
     Ok((delivery, record, raw))
+}
+
+/// The stand-in agent id of a record no enrolled agent made (a one-shot probe): one
+/// per site and access kind, `unenrolled:QUARTIER:BUILDING:KIND` (`-` for what the
+/// record leaves out), so results from different buildings, quartiers or kinds never
+/// share an access, nor take each other's site or kind.
+fn unenrolled_id(r: &ResultRecord) -> String {
+    let part = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "unenrolled:{}:{}:{}",
+        part(&r.site.quartier),
+        part(&r.site.building),
+        r.access.kind.as_str()
+    )
 }
 
 /// Lines read and not stored yet, and what was stored so far.

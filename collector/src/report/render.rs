@@ -1,8 +1,8 @@
 //! Report formats: JSON (the [`Report`] as is), CSV (one row per access and roll-up,
 //! plus the raw results of the scope) and a self-contained HTML page with SVG charts.
 
-use super::{AccessReport, Report, Rollup, Spread, Thresholds, PEAK_HOURS};
-use chrono::{DateTime, TimeZone, Timelike, Utc};
+use super::{AccessReport, Report, Rollup, Spread, Thresholds};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sonde_store::{Fact, ReportScope, ReportSink, ScheduledAccess, Store, StoreError};
 use std::fmt::Write as _;
@@ -225,7 +225,6 @@ impl<W: Write> ReportSink for RawCsv<W> {
 
     fn fact(&mut self, f: &Fact<'_>) -> Result<(), String> {
         let t: DateTime<Utc> = DateTime::from_timestamp_nanos(f.started_at_ns);
-        let hour = self.tz.from_utc_datetime(&t.naive_utc()).hour();
         let opt_i = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
         self.rows += 1;
         self.w
@@ -237,7 +236,7 @@ impl<W: Write> ReportSink for RawCsv<W> {
                 f.access,
                 f.kind,
                 &t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                if (PEAK_HOURS.0..PEAK_HOURS.1).contains(&hour) {
+                if sonde_method::report::is_peak_hour(self.tz, t) {
                     "true"
                 } else {
                     "false"

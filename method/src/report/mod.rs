@@ -13,7 +13,7 @@ mod facts;
 pub use facts::{Fact, ReportScope, ReportSink, ScheduledAccess};
 
 use crate::verdict::TOLERANCE;
-use chrono::{DateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use sonde_proto::stats::{median, quantile, quantile_sorted};
@@ -299,6 +299,11 @@ pub fn day_start(day: chrono::NaiveDate, tz: Tz) -> DateTime<Utc> {
     }
 }
 
+/// Unix nanoseconds of `t` (saturating far from now).
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
 /// Accumulates one access's results.
 #[derive(Debug, Default)]
 struct Acc {
@@ -336,23 +341,39 @@ pub struct Builder<'r> {
     hours: LocalHours,
 }
 
-/// Local hour of UTC instants, with the zone's offset looked up once per UTC hour
-/// (zones change offset on whole hours only, and results come in time order).
+/// Whether `t` falls in peak hours, local time in `tz` (§7.1): the definition the
+/// report's results file prints and [`LocalHours`] computes faster.
+pub fn is_peak_hour(tz: Tz, t: DateTime<Utc>) -> bool {
+    let hour = tz.from_utc_datetime(&t.naive_utc()).hour();
+    (PEAK_HOURS.0..PEAK_HOURS.1).contains(&hour)
+}
+
+/// Local hour of UTC instants, computed for each instant: the zone's offset is looked
+/// up again whenever the UTC quarter-hour changes (every offset in use is a multiple of
+/// 15 minutes and changes on a quarter-hour), then applied to the instant itself, so
+/// zones like Asia/Kolkata (+5:30) change hour at :30 UTC as they should.
 #[derive(Debug, Default)]
 struct LocalHours {
-    utc_hour: Option<i64>,
-    local_hour: u32,
+    quarter: Option<i64>,
+    offset_ns: i64,
 }
 
 impl LocalHours {
+    const QUARTER_NS: i64 = 900_000_000_000;
+    const HOUR_NS: i64 = 3_600_000_000_000;
+
     fn is_peak(&mut self, tz: Tz, ns: i64) -> bool {
-        let utc_hour = ns.div_euclid(3_600_000_000_000);
-        if self.utc_hour != Some(utc_hour) {
-            let t = DateTime::from_timestamp_nanos(utc_hour * 3_600_000_000_000);
-            self.local_hour = tz.from_utc_datetime(&t.naive_utc()).hour();
-            self.utc_hour = Some(utc_hour);
+        let quarter = ns.div_euclid(Self::QUARTER_NS);
+        if self.quarter != Some(quarter) {
+            let t = DateTime::from_timestamp_nanos(ns);
+            let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+            self.offset_ns = i64::from(offset.local_minus_utc()) * 1_000_000_000;
+            self.quarter = Some(quarter);
         }
-        (PEAK_HOURS.0..PEAK_HOURS.1).contains(&self.local_hour)
+        let hour = (ns + self.offset_ns)
+            .div_euclid(Self::HOUR_NS)
+            .rem_euclid(24) as u32;
+        (PEAK_HOURS.0..PEAK_HOURS.1).contains(&hour)
     }
 }
 
@@ -411,8 +432,8 @@ impl Acc {
     /// Adds a valid test: its time bucket, figures, target verdict and probes.
     fn add_valid(&mut self, f: &Fact<'_>, start: DateTime<Utc>, peak: bool) {
         self.valid += 1;
-        let bucket = (f.started_at_ns.div_euclid(1_000_000_000) - start.timestamp())
-            .div_euclid(bucket_len(self.schedule.as_ref()));
+        let bucket = (f.started_at_ns - nanos(start))
+            .div_euclid(bucket_len(self.schedule.as_ref()) * 1_000_000_000);
         if self.last_bucket != Some(bucket) {
             self.buckets += 1;
             self.last_bucket = Some(bucket);
@@ -434,8 +455,9 @@ impl Acc {
                 }
             }
         }
+        // The latest valid test's target is the access's: a target removed is gone.
+        self.target = f.target_down_bps;
         if f.target_down_bps.is_some() {
-            self.target = f.target_down_bps;
             match f.verdict_down {
                 Some("met") => {
                     self.counts.met += 1;
@@ -509,14 +531,15 @@ impl<'r> Builder<'r> {
 
     fn summarise(&self, c: Acc) -> AccessReport {
         let start = self.span_start(c.schedule.as_ref());
-        let span = (self.span_end() - start).num_seconds().max(0);
+        // The span to the nanosecond: whole seconds would shift a bucket's edge.
+        let span_ns = (nanos(self.span_end()) - nanos(start)).max(0);
         let interval = c.schedule.as_ref().and_then(|s| s.interval_s);
         let slots = match interval {
-            Some(i) if i > 0.0 => (span as f64 / i).floor() as u64,
+            Some(i) if i > 0.0 => (span_ns as f64 / 1e9 / i).floor() as u64,
             _ => 0,
         };
-        let bucket = bucket_len(c.schedule.as_ref());
-        let buckets = ((span + bucket - 1) / bucket).max(0) as u64;
+        let bucket_ns = bucket_len(c.schedule.as_ref()) * 1_000_000_000;
+        let buckets = (span_ns + bucket_ns - 1).div_euclid(bucket_ns) as u64;
         let coverage = Coverage {
             scheduled: slots.max(c.recorded),
             run: c.run,
@@ -687,5 +710,43 @@ fn rollup(quartier: Option<String>, kind: String, accesses: &[&AccessReport]) ->
         loss_ratio: ratio(counts.lost, counts.sent),
         quartier,
         kind,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hours_agree_with_the_zone_minute_by_minute_across_offset_changes() {
+        // Half-hour and 45-minute zones, and daylight-saving changes in each: Paris
+        // (29 Mar, 25 Oct), Lord Howe (+10:30/+11, 5 Apr, 4 Oct), St John's (−3:30,
+        // 1 Nov), Kolkata (+5:30), Marquesas (−9:30), Chatham (+12:45/+13:45, 5 Apr).
+        let zones = [
+            chrono_tz::Europe::Paris,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::America::St_Johns,
+            chrono_tz::Asia::Kolkata,
+            chrono_tz::Pacific::Marquesas,
+            chrono_tz::Pacific::Chatham,
+        ];
+        let spans = [((2026, 3, 27), 12), ((2026, 10, 2), 32)];
+        for tz in zones {
+            let mut hours = LocalHours::default();
+            for ((y, m, d), days) in spans {
+                let start = Utc
+                    .with_ymd_and_hms(y, m, d, 0, 0, 7)
+                    .single()
+                    .expect("time");
+                for minute in 0..days * 24 * 60 {
+                    let t = start + chrono::Duration::minutes(minute);
+                    assert_eq!(
+                        hours.is_peak(tz, nanos(t)),
+                        is_peak_hour(tz, t),
+                        "{tz} at {t}"
+                    );
+                }
+            }
+        }
     }
 }

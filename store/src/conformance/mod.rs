@@ -76,6 +76,18 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             report::peak_hours_follow_paris_time_across_both_daylight_saving_changes,
         ),
         (
+            "peak_hours_are_read_per_result_in_half_hour_zones",
+            report::peak_hours_are_read_per_result_in_half_hour_zones,
+        ),
+        (
+            "a_removed_target_is_no_longer_judged",
+            report::a_removed_target_is_no_longer_judged,
+        ),
+        (
+            "time_buckets_count_from_the_first_result_to_the_nanosecond",
+            report::time_buckets_count_from_the_first_result_to_the_nanosecond,
+        ),
+        (
             "retention_deletes_raw_results_but_reports_keep_their_figures",
             report::retention_deletes_raw_results_but_reports_keep_their_figures,
         ),

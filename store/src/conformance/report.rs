@@ -218,6 +218,115 @@ pub fn peak_hours_follow_paris_time_across_both_daylight_saving_changes(s: &dyn 
     assert_eq!((t - f).num_hours(), 25);
 }
 
+/// Peak hours are read per result, in zones whose offset is not whole hours: in
+/// Asia/Kolkata (UTC+5:30) 13:15 UTC is 18:45 and 13:45 UTC is 19:15, one UTC hour.
+pub fn peak_hours_are_read_per_result_in_half_hour_zones(s: &dyn Store) {
+    let spec = |utc: DateTime<Utc>, down: f64| {
+        let mut r = record(
+            AccessKind::FourG,
+            "mobile",
+            3600.0,
+            "0.1.0",
+            ok((2026, 11, 2, 12, 0), down, None, true),
+        );
+        r.run.started_at = utc;
+        r
+    };
+    let utc = |h, min| {
+        Utc.with_ymd_and_hms(2026, 11, 2, h, min, 0)
+            .single()
+            .expect("time")
+    };
+    put(
+        s,
+        "a5",
+        "q5",
+        "b5",
+        vec![
+            spec(utc(13, 15), 10e6),
+            spec(utc(13, 45), 100e6),
+            // 17:45 UTC is 23:15 in Kolkata: past the peak.
+            spec(utc(17, 45), 20e6),
+        ],
+    );
+    let kolkata = chrono_tz::Asia::Kolkata;
+    let (from, to) = report::parse_period("2026-11-02", "2026-11-02", kolkata).expect("period");
+    let req = report::Request {
+        scope: report::ReportScope {
+            quartier: None,
+            building: None,
+            from,
+            to,
+        },
+        time_zone: kolkata,
+        generated_at: at((2026, 11, 29, 10, 0)),
+    };
+    let r = build(s, &req);
+    assert_eq!(r.data.results, 3);
+    // Only 19:15 is in [19:00, 23:00). An hourly lookup read 18:30 for both of the
+    // first two (the offset at 13:00 UTC) and 22:30 for the third: 20 Mb/s.
+    eq(r.accesses[0].peak_download_median_bps, 100e6);
+}
+
+/// A target removed from an access is no longer its target: the latest test's target
+/// (none) is the access's, and the access is not judged against the old one.
+pub fn a_removed_target_is_no_longer_judged(s: &dyn Store) {
+    let mut early = record(
+        AccessKind::Wifi,
+        "wifi",
+        3600.0,
+        "0.1.0",
+        ok((2026, 11, 2, 10, 0), 200e6, None, true),
+    );
+    early.verdict.target_down_bps = Some(100e6);
+    let mut late = record(
+        AccessKind::Wifi,
+        "wifi",
+        3600.0,
+        "0.1.0",
+        ok((2026, 11, 2, 11, 0), 210e6, None, true),
+    );
+    late.verdict.target_down_bps = None;
+    late.verdict.down = sonde_proto::VerdictOutcome::Inconclusive;
+    put(s, "a6", "q6", "b6", vec![early, late]);
+    let r = build(s, &request("2026-11-02", "2026-11-02", None, None));
+    let a = access(&r, "a6");
+    assert_eq!(a.target_down_bps, None, "the trial target was removed");
+    assert_eq!(a.compliant, None);
+}
+
+/// Time buckets count from the access's first result to the nanosecond: a test at
+/// 11:00:00.3 is in the same hour as the first one at 10:00:00.7 (3,599.6 s later).
+pub fn time_buckets_count_from_the_first_result_to_the_nanosecond(s: &dyn Store) {
+    let spec = |local: (i32, u32, u32, u32, u32), ms: i64| {
+        let mut r = record(
+            AccessKind::Ftth,
+            "fibre",
+            3600.0,
+            "0.1.0",
+            ok(local, 1e9, None, true),
+        );
+        r.run.started_at = at(local) + chrono::Duration::milliseconds(ms);
+        r
+    };
+    put(
+        s,
+        "a7",
+        "q7",
+        "b7",
+        vec![
+            spec((2026, 11, 2, 10, 0), 700),
+            spec((2026, 11, 2, 11, 0), 300),
+            spec((2026, 11, 2, 12, 0), 800),
+        ],
+    );
+    let r = build(s, &request("2026-11-02", "2026-11-02", None, None));
+    let c = access(&r, "a7").coverage;
+    // Buckets from 10:00:00.7 local: [10:00:00.7, 11:00:00.7) holds the first two,
+    // the next one the third. The day ends at 24:00: 13 h 59 min 59.3 s, 14 buckets.
+    assert_eq!((c.buckets_covered, c.buckets), (2, 14));
+}
+
 /// Retention deletes raw results; reports keep their figures.
 pub fn retention_deletes_raw_results_but_reports_keep_their_figures(store: &dyn Store) {
     load(store);
