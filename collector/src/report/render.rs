@@ -1,7 +1,7 @@
 //! Report formats: JSON (the [`Report`] as is), CSV (one row per access and roll-up,
 //! plus the raw results of the scope) and a self-contained HTML page with SVG charts.
 
-use super::{AccessReport, Report, Rollup, Spread, Thresholds};
+use super::{AccessReport, Report, Rollup, Spread, Standing, Thresholds};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sonde_store::{Fact, ReportScope, ReportSink, ScheduledAccess, Store, StoreError};
@@ -107,6 +107,8 @@ const SUMMARY_COLUMNS: &[&str] = &[
     "idle_latency_median_s",
     "loaded_latency_median_s",
     "loss_ratio",
+    "standing",
+    "not_valid",
 ];
 
 fn thresholds_cells(t: Option<Thresholds>) -> [String; 3] {
@@ -151,6 +153,8 @@ fn summary_csv(report: &Report) -> Vec<u8> {
         row.push(num(a.idle_latency_median_s));
         row.push(num(a.loaded_latency_median_s));
         row.push(num(a.loss_ratio));
+        row.push(a.standing.as_str().to_string());
+        row.push(a.not_valid.summary());
         let _ = w.write_record(&row);
     }
     for (level, rollups) in [("quartier", &report.quartiers), ("scope", &report.total)] {
@@ -183,6 +187,16 @@ fn summary_csv(report: &Report) -> Vec<u8> {
             row.push(num(r.idle_latency_median_s));
             row.push(num(r.loaded_latency_median_s));
             row.push(num(r.loss_ratio));
+            // Roll-ups: accesses per standing, `standing=n;…`.
+            row.push(
+                r.standings
+                    .accesses
+                    .iter()
+                    .map(|(k, n)| format!("{k}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            );
+            row.push(r.not_valid.summary());
             let _ = w.write_record(&row);
         }
     }
@@ -325,7 +339,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border
 table{border-collapse:collapse;width:100%;font-size:.85em;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:.25em .45em;text-align:right}
 th{background:#f2f2f2}td.l,th.l{text-align:left}
-.ok{color:#116329;font-weight:600}.ko{color:#a40e26;font-weight:600}
+.ok{color:#116329;font-weight:600}.ko{color:#a40e26;font-weight:600}.nd{color:#57606a;font-style:italic}
 .cards{display:flex;flex-wrap:wrap;gap:1em}
 .card{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;min-width:15em}
 .card b{font-size:1.3em}
@@ -481,16 +495,16 @@ fn compliance_chart(quartiers: &[Rollup]) -> String {
             p2 = esc(&pct(r.compliant_ratio)),
         );
     }
-    s.push_str("</svg><p class=\"meta\"><span style=\"color:#0969da\">■</span> tests meeting the target &nbsp; <span style=\"color:#8250df\">■</span> buildings whose median reaches it</p>");
+    s.push_str("</svg><p class=\"meta\"><span style=\"color:#0969da\">■</span> tests meeting the target &nbsp; <span style=\"color:#8250df\">■</span> accesses whose median reaches it (of those judged)</p>");
     s
 }
 
 fn rollup_table(rows: &[Rollup]) -> String {
     let mut s = String::from(
-        "<table><thead><tr><th class=\"l\">quartier</th><th class=\"l\">access</th><th>buildings</th>\
+        "<table><thead><tr><th class=\"l\">quartier</th><th class=\"l\">access</th><th>buildings</th><th>accesses</th>\
          <th>scheduled</th><th>run</th><th>valid</th><th>time covered</th>\
-         <th>download median (P10–P90 of buildings)</th><th>tests meeting target</th>\
-         <th>buildings compliant</th><th>peak median</th><th>80/80</th>\
+         <th>download median (P10–P90 of accesses)</th><th>tests meeting target</th>\
+         <th>accesses compliant (of judged)</th><th>peak median</th><th>80/80</th>\
          <th>3 / 8 / 30 Mb/s</th><th>idle / loaded latency</th><th>loss</th></tr></thead><tbody>",
     );
     for r in rows {
@@ -501,11 +515,12 @@ fn rollup_table(rows: &[Rollup]) -> String {
             .unwrap_or_else(|| "—".into());
         let _ = write!(
             s,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{} ({}–{})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
             esc(r.quartier.as_deref().unwrap_or("all")),
             kind_name(&r.kind),
             r.buildings,
+            r.accesses,
             c.scheduled,
             c.run,
             c.valid,
@@ -524,6 +539,7 @@ fn rollup_table(rows: &[Rollup]) -> String {
         );
     }
     s.push_str("</tbody></table>");
+    s.push_str(DASH_LEGEND);
     s
 }
 
@@ -532,15 +548,17 @@ fn access_table(rows: &[AccessReport]) -> String {
         "<table><thead><tr><th class=\"l\">quartier</th><th class=\"l\">building</th><th class=\"l\">access</th>\
          <th>scheduled / run / valid</th><th>time covered</th><th>download P10 / median / P90</th>\
          <th>upload median</th><th>target</th><th>tests meeting target</th><th>reaches target</th>\
-         <th>peak median</th><th>80/80</th><th>3 / 8 / 30 Mb/s</th><th>idle / loaded latency</th><th>loss</th></tr></thead><tbody>",
+         <th>peak median</th><th>80/80</th><th>3 / 8 / 30 Mb/s</th><th>idle / loaded latency</th><th>loss</th>\
+         <th class=\"l\">not valid, why</th></tr></thead><tbody>",
     );
     for a in rows {
         let c = &a.coverage;
-        let verdict = match a.compliant {
-            Some(true) => "<span class=\"ok\">yes</span>",
-            Some(false) => "<span class=\"ko\">no</span>",
-            None => "—",
+        let verdict = match a.standing {
+            Standing::Compliant => "<span class=\"ok\">yes</span>".to_string(),
+            Standing::NotCompliant => "<span class=\"ko\">no</span>".to_string(),
+            other => format!("<span class=\"nd\">{}</span>", other.label()),
         };
+        let why = a.not_valid.summary().replace(';', ", ").replace('=', " ×");
         let th = a
             .arcep_thresholds
             .map(|t| format!("{} / {} / {}", pct(t.mbps_3), pct(t.mbps_8), pct(t.mbps_30)))
@@ -548,7 +566,7 @@ fn access_table(rows: &[AccessReport]) -> String {
         let _ = write!(
             s,
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{} ({})</td><td>{} / {} / {}</td><td>{}</td>\
-             <td>{} / {} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td></tr>",
+             <td>{} / {} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td class=\"l\">{}</td></tr>",
             esc(&a.quartier),
             esc(&a.building),
             esc(&a.access),
@@ -570,11 +588,19 @@ fn access_table(rows: &[AccessReport]) -> String {
             ms(a.idle_latency_median_s),
             ms(a.loaded_latency_median_s),
             pct(a.loss_ratio),
+            if why.is_empty() { "—".to_string() } else { esc(&why) },
         );
     }
     s.push_str("</tbody></table>");
+    s.push_str(DASH_LEGEND);
     s
 }
+
+/// What a "—" in the tables means: said once under each table.
+const DASH_LEGEND: &str = "<p class=\"meta\">—: no figure. A rate, a latency or a share needs at least one \
+     valid test (the last column of the access table says why tests were not valid); a target, a share of tests \
+     meeting it and a verdict need a target; 3 / 8 / 30 Mb/s is given for 4G accesses only; \
+     \"not valid, why\" shows — when every test that ran was valid.</p>";
 
 fn html(report: &Report) -> String {
     let h = &report.header;
@@ -642,22 +668,42 @@ fn summary(report: &Report) -> String {
     }
     s.push_str("<div class=\"cards\">");
     for r in &report.total {
-        let compliant = report
-            .accesses
-            .iter()
-            .filter(|a| a.kind == r.kind && a.compliant == Some(true))
-            .count();
-        let judged = report
-            .accesses
-            .iter()
-            .filter(|a| a.kind == r.kind && a.compliant.is_some())
-            .count();
+        let st = &r.standings;
+        let compliant = st.count(Standing::Compliant);
+        let not_demonstrated: Vec<String> = [
+            Standing::NoValidTest,
+            Standing::NoTestRun,
+            Standing::NoResult,
+        ]
+        .into_iter()
+        .filter(|x| st.count(*x) > 0)
+        .map(|x| format!("{} {}", st.count(x), x.label()))
+        .collect();
+        let nd: u64 = [
+            Standing::NoValidTest,
+            Standing::NoTestRun,
+            Standing::NoResult,
+        ]
+        .into_iter()
+        .map(|x| st.count(x))
+        .sum();
         let _ = write!(
             s,
-            "<div class=\"card\"><div>{kind}</div><b>{compliant} of {judged}</b> building accesses reach their target (median)<br>\
-             {met} of valid tests meet it · median of buildings {median}<br>\
+            "<div class=\"card\"><div>{kind}</div><b>{compliant} of {n}</b> accesses reach their target (median), \
+             {below} below it, {nd} not demonstrated{nd_why}, {nt} without a target; in {b} building{bs}<br>\
+             {met} of valid tests meet it · median of accesses {median}<br>\
              coverage: {run} of {scheduled} scheduled tests run, {valid} valid, {covered} of the time covered</div>",
             kind = kind_name(&r.kind),
+            n = r.accesses,
+            below = st.count(Standing::NotCompliant),
+            nd_why = if not_demonstrated.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", not_demonstrated.join(", "))
+            },
+            nt = st.count(Standing::NoTarget),
+            b = r.buildings,
+            bs = if r.buildings == 1 { "" } else { "s" },
             met = pct(r.target_met_ratio),
             median = rate(r.download_median_bps.median),
             run = r.coverage.run,

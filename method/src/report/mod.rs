@@ -19,8 +19,10 @@ use serde::Serialize;
 use sonde_proto::stats::{median, quantile, quantile_sorted};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Version of the report format (the JSON layout and CSV columns).
-pub const REPORT_FORMAT: u32 = 1;
+/// Version of the report format (the JSON layout and CSV columns). 2: each access's
+/// `standing` and `not_valid` counts, each roll-up's `standings` (CSV: columns
+/// appended at the end).
+pub const REPORT_FORMAT: u32 = 2;
 /// Peak hours, local time of the site: [19:00, 23:00).
 pub const PEAK_HOURS: (u32, u32) = (19, 23);
 /// ARCEP's mobile thresholds, compared with the download TCP goodput (bit/s).
@@ -115,6 +117,110 @@ pub struct Thresholds {
     pub mbps_30: Option<f64>,
 }
 
+/// Why tests of an access are not valid (§7.2), counted by reason: skipped tests by
+/// skip reason, failed tests by failure reason, flagged tests by invalidating flag (a
+/// test with two such flags counts under both).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NotValid {
+    /// Scheduled, not run: `busy`, `budget`.
+    pub skipped: BTreeMap<String, u64>,
+    /// Ran and failed, by `status.reason` (`failed` when none is given).
+    pub failed: BTreeMap<String, u64>,
+    /// Ran, succeeded, and carry an invalidating flag.
+    pub flagged: BTreeMap<String, u64>,
+}
+
+impl NotValid {
+    /// Every reason with its count, `reason=n` joined by `;` (skipped, failed, flagged).
+    pub fn summary(&self) -> String {
+        [&self.skipped, &self.failed, &self.flagged]
+            .iter()
+            .flat_map(|m| m.iter())
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    fn add(&mut self, other: &NotValid) {
+        for (mine, theirs) in [
+            (&mut self.skipped, &other.skipped),
+            (&mut self.failed, &other.failed),
+            (&mut self.flagged, &other.flagged),
+        ] {
+            for (k, n) in theirs {
+                *mine.entry(k.clone()).or_default() += n;
+            }
+        }
+    }
+}
+
+/// Where an access stands against its target (§7.3). No access leaves a headline:
+/// one that cannot be judged says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// Its download median reaches its target.
+    Compliant,
+    /// It has a target and valid tests, and the median falls short.
+    NotCompliant,
+    /// Valid tests, but no target to judge them against.
+    NoTarget,
+    /// No stored result in the period (a silent box).
+    NoResult,
+    /// Results, but every test was skipped (busy line, data budget).
+    NoTestRun,
+    /// Tests ran, none valid (failed, or flagged: see `not_valid`).
+    NoValidTest,
+}
+
+impl Standing {
+    /// Whether the access could not be judged for want of a valid test.
+    pub fn not_demonstrated(self) -> bool {
+        matches!(
+            self,
+            Standing::NoResult | Standing::NoTestRun | Standing::NoValidTest
+        )
+    }
+
+    /// Short wording, as in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Standing::Compliant => "reaches its target",
+            Standing::NotCompliant => "below its target",
+            Standing::NoTarget => "no target",
+            Standing::NoResult => "no result",
+            Standing::NoTestRun => "no test run",
+            Standing::NoValidTest => "no valid test",
+        }
+    }
+
+    /// The wire name (`compliant`, `no_valid_test`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Compliant => "compliant",
+            Standing::NotCompliant => "not_compliant",
+            Standing::NoTarget => "no_target",
+            Standing::NoResult => "no_result",
+            Standing::NoTestRun => "no_test_run",
+            Standing::NoValidTest => "no_valid_test",
+        }
+    }
+}
+
+/// How many accesses of a roll-up stand where.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Standings {
+    /// Accesses per standing (wire names), every access of the roll-up counted once.
+    pub accesses: BTreeMap<&'static str, u64>,
+}
+
+impl Standings {
+    /// Accesses counted under `s`.
+    pub fn count(&self, s: Standing) -> u64 {
+        self.accesses.get(s.as_str()).copied().unwrap_or(0)
+    }
+}
+
 /// One building access over the period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccessReport {
@@ -140,6 +246,10 @@ pub struct AccessReport {
     pub target_met_ratio: Option<f64>,
     /// Whether the download median reaches the target (within the tolerance).
     pub compliant: Option<bool>,
+    /// Where the access stands; says why when it cannot be judged.
+    pub standing: Standing,
+    /// Why its tests that are not valid are not.
+    pub not_valid: NotValid,
     /// ARCEP's thresholds (4G only).
     pub arcep_thresholds: Option<Thresholds>,
     /// Median download of the valid tests started in peak hours, bit/s.
@@ -190,6 +300,10 @@ pub struct Rollup {
     pub target_met_ratio: Option<f64>,
     /// Accesses whose median reaches the target, over accesses with a target and data.
     pub compliant_ratio: Option<f64>,
+    /// Every access of the roll-up by standing, those not judged included.
+    pub standings: Standings,
+    /// Why tests were not valid, summed over the accesses.
+    pub not_valid: NotValid,
     /// ARCEP's thresholds, tests pooled (4G only).
     pub arcep_thresholds: Option<Thresholds>,
     /// Median of the accesses' peak-hour medians, bit/s.
@@ -323,6 +437,7 @@ struct Acc {
     loaded: Vec<f64>,
     target: Option<f64>,
     counts: Counts,
+    not_valid: NotValid,
     /// Distinct buckets holding a valid test; results come in time order, so the last
     /// one seen is enough to count them.
     buckets: u64,
@@ -401,16 +516,26 @@ impl ReportSink for Builder<'_> {
             return Ok(());
         };
         c.recorded += 1;
-        if f.reason.is_some_and(|r| SKIP_REASONS.contains(&r)) {
+        if let Some(r) = f.reason.filter(|r| SKIP_REASONS.contains(r)) {
+            *c.not_valid.skipped.entry(r.to_string()).or_default() += 1;
             return Ok(());
         }
         c.run += 1;
-        let valid = f.outcome == "ok"
-            && !f
-                .flags
-                .split(',')
-                .any(|flag| INVALIDATING_FLAGS.contains(&flag));
-        if valid {
+        if f.outcome != "ok" {
+            let why = f.reason.unwrap_or(f.outcome);
+            *c.not_valid.failed.entry(why.to_string()).or_default() += 1;
+            return Ok(());
+        }
+        let mut flagged = false;
+        for flag in f
+            .flags
+            .split(',')
+            .filter(|x| INVALIDATING_FLAGS.contains(x))
+        {
+            *c.not_valid.flagged.entry(flag.to_string()).or_default() += 1;
+            flagged = true;
+        }
+        if !flagged {
             c.add_valid(f, start, peak);
         }
         Ok(())
@@ -552,16 +677,28 @@ impl<'r> Builder<'r> {
         let peak = sorted(&c.peak);
         let consistent = q_sorted(&peak, 0.2);
         let is_4g = c.kind == "4g";
+        let compliant = match (download.median, c.target) {
+            (Some(m), Some(t)) => Some(m >= t * (1.0 - TOLERANCE)),
+            _ => None,
+        };
+        let standing = match compliant {
+            Some(true) => Standing::Compliant,
+            Some(false) => Standing::NotCompliant,
+            None if c.valid > 0 && c.target.is_none() => Standing::NoTarget,
+            // Tests ran and none gave a valid download.
+            None if c.run > 0 => Standing::NoValidTest,
+            None if c.recorded > 0 => Standing::NoTestRun,
+            None => Standing::NoResult,
+        };
         AccessReport {
             coverage,
             download_bps: download,
             upload_bps: Spread::of_sorted(&sorted(&c.up)),
             target_down_bps: c.target,
             target_met_ratio: ratio(c.counts.met, c.counts.with_target),
-            compliant: match (download.median, c.target) {
-                (Some(m), Some(t)) => Some(m >= t * (1.0 - TOLERANCE)),
-                _ => None,
-            },
+            compliant,
+            standing,
+            not_valid: c.not_valid,
             arcep_thresholds: is_4g.then(|| thresholds(&c.counts)),
             peak_download_median_bps: q_sorted(&peak, 0.5),
             consistent_80_80_bps: consistent,
@@ -666,7 +803,11 @@ fn rollup(quartier: Option<String>, kind: String, accesses: &[&AccessReport]) ->
     let mut counts = Counts::default();
     let mut coverage = Coverage::default();
     let mut compliant = (0u64, 0u64);
+    let mut standings = Standings::default();
+    let mut not_valid = NotValid::default();
     for a in accesses {
+        *standings.accesses.entry(a.standing.as_str()).or_default() += 1;
+        not_valid.add(&a.not_valid);
         let c = &a.counts;
         counts.met += c.met;
         counts.with_target += c.with_target;
@@ -702,6 +843,8 @@ fn rollup(quartier: Option<String>, kind: String, accesses: &[&AccessReport]) ->
         upload_median_bps: Spread::of(&pick(|a| a.upload_bps.median)),
         target_met_ratio: ratio(counts.met, counts.with_target),
         compliant_ratio: ratio(compliant.0, compliant.1),
+        standings,
+        not_valid,
         arcep_thresholds: (kind == "4g").then(|| thresholds(&counts)),
         peak_download_median_bps: median(&pick(|a| a.peak_download_median_bps)),
         consistent_80_80_bps: quantile(&pick(|a| a.consistent_80_80_bps), 0.2),

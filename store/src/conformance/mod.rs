@@ -88,6 +88,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             report::time_buckets_count_from_the_first_result_to_the_nanosecond,
         ),
         (
+            "nothing_disappears_from_a_headline",
+            report::nothing_disappears_from_a_headline,
+        ),
+        (
             "retention_deletes_raw_results_but_reports_keep_their_figures",
             report::retention_deletes_raw_results_but_reports_keep_their_figures,
         ),

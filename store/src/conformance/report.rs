@@ -327,6 +327,79 @@ pub fn time_buckets_count_from_the_first_result_to_the_nanosecond(s: &dyn Store)
     assert_eq!((c.buckets_covered, c.buckets), (2, 14));
 }
 
+/// No access leaves a headline: one that cannot be judged says why, and counts of
+/// tests that were not valid come by reason.
+pub fn nothing_disappears_from_a_headline(s: &dyn Store) {
+    let ftth = |spec| record(AccessKind::Ftth, "fibre", 3600.0, "0.1.0", spec);
+    let day = |h| (2026, 11, 2, h, 0);
+    // a10 in b8: judged, compliant.
+    put(
+        s,
+        "a10",
+        "q8",
+        "b8",
+        vec![ftth(ok(day(10), 1e9, None, true))],
+    );
+    // a8 in b8: three tests, all limited by the box's network card.
+    let nic = |h| {
+        ftth(Spec {
+            flag: Some(sonde_proto::Flag::NicLimited),
+            ..ok(day(h), 0.94e9, None, false)
+        })
+    };
+    put(s, "a8", "q8", "b8", vec![nic(10), nic(11), nic(12)]);
+    // a11 in b10: every test skipped, the line was busy; one timed out.
+    let skipped = |h| {
+        ftth(Spec {
+            local: day(h),
+            failed: Some(sonde_proto::FailureReason::Busy),
+            ..Default::default()
+        })
+    };
+    let timeout = ftth(Spec {
+        local: day(13),
+        failed: Some(sonde_proto::FailureReason::Timeout),
+        ..Default::default()
+    });
+    put(s, "a11", "q8", "b10", vec![skipped(10), skipped(11)]);
+    // a9 in b9: it reported the day before, then fell silent.
+    put(
+        s,
+        "a9",
+        "q8",
+        "b9",
+        vec![ftth(ok((2026, 11, 1, 10, 0), 1e9, None, true))],
+    );
+    // a12 in b10: tests ran and one failed.
+    put(s, "a12", "q8", "b10", vec![timeout]);
+    let r = build(s, &request("2026-11-02", "2026-11-02", None, None));
+    let standing = |agent| access(&r, agent).standing;
+    assert_eq!(standing("a10"), report::Standing::Compliant);
+    assert_eq!(standing("a8"), report::Standing::NoValidTest);
+    assert_eq!(standing("a11"), report::Standing::NoTestRun);
+    assert_eq!(standing("a9"), report::Standing::NoResult);
+    assert_eq!(standing("a12"), report::Standing::NoValidTest);
+    assert_eq!(access(&r, "a8").not_valid.summary(), "nic_limited=3");
+    assert_eq!(access(&r, "a11").not_valid.summary(), "busy=2");
+    assert_eq!(access(&r, "a12").not_valid.summary(), "timeout=1");
+    // The headline of q8's FTTH: 5 accesses in 3 buildings, 1 compliant, 4 not
+    // demonstrated (2 no valid test, 1 no test run, 1 no result). Only 1 was judged.
+    let q = rollup(&r.quartiers, Some("q8"), "ftth");
+    assert_eq!((q.accesses, q.buildings), (5, 3));
+    let st = &q.standings;
+    assert_eq!(st.count(report::Standing::Compliant), 1);
+    assert_eq!(st.count(report::Standing::NoValidTest), 2);
+    assert_eq!(st.count(report::Standing::NoTestRun), 1);
+    assert_eq!(st.count(report::Standing::NoResult), 1);
+    assert_eq!(
+        st.accesses.values().sum::<u64>(),
+        5,
+        "every access counted once"
+    );
+    eq(q.compliant_ratio, 1.0);
+    assert_eq!(q.not_valid.summary(), "busy=2;timeout=1;nic_limited=3");
+}
+
 /// Retention deletes raw results; reports keep their figures.
 pub fn retention_deletes_raw_results_but_reports_keep_their_figures(store: &dyn Store) {
     load(store);
