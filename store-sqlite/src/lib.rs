@@ -301,19 +301,29 @@ mod tests {
         assert_eq!(page.results.len(), 1);
         assert_eq!(page.results[0].to_json()["id"], r.id.to_string());
         // The report facts were filled from the stored record.
-        let fact: (Option<f64>, Option<String>, String, String) = s
+        let fact: (Option<f64>, Option<String>, String, String, Option<i64>) = s
             .lock()
             .query_row(
-                "SELECT down_bps, verdict_down, version, flags FROM report_facts f
+                "SELECT down_bps, verdict_down, version, flags, streams FROM report_facts f
                  JOIN report_accesses a ON a.id = f.access_id WHERE a.agent_id = 'a1'",
                 [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
             )
             .expect("fact");
         assert_eq!(fact.0, r.download.as_ref().map(|d| d.ip_rate_bps));
         assert_eq!(fact.1.as_deref(), Some(r.verdict.down.as_str()));
         assert_eq!(fact.2, r.agent.version);
         assert_eq!(fact.3, flags_text(&r.flags));
+        // Migration 7 read the streams the test asked for from the record.
+        assert_eq!(fact.4, Some(i64::from(r.run.streams)));
         // The id stays unique after the move.
         let again = s
             .insert(&delivery("a1"), std::slice::from_ref(&r), Utc::now())

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_report_facts.sql"),
     include_str!("../migrations/0005_revocation.sql"),
     include_str!("../migrations/0006_agent_position.sql"),
+    include_str!("../migrations/0007_report_facts_streams.sql"),
 ];
 
 /// Switches the file to WAL. On a new file, two connections doing this at once

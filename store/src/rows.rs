@@ -49,6 +49,8 @@ pub struct ReportRow {
     pub probes_received: Option<i64>,
     /// `agent.version`.
     pub version: String,
+    /// `run.streams`.
+    pub streams: Option<i64>,
 }
 
 /// Unix nanoseconds of `t` (the far future past what an `i64` holds).
@@ -84,6 +86,7 @@ impl ReportRow {
             probes_sent: idle.map(|l| i64::from(l.sent)),
             probes_received: idle.map(|l| i64::from(l.received)),
             version: r.agent.version.clone(),
+            streams: Some(i64::from(r.run.streams)),
         }
     }
 
@@ -109,6 +112,7 @@ impl ReportRow {
             probes_sent: self.probes_sent,
             probes_received: self.probes_received,
             version: &self.version,
+            streams: self.streams,
             id,
         }
     }

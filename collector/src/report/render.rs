@@ -109,6 +109,7 @@ const SUMMARY_COLUMNS: &[&str] = &[
     "loss_ratio",
     "standing",
     "not_valid",
+    "arcep_tests",
 ];
 
 fn thresholds_cells(t: Option<Thresholds>) -> [String; 3] {
@@ -116,6 +117,11 @@ fn thresholds_cells(t: Option<Thresholds>) -> [String; 3] {
         Some(t) => [num(t.mbps_3), num(t.mbps_8), num(t.mbps_30)],
         None => Default::default(),
     }
+}
+
+/// The single-connection tests behind ARCEP's shares (4G only).
+fn arcep_tests(t: Option<Thresholds>) -> String {
+    t.map(|t| t.tests.to_string()).unwrap_or_default()
 }
 
 fn spread_cells(s: Spread) -> [String; 3] {
@@ -155,6 +161,7 @@ fn summary_csv(report: &Report) -> Vec<u8> {
         row.push(num(a.loss_ratio));
         row.push(a.standing.as_str().to_string());
         row.push(a.not_valid.summary());
+        row.push(arcep_tests(a.arcep_thresholds));
         let _ = w.write_record(&row);
     }
     for (level, rollups) in [("quartier", &report.quartiers), ("scope", &report.total)] {
@@ -197,6 +204,7 @@ fn summary_csv(report: &Report) -> Vec<u8> {
                     .join(";"),
             );
             row.push(r.not_valid.summary());
+            row.push(arcep_tests(r.arcep_thresholds));
             let _ = w.write_record(&row);
         }
     }
@@ -226,6 +234,7 @@ pub const RAW_COLUMNS: &[&str] = &[
     "probes_sent",
     "probes_received",
     "agent_version",
+    "streams",
 ];
 
 struct RawCsv<W: Write> {
@@ -268,6 +277,7 @@ impl<W: Write> ReportSink for RawCsv<W> {
                 &opt_i(f.probes_sent),
                 &opt_i(f.probes_received),
                 f.version,
+                &opt_i(f.streams),
             ])
             .map_err(|e| format!("writing the raw results: {e}"))
     }
@@ -511,7 +521,7 @@ fn rollup_table(rows: &[Rollup]) -> String {
         let c = &r.coverage;
         let th = r
             .arcep_thresholds
-            .map(|t| format!("{} / {} / {}", pct(t.mbps_3), pct(t.mbps_8), pct(t.mbps_30)))
+            .map(arcep_cell)
             .unwrap_or_else(|| "—".into());
         let _ = write!(
             s,
@@ -561,7 +571,7 @@ fn access_table(rows: &[AccessReport]) -> String {
         let why = a.not_valid.summary().replace(';', ", ").replace('=', " ×");
         let th = a
             .arcep_thresholds
-            .map(|t| format!("{} / {} / {}", pct(t.mbps_3), pct(t.mbps_8), pct(t.mbps_30)))
+            .map(arcep_cell)
             .unwrap_or_else(|| "—".into());
         let _ = write!(
             s,
@@ -596,10 +606,25 @@ fn access_table(rows: &[AccessReport]) -> String {
     s
 }
 
+/// ARCEP's shares, or why there are none: they come from single-connection tests.
+fn arcep_cell(t: Thresholds) -> String {
+    if t.tests == 0 {
+        return "no single-connection test".into();
+    }
+    format!(
+        "{} / {} / {} ({} tests)",
+        pct(t.mbps_3),
+        pct(t.mbps_8),
+        pct(t.mbps_30),
+        t.tests
+    )
+}
+
 /// What a "—" in the tables means: said once under each table.
 const DASH_LEGEND: &str = "<p class=\"meta\">—: no figure. A rate, a latency or a share needs at least one \
      valid test (the last column of the access table says why tests were not valid); a target, a share of tests \
-     meeting it and a verdict need a target; 3 / 8 / 30 Mb/s is given for 4G accesses only; \
+     meeting it and a verdict need a target; 3 / 8 / 30 Mb/s is given for 4G accesses only, from their \
+     single-connection tests (as ARCEP measures); \
      \"not valid, why\" shows — when every test that ran was valid.</p>";
 
 fn html(report: &Report) -> String {

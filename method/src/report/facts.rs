@@ -80,6 +80,8 @@ pub struct Fact<'a> {
     pub probes_received: Option<i64>,
     /// `agent.version`.
     pub version: &'a str,
+    /// `run.streams`, the connections the test asked for (`None` when unknown).
+    pub streams: Option<i64>,
     /// The result id, when asked for.
     pub id: Option<&'a str>,
 }

@@ -20,8 +20,8 @@ use sonde_proto::stats::{median, quantile, quantile_sorted};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Version of the report format (the JSON layout and CSV columns). 2: each access's
-/// `standing` and `not_valid` counts, each roll-up's `standings` (CSV: columns
-/// appended at the end).
+/// `standing` and `not_valid` counts, each roll-up's `standings`, ARCEP's shares from
+/// single-connection tests with their count (CSV: columns appended at the end).
 pub const REPORT_FORMAT: u32 = 2;
 /// Peak hours, local time of the site: [19:00, 23:00).
 pub const PEAK_HOURS: (u32, u32) = (19, 23);
@@ -106,9 +106,13 @@ pub struct Coverage {
     pub time_covered_ratio: Option<f64>,
 }
 
-/// Shares of valid 4G tests whose download goodput reached ARCEP's thresholds.
+/// Shares of valid single-connection 4G tests whose download goodput reached ARCEP's
+/// thresholds (ARCEP's campaigns test with one connection).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Thresholds {
+    /// Valid single-connection tests with a download behind the shares; 0 means the
+    /// shares cannot be given (schedule tests with `streams = 1`).
+    pub tests: u64,
     /// ≥ 3 Mb/s.
     pub mbps_3: Option<f64>,
     /// ≥ 8 Mb/s.
@@ -572,7 +576,8 @@ impl Acc {
         if let Some(u) = f.up_bps {
             self.up.push(u);
         }
-        if let Some(g) = f.down_goodput_bps {
+        // ARCEP's shares: single-connection tests only, as ARCEP measures.
+        if let Some(g) = f.down_goodput_bps.filter(|_| f.streams == Some(1)) {
             self.counts.with_goodput += 1;
             for (n, th) in self.counts.thresholds.iter_mut().zip(ARCEP_THRESHOLDS_BPS) {
                 if g >= th {
@@ -793,6 +798,7 @@ impl<'r> Builder<'r> {
 
 fn thresholds(c: &Counts) -> Thresholds {
     Thresholds {
+        tests: c.with_goodput,
         mbps_3: ratio(c.thresholds[0], c.with_goodput),
         mbps_8: ratio(c.thresholds[1], c.with_goodput),
         mbps_30: ratio(c.thresholds[2], c.with_goodput),

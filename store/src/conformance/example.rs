@@ -195,8 +195,12 @@ pub fn load(s: &dyn Store) {
             }),
         ],
     );
-    // a2: q1/b2, 4G every 6 h, agent 0.2.0.
-    let lte = |spec| record(AccessKind::FourG, "mobile", 21_600.0, "0.2.0", spec);
+    // a2: q1/b2, 4G every 6 h, agent 0.2.0, one connection per test (as ARCEP).
+    let lte = |spec| {
+        let mut r = record(AccessKind::FourG, "mobile", 21_600.0, "0.2.0", spec);
+        r.run.streams = 1;
+        r
+    };
     put(
         s,
         "a2",

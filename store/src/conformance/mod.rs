@@ -92,6 +92,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             report::nothing_disappears_from_a_headline,
         ),
         (
+            "arcep_shares_count_single_connection_tests_only",
+            report::arcep_shares_count_single_connection_tests_only,
+        ),
+        (
             "retention_deletes_raw_results_but_reports_keep_their_figures",
             report::retention_deletes_raw_results_but_reports_keep_their_figures,
         ),
@@ -151,6 +155,7 @@ impl ReportSink for Rows {
             probes_sent: f.probes_sent,
             probes_received: f.probes_received,
             version: f.version.into(),
+            streams: f.streams,
         };
         self.facts.push((row, f.id.map(str::to_string)));
         Ok(())

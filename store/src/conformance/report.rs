@@ -83,6 +83,7 @@ pub fn every_figure_of_the_worked_example(store: &dyn Store) {
     assert_eq!(b.compliant, Some(false));
     // Goodputs 152, 19, 4.75, 147 Mb/s against 3, 8 and 30 Mb/s.
     let t = b.arcep_thresholds.expect("4G thresholds");
+    assert_eq!(t.tests, 4, "all four are single-connection tests");
     eq(t.mbps_3, 1.0);
     eq(t.mbps_8, 0.75);
     eq(t.mbps_30, 0.5);
@@ -398,6 +399,47 @@ pub fn nothing_disappears_from_a_headline(s: &dyn Store) {
     );
     eq(q.compliant_ratio, 1.0);
     assert_eq!(q.not_valid.summary(), "busy=2;timeout=1;nic_limited=3");
+}
+
+/// ARCEP's 3/8/30 Mb/s shares come from single-connection tests only, as ARCEP's
+/// campaigns measure; a 4G access without such a test has no shares, and says so.
+pub fn arcep_shares_count_single_connection_tests_only(s: &dyn Store) {
+    let lte = |streams: u32, h: u32, goodput: f64| {
+        let mut r = record(
+            AccessKind::FourG,
+            "mobile",
+            3600.0,
+            "0.1.0",
+            Spec {
+                goodput: Some(goodput),
+                ..ok((2026, 11, 2, h, 0), goodput * 1.05, None, true)
+            },
+        );
+        r.run.streams = streams;
+        r
+    };
+    // a13: one single-connection test at 5 Mb/s, two 8-stream ones at 2 and 50 Mb/s.
+    put(
+        s,
+        "a13",
+        "q9",
+        "b11",
+        vec![lte(1, 10, 5e6), lte(8, 11, 2e6), lte(8, 12, 50e6)],
+    );
+    // a14: 8-stream tests only.
+    put(s, "a14", "q9", "b12", vec![lte(8, 10, 50e6)]);
+    let r = build(s, &request("2026-11-02", "2026-11-02", None, None));
+    let t = access(&r, "a13").arcep_thresholds.expect("4G");
+    assert_eq!(t.tests, 1);
+    // Counting every test would give 2/3, 1/3 and 1/3.
+    eq(t.mbps_3, 1.0);
+    eq(t.mbps_8, 0.0);
+    eq(t.mbps_30, 0.0);
+    let t = access(&r, "a14").arcep_thresholds.expect("4G");
+    assert_eq!((t.tests, t.mbps_3, t.mbps_30), (0, None, None));
+    // The quartier pools its single-connection tests: one.
+    let q = rollup(&r.quartiers, Some("q9"), "4g");
+    assert_eq!(q.arcep_thresholds.expect("4G").tests, 1);
 }
 
 /// Retention deletes raw results; reports keep their figures.
