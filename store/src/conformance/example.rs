@@ -115,6 +115,19 @@ pub fn record(
     r
 }
 
+/// An hourly 4G result started at the UTC instant `utc`, downloading `down` bit/s.
+pub fn mobile_at(utc: DateTime<Utc>, down: f64) -> ResultRecord {
+    let mut r = record(
+        AccessKind::FourG,
+        "mobile",
+        3600.0,
+        "0.1.0",
+        ok((2026, 1, 1, 0, 0), down, None, true),
+    );
+    r.run.started_at = utc;
+    r
+}
+
 /// Stores `records` as delivered by `agent` of `q`/`b`.
 pub fn put(store: &dyn Store, agent: &str, q: &str, b: &str, records: Vec<ResultRecord>) {
     let d = Delivery {

@@ -3,7 +3,7 @@
 
 use super::example::*;
 use crate::Store;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use chrono_tz::Europe::Paris;
 use sonde_method::report;
 use sonde_proto::AccessKind;
@@ -176,17 +176,6 @@ pub fn an_empty_period_or_scope_is_a_report_saying_no_data(store: &dyn Store) {
 /// Peak hours follow Paris time across both daylight-saving changes; local days have
 /// 23 and 25 hours.
 pub fn peak_hours_follow_paris_time_across_both_daylight_saving_changes(s: &dyn Store) {
-    let spec = |utc: DateTime<Utc>, down: f64| {
-        let mut r = record(
-            AccessKind::FourG,
-            "mobile",
-            3600.0,
-            "0.1.0",
-            ok((2026, 1, 1, 0, 0), down, None, true),
-        );
-        r.run.started_at = utc;
-        r
-    };
     let utc = |m, d, h, min| {
         Utc.with_ymd_and_hms(2026, m, d, h, min, 0)
             .single()
@@ -199,13 +188,13 @@ pub fn peak_hours_follow_paris_time_across_both_daylight_saving_changes(s: &dyn 
         "b4",
         vec![
             // 17:30 UTC is 18:30 in Paris on 28 March (UTC+1): not peak.
-            spec(utc(3, 28, 17, 30), 10e6),
+            mobile_at(utc(3, 28, 17, 30), 10e6),
             // The same 17:30 UTC is 19:30 on 29 March (UTC+2, summer time): peak.
-            spec(utc(3, 29, 17, 30), 100e6),
+            mobile_at(utc(3, 29, 17, 30), 100e6),
             // 21:30 UTC is 23:30 on 24 October (UTC+2): not peak.
-            spec(utc(10, 24, 21, 30), 20e6),
+            mobile_at(utc(10, 24, 21, 30), 20e6),
             // The same 21:30 UTC is 22:30 on 25 October (UTC+1, winter time): peak.
-            spec(utc(10, 25, 21, 30), 200e6),
+            mobile_at(utc(10, 25, 21, 30), 200e6),
         ],
     );
     let r = build(s, &request("2026-03-28", "2026-10-25", None, None));
@@ -222,17 +211,6 @@ pub fn peak_hours_follow_paris_time_across_both_daylight_saving_changes(s: &dyn 
 /// Peak hours are read per result, in zones whose offset is not whole hours: in
 /// Asia/Kolkata (UTC+5:30) 13:15 UTC is 18:45 and 13:45 UTC is 19:15, one UTC hour.
 pub fn peak_hours_are_read_per_result_in_half_hour_zones(s: &dyn Store) {
-    let spec = |utc: DateTime<Utc>, down: f64| {
-        let mut r = record(
-            AccessKind::FourG,
-            "mobile",
-            3600.0,
-            "0.1.0",
-            ok((2026, 11, 2, 12, 0), down, None, true),
-        );
-        r.run.started_at = utc;
-        r
-    };
     let utc = |h, min| {
         Utc.with_ymd_and_hms(2026, 11, 2, h, min, 0)
             .single()
@@ -244,10 +222,10 @@ pub fn peak_hours_are_read_per_result_in_half_hour_zones(s: &dyn Store) {
         "q5",
         "b5",
         vec![
-            spec(utc(13, 15), 10e6),
-            spec(utc(13, 45), 100e6),
+            mobile_at(utc(13, 15), 10e6),
+            mobile_at(utc(13, 45), 100e6),
             // 17:45 UTC is 23:15 in Kolkata: past the peak.
-            spec(utc(17, 45), 20e6),
+            mobile_at(utc(17, 45), 20e6),
         ],
     );
     let kolkata = chrono_tz::Asia::Kolkata;
