@@ -99,7 +99,7 @@ pub const PROFILES: [&str; 6] = [
 ];
 
 /// Gigabit profiles with a real round-trip time, shaped by the emulator itself; run by
-/// `sonde-netlab accuracy --profile NAME`, not by default (docs/METHODOLOGY.md §6).
+/// `sonde-netlab accuracy` after the default ones (docs/METHODOLOGY.md §6.1).
 pub const FAR_PROFILES: [&str; 3] = ["ftth-1g-20ms", "ftth-1g-40ms", "ftth-2g5-5ms"];
 
 /// Profiles for measuring netlab itself, not benchmarked.
