@@ -242,7 +242,9 @@ impl Gate {
                 .slots
                 .iter()
                 .filter(|(_, s)| s.activity.in_flight.load(Ordering::Relaxed) == 0)
-                .min_by_key(|(_, s)| s.activity.last.load(Ordering::Relaxed))
+                // Silent as long (activity is kept to the millisecond): the one held
+                // longest goes, whatever order the map keeps.
+                .min_by_key(|(id, s)| (s.activity.last.load(Ordering::Relaxed), **id))
                 .map(|(id, _)| *id);
             // Its slot is freed now, not when its task gets round to closing: a burst
             // of newcomers cuts as many connections, never one twice.
@@ -359,6 +361,27 @@ mod tests {
         drop(a1);
         assert!(gate.admit(A).is_ok());
         assert_eq!(gate.cuts()[0], (Cut::Address, 1));
+    }
+
+    #[test]
+    fn among_connections_silent_as_long_the_one_held_longest_is_cut() {
+        // Twenty idle connections whose last byte moved in the same millisecond.
+        let gate = Gate::new(Limits {
+            total: 20,
+            per_address: 20,
+        });
+        let held: Vec<Ticket> = (0..20).map(|_| gate.admit(A).expect("room")).collect();
+        for t in &held {
+            t.activity.last.store(7, Ordering::Relaxed);
+        }
+        let _newcomer = gate.admit(B).expect("room is made");
+        let cut: Vec<usize> = held
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| futures_util::FutureExt::now_or_never(t.cut.notified()).is_some())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(cut, vec![0], "the first admitted goes");
     }
 
     #[test]
