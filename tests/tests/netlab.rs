@@ -30,6 +30,13 @@ fn probe(t: &Topology, args: &[&str]) -> ResultRecord {
     ResultRecord::from_json(run.stdout().trim().as_bytes()).expect("one record")
 }
 
+/// The tests that measure (a rate, a latency, a loss ratio) run one at a time: a
+/// gigabit transfer and its emulator beside them take the CPU they measure with.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static LINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn ours(id: &str) -> Vec<String> {
     list_namespaces()
         .into_iter()
@@ -40,6 +47,7 @@ fn ours(id: &str) -> Vec<String> {
 #[test]
 #[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
 fn shaped_100_mbit_link_is_measured_within_10_percent_both_ways() {
+    let _alone = alone();
     let link = LinkSpec::shaped(100_000_000, 100_000_000);
     let ceiling = link.ceiling_bps(true).expect("shaped");
     let (t, url) = topo(vec![link]);
@@ -58,6 +66,7 @@ fn shaped_100_mbit_link_is_measured_within_10_percent_both_ways() {
 #[test]
 #[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
 fn forty_ms_profile_has_forty_ms_idle_latency() {
+    let _alone = alone();
     let link = sonde_netlab::builtin("4g-150", None).expect("profile");
     let (t, url) = topo(vec![link]);
     let r = probe(
@@ -83,6 +92,7 @@ fn forty_ms_profile_has_forty_ms_idle_latency() {
     ignore = "needs root (network namespaces) and ethtool (Debian package ethtool)"
 )]
 fn gigabit_forty_ms_profile_keeps_its_round_trip_and_its_rate() {
+    let _alone = alone();
     // Rate, queue and delay all in the emulator, which moves GSO super-packets: the
     // round trip stays 40 ms, and no second carries more than the rate allows.
     let link = sonde_netlab::builtin("ftth-1g-40ms", None).expect("profile");
@@ -114,6 +124,7 @@ fn gigabit_forty_ms_profile_keeps_its_round_trip_and_its_rate() {
 #[test]
 #[cfg_attr(not(sonde_root), ignore = "needs root: builds network namespaces")]
 fn two_percent_loss_is_seen_within_binomial_bounds() {
+    let _alone = alone();
     // 2 % loss towards the agent only, so a round trip is lost with p = 0.02.
     let link = LinkSpec {
         down: PathSpec {
