@@ -132,83 +132,93 @@ fn summary_csv(report: &Report) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(SUMMARY_COLUMNS);
     for a in &report.accesses {
-        let c = &a.coverage;
-        let mut row = vec![
-            "access".to_string(),
-            a.quartier.clone(),
-            a.building.clone(),
-            a.agent.clone(),
-            a.access.clone(),
-            a.kind.clone(),
-            "1".into(),
-            "1".into(),
-            c.scheduled.to_string(),
-            c.run.to_string(),
-            c.valid.to_string(),
-            num(c.time_covered_ratio),
-        ];
-        row.extend(spread_cells(a.download_bps));
-        row.extend(spread_cells(a.upload_bps));
-        row.push(num(a.target_down_bps));
-        row.push(num(a.target_met_ratio));
-        row.push(a.compliant.map(|b| b.to_string()).unwrap_or_default());
-        row.extend(thresholds_cells(a.arcep_thresholds));
-        row.push(num(a.peak_download_median_bps));
-        row.push(num(a.consistent_80_80_bps));
-        row.push(num(a.consistent_80_80_ratio));
-        row.push(num(a.idle_latency_median_s));
-        row.push(num(a.loaded_latency_median_s));
-        row.push(num(a.loss_ratio));
-        row.push(a.standing.as_str().to_string());
-        row.push(a.not_valid.summary());
-        row.push(arcep_tests(a.arcep_thresholds));
-        let _ = w.write_record(&row);
+        let _ = w.write_record(access_row(a));
     }
     for (level, rollups) in [("quartier", &report.quartiers), ("scope", &report.total)] {
         for r in rollups {
-            let c = &r.coverage;
-            let mut row = vec![
-                level.to_string(),
-                r.quartier.clone().unwrap_or_default(),
-                String::new(),
-                String::new(),
-                String::new(),
-                r.kind.clone(),
-                r.accesses.to_string(),
-                r.buildings.to_string(),
-                c.scheduled.to_string(),
-                c.run.to_string(),
-                c.valid.to_string(),
-                num(c.time_covered_ratio),
-            ];
-            // Roll-ups: the spread of the accesses' medians.
-            row.extend(spread_cells(r.download_median_bps));
-            row.extend(spread_cells(r.upload_median_bps));
-            row.push(String::new());
-            row.push(num(r.target_met_ratio));
-            row.push(num(r.compliant_ratio));
-            row.extend(thresholds_cells(r.arcep_thresholds));
-            row.push(num(r.peak_download_median_bps));
-            row.push(num(r.consistent_80_80_bps));
-            row.push(String::new());
-            row.push(num(r.idle_latency_median_s));
-            row.push(num(r.loaded_latency_median_s));
-            row.push(num(r.loss_ratio));
-            // Roll-ups: accesses per standing, `standing=n;…`.
-            row.push(
-                r.standings
-                    .accesses
-                    .iter()
-                    .map(|(k, n)| format!("{k}={n}"))
-                    .collect::<Vec<_>>()
-                    .join(";"),
-            );
-            row.push(r.not_valid.summary());
-            row.push(arcep_tests(r.arcep_thresholds));
-            let _ = w.write_record(&row);
+            let _ = w.write_record(rollup_row(level, r));
         }
     }
     w.into_inner().unwrap_or_default()
+}
+
+/// One access's row of the summary CSV ([`SUMMARY_COLUMNS`]).
+fn access_row(a: &AccessReport) -> Vec<String> {
+    let c = &a.coverage;
+    let mut row = vec![
+        "access".to_string(),
+        a.quartier.clone(),
+        a.building.clone(),
+        a.agent.clone(),
+        a.access.clone(),
+        a.kind.clone(),
+        "1".into(),
+        "1".into(),
+        c.scheduled.to_string(),
+        c.run.to_string(),
+        c.valid.to_string(),
+        num(c.time_covered_ratio),
+    ];
+    row.extend(spread_cells(a.download_bps));
+    row.extend(spread_cells(a.upload_bps));
+    row.push(num(a.target_down_bps));
+    row.push(num(a.target_met_ratio));
+    row.push(a.compliant.map(|b| b.to_string()).unwrap_or_default());
+    row.extend(thresholds_cells(a.arcep_thresholds));
+    row.push(num(a.peak_download_median_bps));
+    row.push(num(a.consistent_80_80_bps));
+    row.push(num(a.consistent_80_80_ratio));
+    row.push(num(a.idle_latency_median_s));
+    row.push(num(a.loaded_latency_median_s));
+    row.push(num(a.loss_ratio));
+    row.push(a.standing.as_str().to_string());
+    row.push(a.not_valid.summary());
+    row.push(arcep_tests(a.arcep_thresholds));
+    row
+}
+
+/// One roll-up's row of the summary CSV: `level` is `quartier` or `scope`.
+fn rollup_row(level: &str, r: &Rollup) -> Vec<String> {
+    let c = &r.coverage;
+    let mut row = vec![
+        level.to_string(),
+        r.quartier.clone().unwrap_or_default(),
+        String::new(),
+        String::new(),
+        String::new(),
+        r.kind.clone(),
+        r.accesses.to_string(),
+        r.buildings.to_string(),
+        c.scheduled.to_string(),
+        c.run.to_string(),
+        c.valid.to_string(),
+        num(c.time_covered_ratio),
+    ];
+    // Roll-ups: the spread of the accesses' medians.
+    row.extend(spread_cells(r.download_median_bps));
+    row.extend(spread_cells(r.upload_median_bps));
+    row.push(String::new());
+    row.push(num(r.target_met_ratio));
+    row.push(num(r.compliant_ratio));
+    row.extend(thresholds_cells(r.arcep_thresholds));
+    row.push(num(r.peak_download_median_bps));
+    row.push(num(r.consistent_80_80_bps));
+    row.push(String::new());
+    row.push(num(r.idle_latency_median_s));
+    row.push(num(r.loaded_latency_median_s));
+    row.push(num(r.loss_ratio));
+    // Roll-ups: accesses per standing, `standing=n;…`.
+    row.push(
+        r.standings
+            .accesses
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect::<Vec<_>>()
+            .join(";"),
+    );
+    row.push(r.not_valid.summary());
+    row.push(arcep_tests(r.arcep_thresholds));
+    row
 }
 
 /// Columns of the raw results file.
@@ -674,6 +684,53 @@ fn html(report: &Report) -> String {
     s
 }
 
+/// The headline card of one access kind: every access counted, by standing.
+fn kind_card(s: &mut String, r: &Rollup) {
+    let st = &r.standings;
+    let compliant = st.count(Standing::Compliant);
+    let not_demonstrated: Vec<String> = [
+        Standing::NoValidTest,
+        Standing::NoTestRun,
+        Standing::NoResult,
+    ]
+    .into_iter()
+    .filter(|x| st.count(*x) > 0)
+    .map(|x| format!("{} {}", st.count(x), x.label()))
+    .collect();
+    let nd: u64 = [
+        Standing::NoValidTest,
+        Standing::NoTestRun,
+        Standing::NoResult,
+    ]
+    .into_iter()
+    .map(|x| st.count(x))
+    .sum();
+    let _ = write!(
+        s,
+        "<div class=\"card\"><div>{kind}</div><b>{compliant} of {n}</b> accesses reach their target (median), \
+         {below} below it, {nd} not demonstrated{nd_why}, {nt} without a target; in {b} building{bs}<br>\
+         {met} of valid tests meet it · median of accesses {median}<br>\
+         coverage: {run} of {scheduled} scheduled tests run, {valid} valid, {covered} of the time covered</div>",
+        kind = kind_name(&r.kind),
+        n = r.accesses,
+        below = st.count(Standing::NotCompliant),
+        nd_why = if not_demonstrated.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", not_demonstrated.join(", "))
+        },
+        nt = st.count(Standing::NoTarget),
+        b = r.buildings,
+        bs = if r.buildings == 1 { "" } else { "s" },
+        met = pct(r.target_met_ratio),
+        median = rate(r.download_median_bps.median),
+        run = r.coverage.run,
+        scheduled = r.coverage.scheduled,
+        valid = r.coverage.valid,
+        covered = pct(r.coverage.time_covered_ratio),
+    );
+}
+
 /// The summary: no data said as such, a card per kind, what the data held.
 fn summary(report: &Report) -> String {
     let mut s = String::new();
@@ -693,49 +750,7 @@ fn summary(report: &Report) -> String {
     }
     s.push_str("<div class=\"cards\">");
     for r in &report.total {
-        let st = &r.standings;
-        let compliant = st.count(Standing::Compliant);
-        let not_demonstrated: Vec<String> = [
-            Standing::NoValidTest,
-            Standing::NoTestRun,
-            Standing::NoResult,
-        ]
-        .into_iter()
-        .filter(|x| st.count(*x) > 0)
-        .map(|x| format!("{} {}", st.count(x), x.label()))
-        .collect();
-        let nd: u64 = [
-            Standing::NoValidTest,
-            Standing::NoTestRun,
-            Standing::NoResult,
-        ]
-        .into_iter()
-        .map(|x| st.count(x))
-        .sum();
-        let _ = write!(
-            s,
-            "<div class=\"card\"><div>{kind}</div><b>{compliant} of {n}</b> accesses reach their target (median), \
-             {below} below it, {nd} not demonstrated{nd_why}, {nt} without a target; in {b} building{bs}<br>\
-             {met} of valid tests meet it · median of accesses {median}<br>\
-             coverage: {run} of {scheduled} scheduled tests run, {valid} valid, {covered} of the time covered</div>",
-            kind = kind_name(&r.kind),
-            n = r.accesses,
-            below = st.count(Standing::NotCompliant),
-            nd_why = if not_demonstrated.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", not_demonstrated.join(", "))
-            },
-            nt = st.count(Standing::NoTarget),
-            b = r.buildings,
-            bs = if r.buildings == 1 { "" } else { "s" },
-            met = pct(r.target_met_ratio),
-            median = rate(r.download_median_bps.median),
-            run = r.coverage.run,
-            scheduled = r.coverage.scheduled,
-            valid = r.coverage.valid,
-            covered = pct(r.coverage.time_covered_ratio),
-        );
+        kind_card(&mut s, r);
     }
     s.push_str("</div>");
     let d = &report.data;
