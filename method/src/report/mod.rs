@@ -13,7 +13,7 @@ mod facts;
 pub use facts::{Fact, ReportScope, ReportSink, ScheduledAccess};
 
 use crate::verdict::TOLERANCE;
-use chrono::{DateTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use sonde_proto::stats::{median, quantile, quantile_sorted};
@@ -457,43 +457,14 @@ pub struct Builder<'r> {
     done: Vec<AccessReport>,
     data: DataSummary,
     versions: BTreeSet<String>,
-    hours: LocalHours,
 }
 
-/// Whether `t` falls in peak hours, local time in `tz` (§7.1): the definition the
-/// report's results file prints and [`LocalHours`] computes faster.
+/// Whether `t` falls in peak hours, local time in `tz` (§7.1), read for each result
+/// (the zone's offset at that instant, so +5:30 zones change hour at :30 UTC): the
+/// figures and the results file both use it.
 pub fn is_peak_hour(tz: Tz, t: DateTime<Utc>) -> bool {
     let hour = tz.from_utc_datetime(&t.naive_utc()).hour();
     (PEAK_HOURS.0..PEAK_HOURS.1).contains(&hour)
-}
-
-/// Local hour of UTC instants, computed for each instant: the zone's offset is looked
-/// up again whenever the UTC quarter-hour changes (every offset in use is a multiple of
-/// 15 minutes and changes on a quarter-hour), then applied to the instant itself, so
-/// zones like Asia/Kolkata (+5:30) change hour at :30 UTC as they should.
-#[derive(Debug, Default)]
-struct LocalHours {
-    quarter: Option<i64>,
-    offset_ns: i64,
-}
-
-impl LocalHours {
-    const QUARTER_NS: i64 = 900_000_000_000;
-    const HOUR_NS: i64 = 3_600_000_000_000;
-
-    fn is_peak(&mut self, tz: Tz, ns: i64) -> bool {
-        let quarter = ns.div_euclid(Self::QUARTER_NS);
-        if self.quarter != Some(quarter) {
-            let t = DateTime::from_timestamp_nanos(ns);
-            let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
-            self.offset_ns = i64::from(offset.local_minus_utc()) * 1_000_000_000;
-            self.quarter = Some(quarter);
-        }
-        let hour = (ns + self.offset_ns)
-            .div_euclid(Self::HOUR_NS)
-            .rem_euclid(24) as u32;
-        (PEAK_HOURS.0..PEAK_HOURS.1).contains(&hour)
-    }
 }
 
 impl ReportSink for Builder<'_> {
@@ -515,7 +486,7 @@ impl ReportSink for Builder<'_> {
         }
         let tz = self.request.time_zone;
         let start = self.span_start(self.current.as_ref().and_then(|c| c.schedule.as_ref()));
-        let peak = self.hours.is_peak(tz, f.started_at_ns);
+        let peak = is_peak_hour(tz, t);
         let Some(c) = self.current.as_mut() else {
             return Ok(());
         };
@@ -644,7 +615,6 @@ impl<'r> Builder<'r> {
             done: Vec::new(),
             data: DataSummary::default(),
             versions: BTreeSet::new(),
-            hours: LocalHours::default(),
         }
     }
 
@@ -867,35 +837,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn local_hours_agree_with_the_zone_minute_by_minute_across_offset_changes() {
-        // Half-hour and 45-minute zones, and daylight-saving changes in each: Paris
-        // (29 Mar, 25 Oct), Lord Howe (+10:30/+11, 5 Apr, 4 Oct), St John's (−3:30,
-        // 1 Nov), Kolkata (+5:30), Marquesas (−9:30), Chatham (+12:45/+13:45, 5 Apr).
-        let zones = [
-            chrono_tz::Europe::Paris,
-            chrono_tz::Australia::Lord_Howe,
-            chrono_tz::America::St_Johns,
-            chrono_tz::Asia::Kolkata,
-            chrono_tz::Pacific::Marquesas,
-            chrono_tz::Pacific::Chatham,
+    fn peak_hours_start_at_19_local_in_zones_off_the_whole_hour() {
+        let utc = |h, min| {
+            Utc.with_ymd_and_hms(2026, 11, 2, h, min, 0)
+                .single()
+                .expect("time")
+        };
+        // (zone, UTC instant of 19:00 local on 2 November 2026)
+        let cases = [
+            (chrono_tz::Asia::Kolkata, utc(13, 30)),      // +5:30
+            (chrono_tz::Pacific::Marquesas, utc(4, 30)),  // −9:30, the next UTC day
+            (chrono_tz::Pacific::Chatham, utc(5, 15)),    // +13:45, summer time
+            (chrono_tz::Australia::Lord_Howe, utc(8, 0)), // +11, summer time
+            (chrono_tz::America::St_Johns, utc(22, 30)),  // −3:30, winter time
+            (chrono_tz::Europe::Paris, utc(18, 0)),       // +1
         ];
-        let spans = [((2026, 3, 27), 12), ((2026, 10, 2), 32)];
-        for tz in zones {
-            let mut hours = LocalHours::default();
-            for ((y, m, d), days) in spans {
-                let start = Utc
-                    .with_ymd_and_hms(y, m, d, 0, 0, 7)
-                    .single()
-                    .expect("time");
-                for minute in 0..days * 24 * 60 {
-                    let t = start + chrono::Duration::minutes(minute);
-                    assert_eq!(
-                        hours.is_peak(tz, nanos(t)),
-                        is_peak_hour(tz, t),
-                        "{tz} at {t}"
-                    );
-                }
-            }
+        for (tz, seven_pm) in cases {
+            let minute = chrono::Duration::minutes(1);
+            assert!(!is_peak_hour(tz, seven_pm - minute), "{tz} 18:59");
+            assert!(is_peak_hour(tz, seven_pm), "{tz} 19:00");
+            let eleven_pm = seven_pm + chrono::Duration::hours(4);
+            assert!(is_peak_hour(tz, eleven_pm - minute), "{tz} 22:59");
+            assert!(!is_peak_hour(tz, eleven_pm), "{tz} 23:00");
         }
     }
 }
