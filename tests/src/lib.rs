@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 
 pub use sonde_netlab::topology::{children_cpu_seconds, cpu_seconds, is_root};
 
+/// A guard that makes the tests of one test binary which measure (a rate, a latency, a
+/// loss ratio) run one at a time: a transfer beside them takes the CPU they measure with
+/// (CI once saw iperf3 read 8 % low at 1 Gb/s while an unshaped loopback test ran).
+pub fn measuring_alone() -> std::sync::MutexGuard<'static, ()> {
+    static LINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Path of a workspace binary, next to the test executable's target directory.
 ///
 /// `cargo test` builds the binaries of the package under test only: build the

@@ -8,13 +8,8 @@ use sonde_e2e::{bin, prefixed, Iperf3Server};
 use sonde_proto::{Direction, Engine, FailureReason, Outcome, ResultRecord};
 use std::time::Duration;
 
-/// The tests of this file that move traffic run one at a time: an unshaped loopback
-/// test beside an accuracy test takes the CPU both tools measure with (CI once saw
-/// iperf3 read 8 % low at 1 Gb/s while the other tests ran).
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    static LINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LINE.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The tests of this file that move traffic run one at a time.
+use sonde_e2e::measuring_alone as alone;
 
 /// `sonde-agent probe --json`, run through `prefix` (e.g. `ip netns exec NS`).
 fn probe(prefix: &[&str], args: &[&str]) -> (i32, ResultRecord, String) {

@@ -30,12 +30,8 @@ fn probe(t: &Topology, args: &[&str]) -> ResultRecord {
     ResultRecord::from_json(run.stdout().trim().as_bytes()).expect("one record")
 }
 
-/// The tests that measure (a rate, a latency, a loss ratio) run one at a time: a
-/// gigabit transfer and its emulator beside them take the CPU they measure with.
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    static LINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LINE.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The tests of this file that move traffic run one at a time.
+use sonde_e2e::measuring_alone as alone;
 
 fn ours(id: &str) -> Vec<String> {
     list_namespaces()
