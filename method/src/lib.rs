@@ -2,6 +2,7 @@
 //! agent and the collector. Every function takes time as an argument: no clock, no
 //! I/O, no runtime, so each rule is tested on virtual time.
 //!
+//! - [`access`]: what an access to probe must be, in `agent.toml` and in plans;
 //! - [`sampler`]: 100 ms sampling, warm-up trimming and the stop rule (§1);
 //! - [`latency`]: a UDP echo train's figures (§2);
 //! - [`verdict`]: the IP-layer rate against the target, with its one tolerance (§3);
@@ -10,6 +11,7 @@
 //! - [`report`]: compliance report figures from stored results (§7).
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod budget;
 pub mod latency;
 pub mod report;

@@ -11,6 +11,7 @@
 pub mod echo;
 pub mod metrics;
 pub mod names;
+pub mod plan;
 pub mod responder;
 pub mod result;
 pub mod stats;

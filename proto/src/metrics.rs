@@ -161,6 +161,16 @@ pub const MISSED_RUNS: Metric = counter(
     "sonde_agent_missed_runs_total",
     "Scheduled runs the agent could not make.",
 );
+/// Runs a plan's suppression window covered.
+pub const SUPPRESSED_RUNS: Metric = counter(
+    "sonde_agent_suppressed_runs_total",
+    "Scheduled runs not made because a suppression window of the agent's plan covered them (maintenance, works); not missed.",
+);
+/// The plan an agent runs.
+pub const PLAN_VERSION: Metric = gauge(
+    "sonde_agent_plan_version",
+    "Version of the plan the agent runs, as its last health said (0: its own agent.toml).",
+);
 /// Failed measurements by reason.
 pub const FAILURES: Metric = counter(
     "sonde_agent_failures_total",
@@ -280,6 +290,16 @@ pub const COLLECTOR_FUTURE_DATED: Metric = counter(
     "sonde_collector_results_future_dated_total",
     "Results that started more than 10 minutes after they arrived (a box's wrong clock); stored, and flagged future_dated by the API.",
 );
+/// The plan in force.
+pub const COLLECTOR_PLAN_VERSION: Metric = gauge(
+    "sonde_collector_plan_version",
+    "Version of the plan in force, pushed to the agents (0: none applied).",
+);
+/// Plan frames sent.
+pub const COLLECTOR_PLANS_PUSHED: Metric = counter(
+    "sonde_collector_plans_pushed_total",
+    "Plans pushed to agents (on connect and on change).",
+);
 /// HTTP connections the collector refused or cut.
 pub const COLLECTOR_HTTP_REFUSED: Metric = counter(
     "sonde_collector_http_refused_total",
@@ -331,6 +351,10 @@ pub const ALL: &[Metric] = &[
     COLLECTOR_CONNECTIONS,
     COLLECTOR_HTTP_REFUSED,
     COLLECTOR_FUTURE_DATED,
+    SUPPRESSED_RUNS,
+    PLAN_VERSION,
+    COLLECTOR_PLAN_VERSION,
+    COLLECTOR_PLANS_PUSHED,
 ];
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub enum Kind {
     Enroll = 4,
     /// Collector → agent: the signed certificate and the CA to pin.
     Enrolled = 5,
+    /// Collector → agent, unasked: the plan in force for the agent's building.
+    Plan = 6,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
             3 => Some(Kind::Reject),
             4 => Some(Kind::Enroll),
             5 => Some(Kind::Enrolled),
+            6 => Some(Kind::Plan),
             _ => None,
         }
     }
@@ -107,6 +110,9 @@ pub struct Health {
     /// Results held in memory because the spool could not take them.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub held_results: u64,
+    /// The plan the agent runs, its capabilities and its per-schedule counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Box<crate::plan::PlanState>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -292,6 +298,8 @@ pub enum Message {
     Enroll(Enroll),
     /// See [`Enrolled`].
     Enrolled(Enrolled),
+    /// See [`AgentPlan`](crate::plan::AgentPlan).
+    Plan(crate::plan::AgentPlan),
     /// A frame of a kind this side does not know (from a newer version): its payload
     /// is skipped; the caller counts it and reads on.
     Unknown {
@@ -350,6 +358,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
         Message::Reject(m) => (Kind::Reject as u8, serde_json::to_vec(m)),
         Message::Enroll(m) => (Kind::Enroll as u8, serde_json::to_vec(m)),
         Message::Enrolled(m) => (Kind::Enrolled as u8, serde_json::to_vec(m)),
+        Message::Plan(m) => (Kind::Plan as u8, serde_json::to_vec(m)),
         Message::Unknown { kind, .. } => (*kind, Ok(Vec::new())),
     };
     // These types hold only strings, numbers and string-keyed maps: they always encode.
@@ -456,6 +465,7 @@ impl FrameDecoder {
             Kind::Reject => Message::Reject(serde_json::from_slice(payload).map_err(json)?),
             Kind::Enroll => Message::Enroll(serde_json::from_slice(payload).map_err(json)?),
             Kind::Enrolled => Message::Enrolled(serde_json::from_slice(payload).map_err(json)?),
+            Kind::Plan => Message::Plan(serde_json::from_slice(payload).map_err(json)?),
         };
         self.buf.drain(..HEADER_LEN + len);
         Ok(Some(message))

@@ -24,8 +24,8 @@ use rusqlite::Connection;
 use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
-    ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery, ResultReader, ResultWriter,
-    Site, StoreError,
+    PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
+    ResultReader, ResultWriter, Site, StoreError,
 };
 use std::path::Path;
 use std::sync::Mutex;
@@ -148,6 +148,24 @@ impl Enrolments for SqliteStore {
 
     fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         Ok(read::revoked(&*self.reader()?)?)
+    }
+}
+
+impl Plans for SqliteStore {
+    fn apply_plan(&self, document: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(write::apply_plan(&self.lock(), document, at)?)
+    }
+
+    fn plan_version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(read::plan_version(&*self.reader()?)?)
+    }
+
+    fn plan(&self, version: u64) -> Result<Option<PlanVersion>, StoreError> {
+        Ok(read::plan(&*self.reader()?, version)?)
+    }
+
+    fn plans(&self) -> Result<Vec<PlanVersion>, StoreError> {
+        Ok(read::plans(&*self.reader()?)?)
     }
 }
 

@@ -204,3 +204,36 @@ pub fn revoked(conn: &Connection) -> Result<Vec<(String, chrono::DateTime<chrono
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, from_ns(r.get(1)?))))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
+
+/// See `sonde_store::Plans::plan_version`.
+pub fn plan_version(conn: &Connection) -> Result<Option<u64>, Error> {
+    let v: Option<i64> = conn.query_row("SELECT MAX(version) FROM plans", [], |r| r.get(0))?;
+    Ok(v.map(|v| v as u64))
+}
+
+fn plan_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<sonde_store::PlanVersion> {
+    Ok(sonde_store::PlanVersion {
+        version: r.get::<_, i64>(0)? as u64,
+        applied_at: from_ns(r.get(1)?),
+        document: r.get(2)?,
+    })
+}
+
+/// See `sonde_store::Plans::plan`.
+pub fn plan(conn: &Connection, version: u64) -> Result<Option<sonde_store::PlanVersion>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT version, applied_at, document FROM plans WHERE version = ?1",
+            params![version as i64],
+            plan_row,
+        )
+        .optional()?)
+}
+
+/// See `sonde_store::Plans::plans`.
+pub fn plans(conn: &Connection) -> Result<Vec<sonde_store::PlanVersion>, Error> {
+    let mut stmt =
+        conn.prepare("SELECT version, applied_at, document FROM plans ORDER BY version")?;
+    let rows = stmt.query_map([], plan_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

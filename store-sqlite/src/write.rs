@@ -377,3 +377,21 @@ pub fn backup_target(path: &std::path::Path) -> Result<String, Error> {
     }
     Ok(path.to_string_lossy().into_owned())
 }
+
+/// See `sonde_store::Plans::apply_plan`.
+pub fn apply_plan(
+    conn: &Connection,
+    document: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, Error> {
+    // One statement: the next version is taken and written at once, so two operators
+    // applying together get two versions, not one.
+    let version: i64 = conn.query_row(
+        "INSERT INTO plans (version, applied_at, document)
+         SELECT COALESCE(MAX(version), 0) + 1, ?1, ?2 FROM plans
+         RETURNING version",
+        params![ns(at), document],
+        |r| r.get(0),
+    )?;
+    Ok(version as u64)
+}

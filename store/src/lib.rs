@@ -4,7 +4,7 @@
 //! includes the hand-worked report example, so every backend gives the same figures.
 //!
 //! - [`roles`]: `ResultWriter`, `Enrolments`, `ResultReader`, `ReportSource`,
-//!   `Maintenance`, and `Store`, their sum;
+//!   `Maintenance`, `Plans`, and `Store`, their sum;
 //! - `StoreError`: backend-neutral;
 //! - [`rows`]: the one record → report-row mapping;
 //! - [`types`]: what is stored and answered.
@@ -21,8 +21,10 @@ pub use error::StoreError;
 
 /// The role traits, for `use sonde_store::prelude::*` where a store's methods are called.
 pub mod prelude {
-    pub use crate::roles::{Enrolments, Maintenance, ReportSource, ResultReader, ResultWriter};
+    pub use crate::roles::{
+        Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter,
+    };
 }
-pub use roles::{Enrolments, Maintenance, ReportSource, ResultReader, ResultWriter, Store};
+pub use roles::{Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter, Store};
 pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 pub use types::*;

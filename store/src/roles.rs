@@ -1,7 +1,8 @@
 //! The store's roles: what the collector asks of a store, cut by who asks. Ingest
 //! writes ([`ResultWriter`]); enrolment and revocation keep identities
 //! ([`Enrolments`]); the API reads ([`ResultReader`]); reports scan ([`ReportSource`]);
-//! operators maintain ([`Maintenance`]). A backend implements all five; [`Store`] is
+//! operators maintain ([`Maintenance`]); plans are kept by version ([`Plans`]). A
+//! backend implements all six; [`Store`] is
 //! their sum. A write returns only once committed (durably): callers acknowledge
 //! result ids after that, never before. Reads never wait for the writer.
 
@@ -120,7 +121,28 @@ pub trait Maintenance: Send + Sync {
     fn space(&self) -> Option<Space>;
 }
 
-/// Every role: what a backend is.
-pub trait Store: ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance {}
+/// The plans a collector pushes: every version kept, never changed, so what was in
+/// force at any time can be read back.
+pub trait Plans: Send + Sync {
+    /// Keeps `document` (a checked plan, JSON) as the next version, in force from
+    /// `at`; returns its version (1 for the first). Versions only grow.
+    fn apply_plan(&self, document: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;
 
-impl<T: ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance> Store for T {}
+    /// The latest version, if any plan was ever applied: what a running collector
+    /// polls to notice a plan applied by another process.
+    fn plan_version(&self) -> Result<Option<u64>, StoreError>;
+
+    /// One version, with its document.
+    fn plan(&self, version: u64) -> Result<Option<PlanVersion>, StoreError>;
+
+    /// Every version, oldest first, with its document.
+    fn plans(&self) -> Result<Vec<PlanVersion>, StoreError>;
+}
+
+/// Every role: what a backend is.
+pub trait Store:
+    ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance + Plans
+{
+}
+
+impl<T: ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance + Plans> Store for T {}

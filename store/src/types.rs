@@ -33,6 +33,17 @@ pub struct Batch {
     pub health: Option<Health>,
 }
 
+/// One version of the collector's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanVersion {
+    /// Its number, from 1.
+    pub version: u64,
+    /// When it took effect.
+    pub applied_at: DateTime<Utc>,
+    /// The plan, as checked and applied (JSON of `sonde_proto::plan::PlanFile`).
+    pub document: String,
+}
+
 /// A token to store (`token create`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewToken {

@@ -56,6 +56,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             the_latest_result_of_each_access_and_known_sites,
         ),
         (
+            "plan_versions_grow_and_are_kept_as_applied",
+            plan_versions_grow_and_are_kept_as_applied,
+        ),
+        (
             "the_boxs_position_stands_in_for_a_token_without_one",
             the_boxs_position_stands_in_for_a_token_without_one,
         ),
@@ -559,4 +563,25 @@ pub fn the_latest_result_of_each_access_and_known_sites(s: &dyn Store) {
     assert!(!s.site_known(None, Some("b9")).expect("b9"));
     s.create_token(&token("h", 60)).expect("token");
     assert!(s.site_known(None, Some("b9")).expect("a token names b9"));
+}
+
+/// Plans: versions from 1, each kept with its time and its document, unchanged.
+pub fn plan_versions_grow_and_are_kept_as_applied(s: &dyn Store) {
+    assert_eq!(s.plan_version().expect("version"), None);
+    assert_eq!(s.plans().expect("plans"), vec![]);
+    let t0 = chrono::DateTime::from_timestamp(1_790_000_000, 123_456_789).expect("time");
+    let t1 = t0 + chrono::Duration::hours(2);
+    assert_eq!(s.apply_plan(r#"{"group":[]}"#, t0).expect("apply"), 1);
+    assert_eq!(
+        s.apply_plan(r#"{"group":[{"quartier":"q"}]}"#, t1)
+            .expect("apply"),
+        2
+    );
+    assert_eq!(s.plan_version().expect("version"), Some(2));
+    let all = s.plans().expect("plans");
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[0].version, all[0].applied_at), (1, t0));
+    assert_eq!(all[1].document, r#"{"group":[{"quartier":"q"}]}"#);
+    assert_eq!(s.plan(1).expect("one"), Some(all[0].clone()));
+    assert_eq!(s.plan(3).expect("none"), None);
 }
