@@ -8,8 +8,8 @@ use sonde_cli::blocking::check;
 use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
-    ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery, ResultReader, ResultWriter,
-    Site, Store, StoreError,
+    PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
+    ResultReader, ResultWriter, Site, Store, StoreError,
 };
 use std::sync::Arc;
 
@@ -68,6 +68,28 @@ impl Enrolments for OffWorkers {
     fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         check("reading revocations");
         self.0.revoked()
+    }
+}
+
+impl Plans for OffWorkers {
+    fn apply_plan(&self, document: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        check("applying a plan");
+        self.0.apply_plan(document, at)
+    }
+
+    fn plan_version(&self) -> Result<Option<u64>, StoreError> {
+        check("reading the plan version");
+        self.0.plan_version()
+    }
+
+    fn plan(&self, version: u64) -> Result<Option<PlanVersion>, StoreError> {
+        check("reading a plan");
+        self.0.plan(version)
+    }
+
+    fn plans(&self) -> Result<Vec<PlanVersion>, StoreError> {
+        check("reading the plans");
+        self.0.plans()
     }
 }
 

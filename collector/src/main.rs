@@ -4,7 +4,7 @@
 
 mod cli;
 
-use cli::{AgentCommand, Cli, Command, ReportAction, TokenCommand};
+use cli::{AgentCommand, Cli, Command, PlanCommand, ReportAction, TokenCommand};
 
 fn main() {
     let cli: Cli = sonde_cli::parse_or_exit();
@@ -33,6 +33,28 @@ fn main() {
         Command::Agent(AgentCommand::Revoke { id, config }) => {
             cli::agent::revoke(&config.path, &id)
         }
+        Command::Plan(PlanCommand::Apply {
+            file,
+            check,
+            config,
+        }) => cli::plan::apply(&config.path, &file, check),
+        Command::Plan(PlanCommand::Show {
+            version,
+            quartier,
+            building,
+            history,
+            json,
+            config,
+        }) => {
+            let site = quartier.zip(building);
+            cli::plan::show(&config.path, version, site, history, json)
+        }
+        Command::Plan(PlanCommand::Diff {
+            file,
+            from,
+            to,
+            config,
+        }) => cli::plan::diff(&config.path, file.as_deref(), from, to),
         Command::Backup { out, config } => cli::backup::backup(&config.path, &out),
         Command::Restore { from, config } => cli::backup::restore(&config.path, &from),
         Command::Agent(AgentCommand::List { config }) => cli::agent::list(&config.path),

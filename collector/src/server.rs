@@ -155,6 +155,7 @@ impl Server {
         let retention = (self.config.raw_months > 0)
             .then(|| tokio::spawn(retention(self.store.clone(), self.config.raw_months)));
         let revocations = tokio::spawn(watch_revocations(self.store.clone(), self.ingest.clone()));
+        let plans = tokio::spawn(watch_plans(self.store.clone(), self.ingest.clone()));
         let quic_task = tokio::spawn(quic::serve(
             self.endpoint.clone(),
             self.ingest.clone(),
@@ -166,6 +167,7 @@ impl Server {
         self.drain(graceful).await;
         quic_task.abort();
         revocations.abort();
+        plans.abort();
         if let Some(t) = retention {
             t.abort();
         }
@@ -267,6 +269,43 @@ async fn guarded<F: Future>(conn: F, ticket: http_gate::Ticket) {
                 ticket.count(http_gate::Cut::Idle);
                 return;
             },
+        }
+    }
+}
+
+/// How often a running collector asks the store for the latest plan version.
+const PLAN_POLL: Duration = Duration::from_secs(1);
+
+/// Keeps ingest's plan in force as the store has it (`plan apply` is another
+/// process), until the task is dropped: connected agents get a new one within seconds.
+async fn watch_plans(store: Arc<dyn Store>, ingest: Arc<Ingest>) {
+    let mut tick = tokio::time::interval(PLAN_POLL);
+    let mut known: Option<u64> = None;
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        let seen = sonde_cli::blocking::run(move || s.plan_version()).await;
+        let version = match seen {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the plan version");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if version == known {
+            continue;
+        }
+        let s = store.clone();
+        match sonde_cli::blocking::run(move || crate::plans::latest(s.as_ref())).await {
+            Ok(Ok(Some(p))) => {
+                tracing::info!(version = p.version, "plan in force");
+                known = Some(p.version);
+                ingest.set_plan(Some(Arc::new(p)));
+            }
+            Ok(Ok(None)) => known = version,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the plan"),
+            Err(_) => {}
         }
     }
 }

@@ -26,7 +26,13 @@ pub async fn idle_strangers(
     ca: &CertificateDer<'static>,
     n: usize,
 ) -> Vec<quinn::Connection> {
-    let config = raw::client_config(ca, None);
+    let mut config = raw::client_config(ca, None);
+    // Keep-alives: a stranger whose close was lost (a UDP drop under this load) hears
+    // it again in answer to its next packet, as a real peer would, instead of only at
+    // its idle timeout.
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    config.transport_config(Arc::new(transport));
     let endpoints: Vec<quinn::Endpoint> = (0..8)
         .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
         .collect();
@@ -323,4 +329,44 @@ pub fn raise_nofile(want: u64) {
     let max = limit.maximum.unwrap_or(u64::MAX);
     limit.current = Some(want.min(max));
     let _ = setrlimit(Resource::Nofile, limit);
+}
+
+/// An agent from before plans: `n` uploads of one result each on one stream, reading
+/// the collector's frames as that agent's decoder did, by their header only: an ack
+/// is counted, a frame of any other kind is skipped by its length. The acks received
+/// and the frames skipped.
+pub async fn old_agent_uploads(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+    n: u64,
+) -> (u64, u64) {
+    let conn = raw::connect(addr, config).await.expect("connect");
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    let (mut acks, mut skipped) = (0, 0);
+    for batch in 1..=n {
+        let frame = wire::encode(&Message::Upload(Upload {
+            batch,
+            health: Health::default(),
+            results: vec![RawRecord::of(&crate::pipeline::record(batch as i64))],
+        }));
+        send.write_all(&frame).await.expect("send");
+        loop {
+            let mut header = [0u8; wire::HEADER_LEN];
+            let read = tokio::time::timeout(Duration::from_secs(10), recv.read_exact(&mut header));
+            read.await
+                .expect("an answer in time")
+                .expect("a frame header");
+            assert_eq!(&header[..4], b"SNDW", "a frame");
+            let len = u32::from_be_bytes([header[6], header[7], header[8], header[9]]) as usize;
+            let mut payload = vec![0u8; len];
+            recv.read_exact(&mut payload).await.expect("the payload");
+            if header[5] == 2 {
+                acks += 1;
+                break;
+            }
+            skipped += 1;
+        }
+    }
+    conn.close(0u32.into(), b"done");
+    (acks, skipped)
 }

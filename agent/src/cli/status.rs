@@ -58,6 +58,7 @@ fn print_status(s: &daemon::Status) {
         }
     );
     println!("  last upload {}", ago(s.last_success));
+    print_plan(s);
     println!(
         "  spool       {} result(s) waiting, {} evicted",
         s.spool_depth, s.evictions_total
@@ -103,6 +104,27 @@ fn print_status(s: &daemon::Status) {
     }
     if let Some(e) = &s.last_error {
         println!("  last error  {e}");
+    }
+}
+
+/// The plan the box runs, a plan it refused, and its suppressed runs.
+fn print_plan(s: &daemon::Status) {
+    let source = match s.plan.version {
+        0 => "its agent.toml (no plan received)".to_string(),
+        v if s.connected => format!("version {v}, from the collector"),
+        v => format!("version {v}, kept on disk (the collector is not connected)"),
+    };
+    println!("  plan        {source}");
+    if let Some(r) = &s.plan.refused {
+        println!(
+            "  plan        version {} refused: {}",
+            r.version,
+            r.problems.join("; ")
+        );
+    }
+    let suppressed: u64 = s.plan.schedules.values().map(|c| c.suppressions).sum();
+    if suppressed > 0 {
+        println!("  suppressed  {suppressed} run(s) in the plan's suppression windows");
     }
 }
 

@@ -4,8 +4,6 @@
 
 use crate::net::netif;
 use serde::Deserialize;
-use sonde_method::schedule::Cadence;
-use sonde_proto::AccessKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -182,128 +180,10 @@ fn default_max_results() -> u64 {
     100_000
 }
 
-/// `[[access]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessConfig {
-    /// Unique name, e.g. `fibre`.
-    pub name: String,
-    /// `ftth`, `4g`, `wifi` or `other`.
-    pub kind: String,
-    /// Interface the access is reached through.
-    pub interface: String,
-    /// Responder URLs, in order of preference.
-    pub responders: Vec<String>,
-    /// Start each run with the next responder in turn (spreading the load and giving
-    /// each its own series) instead of always the first; either way, a responder that
-    /// does not answer is replaced by the following one.
-    #[serde(default)]
-    pub rotate: bool,
-    /// Download target, Mb/s at the IP layer (default: the kind's).
-    #[serde(default)]
-    pub target_down_mbps: Option<f64>,
-    /// Upload target, Mb/s at the IP layer.
-    #[serde(default)]
-    pub target_up_mbps: Option<f64>,
-    /// Time between runs, e.g. `15m` (at least 10 s; mind data caps).
-    #[serde(default = "default_every")]
-    pub every: String,
-    /// Each run moves by up to ± this (at most a quarter of `every`).
-    #[serde(default = "default_jitter")]
-    pub jitter: String,
-    /// Parallel TCP streams.
-    #[serde(default = "default_streams")]
-    pub streams: u32,
-    /// Cap per direction, seconds.
-    #[serde(default = "default_max_duration")]
-    pub max_duration: f64,
-    /// Monthly data budget of the access's tests, e.g. `20GB` or `500MiB` (none by
-    /// default). Tests shrink, or are skipped with the reason `budget`, rather than
-    /// exceed it.
-    #[serde(default)]
-    pub budget_month: Option<String>,
-}
+/// `[[access]]`: the same shape as a plan's accesses.
+pub type AccessConfig = sonde_proto::plan::AccessSpec;
 
-fn default_every() -> String {
-    "15m".into()
-}
-fn default_jitter() -> String {
-    "2m".into()
-}
-fn default_streams() -> u32 {
-    8
-}
-fn default_max_duration() -> f64 {
-    10.0
-}
-
-/// A checked access.
-#[derive(Debug, Clone)]
-pub struct Access {
-    /// Name.
-    pub name: String,
-    /// Kind.
-    pub kind: AccessKind,
-    /// Interface.
-    pub interface: String,
-    /// Responder URLs.
-    pub responders: Vec<url::Url>,
-    /// Whether runs take the responders in turn.
-    pub rotate: bool,
-    /// IP-layer targets `(down, up)`, bit/s: configured, else the kind's defaults.
-    pub targets: (Option<f64>, Option<f64>),
-    /// When it runs.
-    pub cadence: Cadence,
-    /// Streams.
-    pub streams: u32,
-    /// Cap per direction.
-    pub max_duration: Duration,
-    /// Monthly data budget, bytes.
-    pub budget: Option<u64>,
-}
-
-impl Access {
-    /// The fastest the access's line is expected to go, bit/s: twice its highest
-    /// target (1 Gb/s without one). Bounds what can arrive after a stop.
-    pub fn max_bps(&self) -> f64 {
-        let t = self
-            .targets
-            .0
-            .into_iter()
-            .chain(self.targets.1)
-            .fold(0.0, f64::max);
-        if t > 0.0 {
-            2.0 * t
-        } else {
-            1e9
-        }
-    }
-}
-
-/// Parses a byte size: a number with an optional unit, decimal (`B`, `kB`, `MB`, `GB`,
-/// `TB`) or binary (`KiB`, `MiB`, `GiB`, `TiB`).
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match unit.trim() {
-        "" | "B" => 1.0,
-        "kB" | "KB" | "k" => 1e3,
-        "MB" | "M" => 1e6,
-        "GB" | "G" => 1e9,
-        "TB" | "T" => 1e12,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        "GiB" => 1024.0 * 1024.0 * 1024.0,
-        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let v = n * mult;
-    (0.0..1e18).contains(&v).then_some(v as u64)
-}
+pub use sonde_method::access::{parse_bytes, Access};
 
 /// A checked configuration.
 #[derive(Debug, Clone)]
@@ -346,15 +226,7 @@ pub fn load(path: &Path, interfaces: Interfaces) -> Result<Config, Vec<String>> 
     check(file, interfaces)
 }
 
-fn duration(field: &str, text: &str, problems: &mut Vec<String>) -> Option<Duration> {
-    humantime::parse_duration(text)
-        .map_err(|e| {
-            problems.push(format!(
-                "{field}: {text:?} is not a duration like 15m ({e})"
-            ))
-        })
-        .ok()
-}
+use sonde_method::access::duration;
 
 /// Checks a parsed file.
 pub fn check(file: File, interfaces: Interfaces) -> Result<Config, Vec<String>> {
@@ -443,8 +315,8 @@ fn check_collector(c: &CollectorConfig, p: &mut Vec<String>) -> Option<Duration>
     retry_max
 }
 
-/// One `[[access]]` (the `i`-th, after `earlier`); the checked access when its kind
-/// and cadence are valid.
+/// One `[[access]]` (the `i`-th, after `earlier`): the methodology's checks, and
+/// its interface on this box when asked.
 fn check_access(
     i: usize,
     a: &AccessConfig,
@@ -453,20 +325,8 @@ fn check_access(
     p: &mut Vec<String>,
 ) -> Option<Access> {
     let at = format!("access[{i}]");
-    if a.name.trim().is_empty() {
-        p.push(format!("{at}.name: must not be empty"));
-    } else if earlier.iter().any(|b| b.name == a.name) {
-        p.push(format!(
-            "{at}.name: {:?} is used by an earlier access",
-            a.name
-        ));
-    }
-    let kind = a
-        .kind
-        .parse::<AccessKind>()
-        .map_err(|e| p.push(format!("{at}.kind: {e}")))
-        .ok();
-    if interfaces == Interfaces::MustExist {
+    let checked = sonde_method::access::check(&at, a, earlier, p);
+    if interfaces == Interfaces::MustExist && !a.interface.trim().is_empty() {
         if let Err(e) = netif::interface(&a.interface) {
             p.push(format!(
                 "{at}.interface: {}",
@@ -474,104 +334,29 @@ fn check_access(
             ));
         }
     }
-    let responders = check_responders(&at, &a.responders, p);
-    for (field, v) in [
-        ("target_down_mbps", a.target_down_mbps),
-        ("target_up_mbps", a.target_up_mbps),
-    ] {
-        if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
-            p.push(format!("{at}.{field}: must be a positive number of Mb/s"));
-        }
-    }
-    let cadence = check_cadence(&at, a, p);
-    if !(1..=64).contains(&a.streams) {
-        p.push(format!("{at}.streams: {} is outside 1..=64", a.streams));
-    }
-    if !(1.0..=60.0).contains(&a.max_duration) {
-        p.push(format!(
-            "{at}.max_duration: {} s is outside 1..=60",
-            a.max_duration
-        ));
-    }
-    let budget = a.budget_month.as_ref().and_then(|b| {
-        parse_bytes(b).or_else(|| {
-            p.push(format!(
-                "{at}.budget_month: {b:?} is not a size (e.g. 20GB, 500MiB)"
-            ));
-            None
-        })
-    });
-    let (down, up) = sonde_method::verdict::default_targets(kind?);
-    let checked = Access {
-        name: a.name.clone(),
-        kind: kind?,
-        targets: (
-            a.target_down_mbps.map(|m| m * 1e6).or(down),
-            a.target_up_mbps.map(|m| m * 1e6).or(up),
-        ),
-        interface: a.interface.clone(),
-        responders,
-        rotate: a.rotate,
-        cadence: cadence?,
-        streams: a.streams,
-        max_duration: Duration::from_secs_f64(a.max_duration.clamp(1.0, 60.0)),
-        budget,
-    };
-    check_budget_fits(&at, a, &checked, p);
-    Some(checked)
+    checked
 }
 
-/// A monthly budget holds at least one minimal test of the access.
-fn check_budget_fits(at: &str, a: &AccessConfig, checked: &Access, p: &mut Vec<String>) {
-    let Some(b) = checked.budget else {
-        return;
-    };
-    let min = sonde_method::budget::minimal_test(checked.max_bps());
-    if b < min {
-        p.push(format!(
-            "{at}.budget_month: {} is smaller than one minimal test ({:.1} MB on a line of up to {:.0} Mb/s)",
-            a.budget_month.as_deref().unwrap_or_default(),
-            min as f64 / 1e6,
-            checked.max_bps() / 1e6
-        ));
+/// Checks the accesses of a plan pushed by the controller as this box will run them
+/// (interfaces included); `Err` holds every problem.
+pub fn check_plan_accesses(
+    accesses: &[AccessConfig],
+    interfaces: Interfaces,
+) -> Result<Vec<Access>, Vec<String>> {
+    let mut p = Vec::new();
+    if accesses.is_empty() {
+        p.push("access: at least one access is needed".into());
     }
-}
-
-/// An access's responder URLs, at least one, each one an engine knows.
-fn check_responders(at: &str, urls: &[String], p: &mut Vec<String>) -> Vec<url::Url> {
-    if urls.is_empty() {
-        p.push(format!(
-            "{at}.responders: at least one responder URL is needed"
-        ));
+    let checked = accesses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| check_access(i, a, &accesses[..i], interfaces, &mut p))
+        .collect();
+    if p.is_empty() {
+        Ok(checked)
+    } else {
+        Err(p)
     }
-    let mut responders = Vec::new();
-    for (j, r) in urls.iter().enumerate() {
-        match crate::engine::responder_url(r) {
-            Ok(u) => responders.push(u),
-            Err(e) => p.push(format!("{at}.responders[{j}]: {r:?}: {e}")),
-        }
-    }
-    responders
-}
-
-/// An access's `every` (≥ 10 s) and `jitter` (≤ a quarter of it).
-fn check_cadence(at: &str, a: &AccessConfig, p: &mut Vec<String>) -> Option<Cadence> {
-    let every = duration(&format!("{at}.every"), &a.every, p);
-    let jitter = duration(&format!("{at}.jitter"), &a.jitter, p);
-    if let Some(e) = every.filter(|e| *e < Duration::from_secs(10)) {
-        p.push(format!("{at}.every: {e:?} is shorter than 10 s"));
-    }
-    let (every, jitter) = (every?, jitter?);
-    if jitter > every / 4 {
-        p.push(format!(
-            "{at}.jitter: {} is more than a quarter of every ({})",
-            a.jitter, a.every
-        ));
-    }
-    Some(Cadence {
-        interval_ms: every.as_millis() as u64,
-        jitter_ms: jitter.as_millis() as u64,
-    })
 }
 
 /// `[busy]`.
@@ -616,6 +401,8 @@ fn check_busy(b: &BusyConfig, p: &mut Vec<String>) -> Busy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sonde_method::schedule::Cadence;
+    use sonde_proto::AccessKind;
 
     const GOOD: &str = r#"
 [site]
@@ -680,10 +467,10 @@ streams = 1
             "site.latitude",
             "collector.address",
             "access[1].kind",
-            "access[1].interface",
             "access[1].responders[0]",
             "access[1].jitter",
             "access[1].streams",
+            "access[1].interface",
         ];
         assert_eq!(problems.len(), want.len(), "{problems:#?}");
         for (p, w) in problems.iter().zip(want) {
@@ -694,8 +481,19 @@ streams = 1
     #[test]
     fn unknown_fields_and_duplicate_names_are_refused() {
         let typo = GOOD.replace("streams = 1", "stream = 1");
-        let e = toml::from_str::<File>(&typo).expect_err("unknown field");
-        assert!(e.to_string().contains("stream"), "{e}");
+        let problems =
+            check(toml::from_str(&typo).expect("parses"), Interfaces::Ignore).expect_err("typo");
+        assert_eq!(
+            problems,
+            vec!["access[1]: unknown field `stream`".to_string()]
+        );
+        let e = toml::from_str::<File>(
+            &GOOD
+                .replace("[busy]", "[bussy]")
+                .replace("[site]", "[site]\nbuilding_id = 1"),
+        )
+        .expect_err("unknown field outside an access");
+        assert!(e.to_string().contains("building_id"), "{e}");
         let dup = GOOD.replace("name = \"mobile\"", "name = \"fibre\"");
         let problems =
             check(toml::from_str(&dup).expect("parses"), Interfaces::Ignore).expect_err("dup");

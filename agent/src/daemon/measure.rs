@@ -16,19 +16,31 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` turns true. A new plan ([`Shared::replan`]) replaces the
+/// accesses and the schedule between two tests, never during one.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut scheduler = scheduler(&shared);
+    let mut accesses = shared.accesses();
+    let mut scheduler = scheduler(&shared, &accesses);
     let mut watch = StepWatch::new(shared.clock.as_ref());
     loop {
         let due = tokio::select! {
-            due = next_due(&shared, &mut scheduler, &mut watch) => due,
+            due = next_due(&shared, &accesses, &mut scheduler, &mut watch) => due,
+            _ = shared.replan.notified() => {
+                accesses = shared.accesses();
+                scheduler = self::scheduler(&shared, &accesses);
+                continue;
+            }
             _ = stopped(&mut stop) => return,
         };
         let Some(due) = due else { return };
-        let access = &shared.config.accesses[due.access];
+        let access = &accesses[due.access];
         if due.missed > 0 {
             tracing::warn!(access = %access.name, missed = due.missed, "scheduled runs missed");
+        }
+        if let Some(reason) = shared.suppressed(&access.name, shared.clock.now()) {
+            suppressed(&shared, access, &due, &reason);
+            shared.write_status().await;
+            continue;
         }
         let plan = budget_plan(&shared, access);
         let record = tokio::select! {
@@ -49,13 +61,8 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// The box's schedule: a phase per box, from its identity (its agent id; before
 /// enrolment, a random seed kept in the state directory), so boxes configured alike,
 /// even in one building, do not all probe at once.
-fn scheduler(shared: &Shared) -> Scheduler {
-    let cadences: Vec<_> = shared
-        .config
-        .accesses
-        .iter()
-        .map(|a| a.cadence.clone())
-        .collect();
+fn scheduler(shared: &Shared, accesses: &[Access]) -> Scheduler {
+    let cadences: Vec<_> = accesses.iter().map(|a| a.cadence.clone()).collect();
     Scheduler::new(
         &cadences,
         shared.clock.now_ms(),
@@ -101,6 +108,7 @@ const CLOCK_CHECK: Duration = Duration::from_secs(10);
 /// waits for the old time to come back.
 async fn next_due(
     shared: &Shared,
+    accesses: &[Access],
     scheduler: &mut Scheduler,
     watch: &mut StepWatch,
 ) -> Option<Due> {
@@ -112,13 +120,13 @@ async fn next_due(
                 "the wall clock stepped; the schedule starts again from the new time"
             );
             shared.board.update(|s| s.clock_steps_total += 1);
-            *scheduler = self::scheduler(shared);
+            *scheduler = self::scheduler(shared, accesses);
         }
         let (i, at) = scheduler.next_due()?;
         if shown != Some((i, at)) {
             shown = Some((i, at));
             let next = NextRun {
-                access: shared.config.accesses[i].name.clone(),
+                access: accesses[i].name.clone(),
                 at: DateTime::from_timestamp_millis(at as i64).unwrap_or_default(),
             };
             shared.board.update(|s| s.next_run = Some(next));
@@ -209,10 +217,15 @@ fn account(shared: &Shared, access: &Access, due: &Due, record: &ResultRecord) {
         }
         s.missed_runs_total += due.missed;
         s.results_total += 1;
-        if record.status.outcome == Outcome::Failed {
+        let failed = record.status.outcome == Outcome::Failed;
+        if failed {
             let reason = record.status.reason.map_or("other", |r| r.as_str());
             *s.failures_total.entry(reason.to_string()).or_default() += 1;
         }
+        let counters = s.plan.schedules.entry(access.name.clone()).or_default();
+        counters.invocations += 1;
+        counters.overlaps += due.missed;
+        counters.failures += u64::from(failed);
     });
     let mut latest = shared.latest.lock().unwrap_or_else(|e| e.into_inner());
     let name = access.name.clone();
@@ -221,6 +234,17 @@ fn account(shared: &Shared, access: &Access, due: &Due, record: &ResultRecord) {
         .entry((name.clone(), record.status.outcome.as_str().into()))
         .or_default() += 1;
     latest.0.insert(name, record.clone());
+}
+
+/// A run a suppression window covers: counted as suppressed (not missed), no test.
+fn suppressed(shared: &Shared, access: &Access, due: &Due, reason: &str) {
+    tracing::info!(access = %access.name, %reason, "run suppressed by the plan");
+    shared.board.update(|s| {
+        s.missed_runs_total += due.missed;
+        let counters = s.plan.schedules.entry(access.name.clone()).or_default();
+        counters.suppressions += 1;
+        counters.overlaps += due.missed;
+    });
 }
 
 /// Spools the result durably (with any held before it) and wakes the uplink. What the

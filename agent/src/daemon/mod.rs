@@ -16,6 +16,7 @@ pub mod clock;
 pub mod held;
 pub mod measure;
 pub mod metrics;
+pub mod plan;
 pub mod probe;
 pub mod prober;
 pub mod shared;
@@ -85,10 +86,17 @@ pub async fn run(
     shared.update_budgets(shared.clock.now());
     shared.write_status().await;
     let metrics = serve_metrics(&shared).await?;
-    let uplink = tokio::spawn(uplink::run(shared.clone(), deps.link, stop.clone()));
+    let mut link = deps.link;
+    let plans = link
+        .take_plans()
+        .map(|rx| tokio::spawn(plan::receive(shared.clone(), rx, stop.clone())));
+    let uplink = tokio::spawn(uplink::run(shared.clone(), link, stop.clone()));
     measure::run(shared.clone(), stop.clone()).await;
     let _ = stop.wait_for(|s| *s).await;
     let _ = uplink.await;
+    if let Some(p) = plans {
+        let _ = p.await;
+    }
     if let Some(m) = metrics {
         m.abort();
     }
@@ -130,7 +138,13 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
         Some(id) => id.info.agent_id.clone(),
         None => measure::box_seed(&state_dir),
     };
+    let running = plan::load(&state_dir, &config);
     let status = Status {
+        plan: sonde_proto::plan::PlanState {
+            version: running.version(),
+            capabilities: plan::capabilities(),
+            ..Default::default()
+        },
         agent_id: identity.as_ref().map(|i| i.info.agent_id.clone()),
         running: true,
         pid: std::process::id(),
@@ -154,6 +168,9 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
         line: tokio::sync::Mutex::new(()),
         phase_seed,
         held: Mutex::new(Default::default()),
+        running: Mutex::new(running),
+        replan: Notify::new(),
+        health_now: Default::default(),
     })
 }
 

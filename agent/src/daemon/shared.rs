@@ -6,10 +6,11 @@ use super::clock::Clock;
 use super::held::{Held, MAX_HELD};
 use super::prober::Prober;
 use super::status::Board;
-use crate::config::Config;
+use crate::config::{Access, Config};
 use crate::state::ledger::LedgerFile;
 use crate::state::spool::{Spool, SpoolError, SpoolSlot};
 use chrono::{DateTime, Utc};
+use sonde_proto::plan::AgentPlan;
 use sonde_proto::wire::BudgetUse;
 use sonde_proto::ResultRecord;
 use std::collections::BTreeMap;
@@ -22,6 +23,30 @@ pub type Latest = (
     BTreeMap<String, ResultRecord>,
     BTreeMap<(String, String), u64>,
 );
+
+/// What the measure loop runs.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// The accesses, checked.
+    pub accesses: Arc<Vec<Access>>,
+    /// The plan they come from; `None`: `agent.toml`.
+    pub plan: Option<AgentPlan>,
+}
+
+impl Running {
+    /// `agent.toml`'s accesses.
+    pub fn local(config: &Config) -> Running {
+        Running {
+            accesses: Arc::new(config.accesses.clone()),
+            plan: None,
+        }
+    }
+
+    /// The plan's version (0: `agent.toml`).
+    pub fn version(&self) -> u64 {
+        self.plan.as_ref().map_or(0, |p| p.version)
+    }
+}
 
 /// The daemon's shared state.
 #[derive(Debug)]
@@ -55,15 +80,45 @@ pub struct Shared {
     pub phase_seed: String,
     /// Results the spool could not take, held in memory and sent straight up.
     pub held: Mutex<Held>,
+    /// The accesses the measure loop runs, and the plan they come from.
+    pub running: Mutex<Running>,
+    /// Wakes the measure loop when the accesses changed (a new plan).
+    pub replan: Notify,
+    /// Asks the uplink for a heartbeat now (the collector waits to hear of a plan).
+    pub health_now: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
+    /// What the measure loop runs now.
+    pub fn running(&self) -> Running {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The accesses the measure loop runs now.
+    pub fn accesses(&self) -> Arc<Vec<Access>> {
+        self.running().accesses
+    }
+
+    /// Replaces what the measure loop runs (it picks it up on [`Shared::replan`]).
+    pub fn set_running(&self, running: Running) {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = running;
+    }
+
+    /// The suppression window covering a run of `access` at `at`, if any.
+    pub fn suppressed(&self, access: &str, at: DateTime<Utc>) -> Option<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = running.plan.as_ref()?;
+        plan.suppressed(access, at).map(|s| s.reason.clone())
+    }
+
     /// Copies the month's budget use of every budgeted access into the status.
     pub fn update_budgets(&self, now: DateTime<Utc>) {
         let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         let budgets: BTreeMap<String, BudgetUse> = self
-            .config
-            .accesses
+            .accesses()
             .iter()
             .filter_map(|a| {
                 a.budget.map(|b| {

@@ -7,6 +7,7 @@ use crate::state::files::write_atomic;
 use crate::state::spool::{Spool, SpoolSlot};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sonde_proto::plan::PlanState;
 use sonde_proto::wire::{BudgetUse, Health};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,10 @@ pub struct Status {
     pub uploaded_total: u64,
     /// The next scheduled run.
     pub next_run: Option<NextRun>,
+    /// The plan it runs (version 0: its agent.toml), a plan it refused, its
+    /// capabilities and its per-access counters.
+    #[serde(default)]
+    pub plan: PlanState,
 }
 
 /// The next run.
@@ -112,6 +117,10 @@ impl Status {
             position: None,
             spool_full: self.spool_full,
             held_results: self.held_results,
+            plan: Some(Box::new(PlanState {
+                source: sonde_proto::plan::PlanSource::of(self.plan.version, self.connected),
+                ..self.plan.clone()
+            })),
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::shared::{stopped, with_spool, Shared};
 use crate::uplink::{fitting, Backoff, Link, UplinkError, MAX_BATCH_BYTES};
 use sonde_proto::wire::RawRecord;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -25,7 +26,8 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
     while !*stop.borrow() {
         let results = next_batch(&shared).await;
         let since = last_contact.map(|t| t.elapsed());
-        if results.is_empty() && since.is_some_and(|e| e < HEARTBEAT) {
+        let asked = shared.health_now.swap(false, Ordering::Relaxed);
+        if results.is_empty() && !asked && since.is_some_and(|e| e < HEARTBEAT) {
             let until_heartbeat = HEARTBEAT.saturating_sub(since.unwrap_or_default());
             tokio::select! {
                 _ = shared.wake.notified() => {}

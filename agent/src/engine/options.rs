@@ -80,17 +80,23 @@ pub struct Progress {
 pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
 
 /// Checks a responder URL: `http://HOST[:PORT]` for a sonde responder,
-/// `iperf3://HOST[:PORT]` for a stock iperf3 server.
+/// `iperf3://HOST[:PORT]` for a stock iperf3 server (the methodology's list, which
+/// [`EngineKind::ALL`] follows).
 pub fn responder_url(s: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
-    if EngineKind::of(&url).is_none() {
-        return Err(format!(
-            "scheme {:?} is not supported; use http:// (a sonde responder) or iperf3:// (an iperf3 server)",
-            url.scheme()
-        ));
+    sonde_method::access::responder_url(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scheme_the_checks_accept_has_an_engine_with_its_port() {
+        for (scheme, port) in sonde_method::access::SCHEMES {
+            let url = responder_url(&format!("{scheme}://r.example")).expect("accepted");
+            let engine = EngineKind::of(&url).expect("an engine");
+            assert_eq!(engine.default_port(), port, "{scheme}");
+        }
+        assert_eq!(EngineKind::ALL.len(), sonde_method::access::SCHEMES.len());
     }
-    if url.host_str().is_none_or(|h| h.is_empty()) {
-        return Err("the URL has no host".into());
-    }
-    Ok(url)
 }

@@ -26,6 +26,14 @@ pub trait Link: Send {
 
     /// Closes the connection, if one is open.
     fn disconnect(&mut self);
+
+    /// Where the plans the collector pushes arrive, handed out once (links that carry
+    /// no plans give none).
+    fn take_plans(
+        &mut self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<sonde_proto::plan::AgentPlan>> {
+        None
+    }
 }
 
 /// How long to wait for the collector's answer to a batch. A collector that died

@@ -2,13 +2,22 @@
 //! connection and one stream, reopened after a failure. The identity is read from the
 //! state directory until the agent is enrolled, so a box installed before its
 //! enrolment starts uploading as soon as `sonde-agent enroll` has run.
+//!
+//! A reader task per connection takes every frame the collector sends: answers to
+//! uploads go to the waiting upload, plans (sent unasked, between uploads) to the
+//! daemon's plan receiver ([`Link::take_plans`]), frames of unknown kinds are skipped
+//! and counted.
 
 use super::link::{Link, UplinkError, ANSWER_TIMEOUT};
 use crate::identity::{self, Identity};
 use futures_util::future::BoxFuture;
+use sonde_proto::plan::AgentPlan;
 use sonde_proto::wire::{self, FrameDecoder, Health, Message, RawRecord, Upload};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// How long a QUIC handshake may take before the collector counts as unreachable
@@ -18,8 +27,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 struct Connection {
     conn: quinn::Connection,
     send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    decoder: FrameDecoder,
+    /// Answers to uploads, from the reader task; an error ends the connection.
+    answers: mpsc::UnboundedReceiver<Result<Message, UplinkError>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// The agent's side of the QUIC uplink: one connection and one stream, reopened on
@@ -31,7 +47,9 @@ pub struct QuicLink {
     endpoint: Option<quinn::Endpoint>,
     link: Option<Connection>,
     next_batch: u64,
-    unknown_frames: u64,
+    unknown_frames: Arc<AtomicU64>,
+    plans: mpsc::UnboundedSender<AgentPlan>,
+    plans_out: Option<mpsc::UnboundedReceiver<AgentPlan>>,
 }
 
 impl std::fmt::Debug for QuicLink {
@@ -47,6 +65,7 @@ impl QuicLink {
     /// A link to the collector at `address` (`HOST:PORT`) as the agent whose
     /// identity is (or will be, once enrolled) in `state_dir`.
     pub fn new(address: &str, state_dir: PathBuf) -> Self {
+        let (plans, plans_out) = mpsc::unbounded_channel();
         QuicLink {
             address: address.to_string(),
             state_dir,
@@ -54,7 +73,9 @@ impl QuicLink {
             endpoint: None,
             link: None,
             next_batch: 1,
-            unknown_frames: 0,
+            unknown_frames: Arc::new(AtomicU64::new(0)),
+            plans,
+            plans_out: Some(plans_out),
         }
     }
 
@@ -121,11 +142,18 @@ impl QuicLink {
                 .map_err(|_| UplinkError::Connect("no stream within the timeout".into()))?
                 .map_err(|e| UplinkError::Connect(e.to_string()))?;
             tracing::debug!(%addr, "connected");
+            let (answer, answers) = mpsc::unbounded_channel();
+            let reader = tokio::spawn(read_frames(
+                recv,
+                answer,
+                self.plans.clone(),
+                self.unknown_frames.clone(),
+            ));
             self.link = Some(Connection {
                 conn,
                 send,
-                recv,
-                decoder: FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD),
+                answers,
+                reader,
             });
         }
         self.link.as_mut().ok_or(UplinkError::NotEnrolled)
@@ -137,16 +165,15 @@ impl QuicLink {
         let written = tokio::time::timeout(ANSWER_TIMEOUT, link.send.write_all(frame))
             .await
             .map_err(|_| UplinkError::Timeout)?;
-        let (answer, skipped) = match written {
+        let answer = match written {
             Ok(()) => read_answer(link, ANSWER_TIMEOUT).await?,
             // A collector that refuses a frame says why, then stops reading: the reason
             // is worth a second to read before calling the connection lost.
             Err(e) => match read_answer(link, Duration::from_secs(1)).await {
-                Ok((m @ Message::Reject(_), skipped)) => (m, skipped),
+                Ok(m @ Message::Reject(_)) => m,
                 _ => return Err(UplinkError::Lost(e.to_string())),
             },
         };
-        self.unknown_frames += skipped;
         match answer {
             Message::Ack(ack) if ack.batch == batch => Ok(ack.committed),
             Message::Ack(ack) => Err(UplinkError::BadAnswer(format!(
@@ -190,7 +217,11 @@ impl Link for QuicLink {
     }
 
     fn unknown_frames(&self) -> u64 {
-        self.unknown_frames
+        self.unknown_frames.load(Ordering::Relaxed)
+    }
+
+    fn take_plans(&mut self) -> Option<mpsc::UnboundedReceiver<AgentPlan>> {
+        self.plans_out.take()
     }
 
     fn disconnect(&mut self) {
@@ -200,42 +231,64 @@ impl Link for QuicLink {
     }
 }
 
-/// The next frame from the collector on `link` that this agent knows, within
-/// `timeout`, and how many frames of unknown kinds were skipped before it.
-async fn read_answer(
-    link: &mut Connection,
-    timeout: Duration,
-) -> Result<(Message, u64), UplinkError> {
-    tokio::time::timeout(timeout, async {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut skipped = 0;
+/// The next answer from the collector on `link`, within `timeout`.
+async fn read_answer(link: &mut Connection, timeout: Duration) -> Result<Message, UplinkError> {
+    match tokio::time::timeout(timeout, link.answers.recv()).await {
+        Err(_) => Err(UplinkError::Timeout),
+        Ok(None) => Err(UplinkError::Lost("the connection's reader ended".into())),
+        Ok(Some(answer)) => answer,
+    }
+}
+
+/// Reads every frame the collector sends on the stream until it ends: plans to
+/// `plans`, unknown kinds counted in `unknown`, anything else to `answers`; the error
+/// that ended the stream last.
+async fn read_frames(
+    mut recv: quinn::RecvStream,
+    answers: mpsc::UnboundedSender<Result<Message, UplinkError>>,
+    plans: mpsc::UnboundedSender<AgentPlan>,
+    unknown: Arc<AtomicU64>,
+) {
+    let mut decoder = FrameDecoder::new(wire::DEFAULT_MAX_PAYLOAD);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
         loop {
-            match link
-                .decoder
-                .poll()
-                .map_err(|e| UplinkError::BadAnswer(e.to_string()))?
-            {
-                Some(Message::Unknown { kind, len }) => {
+            match decoder.poll() {
+                Ok(Some(Message::Unknown { kind, len })) => {
                     tracing::debug!(
                         kind,
                         len,
                         "skipped a frame of a kind this agent does not know"
                     );
-                    skipped += 1;
-                    continue;
+                    unknown.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(m) => return Ok((m, skipped)),
-                None => {}
-            }
-            match link.recv.read(&mut buf).await {
-                Ok(Some(n)) => link.decoder.push(&buf[..n]),
-                Ok(None) => return Err(UplinkError::Lost("stream closed".into())),
-                Err(e) => return Err(closed(e)),
+                Ok(Some(Message::Plan(plan))) => {
+                    tracing::debug!(version = plan.version, "plan received");
+                    let _ = plans.send(plan);
+                }
+                Ok(Some(m)) => {
+                    if answers.send(Ok(m)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = answers.send(Err(UplinkError::BadAnswer(e.to_string())));
+                    return;
+                }
             }
         }
-    })
-    .await
-    .map_err(|_| UplinkError::Timeout)?
+        let ended = match recv.read(&mut buf).await {
+            Ok(Some(n)) => {
+                decoder.push(&buf[..n]);
+                continue;
+            }
+            Ok(None) => UplinkError::Lost("stream closed".into()),
+            Err(e) => closed(e),
+        };
+        let _ = answers.send(Err(ended));
+        return;
+    }
 }
 
 /// What a read error says: the collector's refusal when it closed the connection with

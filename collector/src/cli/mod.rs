@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backup;
 pub mod common;
 pub mod import;
+pub mod plan;
 pub mod report;
 pub mod serve;
 pub mod token;
@@ -56,6 +57,16 @@ pub enum Command {
     /// Enrolled agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Plans: what each building's box measures, when and against what, pushed to the
+    /// agents over their QUIC connection (docs/OPERATIONS.md, "Plans").
+    ///
+    /// A plan file (TOML or JSON) holds [[group]] tables: a quartier, its buildings
+    /// (none: every other building of the quartier), their [[group.access]] (the
+    /// fields of agent.toml's [[access]]) and [[group.suppress]] windows. Every version
+    /// is kept with its time of effect; a running collector pushes a new one to its
+    /// connected agents within seconds, and to the others when they connect.
+    #[command(subcommand)]
+    Plan(PlanCommand),
     /// Copy the store to a new file, consistently, while the collector runs.
     ///
     /// The copy holds every result acknowledged before it began (SQLite VACUUM INTO in
@@ -185,6 +196,76 @@ pub enum AgentCommand {
         /// The agent's id (see `agent list` or /api/v1/agents).
         #[arg(value_name = "ID")]
         id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Check a plan file and make it the plan in force.
+    ///
+    /// Every problem is reported at once, with its path (group[0].access[1].every),
+    /// and nothing changes (exit 64). A plan equal to the one in force makes no new
+    /// version. The agents of a building get its group; a building no group covers
+    /// keeps running its agent.toml.
+    ///
+    /// Example: sonde-collector plan apply --file plans/2026-12.toml
+    #[command(verbatim_doc_comment)]
+    Apply {
+        /// The plan (TOML, or JSON when it starts with `{`).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Only check the file; apply nothing.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print a plan version (default: the one in force) as TOML, or its history.
+    ///
+    /// Examples:
+    ///   sonde-collector plan show
+    ///   sonde-collector plan show --version 3 --quartier paris-13 --building b42
+    ///   sonde-collector plan show --history
+    #[command(verbatim_doc_comment)]
+    Show {
+        /// The version (default: the latest).
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        /// Only the group a building of this quartier gets (with --building).
+        #[arg(long, value_name = "ID", requires = "building")]
+        quartier: Option<String>,
+        /// Only the group this building gets (with --quartier).
+        #[arg(long, value_name = "ID", requires = "quartier")]
+        building: Option<String>,
+        /// Every version with its time of effect, instead of a document.
+        #[arg(long, conflicts_with_all = ["version", "quartier"])]
+        history: bool,
+        /// JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// What would change: a file against the plan in force, or two versions.
+    ///
+    /// Lines read `+` added, `-` removed, `~ ... before -> after` changed.
+    ///
+    /// Examples:
+    ///   sonde-collector plan diff --file plans/2026-12.toml
+    ///   sonde-collector plan diff --from 2 --to 3
+    #[command(verbatim_doc_comment)]
+    Diff {
+        /// A plan file, compared with the plan in force (or with --from).
+        #[arg(long, value_name = "FILE", conflicts_with = "to")]
+        file: Option<PathBuf>,
+        /// The older version (default: the one in force).
+        #[arg(long, value_name = "N")]
+        from: Option<u64>,
+        /// The newer version.
+        #[arg(long, value_name = "N")]
+        to: Option<u64>,
         #[command(flatten)]
         config: ConfigArg,
     },

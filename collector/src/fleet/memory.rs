@@ -64,12 +64,15 @@ struct AgentState {
     /// Whether `coordinates` came from the box's health (they follow it) rather than
     /// from its token (kept).
     coordinates_from_agent: bool,
+    plan: Option<f64>,
     evictions: u64,
     missed: u64,
+    suppressed: u64,
     failures: BTreeMap<String, u64>,
     /// Last health counters seen, to turn restarts into increments.
     seen_evictions: u64,
     seen_missed: u64,
+    seen_suppressed: u64,
     seen_failures: BTreeMap<String, u64>,
     accesses: BTreeMap<String, AccessState>,
 }
@@ -225,6 +228,11 @@ impl Fleet {
         a.held = Some(h.held_results as f64);
         a.evictions += delta(h.evictions_total, &mut a.seen_evictions);
         a.missed += delta(h.missed_runs_total, &mut a.seen_missed);
+        if let Some(p) = &h.plan {
+            a.plan = Some(p.version as f64);
+            let suppressed = p.schedules.values().map(|c| c.suppressions).sum();
+            a.suppressed += delta(suppressed, &mut a.seen_suppressed);
+        }
         for (reason, n) in &h.failures_total {
             // Reasons are the agent's stable names; anything else is folded.
             let reason = if reason.len() <= 32
@@ -399,11 +407,12 @@ fn render_tests_and_kinds(out: &mut String, agents: &Agents) {
 /// Each agent's last delivery, spool, counters and version.
 fn render_agents(out: &mut String, agents: &Agents) {
     type PickG = fn(&AgentState) -> Option<f64>;
-    let gauges: [(Metric, PickG); 4] = [
+    let gauges: [(Metric, PickG); 5] = [
         (m::AGENT_LAST_SEEN, |a| a.last_seen_s),
         (m::SPOOL_RESULTS, |a| a.spool),
         (m::SPOOL_FULL, |a| a.spool_full),
         (m::RESULTS_HELD, |a| a.held),
+        (m::PLAN_VERSION, |a| a.plan),
     ];
     for (metric, pick) in gauges {
         family(out, &metric);
@@ -414,9 +423,10 @@ fn render_agents(out: &mut String, agents: &Agents) {
         }
     }
     type PickC = fn(&AgentState) -> u64;
-    let counters: [(Metric, PickC); 2] = [
+    let counters: [(Metric, PickC); 3] = [
         (m::SPOOL_EVICTIONS, |a| a.evictions),
         (m::MISSED_RUNS, |a| a.missed),
+        (m::SUPPRESSED_RUNS, |a| a.suppressed),
     ];
     for (metric, pick) in counters {
         family(out, &metric);

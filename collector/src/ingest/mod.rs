@@ -16,6 +16,7 @@ pub use enrolment::{new_agent_id, new_token, token_hash, DEFAULT_TOKEN_TTL};
 
 use crate::ca::CertificateAuthority;
 use crate::fleet::FleetView;
+use crate::plans::InForce;
 use chrono::{DateTime, Utc};
 use sonde_proto::wire::{
     self, Ack, Enroll, FrameDecoder, Message, RawRecord, Reject, RejectReason, Upload,
@@ -41,6 +42,9 @@ pub struct Ingest {
     in_flight: AtomicU64,
     /// Revoked agents and when, as the store last said (watched by the server).
     revoked: std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// The plan in force, as the store last said (watched by the server).
+    plan: tokio::sync::watch::Sender<Option<Arc<InForce>>>,
+    plans_pushed: AtomicU64,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -71,6 +75,11 @@ pub struct Session {
     peer: String,
     /// Set when the connection's agent was revoked: why its uploads are refused.
     pub revoked: Option<String>,
+    /// The plan version the agent said it runs (0: none) or last refused, from its
+    /// latest upload's health; `None` before its first upload.
+    agent_plan: Option<(u64, Option<u64>)>,
+    /// The plan version last sent on this stream.
+    plan_sent: Option<u64>,
 }
 
 impl Session {
@@ -123,7 +132,51 @@ impl Ingest {
             future_dated: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             revoked: Default::default(),
+            plan: tokio::sync::watch::Sender::new(None),
+            plans_pushed: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the plan in force: streams of connected agents push it.
+    pub fn set_plan(&self, plan: Option<Arc<InForce>>) {
+        self.plan.send_replace(plan);
+    }
+
+    /// The plan in force, changing.
+    pub fn plan_watch(&self) -> tokio::sync::watch::Receiver<Option<Arc<InForce>>> {
+        self.plan.subscribe()
+    }
+
+    /// The version of the plan in force (0: none).
+    pub fn plan_version(&self) -> u64 {
+        self.plan.borrow().as_ref().map_or(0, |p| p.version)
+    }
+
+    /// Plan frames sent to agents since start.
+    pub fn plans_pushed(&self) -> u64 {
+        self.plans_pushed.load(Ordering::Relaxed)
+    }
+
+    /// The frame pushing the plan in force to `session`'s agent, when it has a
+    /// plan for the agent's building that the agent neither runs, nor refused, nor was
+    /// sent on this stream. Nothing before the agent's first upload (its version is
+    /// not known yet).
+    pub fn plan_frame(&self, session: &mut Session) -> Option<Vec<u8>> {
+        let (runs, refused) = session.agent_plan?;
+        let delivery = session.delivery.as_ref()?;
+        let plan = self.plan.borrow().clone()?;
+        if runs == plan.version
+            || refused == Some(plan.version)
+            || session.plan_sent == Some(plan.version)
+        {
+            return None;
+        }
+        let (q, b) = (delivery.quartier.as_deref()?, delivery.building.as_deref()?);
+        let pushed = plan.plan.for_site(plan.version, plan.applied_at, q, b)?;
+        session.plan_sent = Some(plan.version);
+        self.plans_pushed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(agent = %delivery.agent_id, version = plan.version, "plan pushed");
+        Some(wire::encode(&Message::Plan(pushed)))
     }
 
     /// The store.
@@ -207,6 +260,8 @@ impl Ingest {
             delivery,
             peer,
             revoked: None,
+            agent_plan: None,
+            plan_sent: None,
         }
     }
 
@@ -247,10 +302,23 @@ impl Ingest {
         loop {
             match session.decoder.poll() {
                 Ok(None) => return reply,
-                Ok(Some(Message::Upload(upload))) => match self.upload(session, upload).await {
-                    Ok(frame) => reply.send.extend(frame),
-                    Err((reason, why)) => return self.refuse(session, reply, reason, why),
-                },
+                Ok(Some(Message::Upload(upload))) => {
+                    let plan = upload.health.plan.as_ref();
+                    let agent_plan = (
+                        plan.map_or(0, |p| p.version),
+                        plan.and_then(|p| p.refused.as_ref()).map(|r| r.version),
+                    );
+                    match self.upload(session, upload).await {
+                        Ok(frame) => {
+                            reply.send.extend(frame);
+                            session.agent_plan = Some(agent_plan);
+                            if let Some(push) = self.plan_frame(session) {
+                                reply.send.extend(push);
+                            }
+                        }
+                        Err((reason, why)) => return self.refuse(session, reply, reason, why),
+                    }
+                }
                 Ok(Some(Message::Enroll(enroll))) => {
                     reply.send.extend(self.enrol(session, enroll, now).await);
                     // One enrolment per stream, whatever its outcome.

@@ -129,13 +129,19 @@ fn own(ingest: &Ingest, http: Option<&crate::transport::http::Gate>) -> Registry
         (m::COLLECTOR_FRAMES_SKIPPED, ingest.frames_skipped()),
         (m::COLLECTOR_FUTURE_DATED, ingest.future_dated()),
         (m::COLLECTOR_ENROLMENTS, ingest.enrolments()),
+        (m::COLLECTOR_PLANS_PUSHED, ingest.plans_pushed()),
     ] {
         counter(&registry, &metric, value);
     }
     let _ = registry.register(Box::new(s.commit_seconds.clone()));
-    if let Ok(g) = IntGauge::new(m::COLLECTOR_CONNECTIONS.name, m::COLLECTOR_CONNECTIONS.help) {
-        g.set(ingest.connections() as i64);
-        let _ = registry.register(Box::new(g));
+    for (metric, value) in [
+        (m::COLLECTOR_CONNECTIONS, ingest.connections()),
+        (m::COLLECTOR_PLAN_VERSION, ingest.plan_version()),
+    ] {
+        if let Ok(g) = IntGauge::new(metric.name, metric.help) {
+            g.set(value as i64);
+            let _ = registry.register(Box::new(g));
+        }
     }
     registry
 }

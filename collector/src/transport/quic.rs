@@ -311,7 +311,23 @@ async fn stream(
     mut share: Share,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(Some(n)) = recv.read(&mut buf).await {
+    let mut plan = ingest.plan_watch();
+    loop {
+        // A plan applied meanwhile goes to the agent unasked, between its uploads.
+        let n = tokio::select! {
+            read = recv.read(&mut buf) => match read {
+                Ok(Some(n)) => n,
+                _ => break,
+            },
+            Ok(()) = plan.changed() => {
+                if let Some(frame) = ingest.plan_frame(&mut session) {
+                    if send.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
         let reply = ingest
             .receive(&mut session, &buf[..n], chrono::Utc::now())
             .await;
