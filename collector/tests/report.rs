@@ -70,3 +70,81 @@ fn the_raw_export_lists_results_whose_records_retention_deleted() {
     let rows = report::render::write_raw_csv(&store, &req.scope, Paris, &mut raw).expect("raw");
     assert_eq!(rows, 12);
 }
+
+/// A plan for q1/b1: `fibre` hourly (the example's agent a1 reports it every 3 h) and
+/// a 4G access `mobile` no agent ever reported.
+const PLAN: &str = r#"
+[[group]]
+quartier = "q1"
+buildings = ["b1"]
+
+[[group.access]]
+name = "fibre"
+kind = "ftth"
+interface = "eth0"
+responders = ["http://r.example"]
+every = "1h"
+jitter = "5m"
+
+[[group.access]]
+name = "mobile"
+kind = "4g"
+interface = "wwan0"
+responders = ["http://r.example"]
+every = "2h"
+jitter = "5m"
+"#;
+
+#[test]
+fn a_closed_period_keeps_its_figures_when_later_data_arrives_once_plans_say_what_was_scheduled() {
+    let store = dataset();
+    let req = request("2026-11-02", "2026-11-02", None, None);
+    // Without a plan, "scheduled" follows the latest result's interval: a result
+    // arriving later, at another cadence, changes a closed period's figure.
+    let inferred = report::build(&store, &req).expect("report");
+    assert!(!example::access(&inferred, "a1").coverage.planned);
+    let later = |interval_s: f64| {
+        let spec = example::ok((2026, 11, 20, 12, 0), 0.9e9, None, true);
+        example::record(
+            sonde_proto::AccessKind::Ftth,
+            "fibre",
+            interval_s,
+            "0.1.0",
+            spec,
+        )
+    };
+    example::put(&store, "a1", "q1", "b1", vec![later(1800.0)]);
+    let changed = report::build(&store, &req).expect("report");
+    assert_ne!(
+        example::access(&changed, "a1").coverage.scheduled,
+        example::access(&inferred, "a1").coverage.scheduled
+    );
+
+    // With the plan in force since October, the period's schedule is the plan's:
+    // 24 hourly runs of fibre, 12 of mobile, which reported nothing and is listed.
+    let plan = sonde_collector::plans::parse(PLAN, "plan.toml").expect("plan");
+    sonde_collector::plans::apply(&store, &plan, example::at((2026, 10, 1, 0, 0))).expect("apply");
+    let planned = report::build(&store, &req).expect("report");
+    let fibre = example::access(&planned, "a1");
+    assert!(fibre.coverage.planned);
+    assert_eq!(fibre.coverage.scheduled, 24);
+    let mobile = planned
+        .accesses
+        .iter()
+        .find(|a| a.access == "mobile")
+        .expect("the planned access that never reported is in the report");
+    assert_eq!((mobile.coverage.scheduled, mobile.coverage.run), (12, 0));
+    assert_eq!(mobile.standing, sonde_method::report::Standing::NoResult);
+    // Later data, at yet another cadence, and a plan applied after the period: the
+    // closed period's report is the same, figure for figure.
+    example::put(&store, "a1", "q1", "b1", vec![later(600.0)]);
+    let faster = PLAN.replace(
+        "every = \"1h\"\njitter = \"5m\"",
+        "every = \"10m\"\njitter = \"1m\"",
+    );
+    let faster = sonde_collector::plans::parse(&faster, "plan.toml").expect("plan");
+    sonde_collector::plans::apply(&store, &faster, example::at((2026, 11, 10, 0, 0)))
+        .expect("apply");
+    let again = report::build(&store, &req).expect("report");
+    assert_eq!(again, planned);
+}

@@ -4,6 +4,7 @@
 
 pub mod attack;
 pub mod disk;
+pub mod fleet;
 pub mod pipeline;
 
 use std::io::{BufRead, BufReader};

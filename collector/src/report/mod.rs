@@ -157,6 +157,46 @@ pub fn build(store: &dyn Store, request: &Request) -> Result<Report, ReportError
     let scope = &request.scope;
     check_scope(store, scope)?;
     let mut builder = Builder::new(request);
+    let history = store.plans()?;
+    if !history.is_empty() {
+        let end = scope.to.min(request.generated_at);
+        let spans = crate::plans::in_force_during(&history, scope.from, end);
+        let versions: Vec<_> = spans.iter().map(|(p, a, b)| (&p.plan, *a, *b)).collect();
+        let sites = plan_sites(store, scope, &spans, end)?;
+        builder = builder.with_plan(sonde_method::report::planned(&versions, &sites));
+    }
     store.report_scan(scope, false, &mut builder)?;
     Ok(builder.finish())
+}
+
+/// The buildings in `scope` whose planned accesses the report counts: those a plan
+/// version names, and those of agents enrolled before `end` (for quartier-wide
+/// groups). An agent enrolled later does not change a closed period.
+fn plan_sites(
+    store: &dyn Store,
+    scope: &sonde_store::ReportScope,
+    spans: &[(crate::plans::InForce, DateTime<Utc>, DateTime<Utc>)],
+    end: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, ReportError> {
+    let mut sites = std::collections::BTreeSet::new();
+    for (p, _, _) in spans {
+        for g in &p.plan.groups {
+            for b in &g.buildings {
+                sites.insert((g.quartier.clone(), b.clone()));
+            }
+        }
+    }
+    for a in store.agents()? {
+        let enrolled = a.enrolled_at.unwrap_or(a.first_seen);
+        if let (Some(q), Some(b), true) = (a.quartier, a.building, enrolled < end) {
+            sites.insert((q, b));
+        }
+    }
+    Ok(sites
+        .into_iter()
+        .filter(|(q, b)| {
+            scope.quartier.as_ref().is_none_or(|s| s == q)
+                && scope.building.as_ref().is_none_or(|s| s == b)
+        })
+        .collect())
 }

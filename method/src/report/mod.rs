@@ -9,8 +9,10 @@
 //! and signing are the collector's.
 
 mod facts;
+mod planned;
 
 pub use facts::{Fact, ReportScope, ReportSink, ScheduledAccess};
+pub use planned::{planned, PlannedAccess};
 
 use crate::verdict::TOLERANCE;
 use chrono::{DateTime, TimeZone, Timelike, Utc};
@@ -94,6 +96,9 @@ fn q_sorted(s: &[f64], q: f64) -> Option<f64> {
 pub struct Coverage {
     /// Tests the schedule called for in the period.
     pub scheduled: u64,
+    /// Whether `scheduled` is what the plans in force called for (§7.3); else it is
+    /// inferred from the interval of the access's latest result.
+    pub planned: bool,
     /// Tests that ran (skipped ones, busy line or budget, are not).
     pub run: u64,
     /// Tests that ran and are valid (§7.2).
@@ -457,6 +462,7 @@ pub struct Builder<'r> {
     done: Vec<AccessReport>,
     data: DataSummary,
     versions: BTreeSet<String>,
+    planned: BTreeMap<(String, String, String), PlannedAccess>,
 }
 
 /// Whether `t` falls in peak hours, local time in `tz` (§7.1), read for each result
@@ -615,7 +621,23 @@ impl<'r> Builder<'r> {
             done: Vec::new(),
             data: DataSummary::default(),
             versions: BTreeSet::new(),
+            planned: BTreeMap::new(),
         }
+    }
+
+    /// What the plans in force scheduled in the period ([`planned`]): those accesses'
+    /// `scheduled` comes from it, and the ones that reported nothing are listed too.
+    pub fn with_plan(mut self, planned: Vec<PlannedAccess>) -> Self {
+        self.planned = planned
+            .into_iter()
+            .map(|p| {
+                (
+                    (p.quartier.clone(), p.building.clone(), p.access.clone()),
+                    p,
+                )
+            })
+            .collect();
+        self
     }
 
     /// End of the period that has happened.
@@ -640,8 +662,12 @@ impl<'r> Builder<'r> {
         };
         let bucket_ns = bucket_len(c.schedule.as_ref()) * 1_000_000_000;
         let buckets = (span_ns + bucket_ns - 1).div_euclid(bucket_ns) as u64;
+        let plan = self
+            .planned
+            .get(&(c.quartier.clone(), c.building.clone(), c.access.clone()));
         let coverage = Coverage {
-            scheduled: slots.max(c.recorded),
+            scheduled: plan.map_or(slots, |p| p.scheduled).max(c.recorded),
+            planned: plan.is_some(),
             run: c.run,
             valid: c.valid,
             buckets_covered: c.buckets,
@@ -712,6 +738,30 @@ impl<'r> Builder<'r> {
                 schedule: Some(s),
                 ..Default::default()
             };
+            let r = self.summarise(acc);
+            self.done.push(r);
+        }
+        // Planned accesses no agent reported: zero coverage, not absent.
+        let reported: BTreeSet<(&str, &str, &str)> = self
+            .done
+            .iter()
+            .map(|a| (a.quartier.as_str(), a.building.as_str(), a.access.as_str()))
+            .collect();
+        let unreported: Vec<Acc> = self
+            .planned
+            .values()
+            .filter(|p| {
+                !reported.contains(&(p.quartier.as_str(), p.building.as_str(), p.access.as_str()))
+            })
+            .map(|p| Acc {
+                quartier: p.quartier.clone(),
+                building: p.building.clone(),
+                access: p.access.clone(),
+                kind: p.kind.clone(),
+                ..Default::default()
+            })
+            .collect();
+        for acc in unreported {
             let r = self.summarise(acc);
             self.done.push(r);
         }

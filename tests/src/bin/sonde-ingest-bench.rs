@@ -17,12 +17,12 @@
 //!        [--agents N] [--results N] [--batch N] [--readers N] [--json]
 
 use sonde_collector::ca::Ca;
-use sonde_collector::ingest;
-use sonde_e2e::pipeline::{raw, scratch, Collector};
-use sonde_proto::wire::{self, Enroll, FrameDecoder, Health, Message, RejectReason, Upload};
+use sonde_e2e::fleet::{answer, connect_all, enrol_all, tokens};
+use sonde_e2e::pipeline::{scratch, Collector};
+use sonde_proto::wire::{self, FrameDecoder, Health, Message, RejectReason, Upload};
 use sonde_proto::ResultRecord;
 use sonde_store::prelude::*;
-use sonde_store::{NewToken, ResultQuery};
+use sonde_store::ResultQuery;
 use sonde_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,77 +49,6 @@ struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-/// A client configuration like an agent's: keep-alives hold the connection open.
-fn client_config(
-    ca: &rustls::pki_types::CertificateDer<'static>,
-    identity: Option<(
-        rustls::pki_types::CertificateDer<'static>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    )>,
-) -> quinn::ClientConfig {
-    let mut config = raw::client_config(ca, identity);
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(10)));
-    config.transport_config(Arc::new(transport));
-    config
-}
-
-async fn answer(recv: &mut quinn::RecvStream, d: &mut FrameDecoder) -> Message {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        if let Some(m) = d.poll().expect("collector frames") {
-            return m;
-        }
-        let n = recv
-            .read(&mut buf)
-            .await
-            .expect("read")
-            .expect("stream open");
-        d.push(&buf[..n]);
-    }
-}
-
-struct Agent {
-    config: quinn::ClientConfig,
-}
-
-async fn enrol(
-    endpoint: &quinn::Endpoint,
-    addr: SocketAddr,
-    ca: &rustls::pki_types::CertificateDer<'static>,
-    token: String,
-) -> Agent {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let csr_pem = rcgen::CertificateParams::new(Vec::<String>::new())
-        .expect("params")
-        .serialize_request(&key)
-        .expect("csr")
-        .pem()
-        .expect("pem");
-    let conn = endpoint
-        .connect_with(client_config(ca, None), addr, "localhost")
-        .expect("connect")
-        .await
-        .expect("handshake");
-    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-    send.write_all(&wire::encode(&Message::Enroll(Enroll { token, csr_pem })))
-        .await
-        .expect("send");
-    let _ = send.finish();
-    let m = answer(&mut recv, &mut FrameDecoder::new(1 << 20)).await;
-    conn.close(0u32.into(), b"enrolled");
-    let Message::Enrolled(e) = m else {
-        panic!("enrolment refused: {m:?}");
-    };
-    use rustls::pki_types::pem::PemObject;
-    let cert =
-        rustls::pki_types::CertificateDer::from_pem_slice(e.cert_pem.as_bytes()).expect("cert pem");
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    Agent {
-        config: client_config(ca, Some((cert, key))),
-    }
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -258,81 +187,6 @@ async fn read_results(
     pages
 }
 
-/// Enrols one agent per token, at most 64 at once.
-async fn enrol_all(
-    endpoints: &[quinn::Endpoint],
-    addr: SocketAddr,
-    ca: &rustls::pki_types::CertificateDer<'static>,
-    tokens: Vec<String>,
-) -> Vec<Agent> {
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = Vec::new();
-    for (i, token) in tokens.into_iter().enumerate() {
-        let endpoint = endpoints[i % endpoints.len()].clone();
-        let (ca, gate) = (ca.clone(), gate.clone());
-        tasks.push(tokio::spawn(async move {
-            let _p = gate.acquire().await.expect("gate");
-            enrol(&endpoint, addr, &ca, token).await
-        }));
-    }
-    let mut agents = Vec::new();
-    for t in tasks {
-        agents.push(t.await.expect("enrol task"));
-    }
-    agents
-}
-
-/// Opens each agent's mutual-TLS connection, at most 64 handshakes at once.
-async fn connect_all(
-    endpoints: &[quinn::Endpoint],
-    addr: SocketAddr,
-    agents: Vec<Agent>,
-) -> Vec<quinn::Connection> {
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = Vec::new();
-    for (i, agent) in agents.into_iter().enumerate() {
-        let endpoint = endpoints[i % endpoints.len()].clone();
-        let gate = gate.clone();
-        tasks.push(tokio::spawn(async move {
-            let _p = gate.acquire().await.expect("gate");
-            endpoint
-                .connect_with(agent.config, addr, "localhost")
-                .expect("connect")
-                .await
-                .expect("mTLS handshake")
-        }));
-    }
-    let mut conns = Vec::new();
-    for t in tasks {
-        conns.push(t.await.expect("connect task"));
-    }
-    conns
-}
-
-/// Tokens written into the collector's store before it starts (as `token create`
-/// would, a thousand times faster).
-fn tokens(data_dir: &std::path::Path, ca: &Ca, n: usize) -> Vec<String> {
-    let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
-    let now = chrono::Utc::now();
-    (0..n)
-        .map(|i| {
-            let t = ingest::new_token(ca);
-            store
-                .create_token(&NewToken {
-                    hash: ingest::token_hash(&t),
-                    quartier: "bench".into(),
-                    building: format!("b{i}"),
-                    latitude: None,
-                    longitude: None,
-                    created_at: now,
-                    expires_at: now + chrono::Duration::hours(1),
-                })
-                .expect("token");
-            t.to_string()
-        })
-        .collect()
-}
-
 /// Results in the store (read after the collector stopped).
 fn stored(data_dir: &std::path::Path) -> usize {
     let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
@@ -439,11 +293,11 @@ async fn run(
 fn main() {
     let args = <Args as clap::Parser>::parse();
     let dir = scratch("ingest-bench");
-    let mut collector = Collector::configure(&dir);
+    let mut collector = Collector::configure_with(&dir, sonde_e2e::fleet::FROM_ONE_ADDRESS, "");
     let data_dir = dir.join("collector");
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let ca = Ca::load_or_create(&data_dir, "sonde collector CA").expect("CA");
-    let tokens = tokens(&data_dir, &ca, args.agents);
+    let tokens = tokens(&data_dir, &ca, "bench", args.agents);
     collector.start();
     let addr: SocketAddr = collector
         .quic
