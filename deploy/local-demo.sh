@@ -2,8 +2,11 @@
 # A complete local sonde deployment on the embedded defaults:
 #   - a collector (SQLite store and CA in demo-state/collector/), QUIC ingest + HTTP API;
 #   - a responder on loopback;
-#   - an agent that enrols itself with a one-time token and probes the responder over
-#     loopback every minute, spooling results and uploading them to the collector.
+#   - a plan (demo-state/plan.toml), applied with `sonde-collector plan apply`: the
+#     building's access, probing the responder over loopback every minute;
+#   - an agent that enrols itself with a one-time token, receives that plan from its
+#     collector over QUIC, runs it, spools results and uploads them. Its agent.toml
+#     holds only a bootstrap access (hourly), what it would run without a plan.
 # Ctrl-C stops everything cleanly; state is kept for the next start.
 #
 # Run from anywhere: bash deploy/local-demo.sh
@@ -84,7 +87,26 @@ retry_max = "30s"
 threshold = "off"
 cpu_percent = 100
 
+# The bootstrap: what the box runs until its collector pushes a plan, and without one.
 [[access]]
+name = "bootstrap"
+kind = "ftth"
+interface = "lo"
+responders = ["http://127.0.0.1:$RESP_PORT"]
+every = "1h"
+jitter = "1m"
+max_duration = 5
+TOML
+
+cat >"$STATE/plan.toml" <<TOML
+# written by deploy/local-demo.sh; change it and run
+#   sonde-collector plan apply --file $STATE/plan.toml --config $STATE/collector.toml
+# the agent runs the new version within seconds, without a restart.
+[[group]]
+quartier = "demo"
+buildings = ["local"]
+
+[[group.access]]
 name = "loopback"
 kind = "ftth"
 interface = "lo"
@@ -126,6 +148,8 @@ wait_port() { # proto port name pid
 pids+=($!)
 wait_port tcp "$HTTP_PORT" collector "${pids[-1]}"
 
+"$BIN/sonde-collector" plan apply --file "$STATE/plan.toml" --config "$STATE/collector.toml"
+
 "$BIN/sonde-responder" --listen "127.0.0.1:$RESP_PORT" --udp "127.0.0.1:$UDP_PORT" \
   >"$STATE/responder.log" 2>&1 &
 pids+=($!)
@@ -145,12 +169,14 @@ cat <<TXT
 
 sonde is running
   results   http://127.0.0.1:$HTTP_PORT/api/v1/results   (the first within about a minute)
-  agents    http://127.0.0.1:$HTTP_PORT/api/v1/agents
+  agents    http://127.0.0.1:$HTTP_PORT/api/v1/agents   (health.plan: the plan version it runs)
+  plan      $BIN/sonde-collector plan show --config $STATE/collector.toml
   health    http://127.0.0.1:$HTTP_PORT/healthz
   agent     $BIN/sonde-agent status --state-dir $STATE/agent
   responder http://127.0.0.1:$RESP_PORT/api/v1/info
   logs      $STATE/{collector,responder,agent}.log
-The agent probes the responder over loopback every $EVERY. Ctrl-C stops everything.
+The agent runs the plan its collector pushed: it probes the responder over loopback
+every $EVERY. Ctrl-C stops everything.
 
 TXT
 

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// `[quic]` lines for a collector facing a simulated fleet: the simulated agents all
-/// enrol from 127.0.0.1, 64 at once, where a real fleet comes from as many addresses
+/// enrol from 127.0.0.1, 64 at once (their connections linger a moment after), where a real fleet comes from as many addresses
 /// as boxes (the per-address bound on strangers would refuse most of them).
-pub const FROM_ONE_ADDRESS: &str = "max_unauthenticated = 64\nmax_unauthenticated_per_address = 64";
+pub const FROM_ONE_ADDRESS: &str =
+    "max_unauthenticated = 256\nmax_unauthenticated_per_address = 256";
 
 /// A client configuration like an agent's: keep-alives hold the connection open.
 pub fn client_config(

@@ -1,6 +1,7 @@
 //! The README's first command, `bash deploy/local-demo.sh`, as a new user runs it
 //! (with this build's binaries and free ports): within 3 minutes the collector's
-//! `/api/v1/results` holds results from the local agent, enrolled by itself; Ctrl-C
+//! `/api/v1/results` holds results from the local agent, enrolled by itself and running
+//! the plan its collector pushed; Ctrl-C
 //! (SIGINT to the process group, as a terminal sends it) stops every part.
 
 use sonde_e2e::pipeline::{free_port, scratch};
@@ -77,6 +78,12 @@ fn the_local_deployment_delivers_results_within_three_minutes_and_stops_on_ctrl_
     assert_eq!(first["status"]["outcome"], "ok", "{first}");
     let agents = get(http, "/api/v1/agents").expect("agents");
     assert_eq!(agents["agents"][0]["id"], first["agent"]["id"]);
+    // The access measured is the plan's, pushed by the collector (agent.toml only
+    // holds an hourly bootstrap access).
+    assert_eq!(
+        agents["agents"][0]["health"]["plan"]["version"], 1,
+        "{agents}"
+    );
     assert!(agents["agents"][0]["enrolled_at"].is_string());
 
     kill_group("-INT");

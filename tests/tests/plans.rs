@@ -127,6 +127,16 @@ fn a_running_agent_takes_a_new_plan_without_restart_and_refuses_what_it_cannot_r
     assert_eq!(r["agent"]["id"], id);
     assert_eq!(r["access"]["name"], "planned");
     assert!(agent.state_dir.join("plan.json").exists());
+    let (code, api) = collector.get("/api/v1/plans?version=latest&quartier=q-test&building=b1");
+    assert_eq!(code, 200, "{api}");
+    assert_eq!(
+        (
+            api["version"].as_u64(),
+            api["plan"]["access"][0]["name"].as_str()
+        ),
+        (Some(1), Some("planned"))
+    );
+    assert_eq!(collector.get("/api/v1/plans?version=9").0, 404);
     let deadline = Instant::now() + Duration::from_secs(20);
     while acked_version(&collector, &id) != Some(1) {
         assert!(

@@ -295,6 +295,8 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
                 missed_runs_total: 1,
                 failures_total: [("timeout".to_string(), 2u64)].into_iter().collect(),
                 version: "0.1.0".into(),
+                // As `sonde-agent run` says it: the plan it runs (none here).
+                plan: Some(Box::default()),
                 ..Default::default()
             };
             let frame = wire::encode(&Message::Upload(Upload {

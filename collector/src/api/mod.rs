@@ -1,11 +1,13 @@
 //! The collector's HTTP API: `GET /healthz`, `GET /metrics` (Prometheus text format),
 //! `GET /api/v1/results` (paged, filtered by time and agent), `GET /api/v1/agents` and
-//! `GET /api/v1/reports` (a signed compliance report); one module per resource. Reads
+//! `GET /api/v1/reports` (a signed compliance report), `GET /api/v1/plans` (the plan
+//! versions); one module per resource. Reads
 //! only; bad parameters get a 400 with a one-line JSON reason. Store reads and
 //! rendering run on the blocking pool, never on the async workers.
 
 pub mod agents;
 pub mod health;
+pub mod plans;
 pub mod pool;
 pub mod reports;
 pub mod respond;
@@ -88,6 +90,7 @@ fn route(api: &Api, path: &str, query: &HashMap<String, String>) -> Response<Bod
         "/healthz" => health::get(store, api.ingest.as_deref()),
         "/api/v1/results" => results::get(store, query),
         "/api/v1/agents" => agents::get(store),
+        "/api/v1/plans" => plans::get(store, query),
         "/api/v1/reports" => match &api.reports {
             Some(r) => reports::get(store, r, query),
             None => error(StatusCode::NOT_FOUND, "reports are not served here"),

@@ -719,29 +719,8 @@ impl<'r> Builder<'r> {
         }
     }
 
-    /// The report, once every fact was fed.
-    pub fn finish(mut self) -> Report {
-        if let Some(c) = self.current.take() {
-            let r = self.summarise(c);
-            self.done.push(r);
-        }
-        // Accesses that sent nothing in the period still count what they missed.
-        let silent: Vec<ScheduledAccess> =
-            std::mem::take(&mut self.schedules).into_values().collect();
-        for s in silent {
-            let acc = Acc {
-                quartier: s.quartier.clone(),
-                building: s.building.clone(),
-                agent: s.agent_id.clone(),
-                access: s.access.clone(),
-                kind: s.kind.clone(),
-                schedule: Some(s),
-                ..Default::default()
-            };
-            let r = self.summarise(acc);
-            self.done.push(r);
-        }
-        // Planned accesses no agent reported: zero coverage, not absent.
+    /// Planned accesses no agent reported: zero coverage, not absent.
+    fn add_unreported(&mut self) {
         let reported: BTreeSet<(&str, &str, &str)> = self
             .done
             .iter()
@@ -765,6 +744,31 @@ impl<'r> Builder<'r> {
             let r = self.summarise(acc);
             self.done.push(r);
         }
+    }
+
+    /// The report, once every fact was fed.
+    pub fn finish(mut self) -> Report {
+        if let Some(c) = self.current.take() {
+            let r = self.summarise(c);
+            self.done.push(r);
+        }
+        // Accesses that sent nothing in the period still count what they missed.
+        let silent: Vec<ScheduledAccess> =
+            std::mem::take(&mut self.schedules).into_values().collect();
+        for s in silent {
+            let acc = Acc {
+                quartier: s.quartier.clone(),
+                building: s.building.clone(),
+                agent: s.agent_id.clone(),
+                access: s.access.clone(),
+                kind: s.kind.clone(),
+                schedule: Some(s),
+                ..Default::default()
+            };
+            let r = self.summarise(acc);
+            self.done.push(r);
+        }
+        self.add_unreported();
         let mut accesses = std::mem::take(&mut self.done);
         accesses.sort_by(|a, b| {
             (&a.quartier, &a.building, &a.agent, &a.access).cmp(&(

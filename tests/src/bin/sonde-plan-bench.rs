@@ -146,6 +146,66 @@ fn acknowledged_in_store(http: &str, version: u64) -> usize {
         .unwrap_or(0)
 }
 
+/// Connects the fleet, waits until it runs version 1, applies version 2 and times it.
+async fn measure(
+    args: &Args,
+    collector: &Collector,
+    dir: &std::path::Path,
+    addr: SocketAddr,
+    ca: &Ca,
+    tokens: Vec<String>,
+) -> serde_json::Value {
+    let endpoints: Vec<quinn::Endpoint> = (0..8)
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
+        .collect();
+    eprintln!("enrolling and connecting {} agents…", args.agents);
+    let agents = enrol_all(&endpoints, addr, &ca.cert().clone(), tokens).await;
+    let conns = connect_all(&endpoints, addr, agents).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for c in &conns {
+        tokio::spawn(agent(c.clone(), tx.clone()));
+    }
+    let t = Instant::now();
+    let (first, _) = collect(&mut rx, conns.len(), 1, t).await;
+    eprintln!(
+        "{} agents run version 1 (pushed on connect); applying version 2…",
+        first.len()
+    );
+    let cpu_before = collector.pid().and_then(sonde_e2e::cpu_seconds);
+    let t0 = Instant::now();
+    apply(collector, dir, "v2.toml", &plan("5m"));
+    let applied_s = t0.elapsed().as_secs_f64();
+    let (received, acked) = collect(&mut rx, conns.len(), 2, t0).await;
+    let cpu = collector
+        .pid()
+        .and_then(sonde_e2e::cpu_seconds)
+        .zip(cpu_before)
+        .map_or(f64::NAN, |(a, b)| a - b);
+    // The collector's own record: each agent's stored health.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let http = collector.http.clone();
+    let stored = tokio::task::spawn_blocking(move || acknowledged_in_store(&http, 2))
+        .await
+        .unwrap_or(0);
+    for c in &conns {
+        c.close(0u32.into(), b"done");
+    }
+    serde_json::json!({
+        "agents": args.agents,
+        "connected_on_v1": first.len(),
+        "plan_apply_command_s": applied_s,
+        "received_v2": received.len(),
+        "received_p50_s": quantile(&received, 0.5),
+        "received_p99_s": quantile(&received, 0.99),
+        "received_max_s": received.last().copied().unwrap_or(f64::NAN),
+        "acknowledged_p50_s": quantile(&acked, 0.5),
+        "acknowledged_p99_s": quantile(&acked, 0.99),
+        "acknowledged_max_s": acked.last().copied().unwrap_or(f64::NAN),
+        "acknowledged_in_collector_store": stored,
+        "collector_cpu_s": cpu,
+    })
+}
+
 fn main() {
     let args = <Args as clap::Parser>::parse();
     let dir = scratch("plan-bench");
@@ -165,57 +225,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let report = runtime.block_on(async {
-        let endpoints: Vec<quinn::Endpoint> = (0..8)
-            .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
-            .collect();
-        eprintln!("enrolling and connecting {} agents…", args.agents);
-        let agents = enrol_all(&endpoints, addr, &ca.cert().clone(), tokens).await;
-        let conns = connect_all(&endpoints, addr, agents).await;
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        for c in &conns {
-            tokio::spawn(agent(c.clone(), tx.clone()));
-        }
-        let t = Instant::now();
-        let (first, _) = collect(&mut rx, conns.len(), 1, t).await;
-        eprintln!(
-            "{} agents run version 1 (pushed on connect); applying version 2…",
-            first.len()
-        );
-        let cpu_before = collector.pid().and_then(sonde_e2e::cpu_seconds);
-        let t0 = Instant::now();
-        apply(&collector, &dir, "v2.toml", &plan("5m"));
-        let applied_s = t0.elapsed().as_secs_f64();
-        let (received, acked) = collect(&mut rx, conns.len(), 2, t0).await;
-        let cpu = collector
-            .pid()
-            .and_then(sonde_e2e::cpu_seconds)
-            .zip(cpu_before)
-            .map_or(f64::NAN, |(a, b)| a - b);
-        // The collector's own record: each agent's stored health.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let http = collector.http.clone();
-        let stored = tokio::task::spawn_blocking(move || acknowledged_in_store(&http, 2))
-            .await
-            .unwrap_or(0);
-        for c in &conns {
-            c.close(0u32.into(), b"done");
-        }
-        serde_json::json!({
-            "agents": args.agents,
-            "connected_on_v1": first.len(),
-            "plan_apply_command_s": applied_s,
-            "received_v2": received.len(),
-            "received_p50_s": quantile(&received, 0.5),
-            "received_p99_s": quantile(&received, 0.99),
-            "received_max_s": received.last().copied().unwrap_or(f64::NAN),
-            "acknowledged_p50_s": quantile(&acked, 0.5),
-            "acknowledged_p99_s": quantile(&acked, 0.99),
-            "acknowledged_max_s": acked.last().copied().unwrap_or(f64::NAN),
-            "acknowledged_in_collector_store": stored,
-            "collector_cpu_s": cpu,
-        })
-    });
+    let report = runtime.block_on(measure(&args, &collector, &dir, addr, &ca, tokens));
     collector.stop();
     if args.json {
         println!("{report}");
