@@ -325,16 +325,51 @@ fn check_access(
     p: &mut Vec<String>,
 ) -> Option<Access> {
     let at = format!("access[{i}]");
-    let checked = sonde_method::access::check(&at, a, earlier, p);
+    let mut checked = sonde_method::access::check(&at, a, earlier, p);
     if interfaces == Interfaces::MustExist && !a.interface.trim().is_empty() {
-        if let Err(e) = netif::interface(&a.interface) {
-            p.push(format!(
-                "{at}.interface: {}",
-                e.trim_start_matches("--interface ")
-            ));
+        match resolve_interface(&a.interface, &netif::names()) {
+            Ok(name) => {
+                if let Err(e) = netif::interface(&name) {
+                    p.push(format!(
+                        "{at}.interface: {}",
+                        e.trim_start_matches("--interface ")
+                    ));
+                }
+                if let Some(c) = checked.as_mut() {
+                    c.interface = name;
+                }
+            }
+            Err(e) => p.push(format!("{at}.interface: {e}")),
         }
     }
     checked
+}
+
+/// The interface `wanted` names among `present`: itself, or when it is a pattern
+/// (`wwan*`, `enp?s0`: one plan for boxes whose interfaces are named differently) the
+/// one interface it matches.
+pub fn resolve_interface(wanted: &str, present: &[String]) -> Result<String, String> {
+    if !wanted.contains(['*', '?', '[']) {
+        return Ok(wanted.to_string());
+    }
+    let pattern =
+        glob::Pattern::new(wanted).map_err(|e| format!("{wanted:?} is not a pattern ({e})"))?;
+    let matching: Vec<&String> = present.iter().filter(|n| pattern.matches(n)).collect();
+    match matching.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(format!(
+            "no interface of this box matches {wanted:?} (it has {})",
+            present.join(", ")
+        )),
+        many => Err(format!(
+            "{wanted:?} matches {} interfaces of this box ({}); name one",
+            many.len(),
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// Checks the accesses of a plan pushed by the controller as this box will run them
@@ -476,6 +511,34 @@ streams = 1
         for (p, w) in problems.iter().zip(want) {
             assert!(p.starts_with(w), "{p} should start with {w}");
         }
+    }
+
+    #[test]
+    fn an_interface_pattern_names_the_one_interface_it_matches() {
+        let present: Vec<String> = ["lo", "eth0", "wwan0", "wlan0", "wlan1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(resolve_interface("eth0", &present), Ok("eth0".into()));
+        assert_eq!(resolve_interface("wwan*", &present), Ok("wwan0".into()));
+        let many = resolve_interface("wlan?", &present).expect_err("two match");
+        assert!(
+            many.contains("matches 2 interfaces") && many.contains("wlan0, wlan1"),
+            "{many}"
+        );
+        let none = resolve_interface("enp*", &present).expect_err("none");
+        assert!(
+            none.starts_with("no interface of this box matches \"enp*\""),
+            "{none}"
+        );
+        // On this box: `l?` is the loopback.
+        let file: File = toml::from_str(&GOOD.replace(
+            "interface = \"lo\"\nresponders = [\"http://r1.example:8080\", ",
+            "interface = \"l?\"\nresponders = [\"http://r1.example:8080\", ",
+        ))
+        .expect("parses");
+        let c = check(file, Interfaces::MustExist).expect("valid");
+        assert_eq!(c.accesses[0].interface, "lo");
     }
 
     #[test]

@@ -55,14 +55,7 @@ pub fn load(state_dir: &Path, config: &Config) -> Running {
 
 /// What the box can do, said with its plan state.
 pub fn capabilities() -> Capabilities {
-    let mut interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    interfaces.sort();
+    let interfaces = crate::net::netif::names();
     Capabilities {
         methods: sonde_method::access::SCHEMES
             .iter()

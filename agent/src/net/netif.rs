@@ -23,6 +23,19 @@ fn sysfs(name: &str) -> PathBuf {
     PathBuf::from("/sys/class/net").join(name)
 }
 
+/// The names of this box's network interfaces, sorted (none when sysfs cannot be read).
+pub fn names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Looks an interface up; `Err` names it when it does not exist.
 pub fn interface(name: &str) -> Result<Interface, String> {
     if name.is_empty() || name.len() > 15 || name.contains('/') || name.starts_with('.') {
