@@ -58,6 +58,10 @@ fn health(r: &Registry, st: &Status) -> prometheus::Result<()> {
         (m::CLOCK_STEPS, st.clock_steps_total),
         (m::AGENT_RESULTS, st.results_total),
         (m::AGENT_UPLOADED, st.uploaded_total),
+        (
+            m::SUPPRESSED_RUNS,
+            st.plan.schedules.values().map(|c| c.suppressions).sum(),
+        ),
     ] {
         counter(r, &metric, &[])?
             .with_label_values(&[] as &[&str])
@@ -77,6 +81,7 @@ fn health(r: &Registry, st: &Status) -> prometheus::Result<()> {
         (m::RESULTS_HELD, st.held_results as f64),
         (m::AGENT_CONNECTED, if st.connected { 1.0 } else { 0.0 }),
         (m::AGENT_UPTIME, st.uptime_s as f64),
+        (m::PLAN_VERSION, st.plan.version as f64),
     ];
     if let Some(t) = st.last_success {
         single.push((m::AGENT_LAST_SUCCESS, t.timestamp_millis() as f64 / 1e3));
