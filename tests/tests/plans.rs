@@ -208,6 +208,7 @@ fn a_plan_applied_while_an_agent_is_away_reaches_it_and_a_box_without_its_contro
         s["plan"]["version"] == 2 && s["next_run"]["access"] == "planned"
     });
     assert_eq!(s["connected"], false);
+    assert_eq!(s["plan"]["source"], "controller_lost");
     let s = agent.wait_status("a planned test", Duration::from_secs(40), |s| {
         s["results_total"].as_u64() >= Some(1)
     });

@@ -7,7 +7,7 @@ use crate::state::files::write_atomic;
 use crate::state::spool::{Spool, SpoolSlot};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sonde_proto::plan::PlanState;
+use sonde_proto::plan::{PlanSource, PlanState};
 use sonde_proto::wire::{BudgetUse, Health};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -118,7 +118,7 @@ impl Status {
             spool_full: self.spool_full,
             held_results: self.held_results,
             plan: Some(Box::new(PlanState {
-                source: sonde_proto::plan::PlanSource::of(self.plan.version, self.connected),
+                source: PlanSource::of(self.plan.version, self.connected),
                 ..self.plan.clone()
             })),
         }
@@ -162,6 +162,7 @@ impl Board {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         s.uptime_s = self.uptime_s();
+        s.plan.source = PlanSource::of(s.plan.version, s.connected);
         s
     }
 
