@@ -246,6 +246,26 @@ proptest! {
     }
 
     #[test]
+    fn plans_round_trip_through_frames(version in 1u64..1000, name in "[a-z]{1,12}", every_min in 1u32..600, chunk in 1usize..64) {
+        let file: sonde_proto::plan::PlanFile = serde_json::from_value(serde_json::json!({
+            "group": [{
+                "quartier": "q",
+                "access": [{
+                    "name": name,
+                    "kind": "ftth",
+                    "interface": "eth0",
+                    "responders": ["http://r.example"],
+                    "every": format!("{every_min}m"),
+                }],
+            }],
+        })).expect("plan");
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("time");
+        let plan = file.for_site(version, at, "q", "b").expect("the quartier's group");
+        let msg = Message::Plan(plan);
+        prop_assert_eq!(through_frames(&msg, chunk), Some(msg));
+    }
+
+    #[test]
     fn token_parser_never_panics(text in "\\PC{0,100}") {
         let _ = text.parse::<EnrolToken>();
     }
