@@ -179,3 +179,58 @@ pub fn tokens(data_dir: &std::path::Path, ca: &Ca, quartier: &str, n: usize) -> 
         })
         .collect()
 }
+
+/// A collector for a simulated fleet: configured in `dir`, `agents` tokens for
+/// buildings `b0`… of quartier `bench` written before it starts, then started.
+#[derive(Debug)]
+pub struct Bench {
+    /// The running collector.
+    pub collector: crate::pipeline::Collector,
+    /// Its data directory.
+    pub data_dir: std::path::PathBuf,
+    /// Its CA.
+    pub ca: Ca,
+    /// One enrolment token per simulated agent.
+    pub tokens: Vec<String>,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+}
+
+impl Bench {
+    /// Starts it.
+    pub fn start(dir: &std::path::Path, agents: usize) -> Bench {
+        let mut collector = crate::pipeline::Collector::configure_with(dir, FROM_ONE_ADDRESS, "");
+        let data_dir = dir.join("collector");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let ca = Ca::load_or_create(&data_dir, "sonde collector CA").expect("CA");
+        let tokens = tokens(&data_dir, &ca, "bench", agents);
+        collector.start();
+        let addr = collector
+            .quic
+            .replace("localhost", "127.0.0.1")
+            .parse()
+            .expect("quic addr");
+        Bench {
+            collector,
+            data_dir,
+            ca,
+            tokens,
+            addr,
+        }
+    }
+}
+
+/// Prints a benchmark's figures: one JSON object, or a table under `title`.
+pub fn print_report(title: &str, report: &serde_json::Value, json: bool) {
+    if json {
+        println!("{report}");
+        return;
+    }
+    println!("{title}");
+    for (k, v) in report.as_object().into_iter().flatten() {
+        match v.as_f64() {
+            Some(f) if v.is_f64() => println!("  {k:<32} {f:>12.3}"),
+            _ => println!("  {k:<32} {v:>12}"),
+        }
+    }
+}

@@ -16,9 +16,8 @@
 //! Usage: cargo run --release -p sonde-e2e --bin sonde-ingest-bench --
 //!        [--agents N] [--results N] [--batch N] [--readers N] [--json]
 
-use sonde_collector::ca::Ca;
-use sonde_e2e::fleet::{answer, connect_all, enrol_all, tokens};
-use sonde_e2e::pipeline::{scratch, Collector};
+use sonde_e2e::fleet::{answer, connect_all, enrol_all, print_report, Bench};
+use sonde_e2e::pipeline::scratch;
 use sonde_proto::wire::{self, FrameDecoder, Health, Message, RejectReason, Upload};
 use sonde_proto::ResultRecord;
 use sonde_store::prelude::*;
@@ -293,17 +292,13 @@ async fn run(
 fn main() {
     let args = <Args as clap::Parser>::parse();
     let dir = scratch("ingest-bench");
-    let mut collector = Collector::configure_with(&dir, sonde_e2e::fleet::FROM_ONE_ADDRESS, "");
-    let data_dir = dir.join("collector");
-    std::fs::create_dir_all(&data_dir).expect("data dir");
-    let ca = Ca::load_or_create(&data_dir, "sonde collector CA").expect("CA");
-    let tokens = tokens(&data_dir, &ca, "bench", args.agents);
-    collector.start();
-    let addr: SocketAddr = collector
-        .quic
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("quic addr");
+    let Bench {
+        mut collector,
+        data_dir,
+        ca,
+        tokens,
+        addr,
+    } = Bench::start(&dir, args.agents);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -321,16 +316,10 @@ fn main() {
     r.id = uuid::Uuid::now_v7();
     report["record_bytes"] = r.to_json().len().into();
     report["stored_after_restart"] = stored(&data_dir).into();
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("sonde ingest benchmark (collector: SQLite WAL, synchronous=FULL, group commit)");
-        for (k, v) in report.as_object().into_iter().flatten() {
-            match v.as_f64() {
-                Some(f) if v.is_f64() => println!("  {k:<28} {f:>12.2}"),
-                _ => println!("  {k:<28} {v:>12}"),
-            }
-        }
-    }
+    print_report(
+        "sonde ingest benchmark (collector: SQLite WAL, synchronous=FULL, group commit)",
+        &report,
+        args.json,
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,7 +14,7 @@
 //!        [--agents N] [--json]
 
 use sonde_collector::ca::Ca;
-use sonde_e2e::fleet::{connect_all, enrol_all, next_frame, tokens};
+use sonde_e2e::fleet::{connect_all, enrol_all, next_frame, print_report, Bench};
 use sonde_e2e::pipeline::{scratch, Collector};
 use sonde_proto::plan::PlanState;
 use sonde_proto::wire::{self, FrameDecoder, Health, Message, Upload};
@@ -209,34 +209,24 @@ async fn measure(
 fn main() {
     let args = <Args as clap::Parser>::parse();
     let dir = scratch("plan-bench");
-    let mut collector = Collector::configure_with(&dir, sonde_e2e::fleet::FROM_ONE_ADDRESS, "");
-    let data_dir = dir.join("collector");
-    std::fs::create_dir_all(&data_dir).expect("data dir");
-    let ca = Ca::load_or_create(&data_dir, "sonde collector CA").expect("CA");
-    let tokens = tokens(&data_dir, &ca, "bench", args.agents);
-    collector.start();
+    let Bench {
+        mut collector,
+        ca,
+        tokens,
+        addr,
+        ..
+    } = Bench::start(&dir, args.agents);
     apply(&collector, &dir, "v1.toml", &plan("15m"));
-    let addr: SocketAddr = collector
-        .quic
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("quic addr");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let report = runtime.block_on(measure(&args, &collector, &dir, addr, &ca, tokens));
     collector.stop();
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("sonde plan propagation benchmark (one collector, SQLite, real QUIC, plan apply as a separate process)");
-        for (k, v) in report.as_object().into_iter().flatten() {
-            match v.as_f64() {
-                Some(f) if v.is_f64() => println!("  {k:<32} {f:>10.3}"),
-                _ => println!("  {k:<32} {v:>10}"),
-            }
-        }
-    }
+    print_report(
+        "sonde plan propagation benchmark (one collector, SQLite, real QUIC, plan apply as a separate process)",
+        &report,
+        args.json,
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
