@@ -135,6 +135,27 @@ fn a_closed_period_keeps_its_figures_when_later_data_arrives_once_plans_say_what
         .expect("the planned access that never reported is in the report");
     assert_eq!((mobile.coverage.scheduled, mobile.coverage.run), (12, 0));
     assert_eq!(mobile.standing, sonde_method::report::Standing::NoResult);
+    let html = String::from_utf8(report::render::render(
+        &planned,
+        report::render::Format::Html,
+    ))
+    .expect("utf-8");
+    assert!(
+        html.contains("Scheduled: what the plans in force called for"),
+        "{html}"
+    );
+    let inferred_elsewhere = planned
+        .accesses
+        .iter()
+        .find(|a| !a.coverage.planned)
+        .expect("b2");
+    assert!(
+        html.contains(&format!(
+            "<td>{}* / ",
+            inferred_elsewhere.coverage.scheduled
+        )),
+        "{html}"
+    );
     // Later data, at yet another cadence, and a plan applied after the period: the
     // closed period's report is the same, figure for figure.
     example::put(&store, "a1", "q1", "b1", vec![later(600.0)]);

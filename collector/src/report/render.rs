@@ -571,6 +571,7 @@ fn access_table(rows: &[AccessReport]) -> String {
          <th>peak median</th><th>80/80</th><th>3 / 8 / 30 Mb/s</th><th>idle / loaded latency</th><th>loss</th>\
          <th class=\"l\">not valid, why</th></tr></thead><tbody>",
     );
+    let any_planned = rows.iter().any(|a| a.coverage.planned);
     for a in rows {
         let c = &a.coverage;
         let verdict = match a.standing {
@@ -591,7 +592,7 @@ fn access_table(rows: &[AccessReport]) -> String {
             esc(&a.building),
             esc(&a.access),
             kind_name(&a.kind),
-            c.scheduled,
+            scheduled_cell(c, any_planned),
             c.run,
             c.valid,
             pct(c.time_covered_ratio),
@@ -613,7 +614,25 @@ fn access_table(rows: &[AccessReport]) -> String {
     }
     s.push_str("</tbody></table>");
     s.push_str(DASH_LEGEND);
+    s.push_str(if any_planned {
+        "<p class=\"meta\">Scheduled: what the plans in force called for (METHODOLOGY §7.2), \
+         except counts marked * (no plan named the access: inferred from the interval of its \
+         latest result).</p>"
+    } else {
+        "<p class=\"meta\">Scheduled: inferred from the interval of each access's latest \
+         result (no plan named these accesses; METHODOLOGY §7.2).</p>"
+    });
     s
+}
+
+/// An access's scheduled count, marked * when inferred in a report where plans give the
+/// others.
+fn scheduled_cell(c: &sonde_method::report::Coverage, any_planned: bool) -> String {
+    if any_planned && !c.planned {
+        format!("{}*", c.scheduled)
+    } else {
+        c.scheduled.to_string()
+    }
 }
 
 /// ARCEP's shares, or why there are none: they come from single-connection tests.
