@@ -134,7 +134,8 @@ pub fn show(
         println!(
             "# plan version {}, in force since {}",
             p.version,
-            p.applied_at.to_rfc3339()
+            p.applied_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
     }
     println!("{}", text.trim_end());
@@ -158,7 +159,8 @@ fn print_history(store: &dyn Store, json: bool) -> i32 {
                 println!(
                     "{:>7}  {:<25}  {groups}",
                     v.version,
-                    v.applied_at.to_rfc3339()
+                    v.applied_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
             }
             0
