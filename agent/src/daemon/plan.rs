@@ -132,3 +132,68 @@ async fn run(shared: &Shared, plan: AgentPlan, accesses: Vec<Access>) {
     });
     shared.replan.notify_one();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGENT_TOML: &str = r#"
+[site]
+quartier = "q"
+building = "b"
+latitude = 48.8
+longitude = 2.3
+
+[collector]
+address = "collector.example:4433"
+state_dir = "/nonexistent"
+
+[[access]]
+name = "bootstrap"
+kind = "ftth"
+interface = "lo"
+responders = ["http://r.example"]
+every = "1h"
+jitter = "1m"
+"#;
+
+    fn plan_json(interface: &str) -> String {
+        format!(
+            r#"{{"version": 4, "effective_at": "2026-12-01T00:00:00Z",
+               "access": [{{"name": "planned", "kind": "4g", "interface": "{interface}",
+                            "responders": ["http://r.example"], "every": "30m", "jitter": "1m"}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_box_starts_on_its_last_plan_and_falls_back_to_agent_toml_when_it_cannot() {
+        let config = config::check(
+            toml::from_str(AGENT_TOML).expect("parses"),
+            Interfaces::Ignore,
+        )
+        .expect("valid");
+        let dir = std::env::temp_dir().join(format!("sonde-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let names = |r: &Running| {
+            r.accesses
+                .iter()
+                .map(|a| a.name.clone())
+                .collect::<Vec<_>>()
+        };
+        // No plan yet: agent.toml.
+        let r = load(&dir, &config);
+        assert_eq!((r.version(), names(&r)), (0, vec!["bootstrap".to_string()]));
+        // The last plan, kept: run it, its interface pattern resolved on this box.
+        std::fs::write(dir.join(PLAN_FILE), plan_json("l?")).expect("write");
+        let r = load(&dir, &config);
+        assert_eq!((r.version(), names(&r)), (4, vec!["planned".to_string()]));
+        assert_eq!(r.accesses[0].interface, "lo");
+        // A plan this box can no longer run, or a torn file: agent.toml, nothing else.
+        for bad in [plan_json("nosuchif0"), "{\"version\": 4, \"acc".to_string()] {
+            std::fs::write(dir.join(PLAN_FILE), bad).expect("write");
+            let r = load(&dir, &config);
+            assert_eq!((r.version(), names(&r)), (0, vec!["bootstrap".to_string()]));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
