@@ -370,3 +370,44 @@ pub async fn old_agent_uploads(
     conn.close(0u32.into(), b"done");
     (acks, skipped)
 }
+
+/// The kinds of the frames the collector sends, within `within`, in answer to one
+/// upload of one result on a new connection (until it closes the stream).
+pub async fn kinds_after_one_upload(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+    within: Duration,
+) -> Vec<u8> {
+    let mut kinds = Vec::new();
+    let Ok(conn) = raw::connect(addr, config).await else {
+        return kinds;
+    };
+    let Ok((mut send, mut recv)) = conn.open_bi().await else {
+        return kinds;
+    };
+    let frame = wire::encode(&Message::Upload(Upload {
+        batch: 1,
+        health: Health::default(),
+        results: vec![RawRecord::of(&crate::pipeline::record(1))],
+    }));
+    if send.write_all(&frame).await.is_err() {
+        return kinds;
+    }
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            let mut header = [0u8; wire::HEADER_LEN];
+            if recv.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([header[6], header[7], header[8], header[9]]) as usize;
+            let mut payload = vec![0u8; len];
+            if recv.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            kinds.push(header[5]);
+        }
+    })
+    .await;
+    conn.close(0u32.into(), b"done");
+    kinds
+}

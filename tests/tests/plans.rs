@@ -10,7 +10,8 @@
 //! - an agent stopped during a plan change gets it on reconnect; restarted without its
 //!   controller it runs its last plan;
 //! - a suppression window stops runs, counted as suppressed, not missed;
-//! - an agent that does not know plan frames (skips them by length) keeps uploading.
+//! - an agent that does not know plan frames (skips them by length) keeps uploading;
+//! - a revoked box and a stranger get no plan.
 
 use sonde_e2e::pipeline::{scratch, Agent, AgentSetup, Collector};
 use sonde_e2e::Responder;
@@ -283,6 +284,57 @@ fn an_agent_that_does_not_know_plan_frames_keeps_uploading() {
     );
     assert_eq!(collector.all_results().len(), 5);
     wait_metric(&collector, "sonde_collector_plans_pushed_total", 1.0);
+    collector.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_revoked_box_and_a_stranger_get_no_plan() {
+    let dir = scratch("plan-revoked");
+    let mut collector = Collector::start_in(&dir);
+    let state = dir.join("agent");
+    let id = collector.enroll("b1", &state);
+    assert_eq!(
+        apply(&collector, &dir, "v1.toml", &plan("http://127.0.0.1:9", "")).code(),
+        0
+    );
+    wait_metric(&collector, "sonde_collector_plan_version", 1.0);
+    let addr = collector
+        .quic
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("addr");
+    let ca = collector.ca_cert();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (cert, key) = sonde_e2e::attack::identity(&state);
+    let enrolled =
+        sonde_e2e::pipeline::raw::client_config(&ca, Some((cert.clone(), key.clone_key())));
+    let within = Duration::from_secs(3);
+    // Enrolled: an ack (2), then the plan (6).
+    let kinds = runtime.block_on(sonde_e2e::attack::kinds_after_one_upload(
+        addr,
+        enrolled.clone(),
+        within,
+    ));
+    assert_eq!(kinds, vec![2, 6], "an enrolled agent's answer");
+    // Revoked: refused (3), no plan.
+    let run = collector.cli(&["agent", "revoke", &id]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    std::thread::sleep(Duration::from_secs(2));
+    let kinds = runtime.block_on(sonde_e2e::attack::kinds_after_one_upload(
+        addr, enrolled, within,
+    ));
+    assert_eq!(kinds, vec![3], "a revoked box: refused, no plan");
+    // A stranger (no certificate): refused, no plan.
+    let stranger = sonde_e2e::pipeline::raw::client_config(&ca, None);
+    let kinds = runtime.block_on(sonde_e2e::attack::kinds_after_one_upload(
+        addr, stranger, within,
+    ));
+    assert!(!kinds.contains(&6), "a stranger got a plan: {kinds:?}");
+    assert!(
+        kinds.iter().all(|k| *k == 3),
+        "a stranger's answer: {kinds:?}"
+    );
     collector.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
