@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_agent_position.sql"),
     include_str!("../migrations/0007_report_facts_streams.sql"),
     include_str!("../migrations/0008_plans.sql"),
+    include_str!("../migrations/0009_report_facts_interval.sql"),
 ];
 
 /// Switches the file to WAL. On a new file, two connections doing this at once

@@ -60,7 +60,7 @@ fn facts(
     let mut stmt = conn.prepare(&format!(
         "SELECT started_at, outcome, reason, flags, down_bps, up_bps, down_goodput_bps,
                 target_down_bps, verdict_down, idle_s, loaded_s, probes_sent,
-                probes_received, version, {id}, streams
+                probes_received, version, {id}, streams, interval_s
          FROM report_facts f
          WHERE access_id = ?1 AND started_at >= ?2 AND started_at < ?3
          ORDER BY started_at"
@@ -96,6 +96,7 @@ fn facts(
                 version: opt(13)?.unwrap_or(""),
                 id: opt(14)?,
                 streams: row.get(15)?,
+                interval_s: row.get(16)?,
             };
             sink.fact(&fact).map_err(StoreError::Query)?;
         }

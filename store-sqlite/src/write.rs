@@ -84,8 +84,8 @@ fn insert_fact(
     tx.prepare_cached(
         "INSERT INTO report_facts (access_id, started_at, result_rowid, outcome, reason,
              flags, down_bps, up_bps, down_goodput_bps, target_down_bps, verdict_down,
-             idle_s, loaded_s, probes_sent, probes_received, version, streams)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             idle_s, loaded_s, probes_sent, probes_received, version, streams, interval_s)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         access_id,
@@ -105,6 +105,7 @@ fn insert_fact(
         row.probes_received,
         row.version,
         row.streams,
+        row.interval_s,
     ])?;
     Ok(())
 }

@@ -113,6 +113,7 @@ impl ReportRow {
             probes_received: self.probes_received,
             version: &self.version,
             streams: self.streams,
+            interval_s: self.interval_s,
             id,
         }
     }

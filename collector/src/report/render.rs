@@ -245,6 +245,7 @@ pub const RAW_COLUMNS: &[&str] = &[
     "probes_received",
     "agent_version",
     "streams",
+    "interval_s",
 ];
 
 struct RawCsv<W: Write> {
@@ -288,6 +289,7 @@ impl<W: Write> ReportSink for RawCsv<W> {
                 &opt_i(f.probes_received),
                 f.version,
                 &opt_i(f.streams),
+                &num(f.interval_s),
             ])
             .map_err(|e| format!("writing the raw results: {e}"))
     }

@@ -82,6 +82,9 @@ pub struct Fact<'a> {
     pub version: &'a str,
     /// `run.streams`, the connections the test asked for (`None` when unknown).
     pub streams: Option<i64>,
+    /// `run.interval_s`: the schedule the test ran on; `None` for a manual probe
+    /// (`sonde-agent probe`, imported or not).
+    pub interval_s: Option<f64>,
     /// The result id, when asked for.
     pub id: Option<&'a str>,
 }

@@ -9,24 +9,31 @@
 //! and signing are the collector's.
 
 mod facts;
+mod judge;
 mod planned;
+mod time;
 
 pub use facts::{Fact, ReportScope, ReportSink, ScheduledAccess};
+pub use judge::{MinSample, Sample, TargetPeriod, MIN_SAMPLE};
 pub use planned::{planned, PlannedAccess};
+pub use time::{
+    bucket_hours, buckets_between, clock_bucket, day_start, is_peak_hour, local_day, parse_period,
+    COVER_BUCKET_S, PEAK_DAYS, PEAK_HOURS,
+};
 
-use crate::verdict::TOLERANCE;
-use chrono::{DateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use judge::Segment;
 use serde::Serialize;
 use sonde_proto::stats::{median, quantile, quantile_sorted};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Version of the report format (the JSON layout and CSV columns). 2: each access's
 /// `standing` and `not_valid` counts, each roll-up's `standings`, ARCEP's shares from
-/// single-connection tests with their count (CSV: columns appended at the end).
-pub const REPORT_FORMAT: u32 = 2;
-/// Peak hours, local time of the site: [19:00, 23:00).
-pub const PEAK_HOURS: (u32, u32) = (19, 23);
+/// single-connection tests with their count. 3: target sub-periods, figures as ratios
+/// to the target, manual probes counted apart, the minimum sample, the issuer and the
+/// report key's id (CSV: columns appended at the end).
+pub const REPORT_FORMAT: u32 = 3;
 /// ARCEP's mobile thresholds, compared with the download TCP goodput (bit/s).
 pub const ARCEP_THRESHOLDS_BPS: [f64; 3] = [3e6, 8e6, 30e6];
 /// Flags that make a test invalid: the figure is the box's or the server's (or shared
@@ -40,8 +47,6 @@ pub const INVALIDATING_FLAGS: [&str; 5] = [
 ];
 /// Failure reasons of a test the agent skipped: scheduled, not run.
 pub const SKIP_REASONS: [&str; 2] = ["busy", "budget"];
-/// Shortest bucket of the time-covered figure, seconds.
-pub const COVER_BUCKET_S: i64 = 3600;
 
 /// What a report is asked for.
 #[derive(Debug, Clone)]
@@ -101,6 +106,8 @@ pub struct Coverage {
     pub planned: bool,
     /// Tests that ran (skipped ones, busy line or budget, are not).
     pub run: u64,
+    /// Of them, manual probes (no schedule: `sonde-agent probe`, imported or not).
+    pub manual: u64,
     /// Tests that ran and are valid (§7.2).
     pub valid: u64,
     /// Buckets of the period holding at least one valid test.
@@ -180,6 +187,8 @@ pub enum Standing {
     NoTestRun,
     /// Tests ran, none valid (failed, or flagged: see `not_valid`).
     NoValidTest,
+    /// Valid tests with a target, but no sub-period reaches the minimum sample.
+    InsufficientData,
 }
 
 impl Standing {
@@ -187,7 +196,10 @@ impl Standing {
     pub fn not_demonstrated(self) -> bool {
         matches!(
             self,
-            Standing::NoResult | Standing::NoTestRun | Standing::NoValidTest
+            Standing::NoResult
+                | Standing::NoTestRun
+                | Standing::NoValidTest
+                | Standing::InsufficientData
         )
     }
 
@@ -200,6 +212,7 @@ impl Standing {
             Standing::NoResult => "no result",
             Standing::NoTestRun => "no test run",
             Standing::NoValidTest => "no valid test",
+            Standing::InsufficientData => "insufficient data",
         }
     }
 
@@ -212,6 +225,7 @@ impl Standing {
             Standing::NoResult => "no_result",
             Standing::NoTestRun => "no_test_run",
             Standing::NoValidTest => "no_valid_test",
+            Standing::InsufficientData => "insufficient_data",
         }
     }
 }
@@ -251,9 +265,12 @@ pub struct AccessReport {
     pub upload_bps: Spread,
     /// Download target of the latest valid test, bit/s.
     pub target_down_bps: Option<f64>,
+    /// The period cut where the target changed, each stretch judged on its own.
+    pub targets: Vec<TargetPeriod>,
     /// Share of valid tests with a target whose verdict was `met`.
     pub target_met_ratio: Option<f64>,
-    /// Whether the download median reaches the target (within the tolerance).
+    /// Whether every judged target sub-period reaches its target, all hours and peak
+    /// hours (within the tolerance); `None` when none could be judged.
     pub compliant: Option<bool>,
     /// Where the access stands; says why when it cannot be judged.
     pub standing: Standing,
@@ -265,8 +282,12 @@ pub struct AccessReport {
     pub peak_download_median_bps: Option<f64>,
     /// 80/80 consistent speed: the rate 80 % of peak-hour valid tests reach, bit/s.
     pub consistent_80_80_bps: Option<f64>,
-    /// `consistent_80_80_bps / target_down_bps`.
+    /// The 20th percentile of the peak-hour valid tests' download ÷ their target.
     pub consistent_80_80_ratio: Option<f64>,
+    /// Median of the valid tests' download ÷ the target of each test.
+    pub download_ratio_median: Option<f64>,
+    /// Median of the peak-hour valid tests' download ÷ their target.
+    pub peak_download_ratio_median: Option<f64>,
     /// Median idle round-trip time of the valid tests, seconds.
     pub idle_latency_median_s: Option<f64>,
     /// Median loaded (download) round-trip time of the valid tests, seconds.
@@ -305,9 +326,16 @@ pub struct Rollup {
     pub download_median_bps: Spread,
     /// Spread of the accesses' upload medians, bit/s.
     pub upload_median_bps: Spread,
+    /// Spread of the accesses' download-to-target ratio medians: the roll-up's rate
+    /// figure, comparable across targets.
+    pub download_median_ratio: Spread,
+    /// Median of the accesses' peak-hour ratio medians.
+    pub peak_download_ratio_median: Option<f64>,
+    /// The 20th percentile of the accesses' 80/80 ratios.
+    pub consistent_80_80_ratio: Option<f64>,
     /// Share of the valid tests, pooled, whose verdict was `met`.
     pub target_met_ratio: Option<f64>,
-    /// Accesses whose median reaches the target, over accesses with a target and data.
+    /// Accesses that reach their target, over accesses judged (§7.3).
     pub compliant_ratio: Option<f64>,
     /// Every access of the roll-up by standing, those not judged included.
     pub standings: Standings,
@@ -350,6 +378,16 @@ pub struct Header {
     pub time_zone: String,
     /// Peak hours, local time.
     pub peak_hours: String,
+    /// The least a verdict stands on.
+    pub min_sample: MinSample,
+    /// Who issues the report (`[report] issuer`).
+    pub issuer: Option<String>,
+    /// Id of the key that signs it: the first 16 hex digits of the SHA-256 of its
+    /// public key.
+    pub report_key_id: Option<String>,
+    /// The transparency-log checkpoint it was built on (none: this collector keeps
+    /// no log yet).
+    pub checkpoint: Option<String>,
 }
 
 /// What the data held.
@@ -382,46 +420,6 @@ pub struct Report {
     pub total: Vec<Rollup>,
 }
 
-/// The period `[from, to)` of `--from FROM --to TO`: each is a calendar day
-/// (`YYYY-MM-DD`, in `tz`; `to`'s day is included) or an RFC 3339 instant (`to`
-/// excluded). Errors are one line, naming the argument.
-pub fn parse_period(
-    from: &str,
-    to: &str,
-    tz: Tz,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
-    let parse = |name: &str, s: &str, end: bool| -> Result<DateTime<Utc>, String> {
-        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            let day = if end { d.succ_opt().unwrap_or(d) } else { d };
-            return Ok(day_start(day, tz));
-        }
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                format!("--{name} {s:?} is not a date (YYYY-MM-DD) or an RFC 3339 instant")
-            })
-    };
-    let (f, t) = (parse("from", from, false)?, parse("to", to, true)?);
-    if f >= t {
-        return Err(format!(
-            "--from {from} is not before --to {to} ({} ≥ {})",
-            f.to_rfc3339(),
-            t.to_rfc3339()
-        ));
-    }
-    Ok((f, t))
-}
-
-/// The instant a day starts in `tz` (the first one, should midnight repeat).
-pub fn day_start(day: chrono::NaiveDate, tz: Tz) -> DateTime<Utc> {
-    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    match tz.from_local_datetime(&midnight).earliest() {
-        Some(t) => t.with_timezone(&Utc),
-        // Should a zone skip midnight, the day starts an hour later.
-        None => (midnight + chrono::Duration::hours(1)).and_utc(),
-    }
-}
-
 /// Unix nanoseconds of `t` (saturating far from now).
 fn nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -438,18 +436,25 @@ struct Acc {
     kind: String,
     recorded: u64,
     run: u64,
+    manual: u64,
     valid: u64,
     down: Vec<f64>,
     up: Vec<f64>,
     peak: Vec<f64>,
+    /// Each valid test's download ÷ its own target, all hours and peak hours.
+    ratios: Vec<f64>,
+    peak_ratios: Vec<f64>,
     idle: Vec<f64>,
     loaded: Vec<f64>,
-    target: Option<f64>,
     counts: Counts,
     not_valid: NotValid,
+    /// Target sub-periods read, and the one being read.
+    targets: Vec<TargetPeriod>,
+    segment: Option<Segment>,
     /// Distinct buckets holding a valid test; results come in time order, so the last
     /// one seen is enough to count them.
     buckets: u64,
+    bucket_hours: i64,
     last_bucket: Option<i64>,
 }
 
@@ -463,14 +468,6 @@ pub struct Builder<'r> {
     data: DataSummary,
     versions: BTreeSet<String>,
     planned: BTreeMap<(String, String, String), PlannedAccess>,
-}
-
-/// Whether `t` falls in peak hours, local time in `tz` (§7.1), read for each result
-/// (the zone's offset at that instant, so +5:30 zones change hour at :30 UTC): the
-/// figures and the results file both use it.
-pub fn is_peak_hour(tz: Tz, t: DateTime<Utc>) -> bool {
-    let hour = tz.from_utc_datetime(&t.naive_utc()).hour();
-    (PEAK_HOURS.0..PEAK_HOURS.1).contains(&hour)
 }
 
 impl ReportSink for Builder<'_> {
@@ -492,7 +489,6 @@ impl ReportSink for Builder<'_> {
         }
         let tz = self.request.time_zone;
         let start = self.span_start(self.current.as_ref().and_then(|c| c.schedule.as_ref()));
-        let peak = is_peak_hour(tz, t);
         let Some(c) = self.current.as_mut() else {
             return Ok(());
         };
@@ -502,6 +498,9 @@ impl ReportSink for Builder<'_> {
             return Ok(());
         }
         c.run += 1;
+        if f.interval_s.is_none() {
+            c.manual += 1;
+        }
         if f.outcome != "ok" {
             let why = f.reason.unwrap_or(f.outcome);
             *c.not_valid.failed.entry(why.to_string()).or_default() += 1;
@@ -517,17 +516,16 @@ impl ReportSink for Builder<'_> {
             flagged = true;
         }
         if !flagged {
-            c.add_valid(f, start, peak);
+            c.add_valid(f, tz, t, start);
         }
         Ok(())
     }
 }
 
-/// Width of the time-covered buckets of an access: an hour, or its interval when longer.
-fn bucket_len(schedule: Option<&ScheduledAccess>) -> i64 {
-    schedule
-        .and_then(|s| s.interval_s)
-        .map_or(COVER_BUCKET_S, |i| (i.ceil() as i64).max(COVER_BUCKET_S))
+/// Hours of the time-covered buckets of an access: one, or its interval when longer;
+/// a planned access's interval is its plan's.
+fn bucket_len(schedule: Option<&ScheduledAccess>, plan: Option<&PlannedAccess>) -> i64 {
+    bucket_hours(plan.map_or_else(|| schedule.and_then(|s| s.interval_s), |p| Some(p.every_s)))
 }
 
 fn ratio(n: u64, d: u64) -> Option<f64> {
@@ -535,19 +533,39 @@ fn ratio(n: u64, d: u64) -> Option<f64> {
 }
 
 impl Acc {
-    /// Adds a valid test: its time bucket, figures, target verdict and probes.
-    fn add_valid(&mut self, f: &Fact<'_>, start: DateTime<Utc>, peak: bool) {
+    /// Adds a valid test: its time bucket, target sub-period, figures, target verdict
+    /// and probes.
+    fn add_valid(&mut self, f: &Fact<'_>, tz: Tz, t: DateTime<Utc>, start: DateTime<Utc>) {
         self.valid += 1;
-        let bucket = (f.started_at_ns - nanos(start))
-            .div_euclid(bucket_len(self.schedule.as_ref()) * 1_000_000_000);
+        let bucket = clock_bucket(tz, f.started_at_ns, self.bucket_hours);
         if self.last_bucket != Some(bucket) {
             self.buckets += 1;
             self.last_bucket = Some(bucket);
         }
+        // A new target starts a sub-period (§7.3); a removed one too.
+        let target = f.target_down_bps;
+        match self.segment.take() {
+            Some(seg) if seg.target() != target => {
+                self.targets.push(seg.close(t));
+                self.segment = Some(Segment::new(target, t));
+            }
+            Some(seg) => self.segment = Some(seg),
+            None => self.segment = Some(Segment::new(target, start)),
+        }
+        if let Some(seg) = self.segment.as_mut() {
+            seg.add(tz, t, f.down_bps, f.interval_s.is_some());
+        }
+        let peak = is_peak_hour(tz, t);
         if let Some(d) = f.down_bps {
             self.down.push(d);
             if peak {
                 self.peak.push(d);
+            }
+            if let Some(tg) = target.filter(|tg| *tg > 0.0) {
+                self.ratios.push(d / tg);
+                if peak {
+                    self.peak_ratios.push(d / tg);
+                }
             }
         }
         if let Some(u) = f.up_bps {
@@ -562,8 +580,6 @@ impl Acc {
                 }
             }
         }
-        // The latest valid test's target is the access's: a target removed is gone.
-        self.target = f.target_down_bps;
         if f.target_down_bps.is_some() {
             match f.verdict_down {
                 Some("met") => {
@@ -601,8 +617,15 @@ impl<'r> Builder<'r> {
         let schedule = self
             .schedules
             .remove(&(f.agent_id.to_string(), f.access.to_string()));
+        let plan = self.planned.get(&(
+            f.quartier.to_string(),
+            f.building.to_string(),
+            f.access.to_string(),
+        ));
+        let bucket_hours = bucket_len(schedule.as_ref(), plan);
         self.current = Some(Acc {
             schedule,
+            bucket_hours,
             quartier: f.quartier.into(),
             building: f.building.into(),
             agent: f.agent_id.into(),
@@ -651,62 +674,62 @@ impl<'r> Builder<'r> {
         schedule.map_or(from, |s| from.max(s.first_at))
     }
 
-    fn summarise(&self, c: Acc) -> AccessReport {
+    /// The access's coverage (§7.2): scheduled from the plans in force or its interval,
+    /// and buckets of the local clock over its span.
+    fn coverage(&self, c: &Acc) -> Coverage {
         let start = self.span_start(c.schedule.as_ref());
         // The span to the nanosecond: whole seconds would shift a bucket's edge.
-        let span_ns = (nanos(self.span_end()) - nanos(start)).max(0);
+        let (start_ns, end_ns) = (nanos(start), nanos(self.span_end()));
+        let span_ns = (end_ns - start_ns).max(0);
         let interval = c.schedule.as_ref().and_then(|s| s.interval_s);
         let slots = match interval {
             Some(i) if i > 0.0 => (span_ns as f64 / 1e9 / i).floor() as u64,
             _ => 0,
         };
-        let bucket_ns = bucket_len(c.schedule.as_ref()) * 1_000_000_000;
-        let buckets = (span_ns + bucket_ns - 1).div_euclid(bucket_ns) as u64;
+        let tz = self.request.time_zone;
         let plan = self
             .planned
             .get(&(c.quartier.clone(), c.building.clone(), c.access.clone()));
-        let coverage = Coverage {
+        let hours = bucket_len(c.schedule.as_ref(), plan);
+        let buckets = buckets_between(tz, start_ns, end_ns, hours).max(c.buckets);
+        Coverage {
             scheduled: plan.map_or(slots, |p| p.scheduled).max(c.recorded),
             planned: plan.is_some(),
             run: c.run,
+            manual: c.manual,
             valid: c.valid,
             buckets_covered: c.buckets,
-            buckets: buckets.max(c.buckets),
-            time_covered_ratio: ratio(c.buckets, buckets.max(c.buckets)),
-        };
+            buckets,
+            time_covered_ratio: ratio(c.buckets, buckets),
+        }
+    }
+
+    fn summarise(&self, mut c: Acc) -> AccessReport {
+        let coverage = self.coverage(&c);
+        if let Some(seg) = c.segment.take() {
+            c.targets.push(seg.close(self.span_end()));
+        }
+        let target = c.targets.last().and_then(|t| t.target_down_bps);
+        let (compliant, standing) = judge(&c);
         let download = Spread::of_sorted(&sorted(&c.down));
         let peak = sorted(&c.peak);
-        let consistent = q_sorted(&peak, 0.2);
         let is_4g = c.kind == "4g";
-        let compliant = match (download.median, c.target) {
-            (Some(m), Some(t)) => Some(m >= t * (1.0 - TOLERANCE)),
-            _ => None,
-        };
-        let standing = match compliant {
-            Some(true) => Standing::Compliant,
-            Some(false) => Standing::NotCompliant,
-            None if c.valid > 0 && c.target.is_none() => Standing::NoTarget,
-            // Tests ran and none gave a valid download.
-            None if c.run > 0 => Standing::NoValidTest,
-            None if c.recorded > 0 => Standing::NoTestRun,
-            None => Standing::NoResult,
-        };
         AccessReport {
             coverage,
             download_bps: download,
             upload_bps: Spread::of_sorted(&sorted(&c.up)),
-            target_down_bps: c.target,
+            target_down_bps: target,
+            targets: c.targets,
             target_met_ratio: ratio(c.counts.met, c.counts.with_target),
             compliant,
             standing,
             not_valid: c.not_valid,
             arcep_thresholds: is_4g.then(|| thresholds(&c.counts)),
             peak_download_median_bps: q_sorted(&peak, 0.5),
-            consistent_80_80_bps: consistent,
-            consistent_80_80_ratio: match (consistent, c.target) {
-                (Some(x), Some(t)) if t > 0.0 => Some(x / t),
-                _ => None,
-            },
+            consistent_80_80_bps: q_sorted(&peak, 0.2),
+            consistent_80_80_ratio: quantile(&c.peak_ratios, 0.2),
+            download_ratio_median: median(&c.ratios),
+            peak_download_ratio_median: median(&c.peak_ratios),
             idle_latency_median_s: median(&c.idle),
             loaded_latency_median_s: median(&c.loaded),
             loss_ratio: ratio(c.counts.lost, c.counts.sent),
@@ -810,7 +833,11 @@ impl<'r> Builder<'r> {
                 quartier: scope.quartier.clone(),
                 building: scope.building.clone(),
                 time_zone: self.request.time_zone.name().to_string(),
-                peak_hours: format!("{:02}:00-{:02}:00", PEAK_HOURS.0, PEAK_HOURS.1),
+                peak_hours: format!("{:02}:00-{:02}:00 {PEAK_DAYS}", PEAK_HOURS.0, PEAK_HOURS.1),
+                min_sample: MIN_SAMPLE,
+                issuer: None,
+                report_key_id: None,
+                checkpoint: None,
             },
             data,
             accesses,
@@ -818,6 +845,36 @@ impl<'r> Builder<'r> {
             total,
         }
     }
+}
+
+/// An access's verdict and standing (§7.3) from its closed target sub-periods:
+/// compliant when every judged one is, not compliant when one is not; sub-periods
+/// without a target or below the minimum sample are not judged.
+fn judge(c: &Acc) -> (Option<bool>, Standing) {
+    let targeted = c.targets.iter().filter(|t| t.target_down_bps.is_some());
+    let judged: Vec<bool> = targeted.clone().filter_map(|t| t.compliant).collect();
+    if !judged.is_empty() {
+        let ok = judged.iter().all(|x| *x);
+        let standing = if ok {
+            Standing::Compliant
+        } else {
+            Standing::NotCompliant
+        };
+        return (Some(ok), standing);
+    }
+    let standing = if c.valid > 0 && targeted.count() == 0 {
+        Standing::NoTarget
+    } else if c.valid > 0 {
+        Standing::InsufficientData
+    } else if c.run > 0 {
+        // Tests ran and none gave a valid download.
+        Standing::NoValidTest
+    } else if c.recorded > 0 {
+        Standing::NoTestRun
+    } else {
+        Standing::NoResult
+    };
+    (None, standing)
 }
 
 fn thresholds(c: &Counts) -> Thresholds {
@@ -849,6 +906,7 @@ fn rollup(quartier: Option<String>, kind: String, accesses: &[&AccessReport]) ->
         }
         coverage.scheduled += a.coverage.scheduled;
         coverage.run += a.coverage.run;
+        coverage.manual += a.coverage.manual;
         coverage.valid += a.coverage.valid;
         coverage.buckets += a.coverage.buckets;
         coverage.buckets_covered += a.coverage.buckets_covered;
@@ -871,6 +929,9 @@ fn rollup(quartier: Option<String>, kind: String, accesses: &[&AccessReport]) ->
         coverage,
         download_median_bps: Spread::of(&pick(|a| a.download_bps.median)),
         upload_median_bps: Spread::of(&pick(|a| a.upload_bps.median)),
+        download_median_ratio: Spread::of(&pick(|a| a.download_ratio_median)),
+        peak_download_ratio_median: median(&pick(|a| a.peak_download_ratio_median)),
+        consistent_80_80_ratio: quantile(&pick(|a| a.consistent_80_80_ratio), 0.2),
         target_met_ratio: ratio(counts.met, counts.with_target),
         compliant_ratio: ratio(compliant.0, compliant.1),
         standings,
@@ -883,36 +944,5 @@ fn rollup(quartier: Option<String>, kind: String, accesses: &[&AccessReport]) ->
         loss_ratio: ratio(counts.lost, counts.sent),
         quartier,
         kind,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peak_hours_start_at_19_local_in_zones_off_the_whole_hour() {
-        let utc = |h, min| {
-            Utc.with_ymd_and_hms(2026, 11, 2, h, min, 0)
-                .single()
-                .expect("time")
-        };
-        // (zone, UTC instant of 19:00 local on 2 November 2026)
-        let cases = [
-            (chrono_tz::Asia::Kolkata, utc(13, 30)),      // +5:30
-            (chrono_tz::Pacific::Marquesas, utc(4, 30)),  // −9:30, the next UTC day
-            (chrono_tz::Pacific::Chatham, utc(5, 15)),    // +13:45, summer time
-            (chrono_tz::Australia::Lord_Howe, utc(8, 0)), // +11, summer time
-            (chrono_tz::America::St_Johns, utc(22, 30)),  // −3:30, winter time
-            (chrono_tz::Europe::Paris, utc(18, 0)),       // +1
-        ];
-        for (tz, seven_pm) in cases {
-            let minute = chrono::Duration::minutes(1);
-            assert!(!is_peak_hour(tz, seven_pm - minute), "{tz} 18:59");
-            assert!(is_peak_hour(tz, seven_pm), "{tz} 19:00");
-            let eleven_pm = seven_pm + chrono::Duration::hours(4);
-            assert!(is_peak_hour(tz, eleven_pm - minute), "{tz} 22:59");
-            assert!(!is_peak_hour(tz, eleven_pm), "{tz} 23:00");
-        }
     }
 }

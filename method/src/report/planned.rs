@@ -8,7 +8,7 @@ use sonde_proto::plan::{PlanFile, Suppression};
 use std::collections::BTreeMap;
 
 /// An access a plan scheduled in the period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlannedAccess {
     /// Quartier.
     pub quartier: String,
@@ -20,6 +20,9 @@ pub struct PlannedAccess {
     pub kind: String,
     /// Runs scheduled in the period.
     pub scheduled: u64,
+    /// Its cadence in the latest version in force, seconds: the width of its
+    /// time-covered buckets, so results arriving later cannot change them.
+    pub every_s: f64,
 }
 
 /// Seconds of `[from, to)` outside the suppression windows covering `access`.
@@ -80,8 +83,10 @@ pub fn planned(
                         access: a.name.clone(),
                         kind: a.kind.clone(),
                         scheduled: 0,
+                        every_s,
                     });
                 entry.kind = a.kind.clone();
+                entry.every_s = every_s;
                 entry.scheduled += runs;
             }
         }

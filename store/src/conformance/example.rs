@@ -128,6 +128,24 @@ pub fn mobile_at(utc: DateTime<Utc>, down: f64) -> ResultRecord {
     r
 }
 
+/// Hourly FTTH tests of `down` bit/s at 10:00, 20:00, 21:00 and 22:00 on each of the
+/// `days` days from Monday 2 November 2026: with three days, 12 valid scheduled tests
+/// on 3 days, 9 at peak on 3 weeknights, past the minimum sample.
+pub fn judged_ftth(days: u32, down: f64) -> Vec<ResultRecord> {
+    (0..days)
+        .flat_map(|d| [10, 20, 21, 22].map(move |h| (2 + d, h)))
+        .map(|(d, h)| {
+            record(
+                AccessKind::Ftth,
+                "fibre",
+                3600.0,
+                "0.1.0",
+                ok((2026, 11, d, h, 0), down, None, true),
+            )
+        })
+        .collect()
+}
+
 /// Stores `records` as delivered by `agent` of `q`/`b`.
 pub fn put(store: &dyn Store, agent: &str, q: &str, b: &str, records: Vec<ResultRecord>) {
     let d = Delivery {

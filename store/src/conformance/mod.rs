@@ -7,6 +7,7 @@
 //! mapping and scans it the same way.
 
 pub mod example;
+pub mod method4;
 pub mod report;
 
 use crate::rows::ReportRow;
@@ -88,8 +89,8 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             report::a_removed_target_is_no_longer_judged,
         ),
         (
-            "time_buckets_count_from_the_first_result_to_the_nanosecond",
-            report::time_buckets_count_from_the_first_result_to_the_nanosecond,
+            "time_buckets_are_the_hours_of_the_local_clock",
+            report::time_buckets_are_the_hours_of_the_local_clock,
         ),
         (
             "nothing_disappears_from_a_headline",
@@ -98,6 +99,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
         (
             "arcep_shares_count_single_connection_tests_only",
             report::arcep_shares_count_single_connection_tests_only,
+        ),
+        (
+            "every_figure_of_the_methodology_4_example",
+            method4::every_figure_of_the_methodology_4_example,
         ),
         (
             "retention_deletes_raw_results_but_reports_keep_their_figures",

@@ -54,8 +54,25 @@ pub fn every_figure_of_the_worked_example(store: &dyn Store) {
     eq(a.upload_bps.p90, 5.8e8);
     eq(a.target_down_bps, 1e9);
     eq(a.target_met_ratio, 3.0 / 5.0);
-    // 0.99 Gb/s ≥ 1 Gb/s × (1 − 2 %).
-    assert_eq!(a.compliant, Some(true));
+    // 0.99 Gb/s ≥ 1 Gb/s × (1 − 2 %), but 5 valid tests on one day are below the
+    // minimum sample (10 tests on 3 days, 5 at peak on 3 weeknights): not judged.
+    assert_eq!(a.compliant, None);
+    assert_eq!(a.standing, report::Standing::InsufficientData);
+    assert_eq!(a.targets.len(), 1);
+    let sample = a.targets[0].sample;
+    assert_eq!(
+        (
+            sample.tests,
+            sample.days,
+            sample.peak_tests,
+            sample.peak_days
+        ),
+        (5, 1, 2, 1)
+    );
+    assert!(!a.targets[0].sufficient);
+    assert_eq!(a.targets[0].compliant, None);
+    eq(a.download_ratio_median, 0.99);
+    assert_eq!(a.coverage.manual, 0);
     assert_eq!(a.arcep_thresholds, None);
     // Peak hours (19:00–23:00 local): 19:30 (0.90) and 21:30 (0.99); 22:30 is invalid.
     eq(a.peak_download_median_bps, 0.945e9);
@@ -80,7 +97,8 @@ pub fn every_figure_of_the_worked_example(store: &dyn Store) {
     eq(b.download_bps.p90, 158.5e6);
     assert_eq!(b.upload_bps.median, None);
     eq(b.target_met_ratio, 0.5);
-    assert_eq!(b.compliant, Some(false));
+    assert_eq!(b.compliant, None, "4 tests: insufficient data");
+    assert_eq!(b.standing, report::Standing::InsufficientData);
     // Goodputs 152, 19, 4.75, 147 Mb/s against 3, 8 and 30 Mb/s.
     let t = b.arcep_thresholds.expect("4G thresholds");
     assert_eq!(t.tests, 4, "all four are single-connection tests");
@@ -110,9 +128,9 @@ pub fn every_figure_of_the_worked_example(store: &dyn Store) {
     assert_eq!((q1f.accesses, q1f.buildings), (1, 1));
     eq(q1f.download_median_bps.median, 0.99e9);
     eq(q1f.target_met_ratio, 0.6);
-    eq(q1f.compliant_ratio, 1.0);
+    assert_eq!(q1f.compliant_ratio, None, "no access judged");
     let q1m = rollup(&r.quartiers, Some("q1"), "4g");
-    eq(q1m.compliant_ratio, 0.0);
+    assert_eq!(q1m.compliant_ratio, None);
     eq(q1m.arcep_thresholds.expect("4G").mbps_8, 0.75);
     let q2f = rollup(&r.quartiers, Some("q2"), "ftth");
     assert_eq!(q2f.coverage.scheduled, 8);
@@ -128,7 +146,10 @@ pub fn every_figure_of_the_worked_example(store: &dyn Store) {
     eq(f.coverage.time_covered_ratio, 5.0 / 16.0);
     eq(f.download_median_bps.median, 0.99e9);
     eq(f.target_met_ratio, 0.6);
-    eq(f.compliant_ratio, 1.0);
+    assert_eq!(f.compliant_ratio, None);
+    assert_eq!(f.standings.count(report::Standing::InsufficientData), 1);
+    assert_eq!(f.standings.count(report::Standing::NoResult), 1);
+    eq(f.download_median_ratio.median, 0.99);
     eq(f.peak_download_median_bps, 0.945e9);
     eq(f.consistent_80_80_bps, 0.918e9);
     eq(f.loss_ratio, 3.0 / 250.0);
@@ -173,8 +194,8 @@ pub fn an_empty_period_or_scope_is_a_report_saying_no_data(store: &dyn Store) {
     assert_eq!(r.accesses[0].coverage.scheduled, 8);
 }
 
-/// Peak hours follow Paris time across both daylight-saving changes; local days have
-/// 23 and 25 hours.
+/// Peak hours follow Paris time across both daylight-saving changes, on weeknights
+/// only; local days have 23 and 25 hours.
 pub fn peak_hours_follow_paris_time_across_both_daylight_saving_changes(s: &dyn Store) {
     let utc = |m, d, h, min| {
         Utc.with_ymd_and_hms(2026, m, d, h, min, 0)
@@ -187,19 +208,24 @@ pub fn peak_hours_follow_paris_time_across_both_daylight_saving_changes(s: &dyn 
         "q3",
         "b4",
         vec![
-            // 17:30 UTC is 18:30 in Paris on 28 March (UTC+1): not peak.
-            mobile_at(utc(3, 28, 17, 30), 10e6),
-            // The same 17:30 UTC is 19:30 on 29 March (UTC+2, summer time): peak.
-            mobile_at(utc(3, 29, 17, 30), 100e6),
-            // 21:30 UTC is 23:30 on 24 October (UTC+2): not peak.
-            mobile_at(utc(10, 24, 21, 30), 20e6),
-            // The same 21:30 UTC is 22:30 on 25 October (UTC+1, winter time): peak.
-            mobile_at(utc(10, 25, 21, 30), 200e6),
+            // 17:30 UTC is 18:30 in Paris on Friday 27 March (UTC+1): not peak.
+            mobile_at(utc(3, 27, 17, 30), 10e6),
+            // The same 17:30 UTC is 19:30 on Sunday 29 March (UTC+2, summer time from
+            // that day): a weekend evening, not peak.
+            mobile_at(utc(3, 29, 17, 30), 1e6),
+            // …and 19:30 on Monday 30 March: peak.
+            mobile_at(utc(3, 30, 17, 30), 100e6),
+            // 21:30 UTC is 23:30 on Friday 23 October (UTC+2): not peak.
+            mobile_at(utc(10, 23, 21, 30), 20e6),
+            // The same 21:30 UTC is 22:30 on Monday 26 October (UTC+1, winter time
+            // since the 25th): peak.
+            mobile_at(utc(10, 26, 21, 30), 200e6),
         ],
     );
-    let r = build(s, &request("2026-03-28", "2026-10-25", None, None));
-    assert_eq!(r.data.results, 4);
-    // A fixed UTC+1 reading would have taken 10 and 200 instead; UTC, 20 alone.
+    let r = build(s, &request("2026-03-27", "2026-10-26", None, None));
+    assert_eq!(r.data.results, 5);
+    // A fixed UTC+1 reading would have taken 10 and 200 instead; UTC, 20 alone; every
+    // evening, 1 too.
     eq(r.accesses[0].peak_download_median_bps, 150e6);
     // Days are local days: 29 March has 23 hours, 25 October 25.
     let (f, t) = report::parse_period("2026-03-29", "2026-03-29", Paris).expect("period");
@@ -274,9 +300,10 @@ pub fn a_removed_target_is_no_longer_judged(s: &dyn Store) {
     assert_eq!(a.compliant, None);
 }
 
-/// Time buckets count from the access's first result to the nanosecond: a test at
-/// 11:00:00.3 is in the same hour as the first one at 10:00:00.7 (3,599.6 s later).
-pub fn time_buckets_count_from_the_first_result_to_the_nanosecond(s: &dyn Store) {
+/// Time buckets are the hours of the local clock (§7.2, version 4), compared to the
+/// nanosecond: 10:59:59.9 and 11:00:00.3 are two buckets, though 0.4 s apart, and
+/// 10:00:00.7 shares the first; the last bucket is the one holding the span's end.
+pub fn time_buckets_are_the_hours_of_the_local_clock(s: &dyn Store) {
     let spec = |local: (i32, u32, u32, u32, u32), ms: i64| {
         let mut r = record(
             AccessKind::Ftth,
@@ -295,15 +322,22 @@ pub fn time_buckets_count_from_the_first_result_to_the_nanosecond(s: &dyn Store)
         "b7",
         vec![
             spec((2026, 11, 2, 10, 0), 700),
+            spec((2026, 11, 2, 10, 59), 59_900),
             spec((2026, 11, 2, 11, 0), 300),
-            spec((2026, 11, 2, 12, 0), 800),
         ],
     );
     let r = build(s, &request("2026-11-02", "2026-11-02", None, None));
     let c = access(&r, "a7").coverage;
-    // Buckets from 10:00:00.7 local: [10:00:00.7, 11:00:00.7) holds the first two,
-    // the next one the third. The day ends at 24:00: 13 h 59 min 59.3 s, 14 buckets.
+    // The life runs from 10:00:00.7 to 24:00: the hours 10:00 to 23:00, 14 buckets
+    // (the first one partial); 10:00 and 11:00 hold valid tests. Buckets counted from
+    // the first result would have put the last two tests in one.
     assert_eq!((c.buckets_covered, c.buckets), (2, 14));
+    // Made at 15:20 the same day, the life ends then: 10:00 to 15:00, 6 buckets.
+    let mut req = request("2026-11-02", "2026-11-02", None, None);
+    req.generated_at = at((2026, 11, 2, 15, 20));
+    let r = build(s, &req);
+    let c = access(&r, "a7").coverage;
+    assert_eq!((c.buckets_covered, c.buckets), (2, 6));
 }
 
 /// No access leaves a headline: one that cannot be judged says why, and counts of
@@ -311,14 +345,8 @@ pub fn time_buckets_count_from_the_first_result_to_the_nanosecond(s: &dyn Store)
 pub fn nothing_disappears_from_a_headline(s: &dyn Store) {
     let ftth = |spec| record(AccessKind::Ftth, "fibre", 3600.0, "0.1.0", spec);
     let day = |h| (2026, 11, 2, h, 0);
-    // a10 in b8: judged, compliant.
-    put(
-        s,
-        "a10",
-        "q8",
-        "b8",
-        vec![ftth(ok(day(10), 1e9, None, true))],
-    );
+    // a10 in b8: judged (three days of tests), compliant.
+    put(s, "a10", "q8", "b8", judged_ftth(3, 1e9));
     // a8 in b8: three tests, all limited by the box's network card.
     let nic = |h| {
         ftth(Spec {
@@ -351,7 +379,7 @@ pub fn nothing_disappears_from_a_headline(s: &dyn Store) {
     );
     // a12 in b10: tests ran and one failed.
     put(s, "a12", "q8", "b10", vec![timeout]);
-    let r = build(s, &request("2026-11-02", "2026-11-02", None, None));
+    let r = build(s, &request("2026-11-02", "2026-11-04", None, None));
     let standing = |agent| access(&r, agent).standing;
     assert_eq!(standing("a10"), report::Standing::Compliant);
     assert_eq!(standing("a8"), report::Standing::NoValidTest);
