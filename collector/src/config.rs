@@ -48,12 +48,17 @@ pub struct ReportConfig {
     /// Europe/Paris).
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// Who issues the reports, as printed on them and signed in their header (e.g.
+    /// "Ville de Paris, direction du numérique"). None by default.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 impl Default for ReportConfig {
     fn default() -> Self {
         ReportConfig {
             time_zone: default_time_zone(),
+            issuer: None,
         }
     }
 }
@@ -203,6 +208,8 @@ pub struct Checked {
     pub silent_horizon: std::time::Duration,
     /// Time zone of the sites, for reports.
     pub time_zone: chrono_tz::Tz,
+    /// Who issues the reports.
+    pub issuer: Option<String>,
     /// Months raw results are kept (0: forever).
     pub raw_months: u32,
 }
@@ -349,6 +356,11 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
         },
         silent_horizon,
         time_zone,
+        issuer: config
+            .report
+            .issuer
+            .clone()
+            .filter(|i| !i.trim().is_empty()),
         raw_months: config.retention.raw_months,
     })
 }

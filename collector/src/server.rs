@@ -114,6 +114,7 @@ impl Server {
             reports: Some(Arc::new(api::Reports {
                 key: deps.report_key,
                 time_zone: config.time_zone,
+                issuer: config.issuer.clone(),
             })),
             reads: api::pool::ReadPool::new(),
         });

@@ -30,9 +30,15 @@ fn an_empty_report_says_so_on_the_page() {
     let r =
         report::build(&store, &request("2026-10-01", "2026-10-31", None, None)).expect("report");
     assert!(r.data.no_data);
-    let html =
-        String::from_utf8(report::render::render(&r, report::render::Format::Html)).expect("utf-8");
+    let page = |lang| {
+        let bytes = report::render::render(&r, report::render::Format::Html, lang).expect("html");
+        String::from_utf8(bytes).expect("utf-8")
+    };
+    let html = page(report::render::Lang::En);
     assert!(html.contains("No data."), "{html}");
+    let html = page(report::render::Lang::Fr);
+    assert!(html.contains("Aucune donnée."), "{html}");
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
 }
 
 #[test]
@@ -135,10 +141,14 @@ fn a_closed_period_keeps_its_figures_when_later_data_arrives_once_plans_say_what
         .expect("the planned access that never reported is in the report");
     assert_eq!((mobile.coverage.scheduled, mobile.coverage.run), (12, 0));
     assert_eq!(mobile.standing, sonde_method::report::Standing::NoResult);
-    let html = String::from_utf8(report::render::render(
-        &planned,
-        report::render::Format::Html,
-    ))
+    let html = String::from_utf8(
+        report::render::render(
+            &planned,
+            report::render::Format::Html,
+            report::render::Lang::En,
+        )
+        .expect("html"),
+    )
     .expect("utf-8");
     assert!(
         html.contains("Scheduled: what the plans in force called for"),

@@ -330,56 +330,149 @@ fn chromium(page: &Path, shot: &Path, pdf: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A collector (not started) whose store holds the two worked examples of the
+/// conformance suite: 2 November 2026 (quartiers q1, q2) and the fortnight of 2 to 15
+/// November (quartier m: a peak-hour failure, a target change, thin and manual
+/// samples, a planned access that never reported).
+fn collector_with_worked_examples(dir: &Path) -> Collector {
+    let collector = Collector::configure_with(
+        dir,
+        "",
+        "[report]\nissuer = \"Ville de Paris, direction du numérique\"",
+    );
+    std::fs::create_dir_all(collector.data_dir()).expect("data dir");
+    let store =
+        sonde_store_sqlite::SqliteStore::open(&collector.data_dir().join("collector.sqlite"))
+            .expect("store");
+    sonde_store::conformance::example::load(&store);
+    sonde_store::conformance::method4::load(&store);
+    collector
+}
+
 #[cfg_attr(
     not(sonde_chromium),
     ignore = "needs chromium (apt-get install chromium; .ci/run does)"
 )]
 #[test]
-fn the_html_report_renders_in_chromium_without_console_errors() {
-    let dir = scratch("report-html");
-    let (collector, from, to) = collector_with_results(&dir);
-    let page = dir.join("report.html");
-    collector.report(&from, &to, "html", &page, &[]);
-    let html = std::fs::read_to_string(&page).expect("html");
-    // Self-contained: nothing fetched from elsewhere.
-    for external in [
-        "src=\"http",
-        "href=\"http",
-        "<link",
-        "<script",
-        "@import",
-        "url(",
-    ] {
-        assert!(!html.contains(external), "external asset {external:?}");
-    }
-    assert!(
-        html.find("Summary") < html.find("<svg"),
-        "summary first, then charts"
-    );
-    assert!(
-        html.find("<svg") < html.find("<table"),
-        "charts before tables"
-    );
-
+fn the_report_pages_render_in_french_and_english_and_print_to_pdf() {
+    let dir = scratch("report-pages");
+    let collector = collector_with_worked_examples(&dir);
+    let run = collector.cli(&["report", "key"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let key = dir.join("report-key.pub");
+    std::fs::write(&key, run.stdout()).expect("key");
     let out = artifacts();
-    let shot = out.join("report.png");
-    let pdf = out.join("report.pdf");
-    let _ = std::fs::remove_file(&shot);
-    let _ = std::fs::remove_file(&pdf);
-    let errors = chromium(&page, &shot, &pdf);
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    let png = std::fs::read(&shot).expect("screenshot");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "a real screenshot"
+    let words = [
+        (
+            "en",
+            [
+                "Summary",
+                "Peak hours",
+                "Annex: methodology",
+                "1.10\u{a0}Gb/s",
+            ],
+        ),
+        (
+            "fr",
+            [
+                "Synthèse",
+                "Heures de pointe",
+                "Annexe : méthodologie",
+                "1,10\u{a0}Gbit/s",
+            ],
+        ),
+    ];
+    for (lang, expected) in words {
+        let page = dir.join(format!("report-{lang}.html"));
+        collector.report("2026-11-02", "2026-11-15", "html", &page, &["--lang", lang]);
+        let html = std::fs::read_to_string(&page).expect("html");
+        assert!(html.contains(&format!("<html lang=\"{lang}\">")), "{lang}");
+        assert!(
+            html.contains("Ville de Paris, direction du numérique"),
+            "{lang}: issuer"
+        );
+        for w in expected {
+            assert!(html.contains(w), "{lang}: {w:?} missing");
+        }
+        // Self-contained: nothing fetched from elsewhere.
+        for external in [
+            "src=\"http",
+            "href=\"http",
+            "<link",
+            "<script",
+            "@import",
+            "url(",
+        ] {
+            assert!(!html.contains(external), "external asset {external:?}");
+        }
+        assert!(
+            html.find("<svg") < html.find("<table"),
+            "charts before tables"
+        );
+        // Every access with a figure has its bar, none left out of the chart: one
+        // label per access in the chart's SVG.
+        let chart = &html[html.find("<svg").expect("svg")..html.find("</svg>").expect("svg")];
+        for b in [
+            "b1 · fibre",
+            "b2 · mobile",
+            "b3 · fibre",
+            "b4 · fibre",
+            "b5 · fibre",
+        ] {
+            assert!(chart.contains(b), "{lang}: {b} not drawn");
+        }
+        // The target change of b2 has its own table; the period is in local days.
+        assert!(
+            html.contains(if lang == "fr" {
+                "du 2 novembre 2026 au 15 novembre 2026 inclus"
+            } else {
+                "from 2 November 2026 to 15 November 2026 inclusive"
+            }),
+            "{lang}: local period"
+        );
+        let shot = out.join(format!("report-{lang}.png"));
+        let printed = out.join(format!("report-{lang}.print.pdf"));
+        let _ = std::fs::remove_file(&shot);
+        let _ = std::fs::remove_file(&printed);
+        let errors = chromium(&page, &shot, &printed);
+        assert!(errors.is_empty(), "{lang}: console errors: {errors:#?}");
+        let png = std::fs::read(&shot).expect("screenshot");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "a real screenshot"
+        );
+
+        // The PDF the collector prints itself, signed like any report.
+        let pdf = out.join(format!("report-{lang}.pdf"));
+        collector.report("2026-11-02", "2026-11-15", "pdf", &pdf, &["--lang", lang]);
+        let bytes = std::fs::read(&pdf).expect("pdf");
+        assert!(
+            bytes.starts_with(b"%PDF") && bytes.len() > 20_000,
+            "{lang}: a PDF"
+        );
+        let ok = verify(&pdf, &key);
+        assert_eq!(ok.code(), 0, "{}{}", ok.stdout(), ok.stderr());
+        eprintln!(
+            "{lang}: screenshot {}, PDF {}",
+            shot.display(),
+            pdf.display()
+        );
+    }
+    // French is the default for a zone in France.
+    let page = dir.join("report-default.html");
+    collector.report("2026-11-02", "2026-11-15", "html", &page, &[]);
+    let html = std::fs::read_to_string(&page).expect("html");
+    assert!(html.contains("<html lang=\"fr\">"));
+    let page = dir.join("report-kolkata.html");
+    collector.report(
+        "2026-11-02",
+        "2026-11-15",
+        "html",
+        &page,
+        &["--time-zone", "Asia/Kolkata"],
     );
-    let pdf_bytes = std::fs::read(&pdf).expect("pdf");
-    assert!(pdf_bytes.starts_with(b"%PDF"), "a PDF");
-    eprintln!(
-        "screenshot kept at {}, PDF at {}",
-        shot.display(),
-        pdf.display()
-    );
+    let html = std::fs::read_to_string(&page).expect("html");
+    assert!(html.contains("<html lang=\"en\">"));
 
     // The console check itself catches an error (so a clean run means something).
     let broken = dir.join("broken.html");

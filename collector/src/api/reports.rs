@@ -18,9 +18,11 @@ pub struct Reports {
     pub key: crate::report::sign::ReportKey,
     /// Default time zone of the sites.
     pub time_zone: chrono_tz::Tz,
+    /// Who issues the reports.
+    pub issuer: Option<String>,
 }
 
-/// `GET /api/v1/reports?from=&to=&quartier=&building=&format=&time_zone=`: the report
+/// `GET /api/v1/reports?from=&to=&quartier=&building=&format=&time_zone=&lang=`: the report
 /// `sonde-collector report` writes, in the body. Its signed manifest (one file, named
 /// as in `Content-Disposition`) comes base64-encoded in `X-Sonde-Manifest` and its
 /// signature in `X-Sonde-Manifest-Signature`: save the three and `report verify` checks
@@ -43,6 +45,12 @@ pub fn get(
         Some(Ok(t)) => t,
         Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "time_zone is not an IANA zone"),
     };
+    let lang = match query.get("lang").map(String::as_str) {
+        None => render::Lang::for_zone(tz),
+        Some("fr") => render::Lang::Fr,
+        Some("en") => render::Lang::En,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "lang is fr or en"),
+    };
     let (from, to) = match report::parse_period(from, to, tz) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.replace("--", "")),
@@ -57,7 +65,7 @@ pub fn get(
         time_zone: tz,
         generated_at: Utc::now(),
     };
-    let built = match report::build(store, &request) {
+    let mut built = match report::build(store, &request) {
         Ok(r) => r,
         Err(
             e @ (report::ReportError::UnknownQuartier(_)
@@ -66,7 +74,11 @@ pub fn get(
         ) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    let body = render::render(&built, format);
+    report::stamp(&mut built, &reports.key, reports.issuer.as_deref());
+    let body = match render::render(&built, format, lang) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
+    };
     let name = report::file_name(
         from,
         to,

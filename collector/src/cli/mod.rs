@@ -176,6 +176,10 @@ pub struct ReportArgs {
     /// Time zone of the sites (default: the config's report.time_zone, Europe/Paris).
     #[arg(long, value_name = "IANA")]
     pub time_zone: Option<String>,
+    /// Language of HTML and PDF pages (default: French when the time zone is in
+    /// France, English otherwise). JSON and CSV keep their English field names.
+    #[arg(long, value_enum)]
+    pub lang: Option<sonde_collector::report::render::Lang>,
     #[command(flatten)]
     pub config: ConfigArg,
 }

@@ -60,7 +60,14 @@ pub fn write(args: ReportArgs) -> i32 {
         time_zone: tz,
         generated_at: chrono::Utc::now(),
     };
-    write_checked(&store, &key, &request, format, &out)
+    let how = report::Presentation {
+        format,
+        lang: args
+            .lang
+            .unwrap_or_else(|| report::render::Lang::for_zone(tz)),
+        issuer: config.issuer.clone(),
+    };
+    write_checked(&store, &key, &request, &how, &out)
 }
 
 /// Writes the report of a checked request and says what was written.
@@ -68,7 +75,7 @@ fn write_checked(
     store: &dyn Store,
     key: &ReportKey,
     request: &report::Request,
-    format: report::render::Format,
+    how: &report::Presentation,
     out: &Path,
 ) -> i32 {
     if let Err(e) = report::check_scope(store, &request.scope) {
@@ -81,7 +88,10 @@ fn write_checked(
         s.to.to_rfc3339(),
         request.time_zone.name()
     );
-    match report::write(store, key, request, format, out) {
+    if how.format == report::render::Format::Pdf {
+        eprintln!("printing the PDF with Chromium…");
+    }
+    match report::write(store, key, request, how, out) {
         Ok(w) => {
             if w.report.data.no_data {
                 eprintln!("no data: no result of this scope was stored for this period");

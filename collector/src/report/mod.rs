@@ -43,6 +43,9 @@ pub enum ReportError {
     /// Signing failed.
     #[error("{0}")]
     Sign(#[from] sign::SignError),
+    /// The page could not be made (a PDF without Chromium).
+    #[error("{0}")]
+    Render(String),
 }
 
 /// The files of a written report.
@@ -58,6 +61,24 @@ pub struct Written {
     pub report: Report,
 }
 
+/// How a report is presented: its format, the language of its pages, its issuer.
+#[derive(Debug, Clone)]
+pub struct Presentation {
+    /// The format.
+    pub format: render::Format,
+    /// The language of HTML and PDF pages.
+    pub lang: render::Lang,
+    /// Who issues it (`[report] issuer`).
+    pub issuer: Option<String>,
+}
+
+/// Writes who issues `report` and which key signs it into its header (both signed
+/// with it, in the manifest).
+pub fn stamp(report: &mut Report, key: &sign::ReportKey, issuer: Option<&str>) {
+    report.header.issuer = issuer.map(str::to_string);
+    report.header.report_key_id = Some(key.key_id());
+}
+
 /// Makes the report, writes it to `out` (and, for CSV, the raw results beside it as
 /// `STEM.results.csv`), then its manifest and signature (`STEM.manifest.json`,
 /// `STEM.manifest.sig`).
@@ -65,10 +86,12 @@ pub fn write(
     store: &dyn Store,
     key: &sign::ReportKey,
     request: &Request,
-    format: render::Format,
+    how: &Presentation,
     out: &Path,
 ) -> Result<Written, ReportError> {
-    let report = build(store, request)?;
+    let format = how.format;
+    let mut report = build(store, request)?;
+    stamp(&mut report, key, how.issuer.as_deref());
     // Beside `out` ("" for the current directory, so paths print as given).
     let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
     let name = out
@@ -83,7 +106,8 @@ pub fn write(
         let path = path.to_path_buf();
         move |source| ReportError::Io { path, source }
     };
-    std::fs::write(out, render::render(&report, format)).map_err(io(out))?;
+    let body = render::render(&report, format, how.lang).map_err(ReportError::Render)?;
+    std::fs::write(out, body).map_err(io(out))?;
     let mut files = vec![out.to_path_buf()];
     if format == render::Format::Csv {
         let raw = dir.join(format!("{stem}.results.csv"));

@@ -47,7 +47,7 @@ fn plan() -> PlanFile {
 }
 
 /// Loads the two weeks: Monday 2 to Sunday 15 November 2026, Paris.
-fn load(s: &dyn Store) {
+pub fn load(s: &dyn Store) {
     let ftth = AccessKind::Ftth;
     // e1: 1.1 Gb/s at 01:00, 07:00, 10:00, 13:00; 0.72 Gb/s every evening at 20:00.
     let e1 = tests(ftth, "fibre", Some(10_800.0), 2..=15, |_| {

@@ -204,7 +204,7 @@ fn main() {
         }
         let started = Instant::now();
         let r = report::build(&store, &request).expect("report");
-        let body = render::render(&r, render::Format::Json);
+        let body = render::render(&r, render::Format::Json, render::Lang::En).unwrap_or_default();
         let report_s = started.elapsed().as_secs_f64();
         let peak = status_kb("VmHWM:");
         let row = serde_json::json!({
