@@ -25,7 +25,7 @@ use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
-    ResultReader, ResultWriter, Site, StoreError,
+    ResultReader, ResultWriter, ScheduledAccess, Site, StoreError,
 };
 use std::path::Path;
 use std::sync::Mutex;
@@ -204,6 +204,78 @@ impl ReportSource for SqliteStore {
         let result = scan::scan(&conn, scope, with_ids, sink);
         let _ = conn.execute_batch("COMMIT");
         Ok(result?)
+    }
+
+    fn report_scan_parts(
+        &self,
+        scope: &ReportScope,
+        sinks: &mut [&mut (dyn ReportSink + Send)],
+    ) -> Result<(), StoreError> {
+        let Some(readers) = self.readers.as_ref().filter(|_| sinks.len() > 1) else {
+            return sonde_store::split_scan(self, scope, sinks);
+        };
+        // One snapshot for every part: while this store holds SQLite's write lock
+        // (BEGIN IMMEDIATE: no commit from this process or another can happen), each
+        // part's connection opens its read transaction and reads once, which fixes
+        // its snapshot (WAL); then the lock goes. Ingest waits milliseconds.
+        let n = sinks.len();
+        let pinned = {
+            let writer = self.lock();
+            writer
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(Error::from)?;
+            let pinned: Result<Vec<Connection>, Error> = (0..n)
+                .map(|_| {
+                    let conn = readers.take()?;
+                    conn.execute_batch("BEGIN")?;
+                    conn.query_row(
+                        "SELECT COUNT(*) FROM report_accesses WHERE id < 0",
+                        [],
+                        |_| Ok(()),
+                    )?;
+                    Ok(conn)
+                })
+                .collect();
+            let _ = writer.execute_batch("ROLLBACK");
+            pinned?
+        };
+        let accesses = scan::accesses(&pinned[0], scope)?;
+        let mut parts: Vec<Vec<(i64, ScheduledAccess)>> = vec![Vec::new(); n];
+        for (i, a) in accesses.into_iter().enumerate() {
+            parts[i % n].push(a);
+        }
+        for (sink, part) in sinks.iter_mut().zip(&parts) {
+            sink.accesses(part.iter().map(|(_, a)| a.clone()).collect());
+        }
+        let results: Vec<Result<(), Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = sinks
+                .iter_mut()
+                .zip(&parts)
+                .zip(pinned)
+                .map(|((sink, part), conn)| {
+                    s.spawn(move || -> Result<(), Error> {
+                        let done = scan::facts(&conn, part, scope, false, &mut **sink);
+                        let _ = conn.execute_batch("COMMIT");
+                        readers.give(conn);
+                        done
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Store(StoreError::Query(
+                            "a report part panicked".into(),
+                        )))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
+        Ok(())
     }
 }
 

@@ -14,6 +14,16 @@ pub fn scan(
     with_ids: bool,
     sink: &mut dyn ReportSink,
 ) -> Result<(), Error> {
+    let accesses = accesses(conn, scope)?;
+    sink.accesses(accesses.iter().map(|(_, a)| a.clone()).collect());
+    facts(conn, &accesses, scope, with_ids, sink)
+}
+
+/// The accesses of the scope known before the period's end, with their row ids.
+pub fn accesses(
+    conn: &Connection,
+    scope: &ReportScope,
+) -> Result<Vec<(i64, ScheduledAccess)>, Error> {
     let to = ns(scope.to);
     let mut stmt = conn.prepare(
         "SELECT id, agent_id, access, quartier, building, kind, first_at, interval_s
@@ -37,12 +47,11 @@ pub fn scan(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    sink.accesses(accesses.iter().map(|(_, a)| a.clone()).collect());
-    facts(conn, &accesses, scope, with_ids, sink)
+    Ok(accesses)
 }
 
 /// Each access's report rows in the period, in time order, one seek per access.
-fn facts(
+pub fn facts(
     conn: &Connection,
     accesses: &[(i64, ScheduledAccess)],
     scope: &ReportScope,

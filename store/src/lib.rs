@@ -25,6 +25,8 @@ pub mod prelude {
         Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter,
     };
 }
-pub use roles::{Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter, Store};
+pub use roles::{
+    split_scan, Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter, Store,
+};
 pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 pub use types::*;

@@ -100,6 +100,64 @@ pub trait ReportSource: Send + Sync {
         with_ids: bool,
         sink: &mut dyn ReportSink,
     ) -> Result<(), StoreError>;
+
+    /// Like [`ReportSource::report_scan`], the accesses shared out among `sinks`
+    /// (the i-th access of the scan to `sinks[i % n]`, its results with it), each part
+    /// read on a thread of its own where the backend can, all from one consistent
+    /// snapshot. The default reads in one pass.
+    fn report_scan_parts(
+        &self,
+        scope: &ReportScope,
+        sinks: &mut [&mut (dyn ReportSink + Send)],
+    ) -> Result<(), StoreError> {
+        split_scan(self, scope, sinks)
+    }
+}
+
+/// [`ReportSource::report_scan_parts`] in one pass of [`ReportSource::report_scan`].
+pub fn split_scan<S: ReportSource + ?Sized>(
+    source: &S,
+    scope: &ReportScope,
+    sinks: &mut [&mut (dyn ReportSink + Send)],
+) -> Result<(), StoreError> {
+    let mut split = Split {
+        sinks,
+        owner: std::collections::HashMap::new(),
+    };
+    source.report_scan(scope, false, &mut split)
+}
+
+/// Routes a scan's accesses and their results among several sinks.
+struct Split<'a, 'b> {
+    sinks: &'a mut [&'b mut (dyn ReportSink + Send)],
+    owner: std::collections::HashMap<(String, String), usize>,
+}
+
+impl ReportSink for Split<'_, '_> {
+    fn accesses(&mut self, accesses: Vec<crate::ScheduledAccess>) {
+        let n = self.sinks.len().max(1);
+        let mut parts: Vec<Vec<crate::ScheduledAccess>> = vec![Vec::new(); n];
+        for (i, a) in accesses.into_iter().enumerate() {
+            self.owner
+                .insert((a.agent_id.clone(), a.access.clone()), i % n);
+            parts[i % n].push(a);
+        }
+        for (sink, part) in self.sinks.iter_mut().zip(parts) {
+            sink.accesses(part);
+        }
+    }
+
+    fn fact(&mut self, fact: &crate::Fact<'_>) -> Result<(), String> {
+        let i = self
+            .owner
+            .get(&(fact.agent_id.to_string(), fact.access.to_string()))
+            .copied()
+            .unwrap_or(0);
+        match self.sinks.get_mut(i) {
+            Some(sink) => sink.fact(fact),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What operators run: retention, backups, health.

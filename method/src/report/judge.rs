@@ -2,12 +2,11 @@
 //! sub-period, on the all-hours and the peak-hour median, and only with a minimum
 //! sample of scheduled tests spread over days and weeknights.
 
-use super::time::{is_peak_hour, local_day};
+use super::time::LocalTime;
 use crate::verdict::TOLERANCE;
 use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Tz;
 use serde::Serialize;
-use sonde_proto::stats::quantile_sorted;
+use sonde_proto::stats::quantile_select;
 
 /// The least a verdict stands on: valid **scheduled** tests (manual probes do not
 /// count), on enough local days, with enough of them in peak hours on enough
@@ -127,8 +126,8 @@ impl Segment {
     }
 
     /// Adds a valid test started at `t`.
-    pub(super) fn add(&mut self, tz: Tz, t: DateTime<Utc>, down: Option<f64>, scheduled: bool) {
-        let peak = is_peak_hour(tz, t);
+    pub(super) fn add(&mut self, at: LocalTime, down: Option<f64>, scheduled: bool) {
+        let peak = at.peak();
         self.valid += 1;
         if let Some(d) = down {
             self.down.push(d);
@@ -137,16 +136,13 @@ impl Segment {
             }
         }
         if scheduled {
-            self.sample.add(local_day(tz, t), peak);
+            self.sample.add(at.day(), peak);
         }
     }
 
     /// The sub-period, ended at `to`.
     pub(super) fn close(mut self, to: DateTime<Utc>) -> TargetPeriod {
-        let median = |v: &mut Vec<f64>| {
-            v.sort_unstable_by(f64::total_cmp);
-            (!v.is_empty()).then(|| quantile_sorted(v, 0.5))
-        };
+        let median = |v: &mut Vec<f64>| quantile_select(v, 0.5);
         let (down, peak) = (median(&mut self.down), median(&mut self.peak));
         let sufficient = self.sample.suffices(&MIN_SAMPLE);
         let reaches = |m: Option<f64>, t: f64| m.is_some_and(|m| m >= t * (1.0 - TOLERANCE));

@@ -18,14 +18,14 @@ pub use judge::{MinSample, Sample, TargetPeriod, MIN_SAMPLE};
 pub use planned::{planned, PlannedAccess};
 pub use time::{
     bucket_hours, buckets_between, clock_bucket, day_start, is_peak_hour, local_day, parse_period,
-    COVER_BUCKET_S, PEAK_DAYS, PEAK_HOURS,
+    LocalClock, LocalTime, COVER_BUCKET_S, PEAK_DAYS, PEAK_HOURS,
 };
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use judge::Segment;
 use serde::Serialize;
-use sonde_proto::stats::{median, quantile, quantile_sorted};
+use sonde_proto::stats::{median, quantile, quantile_select, quantile_sorted};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Version of the report format (the JSON layout and CSV columns). 2: each access's
@@ -82,6 +82,21 @@ impl Spread {
             p90: q_sorted(s, 0.9),
         }
     }
+
+    /// The spread of `values`, reordered in place (selections, not a sort).
+    fn select(values: &mut Vec<f64>) -> Spread {
+        Spread {
+            p10: select(values, 0.1),
+            median: select(values, 0.5),
+            p90: select(values, 0.9),
+        }
+    }
+}
+
+/// Quantile `q` (§4) of `values` without NaN, reordering them; `None` when empty.
+fn select(values: &mut Vec<f64>, q: f64) -> Option<f64> {
+    values.retain(|x| !x.is_nan());
+    quantile_select(values, q)
 }
 
 /// `values` in order, without NaN (figures in the store are never NaN).
@@ -468,6 +483,7 @@ pub struct Builder<'r> {
     data: DataSummary,
     versions: BTreeSet<String>,
     planned: BTreeMap<(String, String, String), PlannedAccess>,
+    clock: LocalClock,
 }
 
 impl ReportSink for Builder<'_> {
@@ -487,7 +503,7 @@ impl ReportSink for Builder<'_> {
         if !self.versions.contains(f.version) {
             self.versions.insert(f.version.to_string());
         }
-        let tz = self.request.time_zone;
+        let at = self.clock.read(f.started_at_ns);
         let start = self.span_start(self.current.as_ref().and_then(|c| c.schedule.as_ref()));
         let Some(c) = self.current.as_mut() else {
             return Ok(());
@@ -516,7 +532,7 @@ impl ReportSink for Builder<'_> {
             flagged = true;
         }
         if !flagged {
-            c.add_valid(f, tz, t, start);
+            c.add_valid(f, at, t, start);
         }
         Ok(())
     }
@@ -535,9 +551,9 @@ fn ratio(n: u64, d: u64) -> Option<f64> {
 impl Acc {
     /// Adds a valid test: its time bucket, target sub-period, figures, target verdict
     /// and probes.
-    fn add_valid(&mut self, f: &Fact<'_>, tz: Tz, t: DateTime<Utc>, start: DateTime<Utc>) {
+    fn add_valid(&mut self, f: &Fact<'_>, at: LocalTime, t: DateTime<Utc>, start: DateTime<Utc>) {
         self.valid += 1;
-        let bucket = clock_bucket(tz, f.started_at_ns, self.bucket_hours);
+        let bucket = at.bucket(self.bucket_hours);
         if self.last_bucket != Some(bucket) {
             self.buckets += 1;
             self.last_bucket = Some(bucket);
@@ -553,9 +569,9 @@ impl Acc {
             None => self.segment = Some(Segment::new(target, start)),
         }
         if let Some(seg) = self.segment.as_mut() {
-            seg.add(tz, t, f.down_bps, f.interval_s.is_some());
+            seg.add(at, f.down_bps, f.interval_s.is_some());
         }
-        let peak = is_peak_hour(tz, t);
+        let peak = at.peak();
         if let Some(d) = f.down_bps {
             self.down.push(d);
             if peak {
@@ -645,6 +661,7 @@ impl<'r> Builder<'r> {
             data: DataSummary::default(),
             versions: BTreeSet::new(),
             planned: BTreeMap::new(),
+            clock: LocalClock::new(request.time_zone),
         }
     }
 
@@ -660,6 +677,25 @@ impl<'r> Builder<'r> {
                 )
             })
             .collect();
+        self
+    }
+
+    /// This builder and `other`, fed other accesses of the same scan (a
+    /// [`ReportSink`] per part of a parallel scan), as one: finish the result.
+    pub fn merge(mut self, mut other: Builder<'r>) -> Self {
+        for b in [&mut self, &mut other] {
+            if let Some(c) = b.current.take() {
+                let r = b.summarise(c);
+                b.done.push(r);
+            }
+        }
+        self.done.append(&mut other.done);
+        self.schedules.append(&mut other.schedules);
+        self.versions.append(&mut other.versions);
+        let (a, b) = (&mut self.data, &other.data);
+        a.results += b.results;
+        a.first_result = a.first_result.into_iter().chain(b.first_result).min();
+        a.last_result = a.last_result.into_iter().chain(b.last_result).max();
         self
     }
 
@@ -711,13 +747,11 @@ impl<'r> Builder<'r> {
         }
         let target = c.targets.last().and_then(|t| t.target_down_bps);
         let (compliant, standing) = judge(&c);
-        let download = Spread::of_sorted(&sorted(&c.down));
-        let peak = sorted(&c.peak);
         let is_4g = c.kind == "4g";
         AccessReport {
             coverage,
-            download_bps: download,
-            upload_bps: Spread::of_sorted(&sorted(&c.up)),
+            download_bps: Spread::select(&mut c.down),
+            upload_bps: Spread::select(&mut c.up),
             target_down_bps: target,
             targets: c.targets,
             target_met_ratio: ratio(c.counts.met, c.counts.with_target),
@@ -725,13 +759,13 @@ impl<'r> Builder<'r> {
             standing,
             not_valid: c.not_valid,
             arcep_thresholds: is_4g.then(|| thresholds(&c.counts)),
-            peak_download_median_bps: q_sorted(&peak, 0.5),
-            consistent_80_80_bps: q_sorted(&peak, 0.2),
-            consistent_80_80_ratio: quantile(&c.peak_ratios, 0.2),
-            download_ratio_median: median(&c.ratios),
-            peak_download_ratio_median: median(&c.peak_ratios),
-            idle_latency_median_s: median(&c.idle),
-            loaded_latency_median_s: median(&c.loaded),
+            peak_download_median_bps: select(&mut c.peak, 0.5),
+            consistent_80_80_bps: select(&mut c.peak, 0.2),
+            consistent_80_80_ratio: select(&mut c.peak_ratios, 0.2),
+            download_ratio_median: select(&mut c.ratios, 0.5),
+            peak_download_ratio_median: select(&mut c.peak_ratios, 0.5),
+            idle_latency_median_s: select(&mut c.idle, 0.5),
+            loaded_latency_median_s: select(&mut c.loaded, 0.5),
             loss_ratio: ratio(c.counts.lost, c.counts.sent),
             counts: c.counts,
             quartier: c.quartier,

@@ -12,13 +12,89 @@ pub const PEAK_DAYS: &str = "Mon-Fri";
 /// Shortest bucket of the time-covered figure, seconds.
 pub const COVER_BUCKET_S: i64 = 3600;
 
+/// A result's start read on the sites' clock: what peak hours, local days and buckets
+/// need, computed once per result.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTime {
+    /// The local date and time.
+    pub local: chrono::NaiveDateTime,
+}
+
+impl LocalTime {
+    /// Whether it is in peak hours (§7.1).
+    pub fn peak(&self) -> bool {
+        let weeknight = !matches!(self.local.weekday(), Weekday::Sat | Weekday::Sun);
+        weeknight && (PEAK_HOURS.0..PEAK_HOURS.1).contains(&self.local.hour())
+    }
+
+    /// Its local day.
+    pub fn day(&self) -> NaiveDate {
+        self.local.date()
+    }
+
+    /// Its time-covered bucket of `hours` ([`clock_bucket`]).
+    pub fn bucket(&self, hours: i64) -> i64 {
+        let day = i64::from(self.local.date().num_days_from_ce());
+        day * slots_per_day(hours) + i64::from(self.local.hour()) / hours
+    }
+}
+
+/// Reads instants on a zone's clock, remembering the offset of the last UTC day whose
+/// two ends had the same one (no change of offset that day), so results of one day
+/// cost one lookup in the zone's rules, not one each.
+#[derive(Debug, Clone)]
+pub struct LocalClock {
+    tz: Tz,
+    /// (UTC day, its offset in seconds) when the offset held all that day.
+    day: Option<(i64, i32)>,
+}
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+impl LocalClock {
+    /// A clock in `tz`.
+    pub fn new(tz: Tz) -> Self {
+        LocalClock { tz, day: None }
+    }
+
+    fn offset_at(&self, ns: i64) -> i32 {
+        let t = DateTime::from_timestamp_nanos(ns);
+        self.tz
+            .offset_from_utc_datetime(&t.naive_utc())
+            .fix()
+            .local_minus_utc()
+    }
+
+    /// `t_ns` (Unix ns) on the clock.
+    pub fn read(&mut self, t_ns: i64) -> LocalTime {
+        let day = t_ns.div_euclid(DAY_NS);
+        let offset = match self.day {
+            Some((d, off)) if d == day => off,
+            _ => {
+                let (a, b) = (
+                    self.offset_at(day * DAY_NS),
+                    self.offset_at((day + 1) * DAY_NS - 1),
+                );
+                if a == b {
+                    self.day = Some((day, a));
+                    a
+                } else {
+                    self.offset_at(t_ns)
+                }
+            }
+        };
+        let utc = DateTime::from_timestamp_nanos(t_ns).naive_utc();
+        LocalTime {
+            local: utc + chrono::Duration::seconds(i64::from(offset)),
+        }
+    }
+}
+
 /// Whether `t` falls in peak hours (§7.1): 19:00 to 23:00 local time in `tz`, Monday to
 /// Friday, read for each result (the zone's offset at that instant, so +5:30 zones
 /// change hour at :30 UTC): the figures and the results file both use it.
 pub fn is_peak_hour(tz: Tz, t: DateTime<Utc>) -> bool {
-    let local = tz.from_utc_datetime(&t.naive_utc());
-    let weeknight = !matches!(local.weekday(), Weekday::Sat | Weekday::Sun);
-    weeknight && (PEAK_HOURS.0..PEAK_HOURS.1).contains(&local.hour())
+    local_time(tz, t).peak()
 }
 
 /// The local calendar day of `t` in `tz`.
@@ -47,9 +123,14 @@ fn slots_per_day(hours: i64) -> i64 {
 /// the clock makes it: the one holding the repeated hour at the end of summer time is
 /// an hour longer, the one holding the skipped hour an hour shorter.
 pub fn clock_bucket(tz: Tz, t_ns: i64, hours: i64) -> i64 {
-    let local = tz.from_utc_datetime(&DateTime::from_timestamp_nanos(t_ns).naive_utc());
-    let day = i64::from(local.date_naive().num_days_from_ce());
-    day * slots_per_day(hours) + i64::from(local.hour()) / hours
+    local_time(tz, DateTime::from_timestamp_nanos(t_ns)).bucket(hours)
+}
+
+/// `t` on `tz`'s clock, in one lookup.
+fn local_time(tz: Tz, t: DateTime<Utc>) -> LocalTime {
+    LocalTime {
+        local: tz.from_utc_datetime(&t.naive_utc()).naive_local(),
+    }
 }
 
 /// Buckets of `[start_ns, end_ns)`: every slot it touches, the first and last partial
@@ -171,6 +252,32 @@ mod tests {
             let eleven_pm = seven_pm + chrono::Duration::hours(4);
             assert!(is_peak_hour(tz, eleven_pm - minute), "{tz} 22:59");
             assert!(!is_peak_hour(tz, eleven_pm), "{tz} 23:00");
+        }
+    }
+
+    #[test]
+    fn the_cached_clock_reads_every_instant_as_the_zone_does() {
+        // Every 7 minutes across both 2026 changes in Paris and Lord Howe's half-hour
+        // one, and Kolkata: the clock that remembers a day's offset agrees with a
+        // lookup per instant.
+        for tz in [
+            chrono_tz::Europe::Paris,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::Asia::Kolkata,
+        ] {
+            let mut clock = LocalClock::new(tz);
+            for (m, d) in [(3, 27), (4, 3), (10, 23)] {
+                let start = Utc
+                    .with_ymd_and_hms(2026, m, d, 0, 0, 0)
+                    .single()
+                    .expect("t");
+                for i in 0..(4 * 24 * 60 / 7) {
+                    let t = start + chrono::Duration::minutes(7 * i);
+                    let want = tz.from_utc_datetime(&t.naive_utc()).naive_local();
+                    let got = clock.read(t.timestamp_nanos_opt().expect("ns")).local;
+                    assert_eq!(got, want, "{tz} {t}");
+                }
+            }
         }
     }
 

@@ -284,3 +284,33 @@ fn rollups_compare_ratios(r: &Report) {
     let m = rollup(&r.quartiers, Some("m"), "4g");
     assert_eq!(m.compliant_ratio, Some(0.0));
 }
+
+/// A report read in parts (one per core, [`crate::ReportSource::report_scan_parts`])
+/// and merged is the report read in one pass, figure for figure.
+pub fn a_report_read_in_parts_is_the_report_read_in_one(s: &dyn Store) {
+    super::example::load(s);
+    load(s);
+    for (quartier, from, to) in [
+        (None, "2026-11-02", "2026-11-15"),
+        (Some("m"), "2026-11-09", "2026-11-15"),
+        (None, "2026-10-01", "2026-10-31"),
+    ] {
+        let req = request(from, to, quartier, None);
+        let whole = build(s, &req);
+        for n in [2, 3, 7] {
+            let mut builders: Vec<Builder<'_>> = (0..n).map(|_| Builder::new(&req)).collect();
+            {
+                let mut sinks: Vec<&mut (dyn crate::ReportSink + Send)> = builders
+                    .iter_mut()
+                    .map(|b| b as &mut (dyn crate::ReportSink + Send))
+                    .collect();
+                s.report_scan_parts(&req.scope, &mut sinks)
+                    .expect("scan in parts");
+            }
+            let mut parts = builders.into_iter();
+            let first = parts.next().expect("a part");
+            let merged = parts.fold(first, Builder::merge).finish();
+            assert_eq!(merged, whole, "{n} parts, {quartier:?} {from}..{to}");
+        }
+    }
+}

@@ -105,6 +105,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             method4::every_figure_of_the_methodology_4_example,
         ),
         (
+            "a_report_read_in_parts_is_the_report_read_in_one",
+            method4::a_report_read_in_parts_is_the_report_read_in_one,
+        ),
+        (
             "retention_deletes_raw_results_but_reports_keep_their_figures",
             report::retention_deletes_raw_results_but_reports_keep_their_figures,
         ),

@@ -47,6 +47,19 @@ impl Rng {
     }
 }
 
+/// CPU seconds this process has used (user and system, every thread), from
+/// /proc/self/stat.
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command (which may hold spaces), 1-based: utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    // `rest` starts at field 3 (the state).
+    let ticks = field(14 - 3) + field(15 - 3);
+    ticks as f64 / 100.0
+}
+
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -81,8 +94,10 @@ fn load(n: u64, agents: u64) -> (SqliteStore, std::path::PathBuf, ReportScope) {
             .prepare(
                 "INSERT INTO report_facts (access_id, started_at, result_rowid, outcome, reason,
                      flags, down_bps, up_bps, down_goodput_bps, target_down_bps, verdict_down,
-                     idle_s, loaded_s, probes_sent, probes_received, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     idle_s, loaded_s, probes_sent, probes_received, version, streams,
+                     interval_s)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     8, 3600.0)",
             )
             .expect("prepare");
         let mut access = tx
@@ -203,9 +218,11 @@ fn main() {
             );
         }
         let started = Instant::now();
+        let cpu0 = cpu_s();
         let r = report::build(&store, &request).expect("report");
         let body = render::render(&r, render::Format::Json, render::Lang::En).unwrap_or_default();
         let report_s = started.elapsed().as_secs_f64();
+        let cpu = cpu_s() - cpu0;
         let peak = status_kb("VmHWM:");
         let row = serde_json::json!({
             "results": n,
@@ -213,6 +230,9 @@ fn main() {
             "accesses": r.accesses.len(),
             "report_s": report_s,
             "results_per_s": r.data.results as f64 / report_s,
+            "cpu_s": cpu,
+            "cpu_us_per_result": cpu * 1e6 / (r.data.results.max(1) as f64),
+            "parts": std::thread::available_parallelism().map_or(1, |n| n.get()),
             "peak_rss_mib": peak as f64 / 1024.0,
             "rss_before_mib": rss_before as f64 / 1024.0,
             "report_bytes": body.len(),
@@ -230,16 +250,26 @@ fn main() {
         return;
     }
     println!(
-        "{:>12} {:>10} {:>10} {:>14} {:>12} {:>12} {:>10}",
-        "results", "accesses", "report s", "results/s", "peak RSS", "RSS before", "store"
+        "{:>12} {:>10} {:>10} {:>14} {:>8} {:>10} {:>12} {:>12} {:>10}",
+        "results",
+        "accesses",
+        "report s",
+        "results/s",
+        "CPU s",
+        "CPU µs/r",
+        "peak RSS",
+        "RSS before",
+        "store"
     );
     for r in &rows {
         println!(
-            "{:>12} {:>10} {:>10.2} {:>14.0} {:>8.1} MiB {:>8.1} MiB {:>6.0} MiB",
+            "{:>12} {:>10} {:>10.2} {:>14.0} {:>8.2} {:>10.2} {:>8.1} MiB {:>8.1} MiB {:>6.0} MiB",
             r["results_read"].as_u64().unwrap_or(0),
             r["accesses"].as_u64().unwrap_or(0),
             r["report_s"].as_f64().unwrap_or(0.0),
             r["results_per_s"].as_f64().unwrap_or(0.0),
+            r["cpu_s"].as_f64().unwrap_or(0.0),
+            r["cpu_us_per_result"].as_f64().unwrap_or(0.0),
             r["peak_rss_mib"].as_f64().unwrap_or(0.0),
             r["rss_before_mib"].as_f64().unwrap_or(0.0),
             r["store_mib"].as_f64().unwrap_or(0.0),

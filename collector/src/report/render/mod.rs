@@ -297,7 +297,7 @@ pub const RAW_COLUMNS: &[&str] = &[
 
 struct RawCsv<W: Write> {
     w: csv::Writer<W>,
-    tz: Tz,
+    clock: sonde_method::report::LocalClock,
     rows: u64,
 }
 
@@ -317,7 +317,7 @@ impl<W: Write> ReportSink for RawCsv<W> {
                 f.access,
                 f.kind,
                 &t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                if sonde_method::report::is_peak_hour(self.tz, t) {
+                if self.clock.read(f.started_at_ns).peak() {
                     "true"
                 } else {
                     "false"
@@ -351,7 +351,7 @@ pub fn write_raw_csv<W: Write>(
 ) -> Result<u64, StoreError> {
     let mut sink = RawCsv {
         w: csv::Writer::from_writer(out),
-        tz,
+        clock: sonde_method::report::LocalClock::new(tz),
         rows: 0,
     };
     sink.w
