@@ -179,3 +179,54 @@ fn a_closed_period_keeps_its_figures_when_later_data_arrives_once_plans_say_what
     let again = report::build(&store, &req).expect("report");
     assert_eq!(again, planned);
 }
+
+/// Every access with a figure is drawn: 65 accesses make three chart pages of at most
+/// 30 bars, on one axis of round ticks, and the table lists all 65.
+#[test]
+fn every_access_is_drawn_in_pages_on_round_ticks() {
+    let s = SqliteStore::in_memory().expect("store");
+    for i in 0..65 {
+        let r = example::record(
+            sonde_proto::AccessKind::Ftth,
+            "fibre",
+            3600.0,
+            "0.1.0",
+            example::ok(
+                (2026, 11, 2, 10, 0),
+                0.9e9 + f64::from(i) * 1e6,
+                None,
+                false,
+            ),
+        );
+        example::put(
+            &s,
+            &format!("a{i}"),
+            "q",
+            &format!("building-{i:02}"),
+            vec![r],
+        );
+    }
+    let r = report::build(&s, &request("2026-11-02", "2026-11-02", None, None)).expect("report");
+    let bytes = report::render::render(&r, report::render::Format::Html, report::render::Lang::En)
+        .expect("html");
+    let html = String::from_utf8(bytes).expect("utf-8");
+    let charts: Vec<&str> = html
+        .split("<svg")
+        .skip(1)
+        .filter(|c| c.contains("aria-label=\"Download per access\""))
+        .collect();
+    assert_eq!(charts.len(), 3, "65 accesses in pages of 30");
+    for i in 0..65 {
+        let label = format!("q · building-{i:02} · fibre (FTTH)");
+        let drawn = charts.iter().filter(|c| c.contains(&label)).count();
+        assert_eq!(drawn, 1, "{label} drawn once");
+    }
+    assert!(html.contains("Accesses 61–65 of 65"), "page captions");
+    // The largest value is the 1 Gb/s target: ticks every 200 Mb/s up to 1.00 Gb/s,
+    // the same on every page.
+    for c in &charts {
+        for tick in ["200.0\u{a0}Mb/s", "400.0\u{a0}Mb/s", "1.00\u{a0}Gb/s"] {
+            assert!(c.contains(tick), "{tick} missing");
+        }
+    }
+}

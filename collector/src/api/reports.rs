@@ -22,39 +22,31 @@ pub struct Reports {
     pub issuer: Option<String>,
 }
 
-/// `GET /api/v1/reports?from=&to=&quartier=&building=&format=&time_zone=&lang=`: the report
-/// `sonde-collector report` writes, in the body. Its signed manifest (one file, named
-/// as in `Content-Disposition`) comes base64-encoded in `X-Sonde-Manifest` and its
-/// signature in `X-Sonde-Manifest-Signature`: save the three and `report verify` checks
-/// them. For CSV the body is the summary; the raw results are `/api/v1/results`.
-pub fn get(
-    store: &dyn Store,
+/// What the query asks for: the request, the format, the pages' language; or why it
+/// cannot be answered.
+fn asked(
     reports: &Reports,
     query: &HashMap<String, String>,
-) -> Response<Body> {
+) -> Result<(report::Request, render::Format, render::Lang), String> {
     let (Some(from), Some(to)) = (query.get("from"), query.get("to")) else {
-        return error(StatusCode::BAD_REQUEST, "from= and to= are required");
+        return Err("from= and to= are required".into());
     };
     let format = match query.get("format").map(|f| f.parse::<render::Format>()) {
         None => render::Format::Json,
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+        Some(f) => f?,
     };
     let tz = match query.get("time_zone").map(|t| t.parse::<chrono_tz::Tz>()) {
         None => reports.time_zone,
         Some(Ok(t)) => t,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "time_zone is not an IANA zone"),
+        Some(Err(_)) => return Err("time_zone is not an IANA zone".into()),
     };
     let lang = match query.get("lang").map(String::as_str) {
         None => render::Lang::for_zone(tz),
         Some("fr") => render::Lang::Fr,
         Some("en") => render::Lang::En,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "lang is fr or en"),
+        Some(_) => return Err("lang is fr or en".into()),
     };
-    let (from, to) = match report::parse_period(from, to, tz) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.replace("--", "")),
-    };
+    let (from, to) = report::parse_period(from, to, tz).map_err(|e| e.replace("--", ""))?;
     let request = report::Request {
         scope: sonde_store::ReportScope {
             quartier: query.get("quartier").cloned(),
@@ -65,6 +57,24 @@ pub fn get(
         time_zone: tz,
         generated_at: Utc::now(),
     };
+    Ok((request, format, lang))
+}
+
+/// `GET /api/v1/reports?from=&to=&quartier=&building=&format=&time_zone=&lang=`: the report
+/// `sonde-collector report` writes, in the body. Its signed manifest (one file, named
+/// as in `Content-Disposition`) comes base64-encoded in `X-Sonde-Manifest` and its
+/// signature in `X-Sonde-Manifest-Signature`: save the three and `report verify` checks
+/// them. For CSV the body is the summary; the raw results are `/api/v1/results`.
+pub fn get(
+    store: &dyn Store,
+    reports: &Reports,
+    query: &HashMap<String, String>,
+) -> Response<Body> {
+    let (request, format, lang) = match asked(reports, query) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let (from, to, tz) = (request.scope.from, request.scope.to, request.time_zone);
     let mut built = match report::build(store, &request) {
         Ok(r) => r,
         Err(

@@ -1,8 +1,8 @@
 //! The report's SVG charts: every access drawn (in pages of [`CHART_PAGE`] rows), axes
 //! on round ticks, labels sized to fit.
 
-use super::words::Lang;
-use super::{esc, AccessReport, Rollup};
+use super::words::{esc, Lang};
+use sonde_method::report::{AccessReport, Rollup};
 use std::fmt::Write as _;
 
 /// Accesses per chart page: a long scope gets several charts, none left out.
@@ -92,10 +92,12 @@ pub fn download_charts(accesses: &[AccessReport], lang: Lang) -> String {
             s,
             "<p class=\"meta\">{} {}</p>",
             lang.count(without as u64),
-            lang.w(
-                "access(es) have no valid download and no bar; the table lists them with why.",
-                "accès sans débit descendant valide n'ont pas de barre ; le tableau les liste avec la raison."
-            )
+            match (lang, without) {
+                (Lang::En, 1) => "access has no valid download, so no bar; the table says why.",
+                (Lang::En, _) => "accesses have no valid download, so no bar; the table says why.",
+                (Lang::Fr, 1) => "accès n'a aucun débit descendant valide, donc pas de barre ; le tableau dit pourquoi.",
+                (Lang::Fr, _) => "accès n'ont aucun débit descendant valide, donc pas de barre ; le tableau dit pourquoi.",
+            }
         );
     }
     s
@@ -219,28 +221,7 @@ pub fn compliance_chart(quartiers: &[Rollup], lang: Lang) -> String {
     }
     for (i, r) in rows.iter().enumerate() {
         let y = 14.0 + row_h * i as f64;
-        let met = r.target_met_ratio.unwrap_or(0.0);
-        let comp = r.compliant_ratio.unwrap_or(0.0);
-        let _ = write!(
-            s,
-            "<text x=\"{lx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>\
-             <rect x=\"{left:.1}\" y=\"{y:.1}\" width=\"{w1:.1}\" height=\"10\" fill=\"#0969da\"/>\
-             <text x=\"{t1:.1}\" y=\"{ty1:.1}\">{p1}</text>\
-             <rect x=\"{left:.1}\" y=\"{y2:.1}\" width=\"{w2:.1}\" height=\"10\" fill=\"#8250df\"/>\
-             <text x=\"{t2:.1}\" y=\"{ty2:.1}\">{p2}</text>",
-            lx = left - 6.0,
-            ty = y + 15.0,
-            label = esc(&label(r)),
-            w1 = width * met,
-            t1 = left + width * met + 4.0,
-            ty1 = y + 9.0,
-            p1 = esc(&lang.pct(r.target_met_ratio)),
-            y2 = y + 12.0,
-            w2 = width * comp,
-            t2 = left + width * comp + 4.0,
-            ty2 = y + 21.0,
-            p2 = esc(&lang.pct(r.compliant_ratio)),
-        );
+        compliance_row(&mut s, r, &label(r), y, (left, width), lang);
     }
     let _ = write!(
         s,
@@ -252,6 +233,34 @@ pub fn compliance_chart(quartiers: &[Rollup], lang: Lang) -> String {
         )
     );
     s
+}
+
+/// One roll-up's two bars at `y`: tests meeting the target, accesses reaching it;
+/// the axis starts at `left` and is `width` long.
+fn compliance_row(s: &mut String, r: &Rollup, label: &str, y: f64, axis: (f64, f64), lang: Lang) {
+    let (left, width) = axis;
+    let met = r.target_met_ratio.unwrap_or(0.0);
+    let comp = r.compliant_ratio.unwrap_or(0.0);
+    let _ = write!(
+        s,
+        "<text x=\"{lx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>\
+             <rect x=\"{left:.1}\" y=\"{y:.1}\" width=\"{w1:.1}\" height=\"10\" fill=\"#0969da\"/>\
+             <text x=\"{t1:.1}\" y=\"{ty1:.1}\">{p1}</text>\
+             <rect x=\"{left:.1}\" y=\"{y2:.1}\" width=\"{w2:.1}\" height=\"10\" fill=\"#8250df\"/>\
+             <text x=\"{t2:.1}\" y=\"{ty2:.1}\">{p2}</text>",
+        lx = left - 6.0,
+        ty = y + 15.0,
+        label = esc(label),
+        w1 = width * met,
+        t1 = left + width * met + 4.0,
+        ty1 = y + 9.0,
+        p1 = esc(&lang.pct(r.target_met_ratio)),
+        y2 = y + 12.0,
+        w2 = width * comp,
+        t2 = left + width * comp + 4.0,
+        ty2 = y + 21.0,
+        p2 = esc(&lang.pct(r.compliant_ratio)),
+    );
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! pages with their heads repeated).
 
 use super::chart::{compliance_chart, download_charts};
-use super::words::Lang;
-use super::{esc, AccessReport, Report, Rollup, Standing, Thresholds};
+use super::words::{esc, Lang};
 use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
+use sonde_method::report::{AccessReport, Report, Rollup, Standing, Thresholds};
 use std::fmt::Write as _;
 
 const STYLE: &str = "
@@ -79,15 +79,28 @@ fn period(report: &Report, tz: Tz, lang: Lang) -> String {
 
 /// The report's identity: scope, period, peak hours, versions, issuer, key, checkpoint.
 fn head(report: &Report, tz: Tz, lang: Lang) -> String {
+    let mut s = String::from("<dl class=\"head\">");
+    for (k, v) in what(report, tz, lang)
+        .into_iter()
+        .chain(provenance(report, tz, lang))
+    {
+        let _ = write!(s, "<dt>{k}</dt><dd>{v}</dd>");
+    }
+    s.push_str("</dl>");
+    s
+}
+
+/// What the report covers: scope, period, peak hours, minimum sample.
+fn what(report: &Report, tz: Tz, lang: Lang) -> Vec<(&'static str, String)> {
     let h = &report.header;
     let scope = match (&h.quartier, &h.building) {
         (Some(q), Some(b)) => format!(
             "{} {q}, {} {b}",
             lang.w("quartier", "quartier"),
-            lang.w("building", "bâtiment")
+            lang.w("building", "immeuble")
         ),
         (Some(q), None) => format!("{} {q}", lang.w("quartier", "quartier")),
-        (None, Some(b)) => format!("{} {b}", lang.w("building", "bâtiment")),
+        (None, Some(b)) => format!("{} {b}", lang.w("building", "immeuble")),
         (None, None) => lang.w("all quartiers", "tous les quartiers").into(),
     };
     let ms = h.min_sample;
@@ -116,6 +129,14 @@ fn head(report: &Report, tz: Tz, lang: Lang) -> String {
                 lang.w("weeknights", "soirs de semaine"),
             ),
         ),
+    ];
+    rows.into()
+}
+
+/// Where it comes from: methodology, issuer, maker, signing key, log checkpoint.
+fn provenance(report: &Report, tz: Tz, lang: Lang) -> Vec<(&'static str, String)> {
+    let h = &report.header;
+    let rows = [
         (
             lang.w("Methodology", "Méthodologie"),
             format!(
@@ -160,12 +181,7 @@ fn head(report: &Report, tz: Tz, lang: Lang) -> String {
             }),
         ),
     ];
-    let mut s = String::from("<dl class=\"head\">");
-    for (k, v) in rows {
-        let _ = write!(s, "<dt>{k}</dt><dd>{v}</dd>");
-    }
-    s.push_str("</dl>");
-    s
+    rows.into()
 }
 
 /// The whole page.
@@ -404,12 +420,15 @@ fn rollup_table(rows: &[Rollup], lang: Lang) -> String {
                 lang.count(c.valid)
             ),
             lang.pct(c.time_covered_ratio),
-            format!(
-                "{} ({}–{})",
-                lang.ratio(r.download_median_ratio.median),
-                lang.ratio(r.download_median_ratio.p10),
-                lang.ratio(r.download_median_ratio.p90)
-            ),
+            match r.download_median_ratio.median {
+                None => "—".into(),
+                m => format!(
+                    "{} ({}–{})",
+                    lang.ratio(m),
+                    lang.ratio(r.download_median_ratio.p10),
+                    lang.ratio(r.download_median_ratio.p90)
+                ),
+            },
             lang.ratio(r.peak_download_ratio_median),
             lang.ratio(r.consistent_80_80_ratio),
             lang.rate(r.download_median_bps.median),
@@ -485,55 +504,7 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
     let mut s = table_head(&heads, 3);
     let any_planned = rows.iter().any(|a| a.coverage.planned);
     for a in rows {
-        let c = &a.coverage;
-        let why = a.not_valid.summary().replace(';', ", ").replace('=', " ×");
-        let scheduled = if any_planned && !c.planned {
-            format!("{}*", lang.count(c.scheduled))
-        } else {
-            lang.count(c.scheduled)
-        };
-        let cells = [
-            esc(&a.quartier),
-            esc(&a.building),
-            format!("{} ({})", esc(&a.access), lang.kind(&a.kind)),
-            format!(
-                "{scheduled} / {} ({}) / {}",
-                lang.count(c.run),
-                lang.count(c.manual),
-                lang.count(c.valid)
-            ),
-            lang.pct(c.time_covered_ratio),
-            format!(
-                "{} / {} / {}",
-                lang.rate(a.download_bps.p10),
-                lang.rate(a.download_bps.median),
-                lang.rate(a.download_bps.p90)
-            ),
-            lang.rate(a.upload_bps.median),
-            lang.rate(a.target_down_bps),
-            lang.ratio(a.download_ratio_median),
-            lang.rate(a.peak_download_median_bps),
-            format!(
-                "{} ({})",
-                lang.rate(a.consistent_80_80_bps),
-                lang.ratio(a.consistent_80_80_ratio)
-            ),
-            lang.pct(a.target_met_ratio),
-            verdict_cell(a, lang),
-            arcep_cell(a.arcep_thresholds, lang),
-            format!(
-                "{} / {}",
-                lang.ms(a.idle_latency_median_s),
-                lang.ms(a.loaded_latency_median_s)
-            ),
-            lang.pct(a.loss_ratio),
-            if why.is_empty() {
-                "—".to_string()
-            } else {
-                esc(&why)
-            },
-        ];
-        table_row(&mut s, &cells, 3);
+        table_row(&mut s, &access_cells(a, any_planned, lang), 3);
     }
     s.push_str("</tbody></table></div>");
     s.push_str(&dash_legend(lang));
@@ -553,6 +524,59 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
         }
     );
     s
+}
+
+/// One access's row; its scheduled count marked * when inferred in a report where
+/// plans give others.
+fn access_cells(a: &AccessReport, any_planned: bool, lang: Lang) -> [String; 17] {
+    let c = &a.coverage;
+    let why = a.not_valid.summary().replace(';', ", ").replace('=', " ×");
+    let scheduled = if any_planned && !c.planned {
+        format!("{}*", lang.count(c.scheduled))
+    } else {
+        lang.count(c.scheduled)
+    };
+    [
+        esc(&a.quartier),
+        esc(&a.building),
+        format!("{} ({})", esc(&a.access), lang.kind(&a.kind)),
+        format!(
+            "{scheduled} / {} ({}) / {}",
+            lang.count(c.run),
+            lang.count(c.manual),
+            lang.count(c.valid)
+        ),
+        lang.pct(c.time_covered_ratio),
+        format!(
+            "{} / {} / {}",
+            lang.rate(a.download_bps.p10),
+            lang.rate(a.download_bps.median),
+            lang.rate(a.download_bps.p90)
+        ),
+        lang.rate(a.upload_bps.median),
+        lang.rate(a.target_down_bps),
+        lang.ratio(a.download_ratio_median),
+        lang.rate(a.peak_download_median_bps),
+        format!(
+            "{} ({})",
+            lang.rate(a.consistent_80_80_bps),
+            lang.ratio(a.consistent_80_80_ratio)
+        ),
+        lang.pct(a.target_met_ratio),
+        verdict_cell(a, lang),
+        arcep_cell(a.arcep_thresholds, lang),
+        format!(
+            "{} / {}",
+            lang.ms(a.idle_latency_median_s),
+            lang.ms(a.loaded_latency_median_s)
+        ),
+        lang.pct(a.loss_ratio),
+        if why.is_empty() {
+            "—".to_string()
+        } else {
+            esc(&why)
+        },
+    ]
 }
 
 /// Accesses whose target changed in the period: each stretch and its verdict.

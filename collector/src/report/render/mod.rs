@@ -9,7 +9,7 @@ mod words;
 
 pub use words::Lang;
 
-use super::{AccessReport, Report, Rollup, Spread, Standing, Thresholds};
+use super::{AccessReport, Report, Rollup, Spread, Thresholds};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sonde_store::{Fact, ReportScope, ReportSink, ScheduledAccess, Store, StoreError};
@@ -362,12 +362,4 @@ pub fn write_raw_csv<W: Write>(
         .flush()
         .map_err(|e| StoreError::Query(format!("writing the raw results: {e}")))?;
     Ok(sink.rows)
-}
-
-/// `s` with HTML's special characters escaped.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

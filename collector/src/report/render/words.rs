@@ -110,15 +110,15 @@ impl Lang {
         }
     }
 
-    /// A share: `45.2 %` / `45,2 %`; "—" when absent.
+    /// A share: `45.2%` / `45,2 %` (French sets the sign apart); "—" when absent.
     pub fn pct(self, v: Option<f64>) -> String {
-        v.map(|x| format!("{}\u{202f}%", self.number(x * 100.0, 1)))
+        v.map(|x| format!("{}{}%", self.number(x * 100.0, 1), self.w("", "\u{202f}")))
             .unwrap_or_else(|| "—".into())
     }
 
-    /// A ratio to a target as a share: `72 %`.
+    /// A ratio to a target as a share: `72%` / `72 %`.
     pub fn ratio(self, v: Option<f64>) -> String {
-        v.map(|x| format!("{}\u{202f}%", self.number(x * 100.0, 0)))
+        v.map(|x| format!("{}{}%", self.number(x * 100.0, 0), self.w("", "\u{202f}")))
             .unwrap_or_else(|| "—".into())
     }
 
@@ -153,9 +153,17 @@ impl Lang {
             "4g" => "4G".into(),
             "wifi" => "Wi-Fi".into(),
             "other" => self.w("other", "autre").into(),
-            k => super::esc(k),
+            k => esc(k),
         }
     }
+}
+
+/// `s` with HTML's special characters escaped.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -172,6 +180,7 @@ mod tests {
         assert_eq!(Lang::Fr.rate(Some(1.024e9)), "1,02\u{a0}Gbit/s");
         assert_eq!(Lang::En.rate(Some(153e6)), "153.0\u{a0}Mb/s");
         assert_eq!(Lang::Fr.pct(Some(0.4567)), "45,7\u{202f}%");
+        assert_eq!(Lang::En.pct(Some(0.4567)), "45.7%");
         let t = Utc
             .with_ymd_and_hms(2026, 11, 2, 18, 30, 0)
             .single()
