@@ -26,7 +26,13 @@ pub fn accesses(
 ) -> Result<Vec<(i64, ScheduledAccess)>, Error> {
     let to = ns(scope.to);
     let mut stmt = conn.prepare(
-        "SELECT id, agent_id, access, quartier, building, kind, first_at, interval_s
+        // The interval is that of the access's last result started before the period's
+        // end (the access's latest one when that row has none): results that arrive
+        // for later periods do not change a closed period's schedule.
+        "SELECT id, agent_id, access, quartier, building, kind, first_at,
+                COALESCE((SELECT f.interval_s FROM report_facts f
+                          WHERE f.access_id = report_accesses.id AND f.started_at < ?3
+                          ORDER BY f.started_at DESC LIMIT 1), interval_s)
          FROM report_accesses
          WHERE (?1 IS NULL OR quartier = ?1) AND (?2 IS NULL OR building = ?2) AND first_at < ?3
          ORDER BY id",

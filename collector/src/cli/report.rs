@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub fn write(args: ReportArgs) -> i32 {
     let (Some(from), Some(to), Some(format)) = (args.from.clone(), args.to.clone(), args.format)
     else {
-        sonde_cli::usage_error("report needs --from DATE --to DATE --format csv|json|html");
+        sonde_cli::usage_error("report needs --from DATE --to DATE --format csv|json|html|pdf");
     };
     let config = load_config(&args.config.path);
     let tz = match &args.time_zone {

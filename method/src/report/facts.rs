@@ -34,7 +34,8 @@ pub struct ScheduledAccess {
     pub kind: String,
     /// Start of its earliest result.
     pub first_at: DateTime<Utc>,
-    /// Seconds between scheduled runs, from its latest result.
+    /// Seconds between scheduled runs: the interval of its last result started before
+    /// the period's end (so results of later periods do not change it).
     pub interval_s: Option<f64>,
 }
 
