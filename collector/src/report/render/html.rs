@@ -470,8 +470,9 @@ fn table_row(s: &mut String, cells: &[String], left: usize) {
     s.push_str("</tr>");
 }
 
-fn verdict_cell(a: &AccessReport, lang: Lang) -> String {
-    match a.standing {
+/// A verdict as the tables show it: yes, no, or why there is none (`standing`).
+fn verdict_cell(standing: Standing, lang: Lang) -> String {
+    match standing {
         Standing::Compliant => format!("<span class=\"ok\">{}</span>", lang.w("yes", "oui")),
         Standing::NotCompliant => format!("<span class=\"ko\">{}</span>", lang.w("no", "non")),
         other => format!("<span class=\"nd\">{}</span>", standing_label(other, lang)),
@@ -563,7 +564,7 @@ fn access_cells(a: &AccessReport, any_planned: bool, lang: Lang) -> [String; 17]
             lang.ratio(a.consistent_80_80_ratio)
         ),
         lang.pct(a.target_met_ratio),
-        verdict_cell(a, lang),
+        verdict_cell(a.standing, lang),
         arcep_cell(a.arcep_thresholds, lang),
         format!(
             "{} / {}",
@@ -609,18 +610,15 @@ fn sub_periods(rows: &[AccessReport], tz: Tz, lang: Lang) -> String {
     let mut t = table_head(&heads, 3);
     for a in changed {
         for p in &a.targets {
-            let verdict = match p.compliant {
-                Some(true) => format!("<span class=\"ok\">{}</span>", lang.w("yes", "oui")),
-                Some(false) => format!("<span class=\"ko\">{}</span>", lang.w("no", "non")),
-                None if p.target_down_bps.is_none() => format!(
-                    "<span class=\"nd\">{}</span>",
-                    lang.w("no target", "sans objectif")
-                ),
-                None => format!(
-                    "<span class=\"nd\">{}</span>",
-                    lang.w("insufficient data", "données insuffisantes")
-                ),
-            };
+            let verdict = verdict_cell(
+                match p.compliant {
+                    Some(true) => Standing::Compliant,
+                    Some(false) => Standing::NotCompliant,
+                    None if p.target_down_bps.is_none() => Standing::NoTarget,
+                    None => Standing::InsufficientData,
+                },
+                lang,
+            );
             let sm = p.sample;
             let cells = [
                 esc(&format!("{} · {}", a.building, a.access)),

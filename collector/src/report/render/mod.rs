@@ -142,6 +142,16 @@ fn arcep_tests(t: Option<Thresholds>) -> String {
     t.map(|t| t.tests.to_string()).unwrap_or_default()
 }
 
+/// Scheduled, run, valid, time covered.
+fn coverage_cells(c: &sonde_method::report::Coverage) -> [String; 4] {
+    [
+        c.scheduled.to_string(),
+        c.run.to_string(),
+        c.valid.to_string(),
+        num(c.time_covered_ratio),
+    ]
+}
+
 fn spread_cells(s: Spread) -> [String; 3] {
     [num(s.p10), num(s.median), num(s.p90)]
 }
@@ -172,11 +182,8 @@ fn access_row(a: &AccessReport) -> Vec<String> {
         a.kind.clone(),
         "1".into(),
         "1".into(),
-        c.scheduled.to_string(),
-        c.run.to_string(),
-        c.valid.to_string(),
-        num(c.time_covered_ratio),
     ];
+    row.extend(coverage_cells(c));
     row.extend(spread_cells(a.download_bps));
     row.extend(spread_cells(a.upload_bps));
     row.push(num(a.target_down_bps));
@@ -231,11 +238,8 @@ fn rollup_row(level: &str, r: &Rollup) -> Vec<String> {
         r.kind.clone(),
         r.accesses.to_string(),
         r.buildings.to_string(),
-        c.scheduled.to_string(),
-        c.run.to_string(),
-        c.valid.to_string(),
-        num(c.time_covered_ratio),
     ];
+    row.extend(coverage_cells(c));
     // Roll-ups: the spread of the accesses' medians.
     row.extend(spread_cells(r.download_median_bps));
     row.extend(spread_cells(r.upload_median_bps));
