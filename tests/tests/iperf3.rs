@@ -67,33 +67,49 @@ fn iperf3_client(prefix: &[&str], host: &str, port: u16, reverse: bool) -> (f64,
     (median, carried)
 }
 
-/// Measures with sonde then with iperf3's client, both directions, and checks each
-/// sonde figure is within 5 % of iperf3's.
+/// Measures with iperf3's client, then sonde, then iperf3 again, both directions, and
+/// checks each sonde figure is within 5 % of iperf3's: of the nearer of the two
+/// iperf3 runs around it. The machine is shared, and what it lends the loopback can
+/// change within a minute (CI once read sonde 8 % under one iperf3 run taken 7 s
+/// later, both far under the link's ceiling): bracketing sonde between two runs
+/// compares it with iperf3 as the machine was at the time.
 fn agrees_with_iperf3(prefix: &[&str], host: &str, server: &Iperf3Server, place: &str) {
     let url = server.url(host);
+    let before = [true, false].map(|reverse| iperf3_client(prefix, host, server.port, reverse));
     let (code, r, stderr) = probe(prefix, &["--responder", &url, "--streams", "4"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(r.run.engine, Engine::Iperf3);
     assert_eq!(r.status.outcome, Outcome::Ok, "{:?}", r.status);
-    for (reverse, ours) in [(true, r.download.as_ref()), (false, r.upload.as_ref())] {
+    let after = [true, false].map(|reverse| iperf3_client(prefix, host, server.port, reverse));
+    let directions = [r.download.as_ref(), r.upload.as_ref()];
+    for (i, ours) in directions.into_iter().enumerate() {
         let ours = ours.expect("both directions measured");
-        let (theirs, their_bytes) = iperf3_client(prefix, host, server.port, reverse);
-        let err = ours.goodput_bps / theirs - 1.0;
+        let (a, b) = (before[i].0, after[i].0);
+        let (lo, hi) = (a.min(b), a.max(b));
+        let g = ours.goodput_bps;
+        // Distance to the nearer iperf3 figure; 0 between them.
+        let err = if g < lo {
+            g / lo - 1.0
+        } else if g > hi {
+            g / hi - 1.0
+        } else {
+            0.0
+        };
         println!(
-            "{place} {:?}: sonde {:.1} Mb/s ({:?}, {:.1} s, {:.0} MB), iperf3 {:.1} Mb/s ({:.0} MB): {err:+.4}",
+            "{place} {:?}: sonde {:.1} Mb/s ({:?}, {:.1} s, {:.0} MB), iperf3 before {:.1} after {:.1} Mb/s ({:.0} MB): {err:+.4}",
             ours.direction,
-            ours.goodput_bps / 1e6,
+            g / 1e6,
             ours.stop_reason,
             ours.duration_s,
             ours.bytes_total as f64 / 1e6,
-            theirs / 1e6,
-            their_bytes / 1e6,
+            a / 1e6,
+            b / 1e6,
+            before[i].1 / 1e6,
         );
         assert!(
             err.abs() <= 0.05,
-            "{place} {:?}: sonde {} vs iperf3 {theirs}: {err:+.3}",
+            "{place} {:?}: sonde {g} vs iperf3 {a} before and {b} after: {err:+.3}",
             ours.direction,
-            ours.goodput_bps
         );
     }
 }
