@@ -484,3 +484,32 @@ fn the_report_pages_render_in_french_and_english_and_print_to_pdf() {
     let errors = chromium(&broken, &dir.join("broken.png"), &dir.join("broken.pdf"));
     assert!(!errors.is_empty(), "a console.error must be caught");
 }
+
+/// A PDF asked of a collector without Chromium: one line saying what to install, exit
+/// 1, and no report file, manifest or signature left behind.
+#[test]
+fn a_pdf_without_chromium_says_what_to_install_and_writes_nothing() {
+    let dir = scratch("report-no-chromium");
+    let collector = collector_with_worked_examples(&dir);
+    let out = dir.join("r.pdf");
+    let mut cmd = Command::new(sonde_e2e::bin("sonde-collector"));
+    cmd.args(["report", "--from", "2026-11-02", "--to", "2026-11-15"])
+        .args(["--format", "pdf", "--out"])
+        .arg(&out)
+        .arg("--config")
+        .arg(dir.join("collector.toml"))
+        .env("PATH", dir.join("no-such-bin"))
+        .env_remove("SONDE_CHROMIUM");
+    let run = run_bounded(cmd, Duration::from_secs(60));
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("needs Chromium")
+            && run.stderr().contains("apt-get install chromium"),
+        "{}",
+        run.stderr()
+    );
+    for f in ["r.pdf", "r.manifest.json", "r.manifest.sig"] {
+        assert!(!dir.join(f).exists(), "{f} left behind");
+    }
+    drop(collector);
+}
