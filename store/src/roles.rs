@@ -123,6 +123,7 @@ pub fn split_scan<S: ReportSource + ?Sized>(
     let mut split = Split {
         sinks,
         owner: std::collections::HashMap::new(),
+        last: None,
     };
     source.report_scan(scope, false, &mut split)
 }
@@ -131,6 +132,8 @@ pub fn split_scan<S: ReportSource + ?Sized>(
 struct Split<'a, 'b> {
     sinks: &'a mut [&'b mut (dyn ReportSink + Send)],
     owner: std::collections::HashMap<(String, String), usize>,
+    /// The access of the last row and its part.
+    last: Option<(String, String, usize)>,
 }
 
 impl ReportSink for Split<'_, '_> {
@@ -148,11 +151,17 @@ impl ReportSink for Split<'_, '_> {
     }
 
     fn fact(&mut self, fact: &crate::Fact<'_>) -> Result<(), String> {
-        let i = self
-            .owner
-            .get(&(fact.agent_id.to_string(), fact.access.to_string()))
-            .copied()
-            .unwrap_or(0);
+        // Rows come access by access: look the owner up once per access, not per row.
+        let same = self
+            .last
+            .as_ref()
+            .is_some_and(|(a, b, _)| a == fact.agent_id && b == fact.access);
+        if !same {
+            let key = (fact.agent_id.to_string(), fact.access.to_string());
+            let i = self.owner.get(&key).copied().unwrap_or(0);
+            self.last = Some((key.0, key.1, i));
+        }
+        let i = self.last.as_ref().map_or(0, |(_, _, i)| *i);
         match self.sinks.get_mut(i) {
             Some(sink) => sink.fact(fact),
             None => Ok(()),
