@@ -72,8 +72,19 @@ fn iperf3_client(prefix: &[&str], host: &str, port: u16, reverse: bool) -> (f64,
 /// iperf3 runs around it. The machine is shared, and what it lends the loopback can
 /// change within a minute (CI once read sonde 8 % under one iperf3 run taken 7 s
 /// later, both far under the link's ceiling): bracketing sonde between two runs
-/// compares it with iperf3 as the machine was at the time.
+/// compares it with iperf3 as the machine was at the time. A burst of CPU steal can
+/// still fall on sonde's run alone, so the whole comparison gets three attempts.
 fn agrees_with_iperf3(prefix: &[&str], host: &str, server: &Iperf3Server, place: &str) {
+    sonde_e2e::in_one_of(3, |_| bracketed(prefix, host, server, place));
+}
+
+/// One attempt of [`agrees_with_iperf3`]: iperf3, sonde, iperf3.
+fn bracketed(
+    prefix: &[&str],
+    host: &str,
+    server: &Iperf3Server,
+    place: &str,
+) -> Result<(), String> {
     let url = server.url(host);
     let before = [true, false].map(|reverse| iperf3_client(prefix, host, server.port, reverse));
     let (code, r, stderr) = probe(prefix, &["--responder", &url, "--streams", "4"]);
@@ -106,12 +117,14 @@ fn agrees_with_iperf3(prefix: &[&str], host: &str, server: &Iperf3Server, place:
             b / 1e6,
             before[i].1 / 1e6,
         );
-        assert!(
-            err.abs() <= 0.05,
-            "{place} {:?}: sonde {g} vs iperf3 {a} before and {b} after: {err:+.3}",
-            ours.direction,
-        );
+        if err.abs() > 0.05 {
+            return Err(format!(
+                "{place} {:?}: sonde {g} vs iperf3 {a} before and {b} after: {err:+.3}",
+                ours.direction,
+            ));
+        }
     }
+    Ok(())
 }
 
 #[test]

@@ -65,21 +65,33 @@ fn forty_ms_profile_has_forty_ms_idle_latency() {
     let _alone = alone();
     let link = sonde_netlab::builtin("4g-150", None).expect("profile");
     let (t, url) = topo(vec![link]);
-    let r = probe(
-        &t,
-        &[
-            "--responder",
-            &url,
-            "--direction",
-            "down",
-            "--max-duration",
-            "2",
-        ],
-    );
-    let idle = r.idle_latency.expect("idle latency");
-    let median = idle.median_s.expect("echoes came back");
-    assert!((median - 0.040).abs() <= 0.003, "idle median {median} s");
-    assert_eq!(idle.received, idle.sent);
+    // The delay is the userspace emulator's, which a burst of CPU steal lengthens.
+    sonde_e2e::in_one_of(3, |_| {
+        let r = probe(
+            &t,
+            &[
+                "--responder",
+                &url,
+                "--direction",
+                "down",
+                "--max-duration",
+                "2",
+            ],
+        );
+        let idle = r.idle_latency.expect("idle latency");
+        let median = idle.median_s.expect("echoes came back");
+        assert_eq!(idle.received, idle.sent);
+        within_40_ms(median)
+    });
+}
+
+/// Whether an idle median is the profiles' 40 ms round trip, ± 3 ms.
+fn within_40_ms(median: f64) -> Result<(), String> {
+    if (median - 0.040).abs() <= 0.003 {
+        Ok(())
+    } else {
+        Err(format!("idle median {median} s"))
+    }
 }
 
 #[test]
@@ -98,23 +110,33 @@ fn gigabit_forty_ms_profile_keeps_its_round_trip_and_its_rate() {
     );
     assert!((down_ceiling - 1e9 * 1448.0 / 1514.0).abs() < 1.0);
     let (t, url) = topo(vec![link]);
-    let r = probe(&t, &["--responder", &url, "--max-duration", "4"]);
-    let idle = r.idle_latency.expect("idle latency");
-    let median = idle.median_s.expect("echoes came back");
-    assert!((median - 0.040).abs() <= 0.003, "idle median {median} s");
-    // An upper bound is the emulator's rate at work; the lower one only says that
-    // super-packets cross it both ways (a broken offload carries nothing).
-    for (th, ceiling) in [
-        (r.download.expect("download"), down_ceiling),
-        (r.upload.expect("upload"), up_ceiling),
-    ] {
-        assert!(
-            th.goodput_bps <= ceiling * 1.01 && th.goodput_bps > ceiling * 0.5,
-            "{:?} {} vs ceiling {ceiling}",
-            th.direction,
-            th.goodput_bps
-        );
-    }
+    // A gigabit through the userspace emulator takes most of a core: a burst of CPU
+    // steal lengthens its delay and cuts its rate.
+    sonde_e2e::in_one_of(3, |_| {
+        let r = probe(&t, &["--responder", &url, "--max-duration", "4"]);
+        let idle = r.idle_latency.expect("idle latency");
+        within_40_ms(idle.median_s.expect("echoes came back"))?;
+        // An upper bound is the emulator's rate at work; the lower one only says that
+        // super-packets cross it both ways (a broken offload carries nothing).
+        for (th, ceiling) in [
+            (r.download.expect("download"), down_ceiling),
+            (r.upload.expect("upload"), up_ceiling),
+        ] {
+            assert!(
+                th.goodput_bps <= ceiling * 1.01,
+                "{:?} {} above the ceiling {ceiling}",
+                th.direction,
+                th.goodput_bps
+            );
+            if th.goodput_bps <= ceiling * 0.5 {
+                return Err(format!(
+                    "{:?} {} under half the ceiling {ceiling}",
+                    th.direction, th.goodput_bps
+                ));
+            }
+        }
+        Ok(())
+    });
 }
 
 #[test]
