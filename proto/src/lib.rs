@@ -15,6 +15,7 @@ pub mod plan;
 pub mod responder;
 pub mod result;
 pub mod stats;
+pub mod udpst;
 pub mod wire;
 
 pub use result::*;
