@@ -8,11 +8,13 @@
 //! - [`verdict`]: the IP-layer rate against the target, with its one tolerance (§3);
 //! - [`schedule`]: when each access is probed (§4);
 //! - [`budget`]: monthly data budgets (§8);
+//! - [`capacity`]: IP-layer capacity over UDPST, the receiver and the figures (§10);
 //! - [`report`]: compliance report figures from stored results (§7).
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod budget;
+pub mod capacity;
 pub mod latency;
 pub mod report;
 pub mod sampler;
