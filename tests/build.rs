@@ -16,6 +16,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_packaging)");
     println!("cargo::rustc-check-cfg=cfg(sonde_iperf3)");
     println!("cargo::rustc-check-cfg=cfg(sonde_ethtool)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_udpst)");
     println!("cargo::rerun-if-env-changed=PATH");
     // A tool installed or removed later changes its directory: detect again then.
     if let Some(path) = std::env::var_os("PATH") {
@@ -49,6 +50,15 @@ fn main() {
     if on_path("help2man") && on_path("dpkg-deb") && on_path("systemd-analyze") {
         println!("cargo::rustc-cfg=sonde_packaging");
     }
+    if on_path("cmake") && (on_path("cc") || on_path("gcc")) {
+        match build_obudpst() {
+            Ok(bin) => {
+                println!("cargo::rustc-cfg=sonde_udpst");
+                println!("cargo::rustc-env=SONDE_UDPST_BIN={}", bin.display());
+            }
+            Err(e) => println!("cargo::warning=OB-UDPST not built, its tests are ignored: {e}"),
+        }
+    }
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=USER");
     println!("cargo::rerun-if-env-changed=SUDO_USER");
@@ -62,5 +72,49 @@ fn main() {
         .unwrap_or(false);
     if root {
         println!("cargo::rustc-cfg=sonde_root");
+    }
+}
+
+/// Builds OB-UDPST, the Broadband Forum's UDPST client and server, from
+/// `../shared/peers/obudpst` (beside the workspace; read-only in CI) into this build's
+/// output folder: the reference the UDPST engine is tested against.
+fn build_obudpst() -> Result<std::path::PathBuf, String> {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?;
+    let source = std::path::Path::new(&manifest).join("../../shared/peers/obudpst");
+    if !source.join("CMakeLists.txt").is_file() {
+        return Err(format!("no sources at {}", source.display()));
+    }
+    println!(
+        "cargo::rerun-if-changed={}",
+        source.join("udpst.c").display()
+    );
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
+        .join("obudpst");
+    let run = |cmd: &mut std::process::Command| -> Result<(), String> {
+        let o = cmd.output().map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
+                .to_string())
+        }
+    };
+    run(std::process::Command::new("cmake")
+        .arg("-S")
+        .arg(&source)
+        .arg("-B")
+        .arg(&out))?;
+    run(std::process::Command::new("make")
+        .arg("-C")
+        .arg(&out)
+        .arg("-j2"))?;
+    let bin = out.join("udpst");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err("make gave no udpst binary".into())
     }
 }

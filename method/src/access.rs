@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Responder URL schemes with their default ports: `http` (a sonde responder) and
 /// `iperf3` (a stock iperf3 server).
-pub const SCHEMES: [(&str, u16); 2] = [("http", 80), ("iperf3", 5201)];
+pub const SCHEMES: [(&str, u16); 3] = [("http", 80), ("iperf3", 5201), ("udpst", 24601)];
 
 /// A checked access.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ pub fn responder_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
     if !SCHEMES.iter().any(|(scheme, _)| *scheme == url.scheme()) {
         return Err(format!(
-            "scheme {:?} is not supported; use http:// (a sonde responder) or iperf3:// (an iperf3 server)",
+            "scheme {:?} is not supported; use http:// (a sonde responder), iperf3:// (an iperf3 server) or udpst:// (a UDP Speed Test server, RFC 9946)",
             url.scheme()
         ));
     }

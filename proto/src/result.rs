@@ -39,6 +39,9 @@ pub struct ResultRecord {
     /// Radio context of a Wi-Fi or 4G access, read just before the test.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub radio: Option<Radio>,
+    /// IP-layer capacity by RFC 9097 over UDPST, when the engine was `udpst`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
     /// Conditions that make the figures less than a clean measurement of the access.
     #[serde(default)]
     pub flags: Vec<Flag>,
@@ -117,6 +120,8 @@ crate::named! {
         SondeHttp = "sonde-http",
         /// A stock iperf3 server.
         Iperf3 = "iperf3",
+        /// A UDP Speed Test Protocol server (RFC 9946; OB-UDPST or `sonde-responder`).
+        Udpst = "udpst",
     }
 }
 
@@ -211,6 +216,54 @@ crate::named! {
         /// Every stream failed.
         Error = "error",
     }
+}
+
+/// IP-layer capacity by RFC 9097 / TR-471 over the UDP Speed Test Protocol: the
+/// method's parameters and each direction's figures (docs/METHODOLOGY.md §10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// UDPST protocol version spoken.
+    pub protocol_version: u16,
+    /// Test duration asked per direction, s.
+    pub test_s: f64,
+    /// Sub-interval, s.
+    pub sub_interval_s: f64,
+    /// Status feedback (trial) interval, s.
+    pub trial_s: f64,
+    /// Rate adjustment algorithm the server ran (`B` or `C`).
+    pub rate_algorithm: String,
+    /// Parallel connections.
+    pub connections: u32,
+    /// Downstream figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<CapacityFigures>,
+    /// Upstream figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<CapacityFigures>,
+}
+
+/// One direction of a capacity test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityFigures {
+    /// Maximum IP-layer capacity: the highest sub-interval rate, bit/s.
+    pub max_ip_capacity_bps: f64,
+    /// The sub-interval (from 1) that had it.
+    pub max_at: u32,
+    /// Loss ratio in that sub-interval.
+    pub loss_ratio_at_max: f64,
+    /// Round-trip variation range in that sub-interval, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_range_at_max_s: Option<f64>,
+    /// One-way delay variation range in that sub-interval, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdv_range_at_max_s: Option<f64>,
+    /// Smallest round trip seen, s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_min_s: Option<f64>,
+    /// Loss ratio over the whole test.
+    pub loss_ratio: f64,
+    /// Each sub-interval's IP-layer rate, bit/s.
+    pub sub_interval_rates_bps: Vec<f64>,
 }
 
 /// Throughput of one direction.

@@ -12,8 +12,11 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
     /// What to measure against: a sonde responder, http://HOST:PORT (e.g.
-    /// http://192.0.2.10:8080), or a stock iperf3 server, iperf3://HOST[:PORT] (port
-    /// 5201 by default; no latency figures, see docs/METHODOLOGY.md §9).
+    /// http://192.0.2.10:8080); a stock iperf3 server, iperf3://HOST[:PORT] (port
+    /// 5201 by default; no latency figures, see docs/METHODOLOGY.md §9); or a UDP
+    /// Speed Test server such as OB-UDPST, udpst://HOST[:PORT] (port 24601 by
+    /// default): IP-layer capacity by RFC 9097, the server searching the rate, each
+    /// direction running the whole --max-duration (5 s at least; §10).
     #[arg(long, value_name = "URL", value_parser = parse_responder_url)]
     responder: url::Url,
     /// Bind every socket (TCP and UDP) to this interface (SO_BINDTODEVICE), so the
@@ -233,6 +236,26 @@ fn print_verdict_and_status(r: &ResultRecord) {
     }
 }
 
+/// The RFC 9097 figures of a UDPST test, TR-471's names beside them.
+fn print_capacity(c: &sonde_proto::Capacity) {
+    for (name, f) in [("download", &c.down), ("upload  ", &c.up)] {
+        let Some(f) = f else { continue };
+        println!(
+            "  {name}      {} maximum IP-layer capacity (sub-interval {} of {}, loss {:.2} %, RTT range {}, PDV range {})",
+            fmt_rate(f.max_ip_capacity_bps),
+            f.max_at,
+            f.sub_interval_rates_bps.len(),
+            f.loss_ratio_at_max * 100.0,
+            fmt_ms(f.rtt_range_at_max_s),
+            fmt_ms(f.pdv_range_at_max_s),
+        );
+    }
+    println!(
+        "  method        RFC 9097 over UDPST v{}, {} s per direction, {} s sub-intervals, search {}",
+        c.protocol_version, c.test_s, c.sub_interval_s, c.rate_algorithm
+    );
+}
+
 fn print_summary(r: &ResultRecord) {
     println!(
         "sonde probe {}  responder {}  access {}{}",
@@ -243,6 +266,7 @@ fn print_summary(r: &ResultRecord) {
             .as_deref()
             .unwrap_or(match r.run.engine {
                 Engine::Iperf3 => "iperf3",
+                Engine::Udpst => "udpst",
                 _ => "?",
             }),
         r.access.kind,
@@ -284,6 +308,9 @@ fn print_summary(r: &ResultRecord) {
             fmt_rate(t.samples.p90_bps),
             fmt_ms(t.loaded_latency.as_ref().and_then(|l| l.median_s))
         );
+    }
+    if let Some(c) = &r.capacity {
+        print_capacity(c);
     }
     if let Some(radio) = &r.radio {
         print_radio(radio);

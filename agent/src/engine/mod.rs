@@ -9,6 +9,7 @@ pub mod iperf3;
 pub mod options;
 pub mod record;
 pub mod sonde_http;
+pub mod udpst;
 
 pub use options::{responder_url, EngineKind, Options, Progress, ProgressFn};
 pub use record::failed;
@@ -25,6 +26,7 @@ pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
     let measured = match EngineKind::of(&opts.responder) {
         Some(EngineKind::Iperf3) => iperf3::measure(opts, &mut record, progress).await,
         Some(EngineKind::SondeHttp) => sonde_http::measure(opts, &mut record, progress).await,
+        Some(EngineKind::Udpst) => udpst::measure(opts, &mut record, progress).await,
         None => Err(ClientError::new(
             FailureReason::Other,
             format!("{} names no engine", opts.responder),

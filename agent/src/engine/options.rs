@@ -13,13 +13,17 @@ pub enum EngineKind {
     SondeHttp,
     /// `iperf3://HOST[:PORT]`: a stock iperf3 server.
     Iperf3,
+    /// `udpst://HOST[:PORT]`: a UDP Speed Test Protocol server (RFC 9946), for IP-layer
+    /// capacity by RFC 9097.
+    Udpst,
 }
 
 impl EngineKind {
     /// Every engine with its URL scheme and default port.
-    pub const ALL: [(EngineKind, &'static str, u16); 2] = [
+    pub const ALL: [(EngineKind, &'static str, u16); 3] = [
         (EngineKind::SondeHttp, "http", 80),
         (EngineKind::Iperf3, "iperf3", 5201),
+        (EngineKind::Udpst, "udpst", sonde_proto::udpst::DEFAULT_PORT),
     ];
 
     /// The engine `url`'s scheme names.

@@ -57,6 +57,7 @@ pub(crate) fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) ->
         upload: None,
         idle_latency: None,
         radio: None,
+        capacity: None,
         flags: Vec::new(),
         verdict: Verdict {
             target_down_bps: None,

@@ -217,6 +217,7 @@ pub fn record(i: u32, agent: &str) -> ResultRecord {
         upload: None,
         idle_latency: None,
         radio: None,
+        capacity: None,
         flags: vec![],
         verdict: Verdict {
             target_down_bps: Some(1e9),

@@ -1,0 +1,105 @@
+//! The UDPST engine: IP-layer capacity by RFC 9097 / TR-471 against a UDP Speed Test
+//! Protocol server (RFC 9946), such as the Broadband Forum's OB-UDPST
+//! (`udpst://HOST[:PORT]`, port 24601 by default). The server drives the rate search
+//! in both directions; the agent receives and reports (a download) or sends as told (an
+//! upload). The figures go to the record's `capacity` section (docs/METHODOLOGY.md
+//! §10).
+//!
+//! [`session`] opens a test, [`downstream`] and [`upstream`] run it, [`shared`] holds
+//! what they share. The PDUs are `sonde_proto::udpst`; the receiver's accounting and
+//! the figures are `sonde_method::capacity`.
+
+pub mod downstream;
+pub mod session;
+pub mod shared;
+pub mod upstream;
+
+use crate::engine::options::{Options, ProgressFn};
+use crate::net::target::{resolve, ClientError};
+use session::Params;
+use sonde_method::capacity::figures;
+use sonde_proto::udpst::{IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PROTOCOL_VERSION};
+use sonde_proto::*;
+use std::time::Duration;
+
+/// Time a test may run past its duration: the handshake, the last sub-interval and the
+/// stop exchange.
+const GRACE: Duration = Duration::from_secs(5);
+/// Shortest test an OB-UDPST server accepts, s.
+const MIN_TEST_S: u16 = 5;
+
+/// Measures `opts` against the UDPST server its responder URL names, filling
+/// `record.capacity`.
+pub(crate) async fn measure(
+    opts: &Options,
+    record: &mut ResultRecord,
+    progress: &ProgressFn,
+) -> Result<(), ClientError> {
+    record.run.engine = Engine::Udpst;
+    let (addr, _) = resolve(&opts.responder).await?;
+    record.run.responder.address = Some(addr.to_string());
+    let params = Params {
+        test_s: (opts
+            .max_duration
+            .as_secs()
+            .clamp(u64::from(MIN_TEST_S), 3600)) as u16,
+        ..Params::default()
+    };
+    let overhead = if addr.is_ipv6() {
+        IPV6_UDP_OVERHEAD
+    } else {
+        IPV4_UDP_OVERHEAD
+    };
+    let mut capacity = Capacity {
+        protocol_version: PROTOCOL_VERSION,
+        test_s: f64::from(params.test_s),
+        sub_interval_s: f64::from(params.sub_interval_ms) / 1e3,
+        trial_s: f64::from(params.trial_ms) / 1e3,
+        rate_algorithm: "B".into(),
+        connections: 1,
+        down: None,
+        up: None,
+    };
+    let interface = opts.interface.as_ref().map(|i| i.name.as_str());
+    for &direction in &opts.directions {
+        let opened = session::open(addr, interface, direction, params).await?;
+        let accepted = opened.accepted;
+        capacity.rate_algorithm = if accepted.rate_algo == 1 { "C" } else { "B" }.into();
+        let bound = Duration::from_secs(u64::from(accepted.test_s)) + GRACE;
+        let ended = match direction {
+            Direction::Up => upstream::run(opened.socket, &accepted, bound, progress).await?,
+            _ => downstream::run(&opened.socket, &accepted, bound, progress).await?,
+        };
+        if ended.ignored > 0 {
+            tracing::warn!(
+                ignored = ended.ignored,
+                "UDPST: datagrams that were no test PDU were ignored"
+            );
+        }
+        let count = (u32::from(accepted.test_s) * 1000 / u32::from(accepted.sub_interval_ms.max(1)))
+            as usize;
+        let f = figures(&ended.sub_intervals, overhead, count).ok_or_else(|| {
+            ClientError::new(
+                FailureReason::StreamError,
+                "the UDPST test ended before its first sub-interval",
+            )
+        })?;
+        let rtt_min_s = ended.rtt_min_ms.map(|ms| f64::from(ms) / 1e3);
+        let figures = CapacityFigures {
+            max_ip_capacity_bps: f.max_ip_capacity_bps,
+            max_at: f.max_at as u32,
+            loss_ratio_at_max: f.loss_ratio_at_max,
+            rtt_range_at_max_s: f.rtt_range_at_max_s,
+            pdv_range_at_max_s: f.pdv_range_at_max_s,
+            rtt_min_s,
+            loss_ratio: f.loss_ratio,
+            sub_interval_rates_bps: f.rates_bps,
+        };
+        match direction {
+            Direction::Up => capacity.up = Some(figures),
+            _ => capacity.down = Some(figures),
+        }
+    }
+    record.capacity = Some(capacity);
+    Ok(())
+}

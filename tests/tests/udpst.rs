@@ -1,0 +1,265 @@
+//! The UDPST engine (RFC 9946 / RFC 9097 IP-layer capacity) against the Broadband
+//! Forum's OB-UDPST 9.0.0, built from `../shared/peers/obudpst` by this crate's build
+//! script: sonde's client measures an OB-UDPST server in both directions on a tbf link
+//! and agrees with OB-UDPST's own client and with the link's IP ceiling; a server that
+//! is no UDPST server, no server, a refusal and a server that dies mid-test are each a
+//! clear failure within the test's bound. Ignored, with the reason, where cmake (or
+//! root, for namespaces) is missing.
+
+use sonde_e2e::{bin, prefixed};
+use sonde_proto::{FailureReason, Outcome, ResultRecord};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tests of this file that move traffic run one at a time.
+use sonde_e2e::measuring_alone as alone;
+
+/// OB-UDPST's binary, as the build script made it.
+#[cfg(sonde_udpst)]
+const UDPST: &str = env!("SONDE_UDPST_BIN");
+#[cfg(not(sonde_udpst))]
+const UDPST: &str = "udpst";
+
+/// An OB-UDPST server, killed on drop.
+struct UdpstServer(Child);
+
+impl UdpstServer {
+    /// `udpst [ARGS] -p PORT` through `prefix`; waits until its control port is bound.
+    fn start(prefix: &[&str], port: u16, args: &[&str]) -> UdpstServer {
+        let mut cmd = prefixed(prefix, UDPST);
+        cmd.args(args)
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = UdpstServer(cmd.spawn().expect("udpst"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let out = prefixed(prefix, "ss")
+                .args(["-Hlun", &format!("sport = :{port}")])
+                .output()
+                .expect("ss");
+            if !out.stdout.is_empty() {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("udpst not listening on {port} after 10 s");
+    }
+}
+
+impl Drop for UdpstServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `sonde-agent probe --json` through `prefix`, bounded.
+fn probe(prefix: &[&str], args: &[&str], bound: Duration) -> (ResultRecord, String) {
+    let mut cmd = prefixed(prefix, bin("sonde-agent"));
+    cmd.arg("probe").args(args).arg("--json");
+    let run = sonde_e2e::run_bounded(cmd, bound);
+    let record = ResultRecord::from_json(run.stdout().trim().as_bytes())
+        .unwrap_or_else(|e| panic!("one record ({e}): {} {}", run.stdout(), run.stderr()));
+    (record, run.stderr())
+}
+
+/// OB-UDPST's own client: its maximum IP-layer capacity, bit/s, and the loss ratio in
+/// that sub-interval.
+fn udpst_client(prefix: &[&str], host: &str, port: u16, up: bool, seconds: u32) -> (f64, f64) {
+    let mut cmd = prefixed(prefix, UDPST);
+    cmd.arg(if up { "-u" } else { "-d" })
+        .args(["-j", "-f", "json", "-t", &seconds.to_string()])
+        .arg(format!("{host}:{port}"));
+    let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(u64::from(seconds) + 20));
+    let v: serde_json::Value = serde_json::from_str(run.stdout().trim())
+        .unwrap_or_else(|e| panic!("udpst -f json ({e}): {}", run.stdout()));
+    let mbps = v["Output"]["AtMax"]["MaxIPLayerCapacity"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no capacity in {}", run.stdout()));
+    let loss = v["Output"]["AtMax"]["LossRatioAtMax"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    (mbps * 1e6, loss)
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_udpst)),
+    ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn sonde_measures_an_obudpst_server_as_its_own_client_does_on_tbf_150_50() {
+    let _alone = alone();
+    use sonde_netlab::topology::RESPONDER_IP;
+    let link = sonde_netlab::LinkSpec::shaped(150_000_000, 50_000_000);
+    let mut t = sonde_netlab::Topology::create(&sonde_netlab::Spec {
+        links: vec![link.clone()],
+        collector: false,
+    })
+    .expect("topology");
+    let responder = ["ip", "netns", "exec", &t.responder_ns.clone()];
+    let agent = ["ip", "netns", "exec", &t.agent_ns.clone()];
+    let port = 24601;
+    let server = UdpstServer::start(&responder, port, &["-j"]);
+    let host = RESPONDER_IP.to_string();
+    // tbf counts 1514 bytes on the wire per 1500-byte IP packet.
+    let ceiling = |down: bool| if down { 150e6 } else { 50e6 } * 1500.0 / 1514.0;
+    sonde_e2e::in_one_of(2, |_| {
+        let (r, stderr) = probe(
+            &agent,
+            &[
+                "--responder",
+                &format!("udpst://{host}:{port}"),
+                "--max-duration",
+                "8",
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
+        assert_eq!(r.run.engine, sonde_proto::Engine::Udpst);
+        let c = r.capacity.expect("a capacity section");
+        assert_eq!(c.protocol_version, 20);
+        let mut problems = Vec::new();
+        for (down, f) in [(true, c.down.expect("down")), (false, c.up.expect("up"))] {
+            let (theirs, their_loss) = udpst_client(&agent, &host, port, !down, 8);
+            let ours = f.max_ip_capacity_bps;
+            let (to_ceiling, to_theirs) = (ours / ceiling(down) - 1.0, ours / theirs - 1.0);
+            println!(
+                "tbf 150/50 {}: sonde {:.2} Mb/s, udpst {:.2} Mb/s, ceiling {:.2} Mb/s: {to_ceiling:+.4} / {to_theirs:+.4}; loss at max {:.4} (udpst {their_loss:.4}), sub-intervals {:?}",
+                if down { "down" } else { "up" },
+                ours / 1e6,
+                theirs / 1e6,
+                ceiling(down) / 1e6,
+                f.loss_ratio_at_max,
+                f.sub_interval_rates_bps.iter().map(|r| (r / 1e5).round() / 10.0).collect::<Vec<_>>(),
+            );
+            assert_eq!(f.sub_interval_rates_bps.len(), 8);
+            assert!(ours <= ceiling(down) * 1.01, "above the ceiling: {ours}");
+            if to_ceiling.abs() > 0.02 || to_theirs.abs() > 0.02 {
+                problems.push(format!(
+                    "{down}: {to_ceiling:+.4} to the ceiling, {to_theirs:+.4} to udpst"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    });
+    drop(server);
+    t.teardown();
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_udpst),
+    ignore = "needs cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn a_refused_setup_is_named_in_the_servers_terms() {
+    // A server that wants jumbo sizes, a client that does not: the server refuses.
+    let port = sonde_e2e::pipeline::free_port();
+    let _server = UdpstServer::start(&[], port, &[]);
+    let started = Instant::now();
+    let (r, _) = probe(
+        &[],
+        &["--responder", &format!("udpst://127.0.0.1:{port}")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.status.outcome, Outcome::Failed);
+    assert_eq!(r.status.reason, Some(FailureReason::ResponderError));
+    let message = r.status.message.unwrap_or_default();
+    assert!(
+        message.contains("refused the setup") && message.contains("jumbo"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn something_that_is_no_udpst_server_is_named_and_never_hangs() {
+    // A UDP service that answers everything with its own bytes.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let answering = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        if let Ok((_, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(b"+OK hello from a DNS-ish thing", from);
+        }
+    });
+    let started = Instant::now();
+    let (r, _) = probe(
+        &[],
+        &["--responder", &format!("udpst://127.0.0.1:{port}")],
+        Duration::from_secs(30),
+    );
+    answering.join().expect("answered");
+    assert_eq!(r.status.reason, Some(FailureReason::ResponderError));
+    let message = r.status.message.unwrap_or_default();
+    assert!(message.contains("is not a UDPST server"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn no_server_at_all_is_refused_or_timed_out_within_its_bound() {
+    // A port nobody listens on: loopback answers ICMP port unreachable.
+    let port = sonde_e2e::pipeline::free_port();
+    let started = Instant::now();
+    let (r, _) = probe(
+        &[],
+        &["--responder", &format!("udpst://127.0.0.1:{port}")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.status.outcome, Outcome::Failed);
+    assert!(
+        matches!(
+            r.status.reason,
+            Some(FailureReason::Refused | FailureReason::Timeout)
+        ),
+        "{:?}",
+        r.status
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_udpst),
+    ignore = "needs cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn a_server_that_dies_mid_test_is_a_failure_within_seconds() {
+    let _alone = alone();
+    let port = sonde_e2e::pipeline::free_port();
+    let mut server = UdpstServer::start(&[], port, &["-j"]);
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = server.0.kill();
+        let _ = server.0.wait();
+    });
+    let started = Instant::now();
+    let (r, _) = probe(
+        &[],
+        &[
+            "--responder",
+            &format!("udpst://127.0.0.1:{port}"),
+            "--direction",
+            "down",
+            "--max-duration",
+            "20",
+        ],
+        Duration::from_secs(60),
+    );
+    killer.join().expect("killed");
+    assert_eq!(r.status.outcome, Outcome::Failed);
+    let message = r.status.message.clone().unwrap_or_default();
+    assert!(message.contains("stopped mid-test"), "{:?}", r.status);
+    // Killed after 3 s, noticed after 3 s of silence: well before the 20 s test ends.
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}
