@@ -263,3 +263,20 @@ fn a_server_that_dies_mid_test_is_a_failure_within_seconds() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_byte_allowance_is_refused_before_any_traffic() {
+    // Nothing listens: the refusal comes before any datagram is sent.
+    let (r, _) = probe(
+        &[],
+        &["--responder", "udpst://127.0.0.1:9", "--max-bytes", "10MB"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.status.reason, Some(FailureReason::Budget));
+    assert!(r
+        .status
+        .message
+        .unwrap_or_default()
+        .contains("cannot keep to a byte allowance"));
+    assert!(r.capacity.is_none());
+}

@@ -36,6 +36,15 @@ pub(crate) async fn measure(
     progress: &ProgressFn,
 ) -> Result<(), ClientError> {
     record.run.engine = Engine::Udpst;
+    if let Some(bytes) = opts.max_bytes {
+        // The server drives the rate and the duration: no allowance can be kept.
+        return Err(ClientError::new(
+            FailureReason::Budget,
+            format!(
+                "a UDPST test cannot keep to a byte allowance ({bytes} bytes): the server sets the rate for the whole test; measure budgeted accesses with http:// or iperf3:// responders"
+            ),
+        ));
+    }
     let (addr, _) = resolve(&opts.responder).await?;
     record.run.responder.address = Some(addr.to_string());
     let params = Params {
