@@ -3,6 +3,7 @@
 //! responder's address.
 
 pub mod arrivals;
+pub mod batch;
 pub mod echo;
 pub mod netif;
 pub mod target;

@@ -4,12 +4,14 @@
 
 use crate::engine::options::{Progress, ProgressFn};
 use crate::engine::udpst::shared::{mid_test, now_ns, Ended, NO_TRAFFIC};
+use crate::net::batch;
 use crate::net::target::ClientError;
 use sonde_method::capacity::Receiver;
-use sonde_proto::udpst::{Activation, Pdu, SendingRate, TestAction, MAX_DATAGRAM};
+use sonde_proto::udpst::{Activation, Pdu, SendingRate, TestAction, IPV4_UDP_OVERHEAD};
 use sonde_proto::{Direction, FailureReason};
 use std::time::Duration;
 use tokio::net::UdpSocket;
+use tokio::time::Instant;
 
 /// Receives until the server stops the test, `bound` at most.
 pub async fn run(
@@ -18,62 +20,86 @@ pub async fn run(
     bound: Duration,
     progress: &ProgressFn,
 ) -> Result<Ended, ClientError> {
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let deadline = started + bound;
     let mut rx = Receiver::new(accepted.trial_ms, accepted.sub_interval_ms, now_ns());
     let trial = Duration::from_millis(u64::from(accepted.trial_ms.max(1)));
-    let mut tick = tokio::time::interval_at(started + trial, trial);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = batch::Receiver::new(socket)
+        .map_err(|e| ClientError::io("UDPST: preparing the receiver", &e))?;
+    let mut next_status = started + trial;
     let mut last_heard = started;
-    let mut ignored = 0u64;
+    let (mut ignored, mut stopped) = (0u64, false);
     loop {
-        tokio::select! {
-            got = socket.recv(&mut buf) => {
-                let n = got.map_err(|e| mid_test("receiving load", &e))?;
-                last_heard = tokio::time::Instant::now();
-                match Pdu::decode(&buf[..n]) {
-                    Ok(Pdu::Load(load)) => {
-                        rx.on_load(&load, now_ns());
-                        if load.action != TestAction::Test {
-                            // The server's stop: confirm it in one last status.
-                            if let Some(s) = rx.status(now_ns(), TestAction::Stop2, SendingRate::default()) {
-                                let _ = socket.send(&s.encode()).await;
-                            }
-                            return Ok(Ended {
-                                sub_intervals: rx.sub_intervals().to_vec(),
-                                ignored,
-                                rtt_min_ms: rx.rtt_min_ms(),
-                            });
-                        }
-                    }
-                    _ => ignored += 1,
+        let wake = next_status.min(deadline);
+        let got = tokio::time::timeout_at(
+            wake,
+            batch.recv(socket, |datagram| match Pdu::decode(datagram) {
+                Ok(Pdu::Load(load)) => {
+                    rx.on_load(&load, now_ns());
+                    stopped |= load.action != TestAction::Test;
                 }
+                _ => ignored += 1,
+            }),
+        )
+        .await;
+        match got {
+            Ok(Ok(_)) => last_heard = Instant::now(),
+            Ok(Err(e)) => return Err(mid_test("receiving load", &e)),
+            Err(_) => {}
+        }
+        if stopped {
+            // The server's stop: confirm it in one last status.
+            if let Some(s) = rx.status(now_ns(), TestAction::Stop2, SendingRate::default()) {
+                let _ = socket.send(&s.encode()).await;
             }
-            _ = tick.tick() => {
-                if let Some(s) = rx.status(now_ns(), TestAction::Test, SendingRate::default()) {
-                    socket.send(&s.encode()).await.map_err(|e| mid_test("sending status", &e))?;
-                    if s.sub_interval_seq > 0 && s.seq % 20 == 0 {
-                        progress(Progress {
-                            direction: Direction::Down,
-                            elapsed: started.elapsed(),
-                            rate_bps: s.sub_interval.ip_rate_bps(sonde_proto::udpst::IPV4_UDP_OVERHEAD),
-                        });
-                    }
-                }
-                if last_heard.elapsed() >= NO_TRAFFIC {
-                    return Err(ClientError::new(
-                        FailureReason::StreamError,
-                        format!("the UDPST server sent nothing for {NO_TRAFFIC:?}: it stopped mid-test"),
-                    ));
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
+            return Ok(Ended {
+                sub_intervals: rx.sub_intervals().to_vec(),
+                ignored,
+                rtt_min_ms: rx.rtt_min_ms(),
+            });
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ClientError::new(
+                FailureReason::Timeout,
+                format!("the UDPST test did not end within {bound:?}"),
+            ));
+        }
+        if now >= next_status {
+            next_status = (next_status + trial).max(now);
+            report(socket, &mut rx, started, progress).await?;
+            if last_heard.elapsed() >= NO_TRAFFIC {
                 return Err(ClientError::new(
-                    FailureReason::Timeout,
-                    format!("the UDPST test did not end within {bound:?}"),
+                    FailureReason::StreamError,
+                    format!(
+                        "the UDPST server sent nothing for {NO_TRAFFIC:?}: it stopped mid-test"
+                    ),
                 ));
             }
         }
     }
+}
+
+/// Sends the trial's Status PDU, and the progress of each new sub-interval.
+async fn report(
+    socket: &UdpSocket,
+    rx: &mut Receiver,
+    started: Instant,
+    progress: &ProgressFn,
+) -> Result<(), ClientError> {
+    let before = rx.sub_intervals().len();
+    if let Some(s) = rx.status(now_ns(), TestAction::Test, SendingRate::default()) {
+        socket
+            .send(&s.encode())
+            .await
+            .map_err(|e| mid_test("sending status", &e))?;
+    }
+    if let Some(last) = rx.sub_intervals().get(before) {
+        progress(Progress {
+            direction: Direction::Down,
+            elapsed: started.elapsed(),
+            rate_bps: last.ip_rate_bps(IPV4_UDP_OVERHEAD),
+        });
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 
 use crate::engine::options::{Progress, ProgressFn};
 use crate::engine::udpst::shared::{mid_test, now_ns, Ended, NO_TRAFFIC};
+use crate::net::batch;
 use crate::net::target::ClientError;
 use sonde_method::capacity::ns_stamp;
 use sonde_proto::udpst::*;
@@ -54,14 +55,13 @@ pub async fn run(
         .map_err(|e| ClientError::io("UDPST: preparing the sender", &e))?;
     let socket = UdpSocket::from_std(std_socket)
         .map_err(|e| ClientError::io("UDPST: preparing the receiver", &e))?;
-    let ipv6 = socket.peer_addr().is_ok_and(|a| a.is_ipv6());
     let steer = Arc::new(Mutex::new(Steer {
         rate: accepted.rate,
         ..Steer::default()
     }));
     let sender = {
         let steer = steer.clone();
-        std::thread::spawn(move || send(&sender_socket, &steer, ipv6))
+        std::thread::spawn(move || send(sender_socket, &steer))
     };
     let listened = listen(&socket, &steer, bound, progress).await;
     if listened.is_err() {
@@ -154,6 +154,78 @@ async fn listen(
     }
 }
 
+/// Where load PDUs go: the connected socket, its batched sender and a buffer.
+struct Out {
+    socket: StdSocket,
+    batch: Option<batch::Sender>,
+    peer: std::net::SocketAddr,
+    ipv6: bool,
+    buf: Vec<u8>,
+    /// Sequence number of the last load PDU the kernel took.
+    seq: u32,
+}
+
+impl Out {
+    fn new(socket: StdSocket) -> Option<Out> {
+        let peer = socket.peer_addr().ok()?;
+        // Without GSO each datagram goes alone.
+        let batch = batch::Sender::new(&socket).ok();
+        Some(Out {
+            socket,
+            batch,
+            peer,
+            ipv6: peer.is_ipv6(),
+            buf: vec![0u8; MAX_DATAGRAM * 64],
+            seq: 0,
+        })
+    }
+
+    /// The UDP payload of one datagram of a row's `size` (a random one up to the rest
+    /// when [`RATE_RANDOM_BIT`] is set), IPv6 keeping the IPv4 packet sizes.
+    fn length(&self, size: u32) -> usize {
+        let max = size & !RATE_RANDOM_BIT;
+        let mut len = if size & RATE_RANDOM_BIT != 0 && max > MIN_PAYLOAD {
+            MIN_PAYLOAD + rand::random::<u32>() % (max - MIN_PAYLOAD + 1)
+        } else {
+            max
+        };
+        if self.ipv6 && len >= MIN_PAYLOAD {
+            len -= 20;
+        }
+        (len as usize).clamp(LOAD_HEADER_LEN, MAX_DATAGRAM)
+    }
+
+    /// Sends `count` datagrams of a row's `size`: equal sizes in GSO trains, random
+    /// ones alone. Datagrams the kernel refused (a full buffer) take no sequence number,
+    /// as OB-UDPST's sender does.
+    fn burst(&mut self, s: &Steer, action: TestAction, size: u32, count: u32) {
+        let random = size & RATE_RANDOM_BIT != 0;
+        let most = self
+            .batch
+            .as_ref()
+            .map_or(1, |b| b.max_segments().clamp(1, 64));
+        let mut left = count as usize;
+        while left > 0 {
+            let len = self.length(size);
+            let n = if random { 1 } else { left.min(most) };
+            for i in 0..n {
+                let at = i * len;
+                let header = header(s, action, self.seq + 1 + i as u32, len as u16);
+                let _ = header.encode_into(&mut self.buf[at..at + len]);
+            }
+            let contents = &self.buf[..n * len];
+            let sent = match (&self.batch, n) {
+                (Some(b), n) if n > 1 => b.send(&self.socket, self.peer, contents, len).is_ok(),
+                _ => self.socket.send(contents).is_ok(),
+            };
+            if sent {
+                self.seq += n as u32;
+            }
+            left -= n;
+        }
+    }
+}
+
 /// One of the row's two timers.
 #[derive(Debug, Clone, Copy)]
 struct Timer {
@@ -161,7 +233,10 @@ struct Timer {
 }
 
 /// The sender thread: each timer sends its burst every interval of the current row.
-fn send(socket: &StdSocket, steer: &Mutex<Steer>, ipv6: bool) {
+fn send(socket: StdSocket, steer: &Mutex<Steer>) {
+    let Some(mut out) = Out::new(socket) else {
+        return;
+    };
     let start = Instant::now();
     let jitter = || Duration::from_micros(5_000 + u64::from(rand::random::<u16>()) % 45_000);
     let mut timers = [
@@ -172,16 +247,13 @@ fn send(socket: &StdSocket, steer: &Mutex<Steer>, ipv6: bool) {
             next: start + jitter(),
         },
     ];
-    let mut seq = 0u32;
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let s = *lock(steer);
         if s.abort {
             return;
         }
         if s.stop {
-            let header = header(&s, TestAction::Stop2, seq + 1, 0);
-            let _ = write(socket, &mut buf, header, MIN_PAYLOAD, ipv6);
+            out.burst(&s, TestAction::Stop2, MIN_PAYLOAD, 1);
             return;
         }
         let now = Instant::now();
@@ -206,19 +278,14 @@ fn send(socket: &StdSocket, steer: &Mutex<Steer>, ipv6: bool) {
                 continue;
             }
             let interval = Duration::from_micros(u64::from(interval_us));
-            let mut sent_intervals = 0;
-            while timer.next <= now && sent_intervals < CATCH_UP {
-                for size in (0..burst)
-                    .map(|_| payload)
-                    .chain((addon != 0).then_some(addon))
-                {
-                    let header = header(&s, TestAction::Test, seq + 1, 0);
-                    if write(socket, &mut buf, header, size, ipv6) {
-                        seq += 1;
-                    }
+            let mut intervals = 0;
+            while timer.next <= now && intervals < CATCH_UP {
+                out.burst(&s, TestAction::Test, payload, burst);
+                if addon != 0 {
+                    out.burst(&s, TestAction::Test, addon, 1);
                 }
                 timer.next += interval;
-                sent_intervals += 1;
+                intervals += 1;
             }
             if timer.next <= now {
                 // Too far behind: start again from now rather than burst.
@@ -248,24 +315,4 @@ fn header(s: &Steer, action: TestAction, seq: u32, size: u16) -> Load {
         }),
         checksum: 0,
     }
-}
-
-/// Sends one load PDU of `size` UDP payload bytes (a random size up to the rest when
-/// [`RATE_RANDOM_BIT`] is set); whether the kernel took it.
-fn write(socket: &StdSocket, buf: &mut [u8], mut header: Load, size: u32, ipv6: bool) -> bool {
-    let max = size & !RATE_RANDOM_BIT;
-    let mut len = if size & RATE_RANDOM_BIT != 0 && max > MIN_PAYLOAD {
-        MIN_PAYLOAD + rand::random::<u32>() % (max - MIN_PAYLOAD + 1)
-    } else {
-        max
-    };
-    if ipv6 && len >= MIN_PAYLOAD {
-        len -= 20;
-    }
-    let len = (len as usize).clamp(LOAD_HEADER_LEN, buf.len());
-    header.udp_payload = len as u16;
-    if header.encode_into(buf).is_none() {
-        return false;
-    }
-    socket.send(&buf[..len]).is_ok()
 }
