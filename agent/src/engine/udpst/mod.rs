@@ -18,7 +18,7 @@ use crate::engine::options::{Options, ProgressFn};
 use crate::net::target::{resolve, ClientError};
 use session::Params;
 use sonde_method::capacity::figures;
-use sonde_proto::udpst::{IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PROTOCOL_VERSION};
+use sonde_proto::udpst::{Activation, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PROTOCOL_VERSION};
 use sonde_proto::*;
 use std::time::Duration;
 
@@ -71,39 +71,9 @@ pub(crate) async fn measure(
     };
     let interface = opts.interface.as_ref().map(|i| i.name.as_str());
     for &direction in &opts.directions {
-        let opened = session::open(addr, interface, direction, params).await?;
-        let accepted = opened.accepted;
+        let (accepted, figures) =
+            run_direction(addr, interface, direction, params, overhead, progress).await?;
         capacity.rate_algorithm = if accepted.rate_algo == 1 { "C" } else { "B" }.into();
-        let bound = Duration::from_secs(u64::from(accepted.test_s)) + GRACE;
-        let ended = match direction {
-            Direction::Up => upstream::run(opened.socket, &accepted, bound, progress).await?,
-            _ => downstream::run(&opened.socket, &accepted, bound, progress).await?,
-        };
-        if ended.ignored > 0 {
-            tracing::warn!(
-                ignored = ended.ignored,
-                "UDPST: datagrams that were no test PDU were ignored"
-            );
-        }
-        let count = (u32::from(accepted.test_s) * 1000 / u32::from(accepted.sub_interval_ms.max(1)))
-            as usize;
-        let f = figures(&ended.sub_intervals, overhead, count).ok_or_else(|| {
-            ClientError::new(
-                FailureReason::StreamError,
-                "the UDPST test ended before its first sub-interval",
-            )
-        })?;
-        let rtt_min_s = ended.rtt_min_ms.map(|ms| f64::from(ms) / 1e3);
-        let figures = CapacityFigures {
-            max_ip_capacity_bps: f.max_ip_capacity_bps,
-            max_at: f.max_at as u32,
-            loss_ratio_at_max: f.loss_ratio_at_max,
-            rtt_range_at_max_s: f.rtt_range_at_max_s,
-            pdv_range_at_max_s: f.pdv_range_at_max_s,
-            rtt_min_s,
-            loss_ratio: f.loss_ratio,
-            sub_interval_rates_bps: f.rates_bps,
-        };
         match direction {
             Direction::Up => capacity.up = Some(figures),
             _ => capacity.down = Some(figures),
@@ -111,4 +81,47 @@ pub(crate) async fn measure(
     }
     record.capacity = Some(capacity);
     Ok(())
+}
+
+/// One test in `direction`: opened, run to the server's stop, and its figures.
+async fn run_direction(
+    addr: std::net::SocketAddr,
+    interface: Option<&str>,
+    direction: Direction,
+    params: Params,
+    overhead: u64,
+    progress: &ProgressFn,
+) -> Result<(Activation, CapacityFigures), ClientError> {
+    let opened = session::open(addr, interface, direction, params).await?;
+    let accepted = opened.accepted;
+    let bound = Duration::from_secs(u64::from(accepted.test_s)) + GRACE;
+    let ended = match direction {
+        Direction::Up => upstream::run(opened.socket, &accepted, bound, progress).await?,
+        _ => downstream::run(&opened.socket, &accepted, bound, progress).await?,
+    };
+    if ended.ignored > 0 {
+        tracing::warn!(
+            ignored = ended.ignored,
+            "UDPST: datagrams that were no test PDU were ignored"
+        );
+    }
+    let count =
+        (u32::from(accepted.test_s) * 1000 / u32::from(accepted.sub_interval_ms.max(1))) as usize;
+    let f = figures(&ended.sub_intervals, overhead, count).ok_or_else(|| {
+        ClientError::new(
+            FailureReason::StreamError,
+            "the UDPST test ended before its first sub-interval",
+        )
+    })?;
+    let figures = CapacityFigures {
+        max_ip_capacity_bps: f.max_ip_capacity_bps,
+        max_at: f.max_at as u32,
+        loss_ratio_at_max: f.loss_ratio_at_max,
+        rtt_range_at_max_s: f.rtt_range_at_max_s,
+        pdv_range_at_max_s: f.pdv_range_at_max_s,
+        rtt_min_s: ended.rtt_min_ms.map(|ms| f64::from(ms) / 1e3),
+        loss_ratio: f.loss_ratio,
+        sub_interval_rates_bps: f.rates_bps,
+    };
+    Ok((accepted, figures))
 }
