@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod accuracy;
+pub mod capacity;
 pub mod emulate;
 pub mod profile;
 pub mod topology;

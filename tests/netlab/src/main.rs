@@ -84,6 +84,28 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark sonde's UDPST client against OB-UDPST's own client (RFC 9097 IP-layer
+    /// capacity), both against one OB-UDPST server, beside each link's IP ceiling.
+    ///
+    /// Build OB-UDPST first, e.g.:
+    ///   cmake -S ../shared/peers/obudpst -B /tmp/udpst && make -C /tmp/udpst
+    ///   sonde-netlab capacity --udpst /tmp/udpst/udpst
+    #[command(verbatim_doc_comment)]
+    Capacity {
+        /// OB-UDPST's `udpst` binary.
+        #[arg(long, value_name = "PATH")]
+        udpst: PathBuf,
+        /// Profiles to run (repeatable); default: tbf 150/50 (`4g-150` without its
+        /// delay), ftth-1g (1000/500), ftth-2g5 (2500/1000), 4g-150 and lte-trace.
+        #[arg(long, short, value_name = "P")]
+        profile: Vec<String>,
+        /// Test duration per direction, seconds.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(5..=60))]
+        seconds: u32,
+        /// One JSON object per profile and direction on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the built-in profiles.
     Profiles,
     /// Remove namespaces left by netlab runs whose process died.
@@ -211,6 +233,12 @@ fn main() {
             runs,
             json,
         } => accuracy_cmd(profile, runs as usize, json),
+        Cmd::Capacity {
+            udpst,
+            profile,
+            seconds,
+            json,
+        } => capacity_cmd(&udpst, profile, seconds, json),
         Cmd::Emulate { .. } => 0,
     };
     std::process::exit(code);
@@ -384,6 +412,66 @@ fn accuracy_cmd(profiles: Vec<String>, runs: usize, json: bool) -> i32 {
     }
     eprintln!(
         "accuracy benchmark took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    0
+}
+
+fn capacity_cmd(udpst: &Path, profiles: Vec<String>, seconds: u32, json: bool) -> i32 {
+    if !udpst.is_file() {
+        eprintln!(
+            "error: no OB-UDPST binary at {} (build it: cmake -S ../shared/peers/obudpst -B /tmp/udpst && make -C /tmp/udpst)",
+            udpst.display()
+        );
+        return 2;
+    }
+    if let Err(e) = topology::preflight() {
+        eprintln!("error: {e}");
+        return 2;
+    }
+    let names: Vec<String> = if profiles.is_empty() {
+        ["tbf-150-50", "ftth-1g", "ftth-2g5", "4g-150", "lte-trace"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        profiles
+    };
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for name in &names {
+        let link = match name.as_str() {
+            "tbf-150-50" => LinkSpec::shaped(150_000_000, 50_000_000),
+            n => match profile::builtin(n, None) {
+                Some(l) => l,
+                None => sonde_cli::usage_error(format!(
+                    "unknown profile {n:?} (known: tbf-150-50, {})",
+                    profile::known().join(", ")
+                )),
+            },
+        };
+        let progress =
+            |line: &str| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
+        match sonde_netlab::capacity::bench_profile(name, &link, udpst, seconds, &progress) {
+            Ok(r) => {
+                for row in &r {
+                    if json {
+                        println!("{}", serde_json::to_string(row).unwrap_or_default());
+                    }
+                }
+                rows.extend(r);
+            }
+            Err(e) => eprintln!("error: profile {name}: {e:#}"),
+        }
+        if STOP.load(Ordering::SeqCst) {
+            eprintln!("interrupted; topology removed");
+            return 130;
+        }
+    }
+    if !json {
+        print!("{}", sonde_netlab::capacity::table(&rows));
+    }
+    eprintln!(
+        "capacity benchmark took {:.0} s",
         started.elapsed().as_secs_f64()
     );
     0

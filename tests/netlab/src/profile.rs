@@ -70,6 +70,27 @@ impl LinkSpec {
             .reduce(f64::min)
     }
 
+    /// Highest IP-layer rate the link allows in a direction for IP packets of `packet`
+    /// bytes (UDPST's load datagrams are 1250: 1222 payload bytes, 28 of headers),
+    /// bit/s: tbf and the emulator count 14 bytes more per packet; a trace delivers one
+    /// packet per opportunity.
+    pub fn ip_ceiling_bps(&self, down: bool, packet: f64) -> Option<f64> {
+        let (rate, path) = self.direction(down);
+        let tbf = rate.map(|r| r as f64 * packet / (packet + 14.0));
+        let emulated = path
+            .rate_bps
+            .filter(|_| path.trace.is_none())
+            .map(|r| r as f64 * packet / (packet + path.overhead_bytes as f64));
+        let trace = path
+            .trace
+            .as_ref()
+            .map(|(t, scale)| t.mean_bps(*scale) * packet / OPPORTUNITY_BYTES as f64);
+        [tbf, emulated, trace]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+    }
+
     /// Configured rate of a direction (tbf's, the emulator's, or the trace's mean),
     /// bit/s.
     pub fn rate_bps(&self, down: bool) -> Option<f64> {

@@ -21,6 +21,8 @@ use tokio::net::UdpSocket;
 /// Smallest UDP payload of a load PDU over IPv4 (its header plus the 20 bytes IPv6
 /// takes away), as OB-UDPST draws random sizes.
 const MIN_PAYLOAD: u32 = 52;
+/// Most UDP payload bytes one GSO send carries (the kernel's 64 KiB less headers).
+const GSO_BYTES: usize = 65_000;
 /// Most intervals a late timer sends at once.
 const CATCH_UP: u32 = 10;
 
@@ -207,7 +209,7 @@ impl Out {
         let mut left = count as usize;
         while left > 0 {
             let len = self.length(size);
-            let n = if random { 1 } else { left.min(most) };
+            let n = if random { 1 } else { train(left, most, len) };
             for i in 0..n {
                 let at = i * len;
                 let header = header(s, action, self.seq + 1 + i as u32, len as u16);
@@ -224,6 +226,13 @@ impl Out {
             left -= n;
         }
     }
+}
+
+/// Datagrams of `len` bytes in one GSO train, of `left` to send: at most `most` (the
+/// kernel's segment limit) and at most 64 KiB of payload, which the kernel otherwise
+/// refuses whole (every send of a 54-datagram burst failed, and the upload stopped).
+fn train(left: usize, most: usize, len: usize) -> usize {
+    left.min(most).min((GSO_BYTES / len.max(1)).max(1))
 }
 
 /// One of the row's two timers.
@@ -314,5 +323,21 @@ fn header(s: &Steer, action: TestAction, seq: u32, size: u16) -> Load {
             t.elapsed().as_millis().min(u128::from(u16::MAX)) as u16
         }),
         checksum: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gso_train_never_carries_more_than_64_kib() {
+        // Rows near 1 Gb/s send bursts of more than 53 datagrams of 1222 bytes.
+        assert_eq!(train(60, 64, 1222), 53);
+        assert!(train(60, 64, 1222) * 1222 <= GSO_BYTES);
+        assert_eq!(train(10, 64, 1222), 10);
+        assert_eq!(train(60, 1, 1222), 1);
+        assert_eq!(train(9, 64, 9000), 7, "jumbo datagrams: 7 of 9000 bytes fit");
+        assert_eq!(train(3, 64, 0), 3);
     }
 }

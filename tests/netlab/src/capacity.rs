@@ -1,0 +1,192 @@
+//! The RFC 9097 capacity benchmark: on each profile and direction, sonde's UDPST client
+//! and OB-UDPST's own client against one OB-UDPST server, one after the other, beside
+//! the link's IP ceiling for UDPST's 1250-byte packets, with the CPU seconds of each
+//! client and of the server.
+
+use crate::topology::{children_cpu_seconds, cpu_seconds, find_bin, Spec, Topology};
+use crate::LinkSpec;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// IP bytes of a full-size UDPST load datagram (1222 payload bytes, UDP and IPv4).
+pub const UDPST_PACKET: f64 = 1250.0;
+/// The server's control port.
+const PORT: u16 = 24601;
+
+/// One line: a profile and a direction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Profile name.
+    pub profile: String,
+    /// `down` or `up`.
+    pub direction: String,
+    /// IP-layer ceiling for 1250-byte packets, bit/s.
+    pub ceiling_bps: f64,
+    /// sonde's MaxIPLayerCapacity, bit/s.
+    pub sonde_bps: f64,
+    /// `sonde_bps / ceiling_bps - 1`.
+    pub sonde_error: f64,
+    /// OB-UDPST's client's MaxIPLayerCapacity, bit/s.
+    pub udpst_bps: f64,
+    /// `udpst_bps / ceiling_bps - 1`.
+    pub udpst_error: f64,
+    /// `sonde_bps / udpst_bps - 1`.
+    pub sonde_vs_udpst: f64,
+    /// CPU seconds of sonde's client.
+    pub sonde_cpu_s: f64,
+    /// CPU seconds of OB-UDPST's client.
+    pub udpst_cpu_s: f64,
+    /// CPU seconds of the server while it served sonde, then OB-UDPST's client.
+    pub server_cpu_s: (f64, f64),
+}
+
+/// Runs one profile: both directions, each client once.
+pub fn bench_profile(
+    name: &str,
+    link: &LinkSpec,
+    udpst: &Path,
+    seconds: u32,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Vec<Row>> {
+    let mut topo = Topology::create(&Spec {
+        links: vec![link.clone()],
+        collector: false,
+    })?;
+    let mut server = Command::new(udpst);
+    server.args(["-j", "-p", &PORT.to_string()]);
+    let ns = topo.responder_ns.clone();
+    let server_pid = topo.spawn_in(&ns, server)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let host = crate::topology::RESPONDER_IP.to_string();
+    let mut rows = Vec::new();
+    for down in [true, false] {
+        let dir = if down { "down" } else { "up" };
+        progress(&format!("{name} {dir}: sonde"));
+        let before = cpu_seconds(server_pid).unwrap_or(0.0);
+        let (sonde, sonde_cpu) = sonde_run(&topo, &host, down, seconds)?;
+        let middle = cpu_seconds(server_pid).unwrap_or(0.0);
+        progress(&format!("{name} {dir}: udpst"));
+        let (theirs, udpst_cpu) = udpst_run(&topo, udpst, &host, down, seconds)?;
+        let after = cpu_seconds(server_pid).unwrap_or(0.0);
+        let ceiling = link.ip_ceiling_bps(down, UDPST_PACKET).unwrap_or(f64::NAN);
+        rows.push(Row {
+            profile: name.to_string(),
+            direction: dir.to_string(),
+            ceiling_bps: ceiling,
+            sonde_bps: sonde,
+            sonde_error: sonde / ceiling - 1.0,
+            udpst_bps: theirs,
+            udpst_error: theirs / ceiling - 1.0,
+            sonde_vs_udpst: sonde / theirs - 1.0,
+            sonde_cpu_s: sonde_cpu,
+            udpst_cpu_s: udpst_cpu,
+            server_cpu_s: (middle - before, after - middle),
+        });
+    }
+    topo.teardown();
+    Ok(rows)
+}
+
+/// Runs `cmd` in the agent namespace to its end; its stdout and CPU seconds.
+fn timed(topo: &Topology, program: &Path, args: &[String]) -> anyhow::Result<(String, f64)> {
+    let before = children_cpu_seconds().unwrap_or(0.0);
+    let out = topo
+        .command_in(&topo.agent_ns, program)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    let cpu = children_cpu_seconds().unwrap_or(0.0) - before;
+    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), cpu))
+}
+
+fn sonde_run(topo: &Topology, host: &str, down: bool, seconds: u32) -> anyhow::Result<(f64, f64)> {
+    let agent = find_bin("sonde-agent")?;
+    let args: Vec<String> = [
+        "probe",
+        "--responder",
+        &format!("udpst://{host}:{PORT}"),
+        "--direction",
+        if down { "down" } else { "up" },
+        "--max-duration",
+        &seconds.to_string(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (out, cpu) = timed(topo, &agent, &args)?;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("sonde's record")?;
+    let side = if down { "down" } else { "up" };
+    match v["capacity"][side]["max_ip_capacity_bps"].as_f64() {
+        Some(bps) => Ok((bps, cpu)),
+        None => bail!("sonde measured nothing: {}", v["status"]),
+    }
+}
+
+fn udpst_run(
+    topo: &Topology,
+    udpst: &Path,
+    host: &str,
+    down: bool,
+    seconds: u32,
+) -> anyhow::Result<(f64, f64)> {
+    let args: Vec<String> = [
+        if down { "-d" } else { "-u" },
+        "-j",
+        "-f",
+        "json",
+        "-t",
+        &seconds.to_string(),
+        &format!("{host}:{PORT}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (out, cpu) = timed(topo, udpst, &args)?;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("udpst -f json")?;
+    match v["Output"]["AtMax"]["MaxIPLayerCapacity"].as_f64() {
+        Some(mbps) => Ok((mbps * 1e6, cpu)),
+        None => bail!("udpst measured nothing: {}", v["ErrorMessage"]),
+    }
+}
+
+/// A human-readable table of rows.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<12} {:<4} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>11}\n",
+        "profile",
+        "dir",
+        "ceiling",
+        "sonde",
+        "err",
+        "udpst",
+        "err",
+        "s/udpst",
+        "cpu s",
+        "cpu u",
+        "server s/u"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<12} {:<4} {:>10.2} {:>10.2} {:>+7.2}% {:>10.2} {:>+7.2}% {:>+7.2}% {:>7.2} {:>7.2} {:>5.2}/{:<5.2}\n",
+            r.profile,
+            r.direction,
+            r.ceiling_bps / 1e6,
+            r.sonde_bps / 1e6,
+            r.sonde_error * 100.0,
+            r.udpst_bps / 1e6,
+            r.udpst_error * 100.0,
+            r.sonde_vs_udpst * 100.0,
+            r.sonde_cpu_s,
+            r.udpst_cpu_s,
+            r.server_cpu_s.0,
+            r.server_cpu_s.1,
+        ));
+    }
+    s.push_str("rates in Mb/s at the IP layer; err against the ceiling for 1250-byte packets\n");
+    s
+}
