@@ -116,7 +116,7 @@ fn agrees_with_obudpst(down: u64, up: u64, seconds: u32, tolerance: f64) {
     use sonde_netlab::topology::RESPONDER_IP;
     let link = sonde_netlab::LinkSpec::shaped(down, up);
     let mut t = sonde_netlab::Topology::create(&sonde_netlab::Spec {
-        links: vec![link],
+        links: vec![link.clone()],
         collector: false,
     })
     .expect("topology");
@@ -126,8 +126,11 @@ fn agrees_with_obudpst(down: u64, up: u64, seconds: u32, tolerance: f64) {
     let server = UdpstServer::start(&responder, port, &["-j"]);
     let host = RESPONDER_IP.to_string();
     let place = format!("tbf {}/{}", down / 1_000_000, up / 1_000_000);
-    // tbf counts 1514 bytes on the wire per 1500-byte IP packet.
-    let ceiling = |is_down: bool| if is_down { down } else { up } as f64 * 1500.0 / 1514.0;
+    // UDPST's load datagrams are 1250-byte IP packets, which tbf counts as 1264.
+    let ceiling = |is_down: bool| {
+        link.ip_ceiling_bps(is_down, sonde_netlab::capacity::UDPST_PACKET)
+            .expect("a shaped link")
+    };
     sonde_e2e::in_one_of(2, |_| {
         let (r, stderr) = probe(
             &agent,

@@ -337,7 +337,11 @@ mod tests {
         assert!(train(60, 64, 1222) * 1222 <= GSO_BYTES);
         assert_eq!(train(10, 64, 1222), 10);
         assert_eq!(train(60, 1, 1222), 1);
-        assert_eq!(train(9, 64, 9000), 7, "jumbo datagrams: 7 of 9000 bytes fit");
+        assert_eq!(
+            train(9, 64, 9000),
+            7,
+            "jumbo datagrams: 7 of 9000 bytes fit"
+        );
         assert_eq!(train(3, 64, 0), 3);
     }
 }
