@@ -55,19 +55,7 @@ impl LinkSpec {
     /// counts the IP packet plus its overhead (14, so the same); a trace delivers one
     /// packet of up to 1500 IP bytes per opportunity.
     pub fn ceiling_bps(&self, down: bool) -> Option<f64> {
-        let (rate, path) = self.direction(down);
-        let tbf = rate.map(|r| r as f64 * PAYLOAD_PER_PACKET / TBF_BYTES_PER_PACKET);
-        let emulated = path.rate_bps.filter(|_| path.trace.is_none()).map(|r| {
-            r as f64 * PAYLOAD_PER_PACKET / (OPPORTUNITY_BYTES as f64 + path.overhead_bytes as f64)
-        });
-        let trace = path
-            .trace
-            .as_ref()
-            .map(|(t, scale)| t.mean_bps(*scale) * PAYLOAD_PER_PACKET / OPPORTUNITY_BYTES as f64);
-        [tbf, emulated, trace]
-            .into_iter()
-            .flatten()
-            .reduce(f64::min)
+        self.limit(down, PAYLOAD_PER_PACKET, OPPORTUNITY_BYTES as f64)
     }
 
     /// Highest IP-layer rate the link allows in a direction for IP packets of `packet`
@@ -75,16 +63,24 @@ impl LinkSpec {
     /// bit/s: tbf and the emulator count 14 bytes more per packet; a trace delivers one
     /// packet per opportunity.
     pub fn ip_ceiling_bps(&self, down: bool, packet: f64) -> Option<f64> {
+        self.limit(down, packet, packet)
+    }
+
+    /// The rate of `carried` bytes in each IP packet of `packet` bytes the link allows:
+    /// tbf counts 14 bytes more per packet ([`TBF_BYTES_PER_PACKET`] for 1500), the
+    /// emulator its overhead, a trace one packet per opportunity.
+    fn limit(&self, down: bool, carried: f64, packet: f64) -> Option<f64> {
         let (rate, path) = self.direction(down);
-        let tbf = rate.map(|r| r as f64 * packet / (packet + 14.0));
+        let tbf_overhead = TBF_BYTES_PER_PACKET - OPPORTUNITY_BYTES as f64;
+        let tbf = rate.map(|r| r as f64 * carried / (packet + tbf_overhead));
         let emulated = path
             .rate_bps
             .filter(|_| path.trace.is_none())
-            .map(|r| r as f64 * packet / (packet + path.overhead_bytes as f64));
+            .map(|r| r as f64 * carried / (packet + path.overhead_bytes as f64));
         let trace = path
             .trace
             .as_ref()
-            .map(|(t, scale)| t.mean_bps(*scale) * packet / OPPORTUNITY_BYTES as f64);
+            .map(|(t, scale)| t.mean_bps(*scale) * carried / OPPORTUNITY_BYTES as f64);
         [tbf, emulated, trace]
             .into_iter()
             .flatten()
@@ -246,6 +242,21 @@ pub fn synthetic_lte() -> Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ceilings_count_what_tbf_counts_per_packet() {
+        let l = LinkSpec::shaped(150_000_000, 50_000_000);
+        // TCP: 1448 payload bytes per 1514 counted; UDPST: 1250 IP bytes per 1264.
+        assert!((l.ceiling_bps(true).expect("rate") - 150e6 * 1448.0 / 1514.0).abs() < 1e-3);
+        let ip = l.ip_ceiling_bps(false, 1250.0).expect("rate");
+        assert!((ip - 50e6 * 1250.0 / 1264.0).abs() < 1e-3);
+        let emu = builtin("ftth-1g-40ms", None).expect("profile");
+        let (tcp, udp) = (
+            emu.ceiling_bps(true).expect("rate"),
+            emu.ip_ceiling_bps(true, 1250.0).expect("rate"),
+        );
+        assert!(udp > tcp, "{udp} {tcp}");
+    }
 
     #[test]
     fn every_named_profile_exists_and_unknown_ones_do_not() {
