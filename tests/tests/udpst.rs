@@ -310,3 +310,61 @@ fn a_byte_allowance_is_refused_before_any_traffic() {
         .contains("cannot keep to a byte allowance"));
     assert!(r.capacity.is_none());
 }
+
+#[test]
+#[cfg_attr(
+    not(sonde_udpst),
+    ignore = "needs cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn a_datagram_flood_on_the_agents_port_costs_nothing() {
+    let _alone = alone();
+    let port = sonde_e2e::pipeline::free_port();
+    let _server = UdpstServer::start(&[], port, &["-j"]);
+    let mut cmd = std::process::Command::new(bin("sonde-agent"));
+    cmd.args(["probe", "--responder", &format!("udpst://127.0.0.1:{port}")])
+        .args(["--direction", "down", "--max-duration", "5", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let agent = cmd.spawn().expect("sonde-agent");
+    // The agent's test socket: the UDP socket of its process once the test runs.
+    let pid = agent.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut target = None;
+    while target.is_none() && Instant::now() < deadline {
+        let out = std::process::Command::new("ss")
+            .args(["-Hunap"])
+            .output()
+            .expect("ss");
+        target = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains(&format!("pid={pid},")) && !l.contains(&format!(":{port} ")))
+            .and_then(|l| l.split_whitespace().nth(3).map(str::to_string));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = target.expect("the agent's UDP socket");
+    // A stranger floods it for 2 s with load-looking datagrams, bounded in count.
+    let flooder = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut forged = vec![0u8; 1222];
+    forged[..2].copy_from_slice(&sonde_proto::udpst::LOAD_ID.to_be_bytes());
+    forged[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    // Each claims 60,000 payload bytes: counted, they would add over 100 Gb/s.
+    forged[8..10].copy_from_slice(&60_000u16.to_be_bytes());
+    let (started, mut sent) = (Instant::now(), 0u64);
+    while started.elapsed() < Duration::from_secs(2) && sent < 2_000_000 {
+        if flooder.send_to(&forged, &target).is_ok() {
+            sent += 1;
+        }
+    }
+    let out = agent.wait_with_output().expect("agent ends");
+    let r = ResultRecord::from_json(String::from_utf8_lossy(&out.stdout).trim().as_bytes())
+        .expect("one record");
+    println!("flooded {target} with {sent} datagrams in 2 s");
+    assert!(sent > 1000, "the flood ran: {sent}");
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?}", r.status);
+    let down = r.capacity.and_then(|c| c.down).expect("a download figure");
+    // Loopback carries a few Gb/s; the stranger's datagrams were never counted.
+    assert!(down.max_ip_capacity_bps < 20e9, "{:?}", down);
+    // Nor did its sequence number (2^32 - 1) wreck the loss count.
+    assert!(down.loss_ratio < 0.5, "{:?}", down);
+    assert_eq!(down.sub_interval_rates_bps.len(), 5);
+}

@@ -176,30 +176,7 @@ fn main() {
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
     let code = match cli.command {
         Cmd::Profiles => {
-            for name in profile::known() {
-                let l = profile::builtin(name, None).unwrap_or_else(|| LinkSpec::shaped(0, 0));
-                let mb = |b: Option<f64>| {
-                    b.map(|b| format!("{:.0} Mb/s", b / 1e6))
-                        .unwrap_or("-".into())
-                };
-                let note = if l.down.trace.is_some() {
-                    "  (capacity from a trace)"
-                } else if l.offload {
-                    "  (rate, queue and delay in the emulator, GSO frames; needs ethtool)"
-                } else if profile::TOOL_PROFILES.contains(&name) {
-                    "  (no shaping: measures the emulator itself)"
-                } else {
-                    ""
-                };
-                println!(
-                    "{name:<12} down {:>10}  up {:>10}  one-way delay {:>5.1} ms  jitter ±{:.1} ms  loss {:.2} %{note}",
-                    mb(l.rate_bps(true)),
-                    mb(l.rate_bps(false)),
-                    l.down.delay.as_secs_f64() * 1e3,
-                    l.down.jitter.as_secs_f64() * 1e3,
-                    l.down.loss * 100.0,
-                );
-            }
+            print_profiles();
             0
         }
         Cmd::Clean => {
@@ -415,6 +392,34 @@ fn accuracy_cmd(profiles: Vec<String>, runs: usize, json: bool) -> i32 {
         started.elapsed().as_secs_f64()
     );
     0
+}
+
+/// `profiles`: each built-in profile on a line.
+fn print_profiles() {
+    for name in profile::known() {
+        let l = profile::builtin(name, None).unwrap_or_else(|| LinkSpec::shaped(0, 0));
+        let mb = |b: Option<f64>| {
+            b.map(|b| format!("{:.0} Mb/s", b / 1e6))
+                .unwrap_or("-".into())
+        };
+        let note = if l.down.trace.is_some() {
+            "  (capacity from a trace)"
+        } else if l.offload {
+            "  (rate, queue and delay in the emulator, GSO frames; needs ethtool)"
+        } else if profile::TOOL_PROFILES.contains(&name) {
+            "  (no shaping: measures the emulator itself)"
+        } else {
+            ""
+        };
+        println!(
+            "{name:<12} down {:>10}  up {:>10}  one-way delay {:>5.1} ms  jitter ±{:.1} ms  loss {:.2} %{note}",
+            mb(l.rate_bps(true)),
+            mb(l.rate_bps(false)),
+            l.down.delay.as_secs_f64() * 1e3,
+            l.down.jitter.as_secs_f64() * 1e3,
+            l.down.loss * 100.0,
+        );
+    }
 }
 
 fn capacity_cmd(udpst: &Path, profiles: Vec<String>, seconds: u32, json: bool) -> i32 {
