@@ -88,7 +88,7 @@ enum Cmd {
     /// capacity), both against one OB-UDPST server, beside each link's IP ceiling.
     ///
     /// Build OB-UDPST first, e.g.:
-    ///   cmake -S ../shared/peers/obudpst -B /tmp/udpst && make -C /tmp/udpst
+    ///   cmake -S obudpst -B /tmp/udpst && make -C /tmp/udpst
     ///   sonde-netlab capacity --udpst /tmp/udpst/udpst
     #[command(verbatim_doc_comment)]
     Capacity {
@@ -425,7 +425,7 @@ fn print_profiles() {
 fn capacity_cmd(udpst: &Path, profiles: Vec<String>, seconds: u32, json: bool) -> i32 {
     if !udpst.is_file() {
         eprintln!(
-            "error: no OB-UDPST binary at {} (build it: cmake -S ../shared/peers/obudpst -B /tmp/udpst && make -C /tmp/udpst)",
+            "error: no OB-UDPST binary at {} (build it: cmake -S obudpst -B /tmp/udpst && make -C /tmp/udpst)",
             udpst.display()
         );
         return 2;
