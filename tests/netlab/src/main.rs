@@ -84,8 +84,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Benchmark sonde's UDPST client against OB-UDPST's own client (RFC 9097 IP-layer
-    /// capacity), both against one OB-UDPST server, beside each link's IP ceiling.
+    /// Benchmark sonde's RFC 9097 capacity against OB-UDPST's own client
+    ///
+    /// Both clients face one OB-UDPST server, beside each link's IP ceiling.
     ///
     /// Build OB-UDPST first, e.g.:
     ///   cmake -S obudpst -B /tmp/udpst && make -C /tmp/udpst
