@@ -117,17 +117,20 @@ fn gigabit_forty_ms_profile_keeps_its_round_trip_and_its_rate() {
         let idle = r.idle_latency.expect("idle latency");
         within_40_ms(idle.median_s.expect("echoes came back"))?;
         // An upper bound is the emulator's rate at work; the lower one only says that
-        // super-packets cross it both ways (a broken offload carries nothing).
+        // super-packets cross it both ways (a broken offload carries nothing). The
+        // emulator is a process: stalled by CPU steal, it delivers late packets
+        // together and a second may carry a little more than the rate. A sonde bias
+        // would be above it on every attempt; the kernel-shaped links keep a hard bound.
         for (th, ceiling) in [
             (r.download.expect("download"), down_ceiling),
             (r.upload.expect("upload"), up_ceiling),
         ] {
-            assert!(
-                th.goodput_bps <= ceiling * 1.01,
-                "{:?} {} above the ceiling {ceiling}",
-                th.direction,
-                th.goodput_bps
-            );
+            if th.goodput_bps > ceiling * 1.01 {
+                return Err(format!(
+                    "{:?} {} above the ceiling {ceiling}",
+                    th.direction, th.goodput_bps
+                ));
+            }
             if th.goodput_bps <= ceiling * 0.5 {
                 return Err(format!(
                     "{:?} {} under half the ceiling {ceiling}",

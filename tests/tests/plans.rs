@@ -320,7 +320,9 @@ fn a_revoked_box_and_a_stranger_get_no_plan() {
     // Revoked: refused (3), no plan.
     let run = collector.cli(&["agent", "revoke", &id]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    std::thread::sleep(Duration::from_secs(2));
+    // Past two of the collector's revocation polls (2 s), so it knows before the box
+    // connects: the box must still read why it is refused, not a bare close.
+    std::thread::sleep(Duration::from_millis(4500));
     let kinds = runtime.block_on(sonde_e2e::attack::kinds_after_one_upload(
         addr, enrolled, within,
     ));

@@ -214,7 +214,12 @@ async fn agent(
         None => conn.remote_address().to_string(),
     };
     ingest.connection(true);
-    let agent_id = delivery.as_ref().map(|d| d.agent_id.clone());
+    // An agent revoked before it connected reads why on its stream (a reject frame);
+    // the watch is for one revoked while connected, which may never upload again.
+    let agent_id = delivery
+        .as_ref()
+        .filter(|_| revoked.is_none())
+        .map(|d| d.agent_id.clone());
     let served = tokio::select! {
         s = streams(&conn, &ingest, &budget, || {
             let mut session = ingest.session(delivery.clone(), peer.clone());
