@@ -16,6 +16,7 @@ pub mod access;
 pub mod budget;
 pub mod capacity;
 pub mod latency;
+pub mod rate_search;
 pub mod report;
 pub mod sampler;
 pub mod schedule;

@@ -3,7 +3,6 @@
 //! responder's address.
 
 pub mod arrivals;
-pub mod batch;
 pub mod echo;
 pub mod netif;
 pub mod target;

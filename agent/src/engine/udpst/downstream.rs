@@ -4,11 +4,11 @@
 
 use crate::engine::options::{Progress, ProgressFn};
 use crate::engine::udpst::shared::{mid_test, now_ns, Ended, NO_TRAFFIC};
-use crate::net::batch;
 use crate::net::target::ClientError;
 use sonde_method::capacity::Receiver;
 use sonde_proto::udpst::{Activation, Pdu, SendingRate, TestAction, IPV4_UDP_OVERHEAD};
 use sonde_proto::{Direction, FailureReason};
+use sonde_udpst::batch;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;

@@ -13,8 +13,6 @@ use tokio::net::UdpSocket;
 /// How long each control answer may take: OB-UDPST's own client gives up after 3 s
 /// without traffic.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
-/// Socket buffers asked for, each way: OB-UDPST's own size, room for 8 ms at 1 Gb/s.
-const SOCKET_BUFFER: usize = 1_024_000;
 
 /// Requests are sent again this often while no answer came (UDP may lose them).
 const RESEND: Duration = Duration::from_millis(500);
@@ -63,11 +61,7 @@ pub async fn open(
     let socket = netif::connect_udp(control, interface)
         .await
         .map_err(|e| ClientError::io(&format!("UDPST: opening a socket to {control}"), &e))?;
-    // The default (about 200 kB) overflows in bursts at a few hundred Mb/s; the kernel
-    // caps the request at net.core.rmem_max / wmem_max.
-    let sock = socket2::SockRef::from(&socket);
-    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    sonde_udpst::size_buffers(&socket);
     let ident = rand::random::<u16>().max(1);
     let setup = Setup {
         version: PROTOCOL_VERSION,

@@ -4,11 +4,8 @@
 use crate::net::target::ClientError;
 use sonde_proto::udpst::SubInterval;
 use sonde_proto::FailureReason;
-use std::time::Duration;
 
-/// Silence after which a running test has failed (OB-UDPST's own bound: a 1 s warning
-/// plus 2 s).
-pub const NO_TRAFFIC: Duration = Duration::from_secs(3);
+pub use sonde_udpst::{now_ns, NO_TRAFFIC};
 
 /// What a test left: the receiver's sub-intervals, and datagrams that were no PDU the
 /// test expected (counted, never fatal: a flood on the port must not end a test).
@@ -33,11 +30,4 @@ pub fn mid_test(context: &str, e: &std::io::Error) -> ClientError {
     } else {
         ClientError::io(context, e)
     }
-}
-
-/// Nanoseconds since the Unix epoch, on the wall clock.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
