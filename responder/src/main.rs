@@ -1,5 +1,6 @@
 //! `sonde-responder`: the measurement peer placed near the access network. Serves
-//! HTTP/1.1 download and upload endpoints and a UDP echo; stateless, no database.
+//! HTTP/1.1 download and upload endpoints, a UDP echo and, when asked, a UDP Speed Test
+//! Protocol server (RFC 9946); stateless, no database.
 
 mod admission;
 mod echo;
@@ -7,6 +8,7 @@ mod http;
 mod load;
 mod payload;
 mod tcpinfo;
+mod udpst;
 mod upload;
 
 use anyhow::Context as _;
@@ -19,12 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// sonde's measurement peer: serves downloads of incompressible bytes, sinks uploads
-/// while counting them in 100 ms bins, and echoes UDP latency probes.
+/// while counting them in 100 ms bins, echoes UDP latency probes and, with --udpst,
+/// serves IP-layer capacity tests (RFC 9097) over the UDP Speed Test Protocol.
 ///
 /// Agents need only the HTTP URL: `GET /api/v1/info` tells them the UDP port, the
-/// limits and the version.
+/// limits and the version. A UDPST server is reached as udpst://HOST:PORT, by sonde's
+/// agents or by any RFC 9946 client (OB-UDPST's udpst, TR-471 CPE diagnostics).
 ///
-/// Example: sonde-responder --listen 0.0.0.0:8080 --udp 0.0.0.0:8081
+/// Example: sonde-responder --listen 0.0.0.0:8080 --udp 0.0.0.0:8081 --udpst 0.0.0.0:24601
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -34,6 +38,18 @@ struct Args {
     /// UDP address for the latency echo; without it, agents measure no latency.
     #[arg(long, value_name = "ADDR:PORT")]
     udp: Option<SocketAddr>,
+    /// UDP address of the UDP Speed Test Protocol server's control port (RFC 9946;
+    /// 24601 is the protocol's port). Each test gets an ephemeral UDP port of its own, so
+    /// a firewall must let the client reach ephemeral ports too. Tests last at most
+    /// --max-duration seconds. Without it, no UDPST server.
+    #[arg(long, value_name = "ADDR:PORT")]
+    udpst: Option<SocketAddr>,
+    /// UDPST test connections running at once, all clients together; more are refused
+    /// ("could not allocate a connection"). One address runs at most two tests at once
+    /// (a multi-connection test counts once).
+    #[arg(long, default_value_t = 8, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    udpst_max_tests: u32,
     /// Concurrent data streams served at once; more get 503 Busy.
     #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -83,6 +99,17 @@ fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Bound before HTTP, so that whoever waits for the HTTP port finds UDPST ready too.
+    let udpst_control = match args.udpst {
+        Some(addr) => {
+            let control = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind the UDPST control port {addr}"))?;
+            tracing::info!(udpst = %control.local_addr()?, "UDPST server listening");
+            Some(control)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -117,6 +144,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         tokio::spawn(echo::serve(sock, rate, stop_rx.clone()));
     }
+    let udpst_counters = Arc::new(udpst::Counters::default());
+    if let Some(control) = udpst_control {
+        let config = udpst::Config {
+            max_tests: args.udpst_max_tests,
+            max_test_s: args.max_duration.min(3600) as u16,
+        };
+        tokio::spawn(udpst::serve(
+            control,
+            config,
+            udpst_counters.clone(),
+            stop_rx.clone(),
+        ));
+    }
     tokio::spawn(async move {
         sonde_cli::shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -133,6 +173,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         download_bytes = c.download_bytes.load(std::sync::atomic::Ordering::Relaxed),
         upload_bytes = c.upload_bytes.load(std::sync::atomic::Ordering::Relaxed),
         rejected = c.rejected.load(std::sync::atomic::Ordering::Relaxed),
+        udpst_tests = udpst_counters
+            .completed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        udpst_refused = udpst_counters
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
         "responder stopped"
     );
     Ok(())

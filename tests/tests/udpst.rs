@@ -1,7 +1,8 @@
 //! The UDPST engine (RFC 9946 / RFC 9097 IP-layer capacity) against the Broadband
 //! Forum's OB-UDPST 9.0.0, built from `../shared/peers/obudpst` by this crate's build
 //! script: sonde's client measures an OB-UDPST server in both directions on a tbf link
-//! and agrees with OB-UDPST's own client and with the link's IP ceiling; a server that
+//! and agrees with OB-UDPST's own client and with the link's IP ceiling, and OB-UDPST's
+//! client measures sonde's server (`sonde-responder --udpst`) as sonde's does; a server that
 //! is no UDPST server, no server, a refusal and a server that dies mid-test are each a
 //! clear failure within the test's bound. Ignored, with the reason, where cmake (or
 //! root, for namespaces) is missing.
@@ -89,7 +90,25 @@ fn udpst_client(prefix: &[&str], host: &str, port: u16, up: bool, seconds: u32) 
     ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
 )]
 fn sonde_measures_an_obudpst_server_as_its_own_client_does_on_tbf_150_50() {
-    agrees_with_obudpst(150_000_000, 50_000_000, 8, 0.02);
+    agrees_with_obudpst(Server::Obudpst, 150_000_000, 50_000_000, 8, 0.02);
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_udpst)),
+    ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn obudpsts_client_measures_sondes_server_as_sondes_client_does_on_tbf_150_50() {
+    agrees_with_obudpst(Server::Sonde, 150_000_000, 50_000_000, 8, 0.02);
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_udpst)),
+    ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn obudpsts_client_measures_sondes_server_as_sondes_client_does_on_tbf_1000_500() {
+    agrees_with_obudpst(Server::Sonde, 1_000_000_000, 500_000_000, 10, 0.15);
 }
 
 #[test]
@@ -104,14 +123,23 @@ fn sonde_measures_an_obudpst_server_as_its_own_client_does_on_tbf_1000_500() {
     // and from 444 to 484 up in four runs, sonde (a debug build here) from 892 to 982
     // and from 449 to 494. This test checks the gigabit path works both ways, within
     // 15 %; the agreement figures come from the release build's benchmark.
-    agrees_with_obudpst(1_000_000_000, 500_000_000, 10, 0.15);
+    agrees_with_obudpst(Server::Obudpst, 1_000_000_000, 500_000_000, 10, 0.15);
 }
 
-/// On a netlab link shaped with tbf to `down`/`up` bit/s: sonde's client against an
-/// OB-UDPST server, then OB-UDPST's own client against the same server, `seconds` per
+/// Which UDPST server a test measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// OB-UDPST's `udpst -j`.
+    Obudpst,
+    /// `sonde-responder --udpst`.
+    Sonde,
+}
+
+/// On a netlab link shaped with tbf to `down`/`up` bit/s: sonde's client against a
+/// `server`, then OB-UDPST's own client against the same server, `seconds` per
 /// direction; each figure within `tolerance` of the link's IP ceiling and of
 /// OB-UDPST's (two attempts: the machine is shared).
-fn agrees_with_obudpst(down: u64, up: u64, seconds: u32, tolerance: f64) {
+fn agrees_with_obudpst(which: Server, down: u64, up: u64, seconds: u32, tolerance: f64) {
     let _alone = alone();
     use sonde_netlab::topology::RESPONDER_IP;
     let link = sonde_netlab::LinkSpec::shaped(down, up);
@@ -123,9 +151,19 @@ fn agrees_with_obudpst(down: u64, up: u64, seconds: u32, tolerance: f64) {
     let responder = ["ip", "netns", "exec", &t.responder_ns.clone()];
     let agent = ["ip", "netns", "exec", &t.agent_ns.clone()];
     let port = 24601;
-    let server = UdpstServer::start(&responder, port, &["-j"]);
+    let server = match which {
+        Server::Obudpst => Some(UdpstServer::start(&responder, port, &["-j"])),
+        Server::Sonde => {
+            t.start_responder().expect("sonde-responder --udpst");
+            None
+        }
+    };
     let host = RESPONDER_IP.to_string();
-    let place = format!("tbf {}/{}", down / 1_000_000, up / 1_000_000);
+    let place = format!(
+        "tbf {}/{}, {which:?} server",
+        down / 1_000_000,
+        up / 1_000_000
+    );
     // UDPST's load datagrams are 1250-byte IP packets, which tbf counts as 1264.
     let ceiling = |is_down: bool| {
         link.ip_ceiling_bps(is_down, sonde_netlab::capacity::UDPST_PACKET)

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 ///
 /// Each run builds a fresh topology: an agent namespace, a link namespace that shapes
 /// the rate (tbf) and emulates delay, jitter, loss or a capacity trace (TUN), and a
-/// responder namespace running sonde-responder (HTTP 8080, UDP 8081) and iperf3 -s
-/// (5201). Everything is removed on exit, on error and on Ctrl-C.
+/// responder namespace running sonde-responder (HTTP 8080, UDP echo 8081, UDPST 24601)
+/// and iperf3 -s (5201). Everything is removed on exit, on error and on Ctrl-C.
 ///
 /// Profiles: ftth-1g, ftth-2g5, 4g-150, 4g-lossy, wifi-300, lte-trace (the default
 /// benchmark); ftth-1g-20ms, ftth-1g-40ms, ftth-2g5-5ms (gigabit with a round-trip

@@ -536,11 +536,12 @@ impl Topology {
         Ok(pid)
     }
 
-    /// Starts `sonde-responder` (HTTP 8080, UDP 8081) in the responder namespace and
-    /// waits until it answers. Returns its base URL.
+    /// Starts `sonde-responder` (HTTP 8080, UDP echo 8081, UDPST 24601) in the
+    /// responder namespace and waits until it answers. Returns its base URL.
     pub fn start_responder(&mut self) -> anyhow::Result<String> {
         let mut cmd = Command::new(find_bin("sonde-responder")?);
         cmd.args(["--listen", "0.0.0.0:8080", "--udp", "0.0.0.0:8081"])
+            .args(["--udpst", "0.0.0.0:24601"])
             .env("RUST_LOG", "warn");
         let ns = self.responder_ns.clone();
         self.spawn_in(&ns, cmd)?;

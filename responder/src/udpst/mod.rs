@@ -1,0 +1,349 @@
+//! A UDP Speed Test Protocol server (RFC 9946, protocol version 20), so that an
+//! OB-UDPST client, a CPE running TR-471 diagnostics or sonde's own agent
+//! (`udpst://`) can measure IP-layer capacity (RFC 9097) against the responder.
+//!
+//! The control port answers Setup Requests: each accepted one gets a test socket of
+//! its own on an ephemeral port ([`test`]), which takes the Test Activation and runs
+//! the test, [`downstream`] (the server sends at the rows its rate search picks from
+//! the client's Status PDUs) or [`upstream`] (the server receives, reports every trial
+//! and tells the client its row). Each connection of a multi-connection test is a test
+//! of its own here, as in OB-UDPST.
+//!
+//! Defences: tests at once are capped (`--udpst-max-tests`; more are refused with
+//! "could not allocate a connection"), an address runs at most two tests at once (the
+//! next may start while the last ends; a multi-connection test counts once), a test lasts at most `--max-duration`, a test socket takes
+//! its activation only from the address that set it up, and a test whose client falls
+//! silent for 3 s ends. Datagrams that are no Setup Request are dropped and counted,
+//! never answered.
+
+pub mod downstream;
+pub mod test;
+pub mod upstream;
+
+use sonde_proto::udpst::*;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+
+/// What the server allows.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Tests running at once, all addresses together.
+    pub max_tests: u32,
+    /// Longest test, s.
+    pub max_test_s: u16,
+}
+
+/// What the server did, for the responder's closing line and its tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Setup Requests accepted.
+    pub accepted: AtomicU64,
+    /// Setup Requests refused (any reason).
+    pub refused: AtomicU64,
+    /// Datagrams on the control port that were no Setup Request.
+    pub ignored: AtomicU64,
+    /// Tests that ran to their stop.
+    pub completed: AtomicU64,
+    /// Tests that ended otherwise (no activation, silence, refused parameters).
+    pub failed: AtomicU64,
+}
+
+/// Tests a client address may run at once: the next may start while the last ends.
+const PER_ADDRESS: usize = 2;
+
+/// Tests running: how many connections, and by client address each test's
+/// multi-connection identifier with its connections.
+#[derive(Debug, Default)]
+struct Running {
+    total: u32,
+    by_address: HashMap<IpAddr, Vec<(u16, u32)>>,
+}
+
+/// A running test connection's slot; freed when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    running: Arc<Mutex<Running>>,
+    ip: IpAddr,
+    ident: u16,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        r.total = r.total.saturating_sub(1);
+        if let Some(tests) = r.by_address.get_mut(&self.ip) {
+            if let Some(t) = tests.iter_mut().find(|t| t.0 == self.ident) {
+                t.1 -= 1;
+            }
+            tests.retain(|t| t.1 > 0);
+            if tests.is_empty() {
+                r.by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Takes a slot for a connection of test `ident` from `ip`: refused when the server is
+/// full, or when that address already runs [`PER_ADDRESS`] other tests.
+fn admit(running: &Arc<Mutex<Running>>, ip: IpAddr, ident: u16, max: u32) -> Option<Slot> {
+    let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+    if r.total >= max {
+        return None;
+    }
+    let tests = r.by_address.entry(ip).or_default();
+    if let Some(t) = tests.iter_mut().find(|t| t.0 == ident) {
+        t.1 += 1;
+    } else if tests.len() < PER_ADDRESS {
+        tests.push((ident, 1));
+    } else {
+        return None;
+    }
+    r.total += 1;
+    Some(Slot {
+        running: running.clone(),
+        ip,
+        ident,
+    })
+}
+
+/// How a Setup Request is answered: accepted, or the refusal code.
+pub fn judge_setup(setup: &Setup) -> Result<(), u8> {
+    if setup.request != SETUP_REQUEST {
+        return Err(0);
+    }
+    if setup.version != PROTOCOL_VERSION {
+        return Err(2);
+    }
+    if setup.mc_count == 0 || setup.mc_count > 24 || setup.mc_index >= setup.mc_count {
+        return Err(12);
+    }
+    if setup.auth.mode != 0 {
+        // No key is configured on this server.
+        return Err(4);
+    }
+    Ok(())
+}
+
+/// Serves the control port until `stop`.
+pub async fn serve(
+    control: UdpSocket,
+    config: Config,
+    counters: Arc<Counters>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let running = Arc::new(Mutex::new(Running::default()));
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, peer) = tokio::select! {
+            r = control.recv_from(&mut buf) => match r {
+                Ok(got) => got,
+                Err(e) => {
+                    // An ICMP error from an earlier answer: nothing to do with the next.
+                    tracing::debug!(error = %e, "UDPST control port");
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let setup = match Pdu::decode(&buf[..n]) {
+            Ok(Pdu::Setup(s)) => s,
+            Ok(_) | Err(_) => {
+                counters.ignored.fetch_add(1, Ordering::Relaxed);
+                refuse_other_version(&control, &buf[..n], peer).await;
+                continue;
+            }
+        };
+        let answer = match judge_setup(&setup) {
+            Err(0) => {
+                counters.ignored.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Err(code) => Err(code),
+            Ok(()) => admit(&running, peer.ip(), setup.mc_ident, config.max_tests).ok_or(13),
+        };
+        match answer {
+            Ok(slot) => open(&control, setup, peer, slot, config, &counters, &stop).await,
+            Err(code) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, code, reason = SetupAnswer::reason(code), "UDPST setup refused");
+                let _ = control
+                    .send_to(&response(&setup, code, 0).encode(), peer)
+                    .await;
+            }
+        }
+    }
+}
+
+/// A Setup Response to `setup` with `code` and the test port.
+fn response(setup: &Setup, code: u8, port: u16) -> Setup {
+    Setup {
+        version: if code == 2 {
+            PROTOCOL_VERSION
+        } else {
+            setup.version
+        },
+        request: SETUP_RESPONSE,
+        response: code,
+        test_port: port,
+        auth: Auth {
+            checksum: 0,
+            ..setup.auth
+        },
+        ..*setup
+    }
+}
+
+/// A setup of another protocol version (another length) gets a refusal naming ours.
+async fn refuse_other_version(control: &UdpSocket, datagram: &[u8], peer: SocketAddr) {
+    if datagram.len() < 4 || datagram.len() == SETUP_LEN || datagram[..2] != SETUP_ID.to_be_bytes()
+    {
+        return;
+    }
+    let version = u16::from_be_bytes([datagram[2], datagram[3]]);
+    tracing::info!(%peer, version, "UDPST setup of another protocol version refused");
+    let ours = Setup {
+        version: PROTOCOL_VERSION,
+        mc_index: 0,
+        mc_count: 1,
+        mc_ident: 0,
+        request: SETUP_RESPONSE,
+        response: 2,
+        max_bandwidth: 0,
+        test_port: 0,
+        modifiers: 0,
+        auth: Auth::default(),
+    };
+    let _ = control.send_to(&ours.encode(), peer).await;
+}
+
+/// Opens the test socket of an accepted setup, answers with its port, knocks from it
+/// (the Null Request, which opens the client's firewall for the test port) and runs
+/// the test on a task of its own.
+async fn open(
+    control: &UdpSocket,
+    setup: Setup,
+    peer: SocketAddr,
+    slot: Slot,
+    config: Config,
+    counters: &Arc<Counters>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
+    let local = control
+        .local_addr()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |a| {
+            SocketAddr::new(a.ip(), 0)
+        });
+    let socket = match UdpSocket::bind(local).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "UDPST: no test socket");
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = control
+                .send_to(&response(&setup, 13, 0).encode(), peer)
+                .await;
+            return;
+        }
+    };
+    sonde_udpst::size_buffers(&socket);
+    let port = socket.local_addr().map_or(0, |a| a.port());
+    counters.accepted.fetch_add(1, Ordering::Relaxed);
+    let _ = control
+        .send_to(&response(&setup, 1, port).encode(), peer)
+        .await;
+    let null = Null {
+        version: PROTOCOL_VERSION,
+        request: 1,
+        response: 0,
+        reserved: 0,
+        auth: Auth::default(),
+    };
+    let _ = socket.send_to(&null.encode(), peer).await;
+    let counters = counters.clone();
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        tokio::select! {
+            ok = test::run(socket, setup, peer, config) => {
+                let c = if ok { &counters.completed } else { &counters.failed };
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            _ = stop.changed() => {}
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_in_total_and_per_address_and_freed_on_drop() {
+        let running = Arc::new(Mutex::new(Running::default()));
+        let a: IpAddr = [192, 0, 2, 1].into();
+        let b: IpAddr = [192, 0, 2, 2].into();
+        // Three connections of one test from a, then a second test: fine.
+        let one: Vec<Slot> = (0..3).filter_map(|_| admit(&running, a, 7, 6)).collect();
+        assert_eq!(one.len(), 3);
+        let second = admit(&running, a, 8, 6).expect("a second test from a");
+        assert!(admit(&running, a, 9, 6).is_none(), "a third test from a");
+        let other = admit(&running, b, 7, 6).expect("b");
+        assert!(admit(&running, b, 8, 6).is_some_and(|s| {
+            // The sixth connection: the server is full now.
+            assert!(admit(&running, b, 8, 6).is_none());
+            drop(s);
+            true
+        }));
+        drop(one);
+        drop(second);
+        drop(other);
+        let r = running.lock().expect("lock");
+        assert_eq!(r.total, 0);
+        assert!(r.by_address.is_empty());
+    }
+
+    #[test]
+    fn setups_are_judged_as_ob_udpst_judges_them() {
+        let ok = Setup {
+            version: PROTOCOL_VERSION,
+            mc_index: 0,
+            mc_count: 1,
+            mc_ident: 1,
+            request: SETUP_REQUEST,
+            response: 0,
+            max_bandwidth: 0,
+            test_port: 0,
+            modifiers: 0,
+            auth: Auth::default(),
+        };
+        assert_eq!(judge_setup(&ok), Ok(()));
+        assert_eq!(judge_setup(&Setup { version: 11, ..ok }), Err(2));
+        assert_eq!(judge_setup(&Setup { mc_count: 0, ..ok }), Err(12));
+        assert_eq!(
+            judge_setup(&Setup {
+                mc_index: 3,
+                mc_count: 3,
+                ..ok
+            }),
+            Err(12)
+        );
+        let keyed = Setup {
+            auth: Auth {
+                mode: 1,
+                ..Auth::default()
+            },
+            ..ok
+        };
+        assert_eq!(judge_setup(&keyed), Err(4), "no key configured here");
+        assert_eq!(
+            judge_setup(&Setup {
+                request: SETUP_RESPONSE,
+                ..ok
+            }),
+            Err(0),
+            "a response is no request: ignored"
+        );
+    }
+}
