@@ -46,7 +46,7 @@ struct Args {
     udpst: Option<SocketAddr>,
     /// UDPST test connections running at once, all clients together; more are refused
     /// ("could not allocate a connection"). One address runs at most two tests at once
-    /// (a multi-connection test counts once).
+    /// (a multi-connection test counts once) and at most half of these connections.
     #[arg(long, default_value_t = 8, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     udpst_max_tests: u32,
@@ -101,13 +101,7 @@ fn main() {
 async fn run(args: Args) -> anyhow::Result<()> {
     // Bound before HTTP, so that whoever waits for the HTTP port finds UDPST ready too.
     let udpst_control = match args.udpst {
-        Some(addr) => {
-            let control = tokio::net::UdpSocket::bind(addr)
-                .await
-                .with_context(|| format!("cannot bind the UDPST control port {addr}"))?;
-            tracing::info!(udpst = %control.local_addr()?, "UDPST server listening");
-            Some(control)
-        }
+        Some(addr) => Some(udpst::bind(addr).await?),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -150,12 +144,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_tests: args.udpst_max_tests,
             max_test_s: args.max_duration.min(3600) as u16,
         };
-        tokio::spawn(udpst::serve(
-            control,
-            config,
-            udpst_counters.clone(),
-            stop_rx.clone(),
-        ));
+        let counters = udpst_counters.clone();
+        tokio::spawn(udpst::serve(control, config, counters, stop_rx.clone()));
     }
     tokio::spawn(async move {
         sonde_cli::shutdown_signal().await;

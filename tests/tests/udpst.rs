@@ -406,3 +406,136 @@ fn a_datagram_flood_on_the_agents_port_costs_nothing() {
     assert!(down.loss_ratio < 0.5, "{:?}", down);
     assert_eq!(down.sub_interval_rates_bps.len(), 5);
 }
+
+/// A Setup Request for test `ident`, with `auth_mode`.
+fn setup_request(ident: u16, version: u16, auth_mode: u8) -> Vec<u8> {
+    use sonde_proto::udpst::*;
+    Setup {
+        version,
+        mc_index: 0,
+        mc_count: 1,
+        mc_ident: ident,
+        request: SETUP_REQUEST,
+        response: 0,
+        max_bandwidth: 0,
+        test_port: 0,
+        modifiers: 0,
+        auth: Auth {
+            mode: auth_mode,
+            ..Auth::default()
+        },
+    }
+    .encode()
+}
+
+/// A stranger's socket on another loopback address, answers awaited for 300 ms.
+fn stranger(ip: &str) -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind((ip, 0)).expect("bind a stranger");
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    s
+}
+
+/// Every PDU the stranger's socket got until it fell quiet (bounded).
+fn answers(s: &std::net::UdpSocket) -> Vec<sonde_proto::udpst::Pdu> {
+    let mut buf = [0u8; 9000];
+    let mut got = Vec::new();
+    for _ in 0..10_000 {
+        match s.recv(&mut buf) {
+            Ok(n) => got.extend(sonde_proto::udpst::Pdu::decode(&buf[..n]).ok()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// The Setup Responses among `pdus`: (code, test port).
+fn setup_answers(pdus: &[sonde_proto::udpst::Pdu]) -> Vec<(u8, u16)> {
+    pdus.iter()
+        .filter_map(|p| match p {
+            sonde_proto::udpst::Pdu::Setup(s) => Some((s.response, s.test_port)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_stranger_on_sondes_server_gets_no_reflection_and_an_agent_still_measures() {
+    let _alone = alone();
+    let port = sonde_e2e::pipeline::free_port();
+    let udpst = format!("127.0.0.1:{port}");
+    let _responder = sonde_e2e::Responder::start(&["--udpst", &udpst, "--udpst-max-tests", "5"]);
+    let control: std::net::SocketAddr = udpst.parse().expect("addr");
+    let a = stranger("127.0.0.2");
+    // Junk and PDUs that are no Setup Request: dropped, never answered.
+    let mut junk = vec![0u8; 1222];
+    for i in 0..20_000u32 {
+        junk[..4].copy_from_slice(&i.to_be_bytes());
+        let _ = a.send_to(&junk[..(i as usize % 1222) + 1], control);
+    }
+    junk[..2].copy_from_slice(&sonde_proto::udpst::LOAD_ID.to_be_bytes());
+    let _ = a.send_to(&junk, control);
+    assert!(answers(&a).is_empty(), "junk was answered");
+    // Another protocol version, a key this server does not have: refused by name.
+    let _ = a.send_to(&setup_request(1, 11, 0), control);
+    let _ = a.send_to(&setup_request(2, 20, 1), control);
+    assert_eq!(setup_answers(&answers(&a)), vec![(2, 0), (4, 0)]);
+    // Two tests set up and never activated: the third from this address is refused.
+    for ident in [10, 11, 12] {
+        let _ = a.send_to(&setup_request(ident, 20, 0), control);
+    }
+    let got = setup_answers(&answers(&a));
+    let codes: Vec<u8> = got.iter().map(|g| g.0).collect();
+    assert_eq!(codes, vec![1, 1, 13], "{got:?}");
+    // A third party cannot activate the stranger's test towards itself.
+    let b = stranger("127.0.0.3");
+    let test_port = got[0].1;
+    let activation = sonde_proto::udpst::Activation::decode(&hex_line("us c>s activation"))
+        .expect("recorded activation");
+    let _ = b.send_to(&activation.encode(), ("127.0.0.1", test_port));
+    assert!(answers(&b).is_empty(), "a forged activation was answered");
+    // The agent still gets a slot (the stranger may hold half of the five) and
+    // measures, while the stranger
+    // floods the control port (bounded: 2 s, 2,000,000 datagrams).
+    let flood = std::thread::spawn(move || {
+        let (started, mut sent) = (Instant::now(), 0u64);
+        while started.elapsed() < Duration::from_secs(2) && sent < 2_000_000 {
+            if a.send_to(&setup_request(10, 20, 0), control).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let (r, stderr) = probe(
+        &[],
+        &[
+            "--responder",
+            &format!("udpst://{udpst}"),
+            "--direction",
+            "down",
+            "--max-duration",
+            "5",
+        ],
+        Duration::from_secs(30),
+    );
+    let flooded = flood.join().expect("flood");
+    println!("the stranger sent {flooded} setups during the agent's test");
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
+    let down = r.capacity.and_then(|c| c.down).expect("a download figure");
+    assert_eq!(down.sub_interval_rates_bps.len(), 5, "{down:?}");
+    assert!(down.max_ip_capacity_bps > 100e6, "{down:?}");
+}
+
+/// The bytes of the first recorded PDU whose line starts with `prefix`.
+fn hex_line(prefix: &str) -> Vec<u8> {
+    let t = include_str!("../../proto/testdata/udpst-obudpst-9.0.0.txt");
+    let line = t
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .expect("recorded line");
+    let hex = line.split(' ').nth(4).expect("bytes");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}

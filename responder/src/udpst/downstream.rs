@@ -3,12 +3,11 @@
 //! PDUs (so the client measures round trips). At the test's end the load PDUs carry the
 //! stop until the client confirms it.
 
-use super::test::Accepted;
+use super::session::{log_end, split, test_time, Accepted};
 use sonde_proto::udpst::*;
 use sonde_udpst::sender::{self, lock, Phase, Steer};
 use sonde_udpst::NO_TRAFFIC;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -22,7 +21,7 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
         ..Steer::default()
     }));
     let sender = sender::spawn(sender_socket, steer.clone());
-    let stop_at = Instant::now() + super::upstream::test_time(&t.activation);
+    let stop_at = Instant::now() + test_time(&t.activation);
     let mut last_heard = Instant::now();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let (mut last_seq, mut last_sub) = (0u32, 0u32);
@@ -45,18 +44,7 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
                     if status.action != TestAction::Test {
                         break true;
                     }
-                    let mut s = lock(&steer);
-                    s.status_seq_err = if status.seq > last_seq {
-                        (status.seq - last_seq - 1).min(u32::from(u16::MAX)) as u16
-                    } else {
-                        u16::MAX
-                    };
-                    last_seq = last_seq.max(status.seq);
-                    s.status_sent = status.sent;
-                    s.status_heard = Some(std::time::Instant::now());
-                    if s.phase == Phase::Test {
-                        s.rate = t.table.row(t.search.adjust(&status));
-                    }
+                    steer_by(&steer, &mut t, &status, &mut last_seq);
                 }
                 Ok(Pdu::Activation(_)) => {
                     // Our answer was lost: the client asks again.
@@ -86,7 +74,7 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    super::upstream::log_end(&t, "down", &reported, confirmed);
+    log_end(&t, "down", &reported, confirmed);
     tracing::debug!(
         datagrams = sent.datagrams,
         refused = sent.refused,
@@ -95,12 +83,18 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
     confirmed
 }
 
-/// The socket for the async side and a clone for the sender thread.
-pub fn split(socket: UdpSocket) -> Option<(UdpSocket, std::net::UdpSocket)> {
-    let std_socket = socket.into_std().ok()?;
-    let clone = std_socket.try_clone().ok()?;
-    Some((UdpSocket::from_std(std_socket).ok()?, clone))
+/// A client's Status PDU: echoed from now on, and the rate search moved by it.
+fn steer_by(steer: &Mutex<Steer>, t: &mut Accepted, status: &Status, last_seq: &mut u32) {
+    let mut s = lock(steer);
+    s.status_seq_err = if status.seq > *last_seq {
+        (status.seq - *last_seq - 1).min(u32::from(u16::MAX)) as u16
+    } else {
+        u16::MAX
+    };
+    *last_seq = (*last_seq).max(status.seq);
+    s.status_sent = status.sent;
+    s.status_heard = Some(std::time::Instant::now());
+    if s.phase == Phase::Test {
+        s.rate = t.table.row(t.search.adjust(status));
+    }
 }
-
-/// Half a second past the duration, as OB-UDPST stops.
-pub const STOP_AFTER: Duration = Duration::from_millis(500);

@@ -11,14 +11,18 @@
 //!
 //! Defences: tests at once are capped (`--udpst-max-tests`; more are refused with
 //! "could not allocate a connection"), an address runs at most two tests at once (the
-//! next may start while the last ends; a multi-connection test counts once), a test lasts at most `--max-duration`, a test socket takes
+//! next may start while the last ends) and at most half the server's connections, a
+//! repeated setup of a running connection is refused, a test lasts at most `--max-duration`, a test socket takes
 //! its activation only from the address that set it up, and a test whose client falls
 //! silent for 3 s ends. Datagrams that are no Setup Request are dropped and counted,
 //! never answered.
 
 pub mod downstream;
+pub mod session;
 pub mod test;
 pub mod upstream;
+
+pub use session::Config;
 
 use sonde_proto::udpst::*;
 use std::collections::HashMap;
@@ -26,15 +30,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
-
-/// What the server allows.
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    /// Tests running at once, all addresses together.
-    pub max_tests: u32,
-    /// Longest test, s.
-    pub max_test_s: u16,
-}
 
 /// What the server did, for the responder's closing line and its tests.
 #[derive(Debug, Default)]
@@ -55,11 +50,11 @@ pub struct Counters {
 const PER_ADDRESS: usize = 2;
 
 /// Tests running: how many connections, and by client address each test's
-/// multi-connection identifier with its connections.
+/// multi-connection identifier with the indexes of its connections.
 #[derive(Debug, Default)]
 struct Running {
     total: u32,
-    by_address: HashMap<IpAddr, Vec<(u16, u32)>>,
+    by_address: HashMap<IpAddr, Vec<(u16, Vec<u8>)>>,
 }
 
 /// A running test connection's slot; freed when dropped.
@@ -68,6 +63,7 @@ pub struct Slot {
     running: Arc<Mutex<Running>>,
     ip: IpAddr,
     ident: u16,
+    index: u8,
 }
 
 impl Drop for Slot {
@@ -75,10 +71,10 @@ impl Drop for Slot {
         let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
         r.total = r.total.saturating_sub(1);
         if let Some(tests) = r.by_address.get_mut(&self.ip) {
-            if let Some(t) = tests.iter_mut().find(|t| t.0 == self.ident) {
-                t.1 -= 1;
+            for t in tests.iter_mut().filter(|t| t.0 == self.ident) {
+                t.1.retain(|i| *i != self.index);
             }
-            tests.retain(|t| t.1 > 0);
+            tests.retain(|t| !t.1.is_empty());
             if tests.is_empty() {
                 r.by_address.remove(&self.ip);
             }
@@ -86,18 +82,28 @@ impl Drop for Slot {
     }
 }
 
-/// Takes a slot for a connection of test `ident` from `ip`: refused when the server is
-/// full, or when that address already runs [`PER_ADDRESS`] other tests.
-fn admit(running: &Arc<Mutex<Running>>, ip: IpAddr, ident: u16, max: u32) -> Option<Slot> {
+/// Takes a slot for connection `setup.mc_index` of test `setup.mc_ident` from `ip`.
+/// Refused when the server runs `max` connections, when that address runs
+/// [`PER_ADDRESS`] other tests or half the server's connections, or when that
+/// connection of that test already runs (a stranger repeating a setup takes one slot).
+fn admit(running: &Arc<Mutex<Running>>, ip: IpAddr, setup: &Setup, max: u32) -> Option<Slot> {
     let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
     if r.total >= max {
         return None;
     }
     let tests = r.by_address.entry(ip).or_default();
+    let held: usize = tests.iter().map(|t| t.1.len()).sum();
+    if held >= (max as usize / 2).max(1) {
+        return None;
+    }
+    let (ident, index) = (setup.mc_ident, setup.mc_index);
     if let Some(t) = tests.iter_mut().find(|t| t.0 == ident) {
-        t.1 += 1;
+        if t.1.contains(&index) {
+            return None;
+        }
+        t.1.push(index);
     } else if tests.len() < PER_ADDRESS {
-        tests.push((ident, 1));
+        tests.push((ident, vec![index]));
     } else {
         return None;
     }
@@ -106,6 +112,7 @@ fn admit(running: &Arc<Mutex<Running>>, ip: IpAddr, ident: u16, max: u32) -> Opt
         running: running.clone(),
         ip,
         ident,
+        index,
     })
 }
 
@@ -127,6 +134,16 @@ pub fn judge_setup(setup: &Setup) -> Result<(), u8> {
     Ok(())
 }
 
+/// Binds the control port.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
+    use anyhow::Context as _;
+    let control = UdpSocket::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the UDPST control port {addr}"))?;
+    tracing::info!(udpst = %control.local_addr()?, "UDPST server listening");
+    Ok(control)
+}
+
 /// Serves the control port until `stop`.
 pub async fn serve(
     control: UdpSocket,
@@ -135,6 +152,7 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let running = Arc::new(Mutex::new(Running::default()));
+    let mut quiet = Quiet::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, peer) = tokio::select! {
@@ -162,18 +180,41 @@ pub async fn serve(
                 continue;
             }
             Err(code) => Err(code),
-            Ok(()) => admit(&running, peer.ip(), setup.mc_ident, config.max_tests).ok_or(13),
+            Ok(()) => admit(&running, peer.ip(), &setup, config.max_tests).ok_or(13),
         };
         match answer {
             Ok(slot) => open(&control, setup, peer, slot, config, &counters, &stop).await,
             Err(code) => {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, code, reason = SetupAnswer::reason(code), "UDPST setup refused");
+                quiet.refused(peer, code);
                 let _ = control
                     .send_to(&response(&setup, code, 0).encode(), peer)
                     .await;
             }
         }
+    }
+}
+
+/// Refusals are logged at most once a second, with how many the line stands for: a
+/// stranger's flood of setups must not flood the log.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl Quiet {
+    fn refused(&mut self, peer: SocketAddr, code: u8) {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::info!(%peer, code, reason = SetupAnswer::reason(code), refusals = self.since, "UDPST setup refused");
+        self.last = Some(std::time::Instant::now());
+        self.since = 0;
     }
 }
 
@@ -279,26 +320,55 @@ async fn open(
 mod tests {
     use super::*;
 
+    fn setup(ident: u16, index: u8, count: u8) -> Setup {
+        Setup {
+            version: PROTOCOL_VERSION,
+            mc_index: index,
+            mc_count: count,
+            mc_ident: ident,
+            request: SETUP_REQUEST,
+            response: 0,
+            max_bandwidth: 0,
+            test_port: 0,
+            modifiers: 0,
+            auth: Auth::default(),
+        }
+    }
+
     #[test]
     fn slots_are_capped_in_total_and_per_address_and_freed_on_drop() {
         let running = Arc::new(Mutex::new(Running::default()));
         let a: IpAddr = [192, 0, 2, 1].into();
         let b: IpAddr = [192, 0, 2, 2].into();
         // Three connections of one test from a, then a second test: fine.
-        let one: Vec<Slot> = (0..3).filter_map(|_| admit(&running, a, 7, 6)).collect();
+        let one: Vec<Slot> = (0..3)
+            .filter_map(|i| admit(&running, a, &setup(7, i, 3), 10))
+            .collect();
         assert_eq!(one.len(), 3);
-        let second = admit(&running, a, 8, 6).expect("a second test from a");
-        assert!(admit(&running, a, 9, 6).is_none(), "a third test from a");
-        let other = admit(&running, b, 7, 6).expect("b");
-        assert!(admit(&running, b, 8, 6).is_some_and(|s| {
-            // The sixth connection: the server is full now.
-            assert!(admit(&running, b, 8, 6).is_none());
-            drop(s);
-            true
-        }));
+        assert!(
+            admit(&running, a, &setup(7, 0, 3), 10).is_none(),
+            "a repeated connection"
+        );
+        let second = admit(&running, a, &setup(8, 0, 1), 10).expect("a second test from a");
+        assert!(
+            admit(&running, a, &setup(9, 0, 1), 10).is_none(),
+            "a third test from a"
+        );
+        let fifth = admit(&running, a, &setup(8, 1, 3), 10).expect("a's fifth connection");
+        assert!(
+            admit(&running, a, &setup(8, 2, 3), 10).is_none(),
+            "a holds 5 of 10: half"
+        );
+        let others: Vec<Slot> = (0..5)
+            .filter_map(|i| admit(&running, b, &setup(7, i, 5), 10))
+            .collect();
+        assert_eq!(others.len(), 5);
+        let c: IpAddr = [192, 0, 2, 3].into();
+        assert!(admit(&running, c, &setup(1, 0, 1), 10).is_none(), "full");
         drop(one);
         drop(second);
-        drop(other);
+        drop(fifth);
+        drop(others);
         let r = running.lock().expect("lock");
         assert_eq!(r.total, 0);
         assert!(r.by_address.is_empty());
@@ -306,18 +376,7 @@ mod tests {
 
     #[test]
     fn setups_are_judged_as_ob_udpst_judges_them() {
-        let ok = Setup {
-            version: PROTOCOL_VERSION,
-            mc_index: 0,
-            mc_count: 1,
-            mc_ident: 1,
-            request: SETUP_REQUEST,
-            response: 0,
-            max_bandwidth: 0,
-            test_port: 0,
-            modifiers: 0,
-            auth: Auth::default(),
-        };
+        let ok = setup(1, 0, 1);
         assert_eq!(judge_setup(&ok), Ok(()));
         assert_eq!(judge_setup(&Setup { version: 11, ..ok }), Err(2));
         assert_eq!(judge_setup(&Setup { mc_count: 0, ..ok }), Err(12));

@@ -3,7 +3,8 @@
 //! values replaced by the defaults, the duration capped by the server), the answer,
 //! then the test itself.
 
-use super::Config;
+use super::session::{Accepted, Config};
+use super::{downstream, upstream};
 use sonde_method::rate_search::{Algorithm, RateSearch, RateTable, SearchParams};
 use sonde_proto::udpst::*;
 use std::net::SocketAddr;
@@ -12,19 +13,6 @@ use tokio::net::UdpSocket;
 
 /// How long the client may take to activate its test.
 const ACTIVATION_WAIT: Duration = Duration::from_secs(3);
-
-/// The server's half of an activated test.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    /// The activation as answered.
-    pub activation: Activation,
-    /// The rows for this test's datagram sizes.
-    pub table: RateTable,
-    /// The search over them.
-    pub search: RateSearch,
-    /// The client's address.
-    pub peer: SocketAddr,
-}
 
 /// Runs one test to its end; `true` when it ran to its stop.
 pub async fn run(socket: UdpSocket, setup: Setup, peer: SocketAddr, config: Config) -> bool {
@@ -60,9 +48,9 @@ pub async fn run(socket: UdpSocket, setup: Setup, peer: SocketAddr, config: Conf
         "UDPST test starts"
     );
     if answer.request == ACTIVATE_UPSTREAM {
-        super::upstream::run(socket, accepted).await
+        upstream::run(socket, accepted).await
     } else {
-        super::downstream::run(socket, accepted).await
+        downstream::run(socket, accepted).await
     }
 }
 

@@ -3,18 +3,13 @@
 //! to send next, chosen by the rate search from that trial. At the test's end the
 //! status carries the stop until the client confirms it with a load PDU.
 
-use super::test::Accepted;
-use sonde_method::capacity::{figures, Receiver};
+use super::session::{log_end, test_time, Accepted};
+use sonde_method::capacity::Receiver;
 use sonde_proto::udpst::*;
 use sonde_udpst::{batch, now_ns, NO_TRAFFIC};
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
-
-/// How long the test runs before the server stops it.
-pub fn test_time(a: &Activation) -> Duration {
-    Duration::from_secs(u64::from(a.test_s)) + super::downstream::STOP_AFTER
-}
 
 /// Receives until the client confirms the stop; `true` when it did.
 pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
@@ -79,20 +74,4 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
     };
     log_end(&t, "up", rx.sub_intervals(), confirmed);
     confirmed
-}
-
-/// The closing line of a test: its maximum IP-layer capacity as the receiver measured
-/// it (the server for an upload, the client's reports for a download).
-pub fn log_end(t: &Accepted, direction: &str, subs: &[SubInterval], confirmed: bool) {
-    let a = &t.activation;
-    let count = (u32::from(a.test_s) * 1000 / u32::from(a.sub_interval_ms.max(1))) as usize;
-    let max = figures(subs, sonde_udpst::overhead(t.peer), count).map(|f| f.max_ip_capacity_bps);
-    tracing::info!(
-        peer = %t.peer,
-        direction,
-        sub_intervals = subs.len(),
-        max_ip_capacity_mbps = max.map(|b| (b / 1e4).round() / 100.0),
-        ran_to_stop = confirmed,
-        "UDPST test ended"
-    );
 }
