@@ -80,13 +80,25 @@ fn as_unit(unit: &[(String, String)], line: &str) -> Command {
             .lines()
         {
             if let Some((k, v)) = l.split_once('=').filter(|_| !l.starts_with('#')) {
-                env.insert(format!("${{{}}}", k.trim()), v.trim().to_string());
+                env.insert(k.trim().to_string(), v.trim().to_string());
             }
         }
     }
+    // As systemd: `${VAR}` is one word, `$VAR` its value split on spaces (none when
+    // unset or empty).
     let words: Vec<String> = line
         .split_whitespace()
-        .map(|w| env.get(w).cloned().unwrap_or_else(|| w.to_string()))
+        .flat_map(|w| {
+            if let Some(name) = w.strip_prefix("${").and_then(|w| w.strip_suffix('}')) {
+                vec![env.get(name).cloned().unwrap_or_default()]
+            } else if let Some(name) = w.strip_prefix('$') {
+                env.get(name)
+                    .map(|v| v.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default()
+            } else {
+                vec![w.to_string()]
+            }
+        })
         .collect();
     let user = value(unit, "User").expect("User=");
     let mut cmd = Command::new("setpriv");
@@ -226,6 +238,7 @@ fn packages_install_run_upgrade_and_purge_cleanly() {
 
     // The operator edits the configurations (free ports here), as on a real box.
     let (http, quic, tcp, udp) = (free_port(), free_port(), free_port(), free_port());
+    let udpst = free_port();
     std::fs::write(
         "/etc/sonde/collector.toml",
         format!(
@@ -238,7 +251,7 @@ fn packages_install_run_upgrade_and_purge_cleanly() {
         "/etc/sonde/responder.conf",
         format!(
             "# edited by the operator\nSONDE_RESPONDER_LISTEN=127.0.0.1:{tcp}\nSONDE_RESPONDER_UDP=127.0.0.1:{udp}\n\
-             SONDE_RESPONDER_MAX_STREAMS=16\n"
+             SONDE_RESPONDER_MAX_STREAMS=16\nSONDE_RESPONDER_OPTIONS=--udpst 127.0.0.1:{udpst} --udpst-max-tests 2\n"
         ),
     )
     .expect("responder config");
@@ -262,6 +275,15 @@ fn packages_install_run_upgrade_and_purge_cleanly() {
     wait_for("the collector's /healthz", Duration::from_secs(30), || {
         http_get(&http_addr, "/healthz").is_some_and(|(c, _)| c == 200)
     });
+    // The unit passes the options of responder.conf: its UDPST server is up.
+    wait_for(
+        "the responder's UDPST port",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(dir.join("responder.log"))
+                .is_ok_and(|l| l.contains(&format!("udpst=127.0.0.1:{udpst}")))
+        },
+    );
     let collector = unit("sonde-collector");
     let token = sh(&mut as_unit(
         &collector,
