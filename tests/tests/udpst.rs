@@ -238,7 +238,7 @@ fn a_refused_setup_is_named_in_the_servers_terms() {
     assert_eq!(r.status.reason, Some(FailureReason::ResponderError));
     let message = r.status.message.unwrap_or_default();
     assert!(
-        message.contains("refused the setup") && message.contains("jumbo"),
+        message.contains("refused the setup") && message.contains("add ?jumbo to the URL"),
         "{message}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -538,4 +538,46 @@ fn hex_line(prefix: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_udpst),
+    ignore = "needs cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn sondes_client_follows_an_obudpst_servers_jumbo_rows_on_a_jumbo_path() {
+    let _alone = alone();
+    // OB-UDPST's server as it runs by default: jumbo datagrams above 1 Gb/s. Loopback
+    // carries 9000-byte datagrams; the client asks for them with ?jumbo.
+    let port = sonde_e2e::pipeline::free_port();
+    let _server = UdpstServer::start(&[], port, &[]);
+    let (r, stderr) = probe(
+        &[],
+        &[
+            "--responder",
+            &format!("udpst://127.0.0.1:{port}?jumbo"),
+            "--max-duration",
+            "8",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
+    let c = r.capacity.expect("capacity");
+    for f in [c.down.expect("down"), c.up.expect("up")] {
+        println!("jumbo rows: {:?}", f.sub_interval_rates_bps);
+        // Rows above 1 Gb/s send datagrams of 1375 bytes and more: past it, they came.
+        assert!(f.max_ip_capacity_bps > 1.05e9, "{f:?}");
+    }
+    // A query the engine does not know is refused by name, before any traffic.
+    let (r, _) = probe(
+        &[],
+        &["--responder", &format!("udpst://127.0.0.1:{port}?fast=yes")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.status.outcome, Outcome::Failed);
+    assert!(r
+        .status
+        .message
+        .unwrap_or_default()
+        .contains("takes only ?jumbo"));
 }

@@ -45,6 +45,7 @@ pub(crate) async fn measure(
             ),
         ));
     }
+    let jumbo = url_options(&opts.responder)?;
     let (addr, _) = resolve(&opts.responder).await?;
     record.run.responder.address = Some(addr.to_string());
     let params = Params {
@@ -52,6 +53,7 @@ pub(crate) async fn measure(
             .max_duration
             .as_secs()
             .clamp(u64::from(MIN_TEST_S), 3600)) as u16,
+        jumbo,
         ..Params::default()
     };
     let overhead = if addr.is_ipv6() {
@@ -81,6 +83,29 @@ pub(crate) async fn measure(
     }
     record.capacity = Some(capacity);
     Ok(())
+}
+
+/// What the responder URL's query asks: `jumbo` (or `jumbo=1`, `true`, `on`) lets the
+/// server send jumbo datagrams above 1 Gb/s (packets of 1375 to 9000 bytes: a path with
+/// a 9000-byte MTU only; OB-UDPST's server wants it unless run with `-j`). Anything
+/// else is refused by name.
+fn url_options(url: &url::Url) -> Result<bool, ClientError> {
+    let mut jumbo = false;
+    for (k, v) in url.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("jumbo", "" | "1" | "true" | "on") => jumbo = true,
+            ("jumbo", "0" | "false" | "off") => jumbo = false,
+            _ => {
+                return Err(ClientError::new(
+                    FailureReason::ResponderError,
+                    format!(
+                        "udpst:// takes only ?jumbo (or jumbo=on|off) in its query, not {k}={v}"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(jumbo)
 }
 
 /// One test in `direction`: opened, run to the server's stop, and its figures.

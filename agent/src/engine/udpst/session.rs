@@ -81,10 +81,17 @@ pub async fn open(
     })
     .await?;
     if answer.response != SetupAnswer::Ack.code() {
+        let hint = match answer.response {
+            3 if !params.jumbo => {
+                "; it wants jumbo datagrams: add ?jumbo to the URL on a path with a 9000-byte MTU, or run OB-UDPST with -j"
+            }
+            3 => "; it refuses jumbo datagrams: drop ?jumbo from the URL",
+            _ => "",
+        };
         return Err(ClientError::new(
             FailureReason::ResponderError,
             format!(
-                "UDPST server {control} refused the setup: {} (code {})",
+                "UDPST server {control} refused the setup: {} (code {}){hint}",
                 SetupAnswer::reason(answer.response),
                 answer.response
             ),
