@@ -17,6 +17,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_iperf3)");
     println!("cargo::rustc-check-cfg=cfg(sonde_ethtool)");
     println!("cargo::rustc-check-cfg=cfg(sonde_udpst)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_udpst_auth)");
     println!("cargo::rerun-if-env-changed=PATH");
     // A tool installed or removed later changes its directory: detect again then.
     if let Some(path) = std::env::var_os("PATH") {
@@ -55,6 +56,13 @@ fn main() {
             Ok(bin) => {
                 println!("cargo::rustc-cfg=sonde_udpst");
                 println!("cargo::rustc-env=SONDE_UDPST_BIN={}", bin.display());
+                // Authentication is compiled in only with OpenSSL's headers (libssl-dev).
+                let cache = bin.with_file_name("CMakeCache.txt");
+                if std::fs::read_to_string(cache)
+                    .is_ok_and(|c| c.contains("_OPENSSL_FOUND:INTERNAL=1"))
+                {
+                    println!("cargo::rustc-cfg=sonde_udpst_auth");
+                }
             }
             Err(e) => println!("cargo::warning=OB-UDPST not built, its tests are ignored: {e}"),
         }

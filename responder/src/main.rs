@@ -50,6 +50,11 @@ struct Args {
     #[arg(long, default_value_t = 8, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     udpst_max_tests: u32,
+    /// Shared keys of UDPST authentication (mode 1, HMAC-SHA256), as OB-UDPST's key
+    /// files hold them: one `ID,KEY` a line, `#` comments. With it every UDPST test must
+    /// authenticate with one of these keys; without it none may.
+    #[arg(long, value_name = "FILE")]
+    udpst_key_file: Option<std::path::PathBuf>,
     /// Concurrent data streams served at once; more get 503 Busy.
     #[arg(long, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -140,10 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let udpst_counters = Arc::new(udpst::Counters::default());
     if let Some(control) = udpst_control {
-        let config = udpst::Config {
-            max_tests: args.udpst_max_tests,
-            max_test_s: args.max_duration.min(3600) as u16,
-        };
+        let config = udpst_config(&args)?;
         let counters = udpst_counters.clone();
         tokio::spawn(udpst::serve(control, config, counters, stop_rx.clone()));
     }
@@ -172,6 +174,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "responder stopped"
     );
     Ok(())
+}
+
+/// The UDPST server's limits and keys, from the command line.
+fn udpst_config(args: &Args) -> anyhow::Result<udpst::Config> {
+    let keys = match &args.udpst_key_file {
+        Some(path) => Some(Arc::new(
+            sonde_udpst::auth::KeyFile::read(path).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    Ok(udpst::Config {
+        max_tests: args.udpst_max_tests,
+        max_test_s: args.max_duration.min(3600) as u16,
+        keys,
+    })
 }
 
 async fn serve_http(

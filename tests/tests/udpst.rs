@@ -581,3 +581,97 @@ fn sondes_client_follows_an_obudpst_servers_jumbo_rows_on_a_jumbo_path() {
         .unwrap_or_default()
         .contains("takes only ?jumbo"));
 }
+
+/// A key file of one key, `0,KEY`, in a scratch folder.
+fn key_file(name: &str, key: &str) -> std::path::PathBuf {
+    let dir = sonde_e2e::pipeline::scratch(name);
+    let path = dir.join("udpst.keys");
+    std::fs::write(&path, format!("# a test key\n0,{key}\n")).expect("key file");
+    path
+}
+
+/// A 5 s download from `url`: the record and the agent's stderr.
+fn download(url: &str) -> (ResultRecord, String) {
+    probe(
+        &[],
+        &[
+            "--responder",
+            url,
+            "--direction",
+            "down",
+            "--max-duration",
+            "5",
+        ],
+        Duration::from_secs(30),
+    )
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_udpst_auth),
+    ignore = "needs cmake, a C compiler and libssl-dev (Debian packages cmake, gcc, libssl-dev) to build OB-UDPST with authentication"
+)]
+fn a_shared_key_authenticates_against_obudpst_and_sonde_and_a_wrong_key_is_named() {
+    let _alone = alone();
+    let right = key_file("udpst-key-right", "right-key");
+    let wrong = key_file("udpst-key-wrong", "wrong-key");
+    let url = |port: u16, file: &std::path::Path| {
+        format!("udpst://127.0.0.1:{port}?key_file={}", file.display())
+    };
+    // OB-UDPST's server with the key: ours authenticates, a wrong key and none do not.
+    let port = sonde_e2e::pipeline::free_port();
+    let server = UdpstServer::start(&[], port, &["-j", "-a", "right-key"]);
+    let (r, stderr) = download(&url(port, &right));
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
+    assert!(r.capacity.and_then(|c| c.down).is_some());
+    for (u, why) in [
+        (url(port, &wrong), "authentication failed at the server"),
+        (
+            format!("udpst://127.0.0.1:{port}"),
+            "authentication required by the server",
+        ),
+    ] {
+        let started = Instant::now();
+        let (r, _) = download(&u);
+        let message = r.status.message.unwrap_or_default();
+        assert!(message.contains(why), "{u}: {message}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    drop(server);
+    // sonde's server with the key: ours and OB-UDPST's client authenticate.
+    let port = sonde_e2e::pipeline::free_port();
+    let control = format!("127.0.0.1:{port}");
+    let _responder = sonde_e2e::Responder::start(&[
+        "--udpst",
+        &control,
+        "--udpst-key-file",
+        &right.display().to_string(),
+    ]);
+    let (r, stderr) = download(&url(port, &right));
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
+    let (r, _) = download(&url(port, &wrong));
+    let message = r.status.message.unwrap_or_default();
+    assert!(
+        message.contains("authentication failed at the server"),
+        "{message}"
+    );
+    assert!(message.contains("is not the server's"), "{message}");
+    let theirs = |key: &str| {
+        let mut cmd = std::process::Command::new(UDPST);
+        cmd.args(["-d", "-j", "-t", "5", "-f", "json", "-a", key, &control]);
+        let run = sonde_e2e::run_bounded(cmd, Duration::from_secs(30));
+        serde_json::from_str::<serde_json::Value>(run.stdout().trim()).expect("udpst json")
+    };
+    let ok = theirs("right-key");
+    assert_eq!(ok["ErrorStatus"], 0, "{ok}");
+    assert!(
+        ok["Output"]["AtMax"]["MaxIPLayerCapacity"].as_f64() > Some(10.0),
+        "{ok}"
+    );
+    let refused = theirs("wrong-key");
+    assert_ne!(refused["ErrorStatus"], 0, "{refused}");
+    assert!(
+        refused.to_string().contains("Authentication failure"),
+        "{refused}"
+    );
+}

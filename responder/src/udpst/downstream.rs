@@ -48,7 +48,7 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
                 }
                 Ok(Pdu::Activation(_)) => {
                     // Our answer was lost: the client asks again.
-                    let _ = socket.send(&t.activation.encode()).await;
+                    let _ = socket.send(&t.answer).await;
                 }
                 _ => {}
             },

@@ -23,8 +23,10 @@ pub mod test;
 pub mod upstream;
 
 pub use session::Config;
+use session::{seal, Signer};
 
 use sonde_proto::udpst::*;
+use sonde_udpst::auth::{self, KeyFile};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,8 +118,15 @@ fn admit(running: &Arc<Mutex<Running>>, ip: IpAddr, setup: &Setup, max: u32) -> 
     })
 }
 
-/// How a Setup Request is answered: accepted, or the refusal code.
-pub fn judge_setup(setup: &Setup) -> Result<(), u8> {
+/// How a Setup Request (`raw`, its bytes) is answered at `now_s` (Unix seconds):
+/// accepted, with the test's keys when it authenticated, or the refusal code (0: no
+/// request, not answered).
+pub fn judge_setup(
+    setup: &Setup,
+    raw: &[u8],
+    keys: Option<&KeyFile>,
+    now_s: i64,
+) -> Result<Option<Signer>, u8> {
     if setup.request != SETUP_REQUEST {
         return Err(0);
     }
@@ -127,11 +136,26 @@ pub fn judge_setup(setup: &Setup) -> Result<(), u8> {
     if setup.mc_count == 0 || setup.mc_count > 24 || setup.mc_index >= setup.mc_count {
         return Err(12);
     }
-    if setup.auth.mode != 0 {
-        // No key is configured on this server.
-        return Err(4);
+    match (setup.auth.mode, keys) {
+        (0, None) => Ok(None),
+        (_, None) => Err(4),
+        (0, Some(_)) => Err(5),
+        (m, Some(_)) if m != auth::MODE => Err(6),
+        (_, Some(file)) => {
+            let shared = file.get(setup.auth.key_id).ok_or(7u8)?;
+            let keys = auth::derive(shared, setup.auth.unix_time);
+            if !auth::verify(raw, &keys.client) {
+                return Err(7);
+            }
+            if (i64::from(setup.auth.unix_time) - now_s).abs() > auth::TIME_WINDOW_S {
+                return Err(8);
+            }
+            Ok(Some(Signer {
+                keys,
+                key_id: setup.auth.key_id,
+            }))
+        }
     }
-    Ok(())
 }
 
 /// Binds the control port.
@@ -174,16 +198,27 @@ pub async fn serve(
                 continue;
             }
         };
-        let answer = match judge_setup(&setup) {
+        let now_s = sonde_udpst::now_ns() / 1_000_000_000;
+        let answer = match judge_setup(&setup, &buf[..n], config.keys.as_deref(), now_s) {
             Err(0) => {
                 counters.ignored.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             Err(code) => Err(code),
-            Ok(()) => admit(&running, peer.ip(), &setup, config.max_tests).ok_or(13),
+            Ok(signer) => admit(&running, peer.ip(), &setup, config.max_tests)
+                .map(|slot| (slot, signer))
+                .ok_or(13),
         };
         match answer {
-            Ok(slot) => open(&control, setup, peer, slot, config, &counters, &stop).await,
+            Ok((slot, signer)) => {
+                let test = Test {
+                    setup,
+                    peer,
+                    slot,
+                    signer,
+                };
+                open(&control, test, config.clone(), &counters, &stop).await
+            }
             Err(code) => {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
                 quiet.refused(peer, code);
@@ -229,10 +264,8 @@ fn response(setup: &Setup, code: u8, port: u16) -> Setup {
         request: SETUP_RESPONSE,
         response: code,
         test_port: port,
-        auth: Auth {
-            checksum: 0,
-            ..setup.auth
-        },
+        // Signed by `seal` when accepted with a key; a refusal carries no signature.
+        auth: Auth::default(),
         ..*setup
     }
 }
@@ -260,18 +293,31 @@ async fn refuse_other_version(control: &UdpSocket, datagram: &[u8], peer: Socket
     let _ = control.send_to(&ours.encode(), peer).await;
 }
 
+/// An accepted setup.
+#[derive(Debug)]
+struct Test {
+    setup: Setup,
+    peer: SocketAddr,
+    slot: Slot,
+    signer: Option<Signer>,
+}
+
 /// Opens the test socket of an accepted setup, answers with its port, knocks from it
 /// (the Null Request, which opens the client's firewall for the test port) and runs
 /// the test on a task of its own.
 async fn open(
     control: &UdpSocket,
-    setup: Setup,
-    peer: SocketAddr,
-    slot: Slot,
+    test: Test,
     config: Config,
     counters: &Arc<Counters>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) {
+    let Test {
+        setup,
+        peer,
+        slot,
+        signer,
+    } = test;
     let local = control
         .local_addr()
         .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |a| {
@@ -291,9 +337,8 @@ async fn open(
     sonde_udpst::size_buffers(&socket);
     let port = socket.local_addr().map_or(0, |a| a.port());
     counters.accepted.fetch_add(1, Ordering::Relaxed);
-    let _ = control
-        .send_to(&response(&setup, 1, port).encode(), peer)
-        .await;
+    let answer = seal(signer.as_ref(), response(&setup, 1, port).encode());
+    let _ = control.send_to(&answer, peer).await;
     let null = Null {
         version: PROTOCOL_VERSION,
         request: 1,
@@ -301,13 +346,15 @@ async fn open(
         reserved: 0,
         auth: Auth::default(),
     };
-    let _ = socket.send_to(&null.encode(), peer).await;
+    let _ = socket
+        .send_to(&seal(signer.as_ref(), null.encode()), peer)
+        .await;
     let counters = counters.clone();
     let mut stop = stop.clone();
     tokio::spawn(async move {
         let _slot = slot;
         tokio::select! {
-            ok = test::run(socket, setup, peer, config) => {
+            ok = test::run(socket, setup, peer, config, signer) => {
                 let c = if ok { &counters.completed } else { &counters.failed };
                 c.fetch_add(1, Ordering::Relaxed);
             }
@@ -377,11 +424,12 @@ mod tests {
     #[test]
     fn setups_are_judged_as_ob_udpst_judges_them() {
         let ok = setup(1, 0, 1);
-        assert_eq!(judge_setup(&ok), Ok(()));
-        assert_eq!(judge_setup(&Setup { version: 11, ..ok }), Err(2));
-        assert_eq!(judge_setup(&Setup { mc_count: 0, ..ok }), Err(12));
+        let judge = |s: &Setup| judge_setup(s, &s.encode(), None, 0).map(|_| ());
+        assert_eq!(judge(&ok), Ok(()));
+        assert_eq!(judge(&Setup { version: 11, ..ok }), Err(2));
+        assert_eq!(judge(&Setup { mc_count: 0, ..ok }), Err(12));
         assert_eq!(
-            judge_setup(&Setup {
+            judge(&Setup {
                 mc_index: 3,
                 mc_count: 3,
                 ..ok
@@ -395,14 +443,39 @@ mod tests {
             },
             ..ok
         };
-        assert_eq!(judge_setup(&keyed), Err(4), "no key configured here");
+        assert_eq!(judge(&keyed), Err(4), "no key configured here");
         assert_eq!(
-            judge_setup(&Setup {
+            judge(&Setup {
                 request: SETUP_RESPONSE,
                 ..ok
             }),
             Err(0),
             "a response is no request: ignored"
         );
+    }
+
+    #[test]
+    fn an_authenticated_setup_needs_the_right_key_and_a_fresh_time() {
+        let keys = KeyFile::parse("1,right-key\n").expect("keys");
+        let now = 1_764_720_000u32;
+        let signed = |shared: &[u8], id: u8, at: u32| {
+            let mut raw = setup(1, 0, 1).encode();
+            auth::sign(&mut raw, &auth::derive(shared, at).client, at, id);
+            raw
+        };
+        let judge = |raw: &[u8]| {
+            let Ok(Pdu::Setup(s)) = Pdu::decode(raw) else {
+                panic!("a setup");
+            };
+            judge_setup(&s, raw, Some(&keys), i64::from(now)).map(|signer| signer.is_some())
+        };
+        assert_eq!(judge(&signed(b"right-key", 1, now)), Ok(true));
+        assert_eq!(judge(&signed(b"wrong-key", 1, now)), Err(7), "wrong key");
+        assert_eq!(judge(&signed(b"right-key", 2, now)), Err(7), "unknown id");
+        assert_eq!(judge(&signed(b"right-key", 1, now - 6)), Err(8), "stale");
+        assert_eq!(judge(&setup(1, 0, 1).encode()), Err(5), "none at all");
+        let mut mode2 = signed(b"right-key", 1, now);
+        mode2[56 - auth::AUTH_BYTES] = 2;
+        assert_eq!(judge(&mode2), Err(6));
     }
 }

@@ -4,17 +4,46 @@
 use sonde_method::capacity::figures;
 use sonde_method::rate_search::{RateSearch, RateTable};
 use sonde_proto::udpst::{Activation, SubInterval};
+use sonde_udpst::auth::{sign, verify, KeyFile, Keys};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
 /// What the server allows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Tests running at once, all addresses together.
     pub max_tests: u32,
     /// Longest test, s.
     pub max_test_s: u16,
+    /// Shared keys by id: when set, every test must authenticate (mode 1).
+    pub keys: Option<Arc<KeyFile>>,
+}
+
+/// An authenticated test's keys: the server signs with one, checks the client's
+/// control PDUs with the other.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    /// Derived from the shared key and the Setup Request's time.
+    pub keys: Keys,
+    /// The shared key's id.
+    pub key_id: u8,
+}
+
+/// `pdu` signed with the server's key when the test is authenticated.
+pub fn seal(signer: Option<&Signer>, mut pdu: Vec<u8>) -> Vec<u8> {
+    if let Some(s) = signer {
+        let now = sonde_udpst::now_ns() / 1_000_000_000;
+        sign(&mut pdu, &s.keys.server, now as u32, s.key_id);
+    }
+    pdu
+}
+
+/// Whether the client's control PDU `raw` is acceptable: authenticated by the client's
+/// key, or any when the test is not authenticated.
+pub fn opens(signer: Option<&Signer>, raw: &[u8]) -> bool {
+    signer.is_none_or(|s| verify(raw, &s.keys.client))
 }
 
 /// The server's half of an activated test.
@@ -28,6 +57,9 @@ pub struct Accepted {
     pub search: RateSearch,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The activation answer as sent (signed when the test is authenticated), sent
+    /// again when the client asks again.
+    pub answer: Vec<u8>,
 }
 
 /// How long the test runs before the server stops it.

@@ -3,7 +3,7 @@
 //! values replaced by the defaults, the duration capped by the server), the answer,
 //! then the test itself.
 
-use super::session::{Accepted, Config};
+use super::session::{opens, seal, Accepted, Config, Signer};
 use super::{downstream, upstream};
 use sonde_method::rate_search::{Algorithm, RateSearch, RateTable, SearchParams};
 use sonde_proto::udpst::*;
@@ -15,8 +15,14 @@ use tokio::net::UdpSocket;
 const ACTIVATION_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs one test to its end; `true` when it ran to its stop.
-pub async fn run(socket: UdpSocket, setup: Setup, peer: SocketAddr, config: Config) -> bool {
-    let Some((request, from)) = activation(&socket, peer).await else {
+pub async fn run(
+    socket: UdpSocket,
+    setup: Setup,
+    peer: SocketAddr,
+    config: Config,
+    signer: Option<Signer>,
+) -> bool {
+    let Some((request, from)) = activation(&socket, peer, signer.as_ref()).await else {
         tracing::info!(%peer, "UDPST: no test activation in time");
         return false;
     };
@@ -33,12 +39,14 @@ pub async fn run(socket: UdpSocket, setup: Setup, peer: SocketAddr, config: Conf
         // The row the client starts sending.
         answer.rate = table.row(search.index());
     }
-    let _ = socket.send(&answer.encode()).await;
+    let sealed = seal(signer.as_ref(), answer.encode());
+    let _ = socket.send(&sealed).await;
     let accepted = Accepted {
         activation: answer,
         table,
         search,
         peer: from,
+        answer: sealed,
     };
     tracing::info!(
         peer = %from,
@@ -55,8 +63,12 @@ pub async fn run(socket: UdpSocket, setup: Setup, peer: SocketAddr, config: Conf
 }
 
 /// Waits for the Test Activation Request from `peer`'s address (any port: a NAT may
-/// have mapped the test socket to another).
-async fn activation(socket: &UdpSocket, peer: SocketAddr) -> Option<(Activation, SocketAddr)> {
+/// have mapped the test socket to another), authenticated when the test is.
+async fn activation(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    signer: Option<&Signer>,
+) -> Option<(Activation, SocketAddr)> {
     let deadline = tokio::time::Instant::now() + ACTIVATION_WAIT;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -64,7 +76,7 @@ async fn activation(socket: &UdpSocket, peer: SocketAddr) -> Option<(Activation,
             .await
             .ok()?
             .ok()?;
-        if from.ip() != peer.ip() {
+        if from.ip() != peer.ip() || !opens(signer, &buf[..n]) {
             continue;
         }
         if let Ok(Pdu::Activation(a)) = Pdu::decode(&buf[..n]) {

@@ -49,7 +49,7 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
             break true;
         }
         if again {
-            let _ = socket.send(&a.encode()).await;
+            let _ = socket.send(&t.answer).await;
         }
         let now = Instant::now();
         if now >= next_status {

@@ -1,6 +1,6 @@
 //! The link emulator's I/O: attaches to two existing TUN devices and forwards packets
 //! between them, one thread per direction, through an [`emulate::Path`] each. The only
-//! `unsafe` of netlab lives here (TUNSETIFF, TUNSETOFFLOAD and ppoll).
+//! `unsafe` of netlab lives here (TUNSETIFF, TUNSETOFFLOAD, ppoll and setpriority).
 //!
 //! With offload, both devices carry a virtio-net header before each packet and accept
 //! TCP segmentation offload: the kernel hands over GRO-built super-packets of up to
@@ -96,6 +96,7 @@ pub fn forward(
     stop: Arc<AtomicBool>,
 ) -> PathStats {
     let overhead = path.overhead_bytes();
+    emulator_priority();
     let mut buf = vec![0u8; 65536 + VNET_HDR_LEN];
     // SONDE_NETLAB_VERBOSE: a line of counters per second, to see where a link loses.
     let verbose = std::env::var_os("SONDE_NETLAB_VERBOSE").is_some();
@@ -147,6 +148,38 @@ pub fn forward(
         }
     }
     path.stats
+}
+
+/// Niceness of the forwarding threads: a link does not slow down when the machine is
+/// busy, so the emulator is served before ordinary work (a 40 ms path once read 45 to
+/// 47 ms while builds shared the 2 cores; two busy loops did not reproduce it, with or
+/// without this). Root only; without it the threads keep the process's niceness.
+const EMULATOR_NICE: i32 = -15;
+
+/// Raises the calling thread's priority to [`EMULATOR_NICE`] (Linux applies
+/// `setpriority` to one thread when given its id).
+fn emulator_priority() {
+    let tid = thread_id();
+    #[allow(unsafe_code)]
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, EMULATOR_NICE) };
+    if rc != 0 {
+        say_default_priority();
+    }
+}
+
+/// This thread's id.
+fn thread_id() -> libc::id_t {
+    #[allow(unsafe_code)]
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    tid as libc::id_t
+}
+
+/// Without the right (root), the emulator runs at the default priority: said once.
+fn say_default_priority() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| eprintln!("netlab: emulator threads keep the default priority (not root)"));
 }
 
 /// Runs both directions of a link between TUN devices `a` (agent side) and `b`

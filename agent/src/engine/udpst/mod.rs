@@ -45,7 +45,7 @@ pub(crate) async fn measure(
             ),
         ));
     }
-    let jumbo = url_options(&opts.responder)?;
+    let (jumbo, key) = url_options(&opts.responder)?;
     let (addr, _) = resolve(&opts.responder).await?;
     record.run.responder.address = Some(addr.to_string());
     let params = Params {
@@ -54,6 +54,7 @@ pub(crate) async fn measure(
             .as_secs()
             .clamp(u64::from(MIN_TEST_S), 3600)) as u16,
         jumbo,
+        key,
         ..Params::default()
     };
     let overhead = if addr.is_ipv6() {
@@ -73,8 +74,15 @@ pub(crate) async fn measure(
     };
     let interface = opts.interface.as_ref().map(|i| i.name.as_str());
     for &direction in &opts.directions {
-        let (accepted, figures) =
-            run_direction(addr, interface, direction, params, overhead, progress).await?;
+        let (accepted, figures) = run_direction(
+            addr,
+            interface,
+            direction,
+            params.clone(),
+            overhead,
+            progress,
+        )
+        .await?;
         capacity.rate_algorithm = if accepted.rate_algo == 1 { "C" } else { "B" }.into();
         match direction {
             Direction::Up => capacity.up = Some(figures),
@@ -87,25 +95,44 @@ pub(crate) async fn measure(
 
 /// What the responder URL's query asks: `jumbo` (or `jumbo=1`, `true`, `on`) lets the
 /// server send jumbo datagrams above 1 Gb/s (packets of 1375 to 9000 bytes: a path with
-/// a 9000-byte MTU only; OB-UDPST's server wants it unless run with `-j`). Anything
-/// else is refused by name.
-fn url_options(url: &url::Url) -> Result<bool, ClientError> {
-    let mut jumbo = false;
+/// a 9000-byte MTU only; OB-UDPST's server wants it unless run with `-j`);
+/// `key_file=PATH` (and `key_id=N`, else the file's first) authenticates the test
+/// (mode 1) with a key of an OB-UDPST key file (`ID,KEY` lines): the URL names the
+/// file, never the key. Anything else is refused by name.
+fn url_options(url: &url::Url) -> Result<(bool, Option<session::SharedKey>), ClientError> {
+    let bad = |m: String| ClientError::new(FailureReason::ResponderError, m);
+    let (mut jumbo, mut file, mut id) = (false, None, None);
     for (k, v) in url.query_pairs() {
         match (k.as_ref(), v.as_ref()) {
             ("jumbo", "" | "1" | "true" | "on") => jumbo = true,
             ("jumbo", "0" | "false" | "off") => jumbo = false,
+            ("key_file", path) => file = Some(std::path::PathBuf::from(path)),
+            ("key_id", n) => {
+                id = Some(
+                    n.parse::<u8>()
+                        .map_err(|_| bad(format!("key_id={n}: a key id is 0 to 255")))?,
+                )
+            }
             _ => {
-                return Err(ClientError::new(
-                    FailureReason::ResponderError,
-                    format!(
-                        "udpst:// takes only ?jumbo (or jumbo=on|off) in its query, not {k}={v}"
-                    ),
-                ))
+                return Err(bad(format!(
+                "udpst:// takes only ?jumbo, key_file=PATH and key_id=N in its query, not {k}={v}"
+            )))
             }
         }
     }
-    Ok(jumbo)
+    let key = match (file, id) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(bad("key_id needs key_file=PATH in the URL".into())),
+        (Some(path), id) => {
+            let keys = sonde_udpst::auth::KeyFile::read(&path).map_err(bad)?;
+            let id = id.unwrap_or(keys.first().0);
+            let key = keys
+                .get(id)
+                .ok_or_else(|| bad(format!("key file {}: no key of id {id}", path.display())))?;
+            Some((id, key.to_vec()))
+        }
+    };
+    Ok((jumbo, key))
 }
 
 /// One test in `direction`: opened, run to the server's stop, and its figures.

@@ -6,6 +6,7 @@ use crate::net::netif;
 use crate::net::target::ClientError;
 use sonde_proto::udpst::*;
 use sonde_proto::{Direction, FailureReason};
+use sonde_udpst::auth;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -17,8 +18,11 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests are sent again this often while no answer came (UDP may lose them).
 const RESEND: Duration = Duration::from_millis(500);
 
+/// A shared key of authentication mode 1: its id and its bytes.
+pub type SharedKey = (u8, Vec<u8>);
+
 /// The test parameters the client asks for (OB-UDPST's defaults, TR-471's values).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Params {
     /// Test duration, s.
     pub test_s: u16,
@@ -28,6 +32,8 @@ pub struct Params {
     pub trial_ms: u16,
     /// Jumbo datagram sizes allowed above 1 Gb/s.
     pub jumbo: bool,
+    /// Authentication (mode 1): the shared key's id and the key.
+    pub key: Option<SharedKey>,
 }
 
 impl Default for Params {
@@ -37,6 +43,7 @@ impl Default for Params {
             sub_interval_ms: 1000,
             trial_ms: 50,
             jumbo: false,
+            key: None,
         }
     }
 }
@@ -75,39 +82,61 @@ pub async fn open(
         modifiers: if params.jumbo { SETUP_JUMBO } else { 0 },
         auth: Auth::default(),
     };
-    let answer = exchange(&socket, &setup.encode(), control, |pdu| match pdu {
+    // Authenticated: both keys come from the shared key and this request's time.
+    let now_s = (sonde_udpst::now_ns() / 1_000_000_000) as u32;
+    let keys = params
+        .key
+        .as_ref()
+        .map(|(id, shared)| (*id, auth::derive(shared, now_s)));
+    let mut request = setup.encode();
+    if let Some((id, k)) = &keys {
+        auth::sign(&mut request, &k.client, now_s, *id);
+    }
+    let (answer, raw) = exchange(&socket, &request, control, |pdu| match pdu {
         Pdu::Setup(s) if s.request == SETUP_RESPONSE && s.mc_ident == ident => Some(s),
         _ => None,
     })
     .await?;
     if answer.response != SetupAnswer::Ack.code() {
-        let hint = match answer.response {
-            3 if !params.jumbo => {
-                "; it wants jumbo datagrams: add ?jumbo to the URL on a path with a 9000-byte MTU, or run OB-UDPST with -j"
-            }
-            3 => "; it refuses jumbo datagrams: drop ?jumbo from the URL",
-            _ => "",
-        };
-        return Err(ClientError::new(
-            FailureReason::ResponderError,
-            format!(
-                "UDPST server {control} refused the setup: {} (code {}){hint}",
-                SetupAnswer::reason(answer.response),
-                answer.response
-            ),
-        ));
+        return Err(refused(control, answer.response, params.jumbo));
+    }
+    if let Some((_, k)) = &keys {
+        if !auth::verify(&raw, &k.server) {
+            return Err(unauthentic(control, "setup"));
+        }
     }
     let test = SocketAddr::new(control.ip(), answer.test_port);
     socket
         .connect(test)
         .await
         .map_err(|e| ClientError::io(&format!("UDPST: connecting to test port {test}"), &e))?;
-    let request = activation(direction, params);
-    let accepted = exchange(&socket, &request.encode(), test, |pdu| match pdu {
+    let accepted = activate(&socket, test, activation(direction, &params), &keys, now_s).await?;
+    Ok(Opened { socket, accepted })
+}
+
+/// Sends the Test Activation Request (signed with the client's key when the test is
+/// authenticated) and checks the answer.
+async fn activate(
+    socket: &UdpSocket,
+    test: SocketAddr,
+    request: Activation,
+    keys: &Option<(u8, auth::Keys)>,
+    now_s: u32,
+) -> Result<Activation, ClientError> {
+    let mut bytes = request.encode();
+    if let Some((id, k)) = keys {
+        auth::sign(&mut bytes, &k.client, now_s, *id);
+    }
+    let (accepted, raw) = exchange(socket, &bytes, test, |pdu| match pdu {
         Pdu::Activation(a) if a.request == request.request && a.response != 0 => Some(a),
         _ => None,
     })
     .await?;
+    if let Some((_, k)) = keys {
+        if !auth::verify(&raw, &k.server) {
+            return Err(unauthentic(test, "test activation"));
+        }
+    }
     if accepted.response != ACTIVATION_ACK {
         return Err(ClientError::new(
             FailureReason::ResponderError,
@@ -117,11 +146,41 @@ pub async fn open(
             ),
         ));
     }
-    Ok(Opened { socket, accepted })
+    Ok(accepted)
+}
+
+/// A refused setup, named in the server's terms with what to change.
+fn refused(control: SocketAddr, code: u8, jumbo: bool) -> ClientError {
+    let hint = match code {
+        3 if !jumbo => {
+            "; it wants jumbo datagrams: add ?jumbo to the URL on a path with a 9000-byte MTU, or run OB-UDPST with -j"
+        }
+        3 => "; it refuses jumbo datagrams: drop ?jumbo from the URL",
+        4 => "; drop key_file from the URL",
+        5 => "; add key_file=PATH (and key_id=N) to the URL",
+        7 => "; the key or its id (key_file, key_id in the URL) is not the server's",
+        8 => "; this box's clock or the server's is off by more than 5 s",
+        _ => "",
+    };
+    ClientError::new(
+        FailureReason::ResponderError,
+        format!(
+            "UDPST server {control} refused the setup: {} (code {code}){hint}",
+            SetupAnswer::reason(code)
+        ),
+    )
+}
+
+/// An answer that does not authenticate: the server does not hold our key.
+fn unauthentic(from: SocketAddr, what: &str) -> ClientError {
+    ClientError::new(
+        FailureReason::ResponderError,
+        format!("the {what} answer of UDPST server {from} does not authenticate: it holds another key (key_file, key_id in the URL)"),
+    )
 }
 
 /// The activation request of OB-UDPST's client with its default thresholds.
-fn activation(direction: Direction, params: Params) -> Activation {
+fn activation(direction: Direction, params: &Params) -> Activation {
     Activation {
         version: PROTOCOL_VERSION,
         request: if direction == Direction::Up {
@@ -162,7 +221,7 @@ async fn exchange<T>(
     request: &[u8],
     to: SocketAddr,
     pick: impl Fn(Pdu) -> Option<T>,
-) -> Result<T, ClientError> {
+) -> Result<(T, Vec<u8>), ClientError> {
     let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -186,7 +245,7 @@ async fn exchange<T>(
                 Ok(Ok(n)) => match Pdu::decode(&buf[..n]) {
                     Ok(pdu) => {
                         if let Some(t) = pick(pdu) {
-                            return Ok(t);
+                            return Ok((t, buf[..n].to_vec()));
                         }
                     }
                     Err(e) => {
