@@ -291,6 +291,43 @@ pub struct Figures {
     pub rates_bps: Vec<f64>,
 }
 
+/// The sub-intervals of a test over several connections, as one: the i-th of each
+/// connection summed (datagrams, bytes, loss, reordering, duplicates), its duration the
+/// connections' mean (they close on the same 1 s boundaries of each receiver, within a
+/// trial), its delay ranges the widest. A connection that ended early adds nothing to
+/// the later ones.
+pub fn aggregate(connections: &[Vec<SubInterval>]) -> Vec<SubInterval> {
+    let longest = connections.iter().map(Vec::len).max().unwrap_or(0);
+    (0..longest)
+        .map(|i| {
+            let each: Vec<&SubInterval> = connections.iter().filter_map(|c| c.get(i)).collect();
+            let mut sum = SubInterval {
+                delay_var_min: NO_DELAY,
+                rtt_var_min: NO_DELAY,
+                ..SubInterval::default()
+            };
+            let mut delta: u64 = 0;
+            for s in &each {
+                sum.rx_datagrams += s.rx_datagrams;
+                sum.rx_bytes += s.rx_bytes;
+                sum.loss += s.loss;
+                sum.ooo += s.ooo;
+                sum.dup += s.dup;
+                sum.delay_var_min = sum.delay_var_min.min(s.delay_var_min);
+                sum.delay_var_max = sum.delay_var_max.max(s.delay_var_max);
+                sum.delay_var_sum = sum.delay_var_sum.wrapping_add(s.delay_var_sum);
+                sum.delay_var_count += s.delay_var_count;
+                sum.rtt_var_min = sum.rtt_var_min.min(s.rtt_var_min);
+                sum.rtt_var_max = sum.rtt_var_max.max(s.rtt_var_max);
+                sum.accum_ms = sum.accum_ms.max(s.accum_ms);
+                delta += u64::from(s.delta_us);
+            }
+            sum.delta_us = (delta / each.len().max(1) as u64) as u32;
+            sum
+        })
+        .collect()
+}
+
 /// The figures of `sub_intervals`, counting `overhead` IP and UDP header bytes per
 /// datagram, over at most `count` of them (the test's duration ÷ the sub-interval, as
 /// OB-UDPST bounds them); `None` without any.
@@ -460,5 +497,37 @@ mod tests {
     fn wire_stamps_round_trip() {
         let ns = T0 + 123_456_789;
         assert_eq!(stamp_ns(ns_stamp(ns)), ns);
+    }
+
+    #[test]
+    fn connections_add_up_sub_interval_by_sub_interval() {
+        let sub = |datagrams: u32, delta_us: u32, loss: u32| SubInterval {
+            rx_datagrams: datagrams,
+            rx_bytes: u64::from(datagrams) * 1222,
+            delta_us,
+            loss,
+            delay_var_min: 1,
+            delay_var_max: 4,
+            rtt_var_min: 0,
+            rtt_var_max: 2,
+            ..SubInterval::default()
+        };
+        let a = vec![sub(10_000, 1_000_000, 5), sub(20_000, 1_000_000, 0)];
+        let b = vec![sub(10_000, 1_020_000, 1)];
+        let all = aggregate(&[a.clone(), b.clone()]);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].rx_datagrams, 20_000);
+        assert_eq!(all[0].loss, 6);
+        assert_eq!(all[0].delta_us, 1_010_000);
+        assert_eq!(all[1].rx_datagrams, 20_000, "b had ended");
+        // 10,000 datagrams of 1250 IP bytes a second each: 100 Mb/s each, about 200.
+        let rate = all[0].ip_rate_bps(28);
+        let sum = a[0].ip_rate_bps(28) + b[0].ip_rate_bps(28);
+        assert!((rate / sum - 1.0).abs() < 0.001, "{rate} vs {sum}");
+        assert_eq!(
+            aggregate(std::slice::from_ref(&a)),
+            a,
+            "one connection is itself"
+        );
     }
 }

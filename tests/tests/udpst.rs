@@ -675,3 +675,64 @@ fn a_shared_key_authenticates_against_obudpst_and_sonde_and_a_wrong_key_is_named
         "{refused}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_udpst)),
+    ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn four_connections_add_up_to_the_link_against_either_server() {
+    let _alone = alone();
+    use sonde_netlab::topology::RESPONDER_IP;
+    let link = sonde_netlab::LinkSpec::shaped(150_000_000, 50_000_000);
+    let mut t = sonde_netlab::Topology::create(&sonde_netlab::Spec {
+        links: vec![link.clone()],
+        collector: false,
+    })
+    .expect("topology");
+    let responder = ["ip", "netns", "exec", &t.responder_ns.clone()];
+    let agent = ["ip", "netns", "exec", &t.agent_ns.clone()];
+    t.start_responder()
+        .expect("sonde-responder --udpst on 24601");
+    let _theirs = UdpstServer::start(&responder, 24602, &["-j"]);
+    let ceiling = |down: bool| {
+        link.ip_ceiling_bps(down, sonde_netlab::capacity::UDPST_PACKET)
+            .expect("a shaped link")
+    };
+    for port in [24601, 24602] {
+        sonde_e2e::in_one_of(2, |_| {
+            let url = format!("udpst://{RESPONDER_IP}:{port}?connections=4");
+            let (r, stderr) = probe(
+                &agent,
+                &["--responder", &url, "--max-duration", "8"],
+                Duration::from_secs(60),
+            );
+            assert_eq!(
+                r.status.outcome,
+                Outcome::Ok,
+                "{url}: {:?} {stderr}",
+                r.status
+            );
+            let c = r.capacity.expect("capacity");
+            assert_eq!(c.connections, 4);
+            let mut problems = Vec::new();
+            for (down, f) in [(true, c.down.expect("down")), (false, c.up.expect("up"))] {
+                let to_ceiling = f.max_ip_capacity_bps / ceiling(down) - 1.0;
+                println!(
+                    "{url} down={down}: {:.2} Mb/s, {to_ceiling:+.4} to the ceiling",
+                    f.max_ip_capacity_bps / 1e6
+                );
+                assert!(to_ceiling < 0.01, "above the ceiling: {to_ceiling:+.4}");
+                if to_ceiling.abs() > 0.02 {
+                    problems.push(format!("down={down}: {to_ceiling:+.4}"));
+                }
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            }
+        });
+    }
+    t.teardown();
+}

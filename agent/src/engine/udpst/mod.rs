@@ -45,7 +45,7 @@ pub(crate) async fn measure(
             ),
         ));
     }
-    let (jumbo, key) = url_options(&opts.responder)?;
+    let asked = url_options(&opts.responder)?;
     let (addr, _) = resolve(&opts.responder).await?;
     record.run.responder.address = Some(addr.to_string());
     let params = Params {
@@ -53,8 +53,9 @@ pub(crate) async fn measure(
             .max_duration
             .as_secs()
             .clamp(u64::from(MIN_TEST_S), 3600)) as u16,
-        jumbo,
-        key,
+        jumbo: asked.jumbo,
+        key: asked.key,
+        connections: asked.connections,
         ..Params::default()
     };
     let overhead = if addr.is_ipv6() {
@@ -68,21 +69,14 @@ pub(crate) async fn measure(
         sub_interval_s: f64::from(params.sub_interval_ms) / 1e3,
         trial_s: f64::from(params.trial_ms) / 1e3,
         rate_algorithm: "B".into(),
-        connections: 1,
+        connections: u32::from(params.connections),
         down: None,
         up: None,
     };
     let interface = opts.interface.as_ref().map(|i| i.name.as_str());
     for &direction in &opts.directions {
-        let (accepted, figures) = run_direction(
-            addr,
-            interface,
-            direction,
-            params.clone(),
-            overhead,
-            progress,
-        )
-        .await?;
+        let (accepted, figures) =
+            run_direction(addr, interface, direction, &params, overhead, progress).await?;
         capacity.rate_algorithm = if accepted.rate_algo == 1 { "C" } else { "B" }.into();
         match direction {
             Direction::Up => capacity.up = Some(figures),
@@ -93,19 +87,32 @@ pub(crate) async fn measure(
     Ok(())
 }
 
+/// What a `udpst://` URL's query asks.
+#[derive(Debug, Default)]
+struct Asked {
+    jumbo: bool,
+    key: Option<session::SharedKey>,
+    connections: u8,
+}
+
 /// What the responder URL's query asks: `jumbo` (or `jumbo=1`, `true`, `on`) lets the
 /// server send jumbo datagrams above 1 Gb/s (packets of 1375 to 9000 bytes: a path with
 /// a 9000-byte MTU only; OB-UDPST's server wants it unless run with `-j`);
 /// `key_file=PATH` (and `key_id=N`, else the file's first) authenticates the test
 /// (mode 1) with a key of an OB-UDPST key file (`ID,KEY` lines): the URL names the
-/// file, never the key. Anything else is refused by name.
-fn url_options(url: &url::Url) -> Result<(bool, Option<session::SharedKey>), ClientError> {
+/// file, never the key; `connections=N` (1 to 24) runs N connections at once. Anything
+/// else is refused by name.
+fn url_options(url: &url::Url) -> Result<Asked, ClientError> {
     let bad = |m: String| ClientError::new(FailureReason::ResponderError, m);
-    let (mut jumbo, mut file, mut id) = (false, None, None);
+    let mut asked = Asked {
+        connections: 1,
+        ..Asked::default()
+    };
+    let (mut file, mut id) = (None, None);
     for (k, v) in url.query_pairs() {
         match (k.as_ref(), v.as_ref()) {
-            ("jumbo", "" | "1" | "true" | "on") => jumbo = true,
-            ("jumbo", "0" | "false" | "off") => jumbo = false,
+            ("jumbo", "" | "1" | "true" | "on") => asked.jumbo = true,
+            ("jumbo", "0" | "false" | "off") => asked.jumbo = false,
             ("key_file", path) => file = Some(std::path::PathBuf::from(path)),
             ("key_id", n) => {
                 id = Some(
@@ -113,14 +120,21 @@ fn url_options(url: &url::Url) -> Result<(bool, Option<session::SharedKey>), Cli
                         .map_err(|_| bad(format!("key_id={n}: a key id is 0 to 255")))?,
                 )
             }
+            ("connections", n) => {
+                asked.connections = n
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|c| (1..=24).contains(c))
+                    .ok_or_else(|| bad(format!("connections={n}: 1 to 24")))?
+            }
             _ => {
                 return Err(bad(format!(
-                "udpst:// takes only ?jumbo, key_file=PATH and key_id=N in its query, not {k}={v}"
+                "udpst:// takes only ?jumbo, key_file=PATH, key_id=N and connections=N in its query, not {k}={v}"
             )))
             }
         }
     }
-    let key = match (file, id) {
+    asked.key = match (file, id) {
         (None, None) => None,
         (None, Some(_)) => return Err(bad("key_id needs key_file=PATH in the URL".into())),
         (Some(path), id) => {
@@ -132,34 +146,56 @@ fn url_options(url: &url::Url) -> Result<(bool, Option<session::SharedKey>), Cli
             Some((id, key.to_vec()))
         }
     };
-    Ok((jumbo, key))
+    Ok(asked)
 }
 
-/// One test in `direction`: opened, run to the server's stop, and its figures.
+/// One test in `direction` over the asked connections, opened and run together to the
+/// server's stop, and its figures (the connections' sub-intervals added up).
 async fn run_direction(
     addr: std::net::SocketAddr,
     interface: Option<&str>,
     direction: Direction,
-    params: Params,
+    params: &Params,
     overhead: u64,
     progress: &ProgressFn,
 ) -> Result<(Activation, CapacityFigures), ClientError> {
-    let opened = session::open(addr, interface, direction, params).await?;
-    let accepted = opened.accepted;
-    let bound = Duration::from_secs(u64::from(accepted.test_s)) + GRACE;
-    let ended = match direction {
-        Direction::Up => upstream::run(opened.socket, &accepted, bound, progress).await?,
-        _ => downstream::run(&opened.socket, &accepted, bound, progress).await?,
-    };
-    if ended.ignored > 0 {
+    let ident = rand::random::<u16>().max(1);
+    let n = params.connections.max(1);
+    let opened = futures_util::future::try_join_all(
+        (0..n).map(|i| session::open(addr, interface, direction, params, (i, ident))),
+    )
+    .await?;
+    // One connection shows its progress; of several, none does (a part is no figure).
+    let quiet = |_| {};
+    let shown: &ProgressFn = if n == 1 { progress } else { &quiet };
+    let runs = opened.into_iter().map(|o| async move {
+        let accepted = o.accepted;
+        let bound = Duration::from_secs(u64::from(accepted.test_s)) + GRACE;
+        let ended = match direction {
+            Direction::Up => upstream::run(o.socket, &accepted, bound, shown).await?,
+            _ => downstream::run(&o.socket, &accepted, bound, shown).await?,
+        };
+        Ok::<_, ClientError>((accepted, ended))
+    });
+    let ended = futures_util::future::try_join_all(runs).await?;
+    let accepted = ended[0].0;
+    let ignored: u64 = ended.iter().map(|e| e.1.ignored).sum();
+    if ignored > 0 {
         tracing::warn!(
-            ignored = ended.ignored,
+            ignored,
             "UDPST: datagrams that were no test PDU were ignored"
         );
     }
+    let rtt_min_ms = ended.iter().filter_map(|e| e.1.rtt_min_ms).min();
+    let subs = sonde_method::capacity::aggregate(
+        &ended
+            .into_iter()
+            .map(|e| e.1.sub_intervals)
+            .collect::<Vec<_>>(),
+    );
     let count =
         (u32::from(accepted.test_s) * 1000 / u32::from(accepted.sub_interval_ms.max(1))) as usize;
-    let f = figures(&ended.sub_intervals, overhead, count).ok_or_else(|| {
+    let f = figures(&subs, overhead, count).ok_or_else(|| {
         ClientError::new(
             FailureReason::StreamError,
             "the UDPST test ended before its first sub-interval",
@@ -171,9 +207,52 @@ async fn run_direction(
         loss_ratio_at_max: f.loss_ratio_at_max,
         rtt_range_at_max_s: f.rtt_range_at_max_s,
         pdv_range_at_max_s: f.pdv_range_at_max_s,
-        rtt_min_s: ended.rtt_min_ms.map(|ms| f64::from(ms) / 1e3),
+        rtt_min_s: rtt_min_ms.map(|ms| f64::from(ms) / 1e3),
         loss_ratio: f.loss_ratio,
         sub_interval_rates_bps: f.rates_bps,
     };
     Ok((accepted, figures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asked(query: &str) -> Result<Asked, String> {
+        let url = url::Url::parse(&format!("udpst://192.0.2.1{query}")).expect("url");
+        url_options(&url).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn the_query_asks_for_jumbo_sizes_keys_and_connections_and_nothing_else() {
+        let a = asked("").expect("none");
+        assert!(!a.jumbo && a.key.is_none() && a.connections == 1);
+        assert!(asked("?jumbo").expect("jumbo").jumbo);
+        assert!(!asked("?jumbo=off").expect("off").jumbo);
+        assert_eq!(asked("?connections=24").expect("24").connections, 24);
+        for bad in ["?connections=0", "?connections=25", "?connections=x"] {
+            assert!(asked(bad).expect_err(bad).contains("1 to 24"), "{bad}");
+        }
+        assert!(asked("?key_id=3")
+            .expect_err("id alone")
+            .contains("needs key_file"));
+        assert!(asked("?key_file=/nonexistent/udpst.keys")
+            .expect_err("no file")
+            .contains("cannot read the key file"));
+        assert!(asked("?speed=max")
+            .expect_err("unknown")
+            .contains("takes only"));
+        let dir = std::env::temp_dir().join(format!("sonde-udpst-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("k");
+        std::fs::write(&file, "4,four\n5,five\n").expect("write");
+        let a = asked(&format!("?key_file={}", file.display())).expect("first key");
+        assert_eq!(a.key, Some((4, b"four".to_vec())));
+        let a = asked(&format!("?key_file={}&key_id=5", file.display())).expect("key 5");
+        assert_eq!(a.key, Some((5, b"five".to_vec())));
+        assert!(asked(&format!("?key_file={}&key_id=6", file.display()))
+            .expect_err("no 6")
+            .contains("no key of id 6"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -34,6 +34,8 @@ pub struct Params {
     pub jumbo: bool,
     /// Authentication (mode 1): the shared key's id and the key.
     pub key: Option<SharedKey>,
+    /// Connections of the test (1 to 24), each a test of its own at the server.
+    pub connections: u8,
 }
 
 impl Default for Params {
@@ -44,6 +46,7 @@ impl Default for Params {
             trial_ms: 50,
             jumbo: false,
             key: None,
+            connections: 1,
         }
     }
 }
@@ -58,22 +61,22 @@ pub struct Opened {
     pub accepted: Activation,
 }
 
-/// Opens one test connection in `direction`.
+/// Opens connection `index` of test `ident` in `direction`.
 pub async fn open(
     control: SocketAddr,
     interface: Option<&str>,
     direction: Direction,
-    params: Params,
+    params: &Params,
+    (index, ident): (u8, u16),
 ) -> Result<Opened, ClientError> {
     let socket = netif::connect_udp(control, interface)
         .await
         .map_err(|e| ClientError::io(&format!("UDPST: opening a socket to {control}"), &e))?;
     sonde_udpst::size_buffers(&socket);
-    let ident = rand::random::<u16>().max(1);
     let setup = Setup {
         version: PROTOCOL_VERSION,
-        mc_index: 0,
-        mc_count: 1,
+        mc_index: index,
+        mc_count: params.connections.max(1),
         mc_ident: ident,
         request: SETUP_REQUEST,
         response: 0,
@@ -110,7 +113,7 @@ pub async fn open(
         .connect(test)
         .await
         .map_err(|e| ClientError::io(&format!("UDPST: connecting to test port {test}"), &e))?;
-    let accepted = activate(&socket, test, activation(direction, &params), &keys, now_s).await?;
+    let accepted = activate(&socket, test, activation(direction, params), &keys, now_s).await?;
     Ok(Opened { socket, accepted })
 }
 
