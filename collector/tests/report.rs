@@ -231,3 +231,67 @@ fn every_access_is_drawn_in_pages_on_round_ticks() {
         }
     }
 }
+
+/// An access with UDPST tests gets its RFC 9097 capacity beside its TCP figures, in
+/// the HTML table (a column shown only then) and in the summary CSV.
+#[test]
+fn capacity_shows_beside_the_tcp_figures_only_where_measured() {
+    let store = dataset();
+    let req = request("2026-11-02", "2026-11-02", None, None);
+    let html = |r: &sonde_method::report::Report| {
+        String::from_utf8(
+            report::render::render(r, report::render::Format::Html, report::render::Lang::En)
+                .expect("html"),
+        )
+        .expect("utf-8")
+    };
+    let before = report::build(&store, &req).expect("report");
+    assert!(
+        !html(&before).contains("IP capacity down / up"),
+        "no UDPST test, no column"
+    );
+    let mut udpst = example::record(
+        sonde_proto::AccessKind::Ftth,
+        "fibre",
+        3600.0,
+        "0.1.0",
+        example::ok((2026, 11, 2, 23, 30), 1.0, None, true),
+    );
+    let c = sonde_proto::ResultRecord::capacity_example();
+    udpst.run.engine = c.run.engine;
+    udpst.capacity = c.capacity;
+    udpst.download = None;
+    udpst.upload = None;
+    example::put(&store, "a1", "q1", "b1", vec![udpst]);
+    let after = report::build(&store, &req).expect("report");
+    let a1 = example::access(&after, "a1");
+    assert_eq!(a1.capacity_tests, 1);
+    let page = html(&after);
+    assert!(
+        page.contains("IP capacity down / up, RFC 9097 (tests)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("148.3\u{a0}Mb/s / 49.4\u{a0}Mb/s (1)"),
+        "{page}"
+    );
+    let csv = String::from_utf8(
+        report::render::render(
+            &after,
+            report::render::Format::Csv,
+            report::render::Lang::En,
+        )
+        .expect("csv"),
+    )
+    .expect("utf-8");
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let head = rows.headers().expect("head").clone();
+    let col = |name: &str| head.iter().position(|h| h == name).expect(name);
+    let row = rows
+        .records()
+        .map(|r| r.expect("row"))
+        .find(|r| r.get(3) == Some("a1"))
+        .expect("a1's row");
+    assert_eq!(&row[col("capacity_tests")], "1");
+    assert_eq!(&row[col("capacity_down_median_bps")], "148300000");
+}

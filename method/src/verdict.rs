@@ -2,7 +2,7 @@
 //! direction against the access's target, with a tolerance, and the case of a local
 //! port that cannot carry the target. Pure code.
 
-use sonde_proto::{AccessKind, Flag, Throughput, Verdict, VerdictOutcome};
+use sonde_proto::{AccessKind, Flag, ResultRecord, Verdict, VerdictOutcome};
 
 /// Relative tolerance below the target: the accuracy sonde demonstrates against known
 /// link ceilings (docs/METHODOLOGY.md, "Verdict").
@@ -29,19 +29,36 @@ pub fn port_ip_capacity(link_speed_bps: u64, mtu: Option<u32>) -> f64 {
     link_speed_bps as f64 * mtu / (mtu + ETHERNET_OVERHEAD)
 }
 
+/// The IP-layer rate each direction of `r` is judged on, `(down, up)` in bit/s: the
+/// TCP figure's `ip_rate_bps`, or for a UDPST test its MaxIPLayerCapacity
+/// (`capacity.*.max_ip_capacity_bps`, docs/METHODOLOGY.md §10). A record holds one
+/// or the other, as its engine measures; the TCP figure would win were both there.
+pub fn ip_rates(r: &ResultRecord) -> (Option<f64>, Option<f64>) {
+    let cap = r.capacity.as_ref();
+    let down = r.download.as_ref().map(|t| t.ip_rate_bps).or_else(|| {
+        cap.and_then(|c| c.down.as_ref())
+            .map(|f| f.max_ip_capacity_bps)
+    });
+    let up = r.upload.as_ref().map(|t| t.ip_rate_bps).or_else(|| {
+        cap.and_then(|c| c.up.as_ref())
+            .map(|f| f.max_ip_capacity_bps)
+    });
+    (down, up)
+}
+
 fn judge_one(
     target: Option<f64>,
-    measured: Option<&Throughput>,
+    measured: Option<f64>,
     port_capacity: Option<f64>,
 ) -> VerdictOutcome {
     let Some(target) = target else {
         return VerdictOutcome::NoTarget;
     };
-    let Some(t) = measured else {
+    let Some(ip_rate_bps) = measured else {
         return VerdictOutcome::Inconclusive;
     };
     let threshold = target * (1.0 - TOLERANCE);
-    if t.ip_rate_bps >= threshold {
+    if ip_rate_bps >= threshold {
         VerdictOutcome::Met
     } else if port_capacity.is_some_and(|cap| cap < threshold) {
         VerdictOutcome::PortLimited
@@ -50,15 +67,16 @@ fn judge_one(
     }
 }
 
-/// Judges both directions against `targets` (`(down, up)`, bit/s at the IP layer;
-/// usually [`default_targets`] of the access kind, or the access's configured ones),
-/// adding `nic_limited` to `flags` when the port cannot carry a target.
+/// Judges both directions' IP-layer rates (`down`, `up`, bit/s; [`ip_rates`] of a
+/// record) against `targets` (`(down, up)`, bit/s at the IP layer; usually
+/// [`default_targets`] of the access kind, or the access's configured ones), adding
+/// `nic_limited` to `flags` when the port cannot carry a target.
 pub fn judge(
     targets: (Option<f64>, Option<f64>),
     link_speed_bps: Option<u64>,
     mtu: Option<u32>,
-    down: Option<&Throughput>,
-    up: Option<&Throughput>,
+    down: Option<f64>,
+    up: Option<f64>,
     flags: &mut Vec<Flag>,
 ) -> Verdict {
     let (target_down, target_up) = targets;
@@ -80,35 +98,44 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonde_proto::*;
 
-    fn t(ip_rate_bps: f64) -> Throughput {
-        Throughput {
-            direction: Direction::Down,
-            measured_at: MeasuredAt::Agent,
-            counting: None,
-            streams: 8,
-            goodput_bps: ip_rate_bps * 1448.0 / 1500.0,
-            ip_rate_bps,
-            ip_overhead_ratio: 1500.0 / 1448.0,
-            mss_bytes: Some(1448),
-            bytes_total: 0,
-            bytes_measured: 0,
-            duration_s: 3.0,
-            measured_duration_s: 3.0,
-            warmup_trimmed_s: 0.2,
-            samples: SampleSummary {
-                interval_s: 0.1,
-                count: 30,
-                used: 30,
-                p10_bps: 0.0,
-                p50_bps: 0.0,
-                p90_bps: 0.0,
-            },
-            stop_reason: StopReason::Stable,
-            retransmits: None,
-            loaded_latency: None,
+    #[test]
+    fn a_udpst_record_is_judged_on_its_max_ip_capacity() {
+        let mut r = ResultRecord::schema_example();
+        let tcp = r.download.as_ref().map(|t| t.ip_rate_bps);
+        assert!(tcp.is_some());
+        assert_eq!(ip_rates(&r).0, tcp, "a TCP record: its IP rate");
+        r.download = None;
+        r.upload = None;
+        assert_eq!(ip_rates(&r), (None, None));
+        r.capacity = ResultRecord::capacity_example().capacity;
+        assert_eq!(ip_rates(&r), (Some(148.3e6), Some(49.4e6)));
+        let (down, up) = ip_rates(&r);
+        let v = judge(
+            default_targets(AccessKind::FourG),
+            None,
+            None,
+            down,
+            up,
+            &mut vec![],
+        );
+        assert_eq!(
+            (v.down, v.up),
+            (VerdictOutcome::Met, VerdictOutcome::NoTarget),
+            "148.3 Mb/s is within 2 % of 150"
+        );
+        if let Some(d) = r.capacity.as_mut().and_then(|c| c.down.as_mut()) {
+            d.max_ip_capacity_bps = 140e6;
         }
+        let v = judge(
+            (Some(150e6), None),
+            None,
+            None,
+            ip_rates(&r).0,
+            None,
+            &mut vec![],
+        );
+        assert_eq!(v.down, VerdictOutcome::NotMet);
     }
 
     #[test]
@@ -118,7 +145,7 @@ mod tests {
             default_targets(AccessKind::Ftth),
             Some(2_500_000_000),
             None,
-            Some(&t(1.9e9)),
+            Some(1.9e9),
             None,
             &mut flags,
         );
@@ -130,7 +157,7 @@ mod tests {
             default_targets(AccessKind::Ftth),
             None,
             None,
-            Some(&t(0.985e9)),
+            Some(0.985e9),
             None,
             &mut flags,
         );
@@ -139,7 +166,7 @@ mod tests {
             default_targets(AccessKind::Ftth),
             None,
             None,
-            Some(&t(0.97e9)),
+            Some(0.97e9),
             None,
             &mut flags,
         );
@@ -156,7 +183,7 @@ mod tests {
             default_targets(AccessKind::Ftth),
             Some(1_000_000_000),
             Some(1500),
-            Some(&t(0.975e9)),
+            Some(0.975e9),
             None,
             &mut flags,
         );
@@ -171,7 +198,7 @@ mod tests {
             default_targets(AccessKind::FourG),
             Some(1_000_000_000),
             None,
-            Some(&t(160e6)),
+            Some(160e6),
             None,
             &mut flags,
         );
@@ -190,7 +217,7 @@ mod tests {
             default_targets(AccessKind::Other),
             None,
             None,
-            Some(&t(1.0)),
+            Some(1.0),
             None,
             &mut flags,
         );

@@ -71,6 +71,11 @@ pub const THROUGHPUT: Metric = gauge(
     "sonde_throughput_bytes_per_second",
     "Latest IP-layer throughput of the access in this direction, in bytes per second (x8 for bit/s; METHODOLOGY.md §1).",
 );
+/// Latest RFC 9097 IP-layer capacity, bytes per second.
+pub const IP_CAPACITY: Metric = gauge(
+    "sonde_ip_capacity_bytes_per_second",
+    "Latest maximum IP-layer capacity (RFC 9097, over UDPST) of the access in this direction, in bytes per second (x8 for bit/s; METHODOLOGY.md §10).",
+);
 /// IP-layer target, bytes per second.
 pub const TARGET: Metric = gauge(
     "sonde_target_bytes_per_second",

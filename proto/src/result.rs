@@ -574,6 +574,46 @@ impl ResultRecord {
             .expect("proto/SCHEMA.md holds a valid example record")
     }
 
+    /// The same probe measured by the `udpst` engine (docs/METHODOLOGY.md §10): no TCP
+    /// figures, a `capacity` section of 148.3 Mb/s down and 49.4 up over 10 s.
+    pub fn capacity_example() -> ResultRecord {
+        let mut r = ResultRecord::schema_example();
+        r.run.engine = Engine::Udpst;
+        r.run.responder.url = "udpst://responder.example:24601".into();
+        r.run.streams = 1;
+        r.download = None;
+        r.upload = None;
+        let figures = |max: f64| CapacityFigures {
+            max_ip_capacity_bps: max,
+            max_at: 7,
+            loss_ratio_at_max: 0.012,
+            rtt_range_at_max_s: Some(0.004),
+            pdv_range_at_max_s: Some(0.003),
+            rtt_min_s: Some(0.021),
+            loss_ratio: 0.004,
+            sub_interval_rates_bps: (1..=10)
+                .map(|i| {
+                    if i == 7 {
+                        max
+                    } else {
+                        max * (0.9 + f64::from(i) / 200.0)
+                    }
+                })
+                .collect(),
+        };
+        r.capacity = Some(Capacity {
+            protocol_version: 20,
+            test_s: 10.0,
+            sub_interval_s: 1.0,
+            trial_s: 0.05,
+            rate_algorithm: "B".into(),
+            connections: 1,
+            down: Some(figures(148.3e6)),
+            up: Some(figures(49.4e6)),
+        });
+        r
+    }
+
     /// Parses one record from JSON, with a size bound and a schema-version check.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_RECORD_BYTES {

@@ -362,6 +362,7 @@ mod tests {
         let path = dir.join("old.sqlite");
         let _ = std::fs::remove_file(&path);
         let r = record(3, "a1");
+        let udpst = ResultRecord::capacity_example();
         {
             // A database as version 2 of the schema left it, with one result.
             let mut conn = Connection::open(&path).expect("raw");
@@ -378,6 +379,16 @@ mod tests {
                 params![r.id.to_string(), ns(r.run.started_at), r.to_json()],
             )
             .expect("old row");
+            conn.execute(
+                "INSERT INTO results (id, agent_id, access_kind, started_at, outcome,
+                     received_at, record) VALUES (?1, 'a2', '4g', ?2, 'ok', 0, ?3)",
+                params![
+                    udpst.id.to_string(),
+                    ns(udpst.run.started_at),
+                    udpst.to_json()
+                ],
+            )
+            .expect("old UDPST row");
         }
         let s = SqliteStore::open(&path).expect("migrate");
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
@@ -414,6 +425,20 @@ mod tests {
         assert_eq!(fact.3, flags_text(&r.flags));
         // Migration 7 read the streams the test asked for from the record.
         assert_eq!(fact.4, Some(i64::from(r.run.streams)));
+        // Migration 10 read a UDPST test's capacity, the rate its verdict is on.
+        let cap: (Option<f64>, Option<f64>, Option<f64>, Option<f64>) = s
+            .lock()
+            .query_row(
+                "SELECT down_bps, up_bps, cap_down_bps, cap_up_bps FROM report_facts f
+                 JOIN report_accesses a ON a.id = f.access_id WHERE a.agent_id = 'a2'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .expect("UDPST fact");
+        assert_eq!(
+            cap,
+            (Some(148.3e6), Some(49.4e6), Some(148.3e6), Some(49.4e6))
+        );
         // The id stays unique after the move.
         let again = s
             .insert(&delivery("a1"), std::slice::from_ref(&r), Utc::now())

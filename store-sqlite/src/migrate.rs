@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_report_facts_streams.sql"),
     include_str!("../migrations/0008_plans.sql"),
     include_str!("../migrations/0009_report_facts_interval.sql"),
+    include_str!("../migrations/0010_report_facts_capacity.sql"),
 ];
 
 /// Switches the file to WAL. On a new file, two connections doing this at once

@@ -29,10 +29,15 @@ pub struct ReportRow {
     pub reason: Option<&'static str>,
     /// `flags`, comma-separated wire names.
     pub flags: String,
-    /// `download.ip_rate_bps`.
+    /// The download IP-layer rate the verdict is on (`sonde_method::verdict::ip_rates`):
+    /// `download.ip_rate_bps`, or a UDPST test's MaxIPLayerCapacity.
     pub down_bps: Option<f64>,
-    /// `upload.ip_rate_bps`.
+    /// The upload IP-layer rate, likewise.
     pub up_bps: Option<f64>,
+    /// `capacity.down.max_ip_capacity_bps`.
+    pub cap_down_bps: Option<f64>,
+    /// `capacity.up.max_ip_capacity_bps`.
+    pub cap_up_bps: Option<f64>,
     /// `download.goodput_bps`.
     pub down_goodput_bps: Option<f64>,
     /// `verdict.target_down_bps`.
@@ -63,6 +68,8 @@ impl ReportRow {
     pub fn of(delivery: &Delivery, r: &ResultRecord) -> ReportRow {
         let idle = r.idle_latency.as_ref();
         let down = r.download.as_ref();
+        let (down_bps, up_bps) = sonde_method::verdict::ip_rates(r);
+        let cap = r.capacity.as_ref();
         ReportRow {
             agent_id: delivery.agent_id.clone(),
             access: r.access.name.clone().unwrap_or_default(),
@@ -74,8 +81,14 @@ impl ReportRow {
             outcome: r.status.outcome.as_str(),
             reason: r.status.reason.map(|x| x.as_str()),
             flags: flags_text(&r.flags),
-            down_bps: down.map(|d| d.ip_rate_bps),
-            up_bps: r.upload.as_ref().map(|u| u.ip_rate_bps),
+            down_bps,
+            up_bps,
+            cap_down_bps: cap
+                .and_then(|c| c.down.as_ref())
+                .map(|f| f.max_ip_capacity_bps),
+            cap_up_bps: cap
+                .and_then(|c| c.up.as_ref())
+                .map(|f| f.max_ip_capacity_bps),
             down_goodput_bps: down.map(|d| d.goodput_bps),
             target_down_bps: r.verdict.target_down_bps,
             verdict_down: r.verdict.down.as_str(),
@@ -104,6 +117,8 @@ impl ReportRow {
             flags: &self.flags,
             down_bps: self.down_bps,
             up_bps: self.up_bps,
+            cap_down_bps: self.cap_down_bps,
+            cap_up_bps: self.cap_up_bps,
             down_goodput_bps: self.down_goodput_bps,
             target_down_bps: self.target_down_bps,
             verdict_down: Some(self.verdict_down),

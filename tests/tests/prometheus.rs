@@ -205,6 +205,19 @@ fn record(access: &str, kind: AccessKind, minutes_ago: i64, met: bool) -> Result
     r
 }
 
+/// A UDPST test of `access` (4G), as the agent records one.
+fn capacity_record(access: &str, minutes_ago: i64) -> ResultRecord {
+    let mut r = ResultRecord::capacity_example();
+    r.id = uuid::Uuid::now_v7();
+    r.access.name = Some(access.into());
+    r.access.kind = AccessKind::FourG;
+    r.run.started_at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    r.run.ended_at = r.run.started_at + chrono::Duration::seconds(20);
+    r.verdict.target_down_bps = Some(150e6);
+    r.verdict.down = VerdictOutcome::Met;
+    r
+}
+
 #[cfg_attr(
     not(sonde_prometheus),
     ignore = "needs prometheus and promtool (apt-get install prometheus; .ci/run does)"
@@ -286,6 +299,8 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
                 record("fibre", AccessKind::Ftth, 30, n % 2 == 0),
                 record("fibre", AccessKind::Ftth, 15, n % 2 == 0),
                 record("mobile", AccessKind::FourG, 40, true),
+                // An RFC 9097 capacity test of the same access (the udpst engine).
+                capacity_record("mobile", 30),
                 record("mobile", AccessKind::FourG, 20, n % 3 != 0),
                 record("wifi", AccessKind::Wifi, 10, true),
             ];

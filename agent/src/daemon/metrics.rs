@@ -129,6 +129,7 @@ fn latest(r: &Registry, latest: &BTreeMap<String, ResultRecord>) -> prometheus::
         .collect::<Result<_, _>>()?;
     let directed = Directed {
         throughput: gauge(r, &m::THROUGHPUT, &["access", "direction"])?,
+        capacity: gauge(r, &m::IP_CAPACITY, &["access", "direction"])?,
         target: gauge(r, &m::TARGET, &["access", "direction"])?,
         met: gauge(r, &m::TARGET_MET, &["access", "direction"])?,
         latency: gauge(r, &m::LATENCY, &["access", "direction", "state"])?,
@@ -167,6 +168,7 @@ fn latest(r: &Registry, latest: &BTreeMap<String, ResultRecord>) -> prometheus::
 /// The per-direction gauges.
 struct Directed {
     throughput: GaugeVec,
+    capacity: GaugeVec,
     target: GaugeVec,
     met: GaugeVec,
     latency: GaugeVec,
@@ -175,21 +177,29 @@ struct Directed {
 impl Directed {
     /// Sets `access`'s figures of both directions from `rec`.
     fn set(&self, a: &str, rec: &ResultRecord) {
-        for (dir, fig, tgt, verdict) in [
+        let cap = rec.capacity.as_ref();
+        for (dir, fig, capacity, tgt, verdict) in [
             (
                 Direction::Down,
                 rec.download.as_ref(),
+                cap.and_then(|c| c.down.as_ref()),
                 rec.verdict.target_down_bps,
                 rec.verdict.down,
             ),
             (
                 Direction::Up,
                 rec.upload.as_ref(),
+                cap.and_then(|c| c.up.as_ref()),
                 rec.verdict.target_up_bps,
                 rec.verdict.up,
             ),
         ] {
             let dir = dir.as_str();
+            if let Some(c) = capacity {
+                self.capacity
+                    .with_label_values(&[a, dir])
+                    .set(c.max_ip_capacity_bps / 8.0);
+            }
             if let Some(f) = fig {
                 self.throughput
                     .with_label_values(&[a, dir])

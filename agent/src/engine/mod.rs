@@ -42,12 +42,13 @@ pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
             };
         }
     }
+    let (down, up) = verdict::ip_rates(&record);
     record.verdict = verdict::judge(
         opts.targets,
         record.access.link_speed_bps,
         record.access.mtu,
-        record.download.as_ref(),
-        record.upload.as_ref(),
+        down,
+        up,
         &mut record.flags,
     );
     record.run.ended_at = Utc::now();

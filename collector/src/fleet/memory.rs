@@ -17,7 +17,7 @@
 use chrono::{DateTime, Utc};
 use sonde_proto::metrics::{self as m, Metric};
 use sonde_proto::wire::Health;
-use sonde_proto::{Direction, ResultRecord, VerdictOutcome};
+use sonde_proto::{Direction, Engine, ResultRecord, VerdictOutcome};
 use sonde_store::Delivery;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,6 +27,8 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, Default, Clone)]
 struct Directed {
     throughput: Option<f64>,
+    /// The latest UDPST test's MaxIPLayerCapacity, beside the latest TCP figure.
+    capacity: Option<f64>,
     target: Option<f64>,
     met: Option<f64>,
     loaded: Option<f64>,
@@ -165,16 +167,20 @@ impl Fleet {
             return;
         }
         s.result_ts = Some(t);
-        for (dir, figure, target, verdict) in [
+        let udpst = r.run.engine == Engine::Udpst;
+        let cap = r.capacity.as_ref();
+        for (dir, figure, capacity, target, verdict) in [
             (
                 Direction::Down,
                 r.download.as_ref(),
+                cap.and_then(|c| c.down.as_ref()),
                 r.verdict.target_down_bps,
                 r.verdict.down,
             ),
             (
                 Direction::Up,
                 r.upload.as_ref(),
+                cap.and_then(|c| c.up.as_ref()),
                 r.verdict.target_up_bps,
                 r.verdict.up,
             ),
@@ -184,8 +190,14 @@ impl Fleet {
             } else {
                 &mut s.down
             };
-            // Exported in bytes, Prometheus' base unit; dashboards multiply by 8.
-            d.throughput = figure.map(|t| t.ip_rate_bps / 8.0);
+            // Exported in bytes, Prometheus' base unit; dashboards multiply by 8. A
+            // UDPST test replaces the latest capacity, any other test the latest TCP
+            // figure: an access measured both ways keeps both series.
+            if udpst {
+                d.capacity = capacity.map(|c| c.max_ip_capacity_bps / 8.0);
+            } else {
+                d.throughput = figure.map(|t| t.ip_rate_bps / 8.0);
+            }
             d.target = target.map(|t| t / 8.0);
             d.met = match verdict {
                 VerdictOutcome::Met => Some(1.0),
@@ -302,8 +314,9 @@ fn family(out: &mut String, m: &Metric) {
 /// Throughput, target and verdict per access and direction.
 fn render_directed(out: &mut String, agents: &Agents) {
     type Pick = fn(&Directed) -> Option<f64>;
-    let directed: [(Metric, Pick); 3] = [
+    let directed: [(Metric, Pick); 4] = [
         (m::THROUGHPUT, |d| d.throughput),
+        (m::IP_CAPACITY, |d| d.capacity),
         (m::TARGET, |d| d.target),
         (m::TARGET_MET, |d| d.met),
     ];
@@ -544,6 +557,45 @@ mod tests {
 
     const DOWN: &str =
         "{agent=\"a1\",building=\"b1\",quartier=\"q1\",access=\"fibre\",direction=\"down\"}";
+
+    #[test]
+    fn a_udpst_test_sets_the_capacity_and_leaves_the_latest_tcp_figure() {
+        let fleet = Fleet::new(std::time::Duration::from_secs(3600));
+        fleet.result(&delivery("a1"), &record(0, 9.5e8, false), true);
+        let mut udpst = ResultRecord::capacity_example();
+        udpst.id = uuid::Uuid::now_v7();
+        udpst.access.name = Some("fibre".into());
+        udpst.run.started_at = Utc::now() + chrono::Duration::minutes(1);
+        udpst.verdict.down = VerdictOutcome::Met;
+        fleet.result(&delivery("a1"), &udpst, true);
+        let t = text(&fleet);
+        let up = DOWN.replace("\"down\"", "\"up\"");
+        assert_eq!(
+            value(&t, &format!("sonde_ip_capacity_bytes_per_second{DOWN}")),
+            Some(148.3e6 / 8.0)
+        );
+        assert_eq!(
+            value(&t, &format!("sonde_ip_capacity_bytes_per_second{up}")),
+            Some(49.4e6 / 8.0)
+        );
+        assert_eq!(
+            value(&t, &format!("sonde_throughput_bytes_per_second{DOWN}")),
+            Some(9.5e8 / 8.0),
+            "the latest TCP figure stays"
+        );
+        assert_eq!(value(&t, &format!("sonde_target_met{DOWN}")), Some(1.0));
+        // A later TCP test leaves the capacity in turn.
+        fleet.result(&delivery("a1"), &record(2, 9.0e8, false), true);
+        let t = text(&fleet);
+        assert_eq!(
+            value(&t, &format!("sonde_throughput_bytes_per_second{DOWN}")),
+            Some(9.0e8 / 8.0)
+        );
+        assert_eq!(
+            value(&t, &format!("sonde_ip_capacity_bytes_per_second{DOWN}")),
+            Some(148.3e6 / 8.0)
+        );
+    }
 
     #[test]
     fn radio_figures_of_the_latest_result_are_exported_and_none_without_radio() {

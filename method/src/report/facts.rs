@@ -61,10 +61,15 @@ pub struct Fact<'a> {
     pub reason: Option<&'a str>,
     /// `flags`, comma-separated.
     pub flags: &'a str,
-    /// `download.ip_rate_bps`.
+    /// The download IP-layer rate the test's verdict is on: `download.ip_rate_bps`,
+    /// or a UDPST test's `capacity.down.max_ip_capacity_bps` (§3).
     pub down_bps: Option<f64>,
-    /// `upload.ip_rate_bps`.
+    /// The upload IP-layer rate, likewise.
     pub up_bps: Option<f64>,
+    /// `capacity.down.max_ip_capacity_bps` (a UDPST test only).
+    pub cap_down_bps: Option<f64>,
+    /// `capacity.up.max_ip_capacity_bps` (a UDPST test only).
+    pub cap_up_bps: Option<f64>,
     /// `download.goodput_bps`.
     pub down_goodput_bps: Option<f64>,
     /// `verdict.target_down_bps`.

@@ -32,8 +32,11 @@ use std::collections::{BTreeMap, BTreeSet};
 /// `standing` and `not_valid` counts, each roll-up's `standings`, ARCEP's shares from
 /// single-connection tests with their count. 3: target sub-periods, figures as ratios
 /// to the target, manual probes counted apart, the minimum sample, the issuer and the
-/// report key's id (CSV: columns appended at the end).
-pub const REPORT_FORMAT: u32 = 3;
+/// report key's id (CSV: columns appended at the end). 4: each access's RFC 9097
+/// capacity (`capacity_tests`, `capacity_down_bps`, `capacity_up_bps`), a UDPST test's
+/// capacity as its download and upload rate; the raw results' `capacity_down_bps`,
+/// `capacity_up_bps` (CSV: columns appended at the end).
+pub const REPORT_FORMAT: u32 = 4;
 /// ARCEP's mobile thresholds, compared with the download TCP goodput (bit/s).
 pub const ARCEP_THRESHOLDS_BPS: [f64; 3] = [3e6, 8e6, 30e6];
 /// Flags that make a test invalid: the figure is the box's or the server's (or shared
@@ -274,10 +277,17 @@ pub struct AccessReport {
     pub kind: String,
     /// Coverage.
     pub coverage: Coverage,
-    /// Download IP-layer rate of the valid tests, bit/s.
+    /// Download IP-layer rate of the valid tests, bit/s: each test's TCP figure, or a
+    /// UDPST test's MaxIPLayerCapacity (§3).
     pub download_bps: Spread,
     /// Upload IP-layer rate of the valid tests, bit/s.
     pub upload_bps: Spread,
+    /// Valid UDPST tests (RFC 9097 capacity, §10).
+    pub capacity_tests: u64,
+    /// Download MaxIPLayerCapacity of the valid UDPST tests, bit/s.
+    pub capacity_down_bps: Spread,
+    /// Upload MaxIPLayerCapacity of the valid UDPST tests, bit/s.
+    pub capacity_up_bps: Spread,
     /// Download target of the latest valid test, bit/s.
     pub target_down_bps: Option<f64>,
     /// The period cut where the target changed, each stretch judged on its own.
@@ -455,6 +465,9 @@ struct Acc {
     valid: u64,
     down: Vec<f64>,
     up: Vec<f64>,
+    capacity_tests: u64,
+    cap_down: Vec<f64>,
+    cap_up: Vec<f64>,
     peak: Vec<f64>,
     /// Each valid test's download ÷ its own target, all hours and peak hours.
     ratios: Vec<f64>,
@@ -587,6 +600,11 @@ impl Acc {
         if let Some(u) = f.up_bps {
             self.up.push(u);
         }
+        if f.cap_down_bps.is_some() || f.cap_up_bps.is_some() {
+            self.capacity_tests += 1;
+        }
+        self.cap_down.extend(f.cap_down_bps);
+        self.cap_up.extend(f.cap_up_bps);
         // ARCEP's shares: single-connection tests only, as ARCEP measures.
         if let Some(g) = f.down_goodput_bps.filter(|_| f.streams == Some(1)) {
             self.counts.with_goodput += 1;
@@ -752,6 +770,9 @@ impl<'r> Builder<'r> {
             coverage,
             download_bps: Spread::select(&mut c.down),
             upload_bps: Spread::select(&mut c.up),
+            capacity_tests: c.capacity_tests,
+            capacity_down_bps: Spread::select(&mut c.cap_down),
+            capacity_up_bps: Spread::select(&mut c.cap_up),
             target_down_bps: target,
             targets: c.targets,
             target_met_ratio: ratio(c.counts.met, c.counts.with_target),

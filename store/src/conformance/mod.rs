@@ -101,6 +101,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             report::arcep_shares_count_single_connection_tests_only,
         ),
         (
+            "a_udpst_access_is_judged_on_its_capacity_and_reports_it",
+            report::a_udpst_access_is_judged_on_its_capacity_and_reports_it,
+        ),
+        (
             "every_figure_of_the_methodology_4_example",
             method4::every_figure_of_the_methodology_4_example,
         ),
@@ -160,6 +164,8 @@ impl ReportSink for Rows {
             flags: f.flags.into(),
             down_bps: f.down_bps,
             up_bps: f.up_bps,
+            cap_down_bps: f.cap_down_bps,
+            cap_up_bps: f.cap_up_bps,
             down_goodput_bps: f.down_goodput_bps,
             target_down_bps: f.target_down_bps,
             verdict_down: VerdictOutcome::from_name(f.verdict_down.unwrap_or("")).as_str(),
@@ -512,12 +518,15 @@ pub fn report_rows_are_the_one_mapping_of_each_record(s: &dyn Store) {
     let mut failed = record(3, "a1");
     failed.status.outcome = Outcome::Failed;
     failed.status.reason = Some(FailureReason::Busy);
-    let records = vec![full, failed];
+    let mut udpst = ResultRecord::capacity_example();
+    udpst.id = uuid::Uuid::now_v7();
+    udpst.run.started_at += chrono::Duration::seconds(1);
+    let records = vec![full, failed, udpst];
     s.insert(&delivery("a1"), &records, Utc::now())
         .expect("insert");
     let mut rows = Rows::default();
     s.report_scan(&everything(), true, &mut rows).expect("scan");
-    assert_eq!(rows.facts.len(), 2);
+    assert_eq!(rows.facts.len(), 3);
     for r in &records {
         let want = ReportRow::of(&delivery("a1"), r);
         let (got, id) = rows

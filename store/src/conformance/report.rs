@@ -6,7 +6,7 @@ use crate::Store;
 use chrono::{TimeZone, Utc};
 use chrono_tz::Europe::Paris;
 use sonde_method::report;
-use sonde_proto::AccessKind;
+use sonde_proto::{AccessKind, ResultRecord, VerdictOutcome};
 
 /// Every figure of the worked example, each computed by hand beside it.
 pub fn every_figure_of_the_worked_example(store: &dyn Store) {
@@ -446,6 +446,68 @@ pub fn arcep_shares_count_single_connection_tests_only(s: &dyn Store) {
     // The quartier pools its single-connection tests: one.
     let q = rollup(&r.quartiers, Some("q9"), "4g");
     assert_eq!(q.arcep_thresholds.expect("4G").tests, 1);
+}
+
+/// A UDPST test's MaxIPLayerCapacity is its IP-layer rate, judged like a TCP one, and
+/// each access's capacity is reported beside its TCP figures (METHODOLOGY §3, §7.3).
+pub fn a_udpst_access_is_judged_on_its_capacity_and_reports_it(s: &dyn Store) {
+    let test = |d: u32, h: u32, udpst: bool| {
+        let mut r = record(
+            AccessKind::FourG,
+            "mobile",
+            3600.0,
+            "0.1.0",
+            ok((2026, 11, d, h, 0), 120e6, None, false),
+        );
+        if udpst {
+            let c = ResultRecord::capacity_example();
+            r.run.engine = c.run.engine;
+            r.download = None;
+            r.upload = None;
+            r.capacity = c.capacity;
+            r.verdict.down = VerdictOutcome::Met;
+        }
+        r
+    };
+    // a17: UDPST only, 12 scheduled tests on 3 weekdays, 9 in peak hours.
+    let days = [2, 3, 4]
+        .iter()
+        .flat_map(|&d| [10, 19, 20, 21].map(|h| (d, h)));
+    put(
+        s,
+        "a17",
+        "q11",
+        "b17",
+        days.map(|(d, h)| test(d, h, true)).collect(),
+    );
+    // a18: TCP at 120 Mb/s, and one UDPST test.
+    put(
+        s,
+        "a18",
+        "q11",
+        "b18",
+        vec![test(2, 10, false), test(2, 11, false), test(2, 19, true)],
+    );
+    let r = build(s, &request("2026-11-02", "2026-11-04", Some("q11"), None));
+    let a = access(&r, "a17");
+    assert_eq!(a.capacity_tests, 12);
+    eq(a.capacity_down_bps.median, 148.3e6);
+    eq(a.capacity_up_bps.median, 49.4e6);
+    eq(a.download_bps.median, 148.3e6);
+    eq(a.target_met_ratio, 1.0);
+    assert_eq!(
+        a.compliant,
+        Some(true),
+        "148.3 Mb/s is within 2 % of 150: {:?}",
+        a.standing
+    );
+    let b = access(&r, "a18");
+    assert_eq!(b.capacity_tests, 1);
+    eq(b.capacity_down_bps.median, 148.3e6);
+    eq(b.download_bps.median, 120e6);
+    // Type 7 (§4) over 120, 120, 148.3: h = 1.8.
+    eq(b.download_bps.p90, 120e6 + 0.8 * (148.3e6 - 120e6));
+    eq(b.target_met_ratio, 1.0 / 3.0);
 }
 
 /// Retention deletes raw results; reports keep their figures.

@@ -502,10 +502,26 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
         lang.w("loss", "pertes"),
         lang.w("not valid, why", "non valides, pourquoi"),
     ];
+    let mut heads = heads.to_vec();
+    // The RFC 9097 capacity beside the TCP figures, when some access has UDPST tests.
+    let any_capacity = rows.iter().any(|a| a.capacity_tests > 0);
+    if any_capacity {
+        heads.insert(
+            CAPACITY_COLUMN,
+            lang.w(
+                "IP capacity down / up, RFC 9097 (tests)",
+                "capacité IP desc. / mont., RFC 9097 (tests)",
+            ),
+        );
+    }
     let mut s = table_head(&heads, 3);
     let any_planned = rows.iter().any(|a| a.coverage.planned);
     for a in rows {
-        table_row(&mut s, &access_cells(a, any_planned, lang), 3);
+        let mut cells = access_cells(a, any_planned, lang).to_vec();
+        if any_capacity {
+            cells.insert(CAPACITY_COLUMN, capacity_cell(a, lang));
+        }
+        table_row(&mut s, &cells, 3);
     }
     s.push_str("</tbody></table></div>");
     s.push_str(&dash_legend(lang));
@@ -525,6 +541,23 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
         }
     );
     s
+}
+
+/// Where the capacity column goes in the access table: after the upload median.
+const CAPACITY_COLUMN: usize = 7;
+
+/// An access's median MaxIPLayerCapacity each way and its UDPST tests (METHODOLOGY
+/// §10), "—" without any.
+fn capacity_cell(a: &AccessReport, lang: Lang) -> String {
+    if a.capacity_tests == 0 {
+        return "—".into();
+    }
+    format!(
+        "{} / {} ({})",
+        lang.rate(a.capacity_down_bps.median),
+        lang.rate(a.capacity_up_bps.median),
+        lang.count(a.capacity_tests)
+    )
 }
 
 /// One access's row; its scheduled count marked * when inferred in a report where

@@ -128,6 +128,9 @@ const SUMMARY_COLUMNS: &[&str] = &[
     "download_ratio_median",
     "peak_download_ratio_median",
     "target_periods",
+    "capacity_tests",
+    "capacity_down_median_bps",
+    "capacity_up_median_bps",
 ];
 
 fn thresholds_cells(t: Option<Thresholds>) -> [String; 3] {
@@ -223,6 +226,9 @@ fn access_row(a: &AccessReport) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(";"),
     );
+    row.push(a.capacity_tests.to_string());
+    row.push(num(a.capacity_down_bps.median));
+    row.push(num(a.capacity_up_bps.median));
     row
 }
 
@@ -268,7 +274,8 @@ fn rollup_row(level: &str, r: &Rollup) -> Vec<String> {
     // Roll-ups: the median of the accesses' ratios.
     row.push(num(r.download_median_ratio.median));
     row.push(num(r.peak_download_ratio_median));
-    row.push(String::new());
+    // Target periods and capacity are per access.
+    row.extend(std::iter::repeat_n(String::new(), 4));
     row
 }
 
@@ -297,6 +304,8 @@ pub const RAW_COLUMNS: &[&str] = &[
     "agent_version",
     "streams",
     "interval_s",
+    "capacity_down_bps",
+    "capacity_up_bps",
 ];
 
 struct RawCsv<W: Write> {
@@ -341,6 +350,8 @@ impl<W: Write> ReportSink for RawCsv<W> {
                 f.version,
                 &opt_i(f.streams),
                 &num(f.interval_s),
+                &num(f.cap_down_bps),
+                &num(f.cap_up_bps),
             ])
             .map_err(|e| format!("writing the raw results: {e}"))
     }
