@@ -1,7 +1,9 @@
 //! The five PDUs of the UDP Speed Test Protocol (RFC 9946), which carries the IP-layer
 //! capacity method of RFC 9097 / TR-471 and which the Broadband Forum's OB-UDPST speaks:
 //! Setup Request/Response, Null Request, Test Activation Request/Response, Load, and
-//! Status Feedback. Protocol version 20, fixed layouts, network byte order.
+//! Status Feedback. Protocol version 20, fixed layouts, network byte order; the Test
+//! Activation and Status layouts of versions 11 to 19 in [`legacy`], decoded by their
+//! length into the same structs.
 //!
 //! Every decoder checks the PDU's length and identifier and never panics; decoding then
 //! encoding gives back the same bytes, reserved fields included (tested against a
@@ -10,9 +12,13 @@
 
 /// Protocol version this code speaks.
 pub const PROTOCOL_VERSION: u16 = 20;
-/// Oldest version an OB-UDPST server still accepts (its status PDU has another layout,
-/// which this module does not decode).
+/// Oldest version an OB-UDPST server still accepts, and the oldest this code speaks
+/// (its activation and status PDUs have the layouts of [`legacy`]).
 pub const PROTOCOL_MIN: u16 = 11;
+
+pub mod legacy;
+use legacy::{ACTIVATION_CHECKSUM_AT, ACTIVATION_SHARED, STATUS_CHECKSUM_AT};
+pub use legacy::{CURRENT_LAYOUT, LEGACY_ACTIVATION_LEN, LEGACY_STATUS_LEN};
 /// The control port servers listen on by default.
 pub const DEFAULT_PORT: u16 = 24601;
 
@@ -52,6 +58,9 @@ pub const NO_DELAY: u32 = u32::MAX;
 pub const SETUP_REQUEST: u8 = 1;
 /// Command request of a Setup PDU: a response.
 pub const SETUP_RESPONSE: u8 = 2;
+/// Setup Response code: the protocol version is not the server's (it answers with
+/// its own in the version field).
+pub const SETUP_BAD_VERSION: u8 = 2;
 /// Upstream bit of a Setup PDU's `max_bandwidth`.
 pub const UPSTREAM_BANDWIDTH_BIT: u16 = 0x8000;
 /// Setup modifier: jumbo datagram sizes allowed.
@@ -621,6 +630,23 @@ fn framed<'a>(
 }
 
 impl Setup {
+    /// A Setup Request of connection `index` of `count` in the test `ident`, protocol
+    /// version 20, no bandwidth asked, traditional sizes, no authentication.
+    pub fn request(ident: u16, index: u8, count: u8) -> Setup {
+        Setup {
+            version: PROTOCOL_VERSION,
+            mc_index: index,
+            mc_count: count,
+            mc_ident: ident,
+            request: SETUP_REQUEST,
+            response: 0,
+            max_bandwidth: 0,
+            test_port: 0,
+            modifiers: 0,
+            auth: Auth::default(),
+        }
+    }
+
     /// Parses a Setup Request or Response.
     pub fn decode(buf: &[u8]) -> Result<Self, UdpstError> {
         let mut r = framed(buf, "setup PDU", SETUP_ID, SETUP_LEN, 54)?;
@@ -683,8 +709,12 @@ impl Null {
 }
 
 impl Activation {
-    /// Parses a Test Activation Request or Response.
+    /// Parses a Test Activation Request or Response (of version 20, or of versions
+    /// 11 to 19 by its length).
     pub fn decode(buf: &[u8]) -> Result<Self, UdpstError> {
+        if buf.len() == LEGACY_ACTIVATION_LEN {
+            return Self::decode_legacy(buf);
+        }
         let mut r = framed(
             buf,
             "test activation PDU",
@@ -752,6 +782,40 @@ impl Activation {
     }
 }
 
+impl Activation {
+    /// Parses a Test Activation PDU of versions 11 to 19; its sub-interval (whole
+    /// seconds) is read into `sub_interval_ms`.
+    fn decode_legacy(buf: &[u8]) -> Result<Self, UdpstError> {
+        framed(
+            buf,
+            "test activation PDU",
+            ACTIVATION_ID,
+            LEGACY_ACTIVATION_LEN,
+            ACTIVATION_CHECKSUM_AT,
+        )?;
+        let mut current = [0u8; ACTIVATION_LEN];
+        current[..ACTIVATION_SHARED].copy_from_slice(&buf[..ACTIVATION_SHARED]);
+        let mut a = Activation::decode(&current)?;
+        a.sub_interval_ms = u16::from(a.reserved1) * 1000;
+        Ok(a)
+    }
+
+    /// The PDU's bytes in the layout of protocol `version`: [`Activation::encode`]
+    /// from version 20, the 60-byte layout of [`legacy`] before it (the sub-interval
+    /// in whole seconds, no authentication, no checksum).
+    pub fn encode_for(&self, version: u16) -> Vec<u8> {
+        if version >= CURRENT_LAYOUT {
+            return self.encode();
+        }
+        let mut a = *self;
+        a.reserved1 = u8::try_from(self.sub_interval_ms / 1000).unwrap_or(u8::MAX);
+        let mut bytes = a.encode();
+        bytes.truncate(ACTIVATION_SHARED);
+        bytes.resize(LEGACY_ACTIVATION_LEN, 0);
+        bytes
+    }
+}
+
 impl Load {
     /// Parses a Load PDU's header; the datagram may be longer (its payload).
     pub fn decode(buf: &[u8]) -> Result<Self, UdpstError> {
@@ -802,8 +866,12 @@ impl Load {
 }
 
 impl Status {
-    /// Parses a Status Feedback PDU of protocol version 20.
+    /// Parses a Status Feedback PDU of protocol version 20 (or of versions 11 to 19,
+    /// by its length).
     pub fn decode(buf: &[u8]) -> Result<Self, UdpstError> {
+        if buf.len() == LEGACY_STATUS_LEN {
+            return Self::decode_legacy(buf);
+        }
         let mut r = framed(buf, "status PDU", STATUS_ID, STATUS_LEN, 186)?;
         let action = TestAction::from_u8(r.u8())?;
         let rx_stopped = match r.u8() {
@@ -896,6 +964,32 @@ impl Status {
             .u32(self.sent.1);
         w.0.extend_from_slice(&self.tail);
         w.0
+    }
+}
+
+impl Status {
+    /// Parses a Status Feedback PDU of versions 11 to 19 (its tail reads as zeros).
+    fn decode_legacy(buf: &[u8]) -> Result<Self, UdpstError> {
+        framed(
+            buf,
+            "status PDU",
+            STATUS_ID,
+            LEGACY_STATUS_LEN,
+            STATUS_CHECKSUM_AT,
+        )?;
+        let mut current = [0u8; STATUS_LEN];
+        legacy::status_to_current(buf, &mut current);
+        Status::decode(&current)
+    }
+
+    /// The PDU's bytes in the layout of protocol `version`: [`Status::encode`] from
+    /// version 20, the 168-byte layout of [`legacy`] before it (no tail).
+    pub fn encode_for(&self, version: u16) -> Vec<u8> {
+        let bytes = self.encode();
+        if version >= CURRENT_LAYOUT {
+            return bytes;
+        }
+        legacy::status_from_current(&bytes)
     }
 }
 

@@ -90,7 +90,7 @@ fn udpst_client(prefix: &[&str], host: &str, port: u16, up: bool, seconds: u32) 
     ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
 )]
 fn sonde_measures_an_obudpst_server_as_its_own_client_does_on_tbf_150_50() {
-    agrees_with_obudpst(Server::Obudpst, 150_000_000, 50_000_000, 8, 0.02);
+    agrees_with_obudpst(Server::Obudpst, 150_000_000, 50_000_000, 8, 0.02, 20);
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn sonde_measures_an_obudpst_server_as_its_own_client_does_on_tbf_150_50() {
     ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
 )]
 fn obudpsts_client_measures_sondes_server_as_sondes_client_does_on_tbf_150_50() {
-    agrees_with_obudpst(Server::Sonde, 150_000_000, 50_000_000, 8, 0.02);
+    agrees_with_obudpst(Server::Sonde, 150_000_000, 50_000_000, 8, 0.02, 20);
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn obudpsts_client_measures_sondes_server_as_sondes_client_does_on_tbf_150_50() 
     ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
 )]
 fn obudpsts_client_measures_sondes_server_as_sondes_client_does_on_tbf_1000_500() {
-    agrees_with_obudpst(Server::Sonde, 1_000_000_000, 500_000_000, 10, 0.15);
+    agrees_with_obudpst(Server::Sonde, 1_000_000_000, 500_000_000, 10, 0.15, 20);
 }
 
 #[test]
@@ -123,7 +123,28 @@ fn sonde_measures_an_obudpst_server_as_its_own_client_does_on_tbf_1000_500() {
     // and from 444 to 484 up in four runs, sonde (a debug build here) from 892 to 982
     // and from 449 to 494. This test checks the gigabit path works both ways, within
     // 15 %; the agreement figures come from the release build's benchmark.
-    agrees_with_obudpst(Server::Obudpst, 1_000_000_000, 500_000_000, 10, 0.15);
+    agrees_with_obudpst(Server::Obudpst, 1_000_000_000, 500_000_000, 10, 0.15, 20);
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_udpst)),
+    ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn sonde_measures_an_obudpst_server_in_protocol_version_11_on_tbf_150_50() {
+    // The layouts of versions 11 to 19 (OB-UDPST before 9), which OB-UDPST 9's server
+    // still speaks to a client that asks for them.
+    agrees_with_obudpst(Server::Obudpst, 150_000_000, 50_000_000, 8, 0.02, 11);
+}
+
+#[test]
+#[cfg_attr(
+    not(all(sonde_root, sonde_udpst)),
+    ignore = "needs root (namespaces) and cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn sondes_server_serves_protocol_version_11_on_tbf_150_50() {
+    // A CPE with an OB-UDPST client before 9 speaks version 11 to sonde's server.
+    agrees_with_obudpst(Server::Sonde, 150_000_000, 50_000_000, 8, 0.02, 11);
 }
 
 /// Which UDPST server a test measures.
@@ -136,10 +157,17 @@ enum Server {
 }
 
 /// On a netlab link shaped with tbf to `down`/`up` bit/s: sonde's client against a
-/// `server`, then OB-UDPST's own client against the same server, `seconds` per
-/// direction; each figure within `tolerance` of the link's IP ceiling and of
-/// OB-UDPST's (two attempts: the machine is shared).
-fn agrees_with_obudpst(which: Server, down: u64, up: u64, seconds: u32, tolerance: f64) {
+/// `server` in protocol `version`, then OB-UDPST's own client (version 20) against the
+/// same server, `seconds` per direction; each figure within `tolerance` of the link's
+/// IP ceiling and of OB-UDPST's (two attempts: the machine is shared).
+fn agrees_with_obudpst(
+    which: Server,
+    down: u64,
+    up: u64,
+    seconds: u32,
+    tolerance: f64,
+    version: u16,
+) {
     let _alone = alone();
     use sonde_netlab::topology::RESPONDER_IP;
     let link = sonde_netlab::LinkSpec::shaped(down, up);
@@ -160,10 +188,15 @@ fn agrees_with_obudpst(which: Server, down: u64, up: u64, seconds: u32, toleranc
     };
     let host = RESPONDER_IP.to_string();
     let place = format!(
-        "tbf {}/{}, {which:?} server",
+        "tbf {}/{}, {which:?} server, version {version}",
         down / 1_000_000,
         up / 1_000_000
     );
+    let query = if version == 20 {
+        String::new()
+    } else {
+        format!("?version={version}")
+    };
     // UDPST's load datagrams are 1250-byte IP packets, which tbf counts as 1264.
     let ceiling = |is_down: bool| {
         link.ip_ceiling_bps(is_down, sonde_netlab::capacity::UDPST_PACKET)
@@ -174,7 +207,7 @@ fn agrees_with_obudpst(which: Server, down: u64, up: u64, seconds: u32, toleranc
             &agent,
             &[
                 "--responder",
-                &format!("udpst://{host}:{port}"),
+                &format!("udpst://{host}:{port}{query}"),
                 "--max-duration",
                 &seconds.to_string(),
             ],
@@ -183,7 +216,7 @@ fn agrees_with_obudpst(which: Server, down: u64, up: u64, seconds: u32, toleranc
         assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
         assert_eq!(r.run.engine, sonde_proto::Engine::Udpst);
         let c = r.capacity.expect("a capacity section");
-        assert_eq!(c.protocol_version, 20);
+        assert_eq!(c.protocol_version, version);
         let mut problems = Vec::new();
         for (is_down, f) in [(true, c.down.expect("down")), (false, c.up.expect("up"))] {
             let (theirs, their_loss) = udpst_client(&agent, &host, port, !is_down, seconds);
@@ -412,18 +445,11 @@ fn setup_request(ident: u16, version: u16, auth_mode: u8) -> Vec<u8> {
     use sonde_proto::udpst::*;
     Setup {
         version,
-        mc_index: 0,
-        mc_count: 1,
-        mc_ident: ident,
-        request: SETUP_REQUEST,
-        response: 0,
-        max_bandwidth: 0,
-        test_port: 0,
-        modifiers: 0,
         auth: Auth {
             mode: auth_mode,
             ..Auth::default()
         },
+        ..Setup::request(ident, 0, 1)
     }
     .encode()
 }
@@ -583,6 +609,96 @@ fn sondes_client_follows_an_obudpst_servers_jumbo_rows_on_a_jumbo_path() {
 }
 
 /// A key file of one key, `0,KEY`, in a scratch folder.
+/// An older server's control port in front of a real one on `to`: a setup in
+/// version 20 is refused as OB-UDPST before 9 refuses it (code 2, with its own version
+/// 11); any other goes to `to`, and its answer comes back. Runs until `stop`, 60 s at
+/// most; returns the port it listens on and, at the end, the versions it was asked.
+fn older_server_in_front_of(
+    to: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u16, std::thread::JoinHandle<Vec<u16>>) {
+    use sonde_proto::udpst::{Setup, SETUP_BAD_VERSION, SETUP_RESPONSE};
+    let front = std::net::UdpSocket::bind("127.0.0.1:0").expect("front");
+    front
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let port = front.local_addr().expect("addr").port();
+    let back = std::net::UdpSocket::bind("127.0.0.1:0").expect("back");
+    back.connect(("127.0.0.1", to)).expect("connect");
+    back.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let thread = std::thread::spawn(move || {
+        let (mut asked, mut buf) = (Vec::new(), [0u8; 2048]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+            let Ok((n, client)) = front.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(mut setup) = Setup::decode(&buf[..n]) else {
+                continue;
+            };
+            asked.push(setup.version);
+            if setup.version == 20 {
+                setup.request = SETUP_RESPONSE;
+                setup.response = SETUP_BAD_VERSION;
+                setup.version = 11;
+                let _ = front.send_to(&setup.encode(), client);
+            } else if back.send(&buf[..n]).is_ok() {
+                if let Ok(m) = back.recv(&mut buf) {
+                    let _ = front.send_to(&buf[..m], client);
+                }
+            }
+        }
+        asked
+    });
+    (port, thread)
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_udpst),
+    ignore = "needs cmake with a C compiler (Debian packages cmake, gcc) to build OB-UDPST"
+)]
+fn a_server_of_an_older_version_is_asked_again_in_its_own() {
+    let _alone = alone();
+    let port = sonde_e2e::pipeline::free_port();
+    let _server = UdpstServer::start(&[], port, &["-j"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (front, asked) = older_server_in_front_of(port, stop.clone());
+    for direction in ["down", "up"] {
+        let (r, stderr) = probe(
+            &[],
+            &[
+                "--responder",
+                &format!("udpst://127.0.0.1:{front}"),
+                "--direction",
+                direction,
+                "--max-duration",
+                "5",
+            ],
+            Duration::from_secs(30),
+        );
+        assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
+        let c = r.capacity.expect("capacity");
+        assert_eq!(c.protocol_version, 11, "the older server's version");
+        let f = c.down.or(c.up).expect("the direction's figures");
+        assert_eq!(f.sub_interval_rates_bps.len(), 5, "{direction}");
+        assert!(f.max_ip_capacity_bps > 1e6, "{direction}: {f:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let asked = asked.join().expect("front");
+    assert_eq!(asked, vec![20, 11, 20, 11], "each test asked 20, then 11");
+    // A key cannot be used with it: sonde authenticates in version 20 only.
+    let keys = key_file("udpst-old-key", "secret");
+    let (r, _) = download(&format!(
+        "udpst://127.0.0.1:{port}?version=11&key_file={}",
+        keys.display()
+    ));
+    assert_eq!(r.status.outcome, Outcome::Failed);
+    let message = r.status.message.unwrap_or_default();
+    assert!(message.contains("version 20 only"), "{message}");
+}
+
 fn key_file(name: &str, key: &str) -> std::path::PathBuf {
     let dir = sonde_e2e::pipeline::scratch(name);
     let path = dir.join("udpst.keys");

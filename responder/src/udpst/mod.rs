@@ -1,6 +1,7 @@
-//! A UDP Speed Test Protocol server (RFC 9946, protocol version 20), so that an
-//! OB-UDPST client, a CPE running TR-471 diagnostics or sonde's own agent
-//! (`udpst://`) can measure IP-layer capacity (RFC 9097) against the responder.
+//! A UDP Speed Test Protocol server (RFC 9946, protocol version 20, and 11 to 19 as
+//! OB-UDPST 9 still serves them, without authentication), so that an OB-UDPST client,
+//! a CPE running TR-471 diagnostics or sonde's own agent (`udpst://`) can measure
+//! IP-layer capacity (RFC 9097) against the responder.
 //!
 //! The control port answers Setup Requests: each accepted one gets a test socket of
 //! its own on an ephemeral port ([`test`]), which takes the Test Activation and runs
@@ -130,7 +131,13 @@ pub fn judge_setup(
     if setup.request != SETUP_REQUEST {
         return Err(0);
     }
-    if setup.version != PROTOCOL_VERSION {
+    // Versions before 20 authenticate otherwise: a server with keys takes 20 only.
+    let oldest = if keys.is_some() {
+        CURRENT_LAYOUT
+    } else {
+        PROTOCOL_MIN
+    };
+    if !(oldest..=PROTOCOL_VERSION).contains(&setup.version) {
         return Err(2);
     }
     if setup.mc_count == 0 || setup.mc_count > 24 || setup.mc_index >= setup.mc_count {
@@ -339,16 +346,19 @@ async fn open(
     counters.accepted.fetch_add(1, Ordering::Relaxed);
     let answer = seal(signer.as_ref(), response(&setup, 1, port).encode());
     let _ = control.send_to(&answer, peer).await;
-    let null = Null {
-        version: PROTOCOL_VERSION,
-        request: 1,
-        response: 0,
-        reserved: 0,
-        auth: Auth::default(),
-    };
-    let _ = socket
-        .send_to(&seal(signer.as_ref(), null.encode()), peer)
-        .await;
+    // The Null Request opens a firewall on the way; clients before 20 do not expect it.
+    if setup.version >= CURRENT_LAYOUT {
+        let null = Null {
+            version: setup.version,
+            request: 1,
+            response: 0,
+            reserved: 0,
+            auth: Auth::default(),
+        };
+        let _ = socket
+            .send_to(&seal(signer.as_ref(), null.encode()), peer)
+            .await;
+    }
     let counters = counters.clone();
     let mut stop = stop.clone();
     tokio::spawn(async move {
@@ -368,18 +378,7 @@ mod tests {
     use super::*;
 
     fn setup(ident: u16, index: u8, count: u8) -> Setup {
-        Setup {
-            version: PROTOCOL_VERSION,
-            mc_index: index,
-            mc_count: count,
-            mc_ident: ident,
-            request: SETUP_REQUEST,
-            response: 0,
-            max_bandwidth: 0,
-            test_port: 0,
-            modifiers: 0,
-            auth: Auth::default(),
-        }
+        Setup::request(ident, index, count)
     }
 
     #[test]
@@ -426,7 +425,9 @@ mod tests {
         let ok = setup(1, 0, 1);
         let judge = |s: &Setup| judge_setup(s, &s.encode(), None, 0).map(|_| ());
         assert_eq!(judge(&ok), Ok(()));
-        assert_eq!(judge(&Setup { version: 11, ..ok }), Err(2));
+        assert_eq!(judge(&Setup { version: 11, ..ok }), Ok(()), "OB-UDPST 8");
+        assert_eq!(judge(&Setup { version: 10, ..ok }), Err(2));
+        assert_eq!(judge(&Setup { version: 21, ..ok }), Err(2));
         assert_eq!(judge(&Setup { mc_count: 0, ..ok }), Err(12));
         assert_eq!(
             judge(&Setup {
@@ -474,6 +475,15 @@ mod tests {
         assert_eq!(judge(&signed(b"right-key", 2, now)), Err(7), "unknown id");
         assert_eq!(judge(&signed(b"right-key", 1, now - 6)), Err(8), "stale");
         assert_eq!(judge(&setup(1, 0, 1).encode()), Err(5), "none at all");
+        let old = Setup {
+            version: 11,
+            ..setup(1, 0, 1)
+        };
+        assert_eq!(
+            judge(&old.encode()),
+            Err(2),
+            "version 11 cannot authenticate"
+        );
         let mut mode2 = signed(b"right-key", 1, now);
         mode2[56 - auth::AUTH_BYTES] = 2;
         assert_eq!(judge(&mode2), Err(6));

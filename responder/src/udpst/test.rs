@@ -39,7 +39,8 @@ pub async fn run(
         // The row the client starts sending.
         answer.rate = table.row(search.index());
     }
-    let sealed = seal(signer.as_ref(), answer.encode());
+    // In the layout of the client's version (the activation's own).
+    let sealed = seal(signer.as_ref(), answer.encode_for(answer.version));
     let _ = socket.send(&sealed).await;
     let accepted = Accepted {
         activation: answer,

@@ -64,7 +64,8 @@ pub async fn run(socket: UdpSocket, mut t: Accepted) -> bool {
                     t.search.index()
                 };
                 status.rate = t.table.row(row);
-                let _ = socket.send(&status.encode()).await;
+                let version = t.activation.version;
+                let _ = socket.send(&status.encode_for(version)).await;
             }
         }
         if last_heard.elapsed() >= NO_TRAFFIC {

@@ -1,7 +1,7 @@
-//! The RFC 9097 capacity benchmark: on each profile and direction, sonde's UDPST client
-//! and OB-UDPST's own client against one OB-UDPST server, one after the other, beside
-//! the link's IP ceiling for UDPST's 1250-byte packets, with the CPU seconds of each
-//! client and of the server.
+//! The RFC 9097 capacity benchmark: on each profile, server and direction, sonde's UDPST
+//! client and OB-UDPST's own client one after the other, against OB-UDPST's server and
+//! then sonde's (`sonde-responder --udpst`), beside the link's IP ceiling for UDPST's
+//! 1250-byte packets, with the CPU seconds of each client and of the server.
 
 use crate::topology::{children_cpu_seconds, cpu_seconds, find_bin, Spec, Topology};
 use crate::LinkSpec;
@@ -13,14 +13,21 @@ use std::time::Duration;
 
 /// IP bytes of a full-size UDPST load datagram (1222 payload bytes, UDP and IPv4).
 pub const UDPST_PACKET: f64 = 1250.0;
-/// The server's control port.
+/// OB-UDPST's server's control port.
 const PORT: u16 = 24601;
+/// sonde's server's control port.
+const SONDE_PORT: u16 = 24602;
+
+/// The servers measured against, in order: `(name, control port)`.
+const SERVERS: [(&str, u16); 2] = [("udpst", PORT), ("sonde", SONDE_PORT)];
 
 /// One line: a profile and a direction.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// Profile name.
     pub profile: String,
+    /// The server: `udpst` (OB-UDPST's) or `sonde` (`sonde-responder --udpst`).
+    pub server: String,
     /// `down` or `up`.
     pub direction: String,
     /// IP-layer ceiling for 1250-byte packets, bit/s.
@@ -43,7 +50,7 @@ pub struct Row {
     pub server_cpu_s: (f64, f64),
 }
 
-/// Runs one profile: both directions, each client once.
+/// Runs one profile: each server, both directions, each client once.
 pub fn bench_profile(
     name: &str,
     link: &LinkSpec,
@@ -58,33 +65,49 @@ pub fn bench_profile(
     let mut server = Command::new(udpst);
     server.args(["-j", "-p", &PORT.to_string()]);
     let ns = topo.responder_ns.clone();
-    let server_pid = topo.spawn_in(&ns, server)?;
+    let udpst_pid = topo.spawn_in(&ns, server)?;
+    let mut responder = Command::new(find_bin("sonde-responder")?);
+    responder
+        .args(["--listen", "0.0.0.0:8080", "--udp", "0.0.0.0:8081"])
+        .args(["--udpst", &format!("0.0.0.0:{SONDE_PORT}")])
+        .args(["--max-duration", "60"])
+        .env("RUST_LOG", "warn");
+    let sonde_pid = topo.spawn_in(&ns, responder)?;
     std::thread::sleep(Duration::from_millis(300));
     let host = crate::topology::RESPONDER_IP.to_string();
     let mut rows = Vec::new();
-    for down in [true, false] {
-        let dir = if down { "down" } else { "up" };
-        progress(&format!("{name} {dir}: sonde"));
-        let before = cpu_seconds(server_pid).unwrap_or(0.0);
-        let (sonde, sonde_cpu) = sonde_run(&topo, &host, down, seconds)?;
-        let middle = cpu_seconds(server_pid).unwrap_or(0.0);
-        progress(&format!("{name} {dir}: udpst"));
-        let (theirs, udpst_cpu) = udpst_run(&topo, udpst, &host, down, seconds)?;
-        let after = cpu_seconds(server_pid).unwrap_or(0.0);
-        let ceiling = link.ip_ceiling_bps(down, UDPST_PACKET).unwrap_or(f64::NAN);
-        rows.push(Row {
-            profile: name.to_string(),
-            direction: dir.to_string(),
-            ceiling_bps: ceiling,
-            sonde_bps: sonde,
-            sonde_error: sonde / ceiling - 1.0,
-            udpst_bps: theirs,
-            udpst_error: theirs / ceiling - 1.0,
-            sonde_vs_udpst: sonde / theirs - 1.0,
-            sonde_cpu_s: sonde_cpu,
-            udpst_cpu_s: udpst_cpu,
-            server_cpu_s: (middle - before, after - middle),
-        });
+    for ((server, port), server_pid) in SERVERS.into_iter().zip([udpst_pid, sonde_pid]) {
+        for down in [true, false] {
+            let dir = if down { "down" } else { "up" };
+            let run = Run {
+                host: &host,
+                port,
+                down,
+                seconds,
+            };
+            progress(&format!("{name} {server} server, {dir}: sonde client"));
+            let before = cpu_seconds(server_pid).unwrap_or(0.0);
+            let (sonde, sonde_cpu) = sonde_run(&topo, &run)?;
+            let middle = cpu_seconds(server_pid).unwrap_or(0.0);
+            progress(&format!("{name} {server} server, {dir}: udpst client"));
+            let (theirs, udpst_cpu) = udpst_run(&topo, udpst, &run)?;
+            let after = cpu_seconds(server_pid).unwrap_or(0.0);
+            let ceiling = link.ip_ceiling_bps(down, UDPST_PACKET).unwrap_or(f64::NAN);
+            rows.push(Row {
+                profile: name.to_string(),
+                server: server.to_string(),
+                direction: dir.to_string(),
+                ceiling_bps: ceiling,
+                sonde_bps: sonde,
+                sonde_error: sonde / ceiling - 1.0,
+                udpst_bps: theirs,
+                udpst_error: theirs / ceiling - 1.0,
+                sonde_vs_udpst: sonde / theirs - 1.0,
+                sonde_cpu_s: sonde_cpu,
+                udpst_cpu_s: udpst_cpu,
+                server_cpu_s: (middle - before, after - middle),
+            });
+        }
     }
     topo.teardown();
     Ok(rows)
@@ -103,16 +126,24 @@ fn timed(topo: &Topology, program: &Path, args: &[String]) -> anyhow::Result<(St
     Ok((String::from_utf8_lossy(&out.stdout).into_owned(), cpu))
 }
 
-fn sonde_run(topo: &Topology, host: &str, down: bool, seconds: u32) -> anyhow::Result<(f64, f64)> {
+/// One client run: the server's address and port, the direction and the duration.
+struct Run<'a> {
+    host: &'a str,
+    port: u16,
+    down: bool,
+    seconds: u32,
+}
+
+fn sonde_run(topo: &Topology, run: &Run<'_>) -> anyhow::Result<(f64, f64)> {
     let agent = find_bin("sonde-agent")?;
     let args: Vec<String> = [
         "probe",
         "--responder",
-        &format!("udpst://{host}:{PORT}"),
+        &format!("udpst://{}:{}", run.host, run.port),
         "--direction",
-        if down { "down" } else { "up" },
+        if run.down { "down" } else { "up" },
         "--max-duration",
-        &seconds.to_string(),
+        &run.seconds.to_string(),
         "--json",
     ]
     .iter()
@@ -120,28 +151,24 @@ fn sonde_run(topo: &Topology, host: &str, down: bool, seconds: u32) -> anyhow::R
     .collect();
     let (out, cpu) = timed(topo, &agent, &args)?;
     let v: serde_json::Value = serde_json::from_str(out.trim()).context("sonde's record")?;
-    let side = if down { "down" } else { "up" };
+    let side = if run.down { "down" } else { "up" };
     match v["capacity"][side]["max_ip_capacity_bps"].as_f64() {
         Some(bps) => Ok((bps, cpu)),
         None => bail!("sonde measured nothing: {}", v["status"]),
     }
 }
 
-fn udpst_run(
-    topo: &Topology,
-    udpst: &Path,
-    host: &str,
-    down: bool,
-    seconds: u32,
-) -> anyhow::Result<(f64, f64)> {
+fn udpst_run(topo: &Topology, udpst: &Path, run: &Run<'_>) -> anyhow::Result<(f64, f64)> {
     let args: Vec<String> = [
-        if down { "-d" } else { "-u" },
+        if run.down { "-d" } else { "-u" },
         "-j",
         "-f",
         "json",
         "-t",
-        &seconds.to_string(),
-        &format!("{host}:{PORT}"),
+        &run.seconds.to_string(),
+        "-p",
+        &run.port.to_string(),
+        run.host,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -157,8 +184,9 @@ fn udpst_run(
 /// A human-readable table of rows.
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<12} {:<4} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>11}\n",
+        "{:<12} {:<6} {:<4} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8} {:>7} {:>7} {:>11}\n",
         "profile",
+        "server",
         "dir",
         "ceiling",
         "sonde",
@@ -172,8 +200,9 @@ pub fn table(rows: &[Row]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<12} {:<4} {:>10.2} {:>10.2} {:>+7.2}% {:>10.2} {:>+7.2}% {:>+7.2}% {:>7.2} {:>7.2} {:>5.2}/{:<5.2}\n",
+            "{:<12} {:<6} {:<4} {:>10.2} {:>10.2} {:>+7.2}% {:>10.2} {:>+7.2}% {:>+7.2}% {:>7.2} {:>7.2} {:>5.2}/{:<5.2}\n",
             r.profile,
+            r.server,
             r.direction,
             r.ceiling_bps / 1e6,
             r.sonde_bps / 1e6,
@@ -187,6 +216,6 @@ pub fn table(rows: &[Row]) -> String {
             r.server_cpu_s.1,
         ));
     }
-    s.push_str("rates in Mb/s at the IP layer; err against the ceiling for 1250-byte packets\n");
+    s.push_str("rates in Mb/s at the IP layer; err against the ceiling for 1250-byte packets; sonde and udpst: the clients; server s/u: the server's CPU seconds serving each\n");
     s
 }

@@ -86,7 +86,8 @@ enum Cmd {
     },
     /// Benchmark sonde's RFC 9097 capacity against OB-UDPST's own client
     ///
-    /// Both clients face one OB-UDPST server, beside each link's IP ceiling.
+    /// Both clients face OB-UDPST's server, then sonde's (sonde-responder --udpst),
+    /// beside each link's IP ceiling.
     ///
     /// Build OB-UDPST first, e.g.:
     ///   cmake -S obudpst -B /tmp/udpst && make -C /tmp/udpst

@@ -50,7 +50,7 @@ pub async fn run(
         if stopped {
             // The server's stop: confirm it in one last status.
             if let Some(s) = rx.status(now_ns(), TestAction::Stop2, SendingRate::default()) {
-                let _ = socket.send(&s.encode()).await;
+                let _ = socket.send(&s.encode_for(accepted.version)).await;
             }
             return Ok(Ended {
                 sub_intervals: rx.sub_intervals().to_vec(),
@@ -67,7 +67,7 @@ pub async fn run(
         }
         if now >= next_status {
             next_status = (next_status + trial).max(now);
-            report(socket, &mut rx, started, progress).await?;
+            report(socket, &mut rx, accepted.version, started, progress).await?;
             if last_heard.elapsed() >= NO_TRAFFIC {
                 return Err(ClientError::new(
                     FailureReason::StreamError,
@@ -80,17 +80,19 @@ pub async fn run(
     }
 }
 
-/// Sends the trial's Status PDU, and the progress of each new sub-interval.
+/// Sends the trial's Status PDU (in the layout of protocol `version`), and the
+/// progress of each new sub-interval.
 async fn report(
     socket: &UdpSocket,
     rx: &mut Receiver,
+    version: u16,
     started: Instant,
     progress: &ProgressFn,
 ) -> Result<(), ClientError> {
     let before = rx.sub_intervals().len();
     if let Some(s) = rx.status(now_ns(), TestAction::Test, SendingRate::default()) {
         socket
-            .send(&s.encode())
+            .send(&s.encode_for(version))
             .await
             .map_err(|e| mid_test("sending status", &e))?;
     }

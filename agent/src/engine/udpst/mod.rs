@@ -18,7 +18,10 @@ use crate::engine::options::{Options, ProgressFn};
 use crate::net::target::{resolve, ClientError};
 use session::Params;
 use sonde_method::capacity::figures;
-use sonde_proto::udpst::{Activation, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PROTOCOL_VERSION};
+use sonde_proto::udpst::{
+    Activation, CURRENT_LAYOUT, IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD, PROTOCOL_MIN,
+    PROTOCOL_VERSION,
+};
 use sonde_proto::*;
 use std::time::Duration;
 
@@ -56,6 +59,7 @@ pub(crate) async fn measure(
         jumbo: asked.jumbo,
         key: asked.key,
         connections: asked.connections,
+        version: asked.version,
         ..Params::default()
     };
     let overhead = if addr.is_ipv6() {
@@ -78,6 +82,7 @@ pub(crate) async fn measure(
         let (accepted, figures) =
             run_direction(addr, interface, direction, &params, overhead, progress).await?;
         capacity.rate_algorithm = if accepted.rate_algo == 1 { "C" } else { "B" }.into();
+        capacity.protocol_version = accepted.version;
         match direction {
             Direction::Up => capacity.up = Some(figures),
             _ => capacity.down = Some(figures),
@@ -93,6 +98,7 @@ struct Asked {
     jumbo: bool,
     key: Option<session::SharedKey>,
     connections: u8,
+    version: u16,
 }
 
 /// What the responder URL's query asks: `jumbo` (or `jumbo=1`, `true`, `on`) lets the
@@ -100,12 +106,15 @@ struct Asked {
 /// a 9000-byte MTU only; OB-UDPST's server wants it unless run with `-j`);
 /// `key_file=PATH` (and `key_id=N`, else the file's first) authenticates the test
 /// (mode 1) with a key of an OB-UDPST key file (`ID,KEY` lines): the URL names the
-/// file, never the key; `connections=N` (1 to 24) runs N connections at once. Anything
-/// else is refused by name.
+/// file, never the key; `connections=N` (1 to 24) runs N connections at once;
+/// `version=N` (11 to 20) asks that protocol version first (20 by default; a server
+/// that answers with an older one is asked again in it). Anything else is refused by
+/// name.
 fn url_options(url: &url::Url) -> Result<Asked, ClientError> {
     let bad = |m: String| ClientError::new(FailureReason::ResponderError, m);
     let mut asked = Asked {
         connections: 1,
+        version: PROTOCOL_VERSION,
         ..Asked::default()
     };
     let (mut file, mut id) = (None, None);
@@ -120,6 +129,17 @@ fn url_options(url: &url::Url) -> Result<Asked, ClientError> {
                         .map_err(|_| bad(format!("key_id={n}: a key id is 0 to 255")))?,
                 )
             }
+            ("version", n) => {
+                asked.version = n
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|v| (PROTOCOL_MIN..=PROTOCOL_VERSION).contains(v))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "version={n}: sonde speaks UDPST protocol versions {PROTOCOL_MIN} to {PROTOCOL_VERSION}"
+                        ))
+                    })?
+            }
             ("connections", n) => {
                 asked.connections = n
                     .parse::<u8>()
@@ -129,7 +149,7 @@ fn url_options(url: &url::Url) -> Result<Asked, ClientError> {
             }
             _ => {
                 return Err(bad(format!(
-                "udpst:// takes only ?jumbo, key_file=PATH, key_id=N and connections=N in its query, not {k}={v}"
+                "udpst:// takes only ?jumbo, key_file=PATH, key_id=N, connections=N and version=N in its query, not {k}={v}"
             )))
             }
         }
@@ -146,6 +166,12 @@ fn url_options(url: &url::Url) -> Result<Asked, ClientError> {
             Some((id, key.to_vec()))
         }
     };
+    if asked.key.is_some() && asked.version < CURRENT_LAYOUT {
+        return Err(bad(format!(
+            "key_file with version={}: sonde authenticates with protocol version {PROTOCOL_VERSION} only",
+            asked.version
+        )));
+    }
     Ok(asked)
 }
 
@@ -253,6 +279,14 @@ mod tests {
         assert!(asked(&format!("?key_file={}&key_id=6", file.display()))
             .expect_err("no 6")
             .contains("no key of id 6"));
+        assert_eq!(asked("").expect("default").version, 20);
+        assert_eq!(asked("?version=11").expect("11").version, 11);
+        for bad in ["?version=10", "?version=21", "?version=x"] {
+            assert!(asked(bad).expect_err(bad).contains("11 to 20"), "{bad}");
+        }
+        assert!(asked(&format!("?key_file={}&version=11", file.display()))
+            .expect_err("a key in version 11")
+            .contains("version 20 only"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -36,6 +36,9 @@ pub struct Params {
     pub key: Option<SharedKey>,
     /// Connections of the test (1 to 24), each a test of its own at the server.
     pub connections: u8,
+    /// Protocol version asked first: 20, or 11 to 19 for the older layouts. A server
+    /// that answers with an older version of its own is asked again in it.
+    pub version: u16,
 }
 
 impl Default for Params {
@@ -47,6 +50,7 @@ impl Default for Params {
             jumbo: false,
             key: None,
             connections: 1,
+            version: PROTOCOL_VERSION,
         }
     }
 }
@@ -73,17 +77,55 @@ pub async fn open(
         .await
         .map_err(|e| ClientError::io(&format!("UDPST: opening a socket to {control}"), &e))?;
     sonde_udpst::size_buffers(&socket);
+    let mut version = params.version;
+    let (answer, keys, now_s) = loop {
+        let (answer, keys, now_s) =
+            setup(&socket, control, params, version, (index, ident)).await?;
+        match older(&answer, version) {
+            Some(theirs) if params.key.is_none() => {
+                tracing::info!(%control, theirs, "UDPST: the server speaks an older protocol version; asking again in it");
+                version = theirs;
+            }
+            Some(theirs) => {
+                return Err(ClientError::new(
+                    FailureReason::ResponderError,
+                    format!("UDPST server {control} speaks protocol version {theirs}, which authenticates otherwise: sonde authenticates with version {PROTOCOL_VERSION} only; drop key_file from the URL or update the server"),
+                ))
+            }
+            None => break (answer, keys, now_s),
+        }
+    };
+    let test = SocketAddr::new(control.ip(), answer.test_port);
+    socket
+        .connect(test)
+        .await
+        .map_err(|e| ClientError::io(&format!("UDPST: connecting to test port {test}"), &e))?;
+    let request = activation(direction, params, version);
+    let accepted = activate(&socket, test, request, &keys, now_s).await?;
+    Ok(Opened { socket, accepted })
+}
+
+/// The server's own version when it refused ours as too new, and speaks one this code
+/// also speaks (11 or later).
+fn older(answer: &Setup, asked: u16) -> Option<u16> {
+    (answer.response == SETUP_BAD_VERSION && (PROTOCOL_MIN..asked).contains(&answer.version))
+        .then_some(answer.version)
+}
+
+/// The Setup exchange in `version` (signed when the test is authenticated): the
+/// server's answer (an acceptance, or a refusal for an older version), the test's keys
+/// and the request's time.
+async fn setup(
+    socket: &UdpSocket,
+    control: SocketAddr,
+    params: &Params,
+    version: u16,
+    (index, ident): (u8, u16),
+) -> Result<(Setup, Option<(u8, auth::Keys)>, u32), ClientError> {
     let setup = Setup {
-        version: PROTOCOL_VERSION,
-        mc_index: index,
-        mc_count: params.connections.max(1),
-        mc_ident: ident,
-        request: SETUP_REQUEST,
-        response: 0,
-        max_bandwidth: 0,
-        test_port: 0,
+        version,
         modifiers: if params.jumbo { SETUP_JUMBO } else { 0 },
-        auth: Auth::default(),
+        ..Setup::request(ident, index, params.connections.max(1))
     };
     // Authenticated: both keys come from the shared key and this request's time.
     let now_s = (sonde_udpst::now_ns() / 1_000_000_000) as u32;
@@ -95,26 +137,23 @@ pub async fn open(
     if let Some((id, k)) = &keys {
         auth::sign(&mut request, &k.client, now_s, *id);
     }
-    let (answer, raw) = exchange(&socket, &request, control, |pdu| match pdu {
+    let (answer, raw) = exchange(socket, &request, control, |pdu| match pdu {
         Pdu::Setup(s) if s.request == SETUP_RESPONSE && s.mc_ident == ident => Some(s),
         _ => None,
     })
     .await?;
+    if older(&answer, version).is_some() {
+        return Ok((answer, keys, now_s));
+    }
     if answer.response != SetupAnswer::Ack.code() {
-        return Err(refused(control, answer.response, params.jumbo));
+        return Err(refused(control, &answer, params.jumbo));
     }
     if let Some((_, k)) = &keys {
         if !auth::verify(&raw, &k.server) {
             return Err(unauthentic(control, "setup"));
         }
     }
-    let test = SocketAddr::new(control.ip(), answer.test_port);
-    socket
-        .connect(test)
-        .await
-        .map_err(|e| ClientError::io(&format!("UDPST: connecting to test port {test}"), &e))?;
-    let accepted = activate(&socket, test, activation(direction, params), &keys, now_s).await?;
-    Ok(Opened { socket, accepted })
+    Ok((answer, keys, now_s))
 }
 
 /// Sends the Test Activation Request (signed with the client's key when the test is
@@ -126,7 +165,7 @@ async fn activate(
     keys: &Option<(u8, auth::Keys)>,
     now_s: u32,
 ) -> Result<Activation, ClientError> {
-    let mut bytes = request.encode();
+    let mut bytes = request.encode_for(request.version);
     if let Some((id, k)) = keys {
         auth::sign(&mut bytes, &k.client, now_s, *id);
     }
@@ -153,8 +192,14 @@ async fn activate(
 }
 
 /// A refused setup, named in the server's terms with what to change.
-fn refused(control: SocketAddr, code: u8, jumbo: bool) -> ClientError {
+fn refused(control: SocketAddr, answer: &Setup, jumbo: bool) -> ClientError {
+    let code = answer.response;
+    let version = format!(
+        "; it speaks version {}, sonde {PROTOCOL_MIN} to {PROTOCOL_VERSION}",
+        answer.version
+    );
     let hint = match code {
+        SETUP_BAD_VERSION => version.as_str(),
         3 if !jumbo => {
             "; it wants jumbo datagrams: add ?jumbo to the URL on a path with a 9000-byte MTU, or run OB-UDPST with -j"
         }
@@ -183,9 +228,9 @@ fn unauthentic(from: SocketAddr, what: &str) -> ClientError {
 }
 
 /// The activation request of OB-UDPST's client with its default thresholds.
-fn activation(direction: Direction, params: &Params) -> Activation {
+fn activation(direction: Direction, params: &Params, version: u16) -> Activation {
     Activation {
-        version: PROTOCOL_VERSION,
+        version,
         request: if direction == Direction::Up {
             ACTIVATE_UPSTREAM
         } else {
