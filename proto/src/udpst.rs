@@ -782,6 +782,12 @@ impl Activation {
     }
 }
 
+/// The sub-interval of a legacy activation's `reserved1` (whole seconds), ms; at most
+/// what the field of version 20 holds.
+fn legacy_sub_interval_ms(seconds: u8) -> u16 {
+    u16::from(seconds).saturating_mul(1000)
+}
+
 impl Activation {
     /// Parses a Test Activation PDU of versions 11 to 19; its sub-interval (whole
     /// seconds) is read into `sub_interval_ms`.
@@ -796,7 +802,7 @@ impl Activation {
         let mut current = [0u8; ACTIVATION_LEN];
         current[..ACTIVATION_SHARED].copy_from_slice(&buf[..ACTIVATION_SHARED]);
         let mut a = Activation::decode(&current)?;
-        a.sub_interval_ms = u16::from(a.reserved1) * 1000;
+        a.sub_interval_ms = legacy_sub_interval_ms(a.reserved1);
         Ok(a)
     }
 
@@ -808,7 +814,10 @@ impl Activation {
             return self.encode();
         }
         let mut a = *self;
-        a.reserved1 = u8::try_from(self.sub_interval_ms / 1000).unwrap_or(u8::MAX);
+        // Seconds, unless the field already says this sub-interval (as read).
+        if legacy_sub_interval_ms(self.reserved1) != self.sub_interval_ms {
+            a.reserved1 = u8::try_from(self.sub_interval_ms / 1000).unwrap_or(u8::MAX);
+        }
         let mut bytes = a.encode();
         bytes.truncate(ACTIVATION_SHARED);
         bytes.resize(LEGACY_ACTIVATION_LEN, 0);

@@ -42,26 +42,93 @@ pub struct Row {
     pub udpst_error: f64,
     /// `sonde_bps / udpst_bps - 1`.
     pub sonde_vs_udpst: f64,
-    /// CPU seconds of sonde's client.
+    /// Runs of each client behind each figure (the median of them).
+    pub runs: u32,
+    /// CPU seconds of sonde's client, per run.
     pub sonde_cpu_s: f64,
-    /// CPU seconds of OB-UDPST's client.
+    /// CPU seconds of OB-UDPST's client, per run.
     pub udpst_cpu_s: f64,
-    /// CPU seconds of the server while it served sonde, then OB-UDPST's client.
+    /// CPU seconds of the server while it served sonde, then OB-UDPST's client, per
+    /// run.
     pub server_cpu_s: (f64, f64),
 }
 
-/// Runs one profile: each server, both directions, each client once.
+/// Runs one profile: each server, both directions, each client `runs` times in turn
+/// (the median of each side's figures, the mean of its CPU seconds).
 pub fn bench_profile(
     name: &str,
     link: &LinkSpec,
     udpst: &Path,
-    seconds: u32,
+    (seconds, runs): (u32, u32),
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<Vec<Row>> {
     let mut topo = Topology::create(&Spec {
         links: vec![link.clone()],
         collector: false,
     })?;
+    let pids = start_servers(&mut topo, udpst)?;
+    let host = crate::topology::RESPONDER_IP.to_string();
+    let mut rows = Vec::new();
+    for ((server, port), server_pid) in SERVERS.into_iter().zip(pids) {
+        for down in [true, false] {
+            let dir = if down { "down" } else { "up" };
+            let run = Run {
+                host: &host,
+                port,
+                down,
+                seconds,
+            };
+            // Per run: sonde's figure and CPU, OB-UDPST's, the server's CPU for each.
+            let mut m: Vec<[f64; 6]> = Vec::new();
+            for i in 1..=runs {
+                let what = format!("{name} {server} server, {dir}, run {i}/{runs}");
+                progress(&format!("{what}: sonde client"));
+                let before = cpu_seconds(server_pid).unwrap_or(0.0);
+                let (sonde, sonde_cpu) = sonde_run(&topo, &run)?;
+                let middle = cpu_seconds(server_pid).unwrap_or(0.0);
+                progress(&format!("{what}: udpst client"));
+                let (theirs, udpst_cpu) = udpst_run(&topo, udpst, &run)?;
+                let after = cpu_seconds(server_pid).unwrap_or(0.0);
+                m.push([
+                    sonde,
+                    sonde_cpu,
+                    theirs,
+                    udpst_cpu,
+                    middle - before,
+                    after - middle,
+                ]);
+            }
+            let median = |k: usize| {
+                let v: Vec<f64> = m.iter().map(|r| r[k]).collect();
+                sonde_proto::stats::quantile(&v, 0.5).unwrap_or(f64::NAN)
+            };
+            let mean = |k: usize| m.iter().map(|r| r[k]).sum::<f64>() / m.len().max(1) as f64;
+            let (sonde, theirs) = (median(0), median(2));
+            let ceiling = link.ip_ceiling_bps(down, UDPST_PACKET).unwrap_or(f64::NAN);
+            rows.push(Row {
+                profile: name.to_string(),
+                server: server.to_string(),
+                direction: dir.to_string(),
+                ceiling_bps: ceiling,
+                sonde_bps: sonde,
+                sonde_error: sonde / ceiling - 1.0,
+                udpst_bps: theirs,
+                udpst_error: theirs / ceiling - 1.0,
+                sonde_vs_udpst: sonde / theirs - 1.0,
+                runs,
+                sonde_cpu_s: mean(1),
+                udpst_cpu_s: mean(3),
+                server_cpu_s: (mean(4), mean(5)),
+            });
+        }
+    }
+    topo.teardown();
+    Ok(rows)
+}
+
+/// Starts OB-UDPST's server and sonde's in the responder namespace, in the order of
+/// [`SERVERS`]; their process ids.
+fn start_servers(topo: &mut Topology, udpst: &Path) -> anyhow::Result<[u32; 2]> {
     let mut server = Command::new(udpst);
     server.args(["-j", "-p", &PORT.to_string()]);
     let ns = topo.responder_ns.clone();
@@ -74,43 +141,7 @@ pub fn bench_profile(
         .env("RUST_LOG", "warn");
     let sonde_pid = topo.spawn_in(&ns, responder)?;
     std::thread::sleep(Duration::from_millis(300));
-    let host = crate::topology::RESPONDER_IP.to_string();
-    let mut rows = Vec::new();
-    for ((server, port), server_pid) in SERVERS.into_iter().zip([udpst_pid, sonde_pid]) {
-        for down in [true, false] {
-            let dir = if down { "down" } else { "up" };
-            let run = Run {
-                host: &host,
-                port,
-                down,
-                seconds,
-            };
-            progress(&format!("{name} {server} server, {dir}: sonde client"));
-            let before = cpu_seconds(server_pid).unwrap_or(0.0);
-            let (sonde, sonde_cpu) = sonde_run(&topo, &run)?;
-            let middle = cpu_seconds(server_pid).unwrap_or(0.0);
-            progress(&format!("{name} {server} server, {dir}: udpst client"));
-            let (theirs, udpst_cpu) = udpst_run(&topo, udpst, &run)?;
-            let after = cpu_seconds(server_pid).unwrap_or(0.0);
-            let ceiling = link.ip_ceiling_bps(down, UDPST_PACKET).unwrap_or(f64::NAN);
-            rows.push(Row {
-                profile: name.to_string(),
-                server: server.to_string(),
-                direction: dir.to_string(),
-                ceiling_bps: ceiling,
-                sonde_bps: sonde,
-                sonde_error: sonde / ceiling - 1.0,
-                udpst_bps: theirs,
-                udpst_error: theirs / ceiling - 1.0,
-                sonde_vs_udpst: sonde / theirs - 1.0,
-                sonde_cpu_s: sonde_cpu,
-                udpst_cpu_s: udpst_cpu,
-                server_cpu_s: (middle - before, after - middle),
-            });
-        }
-    }
-    topo.teardown();
-    Ok(rows)
+    Ok([udpst_pid, sonde_pid])
 }
 
 /// Runs `cmd` in the agent namespace to its end; its stdout and CPU seconds.
@@ -216,6 +247,6 @@ pub fn table(rows: &[Row]) -> String {
             r.server_cpu_s.1,
         ));
     }
-    s.push_str("rates in Mb/s at the IP layer; err against the ceiling for 1250-byte packets; sonde and udpst: the clients; server s/u: the server's CPU seconds serving each\n");
+    s.push_str("rates in Mb/s at the IP layer, each the median of the runs; err against the ceiling for 1250-byte packets; sonde and udpst: the clients; cpu: seconds per run of each client, and of the server serving each (s/u)\n");
     s
 }

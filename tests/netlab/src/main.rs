@@ -104,7 +104,11 @@ enum Cmd {
         /// Test duration per direction, seconds.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(5..=60))]
         seconds: u32,
-        /// One JSON object per profile and direction on stdout.
+        /// Runs of each client per profile, server and direction (each figure is the
+        /// median of them).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+        runs: u32,
+        /// One JSON object per profile, server and direction on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -216,8 +220,9 @@ fn main() {
             udpst,
             profile,
             seconds,
+            runs,
             json,
-        } => capacity_cmd(&udpst, profile, seconds, json),
+        } => capacity_cmd(&udpst, profile, (seconds, runs), json),
         Cmd::Emulate { .. } => 0,
     };
     std::process::exit(code);
@@ -424,7 +429,7 @@ fn print_profiles() {
     }
 }
 
-fn capacity_cmd(udpst: &Path, profiles: Vec<String>, seconds: u32, json: bool) -> i32 {
+fn capacity_cmd(udpst: &Path, profiles: Vec<String>, timing: (u32, u32), json: bool) -> i32 {
     if !udpst.is_file() {
         eprintln!(
             "error: no OB-UDPST binary at {} (build it: cmake -S obudpst -B /tmp/udpst && make -C /tmp/udpst)",
@@ -458,7 +463,7 @@ fn capacity_cmd(udpst: &Path, profiles: Vec<String>, seconds: u32, json: bool) -
         };
         let progress =
             |line: &str| eprintln!("[{:>5.0} s] {line}", started.elapsed().as_secs_f64());
-        match sonde_netlab::capacity::bench_profile(name, &link, udpst, seconds, &progress) {
+        match sonde_netlab::capacity::bench_profile(name, &link, udpst, timing, &progress) {
             Ok(r) => {
                 for row in &r {
                     if json {
