@@ -16,7 +16,10 @@ pub struct ProbeArgs {
     /// 5201 by default; no latency figures, see docs/METHODOLOGY.md §9); or a UDP
     /// Speed Test server such as OB-UDPST, udpst://HOST[:PORT] (port 24601 by
     /// default): IP-layer capacity by RFC 9097, the server searching the rate, each
-    /// direction running the whole --max-duration (5 s at least; §10).
+    /// direction running the whole --max-duration (5 s at least; §10). A udpst URL's
+    /// query may add jumbo (datagrams up to 9000 bytes above 1 Gb/s), key_file=PATH
+    /// and key_id=N (authentication), connections=N (1 to 24) and version=N (11 to
+    /// 20), e.g. udpst://192.0.2.10?connections=2&key_file=/etc/sonde/udpst.keys.
     #[arg(long, value_name = "URL", value_parser = parse_responder_url)]
     responder: url::Url,
     /// Bind every socket (TCP and UDP) to this interface (SO_BINDTODEVICE), so the
