@@ -314,6 +314,7 @@ pub const COLLECTOR_HTTP_REFUSED: Metric = counter(
 /// Every metric sonde exports.
 pub const ALL: &[Metric] = &[
     THROUGHPUT,
+    IP_CAPACITY,
     TARGET,
     TARGET_MET,
     LATENCY,
