@@ -159,7 +159,7 @@ enum Server {
 /// On a netlab link shaped with tbf to `down`/`up` bit/s: sonde's client against a
 /// `server` in protocol `version`, then OB-UDPST's own client (version 20) against the
 /// same server, `seconds` per direction; each figure within `tolerance` of the link's
-/// IP ceiling and of OB-UDPST's (two attempts: the machine is shared).
+/// IP ceiling and of OB-UDPST's (three attempts: the machine is shared).
 fn agrees_with_obudpst(
     which: Server,
     down: u64,
@@ -202,7 +202,9 @@ fn agrees_with_obudpst(
         link.ip_ceiling_bps(is_down, sonde_netlab::capacity::UDPST_PACKET)
             .expect("a shaped link")
     };
-    sonde_e2e::in_one_of(2, |_| {
+    // Three attempts: a debug build on 2 shared cores, the rest of the suite before
+    // it; a bias of sonde's would fail every one.
+    sonde_e2e::in_one_of(3, |_| {
         let (r, stderr) = probe(
             &agent,
             &[
@@ -502,8 +504,9 @@ fn a_stranger_on_sondes_server_gets_no_reflection_and_an_agent_still_measures() 
     junk[..2].copy_from_slice(&sonde_proto::udpst::LOAD_ID.to_be_bytes());
     let _ = a.send_to(&junk, control);
     assert!(answers(&a).is_empty(), "junk was answered");
-    // Another protocol version, a key this server does not have: refused by name.
-    let _ = a.send_to(&setup_request(1, 11, 0), control);
+    // A protocol version older than any it speaks (11 is the oldest), a key this
+    // server does not have: refused by name.
+    let _ = a.send_to(&setup_request(1, 10, 0), control);
     let _ = a.send_to(&setup_request(2, 20, 1), control);
     assert_eq!(setup_answers(&answers(&a)), vec![(2, 0), (4, 0)]);
     // Two tests set up and never activated: the third from this address is refused.
