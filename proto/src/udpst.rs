@@ -61,6 +61,9 @@ pub const SETUP_RESPONSE: u8 = 2;
 /// Setup Response code: the protocol version is not the server's (it answers with
 /// its own in the version field).
 pub const SETUP_BAD_VERSION: u8 = 2;
+/// Setup Response code: the server could not allocate a connection (it runs as many
+/// as it takes); a busy server, worth asking again shortly.
+pub const SETUP_BUSY: u8 = 13;
 /// Upstream bit of a Setup PDU's `max_bandwidth`.
 pub const UPSTREAM_BANDWIDTH_BIT: u16 = 0x8000;
 /// Setup modifier: jumbo datagram sizes allowed.

@@ -555,6 +555,37 @@ fn a_stranger_on_sondes_server_gets_no_reflection_and_an_agent_still_measures() 
     assert!(down.max_ip_capacity_bps > 100e6, "{down:?}");
 }
 
+#[test]
+fn a_busy_server_is_asked_again_until_a_connection_frees() {
+    let _alone = alone();
+    let port = sonde_e2e::pipeline::free_port();
+    let udpst = format!("127.0.0.1:{port}");
+    // Two connections in all: one address may hold one.
+    let _responder = sonde_e2e::Responder::start(&["--udpst", &udpst, "--udpst-max-tests", "2"]);
+    // A setup from the agent's own address, never activated: it holds that one
+    // connection until the server's 3 s activation wait ends, as the connections of
+    // the agent's previous test do while they end.
+    let holder = stranger("127.0.0.1");
+    let _ = holder.send_to(&setup_request(77, 20, 0), udpst.as_str());
+    let held = setup_answers(&answers(&holder));
+    assert_eq!(held.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1]);
+    let (r, stderr) = probe(
+        &[],
+        &[
+            "--responder",
+            &format!("udpst://{udpst}"),
+            "--direction",
+            "down",
+            "--max-duration",
+            "2",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.status.outcome, Outcome::Ok, "{:?} {stderr}", r.status);
+    let down = r.capacity.and_then(|c| c.down).expect("a download figure");
+    assert!(down.max_ip_capacity_bps > 10e6, "{down:?}");
+}
+
 /// The bytes of the first recorded PDU whose line starts with `prefix`.
 fn hex_line(prefix: &str) -> Vec<u8> {
     let t = include_str!("../../proto/testdata/udpst-obudpst-9.0.0.txt");

@@ -13,7 +13,9 @@
 //! Defences: tests at once are capped (`--udpst-max-tests`; more are refused with
 //! "could not allocate a connection"), an address runs at most two tests at once (the
 //! next may start while the last ends) and at most half the server's connections, a
-//! repeated setup of a running connection is refused, a test lasts at most `--max-duration`, a test socket takes
+//! repeated setup of a running connection gets its first answer again when it comes
+//! from the same port (that answer was lost) and is refused otherwise, a test lasts
+//! at most `--max-duration`, a test socket takes
 //! its activation only from the address that set it up, and a test whose client falls
 //! silent for 3 s ends. Datagrams that are no Setup Request are dropped and counted,
 //! never answered.
@@ -53,11 +55,20 @@ pub struct Counters {
 const PER_ADDRESS: usize = 2;
 
 /// Tests running: how many connections, and by client address each test's
-/// multi-connection identifier with the indexes of its connections.
+/// multi-connection identifier with its connections.
 #[derive(Debug, Default)]
 struct Running {
     total: u32,
-    by_address: HashMap<IpAddr, Vec<(u16, Vec<u8>)>>,
+    by_address: HashMap<IpAddr, Vec<(u16, Vec<Connection>)>>,
+}
+
+/// A running connection of a test: its index, the client's port that set it up, and
+/// the Setup Response it got (sent again when that setup is repeated).
+#[derive(Debug)]
+struct Connection {
+    index: u8,
+    port: u16,
+    answer: Option<Vec<u8>>,
 }
 
 /// A running test connection's slot; freed when dropped.
@@ -69,13 +80,26 @@ pub struct Slot {
     index: u8,
 }
 
+impl Slot {
+    /// Keeps the Setup Response this connection got, for a repeated setup.
+    fn answered(&self, answer: &[u8]) {
+        let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let connections = r.by_address.get_mut(&self.ip).into_iter().flatten();
+        for (_, c) in connections.filter(|t| t.0 == self.ident) {
+            for c in c.iter_mut().filter(|c| c.index == self.index) {
+                c.answer = Some(answer.to_vec());
+            }
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
         r.total = r.total.saturating_sub(1);
         if let Some(tests) = r.by_address.get_mut(&self.ip) {
             for t in tests.iter_mut().filter(|t| t.0 == self.ident) {
-                t.1.retain(|i| *i != self.index);
+                t.1.retain(|c| c.index != self.index);
             }
             tests.retain(|t| !t.1.is_empty());
             if tests.is_empty() {
@@ -85,33 +109,58 @@ impl Drop for Slot {
     }
 }
 
-/// Takes a slot for connection `setup.mc_index` of test `setup.mc_ident` from `ip`.
+/// What a Setup Request gets from [`admit`].
+#[derive(Debug)]
+enum Admission {
+    /// A new connection, with its slot.
+    New(Slot),
+    /// The same client port set this connection up already and its answer may have
+    /// been lost: the same answer again, no second slot.
+    Again(Vec<u8>),
+    /// No room (code 13).
+    Refused,
+}
+
+/// Takes a slot for connection `setup.mc_index` of test `setup.mc_ident` from `peer`.
 /// Refused when the server runs `max` connections, when that address runs
 /// [`PER_ADDRESS`] other tests or half the server's connections, or when that
-/// connection of that test already runs (a stranger repeating a setup takes one slot).
-fn admit(running: &Arc<Mutex<Running>>, ip: IpAddr, setup: &Setup, max: u32) -> Option<Slot> {
+/// connection of that test already runs from another port (a stranger repeating a
+/// setup takes one slot).
+fn admit(running: &Arc<Mutex<Running>>, peer: SocketAddr, setup: &Setup, max: u32) -> Admission {
     let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
-    if r.total >= max {
-        return None;
+    let ip = peer.ip();
+    let (ident, index) = (setup.mc_ident, setup.mc_index);
+    let tests = r.by_address.get(&ip).map_or(&[][..], Vec::as_slice);
+    if let Some(c) = tests
+        .iter()
+        .filter(|t| t.0 == ident)
+        .flat_map(|t| &t.1)
+        .find(|c| c.index == index)
+    {
+        return match &c.answer {
+            Some(answer) if c.port == peer.port() => Admission::Again(answer.clone()),
+            _ => Admission::Refused,
+        };
+    }
+    let held: usize = tests.iter().map(|t| t.1.len()).sum();
+    let connection = Connection {
+        index,
+        port: peer.port(),
+        answer: None,
+    };
+    if r.total >= max || held >= (max as usize / 2).max(1) {
+        return Admission::Refused;
     }
     let tests = r.by_address.entry(ip).or_default();
-    let held: usize = tests.iter().map(|t| t.1.len()).sum();
-    if held >= (max as usize / 2).max(1) {
-        return None;
-    }
-    let (ident, index) = (setup.mc_ident, setup.mc_index);
     if let Some(t) = tests.iter_mut().find(|t| t.0 == ident) {
-        if t.1.contains(&index) {
-            return None;
-        }
-        t.1.push(index);
+        t.1.push(connection);
     } else if tests.len() < PER_ADDRESS {
-        tests.push((ident, vec![index]));
+        tests.push((ident, vec![connection]));
     } else {
-        return None;
+        return Admission::Refused;
     }
     r.total += 1;
-    Some(Slot {
+    Admission::New(Slot {
         running: running.clone(),
         ip,
         ident,
@@ -212,9 +261,14 @@ pub async fn serve(
                 continue;
             }
             Err(code) => Err(code),
-            Ok(signer) => admit(&running, peer.ip(), &setup, config.max_tests)
-                .map(|slot| (slot, signer))
-                .ok_or(13),
+            Ok(signer) => match admit(&running, peer, &setup, config.max_tests) {
+                Admission::New(slot) => Ok((slot, signer)),
+                Admission::Again(answer) => {
+                    let _ = control.send_to(&answer, peer).await;
+                    continue;
+                }
+                Admission::Refused => Err(SETUP_BUSY),
+            },
         };
         match answer {
             Ok((slot, signer)) => {
@@ -336,7 +390,7 @@ async fn open(
             tracing::warn!(error = %e, "UDPST: no test socket");
             counters.refused.fetch_add(1, Ordering::Relaxed);
             let _ = control
-                .send_to(&response(&setup, 13, 0).encode(), peer)
+                .send_to(&response(&setup, SETUP_BUSY, 0).encode(), peer)
                 .await;
             return;
         }
@@ -345,6 +399,7 @@ async fn open(
     let port = socket.local_addr().map_or(0, |a| a.port());
     counters.accepted.fetch_add(1, Ordering::Relaxed);
     let answer = seal(signer.as_ref(), response(&setup, 1, port).encode());
+    slot.answered(&answer);
     let _ = control.send_to(&answer, peer).await;
     // The Null Request opens a firewall on the way; clients before 20 do not expect it.
     if setup.version >= CURRENT_LAYOUT {
@@ -381,36 +436,34 @@ mod tests {
         Setup::request(ident, index, count)
     }
 
+    /// The slot of an admitted setup (panics otherwise).
+    fn slot(a: Admission) -> Slot {
+        match a {
+            Admission::New(slot) => slot,
+            other => panic!("not admitted: {other:?}"),
+        }
+    }
+
     #[test]
     fn slots_are_capped_in_total_and_per_address_and_freed_on_drop() {
         let running = Arc::new(Mutex::new(Running::default()));
-        let a: IpAddr = [192, 0, 2, 1].into();
-        let b: IpAddr = [192, 0, 2, 2].into();
+        let a = SocketAddr::from(([192, 0, 2, 1], 4000));
+        let b = SocketAddr::from(([192, 0, 2, 2], 4000));
+        let refused = |peer, s| matches!(admit(&running, peer, &s, 10), Admission::Refused);
         // Three connections of one test from a, then a second test: fine.
         let one: Vec<Slot> = (0..3)
-            .filter_map(|i| admit(&running, a, &setup(7, i, 3), 10))
+            .map(|i| slot(admit(&running, a, &setup(7, i, 3), 10)))
             .collect();
-        assert_eq!(one.len(), 3);
-        assert!(
-            admit(&running, a, &setup(7, 0, 3), 10).is_none(),
-            "a repeated connection"
-        );
-        let second = admit(&running, a, &setup(8, 0, 1), 10).expect("a second test from a");
-        assert!(
-            admit(&running, a, &setup(9, 0, 1), 10).is_none(),
-            "a third test from a"
-        );
-        let fifth = admit(&running, a, &setup(8, 1, 3), 10).expect("a's fifth connection");
-        assert!(
-            admit(&running, a, &setup(8, 2, 3), 10).is_none(),
-            "a holds 5 of 10: half"
-        );
+        assert!(refused(a, setup(7, 0, 3)), "a repeated connection");
+        let second = slot(admit(&running, a, &setup(8, 0, 1), 10));
+        assert!(refused(a, setup(9, 0, 1)), "a third test from a");
+        let fifth = slot(admit(&running, a, &setup(8, 1, 3), 10));
+        assert!(refused(a, setup(8, 2, 3)), "a holds 5 of 10: half");
         let others: Vec<Slot> = (0..5)
-            .filter_map(|i| admit(&running, b, &setup(7, i, 5), 10))
+            .map(|i| slot(admit(&running, b, &setup(7, i, 5), 10)))
             .collect();
-        assert_eq!(others.len(), 5);
-        let c: IpAddr = [192, 0, 2, 3].into();
-        assert!(admit(&running, c, &setup(1, 0, 1), 10).is_none(), "full");
+        let c = SocketAddr::from(([192, 0, 2, 3], 4000));
+        assert!(refused(c, setup(1, 0, 1)), "full");
         drop(one);
         drop(second);
         drop(fifth);
@@ -418,6 +471,31 @@ mod tests {
         let r = running.lock().expect("lock");
         assert_eq!(r.total, 0);
         assert!(r.by_address.is_empty());
+    }
+
+    #[test]
+    fn a_repeated_setup_gets_its_answer_again_from_its_own_port_only() {
+        let running = Arc::new(Mutex::new(Running::default()));
+        let a = SocketAddr::from(([192, 0, 2, 1], 4000));
+        let first = slot(admit(&running, a, &setup(7, 0, 1), 10));
+        // Not answered yet: a repeat waits for nothing, it is refused.
+        assert!(matches!(
+            admit(&running, a, &setup(7, 0, 1), 10),
+            Admission::Refused
+        ));
+        first.answered(b"the answer");
+        match admit(&running, a, &setup(7, 0, 1), 10) {
+            Admission::Again(answer) => assert_eq!(answer, b"the answer"),
+            other => panic!("{other:?}"),
+        }
+        let other_port = SocketAddr::from(([192, 0, 2, 1], 4001));
+        assert!(matches!(
+            admit(&running, other_port, &setup(7, 0, 1), 10),
+            Admission::Refused
+        ));
+        assert_eq!(running.lock().expect("lock").total, 1, "one slot for all");
+        drop(first);
+        let _again = slot(admit(&running, a, &setup(7, 0, 1), 10));
     }
 
     #[test]

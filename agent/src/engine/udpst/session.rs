@@ -18,6 +18,14 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests are sent again this often while no answer came (UDP may lose them).
 const RESEND: Duration = Duration::from_millis(500);
 
+/// How long a busy server (it could not allocate a connection) is asked again: the
+/// connections of this agent's previous test may still be ending there, or a setup
+/// never activated holds one until the server's 3 s activation wait ends.
+pub const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// The pause between two setups while the server is busy.
+const BUSY_RETRY: Duration = Duration::from_millis(250);
+
 /// A shared key of authentication mode 1: its id and its bytes.
 pub type SharedKey = (u8, Vec<u8>);
 
@@ -78,9 +86,18 @@ pub async fn open(
         .map_err(|e| ClientError::io(&format!("UDPST: opening a socket to {control}"), &e))?;
     sonde_udpst::size_buffers(&socket);
     let mut version = params.version;
+    let busy_until = tokio::time::Instant::now() + BUSY_WAIT;
     let (answer, keys, now_s) = loop {
         let (answer, keys, now_s) =
             setup(&socket, control, params, version, (index, ident)).await?;
+        if answer.response == SETUP_BUSY {
+            if tokio::time::Instant::now() + BUSY_RETRY > busy_until {
+                return Err(refused(control, &answer, params.jumbo));
+            }
+            tracing::debug!(%control, index, "UDPST: the server is busy; asking again");
+            tokio::time::sleep(BUSY_RETRY).await;
+            continue;
+        }
         match older(&answer, version) {
             Some(theirs) if params.key.is_none() => {
                 tracing::info!(%control, theirs, "UDPST: the server speaks an older protocol version; asking again in it");
@@ -113,7 +130,7 @@ fn older(answer: &Setup, asked: u16) -> Option<u16> {
 }
 
 /// The Setup exchange in `version` (signed when the test is authenticated): the
-/// server's answer (an acceptance, or a refusal for an older version), the test's keys
+/// server's answer (an acceptance, a refusal for an older version, or busy), the test's keys
 /// and the request's time.
 async fn setup(
     socket: &UdpSocket,
@@ -142,7 +159,7 @@ async fn setup(
         _ => None,
     })
     .await?;
-    if older(&answer, version).is_some() {
+    if older(&answer, version).is_some() || answer.response == SETUP_BUSY {
         return Ok((answer, keys, now_s));
     }
     if answer.response != SetupAnswer::Ack.code() {
@@ -200,6 +217,9 @@ fn refused(control: SocketAddr, answer: &Setup, jumbo: bool) -> ClientError {
     );
     let hint = match code {
         SETUP_BAD_VERSION => version.as_str(),
+        SETUP_BUSY => {
+            "; it stayed so for 5 s: ask for fewer connections, or run a server that takes more (sonde-responder --udpst-max-tests)"
+        }
         3 if !jumbo => {
             "; it wants jumbo datagrams: add ?jumbo to the URL on a path with a 9000-byte MTU, or run OB-UDPST with -j"
         }
