@@ -8,6 +8,7 @@
 mod checkpoint;
 mod columns;
 mod error;
+mod log;
 mod migrate;
 mod read;
 mod readers;
@@ -25,7 +26,7 @@ use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
-    ResultReader, ResultWriter, ScheduledAccess, Site, StoreError,
+    ResultReader, ResultWriter, ScheduledAccess, Site, StoreError, TransparencyLog,
 };
 use std::path::Path;
 use std::sync::Mutex;
@@ -71,6 +72,13 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        let appended = log::catch_up(&mut conn)?;
+        if appended > 0 {
+            tracing::info!(
+                appended,
+                "results stored before the transparency log appended to it"
+            );
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: None,
@@ -117,6 +125,29 @@ impl ResultWriter for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Inserted>, StoreError> {
         Ok(write::insert_batches(&mut self.lock(), batches, now)?)
+    }
+}
+
+impl TransparencyLog for SqliteStore {
+    fn log_size(&self) -> Result<u64, StoreError> {
+        Ok(log::size(&*self.reader()?)?)
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<sonde_store::log::Hash>, StoreError> {
+        log::hashes(&*self.reader()?, indexes)
+    }
+
+    fn log_leaf(&self, result_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(log::leaf(&*self.reader()?, result_id)?)
+    }
+
+    fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let at_ns = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        Ok(log::keep_checkpoint(&self.lock(), size, note, at_ns)?)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(log::latest_checkpoint(&*self.reader()?)?)
     }
 }
 
@@ -401,6 +432,17 @@ mod tests {
             .expect("page");
         assert_eq!(page.results.len(), 1);
         assert_eq!(page.results[0].to_json()["id"], r.id.to_string());
+        // Results stored before the log were appended to it on opening, once.
+        let in_log = s.log_size().expect("log size");
+        let stored: i64 = s
+            .lock()
+            .query_row("SELECT count(*) FROM results", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(in_log, stored as u64);
+        drop(s);
+        let s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(s.log_size().expect("log size"), in_log, "appended once");
+        assert!(s.log_leaf(&r.id.to_string()).expect("leaf").is_some());
         // The report facts were filled from the stored record.
         let fact: (Option<f64>, Option<String>, String, String, Option<i64>) = s
             .lock()

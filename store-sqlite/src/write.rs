@@ -63,6 +63,7 @@ fn insert_batch(
         ])?;
         if changed == 1 {
             let rowid = tx.last_insert_rowid();
+            crate::log::append(tx, rowid, json.as_bytes())?;
             let access_id = accesses.touch(tx, &row)?;
             insert_fact(tx, access_id, rowid, &row)?;
             done.new += 1;

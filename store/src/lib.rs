@@ -5,6 +5,7 @@
 //!
 //! - [`roles`]: `ResultWriter`, `Enrolments`, `ResultReader`, `ReportSource`,
 //!   `Maintenance`, `Plans`, and `Store`, their sum;
+//! - [`log`]: the transparency log's hashing and proofs, which every backend keeps alike;
 //! - `StoreError`: backend-neutral;
 //! - [`rows`]: the one record → report-row mapping;
 //! - [`types`]: what is stored and answered.
@@ -13,6 +14,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod log;
 pub mod roles;
 pub mod rows;
 pub mod types;
@@ -22,11 +24,12 @@ pub use error::StoreError;
 /// The role traits, for `use sonde_store::prelude::*` where a store's methods are called.
 pub mod prelude {
     pub use crate::roles::{
-        Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter,
+        Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter, TransparencyLog,
     };
 }
 pub use roles::{
     split_scan, Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter, Store,
+    TransparencyLog,
 };
 pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 pub use types::*;

@@ -1,8 +1,9 @@
 //! The store's roles: what the collector asks of a store, cut by who asks. Ingest
 //! writes ([`ResultWriter`]); enrolment and revocation keep identities
 //! ([`Enrolments`]); the API reads ([`ResultReader`]); reports scan ([`ReportSource`]);
-//! operators maintain ([`Maintenance`]); plans are kept by version ([`Plans`]). A
-//! backend implements all six; [`Store`] is
+//! operators maintain ([`Maintenance`]); plans are kept by version ([`Plans`]); the
+//! transparency log proves what was stored ([`TransparencyLog`]). A
+//! backend implements all seven; [`Store`] is
 //! their sum. A write returns only once committed (durably): callers acknowledge
 //! result ids after that, never before. Reads never wait for the writer.
 
@@ -206,10 +207,43 @@ pub trait Plans: Send + Sync {
     fn plans(&self) -> Result<Vec<PlanVersion>, StoreError>;
 }
 
+/// The transparency log of stored results ([`crate::log`]): the backend appends each
+/// newly stored result as a leaf (its verbatim bytes) in the transaction that stores
+/// it, and keeps the tree's hashes and the signed checkpoints; it never changes them.
+pub trait TransparencyLog: Send + Sync {
+    /// Leaves in the log.
+    fn log_size(&self) -> Result<u64, StoreError>;
+
+    /// The tree's stored hashes at these indexes (tlog's stored hash indexes), in the
+    /// order asked; an index not stored yet is an error.
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<crate::log::Hash>, StoreError>;
+
+    /// The leaf of the result with id `result_id`: its index and its bytes (`None`:
+    /// no such result, or pruned).
+    fn log_leaf(&self, result_id: &str) -> Result<Option<(u64, String)>, StoreError>;
+
+    /// Keeps a signed checkpoint of the first `size` leaves (a second one of the same
+    /// size is ignored).
+    fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The latest kept checkpoint: its size and its signed note.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+}
+
 /// Every role: what a backend is.
 pub trait Store:
-    ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance + Plans
+    ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance + Plans + TransparencyLog
 {
 }
 
-impl<T: ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance + Plans> Store for T {}
+impl<
+        T: ResultWriter
+            + Enrolments
+            + ResultReader
+            + ReportSource
+            + Maintenance
+            + Plans
+            + TransparencyLog,
+    > Store for T
+{
+}

@@ -65,6 +65,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             the_boxs_position_stands_in_for_a_token_without_one,
         ),
         (
+            "every_stored_result_is_a_leaf_of_the_log_once",
+            every_stored_result_is_a_leaf_of_the_log_once,
+        ),
+        (
             "every_figure_of_the_worked_example",
             report::every_figure_of_the_worked_example,
         ),
@@ -480,6 +484,55 @@ pub fn an_access_keeps_its_first_and_latest_start_and_the_latest_interval(s: &dy
         "the interval of the latest result"
     );
     assert_eq!(rows.facts.len(), 4);
+}
+
+/// Every stored result is appended to the transparency log once (a resent one is
+/// not), as its verbatim bytes; roots and proofs read back from the stored hashes check
+/// against the leaves; checkpoints are kept, the latest answered.
+pub fn every_stored_result_is_a_leaf_of_the_log_once(s: &dyn Store) {
+    use crate::log;
+    assert_eq!(s.log_size().expect("size"), 0);
+    assert_eq!(s.latest_checkpoint().expect("none"), None);
+    let batch: Vec<_> = (0..7).map(|i| record(i, "a1")).collect();
+    s.insert(&delivery("a1"), &batch, Utc::now())
+        .expect("insert");
+    s.insert(&delivery("a1"), &batch[2..], Utc::now())
+        .expect("resent");
+    assert_eq!(
+        s.log_size().expect("size"),
+        7,
+        "a resent result is no new leaf"
+    );
+    let read = |i: &[u64]| s.log_hashes(i);
+    let root = log::root(7, &read).expect("root");
+    for r in &batch {
+        let (index, bytes) = s
+            .log_leaf(&r.id.to_string())
+            .expect("leaf")
+            .expect("in the log");
+        assert_eq!(bytes, r.to_json(), "the stored bytes");
+        let proof = log::inclusion(index, 7, &read).expect("proof");
+        assert!(log::check_inclusion(
+            &proof,
+            7,
+            root,
+            index,
+            log::leaf_hash(bytes.as_bytes())
+        ));
+    }
+    let old = log::root(3, &read).expect("old root");
+    let proof = log::consistency(3, 7, &read).expect("consistency");
+    assert!(log::check_consistency(&proof, 3, old, 7, root));
+    assert!(s.log_hashes(&[1_000_000]).is_err(), "a hash not stored");
+    assert_eq!(s.log_leaf("no-such-result").expect("read"), None);
+    s.keep_checkpoint(3, "three", Utc::now()).expect("keep");
+    s.keep_checkpoint(7, "seven", Utc::now()).expect("keep");
+    s.keep_checkpoint(7, "seven again", Utc::now())
+        .expect("ignored");
+    assert_eq!(
+        s.latest_checkpoint().expect("latest"),
+        Some((7, "seven".into()))
+    );
 }
 
 /// Records are kept as their agent encoded them; identity and site come from the

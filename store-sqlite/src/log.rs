@@ -1,0 +1,97 @@
+//! The transparency log in SQLite (migration 0011): leaves appended in the transaction
+//! that stores their results, the tree's stored hashes beside them, and the signed
+//! checkpoints. The hashing is [`sonde_store::log`]'s.
+
+use crate::error::Error;
+use rusqlite::{params, Connection, OptionalExtension};
+use sonde_store::log::{self, Hash};
+use sonde_store::StoreError;
+
+/// Leaves in the log.
+pub fn size(conn: &Connection) -> Result<u64, Error> {
+    let n: i64 = conn
+        .prepare_cached("SELECT coalesce(max(leaf) + 1, 0) FROM log_leaves")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// The stored hashes at `indexes`.
+pub fn hashes(conn: &Connection, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+    let mut q = conn
+        .prepare_cached("SELECT hash FROM log_hashes WHERE idx = ?1")
+        .map_err(Error::from)?;
+    indexes
+        .iter()
+        .map(|&i| {
+            let bytes: Option<Vec<u8>> = q
+                .query_row([i as i64], |r| r.get(0))
+                .optional()
+                .map_err(Error::from)?;
+            bytes
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(Hash)
+                .ok_or_else(|| StoreError::Backend(format!("transparency log: no stored hash {i}")))
+        })
+        .collect()
+}
+
+/// Appends the result at `rowid`, whose stored bytes are `bytes`, as the next leaf.
+pub fn append(conn: &Connection, rowid: i64, bytes: &[u8]) -> Result<(), Error> {
+    let n = size(conn)?;
+    let read = |i: &[u64]| hashes(conn, i);
+    let (first, new) = log::append(n, bytes, &read)?;
+    let mut put = conn.prepare_cached("INSERT INTO log_hashes (idx, hash) VALUES (?1, ?2)")?;
+    for (k, h) in new.iter().enumerate() {
+        put.execute(params![(first + k as u64) as i64, &h.0[..]])?;
+    }
+    conn.prepare_cached("INSERT INTO log_leaves (leaf, result_rowid) VALUES (?1, ?2)")?
+        .execute(params![n as i64, rowid])?;
+    Ok(())
+}
+
+/// Appends the stored results the log lacks (those stored before it existed), oldest
+/// first, in one transaction; returns how many.
+pub fn catch_up(conn: &mut Connection) -> Result<u64, Error> {
+    let tx = conn.transaction()?;
+    let missing: Vec<(i64, String)> = tx
+        .prepare(
+            "SELECT rowid, record FROM results
+             WHERE rowid NOT IN (SELECT result_rowid FROM log_leaves) ORDER BY rowid",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (rowid, record) in &missing {
+        append(&tx, *rowid, record.as_bytes())?;
+    }
+    tx.commit()?;
+    Ok(missing.len() as u64)
+}
+
+/// The leaf of result `id`: its index and its stored bytes.
+pub fn leaf(conn: &Connection, id: &str) -> Result<Option<(u64, String)>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT l.leaf, r.record FROM results r JOIN log_leaves l ON l.result_rowid = r.rowid
+             WHERE r.id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()?)
+}
+
+/// Keeps a checkpoint (the first of its size).
+pub fn keep_checkpoint(conn: &Connection, size: u64, note: &str, at_ns: i64) -> Result<(), Error> {
+    conn.prepare_cached(
+        "INSERT INTO log_checkpoints (size, made_at, note) VALUES (?1, ?2, ?3)
+         ON CONFLICT (size) DO NOTHING",
+    )?
+    .execute(params![size as i64, at_ns, note])?;
+    Ok(())
+}
+
+/// The latest checkpoint.
+pub fn latest_checkpoint(conn: &Connection) -> Result<Option<(u64, String)>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()?)
+}
