@@ -27,6 +27,31 @@ pub struct Config {
     /// How long raw results are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The transparency log of stored results.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// How often a signed checkpoint of the transparency log is made, when the log
+    /// grew (default 60s; 1s to 1h).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> String {
+    "60s".into()
 }
 
 /// `[retention]`.
@@ -212,6 +237,8 @@ pub struct Checked {
     pub issuer: Option<String>,
     /// Months raw results are kept (0: forever).
     pub raw_months: u32,
+    /// Time between two checkpoints of the transparency log.
+    pub checkpoint_every: std::time::Duration,
 }
 
 impl Checked {
@@ -283,6 +310,34 @@ fn check_quic(
     (listen, enrol_timeout)
 }
 
+/// Checks `[metrics]`: the silent horizon, when valid.
+fn check_metrics(m: &MetricsConfig, problems: &mut Vec<String>) -> Option<std::time::Duration> {
+    let horizon = humantime::parse_duration(&m.silent_horizon)
+        .ok()
+        .filter(|d| *d >= std::time::Duration::from_secs(60));
+    if horizon.is_none() {
+        problems.push(format!(
+            "metrics.silent_horizon: {:?} is not a duration of at least 1m (e.g. 24h)",
+            m.silent_horizon
+        ));
+    }
+    horizon
+}
+
+/// Checks `[log]`: the checkpoint cadence, when valid.
+fn check_log(log: &LogConfig, problems: &mut Vec<String>) -> Option<std::time::Duration> {
+    let every = humantime::parse_duration(&log.checkpoint_every)
+        .ok()
+        .filter(|d| (1..=3600).contains(&d.as_secs()));
+    if every.is_none() {
+        problems.push(format!(
+            "log.checkpoint_every: {:?} is not a duration in 1s..=1h (e.g. 60s)",
+            log.checkpoint_every
+        ));
+    }
+    every
+}
+
 /// Checks a parsed file; relative paths are from `base` (the file's directory).
 fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
     let mut problems = Vec::new();
@@ -297,15 +352,8 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
         );
     }
     let (quic_listen, enrol_timeout) = check_quic(&config.quic, &mut problems);
-    let silent_horizon = humantime::parse_duration(&config.metrics.silent_horizon)
-        .ok()
-        .filter(|d| *d >= std::time::Duration::from_secs(60));
-    if silent_horizon.is_none() {
-        problems.push(format!(
-            "metrics.silent_horizon: {:?} is not a duration of at least 1m (e.g. 24h)",
-            config.metrics.silent_horizon
-        ));
-    }
+    let silent_horizon = check_metrics(&config.metrics, &mut problems);
+    let checkpoint_every = check_log(&config.log, &mut problems);
     let time_zone = config.report.time_zone.parse::<chrono_tz::Tz>().ok();
     if time_zone.is_none() {
         problems.push(format!(
@@ -320,6 +368,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
         Some(silent_horizon),
         Some(time_zone),
         Some(enrol_timeout),
+        Some(checkpoint_every),
     ) = (
         problems.is_empty(),
         http_listen,
@@ -327,6 +376,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
         silent_horizon,
         time_zone,
         enrol_timeout,
+        checkpoint_every,
     )
     else {
         return Err(problems);
@@ -362,6 +412,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
             .clone()
             .filter(|i| !i.trim().is_empty()),
         raw_months: config.retention.raw_months,
+        checkpoint_every,
     })
 }
 
@@ -388,6 +439,26 @@ mod tests {
             c.store_path,
             p.parent().expect("dir").join("state/collector.sqlite")
         );
+    }
+
+    #[test]
+    fn the_checkpoint_cadence_defaults_to_a_minute_and_is_bounded() {
+        let ok = write("log-default", "data_dir = \"state\"\n");
+        let c = load(&ok).expect("valid");
+        assert_eq!(c.checkpoint_every, std::time::Duration::from_secs(60));
+        for bad in ["0s", "2h", "soon"] {
+            let p = write(
+                &format!("log-{bad}"),
+                &format!("data_dir = \"state\"\n[log]\ncheckpoint_every = \"{bad}\"\n"),
+            );
+            let problems = load(&p).expect_err(bad);
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("log.checkpoint_every:")),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 
     #[test]

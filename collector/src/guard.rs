@@ -9,7 +9,7 @@ use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
-    ResultReader, ResultWriter, Site, Store, StoreError,
+    ResultReader, ResultWriter, Site, Store, StoreError, TransparencyLog,
 };
 use std::sync::Arc;
 
@@ -68,6 +68,33 @@ impl Enrolments for OffWorkers {
     fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         check("reading revocations");
         self.0.revoked()
+    }
+}
+
+impl TransparencyLog for OffWorkers {
+    fn log_size(&self) -> Result<u64, StoreError> {
+        check("reading the log's size");
+        self.0.log_size()
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<sonde_store::log::Hash>, StoreError> {
+        check("reading the log's hashes");
+        self.0.log_hashes(indexes)
+    }
+
+    fn log_leaf(&self, result_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+        check("reading a log leaf");
+        self.0.log_leaf(result_id)
+    }
+
+    fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        check("keeping a checkpoint");
+        self.0.keep_checkpoint(size, note, at)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        check("reading the latest checkpoint");
+        self.0.latest_checkpoint()
     }
 }
 

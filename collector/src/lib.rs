@@ -6,6 +6,7 @@
 //! - [`ca`]: the certificate authority, behind a seam;
 //! - [`api`]: the HTTP API, one module per resource;
 //! - [`fleet`], [`metrics`]: the fleet's series and `/metrics`;
+//! - [`log`]: the transparency log's signed checkpoints, and their monitor;
 //! - [`plans`]: the plans pushed to agents, their versions and diffs;
 //! - [`report`]: compliance reports (figures from `sonde-method`), rendered and signed;
 //! - [`config`]: the configuration, every problem at once;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod fleet;
 pub mod guard;
 pub mod ingest;
+pub mod log;
 pub mod metrics;
 pub mod plans;
 pub mod report;

@@ -4,7 +4,7 @@
 
 mod cli;
 
-use cli::{AgentCommand, Cli, Command, PlanCommand, ReportAction, TokenCommand};
+use cli::{AgentCommand, Cli, Command, LogCommand, PlanCommand, ReportAction, TokenCommand};
 
 fn main() {
     let cli: Cli = sonde_cli::parse_or_exit();
@@ -63,6 +63,13 @@ fn main() {
             Some(ReportAction::Key { config }) => cli::report::key(&config.path),
             None => cli::report::write(args),
         },
+        Command::Log(LogCommand::Verify {
+            url,
+            key,
+            state,
+            count,
+            every,
+        }) => cli::log::verify(&url, &key, state.as_deref(), count, every),
     };
     std::process::exit(code);
 }

@@ -112,7 +112,7 @@ impl Server {
                 Exporter::new(ingest.clone(), deps.registry).with_http(gate.clone()),
             )),
             reports: Some(Arc::new(api::Reports {
-                key: deps.report_key,
+                key: Arc::new(deps.report_key),
                 time_zone: config.time_zone,
                 issuer: config.issuer.clone(),
             })),
@@ -157,6 +157,13 @@ impl Server {
             .then(|| tokio::spawn(retention(self.store.clone(), self.config.raw_months)));
         let revocations = tokio::spawn(watch_revocations(self.store.clone(), self.ingest.clone()));
         let plans = tokio::spawn(watch_plans(self.store.clone(), self.ingest.clone()));
+        let checkpoints = self.api.reports.as_ref().map(|r| {
+            tokio::spawn(crate::log::checkpoints(
+                self.store.clone(),
+                r.key.clone(),
+                self.config.checkpoint_every,
+            ))
+        });
         let quic_task = tokio::spawn(quic::serve(
             self.endpoint.clone(),
             self.ingest.clone(),
@@ -169,6 +176,9 @@ impl Server {
         quic_task.abort();
         revocations.abort();
         plans.abort();
+        if let Some(t) = checkpoints {
+            t.abort();
+        }
         if let Some(t) = retention {
             t.abort();
         }

@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod health;
+pub mod log;
 pub mod plans;
 pub mod pool;
 pub mod reports;
@@ -91,6 +92,9 @@ fn route(api: &Api, path: &str, query: &HashMap<String, String>) -> Response<Bod
         "/api/v1/results" => results::get(store, query),
         "/api/v1/agents" => agents::get(store),
         "/api/v1/plans" => plans::get(store, query),
+        "/api/v1/log/checkpoint" => log::checkpoint(store),
+        "/api/v1/log/consistency" => log::consistency(store, query),
+        "/api/v1/log/inclusion" => log::inclusion(store, query),
         "/api/v1/reports" => match &api.reports {
             Some(r) => reports::get(store, r, query),
             None => error(StatusCode::NOT_FOUND, "reports are not served here"),

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub struct Reports {
     /// The collector's report key.
-    pub key: crate::report::sign::ReportKey,
+    pub key: std::sync::Arc<crate::report::sign::ReportKey>,
     /// Default time zone of the sites.
     pub time_zone: chrono_tz::Tz,
     /// Who issues the reports.

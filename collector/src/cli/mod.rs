@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backup;
 pub mod common;
 pub mod import;
+pub mod log;
 pub mod plan;
 pub mod report;
 pub mod serve;
@@ -30,13 +31,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector: QUIC ingest and enrolment for agents, and the HTTP API
-    /// (/healthz, /metrics, /api/v1/results, /api/v1/agents, /api/v1/reports).
+    /// (/healthz, /metrics, /api/v1/results, /api/v1/agents, /api/v1/reports,
+    /// /api/v1/plans, /api/v1/log/checkpoint and the log's proofs).
     ///
     /// The config file (TOML) sets `data_dir` (the store data_dir/collector.sqlite and
     /// the CA, made on first start), `[http] listen` (default 127.0.0.1:9090) and
     /// `[quic] listen` (default 127.0.0.1:4433), `names`, `max_connections`. Every
     /// problem in it is reported, with its field, before anything starts (exit 64).
-    /// Ctrl-C or SIGTERM stops it after the commits in flight.
+    /// `[log] checkpoint_every` (default 60s) sets how often the transparency log's
+    /// checkpoint is signed. Ctrl-C or SIGTERM stops it after the commits in flight.
     Serve {
         /// The configuration file.
         #[arg(long, value_name = "FILE")]
@@ -136,6 +139,49 @@ pub enum Command {
         action: Option<ReportAction>,
         #[command(flatten)]
         args: ReportArgs,
+    },
+    /// The transparency log of stored results: every result the collector stores is
+    /// appended to an append-only Merkle tree (RFC 6962 hashing), and a signed
+    /// checkpoint of it is made every `[log] checkpoint_every` (docs/OPERATIONS.md,
+    /// "Transparency log").
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Check that a collector's log never rewrites history.
+    ///
+    /// Fetches the latest checkpoint, checks its signature with the collector's key,
+    /// and checks that it extends the last checkpoint seen (an RFC 6962 consistency
+    /// proof from the collector).
+    ///
+    /// What was seen is kept in --state between runs, so a monitor run from cron
+    /// notices a rewrite between two runs. Exit status: 0 when every checkpoint
+    /// checked, 1 when one did not (bad signature, a shrunk log, a proof that fails),
+    /// 69 when the collector could not be reached or answered nonsense.
+    ///
+    /// Examples:
+    ///   sonde-collector log verify --url http://collector:9090 --key sonde-report-key.pub --state log.json
+    ///   sonde-collector log verify --url http://collector:9090 --key sonde-report-key.pub --every 60s --count 0
+    #[command(verbatim_doc_comment)]
+    Verify {
+        /// The collector's HTTP API.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The collector's public key (as `report key` prints it); without it a
+        /// checkpoint proves nothing, so it is required.
+        #[arg(long, value_name = "FILE", env = "SONDE_REPORT_KEY")]
+        key: PathBuf,
+        /// Where the last checkpoint seen is kept between runs (JSON; created).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Checks this many times (0: until stopped).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        count: u64,
+        /// Time between two checks.
+        #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
     },
 }
 

@@ -100,6 +100,11 @@ impl ReportKey {
         format!("ed25519 {}", hex(self.pair.public_key().as_ref()))
     }
 
+    /// The Ed25519 public key's 32 bytes.
+    pub fn public(&self) -> &[u8] {
+        self.pair.public_key().as_ref()
+    }
+
     /// Short id of the public key: the first 16 hex digits of its SHA-256.
     pub fn key_id(&self) -> String {
         key_id(self.pair.public_key().as_ref())
