@@ -87,6 +87,15 @@ impl TransparencyLog for OffWorkers {
         self.0.log_leaf(result_id)
     }
 
+    fn log_leaves_in(
+        &self,
+        scope: &ReportScope,
+        each: &mut dyn FnMut(&str, u64, &str) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        check("reading log leaves");
+        self.0.log_leaves_in(scope, each)
+    }
+
     fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         check("keeping a checkpoint");
         self.0.keep_checkpoint(size, note, at)

@@ -9,12 +9,21 @@
 //! [`Monitor`] is the other side: what `sonde-collector log verify` runs to check that
 //! a log never rewrites what it showed before.
 
-use crate::report::sign::ReportKey;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use sonde_store::log::{self, Hash};
 use sonde_store::{Store, StoreError};
 use tlog_tiles::Checkpoint;
+
+/// The collector's Ed25519 key, as checkpoints need it (the report key implements it).
+pub trait CheckpointKey: Send + Sync {
+    /// The public key's 32 bytes.
+    fn public(&self) -> &[u8];
+    /// Short id of the public key (hex), which names the log's origin.
+    fn key_id(&self) -> String;
+    /// Signs `message`.
+    fn sign(&self, message: &[u8]) -> Vec<u8>;
+}
 
 /// The algorithm byte of an Ed25519 key in a signed note.
 const ED25519: u8 = 1;
@@ -36,7 +45,7 @@ pub fn verifier_key(name: &str, public: &[u8]) -> String {
 
 /// The report key as a note signer.
 struct NoteSigner<'a> {
-    key: &'a ReportKey,
+    key: &'a dyn CheckpointKey,
     name: String,
     id: u32,
 }
@@ -56,7 +65,7 @@ impl signed_note::Signer for NoteSigner<'_> {
 }
 
 /// The signed note of a checkpoint of `size` leaves whose root is `root`.
-pub fn sign_checkpoint(key: &ReportKey, size: u64, root: Hash) -> Result<String, String> {
+pub fn sign_checkpoint(key: &dyn CheckpointKey, size: u64, root: Hash) -> Result<String, String> {
     let name = origin(&key.key_id());
     let mut encoded = vec![ED25519];
     encoded.extend_from_slice(key.public());
@@ -112,7 +121,7 @@ pub fn open_checkpoint(note: &str, public: &[u8]) -> Result<Checked, String> {
 /// one; returns its size then.
 pub fn checkpoint(
     store: &dyn Store,
-    key: &ReportKey,
+    key: &dyn CheckpointKey,
     now: DateTime<Utc>,
 ) -> Result<Option<u64>, StoreError> {
     let size = store.log_size()?;
@@ -129,7 +138,7 @@ pub fn checkpoint(
 /// Makes a checkpoint every `every` while the collector runs (the first at once).
 pub async fn checkpoints(
     store: std::sync::Arc<dyn Store>,
-    key: std::sync::Arc<ReportKey>,
+    key: std::sync::Arc<dyn CheckpointKey>,
     every: std::time::Duration,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -137,7 +146,8 @@ pub async fn checkpoints(
     loop {
         tick.tick().await;
         let (s, k) = (store.clone(), key.clone());
-        match sonde_cli::blocking::run(move || checkpoint(s.as_ref(), &k, Utc::now())).await {
+        match sonde_cli::blocking::run(move || checkpoint(s.as_ref(), k.as_ref(), Utc::now())).await
+        {
             Ok(Ok(Some(size))) => tracing::debug!(size, "transparency log checkpoint signed"),
             Ok(Ok(None)) | Err(_) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "transparency log checkpoint failed"),
@@ -203,6 +213,7 @@ pub fn extends(seen: &Seen, new: &Checked, proof: Option<&[Hash]>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::sign::ReportKey;
 
     #[test]
     fn a_checkpoint_opens_with_its_key_only_and_names_what_is_wrong() {

@@ -71,13 +71,18 @@ impl SqliteStore {
         // the WAL before its COMMIT.
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let before: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         migrate(&mut conn)?;
-        let appended = log::catch_up(&mut conn)?;
-        if appended > 0 {
-            tracing::info!(
-                appended,
-                "results stored before the transparency log appended to it"
-            );
+        // Once, when the log appears: afterwards a result without a leaf was put in
+        // the file behind the store's back, and stays out of the log.
+        if before < log::MIGRATION {
+            let appended = log::catch_up(&mut conn)?;
+            if appended > 0 {
+                tracing::info!(
+                    appended,
+                    "results stored before the transparency log appended to it"
+                );
+            }
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -139,6 +144,14 @@ impl TransparencyLog for SqliteStore {
 
     fn log_leaf(&self, result_id: &str) -> Result<Option<(u64, String)>, StoreError> {
         Ok(log::leaf(&*self.reader()?, result_id)?)
+    }
+
+    fn log_leaves_in(
+        &self,
+        scope: &ReportScope,
+        each: &mut dyn FnMut(&str, u64, &str) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        log::leaves_in(&*self.reader()?, scope, each)
     }
 
     fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {

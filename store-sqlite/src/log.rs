@@ -7,6 +7,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sonde_store::log::{self, Hash};
 use sonde_store::StoreError;
 
+/// The migration that made the log.
+pub const MIGRATION: i64 = 11;
+
 /// Leaves in the log.
 pub fn size(conn: &Connection) -> Result<u64, Error> {
     let n: i64 = conn
@@ -50,9 +53,10 @@ pub fn append(conn: &Connection, rowid: i64, bytes: &[u8]) -> Result<(), Error> 
 }
 
 /// Appends the stored results the log lacks (those stored before it existed), oldest
-/// first, in one transaction; returns how many.
+/// first, in one transaction that holds the write lock from the start (another process
+/// opening the store at once then finds none left); returns how many.
 pub fn catch_up(conn: &mut Connection) -> Result<u64, Error> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let missing: Vec<(i64, String)> = tx
         .prepare(
             "SELECT rowid, record FROM results
@@ -76,6 +80,38 @@ pub fn leaf(conn: &Connection, id: &str) -> Result<Option<(u64, String)>, Error>
         )?
         .query_row([id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
         .optional()?)
+}
+
+/// The leaves of the stored results of `scope`, in leaf order.
+pub fn leaves_in(
+    conn: &Connection,
+    scope: &sonde_store::ReportScope,
+    each: &mut dyn FnMut(&str, u64, &str) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut q = conn
+        .prepare(
+            "SELECT r.id, l.leaf, r.record FROM results r
+             JOIN log_leaves l ON l.result_rowid = r.rowid
+             WHERE r.started_at >= ?1 AND r.started_at < ?2
+               AND (?3 IS NULL OR r.quartier = ?3) AND (?4 IS NULL OR r.building = ?4)
+             ORDER BY l.leaf",
+        )
+        .map_err(Error::from)?;
+    let mut rows = q
+        .query(params![
+            crate::columns::ns(scope.from),
+            crate::columns::ns(scope.to),
+            scope.quartier,
+            scope.building
+        ])
+        .map_err(Error::from)?;
+    while let Some(row) = rows.next().map_err(Error::from)? {
+        let id: String = row.get(0).map_err(Error::from)?;
+        let leaf: i64 = row.get(1).map_err(Error::from)?;
+        let record: String = row.get(2).map_err(Error::from)?;
+        each(&id, leaf as u64, &record)?;
+    }
+    Ok(())
 }
 
 /// Keeps a checkpoint (the first of its size).

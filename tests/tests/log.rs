@@ -117,12 +117,14 @@ fn a_monitor_follows_the_log_and_names_a_rewritten_history() {
         run.stdout()
     );
 
-    // The operator deletes a result and rebuilds the log without it.
+    // The operator deletes a result and has the store rebuild the log without it (it
+    // builds it once, from the stored results, when its migration runs).
     collector.stop();
     let db = rusqlite::Connection::open(dir.join("collector/collector.sqlite")).expect("db");
     db.execute_batch(
         "DELETE FROM results WHERE rowid = (SELECT min(rowid) FROM results);
-         DELETE FROM log_leaves; DELETE FROM log_hashes; DELETE FROM log_checkpoints;",
+         DROP TABLE log_leaves; DROP TABLE log_hashes; DROP TABLE log_checkpoints;
+         PRAGMA user_version = 10;",
     )
     .expect("rewrite");
     drop(db);
@@ -184,4 +186,137 @@ fn log_verify_needs_the_collectors_key_and_a_collector_that_answers() {
         "{}",
         run.stderr()
     );
+}
+
+/// `report --format csv` over the last two days; its code and stderr.
+fn report(collector: &Collector, out: &Path) -> sonde_e2e::Run {
+    let now = chrono::Utc::now();
+    let from = (now - chrono::Duration::hours(48)).to_rfc3339();
+    let to = (now + chrono::Duration::hours(1)).to_rfc3339();
+    let out = out.to_string_lossy();
+    collector.cli(&[
+        "report", "--from", &from, "--to", &to, "--format", "csv", "--out", &out,
+    ])
+}
+
+/// `report verify FILE --key KEY`.
+fn report_verify(file: &Path, key: &Path) -> sonde_e2e::Run {
+    sonde_e2e::pipeline::verify_report(file, key)
+}
+
+#[test]
+fn a_report_proves_its_results_and_report_verify_names_an_edited_or_smuggled_one() {
+    let dir = scratch("log-report");
+    let mut collector = Collector::configure(&dir);
+    collector.start();
+    let state = dir.join("agent").join("state");
+    collector.enroll("b-proof", &state);
+    deliver(&collector, &state, 12, 12);
+    let run = collector.cli(&["report", "key"]);
+    let key = dir.join("collector.pub");
+    std::fs::write(&key, run.stdout()).expect("key file");
+    let db = dir.join("collector/collector.sqlite");
+
+    // Untouched: the report names its checkpoint and proves every result.
+    let clean = dir.join("clean.csv");
+    let run = report(&collector, &clean);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    for f in ["clean.checkpoint", "clean.proofs.jsonl"] {
+        assert!(
+            run.stdout().contains(f),
+            "{f} not written: {}",
+            run.stdout()
+        );
+    }
+    let proofs = std::fs::read_to_string(dir.join("clean.proofs.jsonl")).expect("proofs");
+    assert_eq!(proofs.lines().count(), 12);
+    let run = report_verify(&clean, &key);
+    assert_eq!(run.code(), 0, "{} {}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout()
+            .contains("ok log: 12 results in the checkpoint of 12 leaves"),
+        "{}",
+        run.stdout()
+    );
+    // Without the collector's key nothing is called valid.
+    let mut cmd = Command::new(sonde_e2e::bin("sonde-collector"));
+    cmd.args(["report", "verify"])
+        .arg(&clean)
+        .env_remove("SONDE_REPORT_KEY");
+    let run = run_bounded(cmd, Duration::from_secs(60));
+    assert_eq!(run.code(), 2, "{}", run.stdout());
+    assert!(!run.stdout().contains("valid:") || run.stdout().contains("untrusted"));
+
+    // A result edited in the store after it was stored.
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.execute_batch(
+        "UPDATE results SET record = record || ' ' WHERE rowid = (SELECT min(rowid) FROM results)",
+    )
+    .expect("edit");
+    let edited_id: String = conn
+        .query_row("SELECT id FROM results ORDER BY rowid LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .expect("id");
+    let edited = dir.join("edited.csv");
+    let run = report(&collector, &edited);
+    assert_eq!(run.code(), 1, "the report says so: {}", run.stderr());
+    assert!(
+        run.stderr().contains("not what the transparency log holds"),
+        "{}",
+        run.stderr()
+    );
+    let run = report_verify(&edited, &key);
+    assert_eq!(run.code(), 1, "{} {}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout().contains(&format!(
+            "result {edited_id} (leaf 0) is not in the checkpoint"
+        )),
+        "{}",
+        run.stdout()
+    );
+    conn.execute_batch(
+        "UPDATE results SET record = rtrim(record) WHERE rowid = (SELECT min(rowid) FROM results)",
+    )
+    .expect("undo");
+
+    // A result put in the store behind its back, with its report row.
+    conn.execute_batch(
+        "INSERT INTO results (id, agent_id, quartier, building, access_kind, access_name,
+             started_at, outcome, received_at, record)
+         SELECT 'smuggled-result', agent_id, quartier, building, access_kind, access_name,
+             started_at + 1, outcome, received_at, record
+         FROM results WHERE rowid = (SELECT min(rowid) FROM results);
+         CREATE TEMP TABLE f AS SELECT * FROM report_facts
+             WHERE result_rowid = (SELECT min(rowid) FROM results);
+         UPDATE f SET started_at = started_at + 1,
+             result_rowid = (SELECT max(rowid) FROM results);
+         INSERT INTO report_facts SELECT * FROM f;",
+    )
+    .expect("smuggle");
+    drop(conn);
+    let smuggled = dir.join("smuggled.csv");
+    let run = report(&collector, &smuggled);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let run = report_verify(&smuggled, &key);
+    assert_eq!(run.code(), 1, "{} {}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout().contains("result smuggled-result has no proof"),
+        "{}",
+        run.stdout()
+    );
+
+    // A proof line lost from the proofs file, the manifest re-signed by a stranger:
+    // the signature names it; the untouched report still verifies.
+    let lost = std::fs::read_to_string(dir.join("clean.proofs.jsonl")).expect("proofs");
+    let shorter: Vec<&str> = lost.lines().skip(1).collect();
+    std::fs::write(dir.join("clean.proofs.jsonl"), shorter.join("\n") + "\n").expect("write");
+    let run = report_verify(&clean, &key);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    assert!(
+        run.stderr().contains("clean.proofs.jsonl: altered"),
+        "{}",
+        run.stderr()
+    );
+    collector.stop();
 }

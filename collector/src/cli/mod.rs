@@ -123,7 +123,9 @@ pub enum Command {
     /// latency and loss; rolled up per quartier and for the scope. The report, its
     /// manifest of SHA-256 digests (STEM.manifest.json) and the manifest's Ed25519
     /// signature (STEM.manifest.sig) are written together; `--format csv` adds the raw
-    /// results (STEM.results.csv).
+    /// results (STEM.results.csv). With them, the transparency log's checkpoint the
+    /// report was built on (STEM.checkpoint, signed then) and every result's inclusion
+    /// proof in it (STEM.proofs.jsonl); exit 1 when a result is not what the log holds.
     ///
     /// Examples:
     ///   sonde-collector report --from 2026-11-01 --to 2026-11-30 --format html --out nov.html
@@ -330,6 +332,9 @@ pub enum ReportAction {
     /// SONDE_REPORT_KEY): the collector's public key, as `report key` prints it there.
     /// Without a trusted key, a forger's report would check against the forger's own
     /// key: the digests are still checked, but the signature is untrusted.
+    ///
+    /// With the key, the log's proof is checked too: the checkpoint's signature, every
+    /// result's inclusion proof, and that every result of the raw results has one.
     ///
     /// Exit status: 0 valid, 1 invalid, 2 untrusted (no --key), 64 bad arguments.
     ///

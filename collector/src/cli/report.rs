@@ -105,7 +105,17 @@ fn write_checked(
                 w.report.accesses.len(),
                 key.key_id()
             );
-            0
+            match &w.proofs {
+                Some(p) if !p.contradicted.is_empty() => {
+                    eprintln!(
+                        "error: {} results are not what the transparency log holds (edited in the store after they were stored), e.g. {}; `report verify` names them",
+                        p.contradicted.len(),
+                        p.contradicted[0]
+                    );
+                    1
+                }
+                _ => 0,
+            }
         }
         Err(
             e @ (report::ReportError::UnknownQuartier(_)
@@ -137,7 +147,11 @@ pub fn verify(file: &Path, key: Option<&Path>) -> i32 {
             for f in &v.files {
                 println!("ok {} ({} bytes, sha256 {})", f.name, f.bytes, f.sha256);
             }
-            if v.pinned {
+            if let Some(public) = public.as_deref() {
+                if let Err(e) = check_proofs(&v, public) {
+                    println!("invalid: {e}");
+                    return 1;
+                }
                 println!("valid: signed by the given key {}", v.key_id);
                 0
             } else {
@@ -153,6 +167,31 @@ pub fn verify(file: &Path, key: Option<&Path>) -> i32 {
             1
         }
     }
+}
+
+/// Checks the log's proof of the report's results, when the report carries one.
+fn check_proofs(v: &sonde_collector::report::sign::Verified, public: &[u8]) -> Result<(), String> {
+    use sonde_collector::report::proof;
+    let dir = v.manifest.parent().unwrap_or(Path::new("."));
+    let named = |suffix: &str| {
+        v.files
+            .iter()
+            .find(|f| f.name.ends_with(suffix))
+            .map(|f| dir.join(&f.name))
+    };
+    let (Some(checkpoint), Some(proofs)) =
+        (named(proof::CHECKPOINT_SUFFIX), named(proof::PROOFS_SUFFIX))
+    else {
+        println!("no log proof in this report (made before the transparency log, or over an empty store)");
+        return Ok(());
+    };
+    let raw = named(".results.csv");
+    let c = proof::check(&checkpoint, &proofs, raw.as_deref(), public)?;
+    println!(
+        "ok log: {} results in the checkpoint of {} leaves (root {}), signed by the given key",
+        c.results, c.size, c.root
+    );
+    Ok(())
 }
 
 /// Prints the public report key.

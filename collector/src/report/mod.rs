@@ -2,6 +2,7 @@
 //! (pure); here they are read from the store, written in each format ([`render`]) and
 //! signed ([`sign`]).
 
+pub mod proof;
 pub mod render;
 pub mod sign;
 
@@ -48,6 +49,15 @@ pub enum ReportError {
     Render(String),
 }
 
+impl From<proof::ProofError> for ReportError {
+    fn from(e: proof::ProofError) -> Self {
+        match e {
+            proof::ProofError::Store(e) => ReportError::Store(e),
+            proof::ProofError::Io { path, source } => ReportError::Io { path, source },
+        }
+    }
+}
+
 /// The files of a written report.
 #[derive(Debug)]
 pub struct Written {
@@ -59,6 +69,8 @@ pub struct Written {
     pub signature: PathBuf,
     /// What the report says.
     pub report: Report,
+    /// The log's proof of its results (none while the log is empty).
+    pub proofs: Option<proof::Written>,
 }
 
 /// How a report is presented: its format, the language of its pages, its issuer.
@@ -118,13 +130,22 @@ pub fn write(
         w.flush().map_err(io(&raw))?;
         files.push(raw);
     }
-    let (manifest, signature) =
-        sign::sign_files(key, render::manifest_info(&report), &files, &dir, &stem)?;
+    let mut info = render::manifest_info(&report);
+    let proofs = proof::write(store, key, &request.scope, &dir, &stem)?;
+    if let Some(p) = &proofs {
+        files.extend([p.checkpoint.clone(), p.proofs.clone()]);
+        info["log"] = serde_json::json!({
+            "checkpoint": p.checkpoint.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "results_proven": p.results,
+        });
+    }
+    let (manifest, signature) = sign::sign_files(key, info, &files, &dir, &stem)?;
     Ok(Written {
         files,
         manifest,
         signature,
         report,
+        proofs,
     })
 }
 

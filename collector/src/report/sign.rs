@@ -124,6 +124,20 @@ impl ReportKey {
     }
 }
 
+impl crate::log::CheckpointKey for ReportKey {
+    fn public(&self) -> &[u8] {
+        ReportKey::public(self)
+    }
+
+    fn key_id(&self) -> String {
+        ReportKey::key_id(self)
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        ReportKey::sign(self, message)
+    }
+}
+
 fn key_id(public: &[u8]) -> String {
     hex(&ring::digest::digest(&ring::digest::SHA256, public).as_ref()[..8])
 }

@@ -523,6 +523,25 @@ pub fn every_stored_result_is_a_leaf_of_the_log_once(s: &dyn Store) {
     let old = log::root(3, &read).expect("old root");
     let proof = log::consistency(3, 7, &read).expect("consistency");
     assert!(log::check_consistency(&proof, 3, old, 7, root));
+    let mut leaves = Vec::new();
+    s.log_leaves_in(&everything(), &mut |id, leaf, bytes| {
+        leaves.push((id.to_string(), leaf, bytes.len()));
+        Ok(())
+    })
+    .expect("leaves");
+    assert_eq!(leaves.len(), 7);
+    assert!(leaves.windows(2).all(|w| w[0].1 < w[1].1), "in leaf order");
+    let mut elsewhere = 0;
+    let other = ReportScope {
+        quartier: Some("no-such-quartier".into()),
+        ..everything()
+    };
+    s.log_leaves_in(&other, &mut |_, _, _| {
+        elsewhere += 1;
+        Ok(())
+    })
+    .expect("leaves");
+    assert_eq!(elsewhere, 0, "the scope is applied");
     assert!(s.log_hashes(&[1_000_000]).is_err(), "a hash not stored");
     assert_eq!(s.log_leaf("no-such-result").expect("read"), None);
     s.keep_checkpoint(3, "three", Utc::now()).expect("keep");
