@@ -197,6 +197,7 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
         batch: 9,
         health: Health::default(),
         results: rs.iter().map(RawRecord::of).collect(),
+        signatures: None,
     }));
     match exchange(&conn, &frame).await.as_slice() {
         [Message::Ack(ack)] => {
@@ -238,6 +239,7 @@ async fn an_enrolled_agent_uploads_and_gets_acknowledged_after_commit() {
         batch: 10,
         health: Health::default(),
         results: vec![RawRecord::of(&record())],
+        signatures: None,
     }));
     assert!(matches!(
         exchange(&conn, &again).await.as_slice(),
@@ -302,6 +304,7 @@ async fn clients_without_an_enrolled_certificate_cannot_upload() {
         batch: 1,
         health: Health::default(),
         results: vec![RawRecord::of(&record())],
+        signatures: None,
     }));
     let no_cert = connect(&server, None, &server.ca)
         .await
@@ -405,6 +408,7 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
         batch: 1,
         health: Health::default(),
         results: vec![RawRecord::of(&record())],
+        signatures: None,
     }));
     future_version[4] = 9;
     let cases = [
@@ -428,6 +432,7 @@ async fn malformed_input_is_refused_and_counted_while_others_are_served() {
         batch: 2,
         health: Health::default(),
         results: vec![RawRecord::of(&record())],
+        signatures: None,
     }));
     assert!(matches!(
         exchange(&conn, &upload).await.as_slice(),
@@ -462,6 +467,7 @@ async fn a_result_dated_in_the_future_is_stored_and_flagged() {
         batch: 1,
         health: Health::default(),
         results: vec![RawRecord::of(&ahead), RawRecord::of(&late)],
+        signatures: None,
     }));
     assert!(matches!(
         exchange(&conn, &upload).await.as_slice(),
@@ -515,6 +521,7 @@ async fn ingest_refuses_the_records_import_refuses() {
                 RawRecord::of(&record()),
                 RawRecord::from_json(bad.to_string()).expect("JSON"),
             ],
+            signatures: None,
         }));
         match exchange(&conn, &upload).await.as_slice() {
             [Message::Reject(r)] => {
@@ -619,6 +626,7 @@ async fn a_frame_of_a_kind_from_the_future_is_skipped_and_the_stream_goes_on() {
         batch: 4,
         health: Health::default(),
         results: vec![RawRecord::of(&r)],
+        signatures: None,
     })));
     match exchange(&conn, &bytes).await.as_slice() {
         [Message::Ack(ack)] => assert_eq!(ack.committed, vec![r.id]),
@@ -649,6 +657,7 @@ async fn records_are_stored_as_the_agent_encoded_them() {
         batch: 1,
         health: Health::default(),
         results: vec![raw],
+        signatures: None,
     }));
     assert!(matches!(
         exchange(&conn, &frame).await.as_slice(),
@@ -696,6 +705,7 @@ async fn a_stopping_collector_acknowledges_what_it_commits_and_joins_its_writer(
                         batch,
                         health: Health::default(),
                         results: rs.iter().map(RawRecord::of).collect(),
+                        signatures: None,
                     }));
                     if send.write_all(&frame).await.is_err() {
                         return;

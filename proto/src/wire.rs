@@ -156,6 +156,45 @@ pub struct Upload {
     pub health: Health,
     /// Results, oldest first, each as the agent encoded it when it measured.
     pub results: Vec<RawRecord>,
+    /// The agent's signatures of those results (absent from agents that do not sign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Signatures>,
+}
+
+/// An agent's signatures of the results of one upload (docs/METHODOLOGY.md §7.6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signatures {
+    /// The agent's public signing key, `ed25519 <64 hex digits>`.
+    pub key: String,
+    /// One per result, in the same order.
+    pub envelopes: Vec<Envelope>,
+}
+
+/// An agent's signature of one result: the result's place in the agent's hash chain
+/// and an Ed25519 signature of [`Envelope::statement`], which binds that place to the
+/// record's exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The result's number in the agent's chain, from 1, without gaps.
+    pub seq: u64,
+    /// SHA-256 (hex) of the previous result's statement; [`Envelope::GENESIS`] for
+    /// the first.
+    pub prev: String,
+    /// Ed25519 signature of the statement, hex.
+    pub sig: String,
+}
+
+impl Envelope {
+    /// `prev` of a chain's first result.
+    pub const GENESIS: &'static str =
+        "0000000000000000000000000000000000000000000000000000000000000000";
+
+    /// The bytes signed for result `seq` after `prev`, whose record's bytes have the
+    /// SHA-256 `record_sha256` (hex): `sonde-result/1`, then each on its own line.
+    /// The next result's `prev` is the SHA-256 of these bytes.
+    pub fn statement(seq: u64, prev: &str, record_sha256: &str) -> String {
+        format!("sonde-result/1\n{seq}\n{prev}\n{record_sha256}\n")
+    }
 }
 
 /// Collector → agent: these ids are committed and may leave the spool.
@@ -643,6 +682,7 @@ mod tests {
             batch: 3,
             health: Health::default(),
             results: vec![raw],
+            signatures: None,
         });
         let mut d = FrameDecoder::new(1 << 20);
         d.push(&encode(&upload));

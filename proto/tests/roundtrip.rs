@@ -227,6 +227,7 @@ proptest! {
             batch,
             health: Health { spool_depth: records.len() as u64, version: "0.1.0".into(), ..Health::default() },
             results: records.iter().map(RawRecord::of).collect(),
+            signatures: None,
         });
         let got = through_frames(&msg, chunk);
         prop_assert_eq!(&got, &Some(msg));

@@ -106,6 +106,7 @@ pub async fn upload_paced(
             batch,
             health: Health::default(),
             results: records,
+            signatures: None,
         }));
         let t = Instant::now();
         let answer = tokio::time::timeout(within, async {
@@ -348,6 +349,7 @@ pub async fn old_agent_uploads(
             batch,
             health: Health::default(),
             results: vec![RawRecord::of(&crate::pipeline::record(batch as i64))],
+            signatures: None,
         }));
         send.write_all(&frame).await.expect("send");
         loop {
@@ -389,6 +391,7 @@ pub async fn kinds_after_one_upload(
         batch: 1,
         health: Health::default(),
         results: vec![RawRecord::of(&crate::pipeline::record(1))],
+        signatures: None,
     }));
     if send.write_all(&frame).await.is_err() {
         return kinds;

@@ -152,6 +152,7 @@ fn a_revoked_agent_is_cut_off_on_its_open_connection_within_seconds() {
                     results: vec![sonde_proto::wire::RawRecord::of(
                         &sonde_e2e::pipeline::record(1),
                     )],
+                    signatures: None,
                 },
             ));
             if send.write_all(&frame).await.is_err() {

@@ -5,7 +5,7 @@
 //! `collector/tests/quic.rs`.)
 
 use sonde_agent::identity;
-use sonde_agent::uplink::{Link, QuicLink};
+use sonde_agent::uplink::{Link, Outgoing, QuicLink};
 use sonde_collector::ca::{agent_id_of, Ca};
 use sonde_collector::ingest::{self, Ingest};
 use sonde_collector::transport::quic;
@@ -108,7 +108,13 @@ async fn todays_agent_enrols_and_uploads_past_frames_it_does_not_know() {
         r.id = uuid::Uuid::now_v7();
         let raw = RawRecord::of(&r);
         let committed = link
-            .send(vec![raw.clone()], Health::default())
+            .send(
+                Outgoing {
+                    results: vec![raw.clone()],
+                    signatures: None,
+                },
+                Health::default(),
+            )
             .await
             .unwrap_or_else(|e| panic!("upload {round}: {e}"));
         assert_eq!(committed, vec![r.id]);

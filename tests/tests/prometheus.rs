@@ -321,6 +321,7 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
                     .iter()
                     .map(sonde_proto::wire::RawRecord::of)
                     .collect(),
+                signatures: None,
             }));
             assert!(matches!(
                 raw::exchange(&conn, &frame).await.as_slice(),

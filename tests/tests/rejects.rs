@@ -58,6 +58,7 @@ fn bad_input_is_refused_counted_and_harmless_to_other_agents() {
             results: vec![sonde_proto::wire::RawRecord::of(
                 &sonde_proto::ResultRecord::schema_example(),
             )],
+            signatures: None,
         }));
         let mut future = upload.clone();
         future[4] = 7;

@@ -11,9 +11,9 @@ use sonde_agent::daemon::clock::{Clock, TokioClock};
 use sonde_agent::daemon::prober::Prober;
 use sonde_agent::daemon::{self, Deps};
 use sonde_agent::engine::Options;
-use sonde_agent::uplink::{Link, UplinkError};
+use sonde_agent::uplink::{Link, Outgoing, UplinkError};
 use sonde_collector::ingest::{Ingest, Session};
-use sonde_proto::wire::{self, FrameDecoder, Health, Message, RawRecord, Upload};
+use sonde_proto::wire::{self, FrameDecoder, Health, Message, Upload};
 use sonde_proto::ResultRecord;
 use sonde_store::prelude::*;
 use sonde_store::{Delivery, ResultQuery};
@@ -128,14 +128,15 @@ impl MemoryLink {
 impl Link for MemoryLink {
     fn send(
         &mut self,
-        results: Vec<RawRecord>,
+        out: Outgoing,
         health: Health,
     ) -> BoxFuture<'_, Result<Vec<uuid::Uuid>, UplinkError>> {
         self.batch += 1;
         let frame = wire::encode(&Message::Upload(Upload {
             batch: self.batch,
             health,
-            results,
+            results: out.results,
+            signatures: out.signatures,
         }));
         Box::pin(async move {
             let r = self.exchange(frame).await;
@@ -381,7 +382,7 @@ struct SlowLink {
 impl Link for SlowLink {
     fn send(
         &mut self,
-        results: Vec<RawRecord>,
+        out: Outgoing,
         _health: Health,
     ) -> BoxFuture<'_, Result<Vec<uuid::Uuid>, UplinkError>> {
         Box::pin(async move {
@@ -391,7 +392,8 @@ impl Link for SlowLink {
                 .lock()
                 .expect("spans")
                 .push((started, self.clock.now()));
-            Ok(results
+            Ok(out
+                .results
                 .iter()
                 .filter_map(|r| r.parse().ok().map(|r: ResultRecord| r.id))
                 .collect())

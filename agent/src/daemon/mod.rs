@@ -116,7 +116,14 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
     let state_dir = config.file.collector.state_dir.clone();
     crate::state::files::ensure_dir(&state_dir)?;
     let spool_path = state_dir.join(SPOOL_FILE);
-    let (spool, unopened) = SpoolSlot::open(&spool_path, config.file.spool.max_results);
+    let (mut spool, unopened) = SpoolSlot::open(&spool_path, config.file.spool.max_results);
+    // Results are signed from the first: an agent enrolled before signing makes its
+    // key here (the collector records it with the first signed upload).
+    let signing = Arc::new(
+        crate::identity::signing::SigningKey::load_or_create(&state_dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    spool.sign_with(signing.clone());
     let spool_full = unopened.is_some();
     if let Some(e) = unopened {
         // A full disk must not stop the box measuring: results are held in memory
@@ -171,6 +178,7 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
         running: Mutex::new(running),
         replan: Notify::new(),
         health_now: Default::default(),
+        signing_key: signing.public_text(),
     })
 }
 

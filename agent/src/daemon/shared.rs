@@ -86,6 +86,8 @@ pub struct Shared {
     pub replan: Notify,
     /// Asks the uplink for a heartbeat now (the collector waits to hear of a plan).
     pub health_now: std::sync::atomic::AtomicBool,
+    /// The public half of the key the spool signs results with (`ed25519 <hex>`).
+    pub signing_key: String,
 }
 
 impl Shared {

@@ -3,8 +3,8 @@
 //! sends the health every [`HEARTBEAT`]; failures wait with backoff and jitter.
 
 use super::shared::{stopped, with_spool, Shared};
-use crate::uplink::{fitting, Backoff, Link, UplinkError, MAX_BATCH_BYTES};
-use sonde_proto::wire::RawRecord;
+use crate::uplink::{fitting, Backoff, Link, Outgoing, UplinkError, MAX_BATCH_BYTES};
+use sonde_proto::wire::{Envelope, RawRecord, Signatures};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +24,10 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
     let mut backoff = Backoff::new(RETRY_BASE, shared.config.retry_max);
     let mut last_contact: Option<Instant> = None;
     while !*stop.borrow() {
-        let results = next_batch(&shared).await;
+        let out = next_batch(&shared).await;
         let since = last_contact.map(|t| t.elapsed());
         let asked = shared.health_now.swap(false, Ordering::Relaxed);
-        if results.is_empty() && !asked && since.is_some_and(|e| e < HEARTBEAT) {
+        if out.results.is_empty() && !asked && since.is_some_and(|e| e < HEARTBEAT) {
             let until_heartbeat = HEARTBEAT.saturating_sub(since.unwrap_or_default());
             tokio::select! {
                 _ = shared.wake.notified() => {}
@@ -37,12 +37,12 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
             continue;
         }
         shared.write_status().await;
-        let sent = results.len();
+        let sent = out.results.len();
         let outcome = tokio::select! {
             r = async {
                 // Never while a test runs on the box (its own cross-traffic).
                 let _line = shared.line.lock().await;
-                link.send(results, health(&shared)).await
+                link.send(out, health(&shared)).await
             } => r,
             _ = stopped(&mut stop) => break,
         };
@@ -87,15 +87,17 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
 }
 
 /// The oldest spooled results, then the held ones (the spool could not take them), as
-/// many as one upload carries.
-async fn next_batch(shared: &Shared) -> Vec<RawRecord> {
+/// many as one upload carries, with their signatures: one upload carries signed results
+/// only, or unsigned ones only (spooled before the agent signed, or held in memory).
+async fn next_batch(shared: &Shared) -> Outgoing {
     let batch_max = shared.config.file.collector.batch;
-    let mut results: Vec<(Uuid, RawRecord)> = with_spool(&shared.spool, move |s| s.peek(batch_max))
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| (s.id, s.record))
-        .collect();
+    let mut results: Vec<(Uuid, RawRecord, Option<Envelope>)> =
+        with_spool(&shared.spool, move |s| s.peek(batch_max))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.id, s.record, s.envelope))
+            .collect();
     if results.len() < batch_max {
         let held = shared
             .held
@@ -104,15 +106,29 @@ async fn next_batch(shared: &Shared) -> Vec<RawRecord> {
             .oldest(batch_max);
         for (id, r) in held {
             // Spooled meanwhile: already in the batch.
-            if results.len() < batch_max && !results.iter().any(|(i, _)| *i == id) {
-                results.push((id, r));
+            if results.len() < batch_max && !results.iter().any(|(i, _, _)| *i == id) {
+                results.push((id, r, None));
             }
         }
     }
-    let mut results: Vec<RawRecord> = results.into_iter().map(|(_, r)| r).collect();
+    let signed = results.first().is_some_and(|r| r.2.is_some());
+    let alike = results
+        .iter()
+        .take_while(|r| r.2.is_some() == signed)
+        .count();
+    results.truncate(alike);
+    let records: Vec<RawRecord> = results.iter().map(|r| r.1.clone()).collect();
     // However large the records, one upload stays within the collector's bound.
-    results.truncate(fitting(&results, MAX_BATCH_BYTES));
-    results
+    results.truncate(fitting(&records, MAX_BATCH_BYTES));
+    let (records, envelopes): (Vec<RawRecord>, Vec<Option<Envelope>>) =
+        results.into_iter().map(|(_, r, e)| (r, e)).unzip();
+    Outgoing {
+        results: records,
+        signatures: signed.then(|| Signatures {
+            key: shared.signing_key.clone(),
+            envelopes: envelopes.into_iter().flatten().collect(),
+        }),
+    }
 }
 
 /// The collector committed `committed`: they leave the spool. How many left.

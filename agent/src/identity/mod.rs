@@ -6,6 +6,8 @@
 //! first contact the agent accepts only a collector whose certificate chains to that
 //! CA. It sends the token and a certificate request, and receives its certificate.
 
+pub mod signing;
+
 use crate::state::files::{write_atomic, FileError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -440,6 +442,8 @@ fn keep(
         enrolled_at: chrono::Utc::now(),
     };
     write_atomic(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
+    // The key results are signed with, made with the identity.
+    signing::SigningKey::load_or_create(dir).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
     write_atomic(&dir.join(CERT_FILE), enrolled.cert_pem.as_bytes(), 0o644)?;
     write_atomic(&dir.join(CA_FILE), enrolled.ca_pem.as_bytes(), 0o644)?;
     // Written last: its presence means the identity is complete.

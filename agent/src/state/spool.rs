@@ -3,10 +3,12 @@
 //! `push` returns; it leaves only through `ack` (the collector's acknowledgement) or,
 //! when the spool is full, as a counted eviction of the oldest.
 
+use crate::identity::signing::SigningKey;
 use rusqlite::{params, Connection, OptionalExtension};
-use sonde_proto::wire::RawRecord;
+use sonde_proto::wire::{Envelope, RawRecord};
 use sonde_proto::ResultRecord;
 use std::path::Path;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Spool errors.
@@ -31,11 +33,25 @@ CREATE TABLE IF NOT EXISTS counters (
 INSERT OR IGNORE INTO counters (name, value) VALUES ('evictions_total', 0);
 ";
 
+/// Version 2: each result's envelope (its place in the agent's chain and the agent's
+/// signature, JSON; NULL for a result spooled unsigned), and the chain's head.
+const SCHEMA_2: &str = "
+ALTER TABLE spool ADD COLUMN envelope TEXT;
+CREATE TABLE IF NOT EXISTS chain (
+    one  INTEGER PRIMARY KEY CHECK (one = 1),
+    seq  INTEGER NOT NULL,  -- the last result signed
+    hash TEXT NOT NULL      -- SHA-256 (hex) of its statement
+);
+";
+
 /// The spool.
 #[derive(Debug)]
 pub struct Spool {
     conn: Connection,
     max_results: u64,
+    /// Signs each result pushed, in the chain's order (none: results are spooled
+    /// unsigned).
+    signer: Option<Arc<SigningKey>>,
 }
 
 /// A result waiting in the spool: its id and its bytes as the agent encoded them.
@@ -45,6 +61,8 @@ pub struct Spooled {
     pub id: Uuid,
     /// The record's bytes.
     pub record: RawRecord,
+    /// The agent's signature of them (none when spooled unsigned).
+    pub envelope: Option<Envelope>,
 }
 
 /// What a push did.
@@ -62,6 +80,7 @@ pub struct SpoolSlot {
     path: std::path::PathBuf,
     max_results: u64,
     spool: Option<Spool>,
+    signer: Option<Arc<SigningKey>>,
 }
 
 impl SpoolSlot {
@@ -76,14 +95,27 @@ impl SpoolSlot {
             path: path.to_path_buf(),
             max_results,
             spool,
+            signer: None,
         };
         (slot, error)
+    }
+
+    /// Results pushed from now on are signed with `key` (see [`Spool::sign_with`]).
+    pub fn sign_with(&mut self, key: Arc<SigningKey>) {
+        if let Some(s) = &mut self.spool {
+            s.sign_with(key.clone());
+        }
+        self.signer = Some(key);
     }
 
     /// The open spool, opening it if it is not yet.
     pub fn get(&mut self) -> Result<&mut Spool, SpoolError> {
         if self.spool.is_none() {
-            self.spool = Some(Spool::open(&self.path, self.max_results)?);
+            let mut spool = Spool::open(&self.path, self.max_results)?;
+            if let Some(key) = &self.signer {
+                spool.sign_with(key.clone());
+            }
+            self.spool = Some(spool);
         }
         Ok(self
             .spool
@@ -100,11 +132,24 @@ impl Spool {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", 1)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < 2 {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA_2)?;
+            tx.pragma_update(None, "user_version", 2)?;
+            tx.commit()?;
+        }
         Ok(Spool {
             conn,
             max_results: max_results.max(1),
+            signer: None,
         })
+    }
+
+    /// Signs every result pushed from now on with `key`, chained after the last one
+    /// this spool signed.
+    pub fn sign_with(&mut self, key: Arc<SigningKey>) {
+        self.signer = Some(key);
     }
 
     /// Opens an existing spool to read it (depth, evictions, waiting results) without
@@ -119,6 +164,7 @@ impl Spool {
         Ok(Spool {
             conn,
             max_results: u64::MAX,
+            signer: None,
         })
     }
 
@@ -132,10 +178,13 @@ impl Spool {
     pub fn push_raw(&mut self, id: Uuid, record: &RawRecord) -> Result<Pushed, SpoolError> {
         sonde_cli::blocking::check("the spool");
         let tx = self.conn.transaction()?;
-        tx.execute(
+        let added = tx.execute(
             "INSERT OR IGNORE INTO spool (id, record) VALUES (?1, ?2)",
             params![id.to_string(), record.as_str()],
         )?;
+        if let (1, Some(key)) = (added, &self.signer) {
+            seal(&tx, key, record)?;
+        }
         let depth: u64 =
             tx.query_row("SELECT COUNT(*) FROM spool", [], |r| r.get::<_, i64>(0))? as u64;
         let evicted = depth.saturating_sub(self.max_results);
@@ -158,17 +207,26 @@ impl Spool {
         sonde_cli::blocking::check("the spool");
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, record FROM spool ORDER BY seq LIMIT ?1")?;
+            .prepare_cached("SELECT id, record, envelope FROM spool ORDER BY seq LIMIT ?1")?;
         let rows = stmt.query_map(params![max as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, record) = row?;
+            let (id, record, envelope) = row?;
             // The spool only holds what this agent wrote; a row that is not JSON
             // (a damaged file) is skipped here and stays in the file.
             if let (Ok(id), Ok(record)) = (Uuid::parse_str(&id), RawRecord::from_json(record)) {
-                out.push(Spooled { id, record });
+                let envelope = envelope.and_then(|e| serde_json::from_str(&e).ok());
+                out.push(Spooled {
+                    id,
+                    record,
+                    envelope,
+                });
             }
         }
         Ok(out)
@@ -212,6 +270,32 @@ impl Spool {
     }
 }
 
+/// Signs the result just inserted (the last row) as the chain's next, and moves the
+/// chain's head, in the push's transaction.
+fn seal(
+    tx: &rusqlite::Transaction<'_>,
+    key: &SigningKey,
+    record: &RawRecord,
+) -> Result<(), SpoolError> {
+    let (seq, prev): (u64, String) = tx
+        .query_row("SELECT seq, hash FROM chain WHERE one = 1", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, Envelope::GENESIS.to_string()));
+    let (envelope, head) = key.seal(seq + 1, &prev, record.as_str().as_bytes());
+    tx.execute(
+        "UPDATE spool SET envelope = ?1 WHERE seq = last_insert_rowid()",
+        params![serde_json::to_string(&envelope).unwrap_or_default()],
+    )?;
+    tx.execute(
+        "INSERT INTO chain (one, seq, hash) VALUES (1, ?1, ?2)
+         ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        params![envelope.seq as i64, head],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +313,42 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         dir.join("spool.sqlite")
+    }
+
+    #[test]
+    fn signed_results_chain_across_reopening_and_a_repeated_id_takes_no_place() {
+        let path = temp("signed");
+        let dir = path.parent().expect("dir").to_path_buf();
+        let key = Arc::new(SigningKey::load_or_create(&dir).expect("key"));
+        let mut s = Spool::open(&path, 100).expect("spool");
+        let unsigned = record();
+        s.push(&unsigned).expect("push");
+        s.sign_with(key.clone());
+        let (a, b) = (record(), record());
+        s.push(&a).expect("push");
+        s.push(&a).expect("the same id again");
+        drop(s);
+        let mut s = Spool::open(&path, 100).expect("reopen");
+        s.sign_with(key);
+        s.push(&b).expect("push");
+        let got = s.peek(10).expect("peek");
+        assert_eq!(got.len(), 3);
+        assert!(got[0].envelope.is_none(), "spooled before signing");
+        let (ea, eb) = (
+            got[1].envelope.clone().expect("signed"),
+            got[2].envelope.clone().expect("signed"),
+        );
+        assert_eq!((ea.seq, ea.prev.as_str()), (1, Envelope::GENESIS));
+        assert_eq!(eb.seq, 2, "the repeated id took no place in the chain");
+        let statement = Envelope::statement(
+            1,
+            Envelope::GENESIS,
+            &crate::identity::signing::sha256(got[1].record.as_str().as_bytes()),
+        );
+        assert_eq!(
+            eb.prev,
+            crate::identity::signing::sha256(statement.as_bytes())
+        );
     }
 
     #[test]

@@ -3,18 +3,28 @@
 
 use futures_util::future::BoxFuture;
 use rand::Rng;
-use sonde_proto::wire::{self, Health, RawRecord, RejectReason};
+use sonde_proto::wire::{self, Health, RawRecord, RejectReason, Signatures};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// What one upload carries: results, oldest first, and the agent's signatures of them
+/// (none for results spooled unsigned).
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// The records' bytes.
+    pub results: Vec<RawRecord>,
+    /// Their signatures, one per result.
+    pub signatures: Option<Signatures>,
+}
+
 /// One agent's connection to its collector, however it is carried.
 pub trait Link: Send {
-    /// Sends `results` (possibly none: a heartbeat carrying the health) and returns
+    /// Sends `out` (possibly no result: a heartbeat carrying the health) and returns
     /// the ids the collector committed. On error the link is closed; the next send
     /// opens it again.
     fn send(
         &mut self,
-        results: Vec<RawRecord>,
+        out: Outgoing,
         health: Health,
     ) -> BoxFuture<'_, Result<Vec<Uuid>, UplinkError>>;
 
@@ -178,6 +188,7 @@ mod tests {
             batch: 1,
             health: Health::default(),
             results: vec![big; n],
+            signatures: None,
         }));
         assert!(
             frame.len() < wire::DEFAULT_MAX_PAYLOAD,

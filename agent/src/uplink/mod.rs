@@ -7,5 +7,5 @@
 pub mod link;
 pub mod quic;
 
-pub use link::{fitting, Backoff, Link, UplinkError, ANSWER_TIMEOUT, MAX_BATCH_BYTES};
+pub use link::{fitting, Backoff, Link, Outgoing, UplinkError, ANSWER_TIMEOUT, MAX_BATCH_BYTES};
 pub use quic::QuicLink;

@@ -8,11 +8,11 @@
 //! daemon's plan receiver ([`Link::take_plans`]), frames of unknown kinds are skipped
 //! and counted.
 
-use super::link::{Link, UplinkError, ANSWER_TIMEOUT};
+use super::link::{Link, Outgoing, UplinkError, ANSWER_TIMEOUT};
 use crate::identity::{self, Identity};
 use futures_util::future::BoxFuture;
 use sonde_proto::plan::AgentPlan;
-use sonde_proto::wire::{self, FrameDecoder, Health, Message, RawRecord, Upload};
+use sonde_proto::wire::{self, FrameDecoder, Health, Message, Upload};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -192,7 +192,7 @@ impl QuicLink {
 impl Link for QuicLink {
     fn send(
         &mut self,
-        results: Vec<RawRecord>,
+        out: Outgoing,
         health: Health,
     ) -> BoxFuture<'_, Result<Vec<Uuid>, UplinkError>> {
         Box::pin(async move {
@@ -202,7 +202,8 @@ impl Link for QuicLink {
             let frame = wire::encode(&Message::Upload(Upload {
                 batch,
                 health,
-                results,
+                results: out.results,
+                signatures: out.signatures,
             }));
             let outcome = self.exchange(batch, &frame).await;
             if outcome.is_err() {

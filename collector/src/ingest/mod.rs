@@ -525,6 +525,7 @@ mod tests {
             batch,
             health: Health::default(),
             results: results.iter().map(RawRecord::of).collect(),
+            signatures: None,
         }))
     }
 

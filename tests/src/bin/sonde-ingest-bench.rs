@@ -129,6 +129,7 @@ async fn upload(
             batch: n,
             health: Health::default(),
             results: pending[..take].to_vec(),
+            signatures: None,
         }));
         let t = Instant::now();
         send.write_all(&frame).await.expect("send");

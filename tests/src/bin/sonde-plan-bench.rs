@@ -55,6 +55,7 @@ fn heartbeat(batch: u64, version: u64) -> Vec<u8> {
             ..Health::default()
         },
         results: Vec::new(),
+        signatures: None,
     }))
 }
 
