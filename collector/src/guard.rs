@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sonde_cli::blocking::check;
 use sonde_proto::ResultRecord;
 use sonde_store::{
-    AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
+    AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
     ResultReader, ResultWriter, Site, Store, StoreError, TransparencyLog,
 };
@@ -31,6 +31,28 @@ impl ResultWriter for OffWorkers {
     ) -> Result<Vec<Inserted>, StoreError> {
         check("a store commit");
         self.0.insert_batches(batches, now)
+    }
+}
+
+impl Chains for OffWorkers {
+    fn register_signing_key(
+        &self,
+        agent_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        check("registering a signing key");
+        self.0.register_signing_key(agent_id, key, now)
+    }
+
+    fn signing_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        check("reading signing keys");
+        self.0.signing_keys()
+    }
+
+    fn chain_head(&self, agent_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+        check("reading a chain head");
+        self.0.chain_head(agent_id)
     }
 }
 

@@ -295,6 +295,11 @@ pub const COLLECTOR_FUTURE_DATED: Metric = counter(
     "sonde_collector_results_future_dated_total",
     "Results that started more than 10 minutes after they arrived (a box's wrong clock); stored, and flagged future_dated by the API.",
 );
+/// Results agents' chains show missing.
+pub const COLLECTOR_RESULTS_MISSING: Metric = counter(
+    "sonde_collector_results_missing_total",
+    "Results an agent signed that never arrived: gaps in agents' chains of signed results (evicted from a full spool, or lost).",
+);
 /// The plan in force.
 pub const COLLECTOR_PLAN_VERSION: Metric = gauge(
     "sonde_collector_plan_version",
@@ -357,6 +362,7 @@ pub const ALL: &[Metric] = &[
     COLLECTOR_CONNECTIONS,
     COLLECTOR_HTTP_REFUSED,
     COLLECTOR_FUTURE_DATED,
+    COLLECTOR_RESULTS_MISSING,
     SUPPRESSED_RUNS,
     PLAN_VERSION,
     COLLECTOR_PLAN_VERSION,

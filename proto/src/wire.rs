@@ -246,6 +246,16 @@ crate::named! {
         /// the same check `sonde-collector import` applies. Nothing of the upload is
         /// stored; the results stay on the box.
         BadRecord = "bad_record",
+        /// An upload whose signatures do not check: not one per result, a malformed
+        /// key, or a result whose signature does not match its bytes and place.
+        /// Nothing of the upload is stored.
+        BadSignature = "bad_signature",
+        /// An upload signed with another key than the one recorded for the agent.
+        KeyMismatch = "key_mismatch",
+        /// An upload whose results do not continue the agent's chain: a place taken
+        /// by another result (a replay or a fork), or a result that does not follow
+        /// its predecessor.
+        ChainBroken = "chain_broken",
     }
 }
 

@@ -5,6 +5,7 @@
 //! connections of their own ([`readers`]), so they never wait for its transaction.
 #![warn(missing_docs)]
 
+mod chain;
 mod checkpoint;
 mod columns;
 mod error;
@@ -24,7 +25,7 @@ use readers::{Reader, Readers};
 use rusqlite::Connection;
 use sonde_proto::ResultRecord;
 use sonde_store::{
-    AgentRow, Batch, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
+    AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
     ResultReader, ResultWriter, ScheduledAccess, Site, StoreError, TransparencyLog,
 };
@@ -161,6 +162,25 @@ impl TransparencyLog for SqliteStore {
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
         Ok(log::latest_checkpoint(&*self.reader()?)?)
+    }
+}
+
+impl Chains for SqliteStore {
+    fn register_signing_key(
+        &self,
+        agent_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        Ok(chain::register_key(&self.lock(), agent_id, key, now)?)
+    }
+
+    fn signing_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(chain::keys(&*self.reader()?)?)
+    }
+
+    fn chain_head(&self, agent_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(chain::head(&*self.reader()?, agent_id)?)
     }
 }
 

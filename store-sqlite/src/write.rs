@@ -38,8 +38,8 @@ fn insert_batch(
 ) -> Result<Inserted, Error> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO results (id, agent_id, quartier, building, access_kind,
-             access_name, started_at, outcome, received_at, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             access_name, started_at, outcome, received_at, record, envelope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut done = Inserted::default();
@@ -49,6 +49,11 @@ fn insert_batch(
             None => std::borrow::Cow::Owned(r.to_json()),
         };
         let row = ReportRow::of(&batch.delivery, r);
+        let envelope = batch
+            .signed
+            .as_ref()
+            .and_then(|s| s.envelopes.get(i))
+            .and_then(|e| serde_json::to_string(e).ok());
         let changed = insert.execute(params![
             r.id.to_string(),
             row.agent_id,
@@ -60,6 +65,7 @@ fn insert_batch(
             row.outcome,
             now_ns,
             json.as_ref(),
+            envelope,
         ])?;
         if changed == 1 {
             let rowid = tx.last_insert_rowid();
@@ -71,6 +77,9 @@ fn insert_batch(
             done.duplicates += 1;
         }
         done.fresh.push(changed == 1);
+    }
+    if let Some(signed) = &batch.signed {
+        crate::chain::advance(tx, &batch.delivery.agent_id, signed, now_ns)?;
     }
     Ok(done)
 }

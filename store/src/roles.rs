@@ -2,8 +2,8 @@
 //! writes ([`ResultWriter`]); enrolment and revocation keep identities
 //! ([`Enrolments`]); the API reads ([`ResultReader`]); reports scan ([`ReportSource`]);
 //! operators maintain ([`Maintenance`]); plans are kept by version ([`Plans`]); the
-//! transparency log proves what was stored ([`TransparencyLog`]). A
-//! backend implements all seven; [`Store`] is
+//! transparency log proves what was stored ([`TransparencyLog`]); agents' keys and
+//! chains are kept ([`Chains`]). A backend implements all eight; [`Store`] is
 //! their sum. A write returns only once committed (durably): callers acknowledge
 //! result ids after that, never before. Reads never wait for the writer.
 
@@ -239,9 +239,36 @@ pub trait TransparencyLog: Send + Sync {
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
 }
 
+/// Agents' signing keys and the heads of their chains of signed results
+/// (docs/METHODOLOGY.md §7.6); the collector's ingest checks against them.
+pub trait Chains: Send + Sync {
+    /// Records `key` (`ed25519 <hex>`) as the agent's signing key unless one is
+    /// recorded already; returns the agent's key (the first one recorded).
+    fn register_signing_key(
+        &self,
+        agent_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError>;
+
+    /// Every agent's signing key: (agent id, `ed25519 <hex>`), what a report ships.
+    fn signing_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The head of the agent's chain of signed results: its highest place stored and
+    /// the SHA-256 (hex) of that result's statement.
+    fn chain_head(&self, agent_id: &str) -> Result<Option<(u64, String)>, StoreError>;
+}
+
 /// Every role: what a backend is.
 pub trait Store:
-    ResultWriter + Enrolments + ResultReader + ReportSource + Maintenance + Plans + TransparencyLog
+    ResultWriter
+    + Enrolments
+    + ResultReader
+    + ReportSource
+    + Maintenance
+    + Plans
+    + TransparencyLog
+    + Chains
 {
 }
 
@@ -252,7 +279,8 @@ impl<
             + ReportSource
             + Maintenance
             + Plans
-            + TransparencyLog,
+            + TransparencyLog
+            + Chains,
     > Store for T
 {
 }

@@ -31,6 +31,19 @@ pub struct Batch {
     pub raw: Vec<RawRecord>,
     /// The agent's health carried by the upload.
     pub health: Option<Health>,
+    /// The agent's signatures of the records, checked (none: an unsigned upload).
+    pub signed: Option<Signed>,
+}
+
+/// What an agent's checked signatures add to a batch (docs/METHODOLOGY.md §7.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// One per record, in order.
+    pub envelopes: Vec<sonde_proto::wire::Envelope>,
+    /// The agent's chain head after the batch: its place and its statement's SHA-256.
+    pub head: (u64, String),
+    /// Places of the chain found missing: (first, last), each range inclusive.
+    pub gaps: Vec<(u64, u64)>,
 }
 
 /// One version of the collector's plan.
@@ -264,6 +277,7 @@ impl Batch {
             delivery,
             records,
             health,
+            signed: None,
         }
     }
 }

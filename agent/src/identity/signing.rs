@@ -35,7 +35,8 @@ impl SigningKey {
         if !path.exists() {
             let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
                 .map_err(|_| fail("cannot make an Ed25519 key".into()))?;
-            write_atomic(&path, doc.as_ref(), 0o600).map_err(|e| fail(e.to_string()))?;
+            // The error names the file already.
+            write_atomic(&path, doc.as_ref(), 0o600).map_err(|e| SigningError(e.to_string()))?;
         }
         let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
         let pair =

@@ -121,6 +121,7 @@ impl Pending {
                 records,
                 raw,
                 health: None,
+                signed: None,
             };
             match store.insert_batches(std::slice::from_ref(&batch), now) {
                 Ok(done) => {

@@ -8,6 +8,7 @@
 
 pub mod committer;
 pub mod enrolment;
+pub mod signed;
 
 pub use committer::{
     CommitStats, Committer, MAX_GROUP_RESULTS, MAX_QUEUED_RESULTS, MAX_QUEUE_WAIT,
@@ -39,6 +40,8 @@ pub struct Ingest {
     connections: AtomicU64,
     frames_skipped: AtomicU64,
     future_dated: AtomicU64,
+    /// Results agents' chains show missing (signed on the box, never arrived).
+    missing: AtomicU64,
     in_flight: AtomicU64,
     /// Revoked agents and when, as the store last said (watched by the server).
     revoked: std::sync::RwLock<std::collections::HashMap<String, DateTime<Utc>>>,
@@ -130,6 +133,7 @@ impl Ingest {
             connections: AtomicU64::new(0),
             frames_skipped: AtomicU64::new(0),
             future_dated: AtomicU64::new(0),
+            missing: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             revoked: Default::default(),
             plan: tokio::sync::watch::Sender::new(None),
@@ -242,6 +246,11 @@ impl Ingest {
         self.future_dated.load(Ordering::Relaxed)
     }
 
+    /// Results agents' chains showed missing since start.
+    pub fn missing(&self) -> u64 {
+        self.missing.load(Ordering::Relaxed)
+    }
+
     /// Agents enrolled since start.
     pub fn enrolments(&self) -> u64 {
         self.enrolments.load(Ordering::Relaxed)
@@ -342,6 +351,52 @@ impl Ingest {
         }
     }
 
+    /// Counts results dated in the future: stored as measured, flagged by the API (the
+    /// box's clock is wrong).
+    fn count_future_dated(&self, agent_id: &str, records: &[ResultRecord]) {
+        let horizon = Utc::now() + sonde_store::FUTURE_DATED;
+        let ahead = records
+            .iter()
+            .filter(|r| r.run.started_at > horizon)
+            .count();
+        if ahead > 0 {
+            self.future_dated.fetch_add(ahead as u64, Ordering::Relaxed);
+            tracing::warn!(
+                agent = agent_id,
+                results = ahead,
+                "results dated in the future: the box's clock is wrong"
+            );
+        }
+    }
+
+    /// Checks an upload's signatures on the blocking pool ([`signed::check`]); counts
+    /// the gaps found.
+    async fn signed(
+        &self,
+        agent_id: &str,
+        results: &[sonde_proto::wire::RawRecord],
+        ids: &[uuid::Uuid],
+        signatures: sonde_proto::wire::Signatures,
+    ) -> Result<sonde_store::Signed, signed::Refusal> {
+        let (store, agent, raw, ids) = (
+            self.store.clone(),
+            agent_id.to_string(),
+            results.to_vec(),
+            ids.to_vec(),
+        );
+        let checked = sonde_cli::blocking::run(move || {
+            signed::check(store.as_ref(), &agent, &raw, &ids, &signatures, Utc::now())
+        })
+        .await
+        .unwrap_or_else(|e| Err((RejectReason::Unavailable, e.to_string())))?;
+        let missing: u64 = checked.gaps.iter().map(|(a, b)| b - a + 1).sum();
+        if missing > 0 {
+            self.missing.fetch_add(missing, Ordering::Relaxed);
+            tracing::warn!(agent = agent_id, missing, gaps = ?checked.gaps, "results missing from an agent's chain: signed on the box, never arrived");
+        }
+        Ok(checked)
+    }
+
     /// Commits an upload: the frame to answer with (an ack, or `unavailable` when the
     /// commit failed), or why the upload is refused and the stream closed.
     async fn upload(
@@ -364,21 +419,20 @@ impl Ingest {
         // delivery), whatever the payload says.
         let records = parse_all(&upload.results).map_err(|e| (RejectReason::BadRecord, e))?;
         let committed: Vec<_> = records.iter().map(|r| r.id).collect();
-        let horizon = Utc::now() + sonde_store::FUTURE_DATED;
-        let ahead = records
-            .iter()
-            .filter(|r| r.run.started_at > horizon)
-            .count();
-        if ahead > 0 {
-            // Stored as measured, flagged by the API: the box's clock is wrong.
-            self.future_dated.fetch_add(ahead as u64, Ordering::Relaxed);
-            tracing::warn!(agent = %delivery.agent_id, results = ahead, "results dated in the future: the box's clock is wrong");
-        }
+        self.count_future_dated(&delivery.agent_id, &records);
+        let signed = match upload.signatures {
+            Some(signatures) => Some(
+                self.signed(&delivery.agent_id, &upload.results, &committed, signatures)
+                    .await?,
+            ),
+            None => None,
+        };
         let batch = Batch {
             delivery,
             records,
             raw: upload.results,
             health: Some(upload.health),
+            signed,
         };
         // The fleet's series need the batch after the commit: keep what they read.
         let keep = self.fleet.as_ref().map(|_| {

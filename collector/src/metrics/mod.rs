@@ -128,6 +128,7 @@ fn own(ingest: &Ingest, http: Option<&crate::transport::http::Gate>) -> Registry
         ),
         (m::COLLECTOR_FRAMES_SKIPPED, ingest.frames_skipped()),
         (m::COLLECTOR_FUTURE_DATED, ingest.future_dated()),
+        (m::COLLECTOR_RESULTS_MISSING, ingest.missing()),
         (m::COLLECTOR_ENROLMENTS, ingest.enrolments()),
         (m::COLLECTOR_PLANS_PUSHED, ingest.plans_pushed()),
     ] {

@@ -69,6 +69,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             every_stored_result_is_a_leaf_of_the_log_once,
         ),
         (
+            "an_agents_first_key_stays_and_its_chain_head_only_moves_forward",
+            an_agents_first_key_stays_and_its_chain_head_only_moves_forward,
+        ),
+        (
             "every_figure_of_the_worked_example",
             report::every_figure_of_the_worked_example,
         ),
@@ -310,6 +314,7 @@ pub fn a_token_enrols_one_agent_once_before_it_expires(s: &dyn Store) {
             records: vec![record(1, "agent-1")],
             raw: Vec::new(),
             health: Some(health),
+            signed: None,
         }],
         now,
     )
@@ -554,6 +559,53 @@ pub fn every_stored_result_is_a_leaf_of_the_log_once(s: &dyn Store) {
     );
 }
 
+/// The first signing key recorded for an agent stays; a signed batch stores each
+/// record's envelope and moves the agent's chain head forward, never back.
+pub fn an_agents_first_key_stays_and_its_chain_head_only_moves_forward(s: &dyn Store) {
+    use sonde_proto::wire::Envelope;
+    let now = Utc::now();
+    assert_eq!(
+        s.register_signing_key("a1", "ed25519 aa", now)
+            .expect("first"),
+        "ed25519 aa"
+    );
+    assert_eq!(
+        s.register_signing_key("a1", "ed25519 bb", now)
+            .expect("second"),
+        "ed25519 aa"
+    );
+    assert_eq!(
+        s.signing_keys().expect("keys"),
+        vec![("a1".to_string(), "ed25519 aa".to_string())]
+    );
+    assert_eq!(s.chain_head("a1").expect("head"), None);
+    let envelope = |seq| Envelope {
+        seq,
+        prev: Envelope::GENESIS.into(),
+        sig: "00".into(),
+    };
+    let signed_batch = |ids: std::ops::Range<u32>, head: u64| {
+        let records: Vec<_> = ids.clone().map(|i| record(i, "a1")).collect();
+        let mut b = Batch::of(delivery("a1"), records, None);
+        b.signed = Some(crate::Signed {
+            envelopes: ids.map(|i| envelope(u64::from(i) + 1)).collect(),
+            head: (head, format!("h{head}")),
+            gaps: vec![(2, 3)],
+        });
+        b
+    };
+    s.insert_batches(&[signed_batch(0..2, 5)], now)
+        .expect("insert");
+    assert_eq!(s.chain_head("a1").expect("head"), Some((5, "h5".into())));
+    s.insert_batches(&[signed_batch(2..3, 4)], now)
+        .expect("an older head");
+    assert_eq!(
+        s.chain_head("a1").expect("head"),
+        Some((5, "h5".into())),
+        "never back"
+    );
+}
+
 /// Records are kept as their agent encoded them; identity and site come from the
 /// delivery, beside them.
 pub fn records_are_kept_verbatim_with_the_delivery_beside_them(s: &dyn Store) {
@@ -565,6 +617,7 @@ pub fn records_are_kept_verbatim_with_the_delivery_beside_them(s: &dyn Store) {
         records: vec![r],
         raw: vec![raw],
         health: None,
+        signed: None,
     };
     s.insert_batches(&[batch], Utc::now()).expect("insert");
     let page = s
