@@ -112,7 +112,7 @@ impl TransparencyLog for OffWorkers {
     fn log_leaves_in(
         &self,
         scope: &ReportScope,
-        each: &mut dyn FnMut(&str, u64, &str) -> Result<(), StoreError>,
+        each: &mut dyn FnMut(&sonde_store::LogLeaf<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         check("reading log leaves");
         self.0.log_leaves_in(scope, each)

@@ -190,10 +190,12 @@ impl Envelope {
         "0000000000000000000000000000000000000000000000000000000000000000";
 
     /// The bytes signed for result `seq` after `prev`, whose record's bytes have the
-    /// SHA-256 `record_sha256` (hex): `sonde-result/1`, then each on its own line.
-    /// The next result's `prev` is the SHA-256 of these bytes.
-    pub fn statement(seq: u64, prev: &str, record_sha256: &str) -> String {
-        format!("sonde-result/1\n{seq}\n{prev}\n{record_sha256}\n")
+    /// RFC 6962 leaf hash `leaf_hash` (SHA-256 of 0x00 and the bytes, hex: the hash
+    /// the collector's transparency log holds, so a report's inclusion proof and the
+    /// agent's signature name the same bytes): `sonde-result/1`, then each on its own
+    /// line. The next result's `prev` is the SHA-256 of these bytes.
+    pub fn statement(seq: u64, prev: &str, leaf_hash: &str) -> String {
+        format!("sonde-result/1\n{seq}\n{prev}\n{leaf_hash}\n")
     }
 }
 

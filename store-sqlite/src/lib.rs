@@ -150,7 +150,7 @@ impl TransparencyLog for SqliteStore {
     fn log_leaves_in(
         &self,
         scope: &ReportScope,
-        each: &mut dyn FnMut(&str, u64, &str) -> Result<(), StoreError>,
+        each: &mut dyn FnMut(&sonde_store::LogLeaf<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         log::leaves_in(&*self.reader()?, scope, each)
     }

@@ -86,11 +86,11 @@ pub fn leaf(conn: &Connection, id: &str) -> Result<Option<(u64, String)>, Error>
 pub fn leaves_in(
     conn: &Connection,
     scope: &sonde_store::ReportScope,
-    each: &mut dyn FnMut(&str, u64, &str) -> Result<(), StoreError>,
+    each: &mut dyn FnMut(&sonde_store::LogLeaf<'_>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut q = conn
         .prepare(
-            "SELECT r.id, l.leaf, r.record FROM results r
+            "SELECT r.id, l.leaf, r.record, r.agent_id, r.envelope FROM results r
              JOIN log_leaves l ON l.result_rowid = r.rowid
              WHERE r.started_at >= ?1 AND r.started_at < ?2
                AND (?3 IS NULL OR r.quartier = ?3) AND (?4 IS NULL OR r.building = ?4)
@@ -109,7 +109,15 @@ pub fn leaves_in(
         let id: String = row.get(0).map_err(Error::from)?;
         let leaf: i64 = row.get(1).map_err(Error::from)?;
         let record: String = row.get(2).map_err(Error::from)?;
-        each(&id, leaf as u64, &record)?;
+        let agent_id: String = row.get(3).map_err(Error::from)?;
+        let envelope: Option<String> = row.get(4).map_err(Error::from)?;
+        each(&sonde_store::LogLeaf {
+            id: &id,
+            leaf: leaf as u64,
+            bytes: &record,
+            agent_id: &agent_id,
+            envelope: envelope.as_deref(),
+        })?;
     }
     Ok(())
 }

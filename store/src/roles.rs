@@ -223,12 +223,12 @@ pub trait TransparencyLog: Send + Sync {
     fn log_leaf(&self, result_id: &str) -> Result<Option<(u64, String)>, StoreError>;
 
     /// Feeds `each` the leaf of every stored result of `scope` (started in its period,
-    /// in its quartier and building when named), in leaf order: the result's id, its
-    /// leaf index and its stored bytes. A pruned result has no bytes and is skipped.
+    /// in its quartier and building when named), in leaf order. A pruned result has no
+    /// bytes and is skipped.
     fn log_leaves_in(
         &self,
         scope: &ReportScope,
-        each: &mut dyn FnMut(&str, u64, &str) -> Result<(), StoreError>,
+        each: &mut dyn FnMut(&LogLeaf<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
     /// Keeps a signed checkpoint of the first `size` leaves (a second one of the same

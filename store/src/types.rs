@@ -35,6 +35,21 @@ pub struct Batch {
     pub signed: Option<Signed>,
 }
 
+/// A stored result as the transparency log holds it, for a report's proofs.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLeaf<'a> {
+    /// The result's id.
+    pub id: &'a str,
+    /// Its leaf.
+    pub leaf: u64,
+    /// Its stored bytes.
+    pub bytes: &'a str,
+    /// The agent that delivered it.
+    pub agent_id: &'a str,
+    /// Its agent's envelope (JSON), when it was signed.
+    pub envelope: Option<&'a str>,
+}
+
 /// What an agent's checked signatures add to a batch (docs/METHODOLOGY.md §7.6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signed {

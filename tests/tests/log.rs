@@ -124,6 +124,8 @@ fn a_monitor_follows_the_log_and_names_a_rewritten_history() {
     db.execute_batch(
         "DELETE FROM results WHERE rowid = (SELECT min(rowid) FROM results);
          DROP TABLE log_leaves; DROP TABLE log_hashes; DROP TABLE log_checkpoints;
+         DROP TABLE agent_keys; DROP TABLE agent_chains; DROP TABLE chain_gaps;
+         ALTER TABLE results DROP COLUMN envelope;
          PRAGMA user_version = 10;",
     )
     .expect("rewrite");

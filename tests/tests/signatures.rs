@@ -87,7 +87,7 @@ fn forged_replayed_forked_or_foreign_signed_results_are_refused_and_a_gap_is_cou
         .expect("head")
     };
     let (_, h1) = head(&conn_db);
-    let (f2, _) = signed_upload(&key, (2, &h1), |s| s);
+    let (f2, id2) = signed_upload(&key, (2, &h1), |s| s);
     assert_eq!(send(&f2), Ok(()));
     let (seq, h2) = head(&conn_db);
     assert_eq!(seq, 2);
@@ -143,6 +143,47 @@ fn forged_replayed_forked_or_foreign_signed_results_are_refused_and_a_gap_is_cou
         let series = format!("sonde_collector_rejects_total{{reason=\"{reason}\"}}");
         assert!(collector.metric(&series) >= 1.0, "{series} not counted");
     }
+
+    // A report ships the agents' keys and envelopes: report verify checks them.
+    let pubkey = dir.join("collector.pub");
+    std::fs::write(&pubkey, collector.cli(&["report", "key"]).stdout()).expect("key");
+    let report = |name: &str| {
+        let out = dir.join(name);
+        let now = chrono::Utc::now();
+        let (from, to) = (
+            (now - chrono::Duration::hours(2)).to_rfc3339(),
+            (now + chrono::Duration::hours(1)).to_rfc3339(),
+        );
+        let out_s = out.to_string_lossy().to_string();
+        let run = collector.cli(&[
+            "report", "--from", &from, "--to", &to, "--format", "csv", "--out", &out_s,
+        ]);
+        assert_eq!(run.code(), 0, "{}", run.stderr());
+        sonde_e2e::pipeline::verify_report(&out, &pubkey)
+    };
+    let run = report("signed.csv");
+    assert_eq!(run.code(), 0, "{} {}", run.stdout(), run.stderr());
+    assert!(
+        run.stdout()
+            .contains("ok agents: 3 results signed by 1 agents, each signature and chain checked (3 places missing"),
+        "{}",
+        run.stdout()
+    );
+    // An envelope changed in the store: the report names the result.
+    conn_db
+        .execute(
+            "UPDATE results SET envelope = replace(envelope, '\"seq\":2', '\"seq\":7') WHERE id = ?1",
+            [&id2],
+        )
+        .expect("tamper");
+    let run = report("tampered.csv");
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    assert!(
+        run.stdout().contains(&format!("result {id2}: agent"))
+            && run.stdout().contains("signature does not match"),
+        "{}",
+        run.stdout()
+    );
     collector.stop();
 }
 

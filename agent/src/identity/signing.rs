@@ -53,7 +53,7 @@ impl SigningKey {
     /// after the statement whose SHA-256 is `prev` (hex); and the SHA-256 (hex) of its
     /// own statement, the next one's `prev`.
     pub fn seal(&self, seq: u64, prev: &str, record: &[u8]) -> (Envelope, String) {
-        let statement = Envelope::statement(seq, prev, &sha256(record));
+        let statement = Envelope::statement(seq, prev, &leaf_hash(record));
         let sig = hex(self.pair.sign(statement.as_bytes()).as_ref());
         let next = sha256(statement.as_bytes());
         (
@@ -70,6 +70,14 @@ impl SigningKey {
 /// SHA-256, hex.
 pub fn sha256(bytes: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// The RFC 6962 leaf hash of a record's bytes (SHA-256 of 0x00 and them), hex.
+pub fn leaf_hash(record: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&[0]);
+    ctx.update(record);
+    hex(ctx.finish().as_ref())
 }
 
 #[cfg(test)]
@@ -96,7 +104,7 @@ mod tests {
         assert_eq!(second.prev, h1);
         let public = &key.pair.public_key().as_ref().to_vec();
         let check = |e: &Envelope, record: &[u8]| {
-            let statement = Envelope::statement(e.seq, &e.prev, &sha256(record));
+            let statement = Envelope::statement(e.seq, &e.prev, &leaf_hash(record));
             let sig = (0..e.sig.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&e.sig[i..i + 2], 16).expect("hex"))

@@ -343,7 +343,7 @@ mod tests {
         let statement = Envelope::statement(
             1,
             Envelope::GENESIS,
-            &crate::identity::signing::sha256(got[1].record.as_str().as_bytes()),
+            &crate::identity::signing::leaf_hash(got[1].record.as_str().as_bytes()),
         );
         assert_eq!(
             eb.prev,

@@ -186,10 +186,24 @@ fn check_proofs(v: &sonde_collector::report::sign::Verified, public: &[u8]) -> R
         return Ok(());
     };
     let raw = named(".results.csv");
-    let c = proof::check(&checkpoint, &proofs, raw.as_deref(), public)?;
+    let agents = named(proof::AGENTS_SUFFIX);
+    let files = proof::Files {
+        checkpoint: &checkpoint,
+        proofs: &proofs,
+        agents: agents.as_deref(),
+        raw: raw.as_deref(),
+    };
+    let c = proof::check(files, public)?;
     println!(
         "ok log: {} results in the checkpoint of {} leaves (root {}), signed by the given key",
         c.results, c.size, c.root
+    );
+    println!(
+        "ok agents: {} results signed by {} agents, each signature and chain checked ({} places missing between them in this report); {} stored unsigned",
+        c.signed,
+        c.agents,
+        c.gaps,
+        c.results - c.signed
     );
     Ok(())
 }

@@ -20,7 +20,7 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Bytes of a hex string, if it is one.
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
@@ -30,9 +30,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The statement's SHA-256 when `e` is the agent's signature of `record`.
-pub fn verify(public: &[u8], e: &Envelope, record: &[u8]) -> Option<String> {
-    let statement = Envelope::statement(e.seq, &e.prev, &sha256(record));
+/// The statement's SHA-256 when `e` is the agent's signature of the record whose
+/// RFC 6962 leaf hash is `leaf_hash` (hex).
+pub fn verify(public: &[u8], e: &Envelope, leaf_hash: &str) -> Option<String> {
+    let statement = Envelope::statement(e.seq, &e.prev, leaf_hash);
     let sig = unhex(&e.sig)?;
     UnparsedPublicKey::new(&ED25519, public)
         .verify(statement.as_bytes(), &sig)
@@ -79,7 +80,8 @@ pub fn check(
         .unwrap_or((0, Envelope::GENESIS.to_string()));
     let mut gaps = Vec::new();
     for ((e, raw), id) in signatures.envelopes.iter().zip(results).zip(ids) {
-        let Some(statement) = verify(&public, e, raw.as_str().as_bytes()) else {
+        let leaf = hex(&sonde_store::log::leaf_hash(raw.as_str().as_bytes()).0);
+        let Some(statement) = verify(&public, e, &leaf) else {
             return Err(bad(format!(
                 "result {id}: the signature does not match its bytes and place {}",
                 e.seq

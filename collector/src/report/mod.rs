@@ -133,7 +133,7 @@ pub fn write(
     let mut info = render::manifest_info(&report);
     let proofs = proof::write(store, key, &request.scope, &dir, &stem)?;
     if let Some(p) = &proofs {
-        files.extend([p.checkpoint.clone(), p.proofs.clone()]);
+        files.extend([p.checkpoint.clone(), p.proofs.clone(), p.agents.clone()]);
         info["log"] = serde_json::json!({
             "checkpoint": p.checkpoint.file_name().map(|n| n.to_string_lossy().into_owned()),
             "results_proven": p.results,

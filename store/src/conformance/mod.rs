@@ -529,8 +529,8 @@ pub fn every_stored_result_is_a_leaf_of_the_log_once(s: &dyn Store) {
     let proof = log::consistency(3, 7, &read).expect("consistency");
     assert!(log::check_consistency(&proof, 3, old, 7, root));
     let mut leaves = Vec::new();
-    s.log_leaves_in(&everything(), &mut |id, leaf, bytes| {
-        leaves.push((id.to_string(), leaf, bytes.len()));
+    s.log_leaves_in(&everything(), &mut |l| {
+        leaves.push((l.id.to_string(), l.leaf, l.bytes.len()));
         Ok(())
     })
     .expect("leaves");
@@ -541,7 +541,7 @@ pub fn every_stored_result_is_a_leaf_of_the_log_once(s: &dyn Store) {
         quartier: Some("no-such-quartier".into()),
         ..everything()
     };
-    s.log_leaves_in(&other, &mut |_, _, _| {
+    s.log_leaves_in(&other, &mut |_| {
         elsewhere += 1;
         Ok(())
     })
