@@ -548,15 +548,19 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex16(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 || !s.is_ascii() {
+/// The bytes `hex` wrote, if `s` is an even number of hex digits.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn unhex16(s: &str) -> Option<[u8; 16]> {
+    unhex(s)?.try_into().ok()
 }
 
 impl std::fmt::Display for EnrolToken {
@@ -584,6 +588,17 @@ impl std::str::FromStr for EnrolToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_anything_else_is_refused() {
+        let bytes = [0u8, 1, 0x7f, 0xab, 0xff];
+        assert_eq!(unhex(&hex(&bytes)).as_deref(), Some(&bytes[..]));
+        assert_eq!(unhex("ABff").as_deref(), Some(&[0xab, 0xff][..]));
+        for bad in ["a", "zz", "0g", "é0"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+        assert_eq!(unhex(""), Some(Vec::new()));
+    }
 
     #[test]
     fn tokens_round_trip_and_malformed_ones_are_refused() {

@@ -126,6 +126,7 @@ fn every_binary_says_its_version() {
         "sonde-ingest-bench",
         "sonde-metrics-bench",
         "sonde-report-bench",
+        "sonde-log-bench",
     ];
     for binary in binaries {
         let mut cmd = Command::new(bin(binary));

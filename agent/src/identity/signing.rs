@@ -53,7 +53,13 @@ impl SigningKey {
     /// after the statement whose SHA-256 is `prev` (hex); and the SHA-256 (hex) of its
     /// own statement, the next one's `prev`.
     pub fn seal(&self, seq: u64, prev: &str, record: &[u8]) -> (Envelope, String) {
-        let statement = Envelope::statement(seq, prev, &leaf_hash(record));
+        self.seal_leaf(seq, prev, &leaf_hash(record))
+    }
+
+    /// Like [`SigningKey::seal`], for the record whose RFC 6962 leaf hash (hex) is
+    /// `leaf`.
+    pub fn seal_leaf(&self, seq: u64, prev: &str, leaf: &str) -> (Envelope, String) {
+        let statement = Envelope::statement(seq, prev, leaf);
         let sig = hex(self.pair.sign(statement.as_bytes()).as_ref());
         let next = sha256(statement.as_bytes());
         (
@@ -105,10 +111,7 @@ mod tests {
         let public = &key.pair.public_key().as_ref().to_vec();
         let check = |e: &Envelope, record: &[u8]| {
             let statement = Envelope::statement(e.seq, &e.prev, &leaf_hash(record));
-            let sig = (0..e.sig.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&e.sig[i..i + 2], 16).expect("hex"))
-                .collect::<Vec<_>>();
+            let sig = sonde_proto::wire::unhex(&e.sig).expect("hex");
             UnparsedPublicKey::new(&ED25519, public)
                 .verify(statement.as_bytes(), &sig)
                 .is_ok()

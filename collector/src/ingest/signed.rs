@@ -8,7 +8,7 @@
 //! and counted, since a lost result must show.
 
 use ring::signature::{UnparsedPublicKey, ED25519};
-use sonde_proto::wire::{hex, Envelope, RawRecord, RejectReason, Signatures};
+use sonde_proto::wire::{hex, unhex, Envelope, RawRecord, RejectReason, Signatures};
 use sonde_store::{Signed, Store};
 
 /// Why an upload's signatures are refused: the reason sent and counted, and a line.
@@ -17,17 +17,6 @@ pub type Refusal = (RejectReason, String);
 /// SHA-256, hex.
 fn sha256(bytes: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
-
-/// Bytes of a hex string, if it is one.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// The statement's SHA-256 when `e` is the agent's signature of the record whose

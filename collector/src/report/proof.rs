@@ -258,7 +258,7 @@ fn agent_keys(path: &Path) -> Result<HashMap<String, Vec<u8>>, String> {
         .map(|(id, k)| {
             k.as_str()
                 .and_then(|k| k.strip_prefix("ed25519 "))
-                .and_then(crate::ingest::signed::unhex)
+                .and_then(sonde_proto::wire::unhex)
                 .filter(|k| k.len() == 32)
                 .map(|k| (id.clone(), k))
                 .ok_or_else(|| format!("{name}: agent {id}: not an ed25519 key"))

@@ -4,7 +4,7 @@
 
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
-use sonde_proto::wire::hex;
+use sonde_proto::wire::{hex, unhex};
 use std::path::{Path, PathBuf};
 
 /// File name of the report key in the collector's data directory (PKCS#8, 0600).
@@ -267,16 +267,6 @@ pub fn manifest_of(file: &Path) -> PathBuf {
             base.strip_suffix(".results").unwrap_or(base).to_string()
         });
     file.with_file_name(format!("{stem}{MANIFEST_SUFFIX}"))
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// Parses a public key as `report key` prints it.
