@@ -27,5 +27,6 @@ fn main() {
             state_dir,
         } => cli::enroll::command(&collector, &token, &state_dir),
         Command::Status { state_dir, json } => cli::status::command(&state_dir, json),
+        Command::Key { action } => cli::key::command(action),
     }
 }

@@ -54,6 +54,14 @@ impl Chains for OffWorkers {
         check("reading a chain head");
         self.0.chain_head(agent_id)
     }
+
+    fn key_rotations(
+        &self,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<(String, sonde_proto::wire::Rotation)>, StoreError> {
+        check("reading key rotations");
+        self.0.key_rotations(agent_id)
+    }
 }
 
 impl Enrolments for OffWorkers {
@@ -116,6 +124,11 @@ impl TransparencyLog for OffWorkers {
     ) -> Result<(), StoreError> {
         check("reading log leaves");
         self.0.log_leaves_in(scope, each)
+    }
+
+    fn log_count_in(&self, scope: &ReportScope, size: u64) -> Result<u64, StoreError> {
+        check("counting log leaves");
+        self.0.log_count_in(scope, size)
     }
 
     fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {

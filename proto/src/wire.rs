@@ -168,6 +168,36 @@ pub struct Signatures {
     pub key: String,
     /// One per result, in the same order.
     pub envelopes: Vec<Envelope>,
+    /// The agent's key rotations not yet acknowledged, oldest first: each takes its
+    /// place in the chain, signed by the key it retires. `key` is the key after the
+    /// last of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<Rotation>,
+}
+
+/// An agent's change of signing key: a statement chained like a result, signed by the
+/// key it retires (docs/METHODOLOGY.md §7.6). The places after it are signed by `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// Its place in the agent's chain.
+    pub seq: u64,
+    /// SHA-256 (hex) of the previous statement.
+    pub prev: String,
+    /// The key retired, `ed25519 <hex>`.
+    pub from: String,
+    /// The key that signs from the next place on, `ed25519 <hex>`.
+    pub to: String,
+    /// Ed25519 signature of [`Rotation::statement`] by `from`, hex.
+    pub sig: String,
+}
+
+impl Rotation {
+    /// The bytes signed: `sonde-key/1`, then place, previous statement's SHA-256, the
+    /// retired key and the new one, each on its own line. The next statement's `prev`
+    /// is the SHA-256 of these bytes.
+    pub fn statement(seq: u64, prev: &str, from: &str, to: &str) -> String {
+        format!("sonde-key/1\n{seq}\n{prev}\n{from}\n{to}\n")
+    }
 }
 
 /// An agent's signature of one result: the result's place in the agent's hash chain

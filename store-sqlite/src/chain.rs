@@ -61,5 +61,39 @@ pub fn advance(
     for (from, to) in &signed.gaps {
         gap.execute(params![agent_id, *from as i64, *to as i64, now_ns])?;
     }
+    if !signed.rotations.is_empty() {
+        let mut keep = tx.prepare_cached(
+            "INSERT INTO key_rotations (agent_id, seq, body, rotated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (agent_id, seq) DO NOTHING",
+        )?;
+        for r in &signed.rotations {
+            let body = serde_json::to_string(r).unwrap_or_default();
+            keep.execute(params![agent_id, r.seq as i64, body, now_ns])?;
+        }
+        tx.prepare_cached("UPDATE agent_keys SET public_key = ?2 WHERE agent_id = ?1")?
+            .execute(params![agent_id, signed.key])?;
+    }
     Ok(())
+}
+
+/// Key rotations stored, of one agent or of all, by agent then place.
+pub fn rotations(
+    conn: &Connection,
+    agent_id: Option<&str>,
+) -> Result<Vec<(String, sonde_proto::wire::Rotation)>, Error> {
+    let mut q = conn.prepare_cached(
+        "SELECT agent_id, body FROM key_rotations WHERE ?1 IS NULL OR agent_id = ?1
+         ORDER BY agent_id, seq",
+    )?;
+    let rows = q.query_map([agent_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (agent, body) = row?;
+        if let Ok(r) = serde_json::from_str(&body) {
+            out.push((agent, r));
+        }
+    }
+    Ok(out)
 }

@@ -155,6 +155,10 @@ impl TransparencyLog for SqliteStore {
         log::leaves_in(&*self.reader()?, scope, each)
     }
 
+    fn log_count_in(&self, scope: &ReportScope, size: u64) -> Result<u64, StoreError> {
+        Ok(log::count_in(&*self.reader()?, scope, size)?)
+    }
+
     fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let at_ns = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
         Ok(log::keep_checkpoint(&self.lock(), size, note, at_ns)?)
@@ -181,6 +185,13 @@ impl Chains for SqliteStore {
 
     fn chain_head(&self, agent_id: &str) -> Result<Option<(u64, String)>, StoreError> {
         Ok(chain::head(&*self.reader()?, agent_id)?)
+    }
+
+    fn key_rotations(
+        &self,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<(String, sonde_proto::wire::Rotation)>, StoreError> {
+        Ok(chain::rotations(&*self.reader()?, agent_id)?)
     }
 }
 

@@ -90,7 +90,8 @@ pub fn leaves_in(
 ) -> Result<(), StoreError> {
     let mut q = conn
         .prepare(
-            "SELECT r.id, l.leaf, r.record, r.agent_id, r.envelope FROM results r
+            "SELECT r.id, l.leaf, r.record, r.agent_id, r.envelope, r.quartier, r.building
+             FROM results r
              JOIN log_leaves l ON l.result_rowid = r.rowid
              WHERE r.started_at >= ?1 AND r.started_at < ?2
                AND (?3 IS NULL OR r.quartier = ?3) AND (?4 IS NULL OR r.building = ?4)
@@ -111,15 +112,47 @@ pub fn leaves_in(
         let record: String = row.get(2).map_err(Error::from)?;
         let agent_id: String = row.get(3).map_err(Error::from)?;
         let envelope: Option<String> = row.get(4).map_err(Error::from)?;
+        let quartier: Option<String> = row.get(5).map_err(Error::from)?;
+        let building: Option<String> = row.get(6).map_err(Error::from)?;
         each(&sonde_store::LogLeaf {
             id: &id,
             leaf: leaf as u64,
             bytes: &record,
             agent_id: &agent_id,
+            site: (
+                quartier.as_deref().unwrap_or(""),
+                building.as_deref().unwrap_or(""),
+            ),
             envelope: envelope.as_deref(),
         })?;
     }
     Ok(())
+}
+
+/// How many stored results of `scope` are among the first `size` leaves.
+pub fn count_in(
+    conn: &Connection,
+    scope: &sonde_store::ReportScope,
+    size: u64,
+) -> Result<u64, Error> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM results r JOIN log_leaves l ON l.result_rowid = r.rowid
+             WHERE r.started_at >= ?1 AND r.started_at < ?2
+               AND (?3 IS NULL OR r.quartier = ?3) AND (?4 IS NULL OR r.building = ?4)
+               AND l.leaf < ?5",
+        )?
+        .query_row(
+            params![
+                crate::columns::ns(scope.from),
+                crate::columns::ns(scope.to),
+                scope.quartier,
+                scope.building,
+                size as i64
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(n as u64)
 }
 
 /// Keeps a checkpoint (the first of its size).

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_report_facts_capacity.sql"),
     include_str!("../migrations/0011_log.sql"),
     include_str!("../migrations/0012_signatures.sql"),
+    include_str!("../migrations/0013_key_rotations.sql"),
 ];
 
 /// Switches the file to WAL. On a new file, two connections doing this at once

@@ -231,6 +231,9 @@ pub trait TransparencyLog: Send + Sync {
         each: &mut dyn FnMut(&LogLeaf<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
+    /// How many stored results of `scope` are among the first `size` leaves.
+    fn log_count_in(&self, scope: &ReportScope, size: u64) -> Result<u64, StoreError>;
+
     /// Keeps a signed checkpoint of the first `size` leaves (a second one of the same
     /// size is ignored).
     fn keep_checkpoint(&self, size: u64, note: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
@@ -257,6 +260,12 @@ pub trait Chains: Send + Sync {
     /// The head of the agent's chain of signed results: its highest place stored and
     /// the SHA-256 (hex) of that result's statement.
     fn chain_head(&self, agent_id: &str) -> Result<Option<(u64, String)>, StoreError>;
+
+    /// Key rotations stored, of one agent or of all, by agent then place.
+    fn key_rotations(
+        &self,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<(String, sonde_proto::wire::Rotation)>, StoreError>;
 }
 
 /// Every role: what a backend is.

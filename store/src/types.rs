@@ -46,6 +46,8 @@ pub struct LogLeaf<'a> {
     pub bytes: &'a str,
     /// The agent that delivered it.
     pub agent_id: &'a str,
+    /// Its quartier and building ('' when none), as stored with it.
+    pub site: (&'a str, &'a str),
     /// Its agent's envelope (JSON), when it was signed.
     pub envelope: Option<&'a str>,
 }
@@ -59,6 +61,10 @@ pub struct Signed {
     pub head: (u64, String),
     /// Places of the chain found missing: (first, last), each range inclusive.
     pub gaps: Vec<(u64, u64)>,
+    /// Key rotations the batch carried, checked, new ones only, oldest first.
+    pub rotations: Vec<sonde_proto::wire::Rotation>,
+    /// The agent's key after them.
+    pub key: String,
 }
 
 /// One version of the collector's plan.

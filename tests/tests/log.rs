@@ -125,6 +125,7 @@ fn a_monitor_follows_the_log_and_names_a_rewritten_history() {
         "DELETE FROM results WHERE rowid = (SELECT min(rowid) FROM results);
          DROP TABLE log_leaves; DROP TABLE log_hashes; DROP TABLE log_checkpoints;
          DROP TABLE agent_keys; DROP TABLE agent_chains; DROP TABLE chain_gaps;
+         DROP TABLE key_rotations;
          ALTER TABLE results DROP COLUMN envelope;
          PRAGMA user_version = 10;",
     )
@@ -190,15 +191,81 @@ fn log_verify_needs_the_collectors_key_and_a_collector_that_answers() {
     );
 }
 
-/// `report --format csv` over the last two days; its code and stderr.
+/// `report` over the last two days, in the format `out`'s extension names; its code
+/// and output.
 fn report(collector: &Collector, out: &Path) -> sonde_e2e::Run {
     let now = chrono::Utc::now();
     let from = (now - chrono::Duration::hours(48)).to_rfc3339();
     let to = (now + chrono::Duration::hours(1)).to_rfc3339();
+    let format = out.extension().and_then(|e| e.to_str()).unwrap_or("csv");
     let out = out.to_string_lossy();
     collector.cli(&[
-        "report", "--from", &from, "--to", &to, "--format", "csv", "--out", &out,
+        "report", "--from", &from, "--to", &to, "--format", format, "--out", &out,
     ])
+}
+
+#[test]
+fn every_figure_recomputes_from_the_proven_results_and_a_changed_one_is_named() {
+    let dir = scratch("log-figures");
+    let mut collector = Collector::configure(&dir);
+    collector.start();
+    let state = dir.join("agent").join("state");
+    collector.enroll("b-figures", &state);
+    deliver(&collector, &state, 12, 12);
+    let key = dir.join("collector.pub");
+    std::fs::write(&key, collector.cli(&["report", "key"]).stdout()).expect("key file");
+    for format in ["json", "html", "csv"] {
+        let out = dir.join(format!("r-{format}.{format}"));
+        let run = report(&collector, &out);
+        assert_eq!(run.code(), 0, "{format}: {}", run.stderr());
+        let run = report_verify(&out, &key);
+        assert_eq!(run.code(), 0, "{format}: {}", run.stdout());
+        assert!(
+            run.stdout()
+                .contains("recomputed from the 12 proven results: every figure, byte for byte"),
+            "{format}: {}",
+            run.stdout()
+        );
+    }
+
+    // A dishonest collector changes a figure of its report and signs it again, with
+    // its own key: the signature holds, the figure does not recompute.
+    let json = dir.join("r-json.json");
+    let text = std::fs::read_to_string(&json).expect("report");
+    let changed = text.replacen("\"results\": 12", "\"results\": 13", 1);
+    assert_ne!(text, changed, "the report counts 12 results");
+    std::fs::write(&json, changed).expect("write");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("r-json.manifest.json")).expect("manifest"))
+            .expect("JSON");
+    let files: Vec<std::path::PathBuf> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| dir.join(f["name"].as_str().expect("name")))
+        .collect();
+    let collector_key =
+        sonde_collector::report::sign::ReportKey::load_or_create(&dir.join("collector"))
+            .expect("the collector's key");
+    sonde_collector::report::sign::sign_files(
+        &collector_key,
+        manifest["report"].clone(),
+        &files,
+        &dir,
+        "r-json",
+    )
+    .expect("signed again");
+    let run = report_verify(&json, &key);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    for part in [
+        "invalid: figures do not recompute from the proven results",
+        "r-json.json:",
+        "the report says \"    \\\"results\\\": 13,\"",
+        "its proven results give \"    \\\"results\\\": 12,\"",
+    ] {
+        assert!(run.stdout().contains(part), "{part}: {}", run.stdout());
+    }
+    collector.stop();
 }
 
 /// `report verify FILE --key KEY`.
@@ -223,7 +290,12 @@ fn a_report_proves_its_results_and_report_verify_names_an_edited_or_smuggled_one
     let clean = dir.join("clean.csv");
     let run = report(&collector, &clean);
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    for f in ["clean.checkpoint", "clean.proofs.jsonl"] {
+    for f in [
+        "clean.checkpoint",
+        "clean.proofs.jsonl",
+        "clean.tree.json",
+        "clean.inputs.json",
+    ] {
         assert!(
             run.stdout().contains(f),
             "{f} not written: {}",
@@ -234,12 +306,13 @@ fn a_report_proves_its_results_and_report_verify_names_an_edited_or_smuggled_one
     assert_eq!(proofs.lines().count(), 12);
     let run = report_verify(&clean, &key);
     assert_eq!(run.code(), 0, "{} {}", run.stdout(), run.stderr());
-    assert!(
-        run.stdout()
-            .contains("ok log: 12 results in the checkpoint of 12 leaves"),
-        "{}",
-        run.stdout()
-    );
+    for line in [
+        "ok log: 12 results in the checkpoint of 12 leaves",
+        "ok figures: ",
+        "recomputed from the 12 proven results: every figure, byte for byte",
+    ] {
+        assert!(run.stdout().contains(line), "{line}: {}", run.stdout());
+    }
     // Without the collector's key nothing is called valid.
     let mut cmd = Command::new(sonde_e2e::bin("sonde-collector"));
     cmd.args(["report", "verify"])
@@ -272,7 +345,9 @@ fn a_report_proves_its_results_and_report_verify_names_an_edited_or_smuggled_one
     assert_eq!(run.code(), 1, "{} {}", run.stdout(), run.stderr());
     assert!(
         run.stdout().contains(&format!(
-            "result {edited_id} (leaf 0) is not in the checkpoint"
+            "clean.proofs.jsonl:1: result {edited_id} (leaf 0): its bytes hash to"
+        )) || run.stdout().contains(&format!(
+            "edited.proofs.jsonl:1: result {edited_id} (leaf 0): its bytes hash to"
         )),
         "{}",
         run.stdout()

@@ -30,6 +30,7 @@ fn signed_upload(
         signatures: Some(Signatures {
             key: key.public_text(),
             envelopes: vec![envelope],
+            rotations: Vec::new(),
         }),
     }));
     (frame, r.id.to_string())
@@ -124,6 +125,34 @@ fn forged_replayed_forked_or_foreign_signed_results_are_refused_and_a_gap_is_cou
     assert!(refused.contains("does not follow"), "{refused}");
     assert!(!stored(&db, &id));
     assert!(stored(&db, &id1));
+    // A rotation of the agent's key to the thief's, signed by the thief: the old key
+    // did not vouch for the new one.
+    let (mut rotation, after) = thief.sign_rotation(3, &h2, &thief.public_text());
+    rotation.from = key.public_text();
+    let r = record(7);
+    let raw = RawRecord::of(&r);
+    let (envelope, _) = thief.seal(4, &after, raw.as_str().as_bytes());
+    let frame = wire::encode(&Message::Upload(Upload {
+        batch: 9,
+        health: Default::default(),
+        results: vec![raw],
+        signatures: Some(Signatures {
+            key: thief.public_text(),
+            envelopes: vec![envelope],
+            rotations: vec![rotation],
+        }),
+    }));
+    let refused = send(&frame).expect_err("a forged rotation");
+    assert!(
+        refused.starts_with("bad_signature")
+            && refused.contains("not signed by the key it retires"),
+        "{refused}"
+    );
+    assert!(!stored(&db, &r.id.to_string()));
+    let recorded: String = conn_db
+        .query_row("SELECT public_key FROM agent_keys", [], |r| r.get(0))
+        .expect("key");
+    assert_eq!(recorded, key.public_text(), "the key in force is unchanged");
 
     // Places 3 to 5 never arrive: accepted, the gap kept and counted.
     let (after_gap, id) = signed_upload(&key, (6, "whatever came before"), |s| s);
@@ -161,14 +190,28 @@ fn forged_replayed_forked_or_foreign_signed_results_are_refused_and_a_gap_is_cou
         assert_eq!(run.code(), 0, "{}", run.stderr());
         sonde_e2e::pipeline::verify_report(&out, &pubkey)
     };
+    // An unsigned result from the agent that signs (accepted: a box holding results
+    // in memory on a full disk sends them unsigned): the report names it.
+    let unsigned = record(8);
+    let frame = wire::encode(&Message::Upload(Upload {
+        batch: 12,
+        health: Default::default(),
+        results: vec![RawRecord::of(&unsigned)],
+        signatures: None,
+    }));
+    assert_eq!(send(&frame), Ok(()));
     let run = report("signed.csv");
     assert_eq!(run.code(), 0, "{} {}", run.stdout(), run.stderr());
-    assert!(
-        run.stdout()
-            .contains("ok agents: 3 results signed by 1 agents, each signature and chain checked (3 places missing"),
-        "{}",
-        run.stdout()
-    );
+    let named = format!("unsigned: result {} of agent", unsigned.id);
+    for line in [
+        "ok agents: 3 results signed by 1 agents, each signature and chain checked; 1 stored unsigned",
+        "3 results missing from its chain (places 3–5), between result ",
+        "warning: 3 results missing from agents' chains in 1 gap:",
+        &named,
+        "warning: 1 results stored unsigned from agents that sign",
+    ] {
+        assert!(run.stdout().contains(line), "{line}: {}", run.stdout());
+    }
     // An envelope changed in the store: the report names the result.
     conn_db
         .execute(
@@ -188,7 +231,7 @@ fn forged_replayed_forked_or_foreign_signed_results_are_refused_and_a_gap_is_cou
 }
 
 #[test]
-fn a_daemons_results_arrive_signed_in_one_chain() {
+fn a_daemons_results_arrive_signed_in_one_chain_across_a_key_rotation() {
     let dir = scratch("signatures-daemon");
     let mut collector = Collector::configure(&dir);
     collector.start();
@@ -240,6 +283,89 @@ fn a_daemons_results_arrive_signed_in_one_chain() {
         .query_row("SELECT public_key FROM agent_keys", [], |r| r.get(0))
         .expect("key");
     assert_eq!(recorded, key.public_text());
+    assert_eq!(
+        collector.metric("sonde_collector_results_missing_total"),
+        0.0
+    );
+    drop(conn);
+
+    // The operator rotates the key, the agent stopped: the rotation goes up with the
+    // next results, the collector switches keys, and a report verifies across it.
+    let rotate = sonde_e2e::run_bounded(
+        {
+            let mut c = std::process::Command::new(sonde_e2e::bin("sonde-agent"));
+            c.args(["key", "rotate", "--state-dir"]).arg(&state);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert_eq!(rotate.code(), 0, "{}", rotate.stderr());
+    let new_key = rotate.stdout().trim().to_string();
+    assert_ne!(new_key, key.public_text());
+    assert_eq!(
+        SigningKey::load_or_create(&state)
+            .expect("key")
+            .public_text(),
+        new_key
+    );
+    let before = envelopes.len();
+    let agent = Agent::start(
+        state.parent().expect("dir"),
+        &collector,
+        &AgentSetup {
+            every: "10s".into(),
+            ..AgentSetup::uploader(1000, 20)
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        let signed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM results WHERE envelope IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        let recorded: String = conn
+            .query_row("SELECT public_key FROM agent_keys", [], |r| r.get(0))
+            .expect("key");
+        if signed as usize > before + 1 && recorded == new_key {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result signed by the new key within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(agent);
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let rotations: i64 = conn
+        .query_row("SELECT count(*) FROM key_rotations", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rotations, 1);
+    let pubkey = dir.join("collector.pub");
+    std::fs::write(&pubkey, collector.cli(&["report", "key"]).stdout()).expect("key");
+    let out = dir.join("rotated.csv");
+    let now = chrono::Utc::now();
+    let (from, to) = (
+        (now - chrono::Duration::hours(2)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let out_s = out.to_string_lossy().to_string();
+    let run = collector.cli(&[
+        "report", "--from", &from, "--to", &to, "--format", "csv", "--out", &out_s,
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let run = sonde_e2e::pipeline::verify_report(&out, &pubkey);
+    assert_eq!(run.code(), 0, "{} {}", run.stdout(), run.stderr());
+    assert!(run.stdout().contains("ok agents: "), "{}", run.stdout());
+    assert!(
+        !run.stdout().contains("gap:"),
+        "the rotation holds its place: {}",
+        run.stdout()
+    );
     assert_eq!(
         collector.metric("sonde_collector_results_missing_total"),
         0.0

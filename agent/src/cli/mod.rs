@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod enroll;
+pub mod key;
 pub mod probe;
 pub mod run;
 pub mod status;
@@ -90,6 +91,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The key that signs this box's results: print it, or rotate it.
+    ///
+    /// Each result is signed by the agent's own Ed25519 key (not its TLS key), and the
+    /// collector checks every result against the key it recorded for the agent
+    /// (docs/METHODOLOGY.md §7.6).
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// List this box's interfaces with their likely access kind, link speed and
     /// addresses, as a configuration skeleton that check-config accepts.
     ///
@@ -110,6 +120,33 @@ pub enum Command {
         /// Do not require the accesses' interfaces to exist on this box.
         #[arg(long)]
         no_interfaces: bool,
+    },
+}
+
+/// What `sonde-agent key` does.
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Print the public signing key, as the collector records it.
+    ///
+    /// A report's STEM.agents.json lists each box's key: compare them on the box.
+    Show {
+        /// The agent's state directory.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/sonde")]
+        state_dir: std::path::PathBuf,
+    },
+    /// Replace the signing key by a new one, made here; stop the agent first.
+    ///
+    /// The rotation is a statement signed by the old key and chained like a result:
+    /// it goes up with the next results, and the collector accepts the new key
+    /// because the old one vouched for it. The old key is kept as
+    /// signing-key.retired-PLACE.pk8; delete it once the rotation is uploaded if it
+    /// may have leaked.
+    ///
+    /// Exit status: 0 rotated, 1 failed, 69 while the agent runs.
+    Rotate {
+        /// The agent's state directory.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/sonde")]
+        state_dir: std::path::PathBuf,
     },
 }
 

@@ -117,6 +117,12 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
     crate::state::files::ensure_dir(&state_dir)?;
     let spool_path = state_dir.join(SPOOL_FILE);
     let (mut spool, unopened) = SpoolSlot::open(&spool_path, config.file.spool.max_results);
+    // A key rotation interrupted after the spool recorded it is completed first.
+    if unopened.is_none() {
+        if let Ok(s) = spool.get() {
+            crate::identity::rotate::finish(&state_dir, s).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
     // Results are signed from the first: an agent enrolled before signing makes its
     // key here (the collector records it with the first signed upload).
     let signing = Arc::new(

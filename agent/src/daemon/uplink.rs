@@ -38,6 +38,10 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
         }
         shared.write_status().await;
         let sent = out.results.len();
+        let rotated = out
+            .signatures
+            .as_ref()
+            .and_then(|s| s.rotations.last().map(|r| r.seq));
         let outcome = tokio::select! {
             r = async {
                 // Never while a test runs on the box (its own cross-traffic).
@@ -55,6 +59,12 @@ pub async fn run(shared: Arc<Shared>, mut link: Box<dyn Link>, mut stop: watch::
         });
         let wait = match outcome {
             Ok(committed) => {
+                if let Some(seq) = rotated {
+                    if let Err(e) = with_spool(&shared.spool, move |s| s.rotations_sent(seq)).await
+                    {
+                        tracing::warn!(error = %e, "a key rotation acknowledged stays pending; it will be sent again");
+                    }
+                }
                 let freed = acknowledged(&shared, committed, sent).await;
                 last_contact = Some(Instant::now());
                 if sent == 0 || freed > 0 {
@@ -122,12 +132,29 @@ async fn next_batch(shared: &Shared) -> Outgoing {
     results.truncate(fitting(&records, MAX_BATCH_BYTES));
     let (records, envelopes): (Vec<RawRecord>, Vec<Option<Envelope>>) =
         results.into_iter().map(|(_, r, e)| (r, e)).unzip();
+    let envelopes: Vec<Envelope> = envelopes.into_iter().flatten().collect();
+    let signatures = match envelopes.last().map(|e| e.seq) {
+        Some(last) if signed => {
+            // Key rotations go up with the results after them, and the batch names
+            // the key that signed its last result.
+            let pending = with_spool(&shared.spool, |s| s.pending_rotations())
+                .await
+                .unwrap_or_default();
+            let key = pending
+                .iter()
+                .find(|r| r.seq > last)
+                .map_or_else(|| shared.signing_key.clone(), |r| r.from.clone());
+            Some(Signatures {
+                key,
+                envelopes,
+                rotations: pending.into_iter().filter(|r| r.seq < last).collect(),
+            })
+        }
+        _ => None,
+    };
     Outgoing {
         results: records,
-        signatures: signed.then(|| Signatures {
-            key: shared.signing_key.clone(),
-            envelopes: envelopes.into_iter().flatten().collect(),
-        }),
+        signatures,
     }
 }
 

@@ -6,6 +6,7 @@
 //! first contact the agent accepts only a collector whose certificate chains to that
 //! CA. It sends the token and a certificate request, and receives its certificate.
 
+pub mod rotate;
 pub mod signing;
 
 use crate::state::files::{write_atomic, FileError};

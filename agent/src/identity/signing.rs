@@ -10,7 +10,7 @@
 
 use crate::state::files::write_atomic;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use sonde_proto::wire::{hex, Envelope};
+use sonde_proto::wire::{hex, Envelope, Rotation};
 use std::path::Path;
 
 /// The signing key's file in the state directory (PKCS#8, mode 0600).
@@ -19,7 +19,7 @@ pub const SIGNING_KEY_FILE: &str = "signing-key.pk8";
 /// Why the signing key could not be made or read: the file and the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("signing key {0}")]
-pub struct SigningError(String);
+pub struct SigningError(pub String);
 
 /// The agent's signing key.
 #[derive(Debug)]
@@ -31,17 +31,47 @@ impl SigningKey {
     /// Loads `dir/signing-key.pk8`, making it when there is none.
     pub fn load_or_create(dir: &Path) -> Result<SigningKey, SigningError> {
         let path = dir.join(SIGNING_KEY_FILE);
-        let fail = |why: String| SigningError(format!("{}: {why}", path.display()));
         if !path.exists() {
-            let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-                .map_err(|_| fail("cannot make an Ed25519 key".into()))?;
-            // The error names the file already.
-            write_atomic(&path, doc.as_ref(), 0o600).map_err(|e| SigningError(e.to_string()))?;
+            return SigningKey::create(&path);
         }
-        let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+        SigningKey::load(&path)
+    }
+
+    /// Makes a new key in `path` (mode 0600, written atomically).
+    pub fn create(path: &Path) -> Result<SigningKey, SigningError> {
+        let fail = |why: String| SigningError(format!("{}: {why}", path.display()));
+        let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .map_err(|_| fail("cannot make an Ed25519 key".into()))?;
+        write_atomic(path, doc.as_ref(), 0o600).map_err(|e| SigningError(e.to_string()))?;
+        SigningKey::load(path)
+    }
+
+    /// Reads the key in `path`.
+    pub fn load(path: &Path) -> Result<SigningKey, SigningError> {
+        let fail = |why: String| SigningError(format!("{}: {why}", path.display()));
+        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
         let pair =
             Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| fail("not an Ed25519 key".into()))?;
         Ok(SigningKey { pair })
+    }
+
+    /// Signs the rotation to the key `to`, at place `seq` after the statement whose
+    /// SHA-256 is `prev`; and the SHA-256 (hex) of its statement.
+    pub fn sign_rotation(&self, seq: u64, prev: &str, to: &str) -> (Rotation, String) {
+        let from = self.public_text();
+        let statement = Rotation::statement(seq, prev, &from, to);
+        let sig = hex(self.pair.sign(statement.as_bytes()).as_ref());
+        let next = sha256(statement.as_bytes());
+        (
+            Rotation {
+                seq,
+                prev: prev.to_string(),
+                from,
+                to: to.to_string(),
+                sig,
+            },
+            next,
+        )
     }
 
     /// The public key as the collector records it: `ed25519 <64 hex digits>`.

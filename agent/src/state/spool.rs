@@ -5,7 +5,7 @@
 
 use crate::identity::signing::SigningKey;
 use rusqlite::{params, Connection, OptionalExtension};
-use sonde_proto::wire::{Envelope, RawRecord};
+use sonde_proto::wire::{Envelope, RawRecord, Rotation};
 use sonde_proto::ResultRecord;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +41,16 @@ CREATE TABLE IF NOT EXISTS chain (
     one  INTEGER PRIMARY KEY CHECK (one = 1),
     seq  INTEGER NOT NULL,  -- the last result signed
     hash TEXT NOT NULL      -- SHA-256 (hex) of its statement
+);
+";
+
+/// Version 3: the agent's key rotations, each a place in the chain (JSON
+/// [`Rotation`]), sent with the results after them until acknowledged.
+const SCHEMA_3: &str = "
+CREATE TABLE IF NOT EXISTS rotations (
+    seq  INTEGER PRIMARY KEY,  -- its place in the chain
+    body TEXT NOT NULL,        -- the signed rotation, JSON
+    sent INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -139,6 +149,12 @@ impl Spool {
             tx.pragma_update(None, "user_version", 2)?;
             tx.commit()?;
         }
+        if version < 3 {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA_3)?;
+            tx.pragma_update(None, "user_version", 3)?;
+            tx.commit()?;
+        }
         Ok(Spool {
             conn,
             max_results: max_results.max(1),
@@ -200,6 +216,59 @@ impl Spool {
         }
         tx.commit()?;
         Ok(Pushed { evicted })
+    }
+
+    /// Retires `old` for the key `to` (`ed25519 <hex>`): the chain's next place is a
+    /// rotation signed by `old`, stored to be sent with the results after it.
+    pub fn rotate(&mut self, old: &SigningKey, to: &str) -> Result<Rotation, SpoolError> {
+        sonde_cli::blocking::check("the spool");
+        let tx = self.conn.transaction()?;
+        let (seq, prev) = head(&tx)?;
+        let (rotation, next) = old.sign_rotation(seq + 1, &prev, to);
+        tx.execute(
+            "INSERT INTO rotations (seq, body) VALUES (?1, ?2)",
+            params![
+                rotation.seq as i64,
+                serde_json::to_string(&rotation).unwrap_or_default()
+            ],
+        )?;
+        move_head(&tx, rotation.seq, &next)?;
+        tx.commit()?;
+        Ok(rotation)
+    }
+
+    /// Rotations not acknowledged yet, oldest first.
+    pub fn pending_rotations(&self) -> Result<Vec<Rotation>, SpoolError> {
+        self.rotations("WHERE sent = 0 ORDER BY seq")
+    }
+
+    /// The latest rotation, sent or not.
+    pub fn last_rotation(&self) -> Result<Option<Rotation>, SpoolError> {
+        Ok(self.rotations("ORDER BY seq DESC LIMIT 1")?.pop())
+    }
+
+    fn rotations(&self, which: &str) -> Result<Vec<Rotation>, SpoolError> {
+        sonde_cli::blocking::check("the spool");
+        let mut q = self
+            .conn
+            .prepare_cached(&format!("SELECT body FROM rotations {which}"))?;
+        let bodies = q
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str(b).ok())
+            .collect())
+    }
+
+    /// The collector acknowledged the rotations up to place `seq`.
+    pub fn rotations_sent(&mut self, seq: u64) -> Result<(), SpoolError> {
+        sonde_cli::blocking::check("the spool");
+        self.conn.execute(
+            "UPDATE rotations SET sent = 1 WHERE seq <= ?1",
+            [seq as i64],
+        )?;
+        Ok(())
     }
 
     /// Up to `max` results, oldest first, left in the spool, as their bytes.
@@ -277,21 +346,31 @@ fn seal(
     key: &SigningKey,
     record: &RawRecord,
 ) -> Result<(), SpoolError> {
-    let (seq, prev): (u64, String) = tx
-        .query_row("SELECT seq, hash FROM chain WHERE one = 1", [], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })
-        .optional()?
-        .unwrap_or((0, Envelope::GENESIS.to_string()));
-    let (envelope, head) = key.seal(seq + 1, &prev, record.as_str().as_bytes());
+    let (seq, prev) = head(tx)?;
+    let (envelope, next) = key.seal(seq + 1, &prev, record.as_str().as_bytes());
     tx.execute(
         "UPDATE spool SET envelope = ?1 WHERE seq = last_insert_rowid()",
         params![serde_json::to_string(&envelope).unwrap_or_default()],
     )?;
+    move_head(tx, envelope.seq, &next)
+}
+
+/// The chain's head: its last place and that statement's SHA-256.
+fn head(tx: &rusqlite::Transaction<'_>) -> Result<(u64, String), SpoolError> {
+    Ok(tx
+        .query_row("SELECT seq, hash FROM chain WHERE one = 1", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, Envelope::GENESIS.to_string())))
+}
+
+/// Moves the chain's head to place `seq`, whose statement hashes to `hash`.
+fn move_head(tx: &rusqlite::Transaction<'_>, seq: u64, hash: &str) -> Result<(), SpoolError> {
     tx.execute(
         "INSERT INTO chain (one, seq, hash) VALUES (1, ?1, ?2)
          ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        params![envelope.seq as i64, head],
+        params![seq as i64, hash],
     )?;
     Ok(())
 }

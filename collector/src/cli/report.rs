@@ -169,9 +169,10 @@ pub fn verify(file: &Path, key: Option<&Path>) -> i32 {
     }
 }
 
-/// Checks the log's proof of the report's results, when the report carries one.
+/// Checks the log's proof of the report's results, when the report carries one, and
+/// that its figures recompute from them.
 fn check_proofs(v: &sonde_collector::report::sign::Verified, public: &[u8]) -> Result<(), String> {
-    use sonde_collector::report::proof;
+    use sonde_collector::report::{proof, recompute};
     let dir = v.manifest.parent().unwrap_or(Path::new("."));
     let named = |suffix: &str| {
         v.files
@@ -187,9 +188,11 @@ fn check_proofs(v: &sonde_collector::report::sign::Verified, public: &[u8]) -> R
     };
     let raw = named(".results.csv");
     let agents = named(proof::AGENTS_SUFFIX);
+    let tree = named(proof::TREE_SUFFIX);
     let files = proof::Files {
         checkpoint: &checkpoint,
         proofs: &proofs,
+        tree: tree.as_deref(),
         agents: agents.as_deref(),
         raw: raw.as_deref(),
     };
@@ -199,13 +202,64 @@ fn check_proofs(v: &sonde_collector::report::sign::Verified, public: &[u8]) -> R
         c.results, c.size, c.root
     );
     println!(
-        "ok agents: {} results signed by {} agents, each signature and chain checked ({} places missing between them in this report); {} stored unsigned",
+        "ok agents: {} results signed by {} agents, each signature and chain checked; {} stored unsigned",
         c.signed,
         c.agents,
-        c.gaps,
         c.results - c.signed
     );
+    print_warnings(&c);
+    let Some(inputs) = named(recompute::INPUTS_SUFFIX) else {
+        println!(
+            "figures not recomputed: this report carries no inputs (made by an older collector)"
+        );
+        return Ok(());
+    };
+    let inputs = recompute::Inputs::read(&inputs)?;
+    let report = v
+        .files
+        .first()
+        .map(|f| dir.join(&f.name))
+        .ok_or("the manifest lists no file")?;
+    let manifest: serde_json::Value = std::fs::read(&v.manifest)
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok())
+        .ok_or_else(|| format!("{}: not JSON", v.manifest.display()))?;
+    let recomputed = recompute::recompute(&inputs, c.rows)?;
+    let how = recompute::compare(&inputs, &recomputed, &report, &manifest)
+        .map_err(|e| format!("figures do not recompute from the proven results: {e}"))?;
+    println!(
+        "ok figures: {} recomputed from the {} proven results: {how}",
+        report.display(),
+        recomputed.data.results
+    );
     Ok(())
+}
+
+/// The gaps in agents' chains and the unsigned results of agents that sign: not
+/// failures (results are lost, boxes run out of disk), but a reader must see them.
+fn print_warnings(c: &sonde_collector::report::proof::Checked) {
+    let missing: u64 = c.gaps.iter().map(|g| g.places.1 - g.places.0 + 1).sum();
+    for g in c.gaps.iter().take(10) {
+        println!("gap: {g}");
+    }
+    if !c.gaps.is_empty() {
+        println!(
+            "warning: {missing} results missing from agents' chains in {} gap{}{}: lost, deleted, or outside this report's scope",
+            c.gaps.len(),
+            if c.gaps.len() == 1 { "" } else { "s" },
+            if c.gaps.len() > 10 { " (the first 10 above)" } else { "" }
+        );
+    }
+    for (id, agent) in c.unsigned.iter().take(10) {
+        println!("unsigned: result {id} of agent {agent}, an agent that signs");
+    }
+    if !c.unsigned.is_empty() {
+        println!(
+            "warning: {} results stored unsigned from agents that sign{}: held in memory on a full disk, or added by the collector",
+            c.unsigned.len(),
+            if c.unsigned.len() > 10 { " (the first 10 above)" } else { "" }
+        );
+    }
 }
 
 /// Prints the public report key.

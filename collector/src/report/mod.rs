@@ -3,6 +3,7 @@
 //! signed ([`sign`]).
 
 pub mod proof;
+pub mod recompute;
 pub mod render;
 pub mod sign;
 
@@ -102,8 +103,9 @@ pub fn write(
     out: &Path,
 ) -> Result<Written, ReportError> {
     let format = how.format;
-    let mut report = build(store, request)?;
+    let (mut report, accesses, planned, sealed) = build_sealed(store, key, request)?;
     stamp(&mut report, key, how.issuer.as_deref());
+    report.header.checkpoint = sealed.as_ref().map(proof::Sealed::name);
     // Beside `out` ("" for the current directory, so paths print as given).
     let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
     let name = out
@@ -131,13 +133,20 @@ pub fn write(
         files.push(raw);
     }
     let mut info = render::manifest_info(&report);
-    let proofs = proof::write(store, key, &request.scope, &dir, &stem)?;
-    if let Some(p) = &proofs {
-        files.extend([p.checkpoint.clone(), p.proofs.clone(), p.agents.clone()]);
+    let mut proofs = None;
+    if let Some(sealed) = &sealed {
+        let p = proof::write(store, sealed, &request.scope, &dir, &stem)?;
+        let inputs = recompute::Inputs::of(&report, format, how.lang, accesses, planned);
+        let path = dir.join(format!("{stem}{}", recompute::INPUTS_SUFFIX));
+        let text = serde_json::to_vec_pretty(&inputs).unwrap_or_default();
+        std::fs::write(&path, text).map_err(io(&path))?;
+        files.extend(p.files.iter().cloned());
+        files.push(path);
         info["log"] = serde_json::json!({
-            "checkpoint": p.checkpoint.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "checkpoint": sealed.name(),
             "results_proven": p.results,
         });
+        proofs = Some(p);
     }
     let (manifest, signature) = sign::sign_files(key, info, &files, &dir, &stem)?;
     Ok(Written {
@@ -147,6 +156,42 @@ pub fn write(
         report,
         proofs,
     })
+}
+
+/// A report built on a checkpoint: the report, its accesses and plan, the checkpoint.
+type Sealed = (
+    Report,
+    Vec<ScheduledAccess>,
+    Vec<PlannedAccess>,
+    Option<proof::Sealed>,
+);
+
+/// Signs a checkpoint, then builds the report, so its header can name the checkpoint.
+/// A result stored between the two would be counted but not proven: then both are
+/// made again (three times at most). Only a log that grew since its checkpoint can
+/// explain a difference: results whose records retention pruned are counted and cannot
+/// be proven.
+fn build_sealed(
+    store: &dyn Store,
+    key: &sign::ReportKey,
+    request: &Request,
+) -> Result<Sealed, ReportError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let sealed = proof::seal(store, key)?;
+        let (report, accesses, planned) = build_with_inputs(store, request)?;
+        let raced = match &sealed {
+            Some(s) => {
+                store.log_count_in(&request.scope, s.size)? != report.data.results
+                    && store.log_size()? > s.size
+            }
+            None => false,
+        };
+        if !raced || attempts == 3 {
+            return Ok((report, accesses, planned, sealed));
+        }
+    }
 }
 
 /// Default file name of a report: `sonde-report-FROM-TO[-QUARTIER][-BUILDING].EXT`,
@@ -199,6 +244,16 @@ pub fn check_scope(store: &dyn Store, scope: &ReportScope) -> Result<(), ReportE
 
 /// Makes the report for `request` from `store`.
 pub fn build(store: &dyn Store, request: &Request) -> Result<Report, ReportError> {
+    Ok(build_with_inputs(store, request)?.0)
+}
+
+/// Makes the report for `request` from `store`, with what its figures were computed
+/// from beside the results: the accesses and their schedules, and what the plans
+/// scheduled.
+pub fn build_with_inputs(
+    store: &dyn Store,
+    request: &Request,
+) -> Result<(Report, Vec<ScheduledAccess>, Vec<PlannedAccess>), ReportError> {
     let scope = &request.scope;
     check_scope(store, scope)?;
     let history = store.plans()?;
@@ -224,7 +279,10 @@ pub fn build(store: &dyn Store, request: &Request) -> Result<Report, ReportError
     }
     let mut merged = builders.into_iter();
     let first = merged.next().unwrap_or_else(|| Builder::new(request));
-    Ok(merged.fold(first, Builder::merge).finish())
+    let all = merged.fold(first, Builder::merge);
+    let accesses = all.schedules().cloned().collect();
+    let planned = all.plan().cloned().collect();
+    Ok((all.finish(), accesses, planned))
 }
 
 /// The buildings in `scope` whose planned accesses the report counts: those a plan

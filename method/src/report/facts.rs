@@ -20,7 +20,7 @@ pub struct ReportScope {
 }
 
 /// An access known to the store, with its schedule: what coverage is counted against.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduledAccess {
     /// Agent id.
     pub agent_id: String,

@@ -491,6 +491,8 @@ struct Acc {
 pub struct Builder<'r> {
     request: &'r Request,
     schedules: BTreeMap<(String, String), ScheduledAccess>,
+    /// Every access the scan named, as it named them.
+    known: Vec<ScheduledAccess>,
     current: Option<Acc>,
     done: Vec<AccessReport>,
     data: DataSummary,
@@ -501,6 +503,7 @@ pub struct Builder<'r> {
 
 impl ReportSink for Builder<'_> {
     fn accesses(&mut self, accesses: Vec<ScheduledAccess>) {
+        self.known.extend(accesses.iter().cloned());
         self.schedules = accesses
             .into_iter()
             .map(|a| ((a.agent_id.clone(), a.access.clone()), a))
@@ -674,6 +677,7 @@ impl<'r> Builder<'r> {
         Builder {
             request,
             schedules: BTreeMap::new(),
+            known: Vec::new(),
             current: None,
             done: Vec::new(),
             data: DataSummary::default(),
@@ -698,6 +702,16 @@ impl<'r> Builder<'r> {
         self
     }
 
+    /// The accesses the scan named, with their schedules.
+    pub fn schedules(&self) -> impl Iterator<Item = &ScheduledAccess> {
+        self.known.iter()
+    }
+
+    /// The planned accesses it was given ([`Builder::with_plan`]).
+    pub fn plan(&self) -> impl Iterator<Item = &PlannedAccess> {
+        self.planned.values()
+    }
+
     /// This builder and `other`, fed other accesses of the same scan (a
     /// [`ReportSink`] per part of a parallel scan), as one: finish the result.
     pub fn merge(mut self, mut other: Builder<'r>) -> Self {
@@ -709,6 +723,7 @@ impl<'r> Builder<'r> {
         }
         self.done.append(&mut other.done);
         self.schedules.append(&mut other.schedules);
+        self.known.append(&mut other.known);
         self.versions.append(&mut other.versions);
         let (a, b) = (&mut self.data, &other.data);
         a.results += b.results;

@@ -8,7 +8,7 @@ use sonde_proto::plan::{PlanFile, Suppression};
 use std::collections::BTreeMap;
 
 /// An access a plan scheduled in the period.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedAccess {
     /// Quartier.
     pub quartier: String,

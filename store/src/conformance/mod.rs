@@ -547,6 +547,9 @@ pub fn every_stored_result_is_a_leaf_of_the_log_once(s: &dyn Store) {
     })
     .expect("leaves");
     assert_eq!(elsewhere, 0, "the scope is applied");
+    assert_eq!(s.log_count_in(&everything(), 7).expect("count"), 7);
+    assert_eq!(s.log_count_in(&everything(), 3).expect("count"), 3);
+    assert_eq!(s.log_count_in(&other, 7).expect("count"), 0);
     assert!(s.log_hashes(&[1_000_000]).is_err(), "a hash not stored");
     assert_eq!(s.log_leaf("no-such-result").expect("read"), None);
     s.keep_checkpoint(3, "three", Utc::now()).expect("keep");
@@ -559,8 +562,9 @@ pub fn every_stored_result_is_a_leaf_of_the_log_once(s: &dyn Store) {
     );
 }
 
-/// The first signing key recorded for an agent stays; a signed batch stores each
-/// record's envelope and moves the agent's chain head forward, never back.
+/// The first signing key recorded for an agent stays until a rotation replaces it; a
+/// signed batch stores each record's envelope, its rotations, and moves the agent's
+/// chain head forward, never back.
 pub fn an_agents_first_key_stays_and_its_chain_head_only_moves_forward(s: &dyn Store) {
     use sonde_proto::wire::Envelope;
     let now = Utc::now();
@@ -591,6 +595,8 @@ pub fn an_agents_first_key_stays_and_its_chain_head_only_moves_forward(s: &dyn S
             envelopes: ids.map(|i| envelope(u64::from(i) + 1)).collect(),
             head: (head, format!("h{head}")),
             gaps: vec![(2, 3)],
+            rotations: Vec::new(),
+            key: "ed25519 aa".into(),
         });
         b
     };
@@ -604,6 +610,30 @@ pub fn an_agents_first_key_stays_and_its_chain_head_only_moves_forward(s: &dyn S
         Some((5, "h5".into())),
         "never back"
     );
+    // A key rotation the batch carried: kept, and the key in force changes.
+    let rotation = sonde_proto::wire::Rotation {
+        seq: 6,
+        prev: "h5".into(),
+        from: "ed25519 aa".into(),
+        to: "ed25519 cc".into(),
+        sig: "00".into(),
+    };
+    let mut b = signed_batch(3..4, 7);
+    if let Some(signed) = b.signed.as_mut() {
+        signed.rotations = vec![rotation.clone()];
+        signed.key = "ed25519 cc".into();
+    }
+    s.insert_batches(&[b], now).expect("insert");
+    assert_eq!(
+        s.signing_keys().expect("keys"),
+        vec![("a1".to_string(), "ed25519 cc".to_string())]
+    );
+    assert_eq!(
+        s.key_rotations(Some("a1")).expect("rotations"),
+        vec![("a1".to_string(), rotation.clone())]
+    );
+    assert_eq!(s.key_rotations(None).expect("rotations").len(), 1);
+    assert!(s.key_rotations(Some("a2")).expect("none").is_empty());
 }
 
 /// Records are kept as their agent encoded them; identity and site come from the
