@@ -11,11 +11,15 @@
 //!
 //! With `--readers N`, a second upload phase follows the first, with N API clients
 //! paging through `/api/v1/results` meanwhile: both phases' ack latencies are printed
-//! side by side (reads must not hold up commits).
+//! side by side (reads must not hold up commits). With `--signed`, a last phase
+//! uploads as many results again, each signed and chained by its agent (signed before
+//! the clock starts, as the spool signs when it stores): its rate and the collector's
+//! CPU a result beside the unsigned phase's, which is what checking costs ingest.
 //!
 //! Usage: cargo run --release -p sonde-e2e --bin sonde-ingest-bench --
-//!        [--agents N] [--results N] [--batch N] [--readers N] [--json]
+//!        [--agents N] [--results N] [--batch N] [--readers N] [--signed] [--json]
 
+use sonde_agent::identity::signing::SigningKey;
 use sonde_e2e::fleet::{answer, connect_all, enrol_all, print_report, Bench};
 use sonde_e2e::pipeline::scratch;
 use sonde_proto::wire::{self, FrameDecoder, Health, Message, RejectReason, Upload};
@@ -45,6 +49,10 @@ struct Args {
     /// API clients reading /api/v1/results during a second upload phase (0: none).
     #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     readers: usize,
+    /// Then upload the same again with every result signed and chained by its agent,
+    /// and print both rates side by side (what checking signatures costs ingest).
+    #[arg(long)]
+    signed: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -66,14 +74,22 @@ struct Phase {
     peak: usize,
 }
 
-/// Uploads `results` fresh records on every connection, all starting together.
-async fn upload_phase(conns: &[quinn::Connection], results: usize, batch: usize) -> Phase {
+/// Uploads `results` fresh records on every connection, all starting together; with
+/// `keys` (one per connection), signed and chained as the agent's spool does, before
+/// the clock starts.
+async fn upload_phase(
+    conns: &[quinn::Connection],
+    results: usize,
+    batch: usize,
+    keys: Option<&[Arc<SigningKey>]>,
+) -> Phase {
     let open = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(tokio::sync::Barrier::new(conns.len() + 1));
     let mut tasks = Vec::new();
-    for conn in conns {
+    for (i, conn) in conns.iter().enumerate() {
         let conn = conn.clone();
+        let key = keys.map(|k| k[i].clone());
         let (open, peak, start) = (open.clone(), peak.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
             // Records made before the clock starts: the agent's spool holds them.
@@ -84,11 +100,24 @@ async fn upload_phase(conns: &[quinn::Connection], results: usize, batch: usize)
                     wire::RawRecord::of(&r)
                 })
                 .collect();
+            let signed = key.map(|k| {
+                let mut prev = wire::Envelope::GENESIS.to_string();
+                let envelopes = pending
+                    .iter()
+                    .enumerate()
+                    .map(|(n, r)| {
+                        let (e, next) = k.seal(n as u64 + 1, &prev, r.as_str().as_bytes());
+                        prev = next;
+                        e
+                    })
+                    .collect::<Vec<_>>();
+                (k.public_text(), envelopes)
+            });
             let (send, recv) = conn.open_bi().await.expect("stream");
             start.wait().await;
             let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now_open, Ordering::SeqCst);
-            let out = upload(send, recv, pending, batch).await;
+            let out = upload(send, recv, pending, signed, batch).await;
             open.fetch_sub(1, Ordering::SeqCst);
             out
         }));
@@ -118,6 +147,7 @@ async fn upload(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     mut pending: Vec<wire::RawRecord>,
+    mut signed: Option<(String, Vec<wire::Envelope>)>,
     batch: usize,
 ) -> (Vec<f64>, u64) {
     let mut decoder = FrameDecoder::new(1 << 20);
@@ -129,13 +159,20 @@ async fn upload(
             batch: n,
             health: Health::default(),
             results: pending[..take].to_vec(),
-            signatures: None,
+            signatures: signed.as_ref().map(|(key, e)| wire::Signatures {
+                key: key.clone(),
+                envelopes: e[..take].to_vec(),
+                rotations: Vec::new(),
+            }),
         }));
         let t = Instant::now();
         send.write_all(&frame).await.expect("send");
         match answer(&mut recv, &mut decoder).await {
             Message::Ack(a) if a.committed.len() == take => {
                 pending.drain(..take);
+                if let Some((_, e)) = signed.as_mut() {
+                    e.drain(..take);
+                }
                 latencies.push(t.elapsed().as_secs_f64());
             }
             Message::Reject(r) if r.reason == RejectReason::Unavailable => {
@@ -212,6 +249,71 @@ fn cpu_since(before: Option<f64>, pid: Option<u32>) -> f64 {
     }
 }
 
+/// The same fleet again while `args.readers` API clients page through the results.
+async fn readers_phase(
+    args: &Args,
+    conns: &[quinn::Connection],
+    http: String,
+    report: &mut serde_json::Value,
+) {
+    eprintln!("again, with {} API readers…", args.readers);
+    let total = (args.agents * args.results) as f64;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reading = tokio::spawn(read_results(http, args.readers, stop_rx));
+    let busy = upload_phase(conns, args.results, args.batch, None).await;
+    let _ = stop_tx.send(true);
+    let pages = reading.await.unwrap_or(0);
+    report["readers"] = args.readers.into();
+    report["readers_results_per_s"] = (total / busy.seconds).into();
+    report["readers_ack_p50_ms"] = (quantile(&busy.latencies, 0.5) * 1e3).into();
+    report["readers_ack_p99_ms"] = (quantile(&busy.latencies, 0.99) * 1e3).into();
+    report["readers_pages_per_s"] = (pages as f64 / busy.seconds).into();
+    report["readers_busy_refusals"] = busy.busy.into();
+}
+
+/// The same fleet again, every result signed and chained (the collector checks each
+/// signature and chain before it stores anything), then unsigned once more, so the
+/// store's growth between phases shows beside the signed rate.
+async fn signed_phases(
+    args: &Args,
+    conns: &[quinn::Connection],
+    keys_dir: &std::path::Path,
+    collector_pid: Option<u32>,
+    unsigned_s: f64,
+    report: &mut serde_json::Value,
+) {
+    eprintln!("again, every result signed by its agent…");
+    let (dir, n) = (keys_dir.to_path_buf(), conns.len());
+    let keys: Vec<Arc<SigningKey>> = sonde_cli::blocking::run(move || {
+        (0..n)
+            .map(|i| {
+                let d = dir.join(format!("agent-{i}"));
+                std::fs::create_dir_all(&d).expect("key dir");
+                Arc::new(SigningKey::load_or_create(&d).expect("signing key"))
+            })
+            .collect()
+    })
+    .await
+    .expect("keys");
+    let total = (args.agents * args.results) as f64;
+    let cpu_before = collector_pid.and_then(sonde_e2e::cpu_seconds);
+    let signed = upload_phase(conns, args.results, args.batch, Some(&keys)).await;
+    let cpu = cpu_since(cpu_before, collector_pid);
+    report["signed_results_per_s"] = (total / signed.seconds).into();
+    report["signed_vs_unsigned_rate"] = (unsigned_s / signed.seconds).into();
+    report["signed_collector_cpu_s"] = cpu.into();
+    report["signed_results_per_collector_cpu_s"] = (total / cpu).into();
+    report["signed_ack_p50_ms"] = (quantile(&signed.latencies, 0.5) * 1e3).into();
+    report["signed_ack_p99_ms"] = (quantile(&signed.latencies, 0.99) * 1e3).into();
+    report["signed_busy_refusals"] = signed.busy.into();
+    eprintln!("and unsigned once more…");
+    let cpu_before = collector_pid.and_then(sonde_e2e::cpu_seconds);
+    let again = upload_phase(conns, args.results, args.batch, None).await;
+    let cpu = cpu_since(cpu_before, collector_pid);
+    report["unsigned_again_results_per_s"] = (total / again.seconds).into();
+    report["unsigned_again_results_per_collector_cpu_s"] = (total / cpu).into();
+}
+
 /// The benchmark's phases against a collector at `addr`.
 async fn run(
     args: &Args,
@@ -220,6 +322,7 @@ async fn run(
     ca: rustls::pki_types::CertificateDer<'static>,
     tokens: Vec<String>,
     collector_pid: Option<u32>,
+    keys_dir: &std::path::Path,
 ) -> serde_json::Value {
     // A few client sockets, shared by the simulated agents.
     let endpoints: Vec<quinn::Endpoint> = (0..8)
@@ -243,7 +346,7 @@ async fn run(
         collector_pid.and_then(sonde_e2e::cpu_seconds),
         me.and_then(sonde_e2e::cpu_seconds),
     );
-    let idle = upload_phase(&conns, args.results, args.batch).await;
+    let idle = upload_phase(&conns, args.results, args.batch, None).await;
     let collector_cpu_s = cpu_since(cpu_before.0, collector_pid);
     let agents_cpu_s = cpu_since(cpu_before.1, me);
     let total = (args.agents * args.results) as f64;
@@ -266,18 +369,18 @@ async fn run(
         "busy_refusals": idle.busy,
     });
     if args.readers > 0 {
-        eprintln!("again, with {} API readers…", args.readers);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let reading = tokio::spawn(read_results(http, args.readers, stop_rx));
-        let busy = upload_phase(&conns, args.results, args.batch).await;
-        let _ = stop_tx.send(true);
-        let pages = reading.await.unwrap_or(0);
-        report["readers"] = args.readers.into();
-        report["readers_results_per_s"] = (total / busy.seconds).into();
-        report["readers_ack_p50_ms"] = (quantile(&busy.latencies, 0.5) * 1e3).into();
-        report["readers_ack_p99_ms"] = (quantile(&busy.latencies, 0.99) * 1e3).into();
-        report["readers_pages_per_s"] = (pages as f64 / busy.seconds).into();
-        report["readers_busy_refusals"] = busy.busy.into();
+        readers_phase(args, &conns, http, &mut report).await;
+    }
+    if args.signed {
+        signed_phases(
+            args,
+            &conns,
+            keys_dir,
+            collector_pid,
+            idle.seconds,
+            &mut report,
+        )
+        .await;
     }
     report["connections_held_at_end"] = conns
         .iter()
@@ -311,6 +414,7 @@ fn main() {
         ca.cert().clone(),
         tokens,
         collector.pid(),
+        &dir.join("agent-keys"),
     ));
     collector.stop();
     let mut r = ResultRecord::schema_example();
