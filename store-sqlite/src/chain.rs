@@ -25,6 +25,14 @@ pub fn register_key(
     )?)
 }
 
+/// The agent's key in force, if it has one.
+pub fn key_of(conn: &Connection, agent_id: &str) -> Result<Option<String>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT public_key FROM agent_keys WHERE agent_id = ?1")?
+        .query_row([agent_id], |r| r.get(0))
+        .optional()?)
+}
+
 /// Every agent's key.
 pub fn keys(conn: &Connection) -> Result<Vec<(String, String)>, Error> {
     let mut q = conn.prepare("SELECT agent_id, public_key FROM agent_keys ORDER BY agent_id")?;

@@ -176,6 +176,11 @@ impl Chains for SqliteStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
+        // Read first: the writer (and the group commit it serves) is taken only for
+        // an agent's first signed upload.
+        if let Some(k) = chain::key_of(&*self.reader()?, agent_id)? {
+            return Ok(k);
+        }
         Ok(chain::register_key(&self.lock(), agent_id, key, now)?)
     }
 

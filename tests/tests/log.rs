@@ -206,14 +206,7 @@ fn report(collector: &Collector, out: &Path) -> sonde_e2e::Run {
 
 #[test]
 fn every_figure_recomputes_from_the_proven_results_and_a_changed_one_is_named() {
-    let dir = scratch("log-figures");
-    let mut collector = Collector::configure(&dir);
-    collector.start();
-    let state = dir.join("agent").join("state");
-    collector.enroll("b-figures", &state);
-    deliver(&collector, &state, 12, 12);
-    let key = dir.join("collector.pub");
-    std::fs::write(&key, collector.cli(&["report", "key"]).stdout()).expect("key file");
+    let (dir, mut collector, key) = twelve_results("log-figures");
     for format in ["json", "html", "csv"] {
         let out = dir.join(format!("r-{format}.{format}"));
         let run = report(&collector, &out);
@@ -268,6 +261,20 @@ fn every_figure_recomputes_from_the_proven_results_and_a_changed_one_is_named() 
     collector.stop();
 }
 
+/// A collector holding 12 results delivered by a real agent; its scratch folder, and
+/// its public report key's file.
+fn twelve_results(name: &str) -> (std::path::PathBuf, Collector, std::path::PathBuf) {
+    let dir = scratch(name);
+    let mut collector = Collector::configure(&dir);
+    collector.start();
+    let state = dir.join("agent").join("state");
+    collector.enroll("b-proof", &state);
+    deliver(&collector, &state, 12, 12);
+    let key = dir.join("collector.pub");
+    std::fs::write(&key, collector.cli(&["report", "key"]).stdout()).expect("key file");
+    (dir, collector, key)
+}
+
 /// `report verify FILE --key KEY`.
 fn report_verify(file: &Path, key: &Path) -> sonde_e2e::Run {
     sonde_e2e::pipeline::verify_report(file, key)
@@ -275,15 +282,7 @@ fn report_verify(file: &Path, key: &Path) -> sonde_e2e::Run {
 
 #[test]
 fn a_report_proves_its_results_and_report_verify_names_an_edited_or_smuggled_one() {
-    let dir = scratch("log-report");
-    let mut collector = Collector::configure(&dir);
-    collector.start();
-    let state = dir.join("agent").join("state");
-    collector.enroll("b-proof", &state);
-    deliver(&collector, &state, 12, 12);
-    let run = collector.cli(&["report", "key"]);
-    let key = dir.join("collector.pub");
-    std::fs::write(&key, run.stdout()).expect("key file");
+    let (dir, mut collector, key) = twelve_results("log-report");
     let db = dir.join("collector/collector.sqlite");
 
     // Untouched: the report names its checkpoint and proves every result.

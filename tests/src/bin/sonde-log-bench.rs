@@ -116,7 +116,7 @@ const FIGURES: [(&str, &str, &str); 13] = [
     ),
     (
         "verify_batch_us_per_result",
-        "ingest, report verify: check one, 64 a batch",
+        "ingest, report verify: check one, 256 a batch",
         "µs",
     ),
     ("log_leaves", "log: leaves (report's results × --share)", ""),
