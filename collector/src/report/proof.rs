@@ -718,3 +718,77 @@ fn every_result_proven(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str) -> Line {
+        Line {
+            id: id.into(),
+            leaf: 0,
+            agent: "a1".into(),
+            quartier: String::new(),
+            building: String::new(),
+            record: String::new(),
+            envelope: None,
+        }
+    }
+
+    fn envelope(seq: u64, prev: &str) -> Envelope {
+        Envelope {
+            seq,
+            prev: prev.into(),
+            sig: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_chain_in_a_report_names_replays_forks_and_gaps() {
+        let keys = Keys::default();
+        let mut chains = Chains::default();
+        chains
+            .follow(
+                &keys,
+                &line("r1"),
+                &envelope(1, Envelope::GENESIS),
+                "h1".into(),
+            )
+            .expect("the first");
+        chains
+            .follow(&keys, &line("r2"), &envelope(2, "h1"), "h2".into())
+            .expect("the next");
+        // The same place again: a replay.
+        let err = chains
+            .follow(&keys, &line("r2-again"), &envelope(2, "h1"), "h2".into())
+            .expect_err("a replay");
+        assert!(
+            err.contains("result r2-again: place 2") && err.contains("a replay or a fork"),
+            "{err}"
+        );
+        // The next place, not after the last statement: a fork.
+        let err = chains
+            .follow(&keys, &line("r3"), &envelope(3, "h1"), "h3".into())
+            .expect_err("a fork");
+        assert!(
+            err.contains("does not follow result r2 at place 2"),
+            "{err}"
+        );
+        // Places 3 to 5 missing: kept, named with the results on either side.
+        chains
+            .follow(&keys, &line("r6"), &envelope(6, "h5"), "h6".into())
+            .expect("a gap is no failure");
+        assert_eq!(
+            chains.gaps,
+            vec![Gap {
+                agent: "a1".into(),
+                places: (3, 5),
+                between: ("result r2".into(), "result r6".into()),
+            }]
+        );
+        assert_eq!(
+            chains.gaps[0].to_string(),
+            "agent a1: 3 results missing from its chain (places 3–5), between result r2 and result r6"
+        );
+    }
+}
