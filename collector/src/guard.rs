@@ -9,7 +9,7 @@ use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
-    ResultReader, ResultWriter, Site, Store, StoreError, TransparencyLog,
+    ResultReader, ResultWriter, Site, Store, StoreError, StoredResult, TransparencyLog,
 };
 use std::sync::Arc;
 
@@ -168,6 +168,11 @@ impl ResultReader for OffWorkers {
     fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError> {
         check("reading results");
         self.0.results(query)
+    }
+
+    fn result(&self, id: &str) -> Result<Option<StoredResult>, StoreError> {
+        check("reading a result");
+        self.0.result(id)
     }
 
     fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {

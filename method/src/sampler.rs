@@ -145,6 +145,14 @@ impl Sampler {
         self.points.len() - 1
     }
 
+    /// The rate of every bin in order, bit/s, each count worth `scale` bytes (the MSS
+    /// for segment counts): the series a test's picture draws.
+    pub fn bin_rates(&self, scale: f64) -> Vec<f64> {
+        (1..self.points.len())
+            .map(|i| self.rate(i - 1, i) * scale)
+            .collect()
+    }
+
     fn rate(&self, from: usize, to: usize) -> f64 {
         let (t0, b0) = self.points[from];
         let (t1, b1) = self.points[to];
@@ -272,6 +280,21 @@ mod tests {
 
     fn rule() -> StopRule {
         StopRule::v1(Duration::from_secs(10))
+    }
+
+    #[test]
+    fn bin_rates_are_each_bins_own_rate_scaled() {
+        let mut s = Sampler::new(rule());
+        s.push(Duration::from_millis(100), 1_000);
+        s.push(Duration::from_millis(200), 3_000);
+        // A sample back in bytes is ignored, so no bin is negative.
+        s.push(Duration::from_millis(300), 2_000);
+        s.push(Duration::from_millis(400), 3_000);
+        let rates = s.bin_rates(2.0);
+        assert_eq!(rates.len(), 3);
+        assert!((rates[0] - 160_000.0).abs() < 1e-6, "{rates:?}");
+        assert!((rates[1] - 320_000.0).abs() < 1e-6, "{rates:?}");
+        assert!(rates[2].abs() < 1e-6, "{rates:?}");
     }
 
     #[test]

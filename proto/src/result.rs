@@ -307,6 +307,29 @@ pub struct Throughput {
     /// Latency sampled by UDP echo while this direction was loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded_latency: Option<LatencyStats>,
+    /// The direction over time, for its picture (absent in records made before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
+}
+
+/// One direction over time, from its start: what a test's picture draws. Rates are
+/// whole bit/s and times are rounded to the microsecond, to keep the record small.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Bin width, seconds (0.1).
+    pub interval_s: f64,
+    /// Each bin's rate by the count the figure was taken from (`counting`), bit/s.
+    pub rates_bps: Vec<u64>,
+    /// Each stream's bins by the bytes its application moved, bit/s; absent when the
+    /// record would grow too large (many streams over a long direction).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_rates_bps: Vec<Vec<u64>>,
+    /// Loaded-latency echoes received: `[sent at, round trip]`, seconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rtt_s: Vec<[f64; 2]>,
+    /// Send times of the loaded-latency probes lost, seconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_at_s: Vec<f64>,
 }
 
 /// Summary of per-interval rate samples.

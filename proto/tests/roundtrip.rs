@@ -68,9 +68,10 @@ fn throughput() -> BoxedStrategy<Throughput> {
         ],
         proptest::option::of(any::<u64>()),
         proptest::option::of(latency()),
+        proptest::option::of(series()),
     )
         .prop_map(
-            |(direction, at, a, b, c, stop, retrans, loaded)| Throughput {
+            |(direction, at, a, b, c, stop, retrans, loaded, series)| Throughput {
                 direction,
                 measured_at: at,
                 counting: if a.0 % 2 == 0 {
@@ -99,9 +100,26 @@ fn throughput() -> BoxedStrategy<Throughput> {
                 stop_reason: stop,
                 retransmits: retrans,
                 loaded_latency: loaded,
+                series,
             },
         )
         .boxed()
+}
+
+fn series() -> impl Strategy<Value = Series> {
+    (
+        proptest::collection::vec(any::<u64>(), 0..20),
+        proptest::collection::vec(proptest::collection::vec(any::<u64>(), 0..5), 0..3),
+        proptest::collection::vec((finite(), finite()), 0..5),
+        proptest::collection::vec(finite(), 0..3),
+    )
+        .prop_map(|(rates, streams, rtt, lost)| Series {
+            interval_s: 0.1,
+            rates_bps: rates,
+            stream_rates_bps: streams,
+            rtt_s: rtt.into_iter().map(|(a, b)| [a, b]).collect(),
+            lost_at_s: lost,
+        })
 }
 
 fn outcome() -> impl Strategy<Value = VerdictOutcome> {

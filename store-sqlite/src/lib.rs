@@ -254,6 +254,10 @@ impl ResultReader for SqliteStore {
         Ok(read::results(&*self.reader()?, query)?)
     }
 
+    fn result(&self, id: &str) -> Result<Option<sonde_store::StoredResult>, StoreError> {
+        Ok(read::result(&*self.reader()?, id)?)
+    }
+
     fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
         Ok(read::agents(&*self.reader()?)?)
     }

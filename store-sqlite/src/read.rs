@@ -67,6 +67,25 @@ pub fn enrolment(conn: &Connection, agent_id: &str) -> Result<Option<Site>, Erro
 }
 
 /// See `sonde_store::ResultReader::results`.
+/// One stored result by its id.
+pub fn result(conn: &Connection, id: &str) -> Result<Option<StoredResult>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT record, agent_id, quartier, building, received_at FROM results WHERE id = ?1",
+    )?;
+    let found = stmt
+        .query_row(params![id], |row| {
+            Ok(StoredResult {
+                record: row.get(0)?,
+                agent_id: row.get(1)?,
+                quartier: row.get(2)?,
+                building: row.get(3)?,
+                received_at: Some(from_ns(row.get(4)?)),
+            })
+        })
+        .optional()?;
+    Ok(found)
+}
+
 pub fn results(conn: &Connection, q: &ResultQuery) -> Result<ResultPage, Error> {
     if q.limit == 0 || q.limit > MAX_PAGE {
         return Err(

@@ -76,6 +76,9 @@ pub trait ResultReader: Send + Sync {
     /// A page of results.
     fn results(&self, query: &ResultQuery) -> Result<ResultPage, StoreError>;
 
+    /// One stored result by its id (a UUID), when the store holds it.
+    fn result(&self, id: &str) -> Result<Option<StoredResult>, StoreError>;
+
     /// Every agent that delivered a result.
     fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
 

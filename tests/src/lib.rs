@@ -3,6 +3,7 @@
 //! Every process started here is killed when its handle drops.
 
 pub mod attack;
+pub mod browser;
 pub mod disk;
 pub mod fleet;
 pub mod pipeline;

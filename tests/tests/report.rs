@@ -8,7 +8,7 @@ use sonde_e2e::pipeline::{
     record, scratch, seed_spool, verify_report as verify, Agent, AgentSetup, Collector,
 };
 use sonde_e2e::run_bounded;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -283,53 +283,6 @@ fn bad_arguments_are_one_line_with_exit_64_and_http_serves_the_same_signed_repor
     assert!(body.contains("nowhere"), "{body}");
 }
 
-/// Where test artifacts are kept: target/test-artifacts.
-fn artifacts() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&d).expect("artifacts dir");
-    d
-}
-
-/// Loads `page` in headless Chromium: a screenshot and a PDF print into `shot` and
-/// `pdf`, and the page's console messages.
-fn chromium(page: &Path, shot: &Path, pdf: &Path) -> Vec<String> {
-    let profile = page.with_extension("profile");
-    let url = format!("file://{}", page.display());
-    let base = |cmd: &mut Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--enable-logging=stderr", "--v=0", "--log-level=0"]);
-    };
-    let mut cmd = Command::new("chromium");
-    base(&mut cmd);
-    cmd.arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1280,1800")
-        .arg(&url);
-    let run = run_bounded(cmd, Duration::from_secs(120));
-    assert!(shot.exists(), "no screenshot: {}", run.stderr());
-    let mut cmd = Command::new("chromium");
-    base(&mut cmd);
-    cmd.arg(format!("--print-to-pdf={}", pdf.display()))
-        .arg("--no-pdf-header-footer")
-        .arg(&url);
-    let printed = run_bounded(cmd, Duration::from_secs(120));
-    assert!(pdf.exists(), "no PDF: {}", printed.stderr());
-    run.stderr()
-        .lines()
-        .chain(printed.stderr().lines())
-        // Chromium logs every console message as `INFO:CONSOLE:LINE] "text", source: URL`
-        // without its level. The report has no script, so any message at all (a
-        // failed load, a blocked resource, an error) is a finding.
-        .filter(|l| l.contains(":CONSOLE") || l.contains("Failed to load resource"))
-        .map(str::to_string)
-        .collect()
-}
-
 /// A collector (not started) whose store holds the two worked examples of the
 /// conformance suite: 2 November 2026 (quartiers q1, q2) and the fortnight of 2 to 15
 /// November (quartier m: a peak-hour failure, a target change, thin and manual
@@ -361,7 +314,7 @@ fn the_report_pages_render_in_french_and_english_and_print_to_pdf() {
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let key = dir.join("report-key.pub");
     std::fs::write(&key, run.stdout()).expect("key");
-    let out = artifacts();
+    let out = sonde_e2e::browser::artifacts();
     let words = [
         (
             "en",
@@ -434,7 +387,7 @@ fn the_report_pages_render_in_french_and_english_and_print_to_pdf() {
         let printed = out.join(format!("report-{lang}.print.pdf"));
         let _ = std::fs::remove_file(&shot);
         let _ = std::fs::remove_file(&printed);
-        let errors = chromium(&page, &shot, &printed);
+        let errors = sonde_e2e::browser::chromium(&page, &shot, Some(&printed));
         assert!(errors.is_empty(), "{lang}: console errors: {errors:#?}");
         let png = std::fs::read(&shot).expect("screenshot");
         assert!(
@@ -481,7 +434,11 @@ fn the_report_pages_render_in_french_and_english_and_print_to_pdf() {
         "<!DOCTYPE html><html><body><p>x</p><script>console.error('boom')</script></body></html>",
     )
     .expect("write");
-    let errors = chromium(&broken, &dir.join("broken.png"), &dir.join("broken.pdf"));
+    let errors = sonde_e2e::browser::chromium(
+        &broken,
+        &dir.join("broken.png"),
+        Some(&dir.join("broken.pdf")),
+    );
     assert!(!errors.is_empty(), "a console.error must be caught");
 }
 

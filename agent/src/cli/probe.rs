@@ -58,6 +58,27 @@ pub struct ProbeArgs {
     /// Print exactly one JSON result record (schema: proto/SCHEMA.md) on stdout.
     #[arg(long)]
     json: bool,
+    /// Also draw the test into FILE, an SVG picture: each direction's IP-layer rate
+    /// per 100 ms bin (and per stream), the measured window, the figure, the target
+    /// and the stop point, the round trips under load beside the idle median, and the
+    /// test's identity. The collector draws the same picture of a stored result at
+    /// /api/v1/results/ID/plot.svg.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
+    /// Fix the top of the picture's rate axis, Mb/s (e.g. 1200), so pictures of
+    /// several tests compare; fitted to the test otherwise.
+    #[arg(long, value_name = "MBPS", requires = "plot", value_parser = parse_positive)]
+    plot_max_rate: Option<f64>,
+    /// Fix the top of the picture's round-trip axis, milliseconds (e.g. 200).
+    #[arg(long, value_name = "MS", requires = "plot", value_parser = parse_positive)]
+    plot_max_rtt: Option<f64>,
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -163,7 +184,29 @@ pub fn command(args: ProbeArgs) {
         eprintln!("{}: {message}", if failed { "error" } else { "warning" });
     }
     let _ = std::io::stdout().flush();
+    // After the record is out: a picture that cannot be written loses no figure.
+    if let Some(path) = &args.plot {
+        write_plot(path, &record, (args.plot_max_rate, args.plot_max_rtt));
+    }
     std::process::exit(if failed { 1 } else { 0 });
+}
+
+/// Draws `record` into `path`; exits 73 when the file cannot be written.
+fn write_plot(
+    path: &std::path::Path,
+    record: &ResultRecord,
+    (rate, rtt): (Option<f64>, Option<f64>),
+) {
+    let axes = sonde_plot::Axes {
+        max_rate_bps: rate.map(|m| m * 1e6),
+        max_rtt_s: rtt.map(|m| m / 1e3),
+        max_time_s: None,
+    };
+    let svg = sonde_plot::svg(record, axes);
+    if let Err(e) = sonde_cli::files::write_atomic(path, svg.as_bytes(), 0o644) {
+        eprintln!("error: cannot write the picture to {}: {e}", path.display());
+        std::process::exit(73);
+    }
 }
 
 fn fmt_rate(bps: f64) -> String {

@@ -41,6 +41,8 @@ pub(crate) struct Driven {
     /// Payload bytes the application moved.
     pub app_bytes: u64,
     pub arrivals: Arc<Arrivals>,
+    /// Each stream's cumulative application bytes at every sample.
+    pub per_stream: Vec<Vec<u64>>,
 }
 
 /// Runs one direction on `limits.streams` streams made by `open`, samples it every
@@ -55,12 +57,16 @@ pub(crate) async fn drive(
     mut open: impl FnMut(Arc<AtomicU64>, Arc<Arrivals>, watch::Receiver<bool>) -> StreamTask,
 ) -> Driven {
     let (stop_tx, stop_rx) = stop;
-    let counter = Arc::new(AtomicU64::new(0));
+    // One counter per stream: the direction's bytes are their sum, and each stream's
+    // bins are kept for the test's picture.
+    let counters: Vec<Arc<AtomicU64>> = (0..limits.streams)
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
     let start = Instant::now();
     let alive = Arc::new(AtomicUsize::new(limits.streams as usize));
     let arrivals = Arc::new(Arrivals::new(direction == Direction::Up));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..limits.streams {
+    for counter in &counters {
         let stream = open(counter.clone(), arrivals.clone(), stop_rx.clone());
         let alive = alive.clone();
         tasks.spawn(async move {
@@ -73,7 +79,7 @@ pub(crate) async fn drive(
     let loaded = loaded_train(udp, start, stop_rx.clone());
     let sampling = sample(
         Counts {
-            app: &counter,
+            app: &counters,
             tcp: Some(arrivals.as_ref()),
         },
         &alive,
@@ -83,7 +89,7 @@ pub(crate) async fn drive(
         direction,
         progress,
     );
-    let (sampled, probes) = tokio::join!(
+    let (mut sampled, probes) = tokio::join!(
         async {
             let s = sampling.await;
             let _ = stop_tx.send(true);
@@ -93,13 +99,15 @@ pub(crate) async fn drive(
     );
 
     let (stats, errors) = collect(tasks, direction).await;
+    let per_stream = std::mem::take(&mut sampled.per_stream);
     Driven {
         sampled,
         probes,
         stats,
         errors,
-        app_bytes: counter.load(Ordering::Relaxed),
+        app_bytes: total(&counters),
         arrivals,
+        per_stream,
     }
 }
 
@@ -147,8 +155,12 @@ async fn collect(
 
 /// The figure of a direction counted at the agent: the TCP-layer count when it can
 /// be trusted (a download's received segments agreeing with the bytes read; an
-/// upload's acknowledged segments), else the application's bytes.
-pub(crate) fn agent_estimate(direction: Direction, d: &Driven) -> (Option<Estimate>, Counting) {
+/// upload's acknowledged segments), else the application's bytes; with the rate of
+/// every bin of that count.
+pub(crate) fn agent_estimate(
+    direction: Direction,
+    d: &Driven,
+) -> (Option<Estimate>, Counting, Vec<f64>) {
     let (segs, mss) = d.arrivals.total();
     let trusted = match direction {
         // Acknowledged can never exceed written: more means segments are not cut to
@@ -160,16 +172,17 @@ pub(crate) fn agent_estimate(direction: Direction, d: &Driven) -> (Option<Estima
         }
         _ => segments_agree(segs, mss, d.app_bytes, FINAL_AGREEMENT),
     };
-    let tcp = d
-        .sampled
-        .tcp
-        .as_ref()
-        .filter(|_| trusted)
-        .and_then(|t| t.estimate())
-        .map(|e| e.scaled(f64::from(mss)));
+    let tcp = d.sampled.tcp.as_ref().filter(|_| trusted).and_then(|t| {
+        let e = t.estimate()?.scaled(f64::from(mss));
+        Some((e, t.bin_rates(f64::from(mss))))
+    });
     match tcp {
-        Some(e) => (Some(e), Counting::TcpSegments),
-        None => (d.sampled.app.estimate(), Counting::Application),
+        Some((e, rates)) => (Some(e), Counting::TcpSegments, rates),
+        None => (
+            d.sampled.app.estimate(),
+            Counting::Application,
+            d.sampled.app.bin_rates(1.0),
+        ),
     }
 }
 
@@ -181,6 +194,8 @@ pub(crate) struct Figure {
     pub sample_count: usize,
     /// Payload bytes that crossed the access.
     pub carried: u64,
+    /// Each bin's rate by the count the figure was taken from, bit/s.
+    pub rates_bps: Vec<f64>,
 }
 
 impl Figure {
@@ -192,6 +207,7 @@ impl Figure {
             counting: Counting::Application,
             sample_count: 0,
             carried: 0,
+            rates_bps: Vec::new(),
         }
     }
 }
@@ -222,7 +238,8 @@ pub(crate) fn throughput(
         (Some(mss), Some(i)) => netif::ip_overhead_ratio(mss, i.timestamps, ipv6),
         _ => 1.0,
     };
-    let loaded_latency = d.probes.map(|p| summarize(&in_window(&p, &e)));
+    let loaded_latency = d.probes.as_ref().map(|p| summarize(&in_window(p, &e)));
+    let series = series(&figure.rates_bps, &d.per_stream, d.probes.as_deref());
     let throughput = Throughput {
         direction,
         measured_at: figure.measured_at,
@@ -253,6 +270,7 @@ pub(crate) fn throughput(
         retransmits: (!infos.is_empty())
             .then(|| infos.iter().map(|i| u64::from(i.total_retrans)).sum()),
         loaded_latency,
+        series: Some(series),
     };
     Ok((throughput, d.errors.len() as u32))
 }
@@ -272,10 +290,61 @@ fn in_window(probes: &[Probe], e: &Estimate) -> Vec<Probe> {
     }
 }
 
+/// Bins a record keeps of all streams together at most (5 s of 8 streams): beyond, only the
+/// direction's bins are kept, so a record stays far below its 64 KiB bound.
+const STREAM_BINS_KEPT: usize = 400;
+/// Bins and probes a record keeps of a direction at most (5 minutes).
+const BINS_KEPT: usize = 3_000;
+
+/// The direction over time for its picture: the figure's bins, each stream's
+/// application bins, and the loaded-latency probes, within the record's bounds.
+fn series(rates: &[f64], per_stream: &[Vec<u64>], probes: Option<&[Probe]>) -> Series {
+    let micro = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e6;
+    let bins = |cumulative: &[u64]| -> Vec<u64> {
+        std::iter::once(&0)
+            .chain(cumulative)
+            .zip(cumulative)
+            .map(|(a, b)| b.saturating_sub(*a) * 80)
+            .take(BINS_KEPT)
+            .collect()
+    };
+    let kept = per_stream.iter().map(Vec::len).sum::<usize>() <= STREAM_BINS_KEPT;
+    let probes = probes.unwrap_or_default();
+    Series {
+        interval_s: 0.1,
+        rates_bps: rates
+            .iter()
+            .take(BINS_KEPT)
+            .map(|r| r.round() as u64)
+            .collect(),
+        stream_rates_bps: if kept && per_stream.len() > 1 {
+            per_stream.iter().map(|s| bins(s)).collect()
+        } else {
+            Vec::new()
+        },
+        rtt_s: probes
+            .iter()
+            .filter_map(|p| Some([micro(p.sent_at), micro(p.rtt?)]))
+            .take(BINS_KEPT)
+            .collect(),
+        lost_at_s: probes
+            .iter()
+            .filter(|p| p.rtt.is_none())
+            .map(|p| micro(p.sent_at))
+            .take(BINS_KEPT)
+            .collect(),
+    }
+}
+
+/// The sum of the streams' counters.
+fn total(counters: &[Arc<AtomicU64>]) -> u64 {
+    counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
 /// The counts a direction is sampled from.
 struct Counts<'a> {
-    /// Bytes moved as the application saw them.
-    app: &'a AtomicU64,
+    /// Bytes moved as the application saw them, per stream.
+    app: &'a [Arc<AtomicU64>],
     /// TCP-layer segment count.
     tcp: Option<&'a Arrivals>,
 }
@@ -286,6 +355,8 @@ pub(crate) struct Sampled {
     pub tcp: Option<Sampler>,
     pub reason: StopReason,
     pub elapsed: Duration,
+    /// Each stream's cumulative bytes at every sample.
+    pub per_stream: Vec<Vec<u64>>,
 }
 
 /// Segments × MSS agree with the application's bytes within `tolerance` (relative):
@@ -366,10 +437,14 @@ async fn sample(
     let mut tick = tokio::time::interval_at(start + rule.interval, rule.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut history: Vec<(Duration, u64)> = Vec::new();
+    let mut per_stream: Vec<Vec<u64>> = vec![Vec::new(); counts.app.len()];
     loop {
         tick.tick().await;
         let elapsed = start.elapsed();
-        let bytes = counts.app.load(Ordering::Relaxed);
+        for (kept, c) in per_stream.iter_mut().zip(counts.app) {
+            kept.push(c.load(Ordering::Relaxed));
+        }
+        let bytes = per_stream.iter().filter_map(|s| s.last()).sum();
         history.push((elapsed, bytes));
         progress(Progress {
             direction,
@@ -399,6 +474,7 @@ async fn sample(
                 tcp,
                 reason,
                 elapsed,
+                per_stream,
             };
         }
         // Every stream already ended: all failed, or the responder cut them.
@@ -408,6 +484,7 @@ async fn sample(
                 tcp,
                 reason: StopReason::Error,
                 elapsed,
+                per_stream,
             };
         }
     }

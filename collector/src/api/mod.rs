@@ -1,5 +1,6 @@
 //! The collector's HTTP API: `GET /healthz`, `GET /metrics` (Prometheus text format),
-//! `GET /api/v1/results` (paged, filtered by time and agent), `GET /api/v1/agents` and
+//! `GET /api/v1/results` (paged, filtered by time and agent), `GET
+//! /api/v1/results/{id}/plot.svg` (the picture of one test), `GET /api/v1/agents` and
 //! `GET /api/v1/reports` (a signed compliance report), `GET /api/v1/plans` (the plan
 //! versions); one module per resource. Reads
 //! only; bad parameters get a 400 with a one-line JSON reason. Store reads and
@@ -99,7 +100,10 @@ fn route(api: &Api, path: &str, query: &HashMap<String, String>) -> Response<Bod
             Some(r) => reports::get(store, r, query),
             None => error(StatusCode::NOT_FOUND, "reports are not served here"),
         },
-        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        _ => match results::plot_id(path) {
+            Some(id) => results::plot(store, id, query),
+            None => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        },
     }
 }
 

@@ -27,6 +27,16 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
+/// An SVG picture, 200.
+pub fn svg(body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("image/svg+xml"),
+    );
+    resp
+}
+
 /// `{"error": reason}`, with `status`.
 pub fn error(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
     json(status, &serde_json::json!({ "error": reason }))

@@ -33,6 +33,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             pages_cover_every_result_once_in_time_order_with_filters,
         ),
         (
+            "one_result_is_read_back_by_its_id",
+            one_result_is_read_back_by_its_id,
+        ),
+        (
             "a_token_enrols_one_agent_once_before_it_expires",
             a_token_enrols_one_agent_once_before_it_expires,
         ),
@@ -458,6 +462,20 @@ pub fn pages_cover_every_result_once_in_time_order_with_filters(s: &dyn Store) {
             ..Default::default()
         })
         .is_err());
+}
+/// One result is read back by its id, with its delivery; an unknown id is none.
+pub fn one_result_is_read_back_by_its_id(s: &dyn Store) {
+    let now = Utc::now();
+    let a: Vec<_> = (0..3).map(|i| record(i, "a1")).collect();
+    s.insert(&delivery("a1"), &a, now).expect("a1");
+    let id = a[1].id.to_string();
+    let got = s.result(&id).expect("read").expect("found");
+    assert_eq!(got.record, a[1].to_json());
+    assert_eq!(got.agent_id, "a1");
+    assert_eq!(got.quartier.as_deref(), Some("q1"));
+    assert_eq!(got.to_json()["id"].as_str(), Some(id.as_str()));
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert_eq!(s.result(&unknown).expect("read"), None);
 }
 /// An access keeps its first and latest start and the interval of its latest result,
 /// whatever order its results arrive in.

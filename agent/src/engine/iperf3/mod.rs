@@ -216,7 +216,7 @@ fn opener(
 /// upload the server's count (or the acknowledged segments when more: it stops reading
 /// at TEST_END), for a download what was read and drained.
 fn figure(direction: Direction, d: &Driven, theirs: Option<&Results>, drained: u64) -> Figure {
-    let (estimate, counting) = driver::agent_estimate(direction, d);
+    let (estimate, counting, rates_bps) = driver::agent_estimate(direction, d);
     let carried = match direction {
         Direction::Up => {
             let (segs, mss) = d.arrivals.total();
@@ -231,6 +231,7 @@ fn figure(direction: Direction, d: &Driven, theirs: Option<&Results>, drained: u
         counting,
         sample_count: d.sampled.app.bins(),
         carried,
+        rates_bps,
     }
 }
 

@@ -211,13 +211,14 @@ async fn run_direction(
             responder_figure(&report, limits.max_duration, d.app_bytes)
         }
         _ => {
-            let (estimate, counting) = agent_estimate(direction, &d);
+            let (estimate, counting, rates_bps) = agent_estimate(direction, &d);
             Figure {
                 estimate,
                 measured_at: MeasuredAt::Agent,
                 counting,
                 sample_count: d.sampled.app.bins(),
                 carried: d.app_bytes,
+                rates_bps,
             }
         }
     };
@@ -255,6 +256,7 @@ fn responder_figure(report: &UploadReport, max_duration: Duration, written: u64)
         counting,
         sample_count: s.bins(),
         carried,
+        rates_bps: s.bin_rates(scale),
     }
 }
 

@@ -10,22 +10,7 @@ pub const CHART_PAGE: usize = 30;
 /// Width of a label character at the charts' 11 px font, generously (px).
 const CHAR_W: f64 = 6.6;
 
-/// Round ticks from 0 covering `max`: steps of 1, 2, 2.5 or 5 × 10ⁿ, about `n` of
-/// them; the last tick is at or above `max`.
-pub fn ticks(max: f64, n: usize) -> Vec<f64> {
-    if !max.is_finite() || max <= 0.0 {
-        return vec![0.0, 1.0];
-    }
-    let raw = max / n.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    let count = (max / step - 1e-9).ceil().max(1.0) as usize;
-    (0..=count).map(|i| i as f64 * step).collect()
-}
+pub use sonde_plot::ticks;
 
 /// The width a label takes (px).
 fn label_w(s: &str) -> f64 {
@@ -261,30 +246,4 @@ fn compliance_row(s: &mut String, r: &Rollup, label: &str, y: f64, axis: (f64, f
         ty2 = y + 21.0,
         p2 = esc(&lang.pct(r.compliant_ratio)),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_are_round_and_cover_the_maximum() {
-        assert_eq!(ticks(1.1e9, 5), vec![0.0, 2.5e8, 5e8, 7.5e8, 1e9, 1.25e9]);
-        assert_eq!(ticks(160e6, 5), vec![0.0, 50e6, 100e6, 150e6, 200e6]);
-        assert_eq!(ticks(1e9, 5), vec![0.0, 2e8, 4e8, 6e8, 8e8, 1e9]);
-        assert_eq!(ticks(0.0, 5), vec![0.0, 1.0]);
-        for max in [3.3e6, 47.8e6, 955e6, 2.4e9, 9.99e9] {
-            let t = ticks(max, 5);
-            assert!(*t.last().expect("ticks") >= max, "{max}: {t:?}");
-            assert!(t.len() <= 8, "{max}: {t:?}");
-            let step = t[1];
-            let mantissa = step / 10f64.powf(step.log10().floor());
-            assert!(
-                [1.0, 2.0, 2.5, 5.0]
-                    .iter()
-                    .any(|m| (m - mantissa).abs() < 1e-9),
-                "{max}: step {step}"
-            );
-        }
-    }
 }

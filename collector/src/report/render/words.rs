@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Locale, Utc};
 use chrono_tz::Tz;
+pub use sonde_plot::esc;
 
 /// The language of a report page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -156,14 +157,6 @@ impl Lang {
             k => esc(k),
         }
     }
-}
-
-/// `s` with HTML's special characters escaped.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
