@@ -48,8 +48,87 @@ pub struct Info {
     /// UDP echo port on the same host, when echo is enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_port: Option<u16>,
+    /// Port of the network-quality (RPM) server on the same host, HTTPS, when enabled:
+    /// its configuration is at [`NQ_CONFIG_PATH`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nq_port: Option<u16>,
     /// Limits the responder enforces.
     pub limits: Limits,
+}
+
+/// Where a network-quality server publishes its configuration (RFC 8615 well-known
+/// URI of draft-ietf-ippm-responsiveness): the URLs of its small, large and upload
+/// endpoints.
+pub const NQ_CONFIG_PATH: &str = "/.well-known/nq";
+/// The responder's 1-byte object (probes).
+pub const NQ_SMALL_PATH: &str = "/api/v1/nq/small";
+/// The responder's endless object (download load).
+pub const NQ_LARGE_PATH: &str = "/api/v1/nq/large";
+/// The responder's upload sink (upload load).
+pub const NQ_UPLOAD_PATH: &str = "/api/v1/nq/upload";
+
+/// A network-quality server's configuration, as `/.well-known/nq` serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NqConfig {
+    /// Configuration format version (1).
+    pub version: u32,
+    /// The host the endpoints are on, when the server names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_endpoint: Option<String>,
+    /// The endpoints.
+    pub urls: NqUrls,
+}
+
+/// The endpoints of a network-quality server, under the draft's names and under the
+/// older `*_https_*` names that some clients still read (a reader takes either).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NqUrls {
+    /// A small object (1 byte here): the probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_download_url: Option<String>,
+    /// An object large enough to load the path for the whole test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_download_url: Option<String>,
+    /// Where uploads are sunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
+    /// Older name of `small_download_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_https_download_url: Option<String>,
+    /// Older name of `large_download_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_https_download_url: Option<String>,
+    /// Older name of `upload_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_upload_url: Option<String>,
+}
+
+impl NqUrls {
+    /// The three endpoints at `base` (`https://host:port`), under both names each.
+    pub fn at(base: &str) -> NqUrls {
+        let url = |path: &str| Some(format!("{base}{path}"));
+        NqUrls {
+            small_download_url: url(NQ_SMALL_PATH),
+            large_download_url: url(NQ_LARGE_PATH),
+            upload_url: url(NQ_UPLOAD_PATH),
+            small_https_download_url: url(NQ_SMALL_PATH),
+            large_https_download_url: url(NQ_LARGE_PATH),
+            https_upload_url: url(NQ_UPLOAD_PATH),
+        }
+    }
+
+    /// `(small, large, upload)`, each under the draft's name or else the older one;
+    /// the first name missing under both, as an error.
+    pub fn resolved(&self) -> Result<(String, String, String), &'static str> {
+        let pick = |a: &Option<String>, b: &Option<String>, name: &'static str| {
+            a.clone().or_else(|| b.clone()).ok_or(name)
+        };
+        Ok((
+            pick(&self.small_download_url, &self.small_https_download_url, "small_download_url")?,
+            pick(&self.large_download_url, &self.large_https_download_url, "large_download_url")?,
+            pick(&self.upload_url, &self.https_upload_url, "upload_url")?,
+        ))
+    }
 }
 
 /// Limits enforced by a responder.

@@ -121,8 +121,8 @@ pub struct State {
 }
 
 impl State {
-    /// State for these limits and UDP port.
-    pub fn new(limits: Limits, udp_port: Option<u16>) -> Self {
+    /// State for these limits, UDP echo port and network-quality (HTTPS) port.
+    pub fn new(limits: Limits, (udp_port, nq_port): (Option<u16>, Option<u16>)) -> Self {
         let max_duration = Duration::from_millis(limits.max_duration_ms);
         State {
             streams: Arc::new(Semaphore::new(limits.max_streams as usize)),
@@ -140,6 +140,7 @@ impl State {
                 version: env!("CARGO_PKG_VERSION").into(),
                 protocol: wire::PROTOCOL_VERSION,
                 udp_port,
+                nq_port,
                 limits,
             },
         }

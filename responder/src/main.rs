@@ -6,6 +6,7 @@ mod admission;
 mod echo;
 mod http;
 mod load;
+mod nq;
 mod payload;
 mod tcpinfo;
 mod udpst;
@@ -44,6 +45,27 @@ struct Args {
     /// --max-duration seconds. Without it, no UDPST server.
     #[arg(long, value_name = "ADDR:PORT")]
     udpst: Option<SocketAddr>,
+    /// TCP address of the network-quality (responsiveness, RPM) server: HTTPS with
+    /// HTTP/2, its configuration at /.well-known/nq (draft-ietf-ippm-responsiveness),
+    /// for sonde's agents (`probe --rpm`) and any RPM client (networkQuality, mach).
+    /// Its certificate is --nq-cert and --nq-key, or else a self-signed one. Without
+    /// it, no RPM server.
+    #[arg(long, value_name = "ADDR:PORT")]
+    nq: Option<SocketAddr>,
+    /// PEM certificate chain of the network-quality server.
+    #[arg(long, value_name = "FILE", requires = "nq_key")]
+    nq_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --nq-cert.
+    #[arg(long, value_name = "FILE", requires = "nq_cert")]
+    nq_key: Option<std::path::PathBuf>,
+    /// Without --nq-cert, write the self-signed certificate here (PEM), for clients to
+    /// trust (`sonde-agent probe --rpm-ca FILE`).
+    #[arg(long, value_name = "FILE", conflicts_with = "nq_cert")]
+    nq_self_signed_out: Option<std::path::PathBuf>,
+    /// Connections the network-quality server holds at once; more are closed.
+    #[arg(long, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    nq_max_connections: u32,
     /// UDPST test connections running at once, all clients together; more are refused
     /// ("could not allocate a connection"). One address runs at most two tests at once
     /// (a multi-connection test counts once) and at most half of these connections.
@@ -124,6 +146,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(s) => Some(s.local_addr()?.port()),
         None => None,
     };
+    let nq = match args.nq {
+        Some(addr) => Some(nq_server(&args, addr).await?),
+        None => None,
+    };
+    let nq_port = match &nq {
+        Some((_, l)) => Some(l.local_addr()?.port()),
+        None => None,
+    };
     let limits = Limits {
         max_streams: args.max_streams,
         max_duration_ms: args.max_duration * 1000,
@@ -131,9 +161,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_tests_per_direction: args.max_tests,
         max_streams_per_address: args.max_streams_per_address,
     };
-    let state = Arc::new(http::State::new(limits, udp_port));
+    let state = Arc::new(http::State::new(limits, (udp_port, nq_port)));
     let local = listener.local_addr()?;
-    tracing::info!(http = %local, udp = ?udp_port, version = env!("CARGO_PKG_VERSION"), "responder listening");
+    tracing::info!(http = %local, udp = ?udp_port, nq = ?nq_port, version = env!("CARGO_PKG_VERSION"), "responder listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(sock) = udp {
@@ -142,6 +172,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             total_per_second: args.echo_rate_total,
         };
         tokio::spawn(echo::serve(sock, rate, stop_rx.clone()));
+    }
+    if let Some((server, listener)) = nq {
+        tokio::spawn(nq::serve(server, listener, stop_rx.clone()));
     }
     let udpst_counters = Arc::new(udpst::Counters::default());
     if let Some(control) = udpst_control {
@@ -174,6 +207,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "responder stopped"
     );
     Ok(())
+}
+
+/// The network-quality server and its bound listener.
+async fn nq_server(
+    args: &Args,
+    addr: SocketAddr,
+) -> anyhow::Result<(Arc<nq::Server>, tokio::net::TcpListener)> {
+    let cert = match (&args.nq_cert, &args.nq_key) {
+        (Some(cert), Some(key)) => nq::Certificate::Files(cert, key),
+        _ => {
+            let mut names = vec!["localhost".to_string()];
+            if !addr.ip().is_unspecified() {
+                names.push(addr.ip().to_string());
+            }
+            tracing::warn!("nq: no --nq-cert: serving a self-signed certificate (tests only)");
+            nq::Certificate::SelfSigned(names, args.nq_self_signed_out.as_deref())
+        }
+    };
+    let tls = nq::tls_config(cert)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--nq)"))?;
+    let server = nq::Server::new(
+        tls,
+        args.nq_max_connections as usize,
+        Duration::from_secs(args.max_duration),
+    );
+    Ok((Arc::new(server), listener))
 }
 
 /// The UDPST server's limits and keys, from the command line.

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 /// Profiles: ftth-1g, ftth-2g5, 4g-150, 4g-lossy, wifi-300, lte-trace (the default
 /// benchmark); ftth-1g-20ms, ftth-1g-40ms, ftth-2g5-5ms (gigabit with a round-trip
 /// time, rate and queue in the emulator); emu-40ms (no shaping, 40 ms RTT, to measure
-/// the emulator itself).
+/// the emulator itself); rpm-shallow and rpm-bufferbloat (the same 100/20 Mb/s line
+/// behind a 10 ms and a 500 ms queue, for responsiveness).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -47,8 +48,10 @@ struct ProfileArgs {
 enum Cmd {
     /// Run CMD on the agent side of a fresh topology.
     ///
-    /// The environment carries SONDE_RESPONDER (URL), SONDE_RESPONDER_IP, SONDE_IPERF3 (host:port) and
-    /// SONDE_NETLAB_IFACES (the agent's interfaces); `$NAME` of these in CMD's
+    /// The environment carries SONDE_RESPONDER (URL), SONDE_RESPONDER_IP, SONDE_IPERF3
+    /// (host:port), SONDE_NQ (the network-quality configuration URL, HTTPS),
+    /// SONDE_NQ_CA (its self-signed certificate, PEM) and SONDE_NETLAB_IFACES (the
+    /// agent's interfaces); `$NAME` of these in CMD's
     /// arguments is replaced by its value (quote it so your shell leaves it). sonde's
     /// binaries next to sonde-netlab come first in PATH.
     ///
@@ -252,6 +255,8 @@ fn run_cmd(link: LinkSpec, argv: &[String], timeout: Duration) -> i32 {
         ("SONDE_RESPONDER", url.clone()),
         ("SONDE_RESPONDER_IP", topology::RESPONDER_IP.to_string()),
         ("SONDE_NETLAB_IFACES", topo.agent_ifaces.join(" ")),
+        ("SONDE_NQ", topo.nq_url()),
+        ("SONDE_NQ_CA", topo.nq_ca().display().to_string()),
     ];
     if iperf3 {
         vars.push(("SONDE_IPERF3", format!("{}:5201", topology::RESPONDER_IP)));
@@ -413,6 +418,8 @@ fn print_profiles() {
             "  (capacity from a trace)"
         } else if l.offload {
             "  (rate, queue and delay in the emulator, GSO frames; needs ethtool)"
+        } else if profile::RPM_PROFILES.contains(&name) {
+            "  (queue of 10 ms or 500 ms in the emulator, for RPM)"
         } else if profile::TOOL_PROFILES.contains(&name) {
             "  (no shaping: measures the emulator itself)"
         } else {

@@ -122,12 +122,18 @@ pub const FAR_PROFILES: [&str; 3] = ["ftth-1g-20ms", "ftth-1g-40ms", "ftth-2g5-5
 /// Profiles for measuring netlab itself, not benchmarked.
 pub const TOOL_PROFILES: [&str; 1] = ["emu-40ms"];
 
+/// The same 100/20 Mb/s line with a 20 ms round trip behind a shallow queue (10 ms at
+/// its rate) and behind a deep one (500 ms, bufferbloat): what responsiveness (RPM)
+/// tells apart and throughput does not (docs/METHODOLOGY.md §11).
+pub const RPM_PROFILES: [&str; 2] = ["rpm-shallow", "rpm-bufferbloat"];
+
 /// Every built-in profile's name: benchmark, far and tool profiles.
 pub fn known() -> Vec<&'static str> {
     PROFILES
         .iter()
         .chain(FAR_PROFILES.iter())
         .chain(TOOL_PROFILES.iter())
+        .chain(RPM_PROFILES.iter())
         .copied()
         .collect()
 }
@@ -136,10 +142,15 @@ pub fn known() -> Vec<&'static str> {
 /// super-packets: `down`/`up` bit/s, `rtt` split evenly between the directions, and a
 /// drop-tail queue of 50 ms at each rate (tbf's limit on the other profiles).
 pub fn far(down: u64, up: u64, rtt: Duration) -> LinkSpec {
+    queued(down, up, rtt, Duration::from_millis(50))
+}
+
+/// Like [`far`], with a drop-tail queue of `queue` at each direction's rate.
+pub fn queued(down: u64, up: u64, rtt: Duration, queue: Duration) -> LinkSpec {
     let path = |rate: u64| PathSpec {
         delay: rtt / 2,
         rate_bps: Some(rate),
-        queue_bytes: (rate / 8 / 20) as usize,
+        queue_bytes: (rate as f64 / 8.0 * queue.as_secs_f64()) as usize,
         ..PathSpec::default()
     };
     LinkSpec {
@@ -185,6 +196,8 @@ pub fn builtin(name: &str, trace: Option<(Trace, f64)>) -> Option<LinkSpec> {
         "ftth-1g-20ms" => far(1_000_000_000, 500_000_000, ms(20)),
         "ftth-1g-40ms" => far(1_000_000_000, 500_000_000, ms(40)),
         "ftth-2g5-5ms" => far(2_500_000_000, 1_000_000_000, ms(5)),
+        "rpm-shallow" => queued(100_000_000, 20_000_000, ms(20), ms(10)),
+        "rpm-bufferbloat" => queued(100_000_000, 20_000_000, ms(20), ms(500)),
         // Not a benchmark profile: no shaping, 40 ms RTT, to measure what the
         // emulator itself can carry.
         "emu-40ms" => LinkSpec {

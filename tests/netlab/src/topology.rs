@@ -137,6 +137,9 @@ pub struct Topology {
     torn_down: bool,
 }
 
+/// The port of the responder's network-quality (RPM) server, HTTPS.
+pub const NQ_PORT: u16 = 8443;
+
 /// The responder's address inside the topology.
 pub const RESPONDER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 2);
 /// The collector's address inside the topology.
@@ -536,17 +539,34 @@ impl Topology {
         Ok(pid)
     }
 
-    /// Starts `sonde-responder` (HTTP 8080, UDP echo 8081, UDPST 24601) in the
-    /// responder namespace and waits until it answers. Returns its base URL.
+    /// Starts `sonde-responder` (HTTP 8080, UDP echo 8081, UDPST 24601, the
+    /// network-quality server on HTTPS 8443 with a self-signed certificate written to
+    /// [`Topology::nq_ca`]) in the responder namespace and waits until it answers.
+    /// Returns its base URL.
     pub fn start_responder(&mut self) -> anyhow::Result<String> {
         let mut cmd = Command::new(find_bin("sonde-responder")?);
         cmd.args(["--listen", "0.0.0.0:8080", "--udp", "0.0.0.0:8081"])
             .args(["--udpst", "0.0.0.0:24601"])
+            .args(["--nq", &format!("{RESPONDER_IP}:{NQ_PORT}")])
+            .arg("--nq-self-signed-out")
+            .arg(self.nq_ca())
             .env("RUST_LOG", "warn");
         let ns = self.responder_ns.clone();
         self.spawn_in(&ns, cmd)?;
         self.wait_port(&ns, 8080)?;
+        self.wait_port(&ns, NQ_PORT)?;
         Ok(format!("http://{RESPONDER_IP}:8080"))
+    }
+
+    /// Where the responder's network-quality certificate is written (PEM), for
+    /// clients to trust.
+    pub fn nq_ca(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-nq.pem", self.id))
+    }
+
+    /// The responder's network-quality configuration URL.
+    pub fn nq_url(&self) -> String {
+        format!("https://{RESPONDER_IP}:{NQ_PORT}/.well-known/nq")
     }
 
     /// Starts `iperf3 -s -J` on port 5201 in the responder namespace, when installed
@@ -587,6 +607,7 @@ impl Topology {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_file(self.nq_ca());
         for ns in self.namespaces() {
             delete_namespace(&ns);
         }
