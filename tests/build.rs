@@ -5,7 +5,11 @@
 //! rendering the HTML report; docker-compose, for validating the compose file; and
 //! dbus-daemon, for the ModemManager look-alike; iperf3, the reference client and the
 //! stock server of the iperf3 engine; and ethtool, which turns GRO on for netlab's
-//! gigabit profiles with a round-trip time.
+//! gigabit profiles with a round-trip time; and Cloudflare's mach (cf-mach), the
+//! reference RPM client.
+
+/// Where `.ci/run` installs cf-mach's binary.
+const MACH_DIR: &str = "/var/cache/sonde-tools/cf-mach/bin";
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_root)");
@@ -18,6 +22,17 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_ethtool)");
     println!("cargo::rustc-check-cfg=cfg(sonde_udpst)");
     println!("cargo::rustc-check-cfg=cfg(sonde_udpst_auth)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_mach)");
+    // Cloudflare's mach (cf-mach), the reference RPM client: built by .ci/run into
+    // /var/cache/sonde-tools, or named by SONDE_MACH.
+    println!("cargo::rerun-if-env-changed=SONDE_MACH");
+    println!("cargo::rerun-if-changed={MACH_DIR}");
+    let mach = std::env::var_os("SONDE_MACH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(MACH_DIR).join("mach"));
+    if mach.is_file() {
+        println!("cargo::rustc-cfg=sonde_mach");
+    }
     println!("cargo::rerun-if-env-changed=PATH");
     // A tool installed or removed later changes its directory: detect again then.
     if let Some(path) = std::env::var_os("PATH") {

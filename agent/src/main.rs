@@ -11,7 +11,7 @@ fn main() {
     let cli: Cli = sonde_cli::parse_or_exit();
     sonde_cli::init_logging(cli.log_format);
     match cli.command {
-        Command::Probe(args) => cli::probe::command(args),
+        Command::Probe(args) => cli::probe::command(*args),
         Command::CheckConfig {
             config,
             no_interfaces,

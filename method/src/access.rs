@@ -11,7 +11,12 @@ use std::time::Duration;
 
 /// Responder URL schemes with their default ports: `http` (a sonde responder) and
 /// `iperf3` (a stock iperf3 server).
-pub const SCHEMES: [(&str, u16); 3] = [("http", 80), ("iperf3", 5201), ("udpst", 24601)];
+pub const SCHEMES: [(&str, u16); 4] = [
+    ("http", 80),
+    ("iperf3", 5201),
+    ("udpst", 24601),
+    ("https", 443),
+];
 
 /// A checked access.
 #[derive(Debug, Clone)]
@@ -97,7 +102,7 @@ pub fn responder_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
     if !SCHEMES.iter().any(|(scheme, _)| *scheme == url.scheme()) {
         return Err(format!(
-            "scheme {:?} is not supported; use http:// (a sonde responder), iperf3:// (an iperf3 server) or udpst:// (a UDP Speed Test server, RFC 9946)",
+            "scheme {:?} is not supported; use http:// (a sonde responder), iperf3:// (an iperf3 server), udpst:// (a UDP Speed Test server, RFC 9946) or https://HOST/.well-known/nq (a network-quality server: responsiveness only)",
             url.scheme()
         ));
     }

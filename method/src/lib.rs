@@ -18,6 +18,7 @@ pub mod capacity;
 pub mod latency;
 pub mod rate_search;
 pub mod report;
+pub mod rpm;
 pub mod sampler;
 pub mod schedule;
 pub mod verdict;

@@ -124,8 +124,16 @@ impl NqUrls {
             a.clone().or_else(|| b.clone()).ok_or(name)
         };
         Ok((
-            pick(&self.small_download_url, &self.small_https_download_url, "small_download_url")?,
-            pick(&self.large_download_url, &self.large_https_download_url, "large_download_url")?,
+            pick(
+                &self.small_download_url,
+                &self.small_https_download_url,
+                "small_download_url",
+            )?,
+            pick(
+                &self.large_download_url,
+                &self.large_https_download_url,
+                "large_download_url",
+            )?,
             pick(&self.upload_url, &self.https_upload_url, "upload_url")?,
         ))
     }
@@ -198,4 +206,47 @@ pub struct UploadReport {
 pub struct ErrorBody {
     /// One-line reason.
     pub error: String,
+}
+
+#[cfg(test)]
+mod nq_tests {
+    use super::*;
+
+    #[test]
+    fn the_nq_configuration_names_each_endpoint_under_both_keys() {
+        let doc = NqConfig {
+            version: 1,
+            test_endpoint: None,
+            urls: NqUrls::at("https://192.0.2.1:8443"),
+        };
+        let v: serde_json::Value = serde_json::to_value(&doc).expect("JSON");
+        for (new, old, path) in [
+            (
+                "small_download_url",
+                "small_https_download_url",
+                NQ_SMALL_PATH,
+            ),
+            (
+                "large_download_url",
+                "large_https_download_url",
+                NQ_LARGE_PATH,
+            ),
+            ("upload_url", "https_upload_url", NQ_UPLOAD_PATH),
+        ] {
+            let want = format!("https://192.0.2.1:8443{path}");
+            assert_eq!(v["urls"][new], want.as_str());
+            assert_eq!(v["urls"][old], want.as_str());
+        }
+        // A reader takes either name, the draft's first.
+        let old_only: NqUrls = serde_json::from_str(
+            r#"{"small_https_download_url":"s","large_https_download_url":"l","https_upload_url":"u"}"#,
+        )
+        .expect("old keys");
+        assert_eq!(
+            old_only.resolved(),
+            Ok(("s".into(), "l".into(), "u".into()))
+        );
+        let missing: NqUrls = serde_json::from_str(r#"{"small_download_url":"s"}"#).expect("JSON");
+        assert_eq!(missing.resolved(), Err("large_download_url"));
+    }
 }

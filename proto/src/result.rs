@@ -42,6 +42,9 @@ pub struct ResultRecord {
     /// IP-layer capacity by RFC 9097 over UDPST, when the engine was `udpst`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// Responsiveness under working conditions (RPM), when it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsiveness: Option<Responsiveness>,
     /// Conditions that make the figures less than a clean measurement of the access.
     #[serde(default)]
     pub flags: Vec<Flag>,
@@ -122,6 +125,9 @@ crate::named! {
         Iperf3 = "iperf3",
         /// A UDP Speed Test Protocol server (RFC 9946; OB-UDPST or `sonde-responder`).
         Udpst = "udpst",
+        /// A network-quality server (draft-ietf-ippm-responsiveness): responsiveness
+        /// only, no throughput figure.
+        Nq = "nq",
     }
 }
 
@@ -347,6 +353,101 @@ pub struct SampleSummary {
     pub p50_bps: f64,
     /// 90th percentile of the used samples' rates, bit/s.
     pub p90_bps: f64,
+}
+
+/// Responsiveness under working conditions (draft-ietf-ippm-responsiveness):
+/// round trips per minute while the path is loaded, each direction on its own
+/// (docs/METHODOLOGY.md §11).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Responsiveness {
+    /// The method and its version, `draft-ietf-ippm-responsiveness-09`.
+    pub method: String,
+    /// The network-quality configuration measured against (`/.well-known/nq`).
+    pub config_url: String,
+    /// Under download load, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<RpmFigures>,
+    /// Under upload load, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<RpmFigures>,
+}
+
+crate::named! {
+    /// How far a responsiveness test got towards stable working conditions.
+    pub enum RpmConfidence {
+        /// Goodput and responsiveness were both stable before the time limit.
+        High = "high",
+        /// One of the two was stable.
+        Medium = "medium",
+        /// Neither was: the figure is the last interval's.
+        Low = "low",
+    }
+}
+
+crate::named! {
+    /// The draft's grades of an RPM figure.
+    pub enum RpmGrade {
+        /// Under 300 RPM.
+        Poor = "poor",
+        /// 300 to 1,000.
+        Fair = "fair",
+        /// 1,000 to 6,000.
+        Good = "good",
+        /// Over 6,000.
+        Excellent = "excellent",
+    }
+}
+
+/// One direction's responsiveness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpmFigures {
+    /// Round trips per minute under working conditions: the mean of the foreign and
+    /// the self responsiveness.
+    pub rpm: f64,
+    /// The draft's grade of `rpm`.
+    pub grade: RpmGrade,
+    /// How far the test got towards stability.
+    pub confidence: RpmConfidence,
+    /// Aggregate goodput of the load-generating connections (moving average), bit/s.
+    pub goodput_bps: f64,
+    /// Load-generating connections open at the end.
+    pub connections: u32,
+    /// Wall time of the direction, seconds.
+    pub duration_s: f64,
+    /// Payload bytes the load carried.
+    pub bytes: u64,
+    /// Foreign probes (on new connections) in the final window: count and the trimmed
+    /// means of their TCP handshake, TLS handshake (per round trip) and HTTP GET times,
+    /// seconds.
+    pub foreign: ForeignProbes,
+    /// Self probes (on the load-generating connections) in the final window.
+    pub self_probes: SelfProbes,
+}
+
+/// Foreign probes of a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignProbes {
+    /// Probes in the window.
+    pub count: u32,
+    /// Foreign responsiveness: 60 over the mean of the three times below, RPM.
+    pub rpm: f64,
+    /// Trimmed mean TCP handshake time, seconds.
+    pub tcp_s: f64,
+    /// Trimmed mean TLS handshake time per TLS round trip, seconds.
+    pub tls_s: f64,
+    /// Trimmed mean HTTP GET time (request sent to last byte), seconds.
+    pub http_s: f64,
+}
+
+/// Self probes of a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfProbes {
+    /// Probes in the window.
+    pub count: u32,
+    /// Responsiveness on the load-generating connections: 60 over the time below, RPM.
+    pub rpm: f64,
+    /// Trimmed mean HTTP GET time, seconds.
+    pub http_s: f64,
 }
 
 /// Round-trip latency, jitter and loss from a train of UDP echo probes.

@@ -174,6 +174,7 @@ prop_compose! {
             idle_latency: idle,
             radio: None,
             capacity: None,
+            responsiveness: None,
             flags,
             verdict: Verdict { target_down_bps: verdict.0, target_up_bps: verdict.1, tolerance: verdict.2, down: verdict.3, up: verdict.4 },
             status: Status { outcome: status.0, reason: status.1, message: status.2 },

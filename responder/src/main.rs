@@ -134,34 +134,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let udp = match args.udp {
-        Some(addr) => Some(
-            tokio::net::UdpSocket::bind(addr)
+    let (udp, udp_port) = match args.udp {
+        Some(addr) => {
+            let sock = tokio::net::UdpSocket::bind(addr)
                 .await
-                .with_context(|| format!("cannot bind UDP {addr}"))?,
-        ),
-        None => None,
+                .with_context(|| format!("cannot bind UDP {addr}"))?;
+            let port = sock.local_addr()?.port();
+            (Some(sock), Some(port))
+        }
+        None => (None, None),
     };
-    let udp_port = match &udp {
-        Some(s) => Some(s.local_addr()?.port()),
-        None => None,
+    let (nq, nq_port) = match args.nq {
+        Some(addr) => {
+            let (server, listener) = nq_server(&args, addr).await?;
+            let port = listener.local_addr()?.port();
+            (Some((server, listener)), Some(port))
+        }
+        None => (None, None),
     };
-    let nq = match args.nq {
-        Some(addr) => Some(nq_server(&args, addr).await?),
-        None => None,
-    };
-    let nq_port = match &nq {
-        Some((_, l)) => Some(l.local_addr()?.port()),
-        None => None,
-    };
-    let limits = Limits {
-        max_streams: args.max_streams,
-        max_duration_ms: args.max_duration * 1000,
-        max_bytes: args.max_bytes,
-        max_tests_per_direction: args.max_tests,
-        max_streams_per_address: args.max_streams_per_address,
-    };
-    let state = Arc::new(http::State::new(limits, (udp_port, nq_port)));
+    let state = Arc::new(http::State::new(limits(&args), (udp_port, nq_port)));
     let local = listener.local_addr()?;
     tracing::info!(http = %local, udp = ?udp_port, nq = ?nq_port, version = env!("CARGO_PKG_VERSION"), "responder listening");
 
@@ -173,6 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         tokio::spawn(echo::serve(sock, rate, stop_rx.clone()));
     }
+    let nq_server = nq.as_ref().map(|(server, _)| server.clone());
     if let Some((server, listener)) = nq {
         tokio::spawn(nq::serve(server, listener, stop_rx.clone()));
     }
@@ -193,20 +185,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_secs(args.shutdown_grace),
     )
     .await;
+    log_stopped(&state, &udpst_counters, nq_server.as_deref());
+    Ok(())
+}
+
+/// The HTTP side's limits, from the command line.
+fn limits(args: &Args) -> Limits {
+    Limits {
+        max_streams: args.max_streams,
+        max_duration_ms: args.max_duration * 1000,
+        max_bytes: args.max_bytes,
+        max_tests_per_direction: args.max_tests,
+        max_streams_per_address: args.max_streams_per_address,
+    }
+}
+
+/// The closing line: what was served and refused.
+fn log_stopped(state: &http::State, udpst: &udpst::Counters, nq: Option<&nq::Server>) {
+    use std::sync::atomic::Ordering::Relaxed;
     let c = &state.counters;
     tracing::info!(
-        download_bytes = c.download_bytes.load(std::sync::atomic::Ordering::Relaxed),
-        upload_bytes = c.upload_bytes.load(std::sync::atomic::Ordering::Relaxed),
-        rejected = c.rejected.load(std::sync::atomic::Ordering::Relaxed),
-        udpst_tests = udpst_counters
-            .completed
-            .load(std::sync::atomic::Ordering::Relaxed),
-        udpst_refused = udpst_counters
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed),
+        download_bytes = c.download_bytes.load(Relaxed),
+        upload_bytes = c.upload_bytes.load(Relaxed),
+        rejected = c.rejected.load(Relaxed),
+        udpst_tests = udpst.completed.load(Relaxed),
+        udpst_refused = udpst.refused.load(Relaxed),
+        nq_bytes = nq.map(|n| n.bytes.load(Relaxed)),
+        nq_refused = nq.map(|n| n.refused.load(Relaxed)),
         "responder stopped"
     );
-    Ok(())
 }
 
 /// The network-quality server and its bound listener.

@@ -9,7 +9,7 @@
 //! handshake (10 s), each large object and upload (`--max-duration`), idle
 //! connections (HTTP/2 keep-alive pings).
 
-use crate::payload::{Payload, CHUNK_LEN};
+use crate::payload::Payload;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
@@ -31,6 +31,9 @@ use tokio::sync::Semaphore;
 /// Unsent bytes a connection's socket holds at most (TCP_NOTSENT_LOWAT).
 const NOTSENT_LOWAT: u32 = 16 * 1024;
 
+/// Bytes of the large object handed to HTTP/2 at a time: one DATA frame, so the
+/// send buffer below holds what it says.
+const FRAME: usize = 16 * 1024;
 /// Bytes of a stream HTTP/2 buffers in the server at most.
 const SEND_BUF: usize = 64 * 1024;
 
@@ -75,8 +78,9 @@ pub fn tls_config(cert: Certificate<'_>) -> anyhow::Result<rustls::ServerConfig>
         Certificate::SelfSigned(names, out) => {
             let made = rcgen::generate_simple_self_signed(names)?;
             if let Some(out) = out {
-                std::fs::write(out, made.cert.pem())
-                    .with_context(|| format!("cannot write the certificate to {}", out.display()))?;
+                std::fs::write(out, made.cert.pem()).with_context(|| {
+                    format!("cannot write the certificate to {}", out.display())
+                })?;
             }
             let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
                 .map_err(anyhow::Error::msg)?;
@@ -173,6 +177,15 @@ pub async fn serve(
 async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, NQ_CONFIG_PATH) => config(&req),
+        // A trailing slash names the same document: sent there.
+        (&Method::GET, "/.well-known/nq/") => {
+            let mut resp = plain(StatusCode::PERMANENT_REDIRECT, "see /.well-known/nq\n");
+            resp.headers_mut().insert(
+                hyper::header::LOCATION,
+                hyper::header::HeaderValue::from_static(NQ_CONFIG_PATH),
+            );
+            resp
+        }
         (&Method::GET, NQ_SMALL_PATH) => bytes_response(Bytes::from_static(b"x")),
         (&Method::GET, NQ_LARGE_PATH) => large(&server),
         (&Method::POST | &Method::PUT, NQ_UPLOAD_PATH) => sink(&server, req.into_body()).await,
@@ -186,16 +199,12 @@ async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Response<
 
 /// The configuration, its URLs on the host the client asked for.
 fn config(req: &Request<Incoming>) -> Response<Body> {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| {
-            req.headers()
-                .get(hyper::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
+    let host = req.uri().authority().map(|a| a.to_string()).or_else(|| {
+        req.headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    });
     let Some(host) = host.filter(|h| !h.is_empty() && !h.contains(['/', '"', '\\', ' '])) else {
         return plain(StatusCode::BAD_REQUEST, "no usable Host\n");
     };
@@ -224,8 +233,10 @@ fn large(server: &Arc<Server>) -> Response<Body> {
             if Instant::now() >= until {
                 return None;
             }
-            let chunk = server.payload.chunk(offset, CHUNK_LEN);
-            server.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let chunk = server.payload.chunk(offset, FRAME);
+            server
+                .bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             let next = offset + chunk.len() as u64;
             Some((Ok::<_, Infallible>(Frame::data(chunk)), next))
         }

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod disk;
 pub mod fleet;
 pub mod pipeline;
+pub mod rpm;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -114,6 +115,8 @@ pub struct Responder {
     pub http: SocketAddr,
     /// UDP echo port, when started with one.
     pub udp_port: Option<u16>,
+    /// Network-quality (HTTPS) port, when started with `--nq`.
+    pub nq_port: Option<u16>,
 }
 
 impl Responder {
@@ -144,16 +147,20 @@ impl Responder {
             .as_str()
             .and_then(|s| s.parse().ok())
             .expect("http address in the listening line");
-        let udp_port = fields["udp"].as_str().and_then(|s| {
-            s.trim_start_matches("Some(")
-                .trim_end_matches(')')
-                .parse()
-                .ok()
-        });
+        let port = |key: &str| {
+            fields[key].as_str().and_then(|s| {
+                s.trim_start_matches("Some(")
+                    .trim_end_matches(')')
+                    .parse()
+                    .ok()
+            })
+        };
+        let (udp_port, nq_port) = (port("udp"), port("nq"));
         Responder {
             child,
             http,
             udp_port,
+            nq_port,
         }
     }
 

@@ -38,7 +38,7 @@ pub enum Command {
     ///
     /// Exit status: 0 when figures were obtained (possibly partial, see `status`),
     /// 1 when the measurement failed, 64 for bad arguments.
-    Probe(probe::ProbeArgs),
+    Probe(Box<probe::ProbeArgs>),
     /// Run the agent: probe each configured access on its schedule, spool every
     /// result on disk and upload it to the collector over QUIC.
     ///

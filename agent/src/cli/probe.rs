@@ -58,6 +58,22 @@ pub struct ProbeArgs {
     /// Print exactly one JSON result record (schema: proto/SCHEMA.md) on stdout.
     #[arg(long)]
     json: bool,
+    /// Also measure responsiveness under working conditions (RPM, by
+    /// draft-ietf-ippm-responsiveness-09) after the throughput: against the sonde
+    /// responder's network-quality server (its --nq port), or --rpm-config. Each
+    /// direction loads the path with up to 16 HTTP/2 connections while timing probes
+    /// on new connections and on the loaded ones (up to 20 s each; METHODOLOGY §11).
+    /// A responder URL https://HOST[:PORT]/.well-known/nq measures RPM alone.
+    #[arg(long)]
+    rpm: bool,
+    /// The network-quality configuration to measure RPM against, e.g.
+    /// https://192.0.2.10:8443/.well-known/nq (implies --rpm).
+    #[arg(long, value_name = "URL")]
+    rpm_config: Option<url::Url>,
+    /// Trust the certificates in FILE (PEM) for RPM instead of the system's roots,
+    /// e.g. what `sonde-responder --nq-self-signed-out` wrote.
+    #[arg(long, value_name = "FILE")]
+    rpm_ca: Option<std::path::PathBuf>,
     /// Also draw the test into FILE, an SVG picture: each direction's IP-layer rate
     /// per 100 ms bin (and per stream), the measured window, the figure, the target
     /// and the stop point, the round trips under load beside the idle median, and the
@@ -141,6 +157,12 @@ pub fn command(args: ProbeArgs) {
         idle_probes: args.idle_probes,
         idle_interval: Duration::from_millis(args.idle_interval),
         max_bytes: args.max_bytes,
+        rpm: (args.rpm || args.rpm_config.is_some() || args.rpm_ca.is_some()).then(|| {
+            probe::options::RpmOptions {
+                config: args.rpm_config.clone(),
+                ca: args.rpm_ca.clone(),
+            }
+        }),
     };
     let runtime = sonde_cli::runtime_or_exit();
     let live = std::io::stderr().is_terminal();
@@ -282,6 +304,30 @@ fn print_verdict_and_status(r: &ResultRecord) {
     }
 }
 
+/// Responsiveness per direction, its grade and what it stands on.
+fn print_rpm(rpm: &sonde_proto::Responsiveness) {
+    for (name, f) in [("download", &rpm.down), ("upload  ", &rpm.up)] {
+        let Some(f) = f else { continue };
+        println!(
+            "  {name} RPM  {:.0} ({}, confidence {}) under {} on {} connections",
+            f.rpm,
+            f.grade,
+            f.confidence,
+            fmt_rate(f.goodput_bps),
+            f.connections
+        );
+        println!(
+            "                foreign probes {} (TCP {}, TLS {}, GET {}), self probes {} (GET {})",
+            f.foreign.count,
+            fmt_ms(Some(f.foreign.tcp_s)),
+            fmt_ms(Some(f.foreign.tls_s)),
+            fmt_ms(Some(f.foreign.http_s)),
+            f.self_probes.count,
+            fmt_ms(Some(f.self_probes.http_s))
+        );
+    }
+}
+
 /// The RFC 9097 figures of a UDPST test, TR-471's names beside them.
 fn print_capacity(c: &sonde_proto::Capacity) {
     for (name, f) in [("download", &c.down), ("upload  ", &c.up)] {
@@ -313,6 +359,7 @@ fn print_summary(r: &ResultRecord) {
             .unwrap_or(match r.run.engine {
                 Engine::Iperf3 => "iperf3",
                 Engine::Udpst => "udpst",
+                Engine::Nq => "network-quality server",
                 _ => "?",
             }),
         r.access.kind,
@@ -357,6 +404,9 @@ fn print_summary(r: &ResultRecord) {
     }
     if let Some(c) = &r.capacity {
         print_capacity(c);
+    }
+    if let Some(rpm) = &r.responsiveness {
+        print_rpm(rpm);
     }
     if let Some(radio) = &r.radio {
         print_radio(radio);

@@ -104,6 +104,7 @@ fn options(
         idle_probes: 50,
         idle_interval: Duration::from_millis(20),
         max_bytes,
+        rpm: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod iperf3;
 pub mod options;
 pub mod record;
+pub mod rpm;
 pub mod sonde_http;
 pub mod udpst;
 
@@ -19,6 +20,42 @@ use chrono::Utc;
 use sonde_method::verdict;
 use sonde_proto::*;
 
+/// Responsiveness against the configuration at `config`, into the record.
+async fn responsiveness(
+    opts: &Options,
+    config: &url::Url,
+    record: &mut ResultRecord,
+    progress: &ProgressFn,
+) -> Result<(), ClientError> {
+    record.run.engine = Engine::Nq;
+    record.responsiveness = Some(rpm::measure(opts, config, progress).await?);
+    Ok(())
+}
+
+/// Responsiveness after a throughput engine: against `--rpm-config`, or the sonde
+/// responder's own network-quality server.
+async fn rpm_beside(
+    opts: &Options,
+    rpm: &options::RpmOptions,
+    record: &mut ResultRecord,
+    progress: &ProgressFn,
+) -> Result<(), ClientError> {
+    let config = match &rpm.config {
+        Some(c) => c.clone(),
+        None => {
+            let (addr, host) = crate::net::target::resolve(&opts.responder).await?;
+            let target = crate::net::target::Target {
+                addr,
+                host,
+                interface: opts.interface.as_ref().map(|i| i.name.clone()),
+            };
+            rpm::sonde_config(&target, &opts.responder).await?
+        }
+    };
+    record.responsiveness = Some(rpm::measure(opts, &config, progress).await?);
+    Ok(())
+}
+
 /// Runs the probe and returns its record.
 pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
     let started_at = Utc::now();
@@ -27,11 +64,23 @@ pub async fn run(opts: &Options, progress: &ProgressFn) -> ResultRecord {
         Some(EngineKind::Iperf3) => iperf3::measure(opts, &mut record, progress).await,
         Some(EngineKind::SondeHttp) => sonde_http::measure(opts, &mut record, progress).await,
         Some(EngineKind::Udpst) => udpst::measure(opts, &mut record, progress).await,
+        Some(EngineKind::Nq) => responsiveness(opts, &opts.responder, &mut record, progress).await,
         None => Err(ClientError::new(
             FailureReason::Other,
             format!("{} names no engine", opts.responder),
         )),
     };
+    // Responsiveness beside the throughput, when asked (a failure is a warning).
+    if let (
+        Ok(()),
+        Some(rpm),
+        Some(EngineKind::SondeHttp | EngineKind::Iperf3 | EngineKind::Udpst),
+    ) = (&measured, &opts.rpm, EngineKind::of(&opts.responder))
+    {
+        if let Err(e) = rpm_beside(opts, rpm, &mut record, progress).await {
+            record::degrade(&mut record, e);
+        }
+    }
     match measured {
         Ok(()) => {}
         Err(e) => {

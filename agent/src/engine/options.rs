@@ -16,14 +16,18 @@ pub enum EngineKind {
     /// `udpst://HOST[:PORT]`: a UDP Speed Test Protocol server (RFC 9946), for IP-layer
     /// capacity by RFC 9097.
     Udpst,
+    /// `https://HOST[:PORT]/.well-known/nq`: a network-quality server, for
+    /// responsiveness (RPM) only.
+    Nq,
 }
 
 impl EngineKind {
     /// Every engine with its URL scheme and default port.
-    pub const ALL: [(EngineKind, &'static str, u16); 3] = [
+    pub const ALL: [(EngineKind, &'static str, u16); 4] = [
         (EngineKind::SondeHttp, "http", 80),
         (EngineKind::Iperf3, "iperf3", 5201),
         (EngineKind::Udpst, "udpst", sonde_proto::udpst::DEFAULT_PORT),
+        (EngineKind::Nq, "https", 443),
     ];
 
     /// The engine `url`'s scheme names.
@@ -67,6 +71,18 @@ pub struct Options {
     /// Payload bytes after which each direction stops (a data budget's allowance);
     /// `None`: no limit but the duration cap.
     pub max_bytes: Option<u64>,
+    /// Responsiveness (RPM) to measure as well, when asked.
+    pub rpm: Option<RpmOptions>,
+}
+
+/// How to measure responsiveness beside the throughput.
+#[derive(Debug, Clone, Default)]
+pub struct RpmOptions {
+    /// The network-quality configuration URL; `None`: the sonde responder's own
+    /// (`nq_port` of its info).
+    pub config: Option<url::Url>,
+    /// PEM certificates to trust for it instead of the system's roots.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Live progress of a direction, for the terminal.

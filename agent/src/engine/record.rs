@@ -58,6 +58,7 @@ pub(crate) fn empty_record(opts: &Options, started_at: chrono::DateTime<Utc>) ->
         idle_latency: None,
         radio: None,
         capacity: None,
+        responsiveness: None,
         flags: Vec::new(),
         verdict: Verdict {
             target_down_bps: None,
@@ -119,5 +120,28 @@ pub(crate) fn settle(
             reason: Some(*reason),
             message: Some(message),
         };
+    }
+}
+
+/// A part of the test beside the figures failed (responsiveness): the outcome becomes
+/// `partial` with the reason, unless something already went wrong, whose reason stays
+/// first.
+pub(crate) fn degrade(record: &mut ResultRecord, e: ClientError) {
+    let message = format!("responsiveness: {}", e.message);
+    match record.status.outcome {
+        Outcome::Ok => {
+            record.status = Status {
+                outcome: Outcome::Partial,
+                reason: Some(e.reason),
+                message: Some(message),
+            }
+        }
+        _ => {
+            let joined = match record.status.message.take() {
+                Some(m) => format!("{m}; {message}"),
+                None => message,
+            };
+            record.status.message = Some(joined);
+        }
     }
 }

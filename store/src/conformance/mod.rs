@@ -236,6 +236,7 @@ pub fn record(i: u32, agent: &str) -> ResultRecord {
         idle_latency: None,
         radio: None,
         capacity: None,
+        responsiveness: None,
         flags: vec![],
         verdict: Verdict {
             target_down_bps: Some(1e9),
