@@ -161,7 +161,8 @@ impl WorkingConditions {
         }
         if self.goodput_stable.is_some() && self.rpm_stable.is_some() {
             Step::Done
-        } else if self.goodput_stable.is_none() && connections < self.rule.max_connections {
+        } else if connections < self.rule.max_connections {
+            // By the draft, one more at every interval, saturated or not.
             Step::AddConnection
         } else {
             Step::Keep
