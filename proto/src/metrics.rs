@@ -76,6 +76,11 @@ pub const IP_CAPACITY: Metric = gauge(
     "sonde_ip_capacity_bytes_per_second",
     "Latest maximum IP-layer capacity (RFC 9097, over UDPST) of the access in this direction, in bytes per second (x8 for bit/s; METHODOLOGY.md §10).",
 );
+/// Latest responsiveness, round trips per minute.
+pub const RESPONSIVENESS: Metric = gauge(
+    "sonde_responsiveness_rpm",
+    "Latest responsiveness under working conditions (RPM, draft-ietf-ippm-responsiveness-09) of the access under load in this direction (METHODOLOGY.md §11).",
+);
 /// IP-layer target, bytes per second.
 pub const TARGET: Metric = gauge(
     "sonde_target_bytes_per_second",
@@ -320,6 +325,7 @@ pub const COLLECTOR_HTTP_REFUSED: Metric = counter(
 pub const ALL: &[Metric] = &[
     THROUGHPUT,
     IP_CAPACITY,
+    RESPONSIVENESS,
     TARGET,
     TARGET_MET,
     LATENCY,

@@ -698,6 +698,53 @@ impl ResultRecord {
             .expect("proto/SCHEMA.md holds a valid example record")
     }
 
+    /// The same box measuring responsiveness alone (the `nq` engine, docs/METHODOLOGY.md
+    /// §11): 820 RPM under download load and 310 under upload load.
+    pub fn responsiveness_example() -> ResultRecord {
+        let mut r = ResultRecord::schema_example();
+        r.run.engine = Engine::Nq;
+        r.run.responder.url = "https://responder.example:8443/.well-known/nq".into();
+        r.download = None;
+        r.upload = None;
+        // The figure is the mean of the foreign and the self responsiveness.
+        let figures = |rpm: f64, self_s: f64| {
+            let foreign_rpm = 2.0 * rpm - 60.0 / self_s;
+            let foreign_s = 60.0 / foreign_rpm;
+            RpmFigures {
+                rpm,
+                grade: if rpm < 300.0 {
+                    RpmGrade::Poor
+                } else {
+                    RpmGrade::Fair
+                },
+                confidence: RpmConfidence::High,
+                goodput_bps: 95e6,
+                connections: 6,
+                duration_s: 9.0,
+                bytes: 100_000_000,
+                foreign: ForeignProbes {
+                    count: 40,
+                    rpm: foreign_rpm,
+                    tcp_s: foreign_s,
+                    tls_s: foreign_s,
+                    http_s: foreign_s,
+                },
+                self_probes: SelfProbes {
+                    count: 40,
+                    rpm: 60.0 / self_s,
+                    http_s: self_s,
+                },
+            }
+        };
+        r.responsiveness = Some(Responsiveness {
+            method: "draft-ietf-ippm-responsiveness-09".into(),
+            config_url: r.run.responder.url.clone(),
+            down: Some(figures(820.0, 0.1)),
+            up: Some(figures(310.0, 0.4)),
+        });
+        r
+    }
+
     /// The same probe measured by the `udpst` engine (docs/METHODOLOGY.md §10): no TCP
     /// figures, a `capacity` section of 148.3 Mb/s down and 49.4 up over 10 s.
     pub fn capacity_example() -> ResultRecord {

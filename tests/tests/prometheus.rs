@@ -218,6 +218,17 @@ fn capacity_record(access: &str, minutes_ago: i64) -> ResultRecord {
     r
 }
 
+/// A responsiveness test of `access` (the nq engine), as the agent records one.
+fn rpm_record(access: &str, minutes_ago: i64) -> ResultRecord {
+    let mut r = ResultRecord::responsiveness_example();
+    r.id = uuid::Uuid::now_v7();
+    r.access.name = Some(access.into());
+    r.access.kind = AccessKind::Ftth;
+    r.run.started_at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    r.run.ended_at = r.run.started_at + chrono::Duration::seconds(20);
+    r
+}
+
 #[cfg_attr(
     not(sonde_prometheus),
     ignore = "needs prometheus and promtool (apt-get install prometheus; .ci/run does)"
@@ -297,6 +308,8 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
             let results = [
                 record("fibre", AccessKind::Ftth, 45, true),
                 record("fibre", AccessKind::Ftth, 30, n % 2 == 0),
+                // Responsiveness of the same access (the nq engine).
+                rpm_record("fibre", 25),
                 record("fibre", AccessKind::Ftth, 15, n % 2 == 0),
                 record("mobile", AccessKind::FourG, 40, true),
                 // An RFC 9097 capacity test of the same access (the udpst engine).

@@ -130,6 +130,7 @@ fn latest(r: &Registry, latest: &BTreeMap<String, ResultRecord>) -> prometheus::
     let directed = Directed {
         throughput: gauge(r, &m::THROUGHPUT, &["access", "direction"])?,
         capacity: gauge(r, &m::IP_CAPACITY, &["access", "direction"])?,
+        rpm: gauge(r, &m::RESPONSIVENESS, &["access", "direction"])?,
         target: gauge(r, &m::TARGET, &["access", "direction"])?,
         met: gauge(r, &m::TARGET_MET, &["access", "direction"])?,
         latency: gauge(r, &m::LATENCY, &["access", "direction", "state"])?,
@@ -169,6 +170,7 @@ fn latest(r: &Registry, latest: &BTreeMap<String, ResultRecord>) -> prometheus::
 struct Directed {
     throughput: GaugeVec,
     capacity: GaugeVec,
+    rpm: GaugeVec,
     target: GaugeVec,
     met: GaugeVec,
     latency: GaugeVec,
@@ -194,7 +196,14 @@ impl Directed {
                 rec.verdict.up,
             ),
         ] {
+            let rpm = rec.responsiveness.as_ref().and_then(|x| match dir {
+                Direction::Up => x.up.as_ref(),
+                _ => x.down.as_ref(),
+            });
             let dir = dir.as_str();
+            if let Some(f) = rpm {
+                self.rpm.with_label_values(&[a, dir]).set(f.rpm);
+            }
             if let Some(c) = capacity {
                 self.capacity
                     .with_label_values(&[a, dir])

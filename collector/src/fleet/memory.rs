@@ -29,6 +29,8 @@ struct Directed {
     throughput: Option<f64>,
     /// The latest UDPST test's MaxIPLayerCapacity, beside the latest TCP figure.
     capacity: Option<f64>,
+    /// The latest responsiveness measured, RPM.
+    rpm: Option<f64>,
     target: Option<f64>,
     met: Option<f64>,
     loaded: Option<f64>,
@@ -169,6 +171,7 @@ impl Fleet {
         s.result_ts = Some(t);
         let udpst = r.run.engine == Engine::Udpst;
         let cap = r.capacity.as_ref();
+        let rpm = r.responsiveness.as_ref();
         for (dir, figure, capacity, target, verdict) in [
             (
                 Direction::Down,
@@ -195,8 +198,16 @@ impl Fleet {
             // figure: an access measured both ways keeps both series.
             if udpst {
                 d.capacity = capacity.map(|c| c.max_ip_capacity_bps / 8.0);
-            } else {
+            } else if r.run.engine != Engine::Nq {
                 d.throughput = figure.map(|t| t.ip_rate_bps / 8.0);
+            }
+            // A result with responsiveness replaces the latest; others leave it.
+            let figures = match dir {
+                Direction::Up => rpm.and_then(|x| x.up.as_ref()),
+                _ => rpm.and_then(|x| x.down.as_ref()),
+            };
+            if let Some(f) = figures {
+                d.rpm = Some(f.rpm);
             }
             d.target = target.map(|t| t / 8.0);
             d.met = match verdict {
@@ -314,9 +325,10 @@ fn family(out: &mut String, m: &Metric) {
 /// Throughput, target and verdict per access and direction.
 fn render_directed(out: &mut String, agents: &Agents) {
     type Pick = fn(&Directed) -> Option<f64>;
-    let directed: [(Metric, Pick); 4] = [
+    let directed: [(Metric, Pick); 5] = [
         (m::THROUGHPUT, |d| d.throughput),
         (m::IP_CAPACITY, |d| d.capacity),
+        (m::RESPONSIVENESS, |d| d.rpm),
         (m::TARGET, |d| d.target),
         (m::TARGET_MET, |d| d.met),
     ];
@@ -557,6 +569,44 @@ mod tests {
 
     const DOWN: &str =
         "{agent=\"a1\",building=\"b1\",quartier=\"q1\",access=\"fibre\",direction=\"down\"}";
+
+    #[test]
+    fn responsiveness_stays_until_a_result_carries_it_again() {
+        let fleet = Fleet::new(std::time::Duration::from_secs(3600));
+        fleet.result(&delivery("a1"), &record(0, 9.5e8, false), true);
+        assert_eq!(
+            value(&text(&fleet), &format!("sonde_responsiveness_rpm{DOWN}")),
+            None
+        );
+        let mut nq = ResultRecord::responsiveness_example();
+        nq.id = uuid::Uuid::now_v7();
+        nq.access.name = Some("fibre".into());
+        nq.run.started_at = Utc::now() + chrono::Duration::minutes(1);
+        fleet.result(&delivery("a1"), &nq, true);
+        let t = text(&fleet);
+        let up = DOWN.replace("\"down\"", "\"up\"");
+        assert_eq!(
+            value(&t, &format!("sonde_responsiveness_rpm{DOWN}")),
+            Some(820.0)
+        );
+        assert_eq!(
+            value(&t, &format!("sonde_responsiveness_rpm{up}")),
+            Some(310.0)
+        );
+        assert_eq!(
+            value(&t, &format!("sonde_throughput_bytes_per_second{DOWN}")),
+            Some(9.5e8 / 8.0),
+            "an RPM test leaves the latest TCP figure"
+        );
+        // A later throughput test without RPM leaves the latest RPM.
+        nq.run.started_at = Utc::now() + chrono::Duration::minutes(2);
+        fleet.result(&delivery("a1"), &record(3, 9.0e8, false), true);
+        let t = text(&fleet);
+        assert_eq!(
+            value(&t, &format!("sonde_responsiveness_rpm{DOWN}")),
+            Some(820.0)
+        );
+    }
 
     #[test]
     fn a_udpst_test_sets_the_capacity_and_leaves_the_latest_tcp_figure() {

@@ -79,7 +79,12 @@ fn load_grows_until_goodput_is_stable_then_responsiveness_ends_the_test() {
         }
     }
     // A connection is added at every interval until the test ends.
-    assert!(steps[..steps.len() - 1].iter().all(|s| *s == Step::AddConnection), "{steps:?}");
+    assert!(
+        steps[..steps.len() - 1]
+            .iter()
+            .all(|s| *s == Step::AddConnection),
+        "{steps:?}"
+    );
     assert_eq!(steps.last(), Some(&Step::Done), "{steps:?}");
     assert!(steps.len() < 20, "stable before the limit: {steps:?}");
     let out = wc.outcome().expect("outcome");
