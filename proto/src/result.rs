@@ -372,6 +372,16 @@ pub struct Responsiveness {
     pub up: Option<RpmFigures>,
 }
 
+impl Responsiveness {
+    /// The figures under load in direction `d`, when that direction ran.
+    pub fn of(&self, d: Direction) -> Option<&RpmFigures> {
+        match d {
+            Direction::Up => self.up.as_ref(),
+            _ => self.down.as_ref(),
+        }
+    }
+}
+
 crate::named! {
     /// How far a responsiveness test got towards stable working conditions.
     pub enum RpmConfidence {

@@ -196,10 +196,7 @@ impl Directed {
                 rec.verdict.up,
             ),
         ] {
-            let rpm = rec.responsiveness.as_ref().and_then(|x| match dir {
-                Direction::Up => x.up.as_ref(),
-                _ => x.down.as_ref(),
-            });
+            let rpm = rec.responsiveness.as_ref().and_then(|x| x.of(dir));
             let dir = dir.as_str();
             if let Some(f) = rpm {
                 self.rpm.with_label_values(&[a, dir]).set(f.rpm);

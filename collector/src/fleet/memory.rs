@@ -171,7 +171,6 @@ impl Fleet {
         s.result_ts = Some(t);
         let udpst = r.run.engine == Engine::Udpst;
         let cap = r.capacity.as_ref();
-        let rpm = r.responsiveness.as_ref();
         for (dir, figure, capacity, target, verdict) in [
             (
                 Direction::Down,
@@ -202,11 +201,7 @@ impl Fleet {
                 d.throughput = figure.map(|t| t.ip_rate_bps / 8.0);
             }
             // A result with responsiveness replaces the latest; others leave it.
-            let figures = match dir {
-                Direction::Up => rpm.and_then(|x| x.up.as_ref()),
-                _ => rpm.and_then(|x| x.down.as_ref()),
-            };
-            if let Some(f) = figures {
+            if let Some(f) = r.responsiveness.as_ref().and_then(|x| x.of(dir)) {
                 d.rpm = Some(f.rpm);
             }
             d.target = target.map(|t| t / 8.0);
