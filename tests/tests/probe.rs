@@ -218,7 +218,7 @@ fn usage_errors_exit_64_with_one_line_naming_the_culprit() {
             "nosuchif",
         ),
         (&["probe", "--responder", "not a url"], "--responder"),
-        (&["probe", "--responder", "https://127.0.0.1:9"], "https"),
+        (&["probe", "--responder", "ftp://127.0.0.1:9"], "ftp"),
         (
             &[
                 "probe",
