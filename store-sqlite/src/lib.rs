@@ -338,7 +338,7 @@ impl ReportSource for SqliteStore {
                 .zip(pinned)
                 .map(|((sink, part), conn)| {
                     s.spawn(move || -> Result<(), Error> {
-                        let done = scan::facts(&conn, part, scope, false, &mut **sink);
+                        let done = scan::facts(&conn, part, scope, true, &mut **sink);
                         let _ = conn.execute_batch("COMMIT");
                         readers.give(conn);
                         done
@@ -447,6 +447,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let r = record(3, "a1");
         let udpst = ResultRecord::capacity_example();
+        let mut rpm = ResultRecord::responsiveness_example();
+        rpm.id = uuid::Uuid::now_v7();
         {
             // A database as version 2 of the schema left it, with one result.
             let mut conn = Connection::open(&path).expect("raw");
@@ -473,6 +475,12 @@ mod tests {
                 ],
             )
             .expect("old UDPST row");
+            conn.execute(
+                "INSERT INTO results (id, agent_id, access_kind, started_at, outcome,
+                     received_at, record) VALUES (?1, 'a3', 'ftth', ?2, 'ok', 0, ?3)",
+                params![rpm.id.to_string(), ns(rpm.run.started_at), rpm.to_json()],
+            )
+            .expect("old RPM row");
         }
         let s = SqliteStore::open(&path).expect("migrate");
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
@@ -534,6 +542,20 @@ mod tests {
             cap,
             (Some(148.3e6), Some(49.4e6), Some(148.3e6), Some(49.4e6))
         );
+        // Migration 14 read the RPM of each direction.
+        let rpms: (Option<f64>, Option<f64>) = s
+            .lock()
+            .query_row(
+                "SELECT rpm_down, rpm_up FROM report_facts f
+                 JOIN report_accesses a ON a.id = f.access_id WHERE a.agent_id = 'a3'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("RPM fact");
+        let want = rpm.responsiveness.as_ref().expect("responsiveness");
+        assert_eq!(rpms.0, want.down.as_ref().map(|d| d.rpm));
+        assert_eq!(rpms.1, want.up.as_ref().map(|d| d.rpm));
+        assert!(rpms.0.is_some());
         // The id stays unique after the move.
         let again = s
             .insert(&delivery("a1"), std::slice::from_ref(&r), Utc::now())

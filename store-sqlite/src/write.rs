@@ -95,9 +95,9 @@ fn insert_fact(
         "INSERT INTO report_facts (access_id, started_at, result_rowid, outcome, reason,
              flags, down_bps, up_bps, down_goodput_bps, target_down_bps, verdict_down,
              idle_s, loaded_s, probes_sent, probes_received, version, streams, interval_s,
-             cap_down_bps, cap_up_bps)
+             cap_down_bps, cap_up_bps, rpm_down, rpm_up)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20)",
+             ?19, ?20, ?21, ?22)",
     )?
     .execute(params![
         access_id,
@@ -120,6 +120,8 @@ fn insert_fact(
         row.interval_s,
         row.cap_down_bps,
         row.cap_up_bps,
+        row.rpm_down,
+        row.rpm_up,
     ])?;
     Ok(())
 }

@@ -105,7 +105,7 @@ pub trait ReportSource: Send + Sync {
         sink: &mut dyn ReportSink,
     ) -> Result<(), StoreError>;
 
-    /// Like [`ReportSource::report_scan`], the accesses shared out among `sinks`
+    /// Like [`ReportSource::report_scan`] with ids, the accesses shared out among `sinks`
     /// (the i-th access of the scan to `sinks[i % n]`, its results with it), each part
     /// read on a thread of its own where the backend can, all from one consistent
     /// snapshot. The default reads in one pass.
@@ -129,7 +129,7 @@ pub fn split_scan<S: ReportSource + ?Sized>(
         owner: std::collections::HashMap::new(),
         last: None,
     };
-    source.report_scan(scope, false, &mut split)
+    source.report_scan(scope, true, &mut split)
 }
 
 /// Routes a scan's accesses and their results among several sinks.

@@ -9,6 +9,8 @@ use sonde_proto::ResultRecord;
 /// A result as reports read it, with the access it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportRow {
+    /// The result's id.
+    pub id: String,
     /// Agent id (from the delivery, never the payload).
     pub agent_id: String,
     /// Access name (`""` when the record has none).
@@ -56,6 +58,10 @@ pub struct ReportRow {
     pub version: String,
     /// `run.streams`.
     pub streams: Option<i64>,
+    /// `responsiveness.down.rpm`.
+    pub rpm_down: Option<f64>,
+    /// `responsiveness.up.rpm`.
+    pub rpm_up: Option<f64>,
 }
 
 /// Unix nanoseconds of `t` (the far future past what an `i64` holds).
@@ -71,6 +77,7 @@ impl ReportRow {
         let (down_bps, up_bps) = sonde_method::verdict::ip_rates(r);
         let cap = r.capacity.as_ref();
         ReportRow {
+            id: r.id.to_string(),
             agent_id: delivery.agent_id.clone(),
             access: r.access.name.clone().unwrap_or_default(),
             quartier: delivery.quartier.clone().unwrap_or_default(),
@@ -100,6 +107,16 @@ impl ReportRow {
             probes_received: idle.map(|l| i64::from(l.received)),
             version: r.agent.version.clone(),
             streams: Some(i64::from(r.run.streams)),
+            rpm_down: r
+                .responsiveness
+                .as_ref()
+                .and_then(|x| x.down.as_ref())
+                .map(|d| d.rpm),
+            rpm_up: r
+                .responsiveness
+                .as_ref()
+                .and_then(|x| x.up.as_ref())
+                .map(|d| d.rpm),
         }
     }
 
@@ -129,6 +146,8 @@ impl ReportRow {
             version: &self.version,
             streams: self.streams,
             interval_s: self.interval_s,
+            rpm_down: self.rpm_down,
+            rpm_up: self.rpm_up,
             id,
         }
     }

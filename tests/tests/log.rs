@@ -127,6 +127,8 @@ fn a_monitor_follows_the_log_and_names_a_rewritten_history() {
          DROP TABLE agent_keys; DROP TABLE agent_chains; DROP TABLE chain_gaps;
          DROP TABLE key_rotations;
          ALTER TABLE results DROP COLUMN envelope;
+         ALTER TABLE report_facts DROP COLUMN rpm_down;
+         ALTER TABLE report_facts DROP COLUMN rpm_up;
          PRAGMA user_version = 10;",
     )
     .expect("rewrite");

@@ -22,6 +22,10 @@ fn collector_with_results(dir: &Path) -> (Collector, String, String) {
     seed_spool(&adir.join("state"), 40, |i| {
         let mut r = record(i as i64 * 60);
         r.run.interval_s = Some(3600.0);
+        // Some tests measured responsiveness too (a report column, §7.3).
+        if i % 4 == 0 {
+            r.responsiveness = sonde_proto::ResultRecord::responsiveness_example().responsiveness;
+        }
         r
     });
     let agent = Agent::start(&adir, &collector, &AgentSetup::uploader(1000, 20));
@@ -266,6 +270,35 @@ fn bad_arguments_are_one_line_with_exit_64_and_http_serves_the_same_signed_repor
     std::fs::write(&key, run.stdout()).expect("key");
     let ok = verify(&saved.join(&name), &key);
     assert_eq!(ok.code(), 0, "{}{}", ok.stdout(), ok.stderr());
+    // The access's worst and typical tests are named, and the HTML report links their
+    // pictures, which the collector serves; the RPM medians have their column.
+    let access = &json["accesses"][0];
+    let worst = access["worst_result_id"].as_str().expect("a worst test");
+    assert!(access["typical_result_id"].is_string(), "{access}");
+    let example = sonde_proto::ResultRecord::responsiveness_example();
+    let rpm = example.responsiveness.as_ref().expect("rpm");
+    assert_eq!(
+        access["rpm_down_median"].as_f64(),
+        rpm.down.as_ref().map(|d| d.rpm)
+    );
+    let (code, body) =
+        sonde_e2e::http_get(&collector.http, &path.replace("format=json", "format=html"))
+            .expect("HTTP answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(" (RPM)</th>"), "no responsiveness column");
+    let href = format!("/api/v1/results/{worst}/plot.svg");
+    assert!(
+        body.contains(&format!("<a href=\"{href}\">")),
+        "no link to {href}"
+    );
+    let (code, headers, svg) =
+        sonde_e2e::http_get_with_headers(&collector.http, &href).expect("HTTP answers");
+    assert_eq!(code, 200, "{svg}");
+    assert!(
+        headers["content-type"].starts_with("image/svg+xml"),
+        "{headers:?}"
+    );
+    assert!(svg.contains(&worst[..8]), "the picture names its test");
     // Bad parameters are a 400 with the reason.
     let (code, body) = sonde_e2e::http_get(
         &collector.http,

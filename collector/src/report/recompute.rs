@@ -130,7 +130,7 @@ pub fn recompute(inputs: &Inputs, rows: Vec<ReportRow>) -> Result<Report, String
     let mut b = Builder::new(&request).with_plan(inputs.planned.clone());
     b.accesses(inputs.accesses.clone());
     for (i, r) in &kept {
-        let mut f = r.fact(None);
+        let mut f = r.fact(Some(&r.id));
         f.kind = &inputs.accesses[*i].kind;
         b.fact(&f)?;
     }

@@ -91,6 +91,10 @@ pub struct Fact<'a> {
     /// `run.interval_s`: the schedule the test ran on; `None` for a manual probe
     /// (`sonde-agent probe`, imported or not).
     pub interval_s: Option<f64>,
+    /// `responsiveness.down.rpm`: RPM under download load (§11).
+    pub rpm_down: Option<f64>,
+    /// `responsiveness.up.rpm`.
+    pub rpm_up: Option<f64>,
     /// The result id, when asked for.
     pub id: Option<&'a str>,
 }

@@ -319,6 +319,16 @@ pub struct AccessReport {
     pub loaded_latency_median_s: Option<f64>,
     /// Idle probes lost over probes sent, valid tests pooled.
     pub loss_ratio: Option<f64>,
+    /// Median RPM under download load of the valid tests that measured it (§11).
+    pub rpm_down_median: Option<f64>,
+    /// Median RPM under upload load.
+    pub rpm_up_median: Option<f64>,
+    /// The valid test with the lowest download rate (the earliest of equals), by id:
+    /// its picture is `/api/v1/results/{id}/plot.svg`.
+    pub worst_result_id: Option<String>,
+    /// The valid test whose download rate is the median one (the lower median; the
+    /// earliest of equals), by id.
+    pub typical_result_id: Option<String>,
     #[serde(skip)]
     counts: Counts,
 }
@@ -474,6 +484,10 @@ struct Acc {
     peak_ratios: Vec<f64>,
     idle: Vec<f64>,
     loaded: Vec<f64>,
+    rpm_down: Vec<f64>,
+    rpm_up: Vec<f64>,
+    /// Each valid test with a download rate and an id: (rate, start, id).
+    picks: Vec<(f64, i64, String)>,
     counts: Counts,
     not_valid: NotValid,
     /// Target sub-periods read, and the one being read.
@@ -560,6 +574,17 @@ fn bucket_len(schedule: Option<&ScheduledAccess>, plan: Option<&PlannedAccess>) 
     bucket_hours(plan.map_or_else(|| schedule.and_then(|s| s.interval_s), |p| Some(p.every_s)))
 }
 
+/// The worst and the typical test of an access (§7.3): the lowest download rate, and
+/// the lower median one, the earliest of equals; `None` without ids.
+fn pictures(picks: &mut [(f64, i64, String)]) -> (Option<String>, Option<String>) {
+    picks.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let worst = picks.first().map(|p| p.2.clone());
+    let typical = picks
+        .get(picks.len().saturating_sub(1) / 2)
+        .map(|p| p.2.clone());
+    (worst, typical)
+}
+
 fn ratio(n: u64, d: u64) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
 }
@@ -590,6 +615,9 @@ impl Acc {
         let peak = at.peak();
         if let Some(d) = f.down_bps {
             self.down.push(d);
+            if let Some(id) = f.id {
+                self.picks.push((d, f.started_at_ns, id.to_string()));
+            }
             if peak {
                 self.peak.push(d);
             }
@@ -629,6 +657,8 @@ impl Acc {
         }
         self.idle.extend(f.idle_s);
         self.loaded.extend(f.loaded_s);
+        self.rpm_down.extend(f.rpm_down);
+        self.rpm_up.extend(f.rpm_up);
         if let (Some(sent), Some(received)) = (f.probes_sent, f.probes_received) {
             self.counts.sent += sent.max(0) as u64;
             self.counts.lost += (sent - received).max(0) as u64;
@@ -781,6 +811,7 @@ impl<'r> Builder<'r> {
         let target = c.targets.last().and_then(|t| t.target_down_bps);
         let (compliant, standing) = judge(&c);
         let is_4g = c.kind == "4g";
+        let (worst_result_id, typical_result_id) = pictures(&mut c.picks);
         AccessReport {
             coverage,
             download_bps: Spread::select(&mut c.down),
@@ -803,6 +834,10 @@ impl<'r> Builder<'r> {
             idle_latency_median_s: select(&mut c.idle, 0.5),
             loaded_latency_median_s: select(&mut c.loaded, 0.5),
             loss_ratio: ratio(c.counts.lost, c.counts.sent),
+            rpm_down_median: select(&mut c.rpm_down, 0.5),
+            rpm_up_median: select(&mut c.rpm_up, 0.5),
+            worst_result_id,
+            typical_result_id,
             counts: c.counts,
             quartier: c.quartier,
             building: c.building,

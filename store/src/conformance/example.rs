@@ -325,7 +325,7 @@ pub fn rollup<'a>(rows: &'a [Rollup], quartier: Option<&str>, kind: &str) -> &'a
 pub fn build(store: &dyn Store, request: &Request) -> Report {
     let mut builder = Builder::new(request);
     store
-        .report_scan(&request.scope, false, &mut builder)
+        .report_scan(&request.scope, true, &mut builder)
         .expect("report scan");
     builder.finish()
 }

@@ -164,6 +164,7 @@ impl ReportSink for Rows {
 
     fn fact(&mut self, f: &Fact<'_>) -> Result<(), String> {
         let row = ReportRow {
+            id: f.id.unwrap_or_default().into(),
             agent_id: f.agent_id.into(),
             access: f.access.into(),
             quartier: f.quartier.into(),
@@ -187,6 +188,8 @@ impl ReportSink for Rows {
             probes_received: f.probes_received,
             version: f.version.into(),
             streams: f.streams,
+            rpm_down: f.rpm_down,
+            rpm_up: f.rpm_up,
         };
         self.facts.push((row, f.id.map(str::to_string)));
         Ok(())
@@ -689,6 +692,9 @@ pub fn report_rows_are_the_one_mapping_of_each_record(s: &dyn Store) {
     full.id = uuid::Uuid::now_v7();
     full.flags = vec![Flag::Unstable, Flag::LatencyLoss];
     full.status.reason = Some(FailureReason::StreamError);
+    // The RPM figures are report columns too.
+    full.responsiveness = ResultRecord::responsiveness_example().responsiveness;
+    assert!(ReportRow::of(&delivery("a1"), &full).rpm_up.is_some());
     let mut failed = record(3, "a1");
     failed.status.outcome = Outcome::Failed;
     failed.status.reason = Some(FailureReason::Busy);

@@ -54,6 +54,19 @@ pub fn every_figure_of_the_worked_example(store: &dyn Store) {
     eq(a.upload_bps.p90, 5.8e8);
     eq(a.target_down_bps, 1e9);
     eq(a.target_met_ratio, 3.0 / 5.0);
+    // Its pictures: the worst valid test is the 0.90 Gb/s one (19:30), the typical
+    // one the median, 0.99 Gb/s (21:30); the flagged 0.5 Gb/s test is not valid.
+    let started = |id: &Option<String>| {
+        let id = id.as_deref().expect("an id");
+        let stored = store.result(id).expect("read").expect("stored");
+        sonde_proto::ResultRecord::from_json(stored.record.as_bytes())
+            .expect("record")
+            .run
+            .started_at
+    };
+    assert_eq!(started(&a.worst_result_id), at((2026, 11, 2, 19, 30)));
+    assert_eq!(started(&a.typical_result_id), at((2026, 11, 2, 21, 30)));
+    assert_eq!(a.rpm_down_median, None, "no test measured RPM");
     // 0.99 Gb/s ≥ 1 Gb/s × (1 − 2 %), but 5 valid tests on one day are below the
     // minimum sample (10 tests on 3 days, 5 at peak on 3 weeknights): not judged.
     assert_eq!(a.compliant, None);
@@ -534,6 +547,18 @@ pub fn retention_deletes_raw_results_but_reports_keep_their_figures(store: &dyn 
         .expect("page");
     assert!(page.results.is_empty());
     let after = build(store, &req);
-    assert_eq!(before.accesses, after.accesses);
+    // The figures stay; the pictures went with their records (no link to nothing).
+    assert!(before.accesses[0].worst_result_id.is_some());
+    let unlinked: Vec<_> = before
+        .accesses
+        .iter()
+        .cloned()
+        .map(|mut a| {
+            a.worst_result_id = None;
+            a.typical_result_id = None;
+            a
+        })
+        .collect();
+    assert_eq!(unlinked, after.accesses);
     assert_eq!(before.quartiers, after.quartiers);
 }

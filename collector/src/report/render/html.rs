@@ -501,8 +501,22 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
         lang.w("idle / loaded latency", "latence à vide / en charge"),
         lang.w("loss", "pertes"),
         lang.w("not valid, why", "non valides, pourquoi"),
+        lang.w("pictures: worst, typical", "images : pire, typique"),
     ];
     let mut heads = heads.to_vec();
+    // Responsiveness beside the latency, when some access measured it.
+    let any_rpm = rows
+        .iter()
+        .any(|a| a.rpm_down_median.is_some() || a.rpm_up_median.is_some());
+    if any_rpm {
+        heads.insert(
+            RPM_COLUMN,
+            lang.w(
+                "responsiveness down / up (RPM)",
+                "réactivité desc. / mont. (RPM)",
+            ),
+        );
+    }
     // The RFC 9097 capacity beside the TCP figures, when some access has UDPST tests.
     let any_capacity = rows.iter().any(|a| a.capacity_tests > 0);
     if any_capacity {
@@ -518,6 +532,10 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
     let any_planned = rows.iter().any(|a| a.coverage.planned);
     for a in rows {
         let mut cells = access_cells(a, any_planned, lang).to_vec();
+        cells.push(pictures_cell(a, lang));
+        if any_rpm {
+            cells.insert(RPM_COLUMN, rpm_cell(a, lang));
+        }
         if any_capacity {
             cells.insert(CAPACITY_COLUMN, capacity_cell(a, lang));
         }
@@ -545,6 +563,42 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
 
 /// Where the capacity column goes in the access table: after the upload median.
 const CAPACITY_COLUMN: usize = 7;
+
+/// Where the responsiveness column goes (before the capacity one is inserted): after
+/// the latency.
+const RPM_COLUMN: usize = 15;
+
+/// An access's median RPM each way (METHODOLOGY §11), "—" without any.
+fn rpm_cell(a: &AccessReport, lang: Lang) -> String {
+    let rpm = |v: Option<f64>| v.map_or("—".to_string(), |x| lang.count(x.round() as u64));
+    format!("{} / {}", rpm(a.rpm_down_median), rpm(a.rpm_up_median))
+}
+
+/// Links to the pictures of the access's worst and typical valid tests, as the
+/// collector serves them (`/api/v1/results/{id}/plot.svg`, METHODOLOGY §1.7); "—"
+/// when their records are gone or there was no valid test.
+fn pictures_cell(a: &AccessReport, lang: Lang) -> String {
+    let link = |id: &Option<String>, label: &str| {
+        id.as_deref().map(|id| {
+            format!(
+                "<a href=\"/api/v1/results/{}/plot.svg\">{label}</a>",
+                esc(id)
+            )
+        })
+    };
+    let links: Vec<String> = [
+        link(&a.worst_result_id, lang.w("worst", "pire")),
+        link(&a.typical_result_id, lang.w("typical", "typique")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if links.is_empty() {
+        "—".into()
+    } else {
+        links.join(" · ")
+    }
+}
 
 /// An access's median MaxIPLayerCapacity each way and its UDPST tests (METHODOLOGY
 /// §10), "—" without any.

@@ -131,6 +131,10 @@ const SUMMARY_COLUMNS: &[&str] = &[
     "capacity_tests",
     "capacity_down_median_bps",
     "capacity_up_median_bps",
+    "rpm_down_median",
+    "rpm_up_median",
+    "worst_result_id",
+    "typical_result_id",
 ];
 
 fn thresholds_cells(t: Option<Thresholds>) -> [String; 3] {
@@ -229,6 +233,10 @@ fn access_row(a: &AccessReport) -> Vec<String> {
     row.push(a.capacity_tests.to_string());
     row.push(num(a.capacity_down_bps.median));
     row.push(num(a.capacity_up_bps.median));
+    row.push(num(a.rpm_down_median));
+    row.push(num(a.rpm_up_median));
+    row.push(a.worst_result_id.clone().unwrap_or_default());
+    row.push(a.typical_result_id.clone().unwrap_or_default());
     row
 }
 
@@ -274,8 +282,8 @@ fn rollup_row(level: &str, r: &Rollup) -> Vec<String> {
     // Roll-ups: the median of the accesses' ratios.
     row.push(num(r.download_median_ratio.median));
     row.push(num(r.peak_download_ratio_median));
-    // Target periods and capacity are per access.
-    row.extend(std::iter::repeat_n(String::new(), 4));
+    // Target periods, capacity, responsiveness and pictures are per access.
+    row.extend(std::iter::repeat_n(String::new(), 8));
     row
 }
 
@@ -306,6 +314,8 @@ pub const RAW_COLUMNS: &[&str] = &[
     "interval_s",
     "capacity_down_bps",
     "capacity_up_bps",
+    "rpm_down",
+    "rpm_up",
 ];
 
 struct RawCsv<W: Write> {
@@ -352,6 +362,8 @@ impl<W: Write> ReportSink for RawCsv<W> {
                 &num(f.interval_s),
                 &num(f.cap_down_bps),
                 &num(f.cap_up_bps),
+                &num(f.rpm_down),
+                &num(f.rpm_up),
             ])
             .map_err(|e| format!("writing the raw results: {e}"))
     }
