@@ -206,15 +206,21 @@ fn rtt_panel(
         time_max,
         max_rtt.unwrap_or(highest * 1.2).max(0.001),
     );
+    // The figures are over the measured window; the dots are every probe of the test.
     let loaded = t.loaded_latency.as_ref();
+    let drawn = format!(
+        "drawn: {} echoes, {} lost",
+        series.rtt_s.len(),
+        series.lost_at_s.len()
+    );
     let summary = match loaded.and_then(|l| l.median_s) {
         Some(m) => format!(
-            "Round trip under load · median {} · {} lost of {}",
+            "Round trip under load · window median {}, {} lost of {} · {drawn}",
             ms(m),
             loaded.map_or(0, |l| l.sent - l.received),
             loaded.map_or(0, |l| l.sent)
         ),
-        None => "Round trip under load · no echo".to_string(),
+        None => format!("Round trip under load · no echo in the window · {drawn}"),
     };
     svg.text(72.0, top - 8.0, "start", 12.0, &summary);
     svg.axes(&f, ms, "s");

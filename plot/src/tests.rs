@@ -49,6 +49,17 @@ fn a_recorded_test_draws_both_directions_with_their_streams_figure_and_stop() {
         .sum();
     assert_eq!(dots, echoes);
     let words = texts(&doc).join("\n");
+    // The latency title says both what the figure counts (the measured window) and
+    // what the panel draws (every probe).
+    let down = r.download.as_ref().expect("download");
+    let series = down.series.as_ref().expect("series");
+    let drawn = format!(
+        "drawn: {} echoes, {} lost",
+        series.rtt_s.len(),
+        series.lost_at_s.len()
+    );
+    assert!(words.contains(&drawn), "{drawn:?} not in\n{words}");
+    assert!(words.contains("window median"), "{words}");
     for w in [
         "probe · access (4g)",
         "methodology 4",
