@@ -189,6 +189,12 @@ fn fields(a: &AccessSpec) -> Vec<(&'static str, String)> {
             "budget_month",
             a.budget_month.clone().unwrap_or_else(|| "-".into()),
         ),
+        ("rpm", a.rpm.to_string()),
+        (
+            "rpm_config",
+            a.rpm_config.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("rpm_ca", a.rpm_ca.clone().unwrap_or_else(|| "-".into())),
     ]
 }
 

@@ -41,6 +41,17 @@ pub struct Access {
     pub max_duration: Duration,
     /// Monthly data budget, bytes.
     pub budget: Option<u64>,
+    /// Responsiveness to measure after each throughput test, when asked.
+    pub rpm: Option<Rpm>,
+}
+
+/// An access's responsiveness measurement (§11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rpm {
+    /// The network-quality configuration URL; `None`: the responder's own.
+    pub config: Option<url::Url>,
+    /// PEM certificates to trust for it instead of the system's roots.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Access {
@@ -171,6 +182,7 @@ pub fn check(
             None
         })
     });
+    let rpm = check_rpm(at, a, &responders, p);
     let (down, up) = crate::verdict::default_targets(kind?);
     let checked = Access {
         name: a.name.clone(),
@@ -186,9 +198,48 @@ pub fn check(
         streams: a.streams,
         max_duration: Duration::from_secs_f64(a.max_duration.clamp(1.0, 60.0)),
         budget,
+        rpm,
     };
     check_budget_fits(at, a, &checked, p);
     Some(checked)
+}
+
+/// An access's `rpm`, `rpm_config` and `rpm_ca`: an HTTPS configuration URL, a CA
+/// only beside RPM, and no data budget (an RPM test is not bounded by one yet).
+fn check_rpm(
+    at: &str,
+    a: &AccessSpec,
+    responders: &[url::Url],
+    p: &mut Vec<String>,
+) -> Option<Rpm> {
+    if !a.rpm && (a.rpm_config.is_some() || a.rpm_ca.is_some()) {
+        p.push(format!(
+            "{at}.rpm: rpm_config and rpm_ca need rpm = true (or are a mistake)"
+        ));
+    }
+    let measures_rpm = a.rpm || responders.iter().any(|r| r.scheme() == "https");
+    if measures_rpm && a.budget_month.is_some() {
+        p.push(format!(
+            "{at}.budget_month: an RPM test (rpm = true or an https:// responder) is not bounded by a data budget; remove one of them"
+        ));
+    }
+    let config = a.rpm_config.as_ref().and_then(|c| match url::Url::parse(c) {
+        Ok(u) if u.scheme() == "https" => Some(u),
+        Ok(_) => {
+            p.push(format!(
+                "{at}.rpm_config: {c:?} is not an https:// URL (e.g. https://r.example/.well-known/nq)"
+            ));
+            None
+        }
+        Err(e) => {
+            p.push(format!("{at}.rpm_config: {c:?}: {e}"));
+            None
+        }
+    });
+    a.rpm.then(|| Rpm {
+        config,
+        ca: a.rpm_ca.as_ref().map(std::path::PathBuf::from),
+    })
 }
 
 /// A monthly budget holds at least one minimal test of the access.
@@ -437,6 +488,54 @@ responders = ["http://r1.example:8080"]
             problems,
             vec!["group[0].access: at least one access is needed".to_string()]
         );
+    }
+
+    #[test]
+    fn an_access_may_measure_rpm_against_an_https_configuration_without_a_budget() {
+        let with = |extra: &str| {
+            let text = PLAN.replacen("streams = 1", &format!("streams = 1\n{extra}"), 1);
+            let mut p = Vec::new();
+            let a = check_all("", &parse(&text).groups[0].access, &mut p);
+            (a.get(1).and_then(|a| a.rpm.clone()), p)
+        };
+        let (rpm, p) = with("rpm = true");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(
+            rpm,
+            Some(Rpm {
+                config: None,
+                ca: None
+            })
+        );
+        let (rpm, p) = with(
+            "rpm = true\nrpm_config = \"https://nq.example/.well-known/nq\"\nrpm_ca = \"/etc/sonde/nq.pem\"",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let rpm = rpm.expect("rpm");
+        assert_eq!(
+            rpm.config.map(|u| u.to_string()).as_deref(),
+            Some("https://nq.example/.well-known/nq")
+        );
+        assert_eq!(rpm.ca, Some("/etc/sonde/nq.pem".into()));
+        assert_eq!(with("").0, None, "off by default");
+        for (extra, says) in [
+            (
+                "rpm = true\nrpm_config = \"http://nq.example/\"",
+                "access[1].rpm_config: \"http://nq.example/\" is not an https:// URL",
+            ),
+            (
+                "rpm_ca = \"/etc/sonde/nq.pem\"",
+                "access[1].rpm: rpm_config and rpm_ca need rpm = true",
+            ),
+            (
+                "rpm = true\nbudget_month = \"20GB\"",
+                "access[1].budget_month: an RPM test",
+            ),
+        ] {
+            let (_, p) = with(extra);
+            assert_eq!(p.len(), 1, "{extra}: {p:?}");
+            assert!(p[0].starts_with(says), "{extra}: {p:?}");
+        }
     }
 
     #[test]

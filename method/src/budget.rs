@@ -164,8 +164,21 @@ pub fn charge(r: &sonde_proto::ResultRecord, allowance: u64, max_bps: f64) -> u6
             None => 0.0,
         };
     }
+    // Responsiveness moves its own bytes, over TLS (counted as payload) on TCP.
+    if let Some(x) = &r.responsiveness {
+        let moved: u64 = [&x.down, &x.up]
+            .into_iter()
+            .flatten()
+            .map(|f| f.bytes)
+            .sum();
+        total += moved as f64 * TCP_OVERHEAD;
+    }
     total.ceil() as u64
 }
+
+/// IP bytes per TCP payload byte of full segments at a 1500-byte MTU with timestamps
+/// (1500 ÷ 1448), for tests whose record gives no ratio of its own.
+const TCP_OVERHEAD: f64 = 1500.0 / 1448.0;
 
 #[cfg(test)]
 mod tests {
@@ -234,6 +247,21 @@ mod tests {
         let tiny = minimal_test(150e6) - 1;
         let (used, ran, _) = simulate(tiny, Duration::from_secs(3600), 150e6, 3);
         assert_eq!((used, ran), (0, 0));
+    }
+
+    #[test]
+    fn responsiveness_bytes_are_charged_at_the_ip_layer() {
+        let mut r = sonde_proto::ResultRecord::responsiveness_example();
+        r.download = None;
+        r.upload = None;
+        r.idle_latency = None;
+        let x = r.responsiveness.as_ref().expect("rpm");
+        let moved = x.down.as_ref().map_or(0, |f| f.bytes) + x.up.as_ref().map_or(0, |f| f.bytes);
+        assert!(moved > 0);
+        let want = (FIXED_BYTES as f64 + moved as f64 * 1500.0 / 1448.0).ceil() as u64;
+        assert_eq!(charge(&r, 1_000_000, 1e9), want);
+        r.responsiveness = None;
+        assert_eq!(charge(&r, 1_000_000, 1e9), FIXED_BYTES);
     }
 
     #[test]

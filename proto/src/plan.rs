@@ -62,6 +62,18 @@ pub struct AccessSpec {
     /// exceed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_month: Option<String>,
+    /// Measure responsiveness (RPM, draft-ietf-ippm-responsiveness) after each
+    /// throughput test, against the responder's network-quality server or `rpm_config`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rpm: bool,
+    /// The network-quality configuration URL (`https://…/.well-known/nq`) to measure
+    /// RPM against instead of the responder's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm_config: Option<String>,
+    /// PEM certificates (a file on the box) to trust for that server instead of the
+    /// system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm_ca: Option<String>,
     /// Fields this side does not know, by name.
     #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unknown: BTreeMap<String, serde_json::Value>,
@@ -293,6 +305,9 @@ mod tests {
                 streams: 8,
                 max_duration: 10.0,
                 budget_month: None,
+                rpm: false,
+                rpm_config: None,
+                rpm_ca: None,
                 unknown: BTreeMap::new(),
             }],
             suppress: Vec::new(),

@@ -251,6 +251,11 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Whether the daemon has exited (a refused configuration exits at once).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Writes a configuration into `dir` and starts the daemon; state in `dir/state`.
     pub fn start(dir: &Path, collector: &Collector, setup: &AgentSetup) -> Agent {
         let state_dir = dir.join("state");

@@ -6,7 +6,7 @@
 //! time. On netlab (root) with Cloudflare's `mach` built: both clients on the shallow
 //! and the deep-queue profile.
 
-use sonde_e2e::pipeline::scratch;
+use sonde_e2e::pipeline::{scratch, Agent, AgentSetup, Collector};
 use sonde_e2e::{agent, Responder};
 use sonde_proto::{Engine, Outcome, ResultRecord};
 use std::io::{Read, Write};
@@ -73,6 +73,46 @@ fn probe_rpm_measures_both_directions_against_the_responder() {
             _ => "excellent",
         };
         assert_eq!(f.grade.as_str(), grade, "{f:?}");
+    }
+}
+
+/// An access with `rpm = true`: the daemon measures responsiveness after each
+/// throughput test and its result reaches the collector with both.
+#[test]
+fn a_daemon_access_with_rpm_delivers_results_with_responsiveness() {
+    let dir = scratch("rpm-daemon");
+    let (responder, ca) = responder(&dir);
+    let mut collector = Collector::configure(&dir);
+    collector.start();
+    let adir = dir.join("agent");
+    collector.enroll("b-rpm", &adir.join("state"));
+    let setup = AgentSetup {
+        access_extra: format!("rpm = true\nrpm_ca = \"{}\"\n", ca.display()),
+        ..AgentSetup::probing(responder.url())
+    };
+    let mut agent = Agent::start(&adir, &collector, &setup);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let stored = loop {
+        if let Some(r) = collector.all_results().into_iter().next() {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline && !agent.exited(),
+            "no result arrived: {}",
+            std::fs::read_to_string(&agent.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    drop(agent);
+    assert_eq!(stored["status"]["outcome"], "ok", "{stored}");
+    assert!(
+        stored["download"]["ip_rate_bps"].as_f64().is_some(),
+        "{stored}"
+    );
+    let rpm = &stored["responsiveness"];
+    for dir in ["down", "up"] {
+        let v = rpm[dir]["rpm"].as_f64().unwrap_or(0.0);
+        assert!(v > 0.0 && v.is_finite(), "{dir}: {rpm}");
     }
 }
 

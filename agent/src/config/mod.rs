@@ -341,6 +341,12 @@ fn check_access(
             }
             Err(e) => p.push(format!("{at}.interface: {e}")),
         }
+        // The CA file is this box's too: read it now, not at the first test.
+        if let Some(ca) = &a.rpm_ca {
+            if let Err(e) = crate::engine::rpm::read_ca(std::path::Path::new(ca)) {
+                p.push(format!("{at}.rpm_ca: {e}"));
+            }
+        }
     }
     checked
 }
@@ -564,6 +570,39 @@ streams = 1
             problems,
             vec!["access[1].name: \"fibre\" is used by an earlier access".to_string()]
         );
+    }
+
+    #[test]
+    fn an_rpm_ca_is_read_on_the_box_when_the_configuration_is() {
+        let dir = std::env::temp_dir().join(format!("sonde-rpmca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("file");
+        for (ca, says) in [
+            (dir.join("missing.pem"), "cannot read certificates from"),
+            (empty, "holds no certificate"),
+        ] {
+            let text = GOOD.replace(
+                "streams = 1",
+                &format!("streams = 1\nrpm = true\nrpm_ca = \"{}\"", ca.display()),
+            );
+            let file = toml::from_str(&text).expect("parses");
+            let problems = check(file, Interfaces::MustExist).expect_err("unreadable CA");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].starts_with("access[1].rpm_ca: "),
+                "{problems:?}"
+            );
+            assert!(problems[0].contains(says), "{problems:?}");
+        }
+        let c = check(
+            toml::from_str(&GOOD.replace("streams = 1", "streams = 1\nrpm = true"))
+                .expect("parses"),
+            Interfaces::MustExist,
+        )
+        .expect("valid");
+        assert!(c.accesses[1].rpm.is_some() && c.accesses[0].rpm.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

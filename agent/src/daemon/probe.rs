@@ -104,7 +104,10 @@ fn options(
         idle_probes: 50,
         idle_interval: Duration::from_millis(20),
         max_bytes,
-        rpm: None,
+        rpm: access.rpm.as_ref().map(|r| probe::options::RpmOptions {
+            config: r.config.clone(),
+            ca: r.ca.clone(),
+        }),
     }
 }
 

@@ -33,6 +33,14 @@ struct Endpoints {
     upload: (Connector, String),
 }
 
+/// Checks that `path` holds PEM certificates a TLS client can trust (an access's
+/// `rpm_ca`, read when the configuration is).
+pub fn read_ca(path: &std::path::Path) -> Result<(), String> {
+    conn::tls_config(Some(path))
+        .map(|_| ())
+        .map_err(|e| e.message)
+}
+
 /// Measures responsiveness in `directions` against the configuration at `config`.
 pub(crate) async fn measure(
     opts: &Options,
