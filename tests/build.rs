@@ -5,8 +5,9 @@
 //! rendering the HTML report; docker-compose, for validating the compose file; and
 //! dbus-daemon, for the ModemManager look-alike; iperf3, the reference client and the
 //! stock server of the iperf3 engine; and ethtool, which turns GRO on for netlab's
-//! gigabit profiles with a round-trip time; and Cloudflare's mach (cf-mach), the
-//! reference RPM client.
+//! gigabit profiles with a round-trip time; Cloudflare's mach (cf-mach), the
+//! reference RPM client; and VictoriaMetrics (`victoria-metrics`), the long-term store
+//! Prometheus writes to.
 
 /// Where `.ci/run` installs cf-mach's binary.
 const MACH_DIR: &str = "/var/cache/sonde-tools/cf-mach/bin";
@@ -23,6 +24,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_udpst)");
     println!("cargo::rustc-check-cfg=cfg(sonde_udpst_auth)");
     println!("cargo::rustc-check-cfg=cfg(sonde_mach)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_victoria)");
     // Cloudflare's mach (cf-mach), the reference RPM client: built by .ci/run into
     // /var/cache/sonde-tools, or named by SONDE_MACH.
     println!("cargo::rerun-if-env-changed=SONDE_MACH");
@@ -47,6 +49,9 @@ fn main() {
     };
     if on_path("prometheus") && on_path("promtool") {
         println!("cargo::rustc-cfg=sonde_prometheus");
+    }
+    if on_path("victoria-metrics") {
+        println!("cargo::rustc-cfg=sonde_victoria");
     }
     if on_path("chromium") {
         println!("cargo::rustc-cfg=sonde_chromium");

@@ -20,7 +20,15 @@ pub struct Measured {
     pub bytes: u64,
     /// Wall time of the run.
     pub seconds: f64,
+    /// Round trip on the load-generating connections under download and upload load,
+    /// milliseconds: sonde's trimmed mean of its self probes in the reported window,
+    /// mach's median of all its self probes (`loaded_latency_ms`).
+    pub self_ms: (f64, f64),
 }
+
+/// Both clients run each direction for at most the draft's 20 s (mach's default is
+/// 12 s, which ends while a deep queue is still filling).
+pub const SECONDS: u32 = 20;
 
 /// `mach`, when built (`.ci/run` installs cf-mach into /var/cache/sonde-tools, or
 /// `SONDE_MACH` names it).
@@ -62,23 +70,25 @@ fn carried(t: &Topology) -> u64 {
         .sum()
 }
 
-/// sonde's agent: `probe --responder NQ_URL` (RPM alone), both directions, 12 s at
-/// most each (mach's default test length).
+/// sonde's agent: `probe --responder NQ_URL` (RPM alone), both directions,
+/// [`SECONDS`] at most each.
 pub fn sonde(t: &Topology) -> Measured {
     let before = (carried(t), Instant::now());
     let mut cmd = t.command_in(&t.agent_ns, bin("sonde-agent"));
     cmd.args(["probe", "--responder", &t.nq_url(), "--rpm-ca"])
         .arg(t.nq_ca())
-        .args(["--max-duration", "12", "--json"]);
+        .args(["--max-duration", &SECONDS.to_string(), "--json"]);
     let run = run_bounded(cmd, Duration::from_secs(120));
     assert_eq!(run.code(), 0, "sonde: {}", run.stderr());
     let r = ResultRecord::from_json(run.stdout().trim().as_bytes()).expect("record");
     let rpm = r.responsiveness.expect("responsiveness");
+    let (down, up) = (rpm.down.expect("down"), rpm.up.expect("up"));
     Measured {
-        down: rpm.down.expect("down").rpm,
-        up: rpm.up.expect("up").rpm,
+        down: down.rpm,
+        up: up.rpm,
         bytes: carried(t) - before.0,
         seconds: before.1.elapsed().as_secs_f64(),
+        self_ms: (down.self_probes.http_s * 1e3, up.self_probes.http_s * 1e3),
     }
 }
 
@@ -93,6 +103,8 @@ pub fn mach_rpm(t: &Topology, mach: &std::path::Path) -> Measured {
         &t.nq_url(),
         "--insecure",
         "--disable-aim-scores",
+        "--test-duration",
+        &(SECONDS * 1000).to_string(),
     ])
     .env("MACH_UPLOAD_TIMEOUT", "0");
     let run = run_bounded(cmd, Duration::from_secs(120));
@@ -103,5 +115,13 @@ pub fn mach_rpm(t: &Topology, mach: &std::path::Path) -> Measured {
         up: v["upload"]["rpm"].as_f64().expect("upload rpm"),
         bytes: carried(t) - before.0,
         seconds: before.1.elapsed().as_secs_f64(),
+        self_ms: (
+            v["download"]["loaded_latency_ms"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            v["upload"]["loaded_latency_ms"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        ),
     }
 }

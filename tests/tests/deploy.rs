@@ -61,7 +61,13 @@ fn the_compose_file_validates_and_what_it_uses_exists() {
         String::from_utf8_lossy(&out.stderr)
     );
     let resolved = String::from_utf8_lossy(&out.stdout).into_owned();
-    for service in ["collector:", "responder:", "prometheus:", "grafana:"] {
+    for service in [
+        "collector:",
+        "responder:",
+        "prometheus:",
+        "victoriametrics:",
+        "grafana:",
+    ] {
         assert!(resolved.contains(service), "{service} missing:\n{resolved}");
     }
     // Every relative path the file names (build files, mounted files and folders).

@@ -129,15 +129,20 @@ impl Drop for Prometheus {
     }
 }
 
-fn start_prometheus(dir: &Path, collector_http: &str) -> Prometheus {
+/// Prometheus scraping the collector every second with sonde's rules; writing every
+/// sample (rules' too) to `remote_write` when given.
+fn start_prometheus(dir: &Path, collector_http: &str, remote_write: Option<&str>) -> Prometheus {
     let rules = PathBuf::from(ROOT).join("dashboards/rules/sonde.rules.yml");
     let config = dir.join("prometheus.yml");
+    let remote = remote_write.map_or(String::new(), |url| {
+        format!("remote_write:\n  - url: {url}\n    queue_config:\n      batch_send_deadline: 1s\n")
+    });
     std::fs::write(
         &config,
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: sonde\n    static_configs:\n      - targets: [\"{collector_http}\"]\n",
+             scrape_configs:\n  - job_name: sonde\n    static_configs:\n      - targets: [\"{collector_http}\"]\n{remote}",
             rules.display()
         ),
     )
@@ -229,40 +234,117 @@ fn rpm_record(access: &str, minutes_ago: i64) -> ResultRecord {
     r
 }
 
-#[cfg_attr(
-    not(sonde_prometheus),
-    ignore = "needs prometheus and promtool (apt-get install prometheus; .ci/run does)"
-)]
-#[test]
-fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
-    // Files first: every dashboard is JSON, every rule file passes promtool.
-    let dashboards: Vec<PathBuf> = std::fs::read_dir(PathBuf::from(ROOT).join("dashboards"))
+/// The dashboards' files.
+fn dashboards() -> Vec<PathBuf> {
+    let files: Vec<PathBuf> = std::fs::read_dir(PathBuf::from(ROOT).join("dashboards"))
         .expect("dashboards/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
-    assert_eq!(dashboards.len(), 4, "overview, building, fleet, collector");
-    let rules_dir = PathBuf::from(ROOT).join("dashboards/rules");
-    for args in [
-        vec!["check", "rules", "sonde.rules.yml"],
-        vec!["test", "rules", "sonde.rules.test.yml"],
-    ] {
-        let out = Command::new("promtool")
-            .args(&args)
-            .current_dir(&rules_dir)
-            .output()
-            .expect("promtool");
-        assert!(
-            out.status.success(),
-            "promtool {args:?}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert_eq!(files.len(), 4, "overview, building, fleet, collector");
+    files
+}
 
-    let dir = scratch("prometheus");
-    let mut collector = Collector::configure(&dir);
+/// A single-node VictoriaMetrics (Debian's `victoria-metrics`) on loopback, answering
+/// queries up to now (its default leaves out the last 30 s, for late samples).
+fn start_victoria(dir: &Path) -> Prometheus {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new("victoria-metrics")
+        .arg(format!(
+            "-storageDataPath={}",
+            dir.join("victoria").display()
+        ))
+        .arg(format!("-httpListenAddr={addr}"))
+        .args(["-search.latencyOffset=0s", "-search.disableCache"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("victoria.log")).expect("log"))
+        .spawn()
+        .expect("start victoria-metrics");
+    Prometheus { child, addr }
+}
+
+/// Waits (60 s at most) until the query API at `addr` has a few scrapes of the
+/// collector and the rules' output; `log` is shown when it does not.
+fn wait_until_ready(addr: &str, who: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = evaluate(addr, "count_over_time(up{job=\"sonde\"}[1m]) >= 4").is_ok()
+            && evaluate(addr, "sonde:target_met:ratio_by_quartier_kind").is_ok();
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who} had no scrape of the collector in 60 s; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every dashboard expression and every rule evaluated at `addr` (Prometheus' query
+/// API): the failures, and how many were checked.
+fn dashboard_failures(
+    addr: &str,
+    dashboards: &[PathBuf],
+    rules_dir: &Path,
+) -> (Vec<String>, usize) {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for path in dashboards {
+        let exprs = dashboard_expressions(path).unwrap_or_else(|e| panic!("{e}"));
+        for e in exprs {
+            checked += 1;
+            if let Err(err) = evaluate(addr, &e) {
+                failures.push(format!(
+                    "{}: {err}",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+        }
+    }
+    for (kind, e) in rule_expressions(&rules_dir.join("sonde.rules.yml")) {
+        checked += 1;
+        if kind == "record" {
+            if let Err(err) = evaluate(addr, &e) {
+                failures.push(format!("rule {e}: {err}"));
+            }
+            continue;
+        }
+        // A rule must be valid PromQL; alert conditions are rightly empty on a healthy
+        // fleet, so each metric an expression uses must return data instead.
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", &e)
+            .finish();
+        let (_, body) = http_get(addr, &format!("/api/v1/query?{q}"));
+        if !body.contains("\"status\":\"success\"") {
+            failures.push(format!("rule expression {e}: {body}"));
+        }
+        for name in e
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|w| w.starts_with("sonde_"))
+        {
+            if let Err(err) = evaluate(addr, &format!("count({name})")) {
+                failures.push(format!("rule expression {e}: metric {name}: {err}"));
+            }
+        }
+    }
+    (failures, checked)
+}
+
+/// A collector fed over QUIC by six agents (three quartiers, two buildings each) with
+/// results of four accesses (throughput, responsiveness, capacity) and one refused
+/// input.
+fn collector_with_a_fleet(dir: &Path) -> Collector {
+    let mut collector = Collector::configure(dir);
     collector.start();
+    let identities = enrol_fleet(dir, &collector);
+    upload_fleet(&collector, &identities);
+    collector
+}
+
+/// Six enrolled agents: three quartiers, two buildings each; their state directories.
+fn enrol_fleet(dir: &Path, collector: &Collector) -> Vec<PathBuf> {
     // Three quartiers, two buildings each, one agent per building with two accesses.
     let mut identities = Vec::new();
     for q in ["q-nord", "q-sud", "q-est"] {
@@ -285,6 +367,12 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
             identities.push(state);
         }
     }
+    identities
+}
+
+/// Each agent of `identities` uploads one batch of new results, then a stranger sends
+/// one refused input.
+fn upload_fleet(collector: &Collector, identities: &[PathBuf]) {
     let addr: std::net::SocketAddr = collector
         .quic
         .replace("localhost", "127.0.0.1")
@@ -347,6 +435,36 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
             .expect("session");
         let _ = raw::exchange(&conn, b"not a frame").await;
     });
+}
+
+#[cfg_attr(
+    not(sonde_prometheus),
+    ignore = "needs prometheus and promtool (apt-get install prometheus; .ci/run does)"
+)]
+#[test]
+fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
+    // Files first: every dashboard is JSON, every rule file passes promtool.
+    let dashboards = dashboards();
+    let rules_dir = PathBuf::from(ROOT).join("dashboards/rules");
+    for args in [
+        vec!["check", "rules", "sonde.rules.yml"],
+        vec!["test", "rules", "sonde.rules.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(&rules_dir)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let dir = scratch("prometheus");
+    let mut collector = collector_with_a_fleet(&dir);
 
     // The collector's output is clean for promtool.
     let (code, metrics) = http_get(&collector.http, "/metrics");
@@ -373,63 +491,9 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
         .collect();
     assert!(findings.is_empty(), "promtool check metrics: {findings:#?}");
 
-    let prom = start_prometheus(&dir, &collector.http);
-    // Ready once it scraped the collector a few times and evaluated the rules.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = evaluate(&prom.addr, "count_over_time(up{job=\"sonde\"}[1m]) >= 4").is_ok()
-            && evaluate(&prom.addr, "sonde:target_met:ratio_by_quartier_kind").is_ok();
-        if ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus did not scrape the collector in 60 s; its log:\n{}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for path in &dashboards {
-        let exprs = dashboard_expressions(path).unwrap_or_else(|e| panic!("{e}"));
-        for e in exprs {
-            checked += 1;
-            if let Err(err) = evaluate(&prom.addr, &e) {
-                failures.push(format!(
-                    "{}: {err}",
-                    path.file_name().unwrap_or_default().to_string_lossy()
-                ));
-            }
-        }
-    }
-    for (kind, e) in rule_expressions(&rules_dir.join("sonde.rules.yml")) {
-        checked += 1;
-        if kind == "record" {
-            if let Err(err) = evaluate(&prom.addr, &e) {
-                failures.push(format!("rule {e}: {err}"));
-            }
-            continue;
-        }
-        // A rule must be valid PromQL; alert conditions are rightly empty on a healthy
-        // fleet, so each metric an expression uses must return data instead.
-        let q: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("query", &e)
-            .finish();
-        let (_, body) = http_get(&prom.addr, &format!("/api/v1/query?{q}"));
-        if !body.contains("\"status\":\"success\"") {
-            failures.push(format!("rule expression {e}: {body}"));
-        }
-        for name in e
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-            .filter(|w| w.starts_with("sonde_"))
-        {
-            if let Err(err) = evaluate(&prom.addr, &format!("count({name})")) {
-                failures.push(format!("rule expression {e}: metric {name}: {err}"));
-            }
-        }
-    }
+    let prom = start_prometheus(&dir, &collector.http, None);
+    wait_until_ready(&prom.addr, "Prometheus", &dir.join("prometheus.log"));
+    let (failures, checked) = dashboard_failures(&prom.addr, &dashboards, &rules_dir);
     assert!(
         failures.is_empty(),
         "{} of {checked} expressions failed:\n{}",
@@ -473,5 +537,56 @@ fn every_dashboard_panel_and_rule_returns_data_from_a_real_prometheus() {
 
     collector.stop();
     drop(prom);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg_attr(
+    not(sonde_prometheus),
+    ignore = "needs prometheus and promtool (apt-get install prometheus; .ci/run does)"
+)]
+#[cfg_attr(
+    not(sonde_victoria),
+    ignore = "needs victoria-metrics (apt-get install victoria-metrics; .ci/run does)"
+)]
+#[test]
+fn the_dashboards_read_long_term_data_from_victoria_metrics_through_remote_write() {
+    // As OPERATIONS.md deploys it: Prometheus scrapes and evaluates the rules, and
+    // writes every sample to VictoriaMetrics, which the dashboards then read.
+    let dir = scratch("victoria");
+    let mut collector = Collector::configure(&dir);
+    collector.start();
+    let identities = enrol_fleet(&dir, &collector);
+    upload_fleet(&collector, &identities);
+    let vm = start_victoria(&dir);
+    let prom = start_prometheus(
+        &dir,
+        &collector.http,
+        Some(&format!("http://{}/api/v1/write", vm.addr)),
+    );
+    wait_until_ready(&vm.addr, "VictoriaMetrics", &dir.join("prometheus.log"));
+    // More uploads once it is scraped, so the rates of the collector's own panels
+    // (commits, acks) have data rather than zeros.
+    upload_fleet(&collector, &identities);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let commits =
+        "histogram_quantile(0.5, sum by (le) (rate(sonde_collector_commit_seconds_bucket[5m])))";
+    while evaluate(&vm.addr, commits).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rules_dir = PathBuf::from(ROOT).join("dashboards/rules");
+    let (failures, checked) = dashboard_failures(&vm.addr, &dashboards(), &rules_dir);
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} expressions failed on VictoriaMetrics:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= 30, "only {checked} expressions checked");
+    // It answers from what Prometheus wrote: the same series as Prometheus itself.
+    let series = |addr: &str| evaluate(addr, "sonde_throughput_bytes_per_second");
+    assert_eq!(series(&vm.addr), series(&prom.addr));
+    collector.stop();
+    drop(prom);
+    drop(vm);
     let _ = std::fs::remove_dir_all(&dir);
 }

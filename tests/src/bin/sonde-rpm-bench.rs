@@ -51,16 +51,19 @@ fn main() {
         println!("{}", serde_json::json!({ "runs": doc }));
         return;
     }
+    println!("RPM each way, the loaded (self-probe) round trip each way in ms, the bytes the agent's interface carried and the wall time; × is sonde ÷ mach.");
     println!(
-        "{:<16} {:>3}  {:>9} {:>9} {:>8} {:>6}  {:>9} {:>9} {:>8} {:>6}  {:>6} {:>6}",
+        "{:<16} {:>3}  {:>9} {:>9} {:>13} {:>7} {:>5}  {:>9} {:>9} {:>13} {:>7} {:>5}  {:>5} {:>5}",
         "profile",
         "run",
         "sonde dn",
         "sonde up",
+        "self ms",
         "MB",
         "s",
         "mach dn",
         "mach up",
+        "self ms",
         "MB",
         "s",
         "dn ×",
@@ -68,14 +71,19 @@ fn main() {
     );
     for (p, run, s, m) in &rows {
         println!(
-            "{p:<16} {run:>3}  {:>9.0} {:>9.0} {:>8.1} {:>6.1}  {:>9.0} {:>9.0} {:>8.1} {:>6.1}  {:>6.2} {:>6.2}",
-            s.down, s.up, s.bytes as f64 / 1e6, s.seconds,
-            m.down, m.up, m.bytes as f64 / 1e6, m.seconds,
+            "{p:<16} {run:>3}  {:>9.0} {:>9.0} {:>13} {:>7.1} {:>5.1}  {:>9.0} {:>9.0} {:>13} {:>7.1} {:>5.1}  {:>5.2} {:>5.2}",
+            s.down, s.up, pair(s.self_ms), s.bytes as f64 / 1e6, s.seconds,
+            m.down, m.up, pair(m.self_ms), m.bytes as f64 / 1e6, m.seconds,
             s.down / m.down, s.up / m.up
         );
     }
 }
 
+/// Two milliseconds figures, `down/up`.
+fn pair((d, u): (f64, f64)) -> String {
+    format!("{d:.0}/{u:.0}")
+}
+
 fn row(m: &Measured) -> serde_json::Value {
-    serde_json::json!({"rpm_down": m.down, "rpm_up": m.up, "bytes": m.bytes, "seconds": m.seconds})
+    serde_json::json!({"rpm_down": m.down, "rpm_up": m.up, "self_ms_down": m.self_ms.0, "self_ms_up": m.self_ms.1, "bytes": m.bytes, "seconds": m.seconds})
 }
