@@ -205,6 +205,11 @@ impl ReportSource for OffWorkers {
         check("a report scan");
         self.0.report_scan(scope, with_ids, sink)
     }
+
+    fn result_ids(&self, rows: &[(i64, i64)]) -> Result<Vec<Option<String>>, StoreError> {
+        check("a report's picture lookup");
+        self.0.result_ids(rows)
+    }
 }
 
 impl Maintenance for OffWorkers {

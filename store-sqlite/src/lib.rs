@@ -22,7 +22,7 @@ pub use read::MAX_PAGE;
 
 use chrono::{DateTime, Utc};
 use readers::{Reader, Readers};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
@@ -290,6 +290,22 @@ impl ReportSource for SqliteStore {
         Ok(result?)
     }
 
+    fn result_ids(&self, rows: &[(i64, i64)]) -> Result<Vec<Option<String>>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM results WHERE rowid = ?1 AND started_at = ?2")
+            .map_err(Error::from)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (rowid, started) in rows {
+            let id: Option<String> = stmt
+                .query_row(rusqlite::params![rowid, started], |r| r.get(0))
+                .optional()
+                .map_err(Error::from)?;
+            out.push(id);
+        }
+        Ok(out)
+    }
+
     fn report_scan_parts(
         &self,
         scope: &ReportScope,
@@ -338,7 +354,7 @@ impl ReportSource for SqliteStore {
                 .zip(pinned)
                 .map(|((sink, part), conn)| {
                     s.spawn(move || -> Result<(), Error> {
-                        let done = scan::facts(&conn, part, scope, true, &mut **sink);
+                        let done = scan::facts(&conn, part, scope, false, &mut **sink);
                         let _ = conn.execute_batch("COMMIT");
                         readers.give(conn);
                         done

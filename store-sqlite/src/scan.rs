@@ -76,7 +76,7 @@ pub fn facts(
         "SELECT started_at, outcome, reason, flags, down_bps, up_bps, down_goodput_bps,
                 target_down_bps, verdict_down, idle_s, loaded_s, probes_sent,
                 probes_received, version, {id}, streams, interval_s, cap_down_bps, cap_up_bps,
-                rpm_down, rpm_up
+                rpm_down, rpm_up, result_rowid
          FROM report_facts f
          WHERE access_id = ?1 AND started_at >= ?2 AND started_at < ?3
          ORDER BY started_at"
@@ -117,6 +117,7 @@ pub fn facts(
                 cap_up_bps: row.get(18)?,
                 rpm_down: row.get(19)?,
                 rpm_up: row.get(20)?,
+                handle: row.get(21)?,
             };
             sink.fact(&fact).map_err(StoreError::Query)?;
         }

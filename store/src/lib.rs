@@ -28,8 +28,8 @@ pub mod prelude {
     };
 }
 pub use roles::{
-    split_scan, Chains, Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter,
-    Store, TransparencyLog,
+    resolve_pictures, split_scan, Chains, Enrolments, Maintenance, Plans, ReportSource,
+    ResultReader, ResultWriter, Store, TransparencyLog,
 };
 pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 pub use types::*;

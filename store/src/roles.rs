@@ -105,7 +105,7 @@ pub trait ReportSource: Send + Sync {
         sink: &mut dyn ReportSink,
     ) -> Result<(), StoreError>;
 
-    /// Like [`ReportSource::report_scan`] with ids, the accesses shared out among `sinks`
+    /// Like [`ReportSource::report_scan`] without ids, the accesses shared out among `sinks`
     /// (the i-th access of the scan to `sinks[i % n]`, its results with it), each part
     /// read on a thread of its own where the backend can, all from one consistent
     /// snapshot. The default reads in one pass.
@@ -116,6 +116,23 @@ pub trait ReportSource: Send + Sync {
     ) -> Result<(), StoreError> {
         split_scan(self, scope, sinks)
     }
+
+    /// The ids of the results whose rows a scan gave as `(handle, started_at_ns)`
+    /// ([`crate::Fact::handle`]), in order; `None` for a result whose record is gone
+    /// (retention), even when its row's key was reused since.
+    fn result_ids(&self, rows: &[(i64, i64)]) -> Result<Vec<Option<String>>, StoreError>;
+}
+
+/// Fills in the ids of the tests a report pictures (each access's worst and typical,
+/// METHODOLOGY §7.3) from the handles its scan gave.
+pub fn resolve_pictures<S: ReportSource + ?Sized>(
+    source: &S,
+    report: &mut sonde_method::report::Report,
+) -> Result<(), StoreError> {
+    let wanted = report.picture_handles();
+    let ids = source.result_ids(&wanted)?;
+    report.set_pictures(&wanted, &ids);
+    Ok(())
 }
 
 /// [`ReportSource::report_scan_parts`] in one pass of [`ReportSource::report_scan`].
@@ -129,7 +146,7 @@ pub fn split_scan<S: ReportSource + ?Sized>(
         owner: std::collections::HashMap::new(),
         last: None,
     };
-    source.report_scan(scope, true, &mut split)
+    source.report_scan(scope, false, &mut split)
 }
 
 /// Routes a scan's accesses and their results among several sinks.

@@ -149,6 +149,7 @@ impl ReportRow {
             rpm_down: self.rpm_down,
             rpm_up: self.rpm_up,
             id,
+            handle: None,
         }
     }
 }

@@ -282,7 +282,11 @@ pub fn build_with_inputs(
     let all = merged.fold(first, Builder::merge);
     let accesses = all.schedules().cloned().collect();
     let planned = all.plan().cloned().collect();
-    Ok((all.finish(), accesses, planned))
+    let mut report = all.finish();
+    // The ids of the tests it pictures, two an access, looked up now rather than read
+    // with every row.
+    sonde_store::resolve_pictures(store, &mut report)?;
+    Ok((report, accesses, planned))
 }
 
 /// The buildings in `scope` whose planned accesses the report counts: those a plan

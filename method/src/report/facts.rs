@@ -97,6 +97,10 @@ pub struct Fact<'a> {
     pub rpm_up: Option<f64>,
     /// The result id, when asked for.
     pub id: Option<&'a str>,
+    /// The store's key of the result's row, when it has one: a report looks up the
+    /// ids of the few results it names afterwards (`ReportSource::result_ids`) rather
+    /// than reading every row's id.
+    pub handle: Option<i64>,
 }
 
 /// Receives a report's data from a store's scan.

@@ -329,6 +329,10 @@ pub struct AccessReport {
     /// The valid test whose download rate is the median one (the lower median; the
     /// earliest of equals), by id.
     pub typical_result_id: Option<String>,
+    /// The worst and typical tests' rows as the scan gave them `(handle, start)`, for
+    /// their ids to be looked up ([`Report::picture_handles`]).
+    #[serde(skip)]
+    picture_rows: [Option<(i64, i64)>; 2],
     #[serde(skip)]
     counts: Counts,
 }
@@ -486,8 +490,8 @@ struct Acc {
     loaded: Vec<f64>,
     rpm_down: Vec<f64>,
     rpm_up: Vec<f64>,
-    /// Each valid test with a download rate and an id: (rate, start, id).
-    picks: Vec<(f64, i64, String)>,
+    /// Each valid test with a download rate and an id or a handle.
+    picks: Vec<Pick>,
     counts: Counts,
     not_valid: NotValid,
     /// Target sub-periods read, and the one being read.
@@ -574,15 +578,56 @@ fn bucket_len(schedule: Option<&ScheduledAccess>, plan: Option<&PlannedAccess>) 
     bucket_hours(plan.map_or_else(|| schedule.and_then(|s| s.interval_s), |p| Some(p.every_s)))
 }
 
+/// A valid test that may be pictured: its download rate, start, and its id or the
+/// store's handle of its row.
+#[derive(Debug, Clone)]
+struct Pick {
+    down: f64,
+    at: i64,
+    id: Option<String>,
+    handle: Option<i64>,
+}
+
 /// The worst and the typical test of an access (§7.3): the lowest download rate, and
-/// the lower median one, the earliest of equals; `None` without ids.
-fn pictures(picks: &mut [(f64, i64, String)]) -> (Option<String>, Option<String>) {
-    picks.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let worst = picks.first().map(|p| p.2.clone());
-    let typical = picks
-        .get(picks.len().saturating_sub(1) / 2)
-        .map(|p| p.2.clone());
-    (worst, typical)
+/// the lower median one, the earliest of equals.
+fn pictures(picks: &mut [Pick]) -> [Option<Pick>; 2] {
+    picks.sort_by(|a, b| a.down.total_cmp(&b.down).then(a.at.cmp(&b.at)));
+    let worst = picks.first().cloned();
+    let typical = picks.get(picks.len().saturating_sub(1) / 2).cloned();
+    [worst, typical]
+}
+
+impl Report {
+    /// The rows, `(handle, start)`, of the pictured tests whose ids the scan did not
+    /// read: look them up (`ReportSource::result_ids`) and give them back to
+    /// [`Report::set_pictures`].
+    pub fn picture_handles(&self) -> Vec<(i64, i64)> {
+        self.accesses
+            .iter()
+            .flat_map(|a| {
+                [
+                    a.picture_rows[0].filter(|_| a.worst_result_id.is_none()),
+                    a.picture_rows[1].filter(|_| a.typical_result_id.is_none()),
+                ]
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Sets the pictured tests' ids: `ids[i]` is that of `rows[i]`.
+    pub fn set_pictures(&mut self, rows: &[(i64, i64)], ids: &[Option<String>]) {
+        let found: BTreeMap<(i64, i64), &Option<String>> = rows.iter().copied().zip(ids).collect();
+        let look =
+            |row: Option<(i64, i64)>| row.and_then(|r| found.get(&r).and_then(|id| (*id).clone()));
+        for a in &mut self.accesses {
+            if a.worst_result_id.is_none() {
+                a.worst_result_id = look(a.picture_rows[0]);
+            }
+            if a.typical_result_id.is_none() {
+                a.typical_result_id = look(a.picture_rows[1]);
+            }
+        }
+    }
 }
 
 fn ratio(n: u64, d: u64) -> Option<f64> {
@@ -615,8 +660,13 @@ impl Acc {
         let peak = at.peak();
         if let Some(d) = f.down_bps {
             self.down.push(d);
-            if let Some(id) = f.id {
-                self.picks.push((d, f.started_at_ns, id.to_string()));
+            if f.id.is_some() || f.handle.is_some() {
+                self.picks.push(Pick {
+                    down: d,
+                    at: f.started_at_ns,
+                    id: f.id.map(str::to_string),
+                    handle: f.handle,
+                });
             }
             if peak {
                 self.peak.push(d);
@@ -811,7 +861,11 @@ impl<'r> Builder<'r> {
         let target = c.targets.last().and_then(|t| t.target_down_bps);
         let (compliant, standing) = judge(&c);
         let is_4g = c.kind == "4g";
-        let (worst_result_id, typical_result_id) = pictures(&mut c.picks);
+        let [worst, typical] = pictures(&mut c.picks);
+        let id = |p: &Option<Pick>| p.as_ref().and_then(|p| p.id.clone());
+        let row = |p: &Option<Pick>| p.as_ref().and_then(|p| Some((p.handle?, p.at)));
+        let picture_rows = [row(&worst), row(&typical)];
+        let (worst_result_id, typical_result_id) = (id(&worst), id(&typical));
         AccessReport {
             coverage,
             download_bps: Spread::select(&mut c.down),
@@ -838,6 +892,7 @@ impl<'r> Builder<'r> {
             rpm_up_median: select(&mut c.rpm_up, 0.5),
             worst_result_id,
             typical_result_id,
+            picture_rows,
             counts: c.counts,
             quartier: c.quartier,
             building: c.building,

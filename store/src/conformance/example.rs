@@ -325,7 +325,9 @@ pub fn rollup<'a>(rows: &'a [Rollup], quartier: Option<&str>, kind: &str) -> &'a
 pub fn build(store: &dyn Store, request: &Request) -> Report {
     let mut builder = Builder::new(request);
     store
-        .report_scan(&request.scope, true, &mut builder)
+        .report_scan(&request.scope, false, &mut builder)
         .expect("report scan");
-    builder.finish()
+    let mut report = builder.finish();
+    crate::resolve_pictures(store, &mut report).expect("pictures");
+    report
 }

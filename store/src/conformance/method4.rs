@@ -315,7 +315,8 @@ pub fn a_report_read_in_parts_is_the_report_read_in_one(s: &dyn Store) {
             }
             let mut parts = builders.into_iter();
             let first = parts.next().expect("a part");
-            let merged = parts.fold(first, Builder::merge).finish();
+            let mut merged = parts.fold(first, Builder::merge).finish();
+            crate::resolve_pictures(s, &mut merged).expect("pictures");
             assert_eq!(merged, whole, "{n} parts, {quartier:?} {from}..{to}");
         }
     }

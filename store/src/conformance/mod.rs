@@ -155,6 +155,8 @@ pub struct Rows {
     pub accesses: Vec<ScheduledAccess>,
     /// Each fact as a row, with its id.
     pub facts: Vec<(ReportRow, Option<String>)>,
+    /// Each fact's handle, in the same order.
+    pub handles: Vec<Option<i64>>,
 }
 
 impl ReportSink for Rows {
@@ -192,6 +194,7 @@ impl ReportSink for Rows {
             rpm_up: f.rpm_up,
         };
         self.facts.push((row, f.id.map(str::to_string)));
+        self.handles.push(f.handle);
         Ok(())
     }
 }
@@ -715,6 +718,16 @@ pub fn report_rows_are_the_one_mapping_of_each_record(s: &dyn Store) {
             .find(|(row, _)| row.started_at_ns == want.started_at_ns)
             .expect("a row per record");
         assert_eq!(id.as_deref(), Some(r.id.to_string().as_str()));
+        // Its handle finds its id again, and only with its own start.
+        let i = rows
+            .facts
+            .iter()
+            .position(|(row, _)| row.started_at_ns == want.started_at_ns)
+            .expect("its row");
+        let handle = rows.handles[i].expect("a handle");
+        let (at, other) = (want.started_at_ns, want.started_at_ns + 1);
+        let ids = s.result_ids(&[(handle, at), (handle, other)]).expect("ids");
+        assert_eq!(ids, [Some(r.id.to_string()), None]);
         assert_eq!(
             *got,
             ReportRow {
