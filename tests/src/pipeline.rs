@@ -238,6 +238,9 @@ pub struct AgentSetup {
     pub kind: &'static str,
     /// More top-level tables (e.g. `[radio]`), written before the access.
     pub extra: String,
+    /// More collectors (QUIC `HOST:PORT`) after the one it is started with, sharing its
+    /// store: the agent fails over to them in order.
+    pub more_collectors: Vec<String>,
 }
 
 /// A running `sonde-agent run`.
@@ -264,12 +267,16 @@ impl Agent {
             &config,
             format!(
                 "[site]\nquartier = \"q\"\nbuilding = \"b\"\nlatitude = 48.8\nlongitude = 2.3\n\
-                 [collector]\naddress = \"{}\"\nstate_dir = \"{}\"\nretry_max = \"2s\"\nbatch = {}\n\
+                 [collector]\naddress = [{}]\nstate_dir = \"{}\"\nretry_max = \"2s\"\nbatch = {}\n\
                  [spool]\nmax_results = {}\n\
                  [busy]\nthreshold = \"off\"\ncpu_percent = 100\n{}\n\
                  [[access]]\nname = \"loop\"\nkind = \"{}\"\ninterface = \"lo\"\n\
                  responders = [\"{}\"]\nevery = \"{}\"\njitter = \"1s\"\nmax_duration = 1\n{}\n{}",
-                collector.quic,
+                std::iter::once(&collector.quic)
+                    .chain(&setup.more_collectors)
+                    .map(|a| format!("\"{a}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 state_dir.display(),
                 setup.batch,
                 setup.max_results,
@@ -506,6 +513,7 @@ impl AgentSetup {
             access_extra: String::new(),
             kind: "ftth",
             extra: String::new(),
+            more_collectors: Vec::new(),
         }
     }
 

@@ -101,7 +101,7 @@ async fn todays_agent_enrols_and_uploads_past_frames_it_does_not_know() {
         .await
         .expect("enrolled past the future frame");
 
-    let mut link = QuicLink::new(&address, dir.clone());
+    let mut link = QuicLink::new(vec![address.clone()], dir.clone());
     let mut sent = Vec::new();
     for round in 0..3 {
         let mut r = ResultRecord::schema_example();

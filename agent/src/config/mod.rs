@@ -138,8 +138,11 @@ pub struct SiteConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
-    /// The collector's QUIC address, `HOST:PORT`.
-    pub address: String,
+    /// The collector's QUIC address, `HOST:PORT`; or several collectors sharing one
+    /// store, in order of preference: the agent uploads to the first that answers and
+    /// moves to the next when it stops answering.
+    #[serde(deserialize_with = "one_or_many")]
+    pub address: Vec<String>,
     /// The agent's state: identity (key, certificate, pinned CA) and spool.
     pub state_dir: PathBuf,
     /// Longest wait between reconnection attempts (exponential backoff with jitter
@@ -149,6 +152,20 @@ pub struct CollectorConfig {
     /// Results per upload batch (default 500).
     #[serde(default = "default_batch")]
     pub batch: usize,
+}
+
+/// A string, or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(a) => vec![a],
+        OneOrMany::Many(all) => all,
+    })
 }
 
 fn default_retry_max() -> String {
@@ -295,12 +312,24 @@ fn check_site(site: &SiteConfig, p: &mut Vec<String>) {
 
 /// `[collector]`; its `retry_max` when valid.
 fn check_collector(c: &CollectorConfig, p: &mut Vec<String>) -> Option<Duration> {
-    let addr = &c.address;
-    if addr
-        .rsplit_once(':')
-        .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
-    {
-        p.push(format!("collector.address: {addr:?} is not HOST:PORT"));
+    if c.address.is_empty() || c.address.len() > 16 {
+        p.push(format!(
+            "collector.address: {} addresses; give 1 to 16",
+            c.address.len()
+        ));
+    }
+    for (i, addr) in c.address.iter().enumerate() {
+        let at = if c.address.len() == 1 {
+            "collector.address".to_string()
+        } else {
+            format!("collector.address[{i}]")
+        };
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+        {
+            p.push(format!("{at}: {addr:?} is not HOST:PORT"));
+        }
     }
     if c.state_dir.as_os_str().is_empty() {
         p.push("collector.state_dir: must not be empty".into());
@@ -570,6 +599,36 @@ streams = 1
             problems,
             vec!["access[1].name: \"fibre\" is used by an earlier access".to_string()]
         );
+    }
+
+    #[test]
+    fn the_collector_may_be_one_address_or_a_list_tried_in_order() {
+        let one = check(toml::from_str(GOOD).expect("parses"), Interfaces::Ignore).expect("one");
+        assert_eq!(one.file.collector.address, ["collector.example:4433"]);
+        let two = GOOD.replace(
+            "address = \"collector.example:4433\"",
+            "address = [\"a.example:4433\", \"b.example:4433\"]",
+        );
+        let c = check(toml::from_str(&two).expect("parses"), Interfaces::Ignore).expect("two");
+        assert_eq!(
+            c.file.collector.address,
+            ["a.example:4433", "b.example:4433"]
+        );
+        for (list, says) in [
+            ("[]", "collector.address: 0 addresses; give 1 to 16"),
+            (
+                "[\"a.example:4433\", \"b.example\"]",
+                "collector.address[1]: \"b.example\" is not HOST:PORT",
+            ),
+        ] {
+            let text = GOOD.replace(
+                "address = \"collector.example:4433\"",
+                &format!("address = {list}"),
+            );
+            let problems = check(toml::from_str(&text).expect("parses"), Interfaces::Ignore)
+                .expect_err("invalid");
+            assert_eq!(problems, [says.to_string()]);
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Deps {
             clock: Arc::new(clock::SystemClock),
             prober: Arc::new(prober::Engines),
             link: Box::new(QuicLink::new(
-                &config.file.collector.address,
+                config.file.collector.address.clone(),
                 config.file.collector.state_dir.clone(),
             )),
         }
@@ -163,7 +163,7 @@ fn open(config: Config, clock: Arc<dyn Clock>, prober: Arc<dyn Prober>) -> anyho
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").into(),
         started_at: Some(clock.now()),
-        collector: config.file.collector.address.clone(),
+        collector: config.file.collector.address.join(", "),
         spool_full,
         ..Status::default()
     };

@@ -41,7 +41,10 @@ impl Drop for Connection {
 /// The agent's side of the QUIC uplink: one connection and one stream, reopened on
 /// failure.
 pub struct QuicLink {
-    address: String,
+    /// The collectors, in order of preference.
+    addresses: Vec<String>,
+    /// The one connected to, or tried next.
+    current: usize,
     state_dir: PathBuf,
     identity: Option<Identity>,
     endpoint: Option<quinn::Endpoint>,
@@ -55,19 +58,21 @@ pub struct QuicLink {
 impl std::fmt::Debug for QuicLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QuicLink")
-            .field("address", &self.address)
+            .field("address", &self.addresses.get(self.current))
             .field("connected", &self.link.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl QuicLink {
-    /// A link to the collector at `address` (`HOST:PORT`) as the agent whose
-    /// identity is (or will be, once enrolled) in `state_dir`.
-    pub fn new(address: &str, state_dir: PathBuf) -> Self {
+    /// A link to the collectors at `addresses` (`HOST:PORT`, in order of preference,
+    /// sharing one store) as the agent whose identity is (or will be, once enrolled) in
+    /// `state_dir`.
+    pub fn new(addresses: Vec<String>, state_dir: PathBuf) -> Self {
         let (plans, plans_out) = mpsc::unbounded_channel();
         QuicLink {
-            address: address.to_string(),
+            addresses,
+            current: 0,
             state_dir,
             identity: None,
             endpoint: None,
@@ -115,9 +120,36 @@ impl QuicLink {
             self.link = None;
         }
         if self.link.is_none() {
-            let (addr, host) = identity::resolve(&self.address)
+            let attempt = self.connect().await;
+            if attempt.is_err() && self.addresses.len() > 1 {
+                // The next attempt goes to the next collector.
+                self.current = (self.current + 1) % self.addresses.len();
+            }
+            attempt?;
+        }
+        self.link.as_mut().ok_or(UplinkError::NotEnrolled)
+    }
+
+    /// Connects to the current collector.
+    async fn connect(&mut self) -> Result<(), UplinkError> {
+        {
+            let address = self
+                .addresses
+                .get(self.current)
+                .ok_or_else(|| UplinkError::Connect("no collector address".into()))?;
+            let (addr, host) = identity::resolve(address)
                 .await
                 .map_err(|e| UplinkError::Connect(e.to_string()))?;
+            // One endpoint per address family: collectors may differ.
+            let family = |a: std::net::SocketAddr| a.is_ipv6();
+            if self
+                .endpoint
+                .as_ref()
+                .and_then(|e| e.local_addr().ok())
+                .is_some_and(|l| family(l) != family(addr))
+            {
+                self.endpoint = None;
+            }
             if self.endpoint.is_none() {
                 let identity = self.identity.as_ref().ok_or(UplinkError::NotEnrolled)?;
                 let config = identity
@@ -155,8 +187,11 @@ impl QuicLink {
                 answers,
                 reader,
             });
+            if self.addresses.len() > 1 {
+                tracing::info!(collector = %address, "uploading to this collector");
+            }
         }
-        self.link.as_mut().ok_or(UplinkError::NotEnrolled)
+        Ok(())
     }
 
     async fn exchange(&mut self, batch: u64, frame: &[u8]) -> Result<Vec<Uuid>, UplinkError> {
@@ -205,9 +240,16 @@ impl Link for QuicLink {
                 results: out.results,
                 signatures: out.signatures,
             }));
+            let had_link = self.link.is_some();
             let outcome = self.exchange(batch, &frame).await;
-            if outcome.is_err() {
+            if let Err(e) = &outcome {
                 self.disconnect();
+                // A collector that stopped answering mid-upload: the next attempt goes
+                // to the next one (a refusal is an answer, and stays).
+                let silent = matches!(e, UplinkError::Timeout | UplinkError::Lost(_));
+                if had_link && silent && self.addresses.len() > 1 {
+                    self.current = (self.current + 1) % self.addresses.len();
+                }
             }
             outcome
         })

@@ -479,8 +479,9 @@ fn verdict_cell(standing: Standing, lang: Lang) -> String {
     }
 }
 
-fn access_table(rows: &[AccessReport], lang: Lang) -> String {
-    let heads = [
+/// The access table's column heads, before the optional columns are inserted.
+fn access_heads(lang: Lang) -> Vec<&'static str> {
+    vec![
         lang.w("quartier", "quartier"),
         lang.w("building", "immeuble"),
         lang.w("access", "accès"),
@@ -502,8 +503,11 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
         lang.w("loss", "pertes"),
         lang.w("not valid, why", "non valides, pourquoi"),
         lang.w("pictures: worst, typical", "images : pire, typique"),
-    ];
-    let mut heads = heads.to_vec();
+    ]
+}
+
+fn access_table(rows: &[AccessReport], lang: Lang) -> String {
+    let mut heads = access_heads(lang);
     // Responsiveness beside the latency, when some access measured it.
     let any_rpm = rows
         .iter()
