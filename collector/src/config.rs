@@ -99,12 +99,18 @@ pub struct MetricsConfig {
     /// The series of an agent silent for longer than this are dropped (default 24h).
     #[serde(default = "default_silent_horizon")]
     pub silent_horizon: String,
+    /// Rebuild the fleet's series from the store this often (e.g. `30s`), beside
+    /// what this collector ingests: with several collectors on one store, each one's
+    /// `/metrics` then shows every agent's latest results. Off by default.
+    #[serde(default)]
+    pub refresh: Option<String>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             silent_horizon: default_silent_horizon(),
+            refresh: None,
         }
     }
 }
@@ -231,6 +237,9 @@ pub struct Checked {
     pub admission: crate::transport::Limits,
     /// Series of agents silent longer than this are dropped.
     pub silent_horizon: std::time::Duration,
+    /// Time between two rebuilds of the fleet's series from the store (`None`: only
+    /// at start).
+    pub metrics_refresh: Option<std::time::Duration>,
     /// Time zone of the sites, for reports.
     pub time_zone: chrono_tz::Tz,
     /// Who issues the reports.
@@ -321,7 +330,20 @@ fn check_metrics(m: &MetricsConfig, problems: &mut Vec<String>) -> Option<std::t
             m.silent_horizon
         ));
     }
+    if let Some(r) = m.refresh.as_ref().filter(|_| check_refresh(m).is_none()) {
+        problems.push(format!(
+            "metrics.refresh: {r:?} is not a duration of at least 1s (e.g. 30s)"
+        ));
+    }
     horizon
+}
+
+/// `[metrics] refresh`, when given and valid.
+fn check_refresh(m: &MetricsConfig) -> Option<std::time::Duration> {
+    m.refresh
+        .as_ref()
+        .and_then(|r| humantime::parse_duration(r).ok())
+        .filter(|d| *d >= std::time::Duration::from_secs(1))
 }
 
 /// Checks `[log]`: the checkpoint cadence, when valid.
@@ -405,6 +427,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
             enrol_timeout,
         },
         silent_horizon,
+        metrics_refresh: check_refresh(&config.metrics),
         time_zone,
         issuer: config
             .report
@@ -456,6 +479,31 @@ mod tests {
                 problems
                     .iter()
                     .any(|p| p.starts_with("log.checkpoint_every:")),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_metrics_refresh_is_off_by_default_and_at_least_a_second() {
+        let ok = write("refresh-default", "data_dir = \"state\"\n");
+        assert_eq!(load(&ok).expect("valid").metrics_refresh, None);
+        let on = write(
+            "refresh-30s",
+            "data_dir = \"state\"\n[metrics]\nrefresh = \"30s\"\n",
+        );
+        assert_eq!(
+            load(&on).expect("valid").metrics_refresh,
+            Some(std::time::Duration::from_secs(30))
+        );
+        for bad in ["10ms", "often"] {
+            let p = write(
+                &format!("refresh-{bad}"),
+                &format!("data_dir = \"state\"\n[metrics]\nrefresh = \"{bad}\"\n"),
+            );
+            let problems = load(&p).expect_err(bad);
+            assert!(
+                problems.iter().any(|p| p.starts_with("metrics.refresh:")),
                 "{bad}: {problems:?}"
             );
         }

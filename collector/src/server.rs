@@ -52,6 +52,7 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     http: tokio::net::TcpListener,
     gate: Arc<http_gate::Gate>,
+    fleet: Arc<dyn FleetView>,
 }
 
 impl std::fmt::Debug for Server {
@@ -98,7 +99,7 @@ impl Server {
         let ingest = Arc::new(Ingest::new(
             deps.store.clone(),
             Some(deps.ca),
-            Some(fleet),
+            Some(fleet.clone()),
             sonde_proto::wire::DEFAULT_MAX_PAYLOAD,
         ));
         let http = tokio::net::TcpListener::bind(config.http_listen)
@@ -126,6 +127,7 @@ impl Server {
             http,
             gate,
             config,
+            fleet,
         })
     }
 
@@ -157,6 +159,13 @@ impl Server {
             .then(|| tokio::spawn(retention(self.store.clone(), self.config.raw_months)));
         let revocations = tokio::spawn(watch_revocations(self.store.clone(), self.ingest.clone()));
         let plans = tokio::spawn(watch_plans(self.store.clone(), self.ingest.clone()));
+        let refresh = self.config.metrics_refresh.map(|every| {
+            tokio::spawn(refresh_metrics(
+                self.fleet.clone(),
+                self.store.clone(),
+                every,
+            ))
+        });
         let checkpoints = self.api.reports.as_ref().map(|r| {
             tokio::spawn(crate::log::checkpoints(
                 self.store.clone(),
@@ -176,6 +185,9 @@ impl Server {
         quic_task.abort();
         revocations.abort();
         plans.abort();
+        if let Some(t) = refresh {
+            t.abort();
+        }
         if let Some(t) = checkpoints {
             t.abort();
         }
@@ -286,6 +298,28 @@ async fn guarded<F: Future>(conn: F, ticket: http_gate::Ticket) {
 
 /// How often a running collector asks the store for the latest plan version.
 const PLAN_POLL: Duration = Duration::from_secs(1);
+
+/// Rebuilds the fleet's series from the store every `every` (`[metrics] refresh`):
+/// what other collectors on the same store committed appears here too. Older results
+/// never replace newer ones, so a rebuild racing an ingest loses nothing.
+async fn refresh_metrics(fleet: Arc<dyn FleetView>, store: Arc<dyn Store>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let (f, s) = (fleet.clone(), store.clone());
+        let started = std::time::Instant::now();
+        match sonde_cli::blocking::run(move || fleet::rebuild(f.as_ref(), s.as_ref())).await {
+            Ok(Ok(n)) => tracing::debug!(
+                accesses = n,
+                took_ms = started.elapsed().as_millis() as u64,
+                "metrics refreshed from the store"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "refreshing the metrics from the store failed")
+            }
+            Err(e) => tracing::warn!(error = %e, "refreshing the metrics from the store failed"),
+        }
+    }
+}
 
 /// Keeps ingest's plan in force as the store has it (`plan apply` is another
 /// process), until the task is dropped: connected agents get a new one within seconds.

@@ -2,7 +2,8 @@
 //! (`[collector] address = ["A", "B"]`): the agent uploads to the first, and when it
 //! is killed (`kill -9`, mid-upload) moves to the next within seconds, with nothing
 //! lost and nothing stored twice; an agent enrolled through one collector uploads
-//! through the other. Real processes and real QUIC; the shared store is one SQLite
+//! through the other; each collector's `/metrics` shows what the other ingested
+//! (`[metrics] refresh`). Real processes and real QUIC; the shared store is one SQLite
 //! file (WAL, several processes) until the PostgreSQL store exists.
 
 use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
@@ -10,10 +11,13 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Each collector rebuilds its series from the shared store every second.
+const REFRESH: &str = "[metrics]\nrefresh = \"1s\"\n";
+
 /// A second collector on its own ports, sharing the data directory (keys, CA, store)
 /// of the one configured in `first`.
 fn sharing(dir: &Path, first: &Path) -> Collector {
-    let c = Collector::configure(dir);
+    let c = Collector::configure_with(dir, "", REFRESH);
     let text = std::fs::read_to_string(&c.config).expect("config");
     let shared = first.join("collector");
     std::fs::write(
@@ -44,13 +48,13 @@ fn an_agent_fails_over_to_the_next_collector_when_one_is_killed_and_loses_nothin
     for d in ["a", "b"] {
         std::fs::create_dir_all(dir.join(d)).expect("dir");
     }
-    let mut a = Collector::configure(&dir.join("a"));
+    let mut a = Collector::configure_with(&dir.join("a"), "", REFRESH);
     a.start();
     let mut b = sharing(&dir.join("b"), &dir.join("a"));
     b.start();
     // Enrolled through A; B (same CA, same store) knows it as well.
     let adir = dir.join("agent");
-    a.enroll("b-failover", &adir.join("state"));
+    let agent_id = a.enroll("b-failover", &adir.join("state"));
     const N: usize = 600;
     let seeded: HashSet<String> = seed_spool(&adir.join("state"), N, |i| record(i as i64))
         .into_iter()
@@ -70,6 +74,20 @@ fn an_agent_fails_over_to_the_next_collector_when_one_is_killed_and_loses_nothin
     let killed = Instant::now();
     // Whatever A committed is in; from here on only B stores.
     let before = stored(&b).1;
+    // B ingested none of them, yet its /metrics has the agent's latest result.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let series = format!("sonde_throughput_bytes_per_second{{agent=\"{agent_id}\"");
+    loop {
+        let (_, metrics) = sonde_e2e::http_get(&b.http, "/metrics").expect("B's /metrics");
+        if metrics.contains(&series) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} not in B's /metrics:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut moved = None;
     let deadline = killed + Duration::from_secs(90);
     loop {
