@@ -232,4 +232,15 @@ impl Maintenance for OffWorkers {
         check("a disk space check");
         self.0.space()
     }
+
+    fn lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        check("a lease");
+        self.0.lease(job, holder, now, until)
+    }
 }

@@ -135,19 +135,30 @@ pub fn checkpoint(
     Ok(Some(size))
 }
 
-/// Makes a checkpoint every `every` while the collector runs (the first at once).
+/// Makes a checkpoint every `every` while the collector runs (the first at once), when
+/// `holder` (this collector) holds the job's lease: with several collectors on one
+/// store, one signs at a time (another takes over once its lease, three periods, runs
+/// out).
 pub async fn checkpoints(
     store: std::sync::Arc<dyn Store>,
     key: std::sync::Arc<dyn CheckpointKey>,
     every: std::time::Duration,
+    holder: String,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let hold = chrono::Duration::from_std(every * 3).unwrap_or(chrono::Duration::hours(3));
     loop {
         tick.tick().await;
-        let (s, k) = (store.clone(), key.clone());
-        match sonde_cli::blocking::run(move || checkpoint(s.as_ref(), k.as_ref(), Utc::now())).await
-        {
+        let (s, k, h) = (store.clone(), key.clone(), holder.clone());
+        let work = move || {
+            let now = Utc::now();
+            if !s.lease("log-checkpoint", &h, now, now + hold)? {
+                return Ok(None);
+            }
+            checkpoint(s.as_ref(), k.as_ref(), now)
+        };
+        match sonde_cli::blocking::run(work).await {
             Ok(Ok(Some(size))) => tracing::debug!(size, "transparency log checkpoint signed"),
             Ok(Ok(None)) | Err(_) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "transparency log checkpoint failed"),

@@ -53,6 +53,8 @@ pub struct Server {
     http: tokio::net::TcpListener,
     gate: Arc<http_gate::Gate>,
     fleet: Arc<dyn FleetView>,
+    /// This process, as maintenance leases name it.
+    holder: String,
 }
 
 impl std::fmt::Debug for Server {
@@ -128,6 +130,7 @@ impl Server {
             gate,
             config,
             fleet,
+            holder: format!("{}/{}", std::process::id(), uuid::Uuid::now_v7()),
         })
     }
 
@@ -155,8 +158,13 @@ impl Server {
             store = %self.config.store_path.display(),
             "collector listening"
         );
-        let retention = (self.config.raw_months > 0)
-            .then(|| tokio::spawn(retention(self.store.clone(), self.config.raw_months)));
+        let retention = (self.config.raw_months > 0).then(|| {
+            tokio::spawn(retention(
+                self.store.clone(),
+                self.config.raw_months,
+                self.holder.clone(),
+            ))
+        });
         let revocations = tokio::spawn(watch_revocations(self.store.clone(), self.ingest.clone()));
         let plans = tokio::spawn(watch_plans(self.store.clone(), self.ingest.clone()));
         let refresh = self.config.metrics_refresh.map(|every| {
@@ -171,6 +179,7 @@ impl Server {
                 self.store.clone(),
                 r.key.clone(),
                 self.config.checkpoint_every,
+                self.holder.clone(),
             ))
         });
         let quic_task = tokio::spawn(quic::serve(
@@ -375,12 +384,21 @@ async fn watch_revocations(store: Arc<dyn Store>, ingest: Arc<Ingest>) {
 
 /// Deletes the raw results older than `months` every hour, in chunks, off the async
 /// workers.
-async fn retention(store: Arc<dyn Store>, months: u32) {
+/// Prunes every hour, when `holder` (this collector) holds the job's lease (two hours):
+/// with several collectors on one store, one prunes at a time.
+async fn retention(store: Arc<dyn Store>, months: u32, holder: String) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let s = store.clone();
-        let pruned = sonde_cli::blocking::run(move || prune(s.as_ref(), months)).await;
+        let (s, h) = (store.clone(), holder.clone());
+        let work = move || {
+            let now = chrono::Utc::now();
+            if !s.lease("retention", &h, now, now + chrono::Duration::hours(2))? {
+                return Ok(0);
+            }
+            prune(s.as_ref(), months)
+        };
+        let pruned = sonde_cli::blocking::run(work).await;
         match pruned {
             Ok(Ok(0)) | Err(_) => {}
             Ok(Ok(n)) => tracing::info!(results = n, months, "raw results past retention deleted"),

@@ -384,6 +384,34 @@ impl Maintenance for SqliteStore {
         Ok(write::prune(&self.lock(), before, limit)?)
     }
 
+    fn lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let (now, until) = (
+            sonde_store::rows::nanos(now),
+            sonde_store::rows::nanos(until),
+        );
+        // One statement: taken when free, expired or already ours, atomically.
+        conn.execute(
+            "INSERT INTO leases (job, holder, until_ns) VALUES (?1, ?2, ?4)
+             ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, until_ns = excluded.until_ns
+             WHERE leases.holder = excluded.holder OR leases.until_ns <= ?3",
+            rusqlite::params![job, holder, now, until],
+        )
+        .map_err(Error::from)?;
+        let current: String = conn
+            .query_row("SELECT holder FROM leases WHERE job = ?1", [job], |r| {
+                r.get(0)
+            })
+            .map_err(Error::from)?;
+        Ok(current == holder)
+    }
+
     fn backup(&self, path: &Path) -> Result<(), StoreError> {
         let target = write::backup_target(path)?;
         // VACUUM INTO reads in one transaction: a snapshot as of its start, written

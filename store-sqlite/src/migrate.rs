@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_signatures.sql"),
     include_str!("../migrations/0013_key_rotations.sql"),
     include_str!("../migrations/0014_report_facts_rpm.sql"),
+    include_str!("../migrations/0015_leases.sql"),
 ];
 
 /// Switches the file to WAL. On a new file, two connections doing this at once

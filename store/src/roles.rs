@@ -207,6 +207,18 @@ pub trait Maintenance: Send + Sync {
     /// Room left where the store writes (`None`: the backend cannot tell, e.g. a
     /// remote database).
     fn space(&self) -> Option<Space>;
+
+    /// Takes, or renews, the lease on `job` for `holder` until `until`, unless another
+    /// holder's lease runs past `now`; whether `holder` holds it. Several collectors on
+    /// one store run each maintenance job (retention, log checkpoints) under one, so
+    /// one of them at a time does it.
+    fn lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The plans a collector pushes: every version kept, never changed, so what was in

@@ -129,6 +129,7 @@ fn a_monitor_follows_the_log_and_names_a_rewritten_history() {
          ALTER TABLE results DROP COLUMN envelope;
          ALTER TABLE report_facts DROP COLUMN rpm_down;
          ALTER TABLE report_facts DROP COLUMN rpm_up;
+         DROP TABLE leases;
          PRAGMA user_version = 10;",
     )
     .expect("rewrite");

@@ -57,6 +57,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             revocation_is_kept_and_unknown_agents_are_said_so,
         ),
         (
+            "a_maintenance_lease_has_one_holder_at_a_time",
+            a_maintenance_lease_has_one_holder_at_a_time,
+        ),
+        (
             "the_latest_result_of_each_access_and_known_sites",
             the_latest_result_of_each_access_and_known_sites,
         ),
@@ -736,6 +740,27 @@ pub fn report_rows_are_the_one_mapping_of_each_record(s: &dyn Store) {
             }
         );
     }
+}
+
+/// A lease is held by one holder until it runs out; its holder renews it; jobs are
+/// leased apart.
+pub fn a_maintenance_lease_has_one_holder_at_a_time(s: &dyn Store) {
+    let t0 = Utc.timestamp_opt(1_800_000_000, 0).single().expect("time");
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let lease = |holder: &str, now: i64, until: i64| {
+        s.lease("retention", holder, at(now), at(until))
+            .expect("lease")
+    };
+    assert!(lease("a", 0, 10), "free: taken");
+    assert!(!lease("b", 1, 11), "held by a");
+    assert!(lease("a", 2, 12), "renewed by its holder");
+    assert!(!lease("b", 11, 21), "a's renewal runs to 12");
+    assert!(lease("b", 12, 22), "run out: taken over");
+    assert!(!lease("a", 13, 23), "now b's");
+    assert!(
+        s.lease("checkpoint", "a", at(13), at(23)).expect("lease"),
+        "another job is leased apart"
+    );
 }
 
 /// A revocation is kept with its first date; an unknown agent is said so.
