@@ -121,9 +121,8 @@ impl QuicLink {
         }
         if self.link.is_none() {
             let attempt = self.connect().await;
-            if attempt.is_err() && self.addresses.len() > 1 {
-                // The next attempt goes to the next collector.
-                self.current = (self.current + 1) % self.addresses.len();
+            if attempt.is_err() {
+                self.next_collector();
             }
             attempt?;
         }
@@ -132,66 +131,71 @@ impl QuicLink {
 
     /// Connects to the current collector.
     async fn connect(&mut self) -> Result<(), UplinkError> {
+        let address = self
+            .addresses
+            .get(self.current)
+            .ok_or_else(|| UplinkError::Connect("no collector address".into()))?;
+        let (addr, host) = identity::resolve(address)
+            .await
+            .map_err(|e| UplinkError::Connect(e.to_string()))?;
+        // One endpoint per address family: collectors may differ.
+        let family = |a: std::net::SocketAddr| a.is_ipv6();
+        if self
+            .endpoint
+            .as_ref()
+            .and_then(|e| e.local_addr().ok())
+            .is_some_and(|l| family(l) != family(addr))
         {
-            let address = self
-                .addresses
-                .get(self.current)
-                .ok_or_else(|| UplinkError::Connect("no collector address".into()))?;
-            let (addr, host) = identity::resolve(address)
-                .await
+            self.endpoint = None;
+        }
+        if self.endpoint.is_none() {
+            let identity = self.identity.as_ref().ok_or(UplinkError::NotEnrolled)?;
+            let config = identity
+                .client_config()
                 .map_err(|e| UplinkError::Connect(e.to_string()))?;
-            // One endpoint per address family: collectors may differ.
-            let family = |a: std::net::SocketAddr| a.is_ipv6();
-            if self
-                .endpoint
-                .as_ref()
-                .and_then(|e| e.local_addr().ok())
-                .is_some_and(|l| family(l) != family(addr))
-            {
-                self.endpoint = None;
-            }
-            if self.endpoint.is_none() {
-                let identity = self.identity.as_ref().ok_or(UplinkError::NotEnrolled)?;
-                let config = identity
-                    .client_config()
-                    .map_err(|e| UplinkError::Connect(e.to_string()))?;
-                let mut endpoint = identity::client_endpoint(addr)
-                    .map_err(|e| UplinkError::Connect(e.to_string()))?;
-                endpoint.set_default_client_config(config);
-                self.endpoint = Some(endpoint);
-            }
-            let endpoint = self.endpoint.as_ref().ok_or(UplinkError::NotEnrolled)?;
-            tracing::debug!(%addr, "connecting to the collector");
-            let connecting = endpoint
-                .connect(addr, &host)
-                .map_err(|e| UplinkError::Connect(e.to_string()))?;
-            let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-                .await
-                .map_err(|_| UplinkError::Connect("handshake timed out".into()))?
-                .map_err(|e| UplinkError::Connect(e.to_string()))?;
-            let (send, recv) = tokio::time::timeout(CONNECT_TIMEOUT, conn.open_bi())
-                .await
-                .map_err(|_| UplinkError::Connect("no stream within the timeout".into()))?
-                .map_err(|e| UplinkError::Connect(e.to_string()))?;
-            tracing::debug!(%addr, "connected");
-            let (answer, answers) = mpsc::unbounded_channel();
-            let reader = tokio::spawn(read_frames(
-                recv,
-                answer,
-                self.plans.clone(),
-                self.unknown_frames.clone(),
-            ));
-            self.link = Some(Connection {
-                conn,
-                send,
-                answers,
-                reader,
-            });
-            if self.addresses.len() > 1 {
-                tracing::info!(collector = %address, "uploading to this collector");
-            }
+            let mut endpoint =
+                identity::client_endpoint(addr).map_err(|e| UplinkError::Connect(e.to_string()))?;
+            endpoint.set_default_client_config(config);
+            self.endpoint = Some(endpoint);
+        }
+        let endpoint = self.endpoint.as_ref().ok_or(UplinkError::NotEnrolled)?;
+        tracing::debug!(%addr, "connecting to the collector");
+        let connecting = endpoint
+            .connect(addr, &host)
+            .map_err(|e| UplinkError::Connect(e.to_string()))?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| UplinkError::Connect("handshake timed out".into()))?
+            .map_err(|e| UplinkError::Connect(e.to_string()))?;
+        let (send, recv) = tokio::time::timeout(CONNECT_TIMEOUT, conn.open_bi())
+            .await
+            .map_err(|_| UplinkError::Connect("no stream within the timeout".into()))?
+            .map_err(|e| UplinkError::Connect(e.to_string()))?;
+        tracing::debug!(%addr, "connected");
+        let (answer, answers) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_frames(
+            recv,
+            answer,
+            self.plans.clone(),
+            self.unknown_frames.clone(),
+        ));
+        self.link = Some(Connection {
+            conn,
+            send,
+            answers,
+            reader,
+        });
+        if self.addresses.len() > 1 {
+            tracing::info!(collector = %address, "uploading to this collector");
         }
         Ok(())
+    }
+
+    /// The next attempt goes to the next collector (when there are several).
+    fn next_collector(&mut self) {
+        if self.addresses.len() > 1 {
+            self.current = (self.current + 1) % self.addresses.len();
+        }
     }
 
     async fn exchange(&mut self, batch: u64, frame: &[u8]) -> Result<Vec<Uuid>, UplinkError> {
@@ -247,8 +251,8 @@ impl Link for QuicLink {
                 // A collector that stopped answering mid-upload: the next attempt goes
                 // to the next one (a refusal is an answer, and stays).
                 let silent = matches!(e, UplinkError::Timeout | UplinkError::Lost(_));
-                if had_link && silent && self.addresses.len() > 1 {
-                    self.current = (self.current + 1) % self.addresses.len();
+                if had_link && silent {
+                    self.next_collector();
                 }
             }
             outcome
