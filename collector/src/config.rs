@@ -30,6 +30,19 @@ pub struct Config {
     /// The transparency log of stored results.
     #[serde(default)]
     pub log: LogConfig,
+    /// Where results are stored, when not in `data_dir`.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A PostgreSQL database, shared by several collectors
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`). Absent: the embedded SQLite
+    /// file in `data_dir`.
+    pub url: Option<String>,
 }
 
 /// `[log]`.
@@ -223,8 +236,10 @@ fn default_http_listen() -> String {
 pub struct Checked {
     /// The collector's state directory (store, CA).
     pub data_dir: PathBuf,
-    /// Where the store lives.
+    /// Where the store lives when it is the embedded SQLite file.
     pub store_path: PathBuf,
+    /// The PostgreSQL database the store is in instead (`[store] url`).
+    pub store_url: Option<String>,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
     /// Connections the HTTP port holds.
@@ -376,6 +391,11 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
     let (quic_listen, enrol_timeout) = check_quic(&config.quic, &mut problems);
     let silent_horizon = check_metrics(&config.metrics, &mut problems);
     let checkpoint_every = check_log(&config.log, &mut problems);
+    if let Some(url) = &config.store.url {
+        if let Err(e) = sonde_store_postgres::check_url(url) {
+            problems.push(format!("store.url: {e}"));
+        }
+    }
     let time_zone = config.report.time_zone.parse::<chrono_tz::Tz>().ok();
     if time_zone.is_none() {
         problems.push(format!(
@@ -412,6 +432,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
     }
     Ok(Checked {
         store_path: Checked::store_in(&data_dir),
+        store_url: config.store.url.clone(),
         data_dir,
         http_listen,
         http_limits: crate::transport::http::Limits {

@@ -20,16 +20,18 @@ fn main() {
             longitude,
             config,
         }) => cli::token::create(&config.path, building, quartier, ttl, latitude, longitude),
-        Command::Import { file, config, db } => {
-            let db = match (config, db) {
-                (_, Some(db)) => db,
-                (Some(config), None) => cli::common::load_config(&config).store_path,
-                (None, None) => sonde_cli::usage_error(
-                    "import needs --config FILE (the collector's) or --db PATH",
-                ),
-            };
-            cli::import::import(&file, &db)
-        }
+        Command::Import { file, config, db } => match (config, db) {
+            (_, Some(db)) => cli::import::import(&file, || {
+                cli::common::open_store(&db).map(|s| Box::new(s) as Box<dyn sonde_store::Store>)
+            }),
+            (Some(config), None) => {
+                let config = cli::common::load_config(&config);
+                cli::import::import(&file, || cli::common::open_configured(&config))
+            }
+            (None, None) => {
+                sonde_cli::usage_error("import needs --config FILE (the collector's) or --db PATH")
+            }
+        },
         Command::Agent(AgentCommand::Revoke { id, config }) => {
             cli::agent::revoke(&config.path, &id)
         }
@@ -55,6 +57,7 @@ fn main() {
             to,
             config,
         }) => cli::plan::diff(&config.path, file.as_deref(), from, to),
+        Command::Migrate { from, to } => cli::migrate::migrate(&from, &to),
         Command::Backup { out, config } => cli::backup::backup(&config.path, &out),
         Command::Restore { from, config } => cli::backup::restore(&config.path, &from),
         Command::Agent(AgentCommand::List { config }) => cli::agent::list(&config.path),

@@ -155,7 +155,10 @@ impl Server {
             http = %self.http_addr()?,
             quic = %self.quic_addr()?,
             names = ?self.config.quic_names,
-            store = %self.config.store_path.display(),
+            store = %self.config.store_url.as_deref().map_or_else(
+                || self.config.store_path.display().to_string(),
+                sonde_store_postgres::redact
+            ),
             "collector listening"
         );
         let retention = (self.config.raw_months > 0).then(|| {

@@ -69,6 +69,19 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Checks that `url` names a PostgreSQL database (without connecting); why not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "{} is not a postgres:// URL (e.g. postgres://sonde:PASSWORD@db.example:5432/sonde)",
+            redact(url)
+        ));
+    }
+    url.parse::<postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", redact(url)))
+}
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`, or
     /// `postgres:///db?host=/run/postgresql` over a Unix socket) and migrates it.

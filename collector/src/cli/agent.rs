@@ -1,13 +1,12 @@
 //! `sonde-collector agent list` and `agent revoke`.
 
-use super::common::{load_config, open_store};
-use sonde_store::{Enrolments, ResultReader};
+use super::common::{load_config, open_configured};
 use std::path::Path;
 
 /// Revokes an agent.
 pub fn revoke(config: &Path, id: &str) -> i32 {
     let config = load_config(config);
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
     match store.revoke(id, chrono::Utc::now()) {
@@ -32,7 +31,7 @@ pub fn revoke(config: &Path, id: &str) -> i32 {
 /// Lists the agents.
 pub fn list(config: &Path) -> i32 {
     let config = load_config(config);
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
     match store.agents() {

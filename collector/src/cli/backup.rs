@@ -5,9 +5,25 @@ use sonde_store::Maintenance;
 use sonde_store_sqlite::SqliteStore;
 use std::path::Path;
 
+/// Says, when the store is PostgreSQL, that its own tools back it up and restore it.
+fn refuse_postgres(config: &sonde_collector::config::Checked, what: &str) -> bool {
+    let Some(url) = &config.store_url else {
+        return false;
+    };
+    eprintln!(
+        "error: the store is the PostgreSQL database {}: it is {what} with PostgreSQL's \
+         own tools (pg_dump, pg_restore; docs/OPERATIONS.md)",
+        sonde_store_postgres::redact(url)
+    );
+    true
+}
+
 /// Copies the store to a new file, consistently, while the collector runs.
 pub fn backup(config: &Path, out: &Path) -> i32 {
     let config = load_config(config);
+    if refuse_postgres(&config, "backed up") {
+        return 1;
+    }
     if !config.store_path.exists() {
         eprintln!("error: no store at {}", config.store_path.display());
         return 1;
@@ -45,6 +61,9 @@ pub fn backup(config: &Path, out: &Path) -> i32 {
 /// Replaces the store with a checked backup.
 pub fn restore(config: &Path, from: &Path) -> i32 {
     let config = load_config(config);
+    if refuse_postgres(&config, "restored") {
+        return 1;
+    }
     // A running collector holds the store: never swap it underneath.
     if std::net::TcpStream::connect_timeout(
         &config.http_listen,

@@ -1,6 +1,8 @@
 //! What the commands share: the configuration, the store, the CA.
 
 use sonde_collector::config;
+use sonde_store::Store;
+use sonde_store_postgres::PostgresStore;
 use sonde_store_sqlite::SqliteStore;
 use std::path::Path;
 
@@ -18,6 +20,31 @@ pub fn open_store(path: &Path) -> Option<SqliteStore> {
     SqliteStore::open(path)
         .map_err(|e| eprintln!("error: cannot open the store {}: {e}", path.display()))
         .ok()
+}
+
+/// Opens the configuration's store: its PostgreSQL database (`[store] url`), or the
+/// SQLite file in its data directory; reports why not on one line.
+pub fn open_configured(config: &config::Checked) -> Option<Box<dyn Store>> {
+    match &config.store_url {
+        Some(url) => PostgresStore::open(url)
+            .map(|s| Box::new(s) as Box<dyn Store>)
+            .map_err(|e| {
+                eprintln!(
+                    "error: cannot open the store {}: {e}",
+                    sonde_store_postgres::redact(url)
+                )
+            })
+            .ok(),
+        None => open_store(&config.store_path).map(|s| Box::new(s) as Box<dyn Store>),
+    }
+}
+
+/// Where the configuration's store is, for messages.
+pub fn store_name(config: &config::Checked) -> String {
+    match &config.store_url {
+        Some(url) => sonde_store_postgres::redact(url),
+        None => config.store_path.display().to_string(),
+    }
 }
 
 /// Loads the configuration or reports every problem and exits 64.

@@ -1,6 +1,5 @@
 //! `sonde-collector import`: results as `sonde-agent probe --json` prints them.
 
-use super::common::open_store;
 use sonde_proto::wire::RawRecord;
 use sonde_proto::ResultRecord;
 use sonde_store::{Batch, Delivery, Inserted, ResultWriter};
@@ -10,8 +9,9 @@ use std::path::Path;
 /// Results committed per transaction while importing.
 const IMPORT_BATCH: usize = 1000;
 
-/// Imports a JSON-lines file of results.
-pub fn import(file: &Path, db: &Path) -> i32 {
+/// Imports a JSON-lines file of results into the store `open` opens (it reports why
+/// not).
+pub fn import(file: &Path, open: impl FnOnce() -> Option<Box<dyn sonde_store::Store>>) -> i32 {
     let input = match std::fs::File::open(file) {
         Ok(f) => std::io::BufReader::new(f),
         Err(e) => {
@@ -19,9 +19,10 @@ pub fn import(file: &Path, db: &Path) -> i32 {
             return 66;
         }
     };
-    let Some(store) = open_store(db) else {
+    let Some(store) = open() else {
         return 1;
     };
+    let store = &*store;
     let mut pending = Pending::default();
     let mut rejected = 0usize;
     for (i, line) in input.split(b'\n').enumerate() {
@@ -43,11 +44,11 @@ pub fn import(file: &Path, db: &Path) -> i32 {
                 eprintln!("{}:{n}: rejected: {e}", file.display());
             }
         }
-        if pending.rows.len() >= IMPORT_BATCH && !pending.flush(&store) {
+        if pending.rows.len() >= IMPORT_BATCH && !pending.flush(store) {
             return 1;
         }
     }
-    if !pending.flush(&store) {
+    if !pending.flush(store) {
         return 1;
     }
     println!(

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod common;
 pub mod import;
 pub mod log;
+pub mod migrate;
 pub mod plan;
 pub mod report;
 pub mod serve;
@@ -83,6 +84,26 @@ pub enum Command {
         out: PathBuf,
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Copy a SQLite store into an empty PostgreSQL database, to share it among
+    /// several collectors.
+    ///
+    /// Every table is copied as it is, row ids and the transparency log included, so
+    /// the log's root, inclusion proofs and signed checkpoints stay valid. Then both
+    /// sides are counted table by table, every result is read back from both and
+    /// digested (SHA-256), and both logs' roots are compared: any difference is an
+    /// error (exit 1). Stop the collector first; then set `[store] url` in its
+    /// configuration. The SQLite file is left as it was.
+    ///
+    /// Example: sonde-collector migrate --from sqlite:/var/lib/sonde-collector/collector.sqlite
+    ///     --to postgres://sonde:PASSWORD@db.example:5432/sonde
+    Migrate {
+        /// The SQLite store: sqlite:PATH.
+        #[arg(long, value_name = "sqlite:PATH")]
+        from: String,
+        /// The PostgreSQL database (empty; migrated to sonde's schema first).
+        #[arg(long, value_name = "postgres://…")]
+        to: String,
     },
     /// Replace the store with a backup. Stop the collector first.
     ///

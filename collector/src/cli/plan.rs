@@ -1,9 +1,9 @@
 //! `sonde-collector plan apply`, `plan show` and `plan diff`.
 
-use super::common::{load_config, open_store};
+use super::common::{load_config, open_configured};
 use sonde_collector::plans::{self, Applied, InForce};
 use sonde_proto::plan::PlanFile;
-use sonde_store::{Plans, Store};
+use sonde_store::Store;
 use std::path::Path;
 
 /// Reads and checks a plan file, or reports every problem and exits 64.
@@ -42,10 +42,11 @@ pub fn apply(config: &Path, file: &Path, check_only: bool) -> i32 {
         return 0;
     }
     let config = load_config(config);
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
-    match plans::apply(&store, &plan, chrono::Utc::now()) {
+    let store = &*store;
+    match plans::apply(store, &plan, chrono::Utc::now()) {
         Ok(Applied::New(v)) => {
             println!(
                 "plan version {v} in force ({} group(s)); connected agents get it within seconds, the others when they connect",
@@ -105,13 +106,14 @@ pub fn show(
     json: bool,
 ) -> i32 {
     let config = load_config(config);
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
+    let store = &*store;
     if history {
-        return print_history(&store, json);
+        return print_history(store, json);
     }
-    let p = match version(&store, asked) {
+    let p = match version(store, asked) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -179,19 +181,20 @@ pub fn diff(config: &Path, file: Option<&Path>, from: Option<u64>, to: Option<u6
         sonde_cli::usage_error("plan diff needs --file FILE or --to N");
     }
     let config = load_config(config);
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
+    let store = &*store;
     let old = match (from, store.plan_version()) {
         (None, Ok(None)) => PlanFile::default(),
-        (asked, _) => match version(&store, asked) {
+        (asked, _) => match version(store, asked) {
             Ok(p) => p.plan,
             Err(code) => return code,
         },
     };
     let new = match new_file {
         Some(p) => p,
-        None => match version(&store, to) {
+        None => match version(store, to) {
             Ok(p) => p.plan,
             Err(code) => return code,
         },

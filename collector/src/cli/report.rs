@@ -1,6 +1,6 @@
 //! `sonde-collector report`, `report verify` and `report key`.
 
-use super::common::{load_config, open_store};
+use super::common::{load_config, open_configured};
 use super::ReportArgs;
 use sonde_collector::report::{self, sign::ReportKey};
 use sonde_store::Store;
@@ -23,16 +23,17 @@ pub fn write(args: ReportArgs) -> i32 {
     };
     let (from_t, to_t) =
         report::parse_period(&from, &to, tz).unwrap_or_else(|e| sonde_cli::usage_error(e));
-    if !config.store_path.exists() {
+    if config.store_url.is_none() && !config.store_path.exists() {
         eprintln!(
             "error: no store at {} (has this collector run?)",
             config.store_path.display()
         );
         return 1;
     }
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
+    let store = &*store;
     let key = match ReportKey::load_or_create(&config.data_dir) {
         Ok(k) => k,
         Err(e) => {
@@ -67,7 +68,7 @@ pub fn write(args: ReportArgs) -> i32 {
             .unwrap_or_else(|| report::render::Lang::for_zone(tz)),
         issuer: config.issuer.clone(),
     };
-    write_checked(&store, &key, &request, &how, &out)
+    write_checked(store, &key, &request, &how, &out)
 }
 
 /// Writes the report of a checked request and says what was written.

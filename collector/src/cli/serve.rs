@@ -1,6 +1,6 @@
 //! `sonde-collector serve` and `check-config`.
 
-use super::common::{load_config, open_store, CA_NAME};
+use super::common::{load_config, open_configured, CA_NAME};
 use sonde_collector::ca::Ca;
 use sonde_collector::report::sign::ReportKey;
 use sonde_collector::server;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// Runs the collector until Ctrl-C or SIGTERM, then drains.
 pub fn serve(config_path: &Path) -> i32 {
     let config = load_config(config_path);
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
     let ca = match Ca::load_or_create(&config.data_dir, CA_NAME) {
@@ -28,7 +28,7 @@ pub fn serve(config_path: &Path) -> i32 {
         }
     };
     let deps = server::Deps {
-        store: Arc::new(store),
+        store: Arc::from(store),
         ca,
         report_key,
         registry: prometheus::Registry::new(),
@@ -49,7 +49,7 @@ pub fn check(config: &Path) -> i32 {
     println!(
         "{}: valid (store {}, HTTP {}, QUIC {})",
         config.display(),
-        c.store_path.display(),
+        super::common::store_name(&c),
         c.http_listen,
         c.quic_listen
     );

@@ -1,9 +1,9 @@
 //! `sonde-collector token create`.
 
-use super::common::{load_config, open_store, CA_NAME};
+use super::common::{load_config, open_configured, CA_NAME};
 use sonde_collector::ca::Ca;
 use sonde_collector::ingest;
-use sonde_store::{Enrolments, NewToken};
+use sonde_store::NewToken;
 use std::path::Path;
 
 /// Prints a one-time token for one agent of one building.
@@ -21,7 +21,7 @@ pub fn create(
         }
     }
     let config = load_config(config_path);
-    let Some(store) = open_store(&config.store_path) else {
+    let Some(store) = open_configured(&config) else {
         return 1;
     };
     let ca = match Ca::load_or_create(&config.data_dir, CA_NAME) {
