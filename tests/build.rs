@@ -6,8 +6,8 @@
 //! dbus-daemon, for the ModemManager look-alike; iperf3, the reference client and the
 //! stock server of the iperf3 engine; and ethtool, which turns GRO on for netlab's
 //! gigabit profiles with a round-trip time; Cloudflare's mach (cf-mach), the
-//! reference RPM client; and VictoriaMetrics (`victoria-metrics`), the long-term store
-//! Prometheus writes to.
+//! reference RPM client; VictoriaMetrics (`victoria-metrics`), the long-term store
+//! Prometheus writes to; and PostgreSQL (`postgresql`), the shared store.
 
 /// Where `.ci/run` installs cf-mach's binary.
 const MACH_DIR: &str = "/var/cache/sonde-tools/cf-mach/bin";
@@ -25,6 +25,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(sonde_udpst_auth)");
     println!("cargo::rustc-check-cfg=cfg(sonde_mach)");
     println!("cargo::rustc-check-cfg=cfg(sonde_victoria)");
+    println!("cargo::rustc-check-cfg=cfg(sonde_postgres)");
     // Cloudflare's mach (cf-mach), the reference RPM client: built by .ci/run into
     // /var/cache/sonde-tools, or named by SONDE_MACH.
     println!("cargo::rerun-if-env-changed=SONDE_MACH");
@@ -49,6 +50,16 @@ fn main() {
     };
     if on_path("prometheus") && on_path("promtool") {
         println!("cargo::rustc-cfg=sonde_prometheus");
+    }
+    // PostgreSQL's programs: Debian keeps them off the PATH, in /usr/lib/postgresql.
+    println!("cargo::rerun-if-changed=/usr/lib/postgresql");
+    let debian_pg = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("bin/initdb").is_file());
+    if debian_pg || on_path("initdb") {
+        println!("cargo::rustc-cfg=sonde_postgres");
     }
     if on_path("victoria-metrics") {
         println!("cargo::rustc-cfg=sonde_victoria");

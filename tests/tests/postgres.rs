@@ -1,0 +1,136 @@
+//! Two collectors on different "machines" (data directories of their own, the CA and
+//! the report key copied from the first, as docs/OPERATIONS.md says) sharing one real
+//! PostgreSQL server: an agent enrolled through one uploads through the other; that one
+//! is killed (`kill -9`) mid-upload and the agent moves on with nothing lost and nothing
+//! stored twice; a report made from either collector's configuration is the same report
+//! and verifies with the one report key.
+
+use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
+use sonde_store_postgres::scratch::Server;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A collector in `dir` whose store is the database at `url`.
+fn on_postgres(dir: &Path, url: &str) -> Collector {
+    std::fs::create_dir_all(dir).expect("dir");
+    Collector::configure_with(
+        dir,
+        "",
+        &format!("[metrics]\nrefresh = \"1s\"\n[store]\nurl = \"{url}\"\n"),
+    )
+}
+
+/// The distinct ids among the stored results, read through `collector`, and how many
+/// rows there were.
+fn stored(collector: &Collector) -> (HashSet<String>, usize) {
+    let all = collector.all_results();
+    let ids = all
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    (ids, all.len())
+}
+
+/// The lines of a CSV report, without when it was made: the line that says so, and
+/// the end of a target's period still open (`TARGET@FROM..END=VERDICT`, END being the
+/// report's time).
+fn report_lines(path: &Path) -> Vec<String> {
+    let open_end = |field: &str| -> String {
+        match (field.find(".."), field.rfind('=')) {
+            (Some(a), Some(b)) if a < b => format!("{}..{}", &field[..a], &field[b..]),
+            _ => field.to_string(),
+        }
+    };
+    std::fs::read_to_string(path)
+        .expect("report")
+        .lines()
+        .filter(|l| !l.contains("generated"))
+        .map(|l| l.split(',').map(open_end).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_postgres),
+    ignore = "needs PostgreSQL (apt-get install postgresql; .ci/run does)"
+)]
+fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
+    let dir = scratch("postgres-pair");
+    let server = Server::start(&dir.join("pg")).expect("PostgreSQL");
+    let url = server.create_database("sonde").expect("database");
+    let mut a = on_postgres(&dir.join("a"), &url);
+    a.start();
+    // B's machine: its own data directory with A's CA and report key.
+    let b_data = dir.join("b").join("collector");
+    std::fs::create_dir_all(&b_data).expect("b data");
+    for f in ["ca.key.pem", "ca.cert.pem", "report-key.pk8"] {
+        std::fs::copy(a.data_dir().join(f), b_data.join(f)).expect(f);
+    }
+    let mut b = on_postgres(&dir.join("b"), &url);
+    b.start();
+    // Enrolled through A (its token in the shared store), uploading through B first.
+    let adir = dir.join("agent");
+    let agent_id = a.enroll("b-postgres", &adir.join("state"));
+    const N: usize = 600;
+    let seeded: HashSet<String> = seed_spool(&adir.join("state"), N, |i| record(i as i64))
+        .into_iter()
+        .collect();
+    let setup = AgentSetup {
+        more_collectors: vec![a.quic.clone()],
+        ..AgentSetup::uploader(1000, 10)
+    };
+    let mut agent = Agent::start(&adir, &b, &setup);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(&a).1 < 60 {
+        assert!(Instant::now() < deadline && !agent.exited(), "no upload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.kill9();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(90);
+    while stored(&a).0.len() < N {
+        assert!(
+            Instant::now() < deadline && !agent.exited(),
+            "{} of {N} stored 90 s after the kill; the agent's log:\n{}",
+            stored(&a).0.len(),
+            std::fs::read_to_string(&agent.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ids, rows) = stored(&a);
+    assert_eq!(ids, seeded, "every result, and only those");
+    assert_eq!(rows, N, "none stored twice");
+    eprintln!(
+        "agent {agent_id}: all {N} stored once, {:.1} s after B was killed",
+        killed.elapsed().as_secs_f64()
+    );
+    drop(agent);
+    a.stop();
+
+    // The same report from either collector's configuration, signed by the one key.
+    let key = dir.join("collector.pub");
+    std::fs::write(&key, a.cli(&["report", "key"]).stdout()).expect("key");
+    let now = chrono::Utc::now();
+    let (from, to) = (
+        (now - chrono::Duration::days(3))
+            .format("%Y-%m-%d")
+            .to_string(),
+        (now + chrono::Duration::days(1))
+            .format("%Y-%m-%d")
+            .to_string(),
+    );
+    let (ra, rb) = (dir.join("a.csv"), dir.join("b.csv"));
+    a.report(&from, &to, "csv", &ra, &[]);
+    b.report(&from, &to, "csv", &rb, &[]);
+    assert_eq!(report_lines(&ra), report_lines(&rb));
+    assert!(
+        report_lines(&ra).iter().any(|l| l.contains(&agent_id)),
+        "the agent is in the report"
+    );
+    for r in [&ra, &rb] {
+        let v = sonde_e2e::pipeline::verify_report(r, &key);
+        assert_eq!(v.code(), 0, "{}: {}", r.display(), v.stderr());
+    }
+    drop(server);
+}
