@@ -43,7 +43,8 @@ const POOL_SIZE: u32 = 8;
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    pool: Pool,
+    /// Always `Some` but while dropping.
+    pool: Option<Pool>,
     /// Months whose partitions exist.
     months: Mutex<HashSet<schema::Month>>,
     /// The URL without its password, for messages.
@@ -105,7 +106,7 @@ impl PostgresStore {
             Ok::<_, StoreError>(pool)
         })?;
         Ok(PostgresStore {
-            pool: store,
+            pool: Some(store),
             months: Mutex::new(HashSet::new()),
             shown,
         })
@@ -122,6 +123,12 @@ impl PostgresStore {
         })?)
     }
 
+    fn pool(&self) -> Result<&Pool, Error> {
+        self.pool
+            .as_ref()
+            .ok_or_else(|| Error::Pool("the store is closing".into()))
+    }
+
     /// Runs `f` on a pooled connection; off tokio's threads, as the synchronous client
     /// needs. An error leaves the connection to the pool, which checks it.
     fn with<R: Send>(
@@ -129,7 +136,7 @@ impl PostgresStore {
         f: impl FnOnce(&mut postgres::Client) -> Result<R, Error> + Send,
     ) -> Result<R, Error> {
         run_outside_tokio(|| {
-            let mut conn = self.pool.get()?;
+            let mut conn = self.pool()?.get()?;
             f(&mut conn)
         })
     }
@@ -145,7 +152,7 @@ impl PostgresStore {
         let (tx, rx) = std::sync::mpsc::sync_channel::<T>(64);
         std::thread::scope(|s| {
             let producer = s.spawn(move || -> Result<(), Error> {
-                let mut conn = self.pool.get()?;
+                let mut conn = self.pool()?.get()?;
                 produce(&mut conn, &Sender(tx))
             });
             let mut failed = None;
@@ -192,6 +199,16 @@ impl PostgresStore {
             .unwrap_or_else(|e| e.into_inner())
             .extend(missing);
         Ok(())
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing a connection runs the synchronous client's runtime: off tokio's
+        // threads, like every call (the collector drops its store inside `block_on`).
+        if let Some(pool) = self.pool.take() {
+            run_outside_tokio(move || drop(pool));
+        }
     }
 }
 
