@@ -265,7 +265,38 @@ pub struct Checked {
     pub checkpoint_every: std::time::Duration,
 }
 
+/// `url` without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Why `[store] url` cannot name a PostgreSQL database, if it cannot.
+fn store_url_problem(url: &str) -> Option<String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => None,
+        _ => Some(format!(
+            "store.url: {} is not a postgres:// URL (e.g. postgres://sonde:PASSWORD@db.example:5432/sonde)",
+            redact_url(url)
+        )),
+    }
+}
+
 impl Checked {
+    /// Where the store is, for messages: its database's URL (password hidden), or the
+    /// SQLite file.
+    pub fn store_name(&self) -> String {
+        match &self.store_url {
+            Some(url) => redact_url(url),
+            None => self.store_path.display().to_string(),
+        }
+    }
+
     /// The store path for a data directory.
     pub fn store_in(data_dir: &Path) -> PathBuf {
         data_dir.join("collector.sqlite")
@@ -277,15 +308,27 @@ impl Checked {
 pub fn load(path: &Path) -> Result<Checked, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-    let config: Config = toml::from_str(&text).map_err(|e| {
+    let mut config: Config = toml::from_str(&text).map_err(|e| {
         vec![format!(
             "{}: {}",
             path.display(),
             e.to_string().lines().collect::<Vec<_>>().join(" ")
         )]
     })?;
+    store_url_from_env(&mut config, std::env::var(STORE_URL_ENV).ok());
     let base = path.parent().unwrap_or(Path::new("."));
     check(&config, base)
+}
+
+/// The environment variable that gives the store's URL, keeping its password out of
+/// the file; it wins over `[store] url`.
+pub const STORE_URL_ENV: &str = "SONDE_STORE_URL";
+
+/// `[store] url` from the environment's value, when it has one.
+fn store_url_from_env(config: &mut Config, env: Option<String>) {
+    if let Some(url) = env.filter(|u| !u.trim().is_empty()) {
+        config.store.url = Some(url);
+    }
 }
 
 /// An address field: parsed, or its problem noted.
@@ -391,11 +434,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
     let (quic_listen, enrol_timeout) = check_quic(&config.quic, &mut problems);
     let silent_horizon = check_metrics(&config.metrics, &mut problems);
     let checkpoint_every = check_log(&config.log, &mut problems);
-    if let Some(url) = &config.store.url {
-        if let Err(e) = sonde_store_postgres::check_url(url) {
-            problems.push(format!("store.url: {e}"));
-        }
-    }
+    problems.extend(config.store.url.as_deref().and_then(store_url_problem));
     let time_zone = config.report.time_zone.parse::<chrono_tz::Tz>().ok();
     if time_zone.is_none() {
         problems.push(format!(
@@ -470,6 +509,33 @@ mod tests {
         let p = dir.join("collector.toml");
         std::fs::write(&p, text).expect("write");
         p
+    }
+
+    #[test]
+    fn a_store_url_is_checked_and_the_environment_wins_over_the_file() {
+        let p = write(
+            "pg-ok",
+            "data_dir = \"state\"\n[store]\nurl = \"postgres://sonde:pw@db:5432/sonde\"\n",
+        );
+        let c = load(&p).expect("valid");
+        assert_eq!(
+            c.store_url.as_deref(),
+            Some("postgres://sonde:pw@db:5432/sonde")
+        );
+        let p = write(
+            "pg-bad",
+            "data_dir = \"state\"\n[store]\nurl = \"mysql://db/sonde\"\n",
+        );
+        let problems = load(&p).expect_err("refused");
+        assert!(
+            problems[0].starts_with("store.url: mysql://db/sonde is not a postgres:// URL"),
+            "{problems:?}"
+        );
+        let mut config: Config = toml::from_str("data_dir = \"s\"\n").expect("toml");
+        store_url_from_env(&mut config, Some(String::new()));
+        assert_eq!(config.store.url, None, "an empty variable is no URL");
+        store_url_from_env(&mut config, Some("postgres:///sonde".into()));
+        assert_eq!(config.store.url.as_deref(), Some("postgres:///sonde"));
     }
 
     #[test]

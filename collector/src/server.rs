@@ -155,10 +155,7 @@ impl Server {
             http = %self.http_addr()?,
             quic = %self.quic_addr()?,
             names = ?self.config.quic_names,
-            store = %self.config.store_url.as_deref().map_or_else(
-                || self.config.store_path.display().to_string(),
-                sonde_store_postgres::redact
-            ),
+            store = %self.config.store_name(),
             "collector listening"
         );
         let retention = (self.config.raw_months > 0).then(|| {

@@ -13,7 +13,7 @@ fn refuse_postgres(config: &sonde_collector::config::Checked, what: &str) -> boo
     eprintln!(
         "error: the store is the PostgreSQL database {}: it is {what} with PostgreSQL's \
          own tools (pg_dump, pg_restore; docs/OPERATIONS.md)",
-        sonde_store_postgres::redact(url)
+        sonde_collector::config::redact_url(url)
     );
     true
 }

@@ -31,19 +31,11 @@ pub fn open_configured(config: &config::Checked) -> Option<Box<dyn Store>> {
             .map_err(|e| {
                 eprintln!(
                     "error: cannot open the store {}: {e}",
-                    sonde_store_postgres::redact(url)
+                    config::redact_url(url)
                 )
             })
             .ok(),
         None => open_store(&config.store_path).map(|s| Box::new(s) as Box<dyn Store>),
-    }
-}
-
-/// Where the configuration's store is, for messages.
-pub fn store_name(config: &config::Checked) -> String {
-    match &config.store_url {
-        Some(url) => sonde_store_postgres::redact(url),
-        None => config.store_path.display().to_string(),
     }
 }
 

@@ -49,7 +49,7 @@ pub fn check(config: &Path) -> i32 {
     println!(
         "{}: valid (store {}, HTTP {}, QUIC {})",
         config.display(),
-        super::common::store_name(&c),
+        c.store_name(),
         c.http_listen,
         c.quic_listen
     );
