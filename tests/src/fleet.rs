@@ -6,7 +6,6 @@ use crate::pipeline::raw;
 use sonde_collector::ca::Ca;
 use sonde_collector::ingest;
 use sonde_proto::wire::{self, Enroll, FrameDecoder, Message};
-use sonde_store::prelude::*;
 use sonde_store::NewToken;
 use sonde_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -158,8 +157,7 @@ pub async fn connect_all(
 
 /// Tokens for buildings `b0`… of `quartier`, written into the collector's store before
 /// it starts (as `token create` would, a thousand times faster).
-pub fn tokens(data_dir: &std::path::Path, ca: &Ca, quartier: &str, n: usize) -> Vec<String> {
-    let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
+pub fn tokens(store: &dyn sonde_store::Store, ca: &Ca, quartier: &str, n: usize) -> Vec<String> {
     let now = chrono::Utc::now();
     (0..n)
         .map(|i| {
@@ -197,13 +195,25 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Starts it.
+    /// Starts it, its store the SQLite file in its data directory.
     pub fn start(dir: &std::path::Path, agents: usize) -> Bench {
-        let mut collector = crate::pipeline::Collector::configure_with(dir, FROM_ONE_ADDRESS, "");
+        Bench::start_on(dir, agents, None)
+    }
+
+    /// Starts it, its store the PostgreSQL database at `url` when given.
+    pub fn start_on(dir: &std::path::Path, agents: usize, url: Option<&str>) -> Bench {
+        let extra = url.map_or(String::new(), |u| format!("[store]\nurl = \"{u}\"\n"));
+        let mut collector =
+            crate::pipeline::Collector::configure_with(dir, FROM_ONE_ADDRESS, &extra);
         let data_dir = dir.join("collector");
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let ca = Ca::load_or_create(&data_dir, "sonde collector CA").expect("CA");
-        let tokens = tokens(&data_dir, &ca, "bench", agents);
+        let store: Box<dyn sonde_store::Store> = match url {
+            Some(u) => Box::new(sonde_store_postgres::PostgresStore::open(u).expect("store")),
+            None => Box::new(SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store")),
+        };
+        let tokens = tokens(&*store, &ca, "bench", agents);
+        drop(store);
         collector.start();
         let addr = collector
             .quic

@@ -16,15 +16,19 @@
 //! the clock starts, as the spool signs when it stores): its rate and the collector's
 //! CPU a result beside the unsigned phase's, which is what checking costs ingest.
 //!
+//! With `--store postgres`, the collector's store is a PostgreSQL server started for
+//! the run (a throwaway cluster on loopback, durable commits): the same phases, the
+//! same figures.
+//!
 //! Usage: cargo run --release -p sonde-e2e --bin sonde-ingest-bench --
-//!        [--agents N] [--results N] [--batch N] [--readers N] [--signed] [--json]
+//!        [--agents N] [--results N] [--batch N] [--readers N] [--signed]
+//!        [--store sqlite|postgres] [--json]
 
 use sonde_agent::identity::signing::SigningKey;
 use sonde_e2e::fleet::{answer, connect_all, enrol_all, print_report, Bench};
 use sonde_e2e::pipeline::scratch;
 use sonde_proto::wire::{self, FrameDecoder, Health, Message, RejectReason, Upload};
 use sonde_proto::ResultRecord;
-use sonde_store::prelude::*;
 use sonde_store::ResultQuery;
 use sonde_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -53,9 +57,22 @@ struct Args {
     /// and print both rates side by side (what checking signatures costs ingest).
     #[arg(long)]
     signed: bool,
+    /// The collector's store: the embedded SQLite file, or a PostgreSQL server
+    /// started for the run (needs Debian's postgresql package).
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// `--store`.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum StoreKind {
+    /// One SQLite file (WAL, synchronous=FULL).
+    Sqlite,
+    /// A PostgreSQL server on loopback (synchronous_commit on).
+    Postgres,
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -225,8 +242,11 @@ async fn read_results(
 }
 
 /// Results in the store (read after the collector stopped).
-fn stored(data_dir: &std::path::Path) -> usize {
-    let store = SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store");
+fn stored(data_dir: &std::path::Path, url: Option<&str>) -> usize {
+    let store: Box<dyn sonde_store::Store> = match url {
+        Some(u) => Box::new(sonde_store_postgres::PostgresStore::open(u).expect("store")),
+        None => Box::new(SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store")),
+    };
     let mut stored = 0usize;
     let mut q = ResultQuery {
         limit: 1000,
@@ -239,6 +259,39 @@ fn stored(data_dir: &std::path::Path) -> usize {
             Some(c) => q.cursor = Some(c),
             None => return stored,
         }
+    }
+}
+
+/// CPU seconds used so far by a PostgreSQL server whose data directory is `data`: its
+/// postmaster's and its backends' (live children), from /proc.
+fn postgres_cpu_seconds(data: &std::path::Path) -> Option<f64> {
+    let pm: u32 = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    };
+    let children: f64 = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| parent_of(pid) == Some(pm))
+        .filter_map(sonde_e2e::cpu_seconds)
+        .sum();
+    Some(sonde_e2e::cpu_seconds(pm)? + children)
+}
+
+/// CPU seconds the PostgreSQL server at `data` used since `before`.
+fn postgres_cpu_since(before: Option<f64>, data: Option<&std::path::Path>) -> f64 {
+    match (before, data.and_then(postgres_cpu_seconds)) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
     }
 }
 
@@ -314,6 +367,21 @@ async fn signed_phases(
     report["unsigned_again_results_per_collector_cpu_s"] = (total / cpu).into();
 }
 
+/// The processes whose CPU the figures count besides this one.
+struct Watched {
+    /// The collector's pid.
+    collector: Option<u32>,
+    /// The PostgreSQL server's data directory, when the store is one.
+    postgres: Option<std::path::PathBuf>,
+}
+
+/// A few client sockets, shared by the simulated agents.
+fn client_endpoints() -> Vec<quinn::Endpoint> {
+    (0..8)
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
+        .collect()
+}
+
 /// The benchmark's phases against a collector at `addr`.
 async fn run(
     args: &Args,
@@ -321,13 +389,11 @@ async fn run(
     http: String,
     ca: rustls::pki_types::CertificateDer<'static>,
     tokens: Vec<String>,
-    collector_pid: Option<u32>,
+    watched: &Watched,
     keys_dir: &std::path::Path,
 ) -> serde_json::Value {
-    // A few client sockets, shared by the simulated agents.
-    let endpoints: Vec<quinn::Endpoint> = (0..8)
-        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client"))
-        .collect();
+    let (collector_pid, pg_data) = (watched.collector, watched.postgres.as_deref());
+    let endpoints = client_endpoints();
     eprintln!("enrolling {} agents over QUIC…", args.agents);
     let t = Instant::now();
     let agents = enrol_all(&endpoints, addr, &ca, tokens).await;
@@ -345,10 +411,12 @@ async fn run(
     let cpu_before = (
         collector_pid.and_then(sonde_e2e::cpu_seconds),
         me.and_then(sonde_e2e::cpu_seconds),
+        pg_data.and_then(postgres_cpu_seconds),
     );
     let idle = upload_phase(&conns, args.results, args.batch, None).await;
     let collector_cpu_s = cpu_since(cpu_before.0, collector_pid);
     let agents_cpu_s = cpu_since(cpu_before.1, me);
+    let store_cpu_s = postgres_cpu_since(cpu_before.2, pg_data);
     let total = (args.agents * args.results) as f64;
     let mut report = serde_json::json!({
         "agents": args.agents,
@@ -363,6 +431,7 @@ async fn run(
         "collector_cpu_s": collector_cpu_s,
         "simulated_agents_cpu_s": agents_cpu_s,
         "results_per_collector_cpu_s": total / collector_cpu_s,
+        "store_server_cpu_s": store_cpu_s,
         "ack_p50_ms": quantile(&idle.latencies, 0.5) * 1e3,
         "ack_p99_ms": quantile(&idle.latencies, 0.99) * 1e3,
         "ack_max_ms": idle.latencies.last().copied().unwrap_or(f64::NAN) * 1e3,
@@ -396,13 +465,21 @@ async fn run(
 fn main() {
     let args = <Args as clap::Parser>::parse();
     let dir = scratch("ingest-bench");
+    let server = (args.store == StoreKind::Postgres).then(|| {
+        eprintln!("starting PostgreSQL…");
+        sonde_store_postgres::scratch::Server::start(&dir.join("pg"))
+            .unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"))
+    });
+    let url = server
+        .as_ref()
+        .map(|s| s.create_database("sonde").expect("database"));
     let Bench {
         mut collector,
         data_dir,
         ca,
         tokens,
         addr,
-    } = Bench::start(&dir, args.agents);
+    } = Bench::start_on(&dir, args.agents, url.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -413,18 +490,27 @@ fn main() {
         collector.http.clone(),
         ca.cert().clone(),
         tokens,
-        collector.pid(),
+        &Watched {
+            collector: collector.pid(),
+            postgres: server.as_ref().map(|_| dir.join("pg").join("pgdata")),
+        },
         &dir.join("agent-keys"),
     ));
     collector.stop();
     let mut r = ResultRecord::schema_example();
     r.id = uuid::Uuid::now_v7();
     report["record_bytes"] = r.to_json().len().into();
-    report["stored_after_restart"] = stored(&data_dir).into();
-    print_report(
-        "sonde ingest benchmark (collector: SQLite WAL, synchronous=FULL, group commit)",
-        &report,
-        args.json,
-    );
+    report["stored_after_restart"] = stored(&data_dir, url.as_deref()).into();
+    report["store"] = format!("{:?}", args.store).to_lowercase().into();
+    let title = match args.store {
+        StoreKind::Sqlite => {
+            "sonde ingest benchmark (collector: SQLite WAL, synchronous=FULL, group commit)"
+        }
+        StoreKind::Postgres => {
+            "sonde ingest benchmark (collector: PostgreSQL on loopback, synchronous_commit on, group commit)"
+        }
+    };
+    print_report(title, &report, args.json);
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
