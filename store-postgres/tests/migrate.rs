@@ -83,7 +83,7 @@ fn a_sqlite_store_moves_to_postgres_whole_and_checked() {
     let got = pg
         .insert(
             &conformance::delivery("after-move"),
-            &[more.clone()],
+            std::slice::from_ref(&more),
             Utc::now(),
         )
         .expect("insert");

@@ -105,3 +105,50 @@ fn the_compose_file_validates_and_what_it_uses_exists() {
     );
     let _ = std::fs::remove_file(&bad);
 }
+
+#[cfg_attr(
+    not(sonde_compose),
+    ignore = "needs docker-compose (apt-get install docker-compose; .ci/run does)"
+)]
+#[test]
+fn the_postgres_overlay_puts_the_store_in_postgres_and_needs_its_password() {
+    let dir = repo().join("deploy/docker");
+    let config = |password: Option<&str>| {
+        let mut cmd = Command::new("docker-compose");
+        cmd.args([
+            "-f",
+            "compose.yaml",
+            "-f",
+            "compose.postgres.yaml",
+            "config",
+        ])
+        .current_dir(&dir)
+        .env_remove("SONDE_PG_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("SONDE_PG_PASSWORD", p);
+        }
+        cmd.output().expect("docker-compose")
+    };
+    let out = config(Some("s3cret"));
+    let resolved = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(resolved.contains("postgres:15"), "{resolved}");
+    assert!(
+        resolved.contains("SONDE_STORE_URL: postgres://sonde:s3cret@postgres:5432/sonde"),
+        "{resolved}"
+    );
+    let out = config(None);
+    assert!(
+        !out.status.success(),
+        "without SONDE_PG_PASSWORD the overlay must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SONDE_PG_PASSWORD"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
