@@ -18,11 +18,12 @@
 //!
 //! With `--store postgres`, the collector's store is a PostgreSQL server started for
 //! the run (a throwaway cluster on loopback, durable commits): the same phases, the
-//! same figures.
+//! same figures. `--store both` runs SQLite then PostgreSQL and prints their figures
+//! side by side.
 //!
 //! Usage: cargo run --release -p sonde-e2e --bin sonde-ingest-bench --
 //!        [--agents N] [--results N] [--batch N] [--readers N] [--signed]
-//!        [--store sqlite|postgres] [--json]
+//!        [--store sqlite|postgres|both] [--json]
 
 use sonde_agent::identity::signing::SigningKey;
 use sonde_e2e::fleet::{answer, connect_all, enrol_all, print_report, Bench};
@@ -57,8 +58,8 @@ struct Args {
     /// and print both rates side by side (what checking signatures costs ingest).
     #[arg(long)]
     signed: bool,
-    /// The collector's store: the embedded SQLite file, or a PostgreSQL server
-    /// started for the run (needs Debian's postgresql package).
+    /// The collector's store: the embedded SQLite file, a PostgreSQL server started
+    /// for the run (needs Debian's postgresql package), or both in turn, side by side.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
     /// Print one JSON object instead of a table.
@@ -73,6 +74,8 @@ enum StoreKind {
     Sqlite,
     /// A PostgreSQL server on loopback (synchronous_commit on).
     Postgres,
+    /// SQLite, then PostgreSQL, in one run: their figures side by side.
+    Both,
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -462,10 +465,10 @@ async fn run(
     report
 }
 
-fn main() {
-    let args = <Args as clap::Parser>::parse();
-    let dir = scratch("ingest-bench");
-    let server = (args.store == StoreKind::Postgres).then(|| {
+/// One whole benchmark on a fresh collector whose store is `store`: its figures.
+fn bench_on(args: &Args, store: StoreKind) -> serde_json::Value {
+    let dir = scratch(&format!("ingest-bench-{store:?}"));
+    let server = (store == StoreKind::Postgres).then(|| {
         eprintln!("starting PostgreSQL…");
         sonde_store_postgres::scratch::Server::start(&dir.join("pg"))
             .unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"))
@@ -485,7 +488,7 @@ fn main() {
         .build()
         .expect("runtime");
     let mut report = runtime.block_on(run(
-        &args,
+        args,
         addr,
         collector.http.clone(),
         ca.cert().clone(),
@@ -501,16 +504,70 @@ fn main() {
     r.id = uuid::Uuid::now_v7();
     report["record_bytes"] = r.to_json().len().into();
     report["stored_after_restart"] = stored(&data_dir, url.as_deref()).into();
-    report["store"] = format!("{:?}", args.store).to_lowercase().into();
-    let title = match args.store {
-        StoreKind::Sqlite => {
-            "sonde ingest benchmark (collector: SQLite WAL, synchronous=FULL, group commit)"
-        }
-        StoreKind::Postgres => {
-            "sonde ingest benchmark (collector: PostgreSQL on loopback, synchronous_commit on, group commit)"
-        }
-    };
-    print_report(title, &report, args.json);
+    report["collector_cpu_us_per_result"] =
+        (report["collector_cpu_s"].as_f64().unwrap_or(f64::NAN) * 1e6
+            / (args.agents * args.results) as f64)
+            .into();
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+    report
+}
+
+/// Both benchmarks' figures side by side, one row a figure.
+fn print_side_by_side(reports: &[(StoreKind, serde_json::Value)], json: bool) {
+    if json {
+        let all: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|(k, r)| (format!("{k:?}").to_lowercase(), r.clone()))
+            .collect();
+        println!("{}", serde_json::Value::Object(all));
+        return;
+    }
+    println!(
+        "sonde ingest benchmark, one collector on each store in turn (SQLite WAL \
+         synchronous=FULL; PostgreSQL on loopback, synchronous_commit on)"
+    );
+    print!("  {:<36}", "figure");
+    for (k, _) in reports {
+        print!(" {:>14}", format!("{k:?}").to_lowercase());
+    }
+    println!();
+    let keys: Vec<&String> = reports[0]
+        .1
+        .as_object()
+        .map_or(Vec::new(), |o| o.keys().collect());
+    for key in keys {
+        print!("  {key:<36}");
+        for (_, r) in reports {
+            match &r[key.as_str()] {
+                v if v.is_f64() => print!(" {:>14.3}", v.as_f64().unwrap_or(f64::NAN)),
+                serde_json::Value::Null => print!(" {:>14}", "–"),
+                v => print!(" {v:>14}"),
+            }
+        }
+        println!();
+    }
+}
+
+fn main() {
+    let args = <Args as clap::Parser>::parse();
+    let stores = match args.store {
+        StoreKind::Both => vec![StoreKind::Sqlite, StoreKind::Postgres],
+        one => vec![one],
+    };
+    let reports: Vec<(StoreKind, serde_json::Value)> = stores
+        .into_iter()
+        .map(|k| (k, bench_on(&args, k)))
+        .collect();
+    if let [(kind, report)] = reports.as_slice() {
+        let title = match kind {
+            StoreKind::Postgres => {
+                "sonde ingest benchmark (collector: PostgreSQL on loopback, synchronous_commit on, group commit)"
+            }
+            _ => "sonde ingest benchmark (collector: SQLite WAL, synchronous=FULL, group commit)",
+        };
+        print_report(title, report, args.json);
+    } else {
+        print_side_by_side(&reports, args.json);
+    }
 }
