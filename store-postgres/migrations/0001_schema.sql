@@ -28,8 +28,8 @@ CREATE TABLE results (
     started_at  BIGINT NOT NULL,      -- run.started_at
     outcome     TEXT NOT NULL,
     received_at BIGINT NOT NULL,      -- when the collector committed it
-    record      TEXT NOT NULL,        -- the result record, JSON, as received
-    envelope    TEXT,                 -- its signed envelope, JSON
+    record      TEXT COMPRESSION lz4 NOT NULL, -- the result record, JSON, as received
+    envelope    TEXT COMPRESSION lz4, -- its signed envelope, JSON
     PRIMARY KEY (row_id, started_at)
 ) PARTITION BY RANGE (started_at);
 CREATE INDEX results_by_time ON results (started_at, id);
