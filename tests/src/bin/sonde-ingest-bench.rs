@@ -542,7 +542,7 @@ fn print_side_by_side(reports: &[(StoreKind, serde_json::Value)], json: bool) {
             match &r[key.as_str()] {
                 v if v.is_f64() => print!(" {:>14.3}", v.as_f64().unwrap_or(f64::NAN)),
                 serde_json::Value::Null => print!(" {:>14}", "–"),
-                v => print!(" {v:>14}"),
+                v => print!(" {:>14}", v.to_string()),
             }
         }
         println!();
