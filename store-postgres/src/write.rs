@@ -290,65 +290,100 @@ fn insert_facts(
     Ok(())
 }
 
-/// Each batch's agent row: its site, version, last delivery and health.
+/// Each batch's agent row: its site, version, last delivery and health, as if the
+/// batches were applied one after the other, in one statement per round (a round holds
+/// each agent once; an agent's second batch in a commit goes to the next round).
 fn upsert_agents(tx: &mut Transaction<'_>, batches: &[Batch], now_ns: i64) -> Result<(), Error> {
-    let stmt = tx.prepare(
-        "INSERT INTO agents (id, quartier, building, version, first_seen, last_seen,
-             health, health_at, latitude, longitude, position_from_agent)
-         VALUES ($1, $2, $3, $4, $5, $5, $6::text,
-             CASE WHEN $6::text IS NULL THEN NULL ELSE $5::int8 END,
-             $7::float8, $8::float8, $7::float8 IS NOT NULL)
-         ON CONFLICT (id) DO UPDATE SET
-             quartier = excluded.quartier, building = excluded.building,
-             version = COALESCE(excluded.version, agents.version),
-             last_seen = excluded.last_seen,
-             health = COALESCE(excluded.health, agents.health),
-             health_at = COALESCE(excluded.health_at, agents.health_at),
-             latitude = CASE WHEN excluded.latitude IS NOT NULL AND (agents.position_from_agent
-                 OR agents.latitude IS NULL OR agents.longitude IS NULL)
-                 THEN excluded.latitude ELSE agents.latitude END,
-             longitude = CASE WHEN excluded.latitude IS NOT NULL AND (agents.position_from_agent
-                 OR agents.latitude IS NULL OR agents.longitude IS NULL)
-                 THEN excluded.longitude ELSE agents.longitude END,
-             position_from_agent = CASE WHEN excluded.latitude IS NOT NULL
-                 AND (agents.position_from_agent
-                 OR agents.latitude IS NULL OR agents.longitude IS NULL)
-                 THEN TRUE ELSE agents.position_from_agent END",
-    )?;
-    for batch in batches {
-        let version = batch
-            .health
-            .as_ref()
-            .map(|h| h.version.clone())
-            .filter(|v| !v.is_empty())
-            .or_else(|| batch.records.last().map(|r| r.agent.version.clone()));
-        let health = batch
-            .health
-            .as_ref()
-            .and_then(|h| serde_json::to_string(h).ok());
-        // The box's configured position stands in when the token gave none, and then
-        // follows the box; a position from the token is never overwritten.
-        let position = batch
-            .health
-            .as_ref()
-            .and_then(|h| h.position)
-            .and_then(|p| p.checked());
-        let d = &batch.delivery;
+    let mut rounds: Vec<Vec<&Batch>> = Vec::new();
+    let mut next: HashMap<&str, usize> = HashMap::new();
+    for b in batches {
+        let r = next.get(b.delivery.agent_id.as_str()).copied().unwrap_or(0);
+        if rounds.len() <= r {
+            rounds.push(Vec::new());
+        }
+        rounds[r].push(b);
+        next.insert(b.delivery.agent_id.as_str(), r + 1);
+    }
+    let stmt = tx.prepare(UPSERT_AGENTS)?;
+    for round in rounds {
+        let mut cols = AgentCols::default();
+        for batch in round {
+            cols.push(batch);
+        }
         tx.execute(
             &stmt,
             &[
-                &d.agent_id,
-                &d.quartier,
-                &d.building,
-                &version,
                 &now_ns,
-                &health,
-                &position.map(|p| p.latitude),
-                &position.map(|p| p.longitude),
+                &cols.id,
+                &cols.quartier,
+                &cols.building,
+                &cols.version,
+                &cols.health,
+                &cols.latitude,
+                &cols.longitude,
             ],
         )?;
     }
     Ok(())
+}
+
+const UPSERT_AGENTS: &str = "INSERT INTO agents (id, quartier, building, version, first_seen,
+         last_seen, health, health_at, latitude, longitude, position_from_agent)
+     SELECT u.id, u.quartier, u.building, u.version, $1, $1, u.health,
+            CASE WHEN u.health IS NULL THEN NULL ELSE $1::int8 END,
+            u.latitude, u.longitude, u.latitude IS NOT NULL
+     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
+                 $8::float8[]) AS u(id, quartier, building, version, health, latitude, longitude)
+     ON CONFLICT (id) DO UPDATE SET
+         quartier = excluded.quartier, building = excluded.building,
+         version = COALESCE(excluded.version, agents.version),
+         last_seen = excluded.last_seen,
+         health = COALESCE(excluded.health, agents.health),
+         health_at = COALESCE(excluded.health_at, agents.health_at),
+         latitude = CASE WHEN excluded.latitude IS NOT NULL AND (agents.position_from_agent
+             OR agents.latitude IS NULL OR agents.longitude IS NULL)
+             THEN excluded.latitude ELSE agents.latitude END,
+         longitude = CASE WHEN excluded.latitude IS NOT NULL AND (agents.position_from_agent
+             OR agents.latitude IS NULL OR agents.longitude IS NULL)
+             THEN excluded.longitude ELSE agents.longitude END,
+         position_from_agent = CASE WHEN excluded.latitude IS NOT NULL
+             AND (agents.position_from_agent
+             OR agents.latitude IS NULL OR agents.longitude IS NULL)
+             THEN TRUE ELSE agents.position_from_agent END";
+
+/// The agents of one round, column by column.
+#[derive(Default)]
+struct AgentCols {
+    id: Vec<String>,
+    quartier: Vec<Option<String>>,
+    building: Vec<Option<String>>,
+    version: Vec<Option<String>>,
+    health: Vec<Option<String>>,
+    latitude: Vec<Option<f64>>,
+    longitude: Vec<Option<f64>>,
+}
+
+impl AgentCols {
+    fn push(&mut self, batch: &Batch) {
+        let health = batch.health.as_ref();
+        self.version.push(
+            health
+                .map(|h| h.version.clone())
+                .filter(|v| !v.is_empty())
+                .or_else(|| batch.records.last().map(|r| r.agent.version.clone())),
+        );
+        self.health
+            .push(health.and_then(|h| serde_json::to_string(h).ok()));
+        // The box's configured position stands in when the token gave none, and then
+        // follows the box; a position from the token is never overwritten.
+        let position = health.and_then(|h| h.position).and_then(|p| p.checked());
+        self.latitude.push(position.map(|p| p.latitude));
+        self.longitude.push(position.map(|p| p.longitude));
+        let d = &batch.delivery;
+        self.id.push(d.agent_id.clone());
+        self.quartier.push(d.quartier.clone());
+        self.building.push(d.building.clone());
+    }
 }
 
 /// Moves each signed batch's chain head forward (never back) and keeps the gaps and

@@ -73,6 +73,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
             the_boxs_position_stands_in_for_a_token_without_one,
         ),
         (
+            "one_commit_applies_an_agents_batches_in_order",
+            one_commit_applies_an_agents_batches_in_order,
+        ),
+        (
             "every_stored_result_is_a_leaf_of_the_log_once",
             every_stored_result_is_a_leaf_of_the_log_once,
         ),
@@ -387,6 +391,42 @@ pub fn the_boxs_position_stands_in_for_a_token_without_one(s: &dyn Store) {
     upload("a-box", 95.0, 4.9);
     assert_eq!(position("a-box"), (Some(45.5), Some(4.9)));
 }
+/// Several batches of one agent in one group commit leave its row as if they had been
+/// committed one after the other: the latest version, health and position win.
+pub fn one_commit_applies_an_agents_batches_in_order(s: &dyn Store) {
+    let now = Utc::now();
+    let batch = |agent: &str, version: &str, at: Option<(f64, f64)>, i: u32| {
+        let health = sonde_proto::wire::Health {
+            version: version.into(),
+            position: at.map(|(latitude, longitude)| sonde_proto::wire::Position {
+                latitude,
+                longitude,
+            }),
+            ..Default::default()
+        };
+        Batch {
+            health: Some(health),
+            ..Batch::of(delivery(agent), vec![record(i, agent)], None)
+        }
+    };
+    let batches = [
+        batch("a1", "1.0.0", Some((45.0, 4.8)), 1),
+        batch("a2", "5.0.0", None, 2),
+        batch("a1", "1.1.0", None, 3),
+        batch("a1", "1.2.0", Some((45.5, 4.9)), 4),
+    ];
+    let done = s.insert_batches(&batches, now).expect("insert");
+    assert_eq!(done.iter().map(|d| d.new).sum::<usize>(), 4);
+    let agents = s.agents().expect("agents");
+    let a1 = agents.iter().find(|a| a.id == "a1").expect("a1");
+    assert_eq!(a1.version.as_deref(), Some("1.2.0"));
+    assert_eq!((a1.latitude, a1.longitude), (Some(45.5), Some(4.9)));
+    assert_eq!(a1.results, 3);
+    let a2 = agents.iter().find(|a| a.id == "a2").expect("a2");
+    assert_eq!(a2.version.as_deref(), Some("5.0.0"));
+    assert_eq!((a2.latitude, a2.longitude), (None, None));
+}
+
 /// A re-sent batch is stored once.
 pub fn a_resent_batch_is_stored_once(s: &dyn Store) {
     let batch: Vec<_> = (0..10).map(|i| record(i, "a1")).collect();
