@@ -265,16 +265,7 @@ pub struct Checked {
     pub checkpoint_every: std::time::Duration,
 }
 
-/// `url` without its password, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
+pub use sonde_store::redact_url;
 
 /// Why `[store] url` cannot name a PostgreSQL database, if it cannot.
 fn store_url_problem(url: &str) -> Option<String> {

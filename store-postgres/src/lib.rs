@@ -28,6 +28,7 @@ pub use schema::MIGRATIONS;
 use chrono::{DateTime, Utc};
 use r2d2_postgres::{postgres::NoTls, PostgresConnectionManager};
 use sonde_proto::ResultRecord;
+use sonde_store::redact_url;
 use sonde_store::{
     AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
@@ -59,35 +60,24 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// `url` with its password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// Checks that `url` names a PostgreSQL database (without connecting); why not.
 pub fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!(
             "{} is not a postgres:// URL (e.g. postgres://sonde:PASSWORD@db.example:5432/sonde)",
-            redact(url)
+            redact_url(url)
         ));
     }
     url.parse::<postgres::Config>()
         .map(|_| ())
-        .map_err(|e| format!("{}: {e}", redact(url)))
+        .map_err(|e| format!("{}: {e}", redact_url(url)))
 }
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`, or
     /// `postgres:///db?host=/run/postgresql` over a Unix socket) and migrates it.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let shown = redact(url);
+        let shown = redact_url(url);
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Query(format!("{shown} is not a PostgreSQL URL: {e}")))?;

@@ -33,3 +33,14 @@ pub use roles::{
 };
 pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 pub use types::*;
+
+/// A store's URL with its password hidden, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -196,6 +196,17 @@ impl Collector {
         )
     }
 
+    /// The distinct ids among the stored results, read through the API, and how many
+    /// rows there were (more rows than ids: a result stored twice).
+    pub fn stored_ids(&self) -> (std::collections::HashSet<String>, usize) {
+        let all = self.all_results();
+        let ids = all
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect();
+        (ids, all.len())
+    }
+
     /// Every stored result, through the paged API.
     pub fn all_results(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();

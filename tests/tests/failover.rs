@@ -31,17 +31,6 @@ fn sharing(dir: &Path, first: &Path) -> Collector {
     c
 }
 
-/// The distinct ids among the stored results, read through `collector`, and how many
-/// rows there were.
-fn stored(collector: &Collector) -> (HashSet<String>, usize) {
-    let all = collector.all_results();
-    let ids = all
-        .iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect();
-    (ids, all.len())
-}
-
 #[test]
 fn an_agent_fails_over_to_the_next_collector_when_one_is_killed_and_loses_nothing() {
     let dir = scratch("failover");
@@ -66,14 +55,14 @@ fn an_agent_fails_over_to_the_next_collector_when_one_is_killed_and_loses_nothin
     let mut agent = Agent::start(&adir, &a, &setup);
     // Killed once uploads are under way.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stored(&b).1 < 60 {
+    while b.stored_ids().1 < 60 {
         assert!(Instant::now() < deadline && !agent.exited(), "no upload");
         std::thread::sleep(Duration::from_millis(20));
     }
     a.kill9();
     let killed = Instant::now();
     // Whatever A committed is in; from here on only B stores.
-    let before = stored(&b).1;
+    let before = b.stored_ids().1;
     // B ingested none of them, yet its /metrics has the agent's latest result.
     let deadline = Instant::now() + Duration::from_secs(10);
     let series = format!("sonde_throughput_bytes_per_second{{agent=\"{agent_id}\"");
@@ -91,7 +80,7 @@ fn an_agent_fails_over_to_the_next_collector_when_one_is_killed_and_loses_nothin
     let mut moved = None;
     let deadline = killed + Duration::from_secs(90);
     loop {
-        let (ids, rows) = stored(&b);
+        let (ids, rows) = b.stored_ids();
         if moved.is_none() && rows > before {
             moved = Some(killed.elapsed());
         }
@@ -106,7 +95,7 @@ fn an_agent_fails_over_to_the_next_collector_when_one_is_killed_and_loses_nothin
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (ids, rows) = stored(&b);
+    let (ids, rows) = b.stored_ids();
     assert_eq!(ids, seeded, "every result, and only those");
     assert_eq!(rows, N, "none stored twice");
     let log = std::fs::read_to_string(&agent.log).unwrap_or_default();

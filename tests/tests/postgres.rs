@@ -2,8 +2,8 @@
 //! the report key copied from the first, as docs/OPERATIONS.md says) sharing one real
 //! PostgreSQL server: three agents upload through one (one of them enrolled through the
 //! other); that one is killed (`kill -9`) mid-upload and the agents move on to the other
-//! with nothing lost and nothing stored twice; a report made from either collector's configuration is the same report
-//! and verifies with the one report key.
+//! with nothing lost and nothing stored twice; a report made from either collector's
+//! configuration is the same report and verifies with the one report key.
 
 use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
 use sonde_store_postgres::scratch::Server;
@@ -19,17 +19,6 @@ fn on_postgres(dir: &Path, url: &str) -> Collector {
         "",
         &format!("[metrics]\nrefresh = \"1s\"\n[store]\nurl = \"{url}\"\n"),
     )
-}
-
-/// The distinct ids among the stored results, read through `collector`, and how many
-/// rows there were.
-fn stored(collector: &Collector) -> (HashSet<String>, usize) {
-    let all = collector.all_results();
-    let ids = all
-        .iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect();
-    (ids, all.len())
 }
 
 /// The lines of a CSV report, without when it was made: the line that says so, and
@@ -92,18 +81,18 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
         agents.push(Agent::start(&adir, &b, &setup));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stored(&a).1 < 60 {
+    while a.stored_ids().1 < 60 {
         assert!(Instant::now() < deadline, "no upload");
         assert!(agents.iter_mut().all(|g| !g.exited()), "an agent exited");
         std::thread::sleep(Duration::from_millis(20));
     }
     b.kill9();
     let killed = Instant::now();
-    let before = stored(&a).1;
+    let before = a.stored_ids().1;
     let mut resumed = None;
     let deadline = killed + Duration::from_secs(90);
     loop {
-        let (ids, rows) = stored(&a);
+        let (ids, rows) = a.stored_ids();
         if resumed.is_none() && rows > before {
             resumed = Some(killed.elapsed());
         }
@@ -119,7 +108,7 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (ids, rows) = stored(&a);
+    let (ids, rows) = a.stored_ids();
     assert_eq!(ids, seeded, "every result, and only those");
     assert_eq!(rows, seeded.len(), "none stored twice");
     eprintln!(

@@ -1,6 +1,7 @@
 //! `sonde-collector migrate`: a SQLite store into a PostgreSQL database.
 
-use sonde_store_postgres::{copy_from_sqlite, redact, PostgresStore};
+use sonde_store::redact_url as redact;
+use sonde_store_postgres::{copy_from_sqlite, PostgresStore};
 use std::path::Path;
 
 /// Copies, checks and says what was copied; exit 0, 1 on any failure, 64 on bad use.
