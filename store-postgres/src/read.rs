@@ -8,12 +8,8 @@ use postgres::Client;
 use sonde_proto::ResultRecord;
 use sonde_store::rows::nanos;
 use sonde_store::{
-    decode_cursor, encode_cursor, AgentRow, Delivery, PlanVersion, ResultPage, ResultQuery, Site,
-    StoreError, StoredResult,
+    encode_cursor, AgentRow, Delivery, PlanVersion, ResultPage, ResultQuery, Site, StoredResult,
 };
-
-/// Largest page (as SQLite's).
-pub const MAX_PAGE: usize = 1000;
 
 /// See `sonde_store::ResultReader::latest_results`.
 pub fn latest_results(c: &mut Client) -> Result<Vec<(Delivery, ResultRecord)>, Error> {
@@ -84,18 +80,7 @@ pub fn result(c: &mut Client, id: &str) -> Result<Option<StoredResult>, Error> {
 
 /// See `sonde_store::ResultReader::results`.
 pub fn results(c: &mut Client, q: &ResultQuery) -> Result<ResultPage, Error> {
-    if q.limit == 0 || q.limit > MAX_PAGE {
-        return Err(
-            StoreError::Query(format!("limit={} is outside 1..={MAX_PAGE}", q.limit)).into(),
-        );
-    }
-    let (after_t, after_id) = match &q.cursor {
-        Some(cur) => {
-            let (t, id) = decode_cursor(cur)?;
-            (t, id.to_string())
-        }
-        None => (i64::MIN, String::new()),
-    };
+    let (after_t, after_id) = q.after()?;
     let rows = c.query(
         "SELECT started_at, id, record, agent_id, quartier, building, received_at
          FROM results

@@ -6,13 +6,9 @@ use crate::columns::{from_ns, ns};
 use crate::error::Error;
 use rusqlite::{params, Connection, OptionalExtension};
 use sonde_proto::ResultRecord;
-use sonde_store::{
-    decode_cursor, encode_cursor, AgentRow, Delivery, ResultPage, ResultQuery, Site, StoreError,
-    StoredResult,
-};
+use sonde_store::{encode_cursor, AgentRow, Delivery, ResultPage, ResultQuery, Site, StoredResult};
 
-/// Largest page.
-pub const MAX_PAGE: usize = 1000;
+pub use sonde_store::MAX_PAGE;
 
 /// See `sonde_store::ResultReader::latest_results`.
 pub fn latest_results(conn: &Connection) -> Result<Vec<(Delivery, ResultRecord)>, Error> {
@@ -87,18 +83,7 @@ pub fn result(conn: &Connection, id: &str) -> Result<Option<StoredResult>, Error
 }
 
 pub fn results(conn: &Connection, q: &ResultQuery) -> Result<ResultPage, Error> {
-    if q.limit == 0 || q.limit > MAX_PAGE {
-        return Err(
-            StoreError::Query(format!("limit={} is outside 1..={MAX_PAGE}", q.limit)).into(),
-        );
-    }
-    let (after_t, after_id) = match &q.cursor {
-        Some(c) => {
-            let (t, id) = decode_cursor(c)?;
-            (t, id.to_string())
-        }
-        None => (i64::MIN, String::new()),
-    };
+    let (after_t, after_id) = q.after()?;
     let mut stmt = conn.prepare_cached(
         "SELECT started_at, id, record, agent_id, quartier, building, received_at FROM results
          WHERE (started_at, id) > (?1, ?2)

@@ -290,6 +290,29 @@ pub fn decode_cursor(cursor: &str) -> Result<(i64, Uuid), StoreError> {
     ))
 }
 
+/// Largest page a backend serves.
+pub const MAX_PAGE: usize = 1000;
+
+impl ResultQuery {
+    /// Checks the page size (1..=[`MAX_PAGE`]) and reads the cursor: the (start,
+    /// id) the page begins after (before everything without a cursor).
+    pub fn after(&self) -> Result<(i64, String), StoreError> {
+        if self.limit == 0 || self.limit > MAX_PAGE {
+            return Err(StoreError::Query(format!(
+                "limit={} is outside 1..={MAX_PAGE}",
+                self.limit
+            )));
+        }
+        Ok(match &self.cursor {
+            Some(c) => {
+                let (t, id) = decode_cursor(c)?;
+                (t, id.to_string())
+            }
+            None => (i64::MIN, String::new()),
+        })
+    }
+}
+
 impl Batch {
     /// A batch of `records` as their agent encoded them (the store keeps these bytes).
     pub fn of(delivery: Delivery, records: Vec<ResultRecord>, health: Option<Health>) -> Batch {
