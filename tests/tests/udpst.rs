@@ -398,12 +398,21 @@ fn a_datagram_flood_on_the_agents_port_costs_nothing() {
         .args(["--direction", "down", "--max-duration", "5", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let agent = cmd.spawn().expect("sonde-agent");
-    // The agent's test socket: the UDP socket of its process once the test runs.
+    let mut agent = cmd.spawn().expect("sonde-agent");
+    // The agent's test socket: the UDP socket of its process once the test runs. A
+    // loaded machine may take seconds to start a debug build: wait while it runs.
     let pid = agent.id();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let spawned = Instant::now();
+    let deadline = spawned + Duration::from_secs(30);
     let mut target = None;
     while target.is_none() && Instant::now() < deadline {
+        if let Ok(Some(status)) = agent.try_wait() {
+            let out = agent.wait_with_output().expect("agent output");
+            panic!(
+                "the agent ended ({status}) before its test socket was seen: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
         let out = std::process::Command::new("ss")
             .args(["-Hunap"])
             .output()
@@ -414,7 +423,11 @@ fn a_datagram_flood_on_the_agents_port_costs_nothing() {
             .and_then(|l| l.split_whitespace().nth(3).map(str::to_string));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let target = target.expect("the agent's UDP socket");
+    let target = target.expect("the agent's UDP socket within 30 s");
+    println!(
+        "the agent's test socket appeared after {:?}",
+        spawned.elapsed()
+    );
     // A stranger floods it for 2 s with load-looking datagrams, bounded in count.
     let flooder = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let mut forged = vec![0u8; 1222];
