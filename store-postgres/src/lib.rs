@@ -41,6 +41,36 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// Connections kept open to the server, at most.
 const POOL_SIZE: u32 = 8;
+/// How long [`Maintenance::healthy`] waits for a connection: `/healthz` must answer a
+/// prober within its bound even while the server is unreachable.
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// A connection attempt that has not succeeded in this long has failed (unless the
+/// URL says otherwise with `connect_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The pool's failures to connect are logged once in this long at most.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs the pool's failures to connect with their reason, once a [`QUIET`] at most
+/// and with how many were not logged: a server that is down must not flood the log
+/// with a line for each of the pool's attempts.
+#[derive(Debug, Default)]
+struct ConnectErrors(Mutex<(Option<std::time::Instant>, u64)>);
+
+impl r2d2::HandleError<postgres::Error> for ConnectErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.0.is_some_and(|t| t.elapsed() < QUIET) {
+            last.1 += 1;
+            return;
+        }
+        let reason = match std::error::Error::source(&error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        };
+        tracing::warn!(%reason, not_logged = last.1, "PostgreSQL: cannot connect");
+        *last = (Some(std::time::Instant::now()), 0);
+    }
+}
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -78,15 +108,19 @@ impl PostgresStore {
     /// `postgres:///db?host=/run/postgresql` over a Unix socket) and migrates it.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let shown = redact_url(url);
-        let config: postgres::Config = url
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Query(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let manager = PostgresConnectionManager::new(config, NoTls);
         let store = run_outside_tokio(|| {
             let pool = r2d2::Pool::builder()
                 .max_size(POOL_SIZE)
                 .min_idle(Some(1))
                 .connection_timeout(std::time::Duration::from_secs(10))
+                .error_handler(Box::new(ConnectErrors::default()))
                 .build(manager)
                 .map_err(|e| StoreError::Backend(format!("cannot reach {shown}: {e}")))?;
             let mut conn = pool.get().map_err(Error::from)?;
@@ -440,8 +474,11 @@ impl Maintenance for PostgresStore {
     }
 
     fn healthy(&self) -> bool {
-        self.with(|c| Ok(c.query_one("SELECT 1", &[])?.get::<_, i32>(0) == 1))
-            .unwrap_or(false)
+        run_outside_tokio(|| {
+            let mut c = self.pool()?.get_timeout(HEALTH_WAIT)?;
+            Ok::<_, Error>(c.query_one("SELECT 1", &[])?.get::<_, i32>(0) == 1)
+        })
+        .unwrap_or(false)
     }
 
     fn space(&self) -> Option<sonde_store::Space> {

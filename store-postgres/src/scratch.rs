@@ -93,18 +93,31 @@ impl Server {
             ],
             dir,
         )?;
+        server.run_server()?;
+        Ok(server)
+    }
+
+    /// `pg_ctl start` on the cluster, waiting until it accepts connections.
+    fn run_server(&self) -> Result<(), String> {
+        let dir = self.data.parent().unwrap_or(&self.data);
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port,
             dir.display()
         );
         let log = dir.join("postgres.log").display().to_string();
-        let data = server.data.display().to_string();
-        server.run(
+        let data = self.data.display().to_string();
+        self.run(
             "pg_ctl",
             &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
             dir,
-        )?;
-        Ok(server)
+        )
+    }
+
+    /// Starts the server again after [`Server::kill`], on the same port and data (it
+    /// recovers from its write-ahead log, as after a crash).
+    pub fn restart(&self) -> Result<(), String> {
+        self.run_server()
     }
 
     fn command(&self, program: &str) -> Command {
