@@ -45,6 +45,9 @@ pub const CLOSE_BUSY: u32 = 1;
 pub const CLOSE_ENROL_TIMEOUT: u32 = 2;
 /// QUIC application close code: the agent was revoked (the reason follows).
 pub const CLOSE_REVOKED: u32 = 3;
+/// QUIC application close code: the collector cannot take this agent's uploads now
+/// (its store does not answer; the reason follows). Retry later, or elsewhere.
+pub const CLOSE_UNAVAILABLE: u32 = 4;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

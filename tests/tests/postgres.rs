@@ -145,3 +145,100 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
     }
     drop(server);
 }
+
+/// `/healthz`: its status and body, and how long it took to answer.
+fn healthz(c: &Collector) -> (u16, String, Duration) {
+    let asked = Instant::now();
+    let (code, body) = sonde_e2e::http_get(&c.http, "/healthz").expect("/healthz answers");
+    (code, body, asked.elapsed())
+}
+
+#[test]
+#[cfg_attr(
+    not(sonde_postgres),
+    ignore = "needs PostgreSQL (apt-get install postgresql; .ci/run does)"
+)]
+fn a_database_that_dies_under_a_collector_loses_nothing() {
+    let dir = scratch("postgres-dies");
+    let server = Server::start(&dir.join("pg")).expect("PostgreSQL");
+    let url = server.create_database("sonde").expect("database");
+    let mut c = on_postgres(&dir.join("c"), &url);
+    c.start();
+    const N: usize = 1000;
+    let mut seeded = HashSet::new();
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        let adir = dir.join(format!("agent{i}"));
+        c.enroll(&format!("b-pg-dies-{i}"), &adir.join("state"));
+        seeded.extend(seed_spool(&adir.join("state"), N, |k| {
+            record((i * N + k) as i64)
+        }));
+        agents.push(Agent::start(&adir, &c, &AgentSetup::uploader(N as u64, 5)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.metric("sonde_collector_results_total{kind=\"new\"}") < 30.0 {
+        assert!(Instant::now() < deadline, "no upload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    let killed = Instant::now();
+    // Health says so, with the reason, and answers within its own bound.
+    let mut seen = healthz(&c);
+    while seen.0 == 200 && killed.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+        seen = healthz(&c);
+    }
+    let (code, body, took) = seen;
+    assert_eq!(code, 503, "{body}");
+    assert!(took < Duration::from_secs(5), "/healthz took {took:?}");
+    eprintln!(
+        "database killed; /healthz said {:?} {:?} later, answering in {took:?}",
+        body.trim(),
+        killed.elapsed()
+    );
+    let stored_at_kill = c.metric("sonde_collector_results_total{kind=\"new\"}");
+    assert!(
+        stored_at_kill < seeded.len() as f64,
+        "the agents still had results to send when the database died"
+    );
+    // Down for 10 s: the collector and the agents keep running, and results wait.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(healthz(&c).0, 503, "the collector survives its database");
+    assert!(agents.iter_mut().all(|g| !g.exited()), "the agents survive");
+    assert!(c.metric("sonde_collector_commit_failures_total") >= 1.0);
+    server.restart().expect("PostgreSQL restarts");
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(90);
+    loop {
+        if healthz(&c).0 == 200 {
+            let (ids, _) = c.stored_ids();
+            if ids.len() == seeded.len() {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all stored 90 s after the restart; an agent's log:\n{}",
+            std::fs::read_to_string(&agents[0].log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ids, rows) = c.stored_ids();
+    assert_eq!(ids, seeded, "every result, and only those");
+    assert_eq!(rows, seeded.len(), "none stored twice");
+    // An outage is no reason to tell an enrolled agent to enrol again.
+    let told = c.metric("sonde_collector_rejects_total{reason=\"unauthenticated\"}");
+    assert_eq!(
+        told, 0.0,
+        "agents refused as unauthenticated while the database was down"
+    );
+    eprintln!(
+        "{stored_at_kill} of {} stored when the database died; all {} stored once {:?} after its restart",
+        seeded.len(),
+        rows,
+        restarted.elapsed()
+    );
+    drop(agents);
+    c.stop();
+    drop(server);
+}

@@ -339,14 +339,15 @@ async fn read_frames(
 }
 
 /// What a read error says: the collector's refusal when it closed the connection with
-/// one of its codes (busy, revoked), else a lost connection.
+/// one of its codes (busy, revoked, unavailable), else a lost connection.
 fn closed(e: quinn::ReadError) -> UplinkError {
-    use sonde_proto::wire::{RejectReason, CLOSE_BUSY, CLOSE_REVOKED};
+    use sonde_proto::wire::{RejectReason, CLOSE_BUSY, CLOSE_REVOKED, CLOSE_UNAVAILABLE};
     if let quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)) = &e {
         let message = String::from_utf8_lossy(&c.reason).into_owned();
         let reason = match u32::try_from(c.error_code.into_inner()) {
             Ok(CLOSE_REVOKED) => Some(RejectReason::Revoked),
             Ok(CLOSE_BUSY) => Some(RejectReason::Busy),
+            Ok(CLOSE_UNAVAILABLE) => Some(RejectReason::Unavailable),
             _ => None,
         };
         if let Some(reason) = reason {

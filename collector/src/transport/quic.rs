@@ -142,7 +142,7 @@ pub fn endpoint(
     )
 }
 
-pub use sonde_proto::wire::{CLOSE_BUSY, CLOSE_ENROL_TIMEOUT, CLOSE_REVOKED};
+pub use sonde_proto::wire::{CLOSE_BUSY, CLOSE_ENROL_TIMEOUT, CLOSE_REVOKED, CLOSE_UNAVAILABLE};
 
 /// Accepts connections on `endpoint` until it is closed: agents in their slots,
 /// strangers (no certificate: enrolment only) in theirs, each within `limits`.
@@ -205,7 +205,25 @@ async fn agent(
         return Ok(());
     };
     let i = ingest.clone();
-    let (delivery, revoked) = sonde_cli::blocking::run(move || identify(agent_id, &i)).await?;
+    let (delivery, revoked) = match sonde_cli::blocking::run(move || identify(agent_id, &i)).await?
+    {
+        Ok(known) => known,
+        Err(why) => {
+            // Not knowing is no refusal: the agent keeps its results and comes back.
+            ingest.count(RejectReason::Unavailable);
+            let mut why = format!("{why}; retry later");
+            // A close frame's reason must fit one packet.
+            if why.len() > 400 {
+                let cut = (0..=400)
+                    .rev()
+                    .find(|&i| why.is_char_boundary(i))
+                    .unwrap_or(0);
+                why.truncate(cut);
+            }
+            conn.close(CLOSE_UNAVAILABLE.into(), why.as_bytes());
+            return Ok(());
+        }
+    };
     if let Some(why) = &revoked {
         tracing::warn!(reason = %why, "connection of a revoked agent");
     }
@@ -354,9 +372,17 @@ async fn stream(
 }
 
 /// The agent a certificate names, with the site of its enrolment, and why its uploads
-/// are refused when it was revoked. Store lookups: run on the blocking pool.
-fn identify(agent_id: String, ingest: &Ingest) -> (Option<Delivery>, Option<String>) {
+/// are refused when it was revoked; or why the store could not say (the connection is
+/// then closed as unavailable, not refused). Store lookups: run on the blocking pool.
+fn identify(
+    agent_id: String,
+    ingest: &Ingest,
+) -> Result<(Option<Delivery>, Option<String>), String> {
     let store = ingest.store();
+    let failed = |what: &str, agent: &str, e: sonde_store::StoreError| {
+        tracing::warn!(agent, error = %e, "{what} lookup failed");
+        format!("the collector cannot look up this agent's {what} now: {e}")
+    };
     let delivery = match store.enrolment(&agent_id) {
         Ok(Some(site)) => Delivery {
             agent_id,
@@ -365,22 +391,16 @@ fn identify(agent_id: String, ingest: &Ingest) -> (Option<Delivery>, Option<Stri
         },
         Ok(None) => {
             tracing::warn!(agent = %agent_id, "certificate of an agent with no enrolment record");
-            return (None, None);
+            return Ok((None, None));
         }
-        Err(e) => {
-            tracing::warn!(agent = %agent_id, error = %e, "enrolment lookup failed");
-            return (None, None);
-        }
+        Err(e) => return Err(failed("enrolment", &agent_id, e)),
     };
     let revoked = match store.revoked_at(&delivery.agent_id) {
         Ok(Some(at)) => Some(crate::ingest::revoked_message(&delivery.agent_id, at)),
         Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(agent = %delivery.agent_id, error = %e, "revocation lookup failed");
-            None
-        }
+        Err(e) => return Err(failed("revocation", &delivery.agent_id, e)),
     };
-    (Some(delivery), revoked)
+    Ok((Some(delivery), revoked))
 }
 
 /// The agent id the connection's client certificate names, if it has one.
