@@ -295,3 +295,99 @@ fn capacity_shows_beside_the_tcp_figures_only_where_measured() {
     assert_eq!(&row[col("capacity_tests")], "1");
     assert_eq!(&row[col("capacity_down_median_bps")], "148300000");
 }
+
+/// The cell under `head` in the HTML access table's row holding `row` (cells and
+/// heads as text, tags left out).
+fn html_cell(page: &str, head: &str, row: &str) -> String {
+    let text = |html: &str| {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for ch in html.chars() {
+            match ch {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    // The access table comes in pages: the row's, whichever it is.
+    for table in page
+        .split("<table>")
+        .filter(|t| t.contains(&format!(">{head}</th>")))
+    {
+        let (thead, tbody) = table.split_once("</thead>").expect("a head");
+        let column = thead
+            .split("</th>")
+            .position(|h| text(h) == head)
+            .expect("the column");
+        if let Some(tr) = tbody.split("</tr>").find(|r| text(r).contains(row)) {
+            return text(tr.split("</td>").nth(column).expect("the cell"));
+        }
+    }
+    panic!("no row with {row:?} in a table with a column {head:?}")
+}
+
+/// With both optional columns shown (RFC 9097 capacity and responsiveness), each
+/// access's figures sit under their own heads, and the columns after them under
+/// theirs.
+#[test]
+fn optional_columns_line_up_with_their_heads() {
+    let store = dataset();
+    let req = request("2026-11-02", "2026-11-02", None, None);
+    let put = |agent: &str, building: &str, engine: sonde_proto::ResultRecord| {
+        let mut r = example::record(
+            sonde_proto::AccessKind::Ftth,
+            "fibre",
+            3600.0,
+            "0.1.0",
+            example::ok((2026, 11, 2, 23, 30), 1.0, None, true),
+        );
+        r.run.engine = engine.run.engine;
+        r.capacity = engine.capacity;
+        r.responsiveness = engine.responsiveness;
+        r.download = None;
+        r.upload = None;
+        example::put(&store, agent, "q1", building, vec![r]);
+    };
+    // Buildings of their own: a row is found by its building.
+    put(
+        "a-cap",
+        "b-cap",
+        sonde_proto::ResultRecord::capacity_example(),
+    );
+    put(
+        "a-rpm",
+        "b-rpm",
+        sonde_proto::ResultRecord::responsiveness_example(),
+    );
+    let report = report::build(&store, &req).expect("report");
+    let page = String::from_utf8(
+        report::render::render(
+            &report,
+            report::render::Format::Html,
+            report::render::Lang::En,
+        )
+        .expect("html"),
+    )
+    .expect("utf-8");
+    let capacity = "IP capacity down / up, RFC 9097 (tests)";
+    let rpm = "responsiveness down / up (RPM)";
+    assert_eq!(
+        html_cell(&page, capacity, "b-cap"),
+        "148.3\u{a0}Mb/s / 49.4\u{a0}Mb/s (1)"
+    );
+    assert_eq!(html_cell(&page, rpm, "b-rpm"), "820 / 310");
+    assert_eq!(html_cell(&page, rpm, "b-cap"), "— / —");
+    assert_eq!(html_cell(&page, capacity, "b-rpm"), "—");
+    assert_eq!(html_cell(&page, "building", "b-cap"), "b-cap");
+    assert_eq!(html_cell(&page, "quartier", "b-rpm"), "q1");
+    let pictures = "pictures: worst, typical";
+    assert_eq!(html_cell(&page, pictures, "b-cap"), "worst · typical");
+    assert_eq!(
+        html_cell(&page, pictures, "b-rpm"),
+        "—",
+        "no throughput test"
+    );
+}

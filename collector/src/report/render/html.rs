@@ -479,70 +479,162 @@ fn verdict_cell(standing: Standing, lang: Lang) -> String {
     }
 }
 
-/// The access table's column heads, before the optional columns are inserted.
-fn access_heads(lang: Lang) -> Vec<&'static str> {
-    vec![
-        lang.w("quartier", "quartier"),
-        lang.w("building", "immeuble"),
-        lang.w("access", "accès"),
-        lang.w(
-            "scheduled / run (manual) / valid",
-            "programmés / effectués (manuels) / valides",
+/// A column of the access table: its head, and its cell for an access.
+struct Column {
+    head: &'static str,
+    cell: Box<dyn Fn(&AccessReport) -> String>,
+}
+
+fn column(head: &'static str, cell: impl Fn(&AccessReport) -> String + 'static) -> Column {
+    Column {
+        head,
+        cell: Box::new(cell),
+    }
+}
+
+/// The access table's columns, in order: the optional ones (RFC 9097 capacity,
+/// responsiveness) only when some access has such tests.
+fn access_columns(rows: &[AccessReport], lang: Lang) -> Vec<Column> {
+    let any_planned = rows.iter().any(|a| a.coverage.planned);
+    let mut columns = coverage_columns(any_planned, lang);
+    // The RFC 9097 capacity beside the TCP figures.
+    if rows.iter().any(|a| a.capacity_tests > 0) {
+        let head = lang.w(
+            "IP capacity down / up, RFC 9097 (tests)",
+            "capacité IP desc. / mont., RFC 9097 (tests)",
+        );
+        columns.push(column(head, move |a| capacity_cell(a, lang)));
+    }
+    columns.extend(verdict_columns(lang));
+    // Responsiveness beside the latency.
+    if rows
+        .iter()
+        .any(|a| a.rpm_down_median.is_some() || a.rpm_up_median.is_some())
+    {
+        let head = lang.w(
+            "responsiveness down / up (RPM)",
+            "réactivité desc. / mont. (RPM)",
+        );
+        columns.push(column(head, move |a| rpm_cell(a, lang)));
+    }
+    columns.extend([
+        column(lang.w("loss", "pertes"), move |a| lang.pct(a.loss_ratio)),
+        column(lang.w("not valid, why", "non valides, pourquoi"), |a| {
+            let why = a.not_valid.summary().replace(';', ", ").replace('=', " ×");
+            if why.is_empty() {
+                "—".to_string()
+            } else {
+                esc(&why)
+            }
+        }),
+        column(
+            lang.w("pictures: worst, typical", "images : pire, typique"),
+            move |a| pictures_cell(a, lang),
         ),
-        lang.w("time covered", "temps couvert"),
-        lang.w("download P10 / median / P90", "débit P10 / médiane / P90"),
-        lang.w("upload median", "débit montant médian"),
-        lang.w("target", "objectif"),
-        lang.w("median ÷ target", "médiane ÷ objectif"),
-        lang.w("peak median", "médiane en pointe"),
-        lang.w("80/80", "80/80"),
-        lang.w("tests meeting target", "tests atteignant l'objectif"),
-        lang.w("reaches target", "atteint l'objectif"),
-        lang.w("3 / 8 / 30 Mb/s", "3 / 8 / 30 Mbit/s"),
-        lang.w("idle / loaded latency", "latence à vide / en charge"),
-        lang.w("loss", "pertes"),
-        lang.w("not valid, why", "non valides, pourquoi"),
-        lang.w("pictures: worst, typical", "images : pire, typique"),
+    ]);
+    columns
+}
+
+/// Which access, what was run of what was called for, and its throughput.
+fn coverage_columns(any_planned: bool, lang: Lang) -> Vec<Column> {
+    vec![
+        column(lang.w("quartier", "quartier"), |a| esc(&a.quartier)),
+        column(lang.w("building", "immeuble"), |a| esc(&a.building)),
+        column(lang.w("access", "accès"), move |a| {
+            format!("{} ({})", esc(&a.access), lang.kind(&a.kind))
+        }),
+        column(
+            lang.w(
+                "scheduled / run (manual) / valid",
+                "programmés / effectués (manuels) / valides",
+            ),
+            move |a| {
+                let c = &a.coverage;
+                let scheduled = if any_planned && !c.planned {
+                    format!("{}*", lang.count(c.scheduled))
+                } else {
+                    lang.count(c.scheduled)
+                };
+                format!(
+                    "{scheduled} / {} ({}) / {}",
+                    lang.count(c.run),
+                    lang.count(c.manual),
+                    lang.count(c.valid)
+                )
+            },
+        ),
+        column(lang.w("time covered", "temps couvert"), move |a| {
+            lang.pct(a.coverage.time_covered_ratio)
+        }),
+        column(
+            lang.w("download P10 / median / P90", "débit P10 / médiane / P90"),
+            move |a| {
+                let d = &a.download_bps;
+                format!(
+                    "{} / {} / {}",
+                    lang.rate(d.p10),
+                    lang.rate(d.median),
+                    lang.rate(d.p90)
+                )
+            },
+        ),
+        column(
+            lang.w("upload median", "débit montant médian"),
+            move |a| lang.rate(a.upload_bps.median),
+        ),
+    ]
+}
+
+/// The target, the figures judged against it, the verdict, and the latency.
+fn verdict_columns(lang: Lang) -> Vec<Column> {
+    vec![
+        column(lang.w("target", "objectif"), move |a| {
+            lang.rate(a.target_down_bps)
+        }),
+        column(
+            lang.w("median ÷ target", "médiane ÷ objectif"),
+            move |a| lang.ratio(a.download_ratio_median),
+        ),
+        column(lang.w("peak median", "médiane en pointe"), move |a| {
+            lang.rate(a.peak_download_median_bps)
+        }),
+        column(lang.w("80/80", "80/80"), move |a| {
+            format!(
+                "{} ({})",
+                lang.rate(a.consistent_80_80_bps),
+                lang.ratio(a.consistent_80_80_ratio)
+            )
+        }),
+        column(
+            lang.w("tests meeting target", "tests atteignant l'objectif"),
+            move |a| lang.pct(a.target_met_ratio),
+        ),
+        column(lang.w("reaches target", "atteint l'objectif"), move |a| {
+            verdict_cell(a.standing, lang)
+        }),
+        column(lang.w("3 / 8 / 30 Mb/s", "3 / 8 / 30 Mbit/s"), move |a| {
+            arcep_cell(a.arcep_thresholds, lang)
+        }),
+        column(
+            lang.w("idle / loaded latency", "latence à vide / en charge"),
+            move |a| {
+                format!(
+                    "{} / {}",
+                    lang.ms(a.idle_latency_median_s),
+                    lang.ms(a.loaded_latency_median_s)
+                )
+            },
+        ),
     ]
 }
 
 fn access_table(rows: &[AccessReport], lang: Lang) -> String {
-    let mut heads = access_heads(lang);
-    // Responsiveness beside the latency, when some access measured it.
-    let any_rpm = rows
-        .iter()
-        .any(|a| a.rpm_down_median.is_some() || a.rpm_up_median.is_some());
-    if any_rpm {
-        heads.insert(
-            RPM_COLUMN,
-            lang.w(
-                "responsiveness down / up (RPM)",
-                "réactivité desc. / mont. (RPM)",
-            ),
-        );
-    }
-    // The RFC 9097 capacity beside the TCP figures, when some access has UDPST tests.
-    let any_capacity = rows.iter().any(|a| a.capacity_tests > 0);
-    if any_capacity {
-        heads.insert(
-            CAPACITY_COLUMN,
-            lang.w(
-                "IP capacity down / up, RFC 9097 (tests)",
-                "capacité IP desc. / mont., RFC 9097 (tests)",
-            ),
-        );
-    }
+    let columns = access_columns(rows, lang);
+    let heads: Vec<&str> = columns.iter().map(|c| c.head).collect();
     let mut s = table_head(&heads, 3);
     let any_planned = rows.iter().any(|a| a.coverage.planned);
     for a in rows {
-        let mut cells = access_cells(a, any_planned, lang).to_vec();
-        cells.push(pictures_cell(a, lang));
-        if any_rpm {
-            cells.insert(RPM_COLUMN, rpm_cell(a, lang));
-        }
-        if any_capacity {
-            cells.insert(CAPACITY_COLUMN, capacity_cell(a, lang));
-        }
+        let cells: Vec<String> = columns.iter().map(|c| (c.cell)(a)).collect();
         table_row(&mut s, &cells, 3);
     }
     s.push_str("</tbody></table></div>");
@@ -564,13 +656,6 @@ fn access_table(rows: &[AccessReport], lang: Lang) -> String {
     );
     s
 }
-
-/// Where the capacity column goes in the access table: after the upload median.
-const CAPACITY_COLUMN: usize = 7;
-
-/// Where the responsiveness column goes (before the capacity one is inserted): after
-/// the latency.
-const RPM_COLUMN: usize = 15;
 
 /// An access's median RPM each way (METHODOLOGY §11), "—" without any.
 fn rpm_cell(a: &AccessReport, lang: Lang) -> String {
@@ -616,59 +701,6 @@ fn capacity_cell(a: &AccessReport, lang: Lang) -> String {
         lang.rate(a.capacity_up_bps.median),
         lang.count(a.capacity_tests)
     )
-}
-
-/// One access's row; its scheduled count marked * when inferred in a report where
-/// plans give others.
-fn access_cells(a: &AccessReport, any_planned: bool, lang: Lang) -> [String; 17] {
-    let c = &a.coverage;
-    let why = a.not_valid.summary().replace(';', ", ").replace('=', " ×");
-    let scheduled = if any_planned && !c.planned {
-        format!("{}*", lang.count(c.scheduled))
-    } else {
-        lang.count(c.scheduled)
-    };
-    [
-        esc(&a.quartier),
-        esc(&a.building),
-        format!("{} ({})", esc(&a.access), lang.kind(&a.kind)),
-        format!(
-            "{scheduled} / {} ({}) / {}",
-            lang.count(c.run),
-            lang.count(c.manual),
-            lang.count(c.valid)
-        ),
-        lang.pct(c.time_covered_ratio),
-        format!(
-            "{} / {} / {}",
-            lang.rate(a.download_bps.p10),
-            lang.rate(a.download_bps.median),
-            lang.rate(a.download_bps.p90)
-        ),
-        lang.rate(a.upload_bps.median),
-        lang.rate(a.target_down_bps),
-        lang.ratio(a.download_ratio_median),
-        lang.rate(a.peak_download_median_bps),
-        format!(
-            "{} ({})",
-            lang.rate(a.consistent_80_80_bps),
-            lang.ratio(a.consistent_80_80_ratio)
-        ),
-        lang.pct(a.target_met_ratio),
-        verdict_cell(a.standing, lang),
-        arcep_cell(a.arcep_thresholds, lang),
-        format!(
-            "{} / {}",
-            lang.ms(a.idle_latency_median_s),
-            lang.ms(a.loaded_latency_median_s)
-        ),
-        lang.pct(a.loss_ratio),
-        if why.is_empty() {
-            "—".to_string()
-        } else {
-            esc(&why)
-        },
-    ]
 }
 
 /// Accesses whose target changed in the period: each stretch and its verdict.
