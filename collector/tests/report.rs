@@ -142,15 +142,7 @@ fn a_closed_period_keeps_its_figures_when_later_data_arrives_once_plans_say_what
         .expect("the planned access that never reported is in the report");
     assert_eq!((mobile.coverage.scheduled, mobile.coverage.run), (12, 0));
     assert_eq!(mobile.standing, sonde_method::report::Standing::NoResult);
-    let html = String::from_utf8(
-        report::render::render(
-            &planned,
-            report::render::Format::Html,
-            report::render::Lang::En,
-        )
-        .expect("html"),
-    )
-    .expect("utf-8");
+    let html = html_en(&planned);
     assert!(
         html.contains("Scheduled: what the plans in force called for"),
         "{html}"
@@ -208,9 +200,7 @@ fn every_access_is_drawn_in_pages_on_round_ticks() {
         );
     }
     let r = report::build(&s, &request("2026-11-02", "2026-11-02", None, None)).expect("report");
-    let bytes = report::render::render(&r, report::render::Format::Html, report::render::Lang::En)
-        .expect("html");
-    let html = String::from_utf8(bytes).expect("utf-8");
+    let html = html_en(&r);
     let charts: Vec<&str> = html
         .split("<svg")
         .skip(1)
@@ -238,16 +228,9 @@ fn every_access_is_drawn_in_pages_on_round_ticks() {
 fn capacity_shows_beside_the_tcp_figures_only_where_measured() {
     let store = dataset();
     let req = request("2026-11-02", "2026-11-02", None, None);
-    let html = |r: &sonde_method::report::Report| {
-        String::from_utf8(
-            report::render::render(r, report::render::Format::Html, report::render::Lang::En)
-                .expect("html"),
-        )
-        .expect("utf-8")
-    };
     let before = report::build(&store, &req).expect("report");
     assert!(
-        !html(&before).contains("IP capacity down / up"),
+        !html_en(&before).contains("IP capacity down / up"),
         "no UDPST test, no column"
     );
     let mut udpst = example::record(
@@ -266,7 +249,7 @@ fn capacity_shows_beside_the_tcp_figures_only_where_measured() {
     let after = report::build(&store, &req).expect("report");
     let a1 = example::access(&after, "a1");
     assert_eq!(a1.capacity_tests, 1);
-    let page = html(&after);
+    let page = html_en(&after);
     assert!(
         page.contains("IP capacity down / up, RFC 9097 (tests)"),
         "{page}"
@@ -294,6 +277,13 @@ fn capacity_shows_beside_the_tcp_figures_only_where_measured() {
         .expect("a1's row");
     assert_eq!(&row[col("capacity_tests")], "1");
     assert_eq!(&row[col("capacity_down_median_bps")], "148300000");
+}
+
+/// `r` as an HTML page in English.
+fn html_en(r: &sonde_method::report::Report) -> String {
+    let bytes = report::render::render(r, report::render::Format::Html, report::render::Lang::En)
+        .expect("html");
+    String::from_utf8(bytes).expect("utf-8")
 }
 
 /// The cell under `head` in the HTML access table's row holding `row` (cells and
@@ -363,15 +353,7 @@ fn optional_columns_line_up_with_their_heads() {
         sonde_proto::ResultRecord::responsiveness_example(),
     );
     let report = report::build(&store, &req).expect("report");
-    let page = String::from_utf8(
-        report::render::render(
-            &report,
-            report::render::Format::Html,
-            report::render::Lang::En,
-        )
-        .expect("html"),
-    )
-    .expect("utf-8");
+    let page = html_en(&report);
     let capacity = "IP capacity down / up, RFC 9097 (tests)";
     let rpm = "responsiveness down / up (RPM)";
     assert_eq!(
