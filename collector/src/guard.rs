@@ -223,9 +223,9 @@ impl Maintenance for OffWorkers {
         self.0.backup(path)
     }
 
-    fn healthy(&self) -> bool {
+    fn health(&self) -> Result<(), sonde_store::StoreError> {
         check("a health check");
-        self.0.healthy()
+        self.0.health()
     }
 
     fn space(&self) -> Option<sonde_store::Space> {

@@ -473,12 +473,13 @@ impl Maintenance for PostgresStore {
         )))
     }
 
-    fn healthy(&self) -> bool {
+    fn health(&self) -> Result<(), StoreError> {
         run_outside_tokio(|| {
             let mut c = self.pool()?.get_timeout(HEALTH_WAIT)?;
-            Ok::<_, Error>(c.query_one("SELECT 1", &[])?.get::<_, i32>(0) == 1)
-        })
-        .unwrap_or(false)
+            c.query_one("SELECT 1", &[])?;
+            Ok::<_, Error>(())
+        })?;
+        Ok(())
     }
 
     fn space(&self) -> Option<sonde_store::Space> {

@@ -422,11 +422,11 @@ impl Maintenance for SqliteStore {
         Ok(())
     }
 
-    fn healthy(&self) -> bool {
-        self.reader().is_ok_and(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .is_ok_and(|v| v == 1)
-        })
+    fn health(&self) -> Result<(), StoreError> {
+        let c = self.reader()?;
+        c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .map_err(Error::from)?;
+        Ok(())
     }
 
     fn space(&self) -> Option<sonde_store::Space> {
@@ -636,7 +636,7 @@ mod tests {
                 .len(),
                 1
             );
-            assert!(s.healthy());
+            assert!(s.health().is_ok());
         }
         {
             let conn = Connection::open(&path).expect("raw");

@@ -201,8 +201,8 @@ pub trait Maintenance: Send + Sync {
     /// ingest goes on: it holds every result committed before the copy began.
     fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
 
-    /// Whether the store answers.
-    fn healthy(&self) -> bool;
+    /// Whether the store answers; why not, in one line.
+    fn health(&self) -> Result<(), StoreError>;
 
     /// Room left where the store writes (`None`: the backend cannot tell, e.g. a
     /// remote database).

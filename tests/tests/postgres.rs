@@ -190,6 +190,10 @@ fn a_database_that_dies_under_a_collector_loses_nothing() {
     }
     let (code, body, took) = seen;
     assert_eq!(code, 503, "{body}");
+    assert!(
+        body.starts_with("not ok: store unavailable: ") && body.contains("PostgreSQL"),
+        "the reason: {body}"
+    );
     assert!(took < Duration::from_secs(5), "/healthz took {took:?}");
     eprintln!(
         "database killed; /healthz said {:?} {:?} later, answering in {took:?}",

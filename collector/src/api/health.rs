@@ -11,8 +11,8 @@ use sonde_store::Maintenance;
 
 /// `ok`, or why not.
 pub fn get(store: &dyn Maintenance, ingest: Option<&Ingest>) -> Response<Body> {
-    let trouble = if !store.healthy() {
-        Some("store unavailable".to_string())
+    let trouble = if let Err(e) = store.health() {
+        Some(format!("store unavailable: {e}"))
     } else if let Some(space) = store.space().filter(|s| s.low()) {
         Some(format!(
             "storage full: {} KiB free on the store's disk (keeps {} KiB in reserve)",
