@@ -21,6 +21,11 @@
 //! same figures. `--store both` runs SQLite then PostgreSQL and prints their figures
 //! side by side.
 //!
+//! Last, once the collector stopped, the store alone: 50 group commits of 100 agents'
+//! 10 results, built beforehand and written straight into the same store (no QUIC, no
+//! collector), as `store_alone_*`: results/s and CPU a result on either side. What the
+//! store can take, apart from what the transport and the checks cost.
+//!
 //! Usage: cargo run --release -p sonde-e2e --bin sonde-ingest-bench --
 //!        [--agents N] [--results N] [--batch N] [--readers N] [--signed]
 //!        [--store sqlite|postgres|both] [--json]
@@ -244,12 +249,68 @@ async fn read_results(
     pages
 }
 
-/// Results in the store (read after the collector stopped).
-fn stored(data_dir: &std::path::Path, url: Option<&str>) -> usize {
-    let store: Box<dyn sonde_store::Store> = match url {
+/// The store the collector used: its SQLite file, or the database at `url`.
+fn open_store(data_dir: &std::path::Path, url: Option<&str>) -> Box<dyn sonde_store::Store> {
+    match url {
         Some(u) => Box::new(sonde_store_postgres::PostgresStore::open(u).expect("store")),
         None => Box::new(SqliteStore::open(&data_dir.join("collector.sqlite")).expect("store")),
-    };
+    }
+}
+
+/// Group commits written by the store-alone phase, each of
+/// [`ALONE_AGENTS`] agents' batches of [`ALONE_BATCH`] results.
+const ALONE_COMMITS: usize = 50;
+const ALONE_AGENTS: usize = 100;
+const ALONE_BATCH: usize = 10;
+
+/// The store alone, no QUIC and no collector: [`ALONE_COMMITS`] group commits built
+/// beforehand, written straight into `store` one after the other (after the
+/// collector stopped). Results/s, and this process's CPU a result (the store's client
+/// side: building rows, hashing the log, the driver).
+fn store_alone(store: &dyn sonde_store::Store) -> (f64, f64) {
+    let commits: Vec<Vec<sonde_store::Batch>> = (0..ALONE_COMMITS)
+        .map(|c| {
+            (0..ALONE_AGENTS)
+                .map(|a| {
+                    let records: Vec<ResultRecord> = (0..ALONE_BATCH)
+                        .map(|k| {
+                            let mut r = ResultRecord::schema_example();
+                            r.id = uuid::Uuid::now_v7();
+                            r.run.started_at = chrono::Utc::now()
+                                - chrono::Duration::seconds(((c * ALONE_BATCH + k) * 60) as i64);
+                            r
+                        })
+                        .collect();
+                    sonde_store::Batch {
+                        delivery: sonde_store::Delivery {
+                            agent_id: format!("store-alone-{a:03}"),
+                            quartier: Some("q".into()),
+                            building: Some(format!("b{a:03}")),
+                        },
+                        raw: records.iter().map(wire::RawRecord::of).collect(),
+                        records,
+                        health: None,
+                        signed: None,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let cpu = sonde_e2e::cpu_seconds(std::process::id());
+    let started = Instant::now();
+    for batches in &commits {
+        store
+            .insert_batches(batches, chrono::Utc::now())
+            .expect("a store-alone commit");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let n = (ALONE_COMMITS * ALONE_AGENTS * ALONE_BATCH) as f64;
+    let cpu = cpu_since(cpu, Some(std::process::id()));
+    (n / seconds, cpu * 1e6 / n)
+}
+
+/// Results in the store (read after the collector stopped).
+fn stored(store: &dyn sonde_store::Store) -> usize {
     let mut stored = 0usize;
     let mut q = ResultQuery {
         limit: 1000,
@@ -503,7 +564,23 @@ fn bench_on(args: &Args, store: StoreKind) -> serde_json::Value {
     let mut r = ResultRecord::schema_example();
     r.id = uuid::Uuid::now_v7();
     report["record_bytes"] = r.to_json().len().into();
-    report["stored_after_restart"] = stored(&data_dir, url.as_deref()).into();
+    let store = open_store(&data_dir, url.as_deref());
+    report["stored_after_restart"] = stored(store.as_ref()).into();
+    eprintln!("the store alone: {ALONE_COMMITS} group commits written straight in…");
+    let pg_cpu = server
+        .as_ref()
+        .and_then(|_| postgres_cpu_seconds(&dir.join("pg").join("pgdata")));
+    let (rate, client_us) = store_alone(store.as_ref());
+    report["store_alone_results_per_s"] = rate.into();
+    report["store_alone_client_cpu_us_per_result"] = client_us.into();
+    report["store_alone_server_cpu_us_per_result"] = server
+        .as_ref()
+        .map(|_| {
+            postgres_cpu_since(pg_cpu, Some(&dir.join("pg").join("pgdata"))) * 1e6
+                / (ALONE_COMMITS * ALONE_AGENTS * ALONE_BATCH) as f64
+        })
+        .into();
+    drop(store);
     report["collector_cpu_us_per_result"] =
         (report["collector_cpu_s"].as_f64().unwrap_or(f64::NAN) * 1e6
             / (args.agents * args.results) as f64)
