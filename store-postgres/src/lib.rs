@@ -32,7 +32,7 @@ use sonde_store::redact_url;
 use sonde_store::{
     AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
-    ResultReader, ResultWriter, Site, StoreError, TransparencyLog,
+    ResultReader, ResultWriter, SealedKeys, Site, StoreError, TransparencyLog,
 };
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -344,6 +344,43 @@ impl Chains for PostgresStore {
         agent_id: Option<&str>,
     ) -> Result<Vec<(String, sonde_proto::wire::Rotation)>, StoreError> {
         Ok(self.with(|c| read::rotations(c, agent_id))?)
+    }
+}
+
+impl SealedKeys for PostgresStore {
+    fn sealed_key(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.with(|c| {
+            Ok(
+                c.query_opt("SELECT sealed FROM sealed_keys WHERE name = $1", &[&name])?
+                    .map(|r| r.get(0)),
+            )
+        })?)
+    }
+
+    fn keep_sealed_key(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self.with(|c| {
+            // The first collector's stays: a row comes back whoever inserted it.
+            c.execute(
+                "INSERT INTO sealed_keys (name, sealed) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &sealed],
+            )?;
+            Ok(
+                c.query_one("SELECT sealed FROM sealed_keys WHERE name = $1", &[&name])?
+                    .get(0),
+            )
+        })?)
+    }
+
+    fn replace_sealed_key(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        Ok(self.with(|c| {
+            c.execute(
+                "INSERT INTO sealed_keys (name, sealed) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, sealed_at = now()",
+                &[&name, &sealed],
+            )?;
+            Ok(())
+        })?)
     }
 }
 

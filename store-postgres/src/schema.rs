@@ -8,7 +8,10 @@ use chrono::{Datelike, TimeZone, Utc};
 use sonde_store::StoreError;
 
 /// Migrations, in order; the number of one is its position + 1.
-pub const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_schema.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_schema.sql"),
+    include_str!("../migrations/0002_sealed_keys.sql"),
+];
 
 /// The advisory lock key migrations and partition creation take ("sonde" + 1).
 const SCHEMA_LOCK: i64 = 0x736f_6e64_6501;
@@ -16,12 +19,19 @@ const SCHEMA_LOCK: i64 = 0x736f_6e64_6501;
 /// Applies the migrations the database lacks; returns the version it is at.
 pub fn migrate(client: &mut postgres::Client) -> Result<i64, Error> {
     let known = MIGRATIONS.len() as i64;
-    client.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-         )",
-    )?;
+    // Looked for first: IF NOT EXISTS alone has the server send a notice, which the
+    // client logs, on every start.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    BIGINT PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )?;
+    }
     loop {
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;

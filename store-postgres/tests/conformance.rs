@@ -21,3 +21,36 @@ fn a_postgres_store_passes_the_conformance_suite() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+#[cfg_attr(
+    not(sonde_postgres),
+    ignore = "needs PostgreSQL (apt-get install postgresql; .ci/run does)"
+)]
+fn sealed_keys_keep_the_first_collectors_and_a_rotation_replaces_it() {
+    use sonde_store::SealedKeys;
+    let dir = std::env::temp_dir().join(format!("sonde-pg-sealed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = scratch::Server::start(&dir).expect("start PostgreSQL");
+    let url = server.create_database("sealed").expect("database");
+    let (a, b) = (
+        PostgresStore::open(&url).expect("store"),
+        PostgresStore::open(&url).expect("store"),
+    );
+    assert_eq!(a.sealed_key("ca").expect("read"), None);
+    assert_eq!(a.keep_sealed_key("ca", b"first").expect("kept"), b"first");
+    assert_eq!(
+        b.keep_sealed_key("ca", b"second").expect("kept"),
+        b"first",
+        "the first kept stays"
+    );
+    b.replace_sealed_key("ca", b"rotated").expect("replaced");
+    assert_eq!(
+        a.sealed_key("ca").expect("read").as_deref(),
+        Some(&b"rotated"[..])
+    );
+    assert_eq!(a.sealed_key("report-key").expect("read"), None);
+    drop((a, b));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

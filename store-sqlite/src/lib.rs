@@ -27,7 +27,7 @@ use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
-    ResultReader, ResultWriter, ScheduledAccess, Site, StoreError, TransparencyLog,
+    ResultReader, ResultWriter, ScheduledAccess, SealedKeys, Site, StoreError, TransparencyLog,
 };
 use std::path::Path;
 use std::sync::Mutex;
@@ -168,6 +168,9 @@ impl TransparencyLog for SqliteStore {
         Ok(log::latest_checkpoint(&*self.reader()?)?)
     }
 }
+
+/// One collector owns its SQLite file and keeps its keys in its data directory.
+impl SealedKeys for SqliteStore {}
 
 impl Chains for SqliteStore {
     fn register_signing_key(

@@ -24,12 +24,13 @@ pub use error::StoreError;
 /// The role traits, for `use sonde_store::prelude::*` where a store's methods are called.
 pub mod prelude {
     pub use crate::roles::{
-        Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter, TransparencyLog,
+        Enrolments, Maintenance, Plans, ReportSource, ResultReader, ResultWriter, SealedKeys,
+        TransparencyLog,
     };
 }
 pub use roles::{
     resolve_pictures, split_scan, Chains, Enrolments, Maintenance, Plans, ReportSource,
-    ResultReader, ResultWriter, Store, TransparencyLog,
+    ResultReader, ResultWriter, SealedKeys, Store, TransparencyLog,
 };
 pub use sonde_method::report::{Fact, ReportScope, ReportSink, ScheduledAccess};
 pub use types::*;

@@ -300,6 +300,36 @@ pub trait Chains: Send + Sync {
     ) -> Result<Vec<(String, sonde_proto::wire::Rotation)>, StoreError>;
 }
 
+/// Key material several collectors share (the CA, the report key), kept sealed: the
+/// store holds opaque bytes under a name and never sees a key. Only a store several
+/// collectors can share keeps them; the others refuse.
+pub trait SealedKeys: Send + Sync {
+    /// The sealed bytes kept under `name`, if any.
+    fn sealed_key(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Err(no_sealed_keys())
+    }
+
+    /// Keeps `sealed` under `name` unless something is kept there already; returns
+    /// what is kept there now (another collector's, when it was first).
+    fn keep_sealed_key(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let _ = (name, sealed);
+        Err(no_sealed_keys())
+    }
+
+    /// Replaces what is kept under `name` (a rotation).
+    fn replace_sealed_key(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        let _ = (name, sealed);
+        Err(no_sealed_keys())
+    }
+}
+
+fn no_sealed_keys() -> StoreError {
+    StoreError::Query(
+        "this store keeps no shared keys: sealed keys need a PostgreSQL store ([store] url)".into(),
+    )
+}
+
 /// Every role: what a backend is.
 pub trait Store:
     ResultWriter
@@ -310,6 +340,7 @@ pub trait Store:
     + Plans
     + TransparencyLog
     + Chains
+    + SealedKeys
 {
 }
 
@@ -321,7 +352,8 @@ impl<
             + Maintenance
             + Plans
             + TransparencyLog
-            + Chains,
+            + Chains
+            + SealedKeys,
     > Store for T
 {
 }

@@ -452,7 +452,13 @@ fn long_functions(text: &str, max: usize) -> Vec<(usize, String, usize)> {
         ]
         .iter()
         .any(|p| t.starts_with(p));
-        if !is_fn || t.ends_with(';') {
+        // A declaration without a body (a trait's), its signature over several lines.
+        let declared = lines[i..]
+            .iter()
+            .map(|l| l.trim_end())
+            .find(|l| l.ends_with('{') || l.ends_with(';'))
+            .is_some_and(|l| l.ends_with(';'));
+        if !is_fn || declared {
             continue;
         }
         let close = format!("{}}}", " ".repeat(indent));
