@@ -43,6 +43,12 @@ pub struct StoreConfig {
     /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`). Absent: the embedded SQLite
     /// file in `data_dir`.
     pub url: Option<String>,
+    /// The seal key file (32 random bytes, hex) with which the collectors on one
+    /// PostgreSQL store seal the keys they share (the CA, the report key) in the
+    /// database. Made by the first collector when the database holds no sealed key;
+    /// every other collector needs a copy. Relative paths are relative to the config
+    /// file. Absent: the keys are files in `data_dir`.
+    pub seal_key: Option<PathBuf>,
 }
 
 /// `[log]`.
@@ -240,6 +246,8 @@ pub struct Checked {
     pub store_path: PathBuf,
     /// The PostgreSQL database the store is in instead (`[store] url`).
     pub store_url: Option<String>,
+    /// The seal key of the keys kept in the database (`[store] seal_key`).
+    pub seal_key: Option<PathBuf>,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
     /// Connections the HTTP port holds.
@@ -275,6 +283,18 @@ fn store_url_problem(url: &str) -> Option<String> {
             "store.url: {} is not a postgres:// URL (e.g. postgres://sonde:PASSWORD@db.example:5432/sonde)",
             redact_url(url)
         )),
+    }
+}
+
+/// `[store]`'s problems.
+fn check_store(store: &StoreConfig, problems: &mut Vec<String>) {
+    problems.extend(store.url.as_deref().and_then(store_url_problem));
+    if store.seal_key.is_some() && store.url.is_none() {
+        problems.push(
+            "store.seal_key: keys are sealed in a shared PostgreSQL store; set store.url \
+             (or SONDE_STORE_URL) too, or remove it to keep the keys in data_dir"
+                .into(),
+        );
     }
 }
 
@@ -425,7 +445,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
     let (quic_listen, enrol_timeout) = check_quic(&config.quic, &mut problems);
     let silent_horizon = check_metrics(&config.metrics, &mut problems);
     let checkpoint_every = check_log(&config.log, &mut problems);
-    problems.extend(config.store.url.as_deref().and_then(store_url_problem));
+    check_store(&config.store, &mut problems);
     let time_zone = config.report.time_zone.parse::<chrono_tz::Tz>().ok();
     if time_zone.is_none() {
         problems.push(format!(
@@ -463,6 +483,7 @@ fn check(config: &Config, base: &Path) -> Result<Checked, Vec<String>> {
     Ok(Checked {
         store_path: Checked::store_in(&data_dir),
         store_url: config.store.url.clone(),
+        seal_key: config.store.seal_key.as_ref().map(|p| base.join(p)),
         data_dir,
         http_listen,
         http_limits: crate::transport::http::Limits {
@@ -527,6 +548,25 @@ mod tests {
         assert_eq!(config.store.url, None, "an empty variable is no URL");
         store_url_from_env(&mut config, Some("postgres:///sonde".into()));
         assert_eq!(config.store.url.as_deref(), Some("postgres:///sonde"));
+    }
+
+    #[test]
+    fn a_seal_key_needs_a_shared_store_and_is_next_to_the_config() {
+        let p = write(
+            "seal-ok",
+            "data_dir = \"state\"\n[store]\nurl = \"postgres:///sonde\"\nseal_key = \"seal.key\"\n",
+        );
+        let c = load(&p).expect("valid");
+        assert_eq!(c.seal_key, Some(p.parent().expect("dir").join("seal.key")));
+        let p = write(
+            "seal-alone",
+            "data_dir = \"state\"\n[store]\nseal_key = \"seal.key\"\n",
+        );
+        let problems = load(&p).expect_err("refused");
+        assert!(
+            problems[0].starts_with("store.seal_key: keys are sealed in a shared PostgreSQL"),
+            "{problems:?}"
+        );
     }
 
     #[test]

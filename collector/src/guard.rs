@@ -9,7 +9,7 @@ use sonde_proto::ResultRecord;
 use sonde_store::{
     AgentRow, Batch, Chains, Delivery, EnrolError, Enrolments, Inserted, Maintenance, NewToken,
     PlanVersion, Plans, ReportScope, ReportSink, ReportSource, ResultPage, ResultQuery,
-    ResultReader, ResultWriter, Site, Store, StoreError, StoredResult, TransparencyLog,
+    ResultReader, ResultWriter, SealedKeys, Site, Store, StoreError, StoredResult, TransparencyLog,
 };
 use std::sync::Arc;
 
@@ -31,6 +31,23 @@ impl ResultWriter for OffWorkers {
     ) -> Result<Vec<Inserted>, StoreError> {
         check("a store commit");
         self.0.insert_batches(batches, now)
+    }
+}
+
+impl SealedKeys for OffWorkers {
+    fn sealed_key(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check("reading a sealed key");
+        self.0.sealed_key(name)
+    }
+
+    fn keep_sealed_key(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        check("keeping a sealed key");
+        self.0.keep_sealed_key(name, sealed)
+    }
+
+    fn replace_sealed_key(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        check("replacing a sealed key");
+        self.0.replace_sealed_key(name, sealed)
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`ingest`]: frames, the group-commit writer, enrolment;
 //! - [`transport`]: QUIC with mutual TLS;
 //! - [`ca`]: the certificate authority, behind a seam;
+//! - [`keys`]: the CA and report key, from files or sealed in a shared store;
 //! - [`api`]: the HTTP API, one module per resource;
 //! - [`fleet`], [`metrics`]: the fleet's series and `/metrics`;
 //! - [`log`]: the transparency log's signed checkpoints, and their monitor;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod fleet;
 pub mod guard;
 pub mod ingest;
+pub mod keys;
 pub mod log;
 pub mod metrics;
 pub mod plans;

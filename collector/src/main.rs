@@ -4,7 +4,9 @@
 
 mod cli;
 
-use cli::{AgentCommand, Cli, Command, LogCommand, PlanCommand, ReportAction, TokenCommand};
+use cli::{
+    AgentCommand, Cli, Command, KeysCommand, LogCommand, PlanCommand, ReportAction, TokenCommand,
+};
 
 fn main() {
     let cli: Cli = sonde_cli::parse_or_exit();
@@ -61,6 +63,11 @@ fn main() {
         Command::Backup { out, config } => cli::backup::backup(&config.path, &out),
         Command::Restore { from, config } => cli::backup::restore(&config.path, &from),
         Command::Agent(AgentCommand::List { config }) => cli::agent::list(&config.path),
+        Command::Keys(KeysCommand::Rotate {
+            report_key,
+            ca: _,
+            config,
+        }) => cli::keys::rotate(&config.path, report_key),
         Command::Report { action, args } => match action {
             Some(ReportAction::Verify { file, key }) => cli::report::verify(&file, key.as_deref()),
             Some(ReportAction::Key { config }) => cli::report::key(&config.path),

@@ -82,13 +82,18 @@ pub fn start_logged_under(
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(10);
+    // What it said that is not a log line (an error before its logs began), to
+    // explain an early exit.
+    let mut said = String::new();
     let fields = loop {
         assert!(Instant::now() < deadline, "{name} did not start in 10 s");
         let line = lines
             .next()
-            .unwrap_or_else(|| panic!("{name} exited before {message:?}"))
+            .unwrap_or_else(|| panic!("{name} exited before {message:?}:\n{said}"))
             .expect("read log");
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            said.push_str(&line);
+            said.push('\n');
             continue;
         };
         if v["fields"]["message"] == message {

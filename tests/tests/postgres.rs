@@ -1,9 +1,11 @@
-//! Two collectors on different "machines" (data directories of their own, the CA and
-//! the report key copied from the first, as docs/OPERATIONS.md says) sharing one real
-//! PostgreSQL server: three agents upload through one (one of them enrolled through the
-//! other); that one is killed (`kill -9`) mid-upload and the agents move on to the other
-//! with nothing lost and nothing stored twice; a report made from either collector's
-//! configuration is the same report and verifies with the one report key.
+//! Two collectors on different "machines" (data directories of their own) sharing one
+//! real PostgreSQL server, their CA and report key sealed in the database by the seal
+//! key the first one made (the only file copied, as docs/OPERATIONS.md says): three
+//! agents upload through one (one of them enrolled through the other); that one is
+//! killed (`kill -9`) mid-upload and the agents move on to the other with nothing lost
+//! and nothing stored twice; a report made from either collector's configuration is
+//! the same report and verifies with the one report key. A collector with another
+//! seal key, or none, is refused with the reason.
 
 use sonde_e2e::pipeline::{record, scratch, seed_spool, Agent, AgentSetup, Collector};
 use sonde_store_postgres::scratch::Server;
@@ -13,11 +15,21 @@ use std::time::{Duration, Instant};
 
 /// A collector in `dir` whose store is the database at `url`.
 fn on_postgres(dir: &Path, url: &str) -> Collector {
+    on_postgres_with(dir, url, "")
+}
+
+/// A collector in `dir` whose store is the database at `url`, its keys sealed there
+/// by `dir/seal.key`.
+fn on_postgres_sealed(dir: &Path, url: &str) -> Collector {
+    on_postgres_with(dir, url, "seal_key = \"seal.key\"\n")
+}
+
+fn on_postgres_with(dir: &Path, url: &str, store_extra: &str) -> Collector {
     std::fs::create_dir_all(dir).expect("dir");
     Collector::configure_with(
         dir,
         "",
-        &format!("[metrics]\nrefresh = \"1s\"\n[store]\nurl = \"{url}\"\n"),
+        &format!("[metrics]\nrefresh = \"1s\"\n[store]\nurl = \"{url}\"\n{store_extra}"),
     )
 }
 
@@ -48,16 +60,49 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
     let dir = scratch("postgres-pair");
     let server = Server::start(&dir.join("pg")).expect("PostgreSQL");
     let url = server.create_database("sonde").expect("database");
-    let mut a = on_postgres(&dir.join("a"), &url);
+    let mut a = on_postgres_sealed(&dir.join("a"), &url);
     a.start();
-    // B's machine: its own data directory with A's CA and report key.
-    let b_data = dir.join("b").join("collector");
-    std::fs::create_dir_all(&b_data).expect("b data");
-    for f in ["ca.key.pem", "ca.cert.pem", "report-key.pk8"] {
-        std::fs::copy(a.data_dir().join(f), b_data.join(f)).expect(f);
-    }
-    let mut b = on_postgres(&dir.join("b"), &url);
+    // B's machine: its own data directory, and only a copy of A's seal key.
+    let b = on_postgres_sealed(&dir.join("b"), &url);
+    let refused = b.cli(&["report", "key"]);
+    assert_eq!(
+        refused.code(),
+        1,
+        "without the seal key: {}",
+        refused.stderr()
+    );
+    assert!(
+        refused.stderr().contains("no such seal key") && refused.stderr().contains("copy"),
+        "{}",
+        refused.stderr()
+    );
+    std::fs::write(dir.join("b").join("seal.key"), "00".repeat(32) + "\n")
+        .expect("another seal key");
+    let refused = b.cli(&["token", "create", "--quartier", "q", "--building", "x"]);
+    assert_eq!(
+        refused.code(),
+        1,
+        "with another seal key: {}",
+        refused.stderr()
+    );
+    assert!(
+        refused.stderr().contains("is sealed by seal key"),
+        "{}",
+        refused.stderr()
+    );
+    std::fs::copy(
+        dir.join("a").join("seal.key"),
+        dir.join("b").join("seal.key"),
+    )
+    .expect("seal key");
+    let mut b = b;
     b.start();
+    for f in ["ca.key.pem", "report-key.pk8"] {
+        assert!(
+            !b.data_dir().join(f).exists(),
+            "B keeps the shared {f} in memory only"
+        );
+    }
     // Three agents uploading through B first, A next. The first was enrolled through A
     // (its token in the shared store), the others through B.
     const N: usize = 300;
@@ -143,6 +188,14 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
         let v = sonde_e2e::pipeline::verify_report(r, &key);
         assert_eq!(v.code(), 0, "{}: {}", r.display(), v.stderr());
     }
+
+    // A rotation made through one collector is every collector's.
+    let rotated = b.cli(&["keys", "rotate", "--report-key"]);
+    assert_eq!(rotated.code(), 0, "{}", rotated.stderr());
+    let new_key = rotated.stdout();
+    assert!(new_key.starts_with("ed25519 "), "{new_key}");
+    assert_ne!(new_key, std::fs::read_to_string(&key).expect("old key"));
+    assert_eq!(a.cli(&["report", "key"]).stdout(), new_key);
     drop(server);
 }
 

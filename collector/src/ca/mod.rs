@@ -183,13 +183,7 @@ impl Ca {
         };
         if !fresh && cert_path.exists() {
             let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
-            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
-            let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
-                .map_err(|_| PkiError::Pem(cert_path.clone()))?;
-            return Ok(Ca {
-                issuer,
-                cert: CertificateDer::from(pem.contents),
-            });
+            return Ca::from_key_and_cert(key, &cert_pem, &cert_path);
         }
         if !fresh {
             // A key without its certificate: an older version killed between the two
@@ -207,6 +201,45 @@ impl Ca {
             issuer: Issuer::new(params, key),
             cert: cert.der().clone(),
         })
+    }
+
+    /// The CA from its key and its certificate in PEM (both in `pem`, in any order),
+    /// as [`Ca::pem`] gives them; `origin` names where they came from, for errors.
+    pub fn from_pem(pem: &str, origin: &std::path::Path) -> Result<Ca, PkiError> {
+        let blocks = pem::parse_many(pem).map_err(|_| PkiError::Pem(origin.to_path_buf()))?;
+        let find = |tag: &str| {
+            blocks
+                .iter()
+                .find(|b| b.tag() == tag)
+                .map(pem::encode)
+                .ok_or_else(|| PkiError::Pem(origin.to_path_buf()))
+        };
+        let key = KeyPair::from_pem(&find("PRIVATE KEY")?)?;
+        Ca::from_key_and_cert(key, &find("CERTIFICATE")?, origin)
+    }
+
+    fn from_key_and_cert(
+        key: KeyPair,
+        cert_pem: &str,
+        origin: &std::path::Path,
+    ) -> Result<Ca, PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|_| PkiError::Pem(origin.to_path_buf()))?;
+        Ok(Ca {
+            issuer,
+            cert: CertificateDer::from(pem.contents),
+        })
+    }
+
+    /// The CA's key and certificate in PEM, one after the other: what
+    /// [`Ca::from_pem`] reads back.
+    pub fn pem(&self) -> String {
+        format!(
+            "{}{}",
+            self.issuer.key().serialize_pem(),
+            cert_pem(&self.cert)
+        )
     }
 
     /// The CA certificate agents pin.

@@ -1,6 +1,7 @@
 //! What the commands share: the configuration, the store, the CA.
 
 use sonde_collector::config;
+use sonde_collector::keys::{KeySource, SealKey};
 use sonde_store::Store;
 use sonde_store_postgres::PostgresStore;
 use sonde_store_sqlite::SqliteStore;
@@ -36,6 +37,34 @@ pub fn open_configured(config: &config::Checked) -> Option<Box<dyn Store>> {
             })
             .ok(),
         None => open_store(&config.store_path).map(|s| Box::new(s) as Box<dyn Store>),
+    }
+}
+
+/// The seal key of the keys kept in the store, when the configuration names one
+/// (`[store] seal_key`), made on the first collector; `Err` once reported on one line.
+pub fn open_seal_key(config: &config::Checked, store: &dyn Store) -> Result<Option<SealKey>, ()> {
+    let Some(path) = &config.seal_key else {
+        return Ok(None);
+    };
+    SealKey::load_or_create(path, store)
+        .map(Some)
+        .map_err(|e| eprintln!("error: the seal key: {e}"))
+}
+
+/// Where the CA and the report key come from: sealed in the store with `seal`, or
+/// files in the data directory.
+pub fn key_source<'a>(
+    config: &'a config::Checked,
+    store: &'a dyn Store,
+    seal: Option<&'a SealKey>,
+) -> KeySource<'a> {
+    match seal {
+        Some(seal) => KeySource::Sealed {
+            data_dir: &config.data_dir,
+            store,
+            seal,
+        },
+        None => KeySource::Files(&config.data_dir),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backup;
 pub mod common;
 pub mod import;
+pub mod keys;
 pub mod log;
 pub mod migrate;
 pub mod plan;
@@ -37,8 +38,10 @@ pub enum Command {
     ///
     /// The config file (TOML) sets `data_dir` (the store data_dir/collector.sqlite and
     /// the CA, made on first start), `[http] listen` (default 127.0.0.1:9090) and
-    /// `[quic] listen` (default 127.0.0.1:4433), `names`, `max_connections`. Every
-    /// problem in it is reported, with its field, before anything starts (exit 64).
+    /// `[quic] listen` (default 127.0.0.1:4433), `names`, `max_connections`, and
+    /// `[store] url` (a PostgreSQL database several collectors share) with `seal_key`
+    /// (the file that seals their CA and report key in it). Every problem in it is
+    /// reported, with its field, before anything starts (exit 64).
     /// `[log] checkpoint_every` (default 60s) sets how often the transparency log's
     /// checkpoint is signed. Ctrl-C or SIGTERM stops it after the commits in flight.
     Serve {
@@ -61,6 +64,11 @@ pub enum Command {
     /// Enrolled agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The collector's CA and report key: files in data_dir, or, with `[store]
+    /// seal_key`, sealed in the PostgreSQL store several collectors share
+    /// (docs/OPERATIONS.md, "Several collectors on PostgreSQL").
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Plans: what each building's box measures, when and against what, pushed to the
     /// agents over their QUIC connection (docs/OPERATIONS.md, "Plans").
     ///
@@ -373,6 +381,39 @@ pub enum ReportAction {
     },
     /// Print the collector's public report key, for verifiers: `ed25519 <hex>`.
     Key {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the report key or the CA with a new one.
+    ///
+    /// With `[store] seal_key`, the new key is sealed in the database for every
+    /// collector on it; otherwise it is written in data_dir. The old key's files in
+    /// data_dir are moved aside (NAME.before-rotation-UNIXTIME). Then restart every
+    /// collector on the store: each uses the new key from its start.
+    ///
+    /// --report-key prints the new public key (as `report key` does): publish it;
+    /// reports signed before verify with the old one only. --ca makes a new CA: every
+    /// box must then be enrolled again (a new token each), its results waiting in its
+    /// spool meanwhile.
+    ///
+    /// Examples:
+    ///   sonde-collector keys rotate --report-key --config /etc/sonde/collector.toml > sonde-report-key.pub
+    ///   sonde-collector keys rotate --ca --config /etc/sonde/collector.toml
+    #[command(
+        verbatim_doc_comment,
+        group(clap::ArgGroup::new("which").required(true).args(["report_key", "ca"]))
+    )]
+    Rotate {
+        /// Rotate the report key (signs reports and log checkpoints).
+        #[arg(long)]
+        report_key: bool,
+        /// Rotate the CA (signs the collectors' and the agents' certificates).
+        #[arg(long)]
+        ca: bool,
         #[command(flatten)]
         config: ConfigArg,
     },

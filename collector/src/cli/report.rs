@@ -1,7 +1,8 @@
 //! `sonde-collector report`, `report verify` and `report key`.
 
-use super::common::{load_config, open_configured};
+use super::common::{key_source, load_config, open_configured, open_seal_key};
 use super::ReportArgs;
+use sonde_collector::config;
 use sonde_collector::report::{self, sign::ReportKey};
 use sonde_store::Store;
 use std::path::{Path, PathBuf};
@@ -34,12 +35,8 @@ pub fn write(args: ReportArgs) -> i32 {
         return 1;
     };
     let store = &*store;
-    let key = match ReportKey::load_or_create(&config.data_dir) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: the report key: {e}");
-            return 1;
-        }
+    let Some(key) = report_key(&config, store) else {
+        return 1;
     };
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(report::file_name(
@@ -263,18 +260,35 @@ fn print_warnings(c: &sonde_collector::report::proof::Checked) {
     }
 }
 
+/// The report key: sealed in `store` when the configuration has a seal key, else
+/// the data directory's file; reports why not on one line.
+fn report_key(config: &config::Checked, store: &dyn Store) -> Option<ReportKey> {
+    let seal = open_seal_key(config, store).ok()?;
+    key_source(config, store, seal.as_ref())
+        .report_key()
+        .map_err(|e| eprintln!("error: {e}"))
+        .ok()
+}
+
 /// Prints the public report key.
 pub fn key(config: &Path) -> i32 {
     let config = load_config(config);
-    match sonde_collector::report::sign::ReportKey::load_or_create(&config.data_dir) {
-        Ok(k) => {
+    let key = if config.seal_key.is_some() {
+        let Some(store) = open_configured(&config) else {
+            return 1;
+        };
+        report_key(&config, &*store)
+    } else {
+        ReportKey::load_or_create(&config.data_dir)
+            .map_err(|e| eprintln!("error: the report key: {e}"))
+            .ok()
+    };
+    match key {
+        Some(k) => {
             println!("{}", k.public_text());
             eprintln!("key id {}", k.key_id());
             0
         }
-        Err(e) => {
-            eprintln!("error: the report key: {e}");
-            1
-        }
+        None => 1,
     }
 }

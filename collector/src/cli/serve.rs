@@ -1,8 +1,6 @@
 //! `sonde-collector serve` and `check-config`.
 
-use super::common::{load_config, open_configured, CA_NAME};
-use sonde_collector::ca::Ca;
-use sonde_collector::report::sign::ReportKey;
+use super::common::{key_source, load_config, open_configured, open_seal_key, CA_NAME};
 use sonde_collector::server;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,20 +8,29 @@ use std::sync::Arc;
 /// Runs the collector until Ctrl-C or SIGTERM, then drains.
 pub fn serve(config_path: &Path) -> i32 {
     let config = load_config(config_path);
+    // Its own state (the QUIC reset key) is kept there whatever the store.
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        eprintln!("error: cannot create {}: {e}", config.data_dir.display());
+        return 1;
+    }
     let Some(store) = open_configured(&config) else {
         return 1;
     };
-    let ca = match Ca::load_or_create(&config.data_dir, CA_NAME) {
+    let Ok(seal) = open_seal_key(&config, &*store) else {
+        return 1;
+    };
+    let keys = key_source(&config, &*store, seal.as_ref());
+    let ca = match keys.ca(CA_NAME) {
         Ok(ca) => Arc::new(ca),
         Err(e) => {
-            eprintln!("error: the collector's CA: {e}");
+            eprintln!("error: {e}");
             return 1;
         }
     };
-    let report_key = match ReportKey::load_or_create(&config.data_dir) {
+    let report_key = match keys.report_key() {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("error: the report key: {e}");
+            eprintln!("error: {e}");
             return 1;
         }
     };

@@ -1,7 +1,6 @@
 //! `sonde-collector token create`.
 
-use super::common::{load_config, open_configured, CA_NAME};
-use sonde_collector::ca::Ca;
+use super::common::{key_source, load_config, open_configured, open_seal_key, CA_NAME};
 use sonde_collector::ingest;
 use sonde_store::NewToken;
 use std::path::Path;
@@ -24,10 +23,13 @@ pub fn create(
     let Some(store) = open_configured(&config) else {
         return 1;
     };
-    let ca = match Ca::load_or_create(&config.data_dir, CA_NAME) {
+    let Ok(seal) = open_seal_key(&config, &*store) else {
+        return 1;
+    };
+    let ca = match key_source(&config, &*store, seal.as_ref()).ca(CA_NAME) {
         Ok(ca) => ca,
         Err(e) => {
-            eprintln!("error: the collector's CA: {e}");
+            eprintln!("error: {e}");
             return 1;
         }
     };

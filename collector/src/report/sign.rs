@@ -82,16 +82,29 @@ impl ReportKey {
         let path = data_dir.join(KEY_FILE);
         if !path.exists() {
             std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-            let rng = ring::rand::SystemRandom::new();
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng)
-                .map_err(|_| SignError::BadKey(path.clone()))?;
-            crate::ca::write_private(&path, doc.as_ref()).map_err(|e| SignError::Io {
+            let doc = ReportKey::generate_pkcs8(&path)?;
+            crate::ca::write_private(&path, &doc).map_err(|e| SignError::Io {
                 path: path.clone(),
                 source: std::io::Error::other(e.to_string()),
             })?;
         }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let pair = Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| SignError::BadKey(path))?;
+        ReportKey::from_pkcs8(&bytes, &path)
+    }
+
+    /// A new key's PKCS#8 bytes; `origin` names where it is for, for errors.
+    pub fn generate_pkcs8(origin: &Path) -> Result<Vec<u8>, SignError> {
+        let rng = ring::rand::SystemRandom::new();
+        Ed25519KeyPair::generate_pkcs8(&rng)
+            .map(|doc| doc.as_ref().to_vec())
+            .map_err(|_| SignError::BadKey(origin.to_path_buf()))
+    }
+
+    /// The key from its PKCS#8 bytes (what `report-key.pk8` holds); `origin` names
+    /// where they came from, for errors.
+    pub fn from_pkcs8(bytes: &[u8], origin: &Path) -> Result<ReportKey, SignError> {
+        let pair = Ed25519KeyPair::from_pkcs8(bytes)
+            .map_err(|_| SignError::BadKey(origin.to_path_buf()))?;
         Ok(ReportKey { pair })
     }
 
