@@ -322,7 +322,7 @@ fn copy(
     // Here, not through `with`: this runs off tokio's threads already, and the SQLite
     // connection stays on this one.
     let mut write = || -> Result<(), Error> {
-        let mut c = to.pool()?.get()?;
+        let mut c = to.conn(None)?;
         let mut tx = c.transaction()?;
         for table in TABLES {
             let n = copy_table(&src, &mut tx, table)?;

@@ -52,23 +52,53 @@ const QUIET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Logs the pool's failures to connect with their reason, once a [`QUIET`] at most
 /// and with how many were not logged: a server that is down must not flood the log
-/// with a line for each of the pool's attempts.
+/// with a line for each of the pool's attempts. It keeps the last failure's cause,
+/// which the pool's own error drops ("error connecting to server" and no more), so a
+/// caller left without a connection is told why.
 #[derive(Debug, Default)]
-struct ConnectErrors(Mutex<(Option<std::time::Instant>, u64)>);
+struct ConnectErrors(Mutex<ConnectState>);
 
-impl r2d2::HandleError<postgres::Error> for ConnectErrors {
+#[derive(Debug, Default)]
+struct ConnectState {
+    logged_at: Option<std::time::Instant>,
+    not_logged: u64,
+    /// The last failure: as the pool shows it, and with its cause.
+    last: Option<(String, String)>,
+}
+
+/// [`ConnectErrors`] as the pool holds it, shared with the store.
+#[derive(Debug)]
+struct SharedErrors(std::sync::Arc<ConnectErrors>);
+
+impl r2d2::HandleError<postgres::Error> for SharedErrors {
     fn handle_error(&self, error: postgres::Error) {
-        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if last.0.is_some_and(|t| t.elapsed() < QUIET) {
-            last.1 += 1;
-            return;
-        }
         let reason = match std::error::Error::source(&error) {
             Some(cause) => format!("{error}: {cause}"),
             None => error.to_string(),
         };
-        tracing::warn!(%reason, not_logged = last.1, "PostgreSQL: cannot connect");
-        *last = (Some(std::time::Instant::now()), 0);
+        let mut state = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        state.last = Some((error.to_string(), reason.clone()));
+        if state.logged_at.is_some_and(|t| t.elapsed() < QUIET) {
+            state.not_logged += 1;
+            return;
+        }
+        tracing::warn!(%reason, not_logged = state.not_logged, "PostgreSQL: cannot connect");
+        state.logged_at = Some(std::time::Instant::now());
+        state.not_logged = 0;
+    }
+}
+
+impl ConnectErrors {
+    /// The pool's error, with the cause of the last failure to connect it names.
+    fn explain(&self, e: r2d2::Error) -> Error {
+        let shown = e.to_string();
+        let state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Error::Pool(match &state.last {
+            Some((bare, reason)) if shown.ends_with(bare.as_str()) => {
+                format!("{}{reason}", &shown[..shown.len() - bare.len()])
+            }
+            _ => shown,
+        })
     }
 }
 
@@ -80,6 +110,8 @@ pub struct PostgresStore {
     months: Mutex<HashSet<schema::Month>>,
     /// The URL without its password, for messages.
     shown: String,
+    /// The pool's failures to connect.
+    connect_errors: std::sync::Arc<ConnectErrors>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -115,15 +147,16 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let manager = PostgresConnectionManager::new(config, NoTls);
+        let connect_errors = std::sync::Arc::new(ConnectErrors::default());
         let store = run_outside_tokio(|| {
             let pool = r2d2::Pool::builder()
                 .max_size(POOL_SIZE)
                 .min_idle(Some(1))
                 .connection_timeout(std::time::Duration::from_secs(10))
-                .error_handler(Box::new(ConnectErrors::default()))
+                .error_handler(Box::new(SharedErrors(connect_errors.clone())))
                 .build(manager)
                 .map_err(|e| StoreError::Backend(format!("cannot reach {shown}: {e}")))?;
-            let mut conn = pool.get().map_err(Error::from)?;
+            let mut conn = pool.get().map_err(|e| connect_errors.explain(e))?;
             let version = schema::migrate(&mut conn)?;
             drop(conn);
             tracing::debug!(version, url = %shown, "PostgreSQL store open");
@@ -133,6 +166,7 @@ impl PostgresStore {
             pool: Some(store),
             months: Mutex::new(HashSet::new()),
             shown,
+            connect_errors,
         })
     }
 
@@ -145,6 +179,20 @@ impl PostgresStore {
                     .unwrap_or(0),
             )
         })?)
+    }
+
+    /// A connection from the pool, waiting `wait` at most (else the pool's timeout);
+    /// when there is none, why, with the last failure's cause.
+    fn conn(
+        &self,
+        wait: Option<std::time::Duration>,
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, Error> {
+        let pool = self.pool()?;
+        match wait {
+            Some(wait) => pool.get_timeout(wait),
+            None => pool.get(),
+        }
+        .map_err(|e| self.connect_errors.explain(e))
     }
 
     fn pool(&self) -> Result<&Pool, Error> {
@@ -160,7 +208,7 @@ impl PostgresStore {
         f: impl FnOnce(&mut postgres::Client) -> Result<R, Error> + Send,
     ) -> Result<R, Error> {
         run_outside_tokio(|| {
-            let mut conn = self.pool()?.get()?;
+            let mut conn = self.conn(None)?;
             f(&mut conn)
         })
     }
@@ -176,7 +224,7 @@ impl PostgresStore {
         let (tx, rx) = std::sync::mpsc::sync_channel::<T>(64);
         std::thread::scope(|s| {
             let producer = s.spawn(move || -> Result<(), Error> {
-                let mut conn = self.pool()?.get()?;
+                let mut conn = self.conn(None)?;
                 produce(&mut conn, &Sender(tx))
             });
             let mut failed = None;
@@ -512,7 +560,7 @@ impl Maintenance for PostgresStore {
 
     fn health(&self) -> Result<(), StoreError> {
         run_outside_tokio(|| {
-            let mut c = self.pool()?.get_timeout(HEALTH_WAIT)?;
+            let mut c = self.conn(Some(HEALTH_WAIT))?;
             c.query_one("SELECT 1", &[])?;
             Ok::<_, Error>(())
         })?;

@@ -253,6 +253,16 @@ fn a_database_that_dies_under_a_collector_loses_nothing() {
         body.trim(),
         killed.elapsed()
     );
+    // Once the pool has tried to connect again, it says why it cannot (the pool's own
+    // error stops at "error connecting to server").
+    let mut body = body;
+    let asked = Instant::now();
+    while !body.contains("Connection refused") && asked.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+        body = healthz(&c).1;
+    }
+    assert!(body.contains("Connection refused"), "the cause: {body}");
+    eprintln!("then: {:?}", body.trim());
     let stored_at_kill = c.metric("sonde_collector_results_total{kind=\"new\"}");
     assert!(
         stored_at_kill < seeded.len() as f64,
