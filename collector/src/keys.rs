@@ -554,6 +554,31 @@ mod tests {
     }
 
     #[test]
+    fn a_collector_moving_to_sealed_keys_keeps_its_own() {
+        // A collector that ran on files (on SQLite, before `migrate`) keeps its CA and
+        // report key when it first runs with a seal key: its agents stay enrolled and
+        // its published key stays the one.
+        let dir = scratch("move");
+        let files = KeySource::Files(&dir);
+        let (ca, key) = (
+            files.ca("sonde CA").expect("CA"),
+            files.report_key().expect("key"),
+        );
+        let store = Kept::default();
+        let seal = SealKey::load_or_create(&dir.join("seal.key"), &store).expect("made");
+        let sealed = KeySource::Sealed {
+            data_dir: &dir,
+            store: &store,
+            seal: &seal,
+        };
+        assert_eq!(sealed.ca("sonde CA").expect("CA").cert(), ca.cert());
+        assert_eq!(sealed.report_key().expect("key").public(), key.public());
+        assert!(store.sealed_key(CA).expect("read").is_some());
+        assert!(store.sealed_key(REPORT_KEY).expect("read").is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn rotating_file_keys_moves_the_old_ones_aside() {
         let dir = scratch("files");
         let files = KeySource::Files(&dir);
