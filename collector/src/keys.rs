@@ -145,7 +145,12 @@ impl SealKey {
     /// sealed key yet, and otherwise says which key to copy.
     pub fn load_or_create(path: &Path, store: &dyn SealedKeys) -> Result<SealKey, KeyError> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let _lock = crate::ca::key_lock(dir).map_err(io(dir))?;
+        // The lock (a file beside it) only to make it: a seal key may be kept where
+        // the collector cannot write, e.g. /etc/sonde.
+        let _lock = match path.exists() {
+            true => None,
+            false => Some(crate::ca::key_lock(dir).map_err(io(dir))?),
+        };
         if path.exists() {
             let seal = SealKey::load(path)?;
             for name in [CA, REPORT_KEY] {
@@ -480,6 +485,17 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = SealKey::load(&dir.join("seal.key")).expect("read back");
         assert_eq!(again.open(REPORT_KEY, &sealed).expect("opens"), b"secret");
+        // Kept where the collector cannot write (as /etc/sonde is to its user): read.
+        let ro = dir.join("ro");
+        std::fs::create_dir_all(&ro).expect("dir");
+        std::fs::copy(dir.join("seal.key"), ro.join("seal.key")).expect("copy");
+        let readonly = std::os::unix::fs::PermissionsExt::from_mode(0o500);
+        std::fs::set_permissions(&ro, readonly).expect("read-only");
+        let kept = SealKey::load_or_create(&ro.join("seal.key"), &store);
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("writable");
+        assert_eq!(kept.expect("read where it cannot write").id(), seal.id());
+        assert!(!ro.join(crate::ca::LOCK_FILE).exists());
         std::fs::write(dir.join("bad.key"), "not hex\n").expect("write");
         assert!(matches!(
             SealKey::load(&dir.join("bad.key")),
