@@ -348,6 +348,56 @@ impl KeySource<'_> {
     }
 }
 
+/// The report key a running collector signs with: replaced when a rotation made
+/// through another collector reaches it ([`follow_report_key`]).
+#[derive(Debug)]
+pub struct CurrentKey(std::sync::RwLock<std::sync::Arc<ReportKey>>);
+
+impl CurrentKey {
+    /// Starts with `key`.
+    pub fn new(key: ReportKey) -> CurrentKey {
+        CurrentKey(std::sync::RwLock::new(std::sync::Arc::new(key)))
+    }
+
+    /// The key now: what one report or one checkpoint is signed with whole.
+    pub fn get(&self) -> std::sync::Arc<ReportKey> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, key: ReportKey) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(key);
+    }
+}
+
+impl crate::log::CurrentSigner for CurrentKey {
+    fn signer(&self) -> std::sync::Arc<dyn crate::log::CheckpointKey> {
+        self.get()
+    }
+}
+
+/// How often a running collector looks for a report key rotated in the store.
+pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes the report key sealed in `store` as `current` when it is another one (a
+/// rotation made through another collector, or `keys rotate`); whether it changed.
+pub fn follow_report_key(
+    store: &dyn SealedKeys,
+    seal: &SealKey,
+    current: &CurrentKey,
+) -> Result<bool, KeyError> {
+    let Some(sealed) = store.sealed_key(REPORT_KEY)? else {
+        return Ok(false);
+    };
+    let key = ReportKey::from_pkcs8(&seal.open(REPORT_KEY, &sealed)?, &origin(REPORT_KEY))?;
+    let old = current.get();
+    if key.public() == old.public() {
+        return Ok(false);
+    }
+    tracing::info!(from = %old.key_id(), to = %key.key_id(), "the report key was rotated: reports and checkpoints are signed with the new one");
+    current.set(key);
+    Ok(true)
+}
+
 /// Moves `dir/name` aside (to `name.before-rotation-UNIXTIME`), if it is there.
 fn move_aside(dir: &Path, name: &str, at: i64) -> Result<(), KeyError> {
     let path = dir.join(name);
@@ -557,6 +607,15 @@ mod tests {
         let rotated = b.rotate_report_key().expect("rotated");
         assert_ne!(rotated.public(), report_a.public());
         assert_eq!(a.report_key().expect("key").public(), rotated.public());
+        let running = CurrentKey::new(a.report_key().expect("key"));
+        assert!(!follow_report_key(&store, &seal_a, &running).expect("looked"));
+        let again = b.rotate_report_key().expect("rotated again");
+        assert!(follow_report_key(&store, &seal_a, &running).expect("looked"));
+        assert_eq!(
+            running.get().public(),
+            again.public(),
+            "a running collector follows"
+        );
         let new_ca = a.rotate_ca("sonde CA").expect("rotated");
         assert_ne!(new_ca.cert(), ca_a.cert());
         assert_eq!(b.ca("sonde CA").expect("CA").cert(), new_ca.cert());

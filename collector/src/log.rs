@@ -25,6 +25,13 @@ pub trait CheckpointKey: Send + Sync {
     fn sign(&self, message: &[u8]) -> Vec<u8>;
 }
 
+/// The key checkpoints are signed with now: a rotation may replace it while the
+/// collector runs.
+pub trait CurrentSigner: Send + Sync {
+    /// The key now, whole for one checkpoint.
+    fn signer(&self) -> std::sync::Arc<dyn CheckpointKey>;
+}
+
 /// The algorithm byte of an Ed25519 key in a signed note.
 const ED25519: u8 = 1;
 
@@ -141,7 +148,7 @@ pub fn checkpoint(
 /// out).
 pub async fn checkpoints(
     store: std::sync::Arc<dyn Store>,
-    key: std::sync::Arc<dyn CheckpointKey>,
+    key: std::sync::Arc<dyn CurrentSigner>,
     every: std::time::Duration,
     holder: String,
 ) {
@@ -150,7 +157,7 @@ pub async fn checkpoints(
     let hold = chrono::Duration::from_std(every * 3).unwrap_or(chrono::Duration::hours(3));
     loop {
         tick.tick().await;
-        let (s, k, h) = (store.clone(), key.clone(), holder.clone());
+        let (s, k, h) = (store.clone(), key.signer(), holder.clone());
         let work = move || {
             let now = Utc::now();
             if !s.lease("log-checkpoint", &h, now, now + hold)? {

@@ -31,6 +31,9 @@ pub struct Deps {
     pub ca: Arc<dyn CertificateAuthority>,
     /// The key reports are signed with.
     pub report_key: ReportKey,
+    /// The seal key of the keys kept in the store (`[store] seal_key`): a report key
+    /// rotated there is followed while the collector runs.
+    pub seal: Option<crate::keys::SealKey>,
     /// Where other components' metrics are registered (served on `/metrics`).
     pub registry: prometheus::Registry,
 }
@@ -55,6 +58,8 @@ pub struct Server {
     fleet: Arc<dyn FleetView>,
     /// This process, as maintenance leases name it.
     holder: String,
+    /// The seal key of the keys kept in the store, if they are.
+    seal: Option<Arc<crate::keys::SealKey>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -115,7 +120,7 @@ impl Server {
                 Exporter::new(ingest.clone(), deps.registry).with_http(gate.clone()),
             )),
             reports: Some(Arc::new(api::Reports {
-                key: Arc::new(deps.report_key),
+                key: Arc::new(crate::keys::CurrentKey::new(deps.report_key)),
                 time_zone: config.time_zone,
                 issuer: config.issuer.clone(),
             })),
@@ -131,6 +136,7 @@ impl Server {
             config,
             fleet,
             holder: format!("{}/{}", std::process::id(), uuid::Uuid::now_v7()),
+            seal: deps.seal.map(Arc::new),
         })
     }
 
@@ -182,6 +188,18 @@ impl Server {
                 self.holder.clone(),
             ))
         });
+        let follow = self
+            .api
+            .reports
+            .as_ref()
+            .zip(self.seal.as_ref())
+            .map(|(r, seal)| {
+                tokio::spawn(follow_report_key(
+                    self.store.clone(),
+                    seal.clone(),
+                    r.key.clone(),
+                ))
+            });
         let quic_task = tokio::spawn(quic::serve(
             self.endpoint.clone(),
             self.ingest.clone(),
@@ -194,13 +212,10 @@ impl Server {
         quic_task.abort();
         revocations.abort();
         plans.abort();
-        if let Some(t) = refresh {
-            t.abort();
-        }
-        if let Some(t) = checkpoints {
-            t.abort();
-        }
-        if let Some(t) = retention {
+        for t in [refresh, checkpoints, follow, retention]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         let _ = quic_task.await;
@@ -326,6 +341,27 @@ async fn refresh_metrics(fleet: Arc<dyn FleetView>, store: Arc<dyn Store>, every
                 tracing::warn!(error = %e, "refreshing the metrics from the store failed")
             }
             Err(e) => tracing::warn!(error = %e, "refreshing the metrics from the store failed"),
+        }
+    }
+}
+
+/// Signs with the report key sealed in the store, once a rotation puts another one
+/// there, until the task is dropped.
+async fn follow_report_key(
+    store: Arc<dyn Store>,
+    seal: Arc<crate::keys::SealKey>,
+    current: Arc<crate::keys::CurrentKey>,
+) {
+    let mut tick = tokio::time::interval(crate::keys::FOLLOW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (s, k, c) = (store.clone(), seal.clone(), current.clone());
+        let work = move || crate::keys::follow_report_key(s.as_ref(), &k, &c);
+        match sonde_cli::blocking::run(work).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "looking for a rotated report key failed"),
+            Err(e) => tracing::warn!(error = %e, "looking for a rotated report key failed"),
         }
     }
 }

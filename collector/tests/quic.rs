@@ -132,6 +132,7 @@ async fn start_with_limit(max_connections: usize) -> Server {
         ca: ca.clone(),
         report_key: sonde_collector::report::sign::ReportKey::load_or_create(&dir)
             .expect("report key"),
+        seal: None,
         registry: prometheus::Registry::new(),
     };
     let bound = server::Server::bind(config, deps).await.expect("bind");

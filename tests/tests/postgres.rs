@@ -162,11 +162,6 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
         resumed.expect("uploads resumed")
     );
     drop(agents);
-    a.stop();
-
-    // The same report from either collector's configuration, signed by the one key.
-    let key = dir.join("collector.pub");
-    std::fs::write(&key, a.cli(&["report", "key"]).stdout()).expect("key");
     let now = chrono::Utc::now();
     let (from, to) = (
         (now - chrono::Duration::days(3))
@@ -176,6 +171,47 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
             .format("%Y-%m-%d")
             .to_string(),
     );
+
+    // A rotation made through one collector's configuration (B is down) reaches A
+    // while it runs: its API signs with the new key within seconds.
+    let old_key = a.cli(&["report", "key"]).stdout();
+    let rotated = b.cli(&["keys", "rotate", "--report-key"]);
+    assert_eq!(rotated.code(), 0, "{}", rotated.stderr());
+    let new_key = rotated.stdout();
+    assert!(
+        new_key.starts_with("ed25519 ") && new_key != old_key,
+        "{new_key}"
+    );
+    let shown = a.cli(&["report", "key"]);
+    assert_eq!(shown.stdout(), new_key, "one key for every collector");
+    let new_id = shown
+        .stderr()
+        .trim()
+        .trim_start_matches("key id ")
+        .to_string();
+    let path = format!("/api/v1/reports?from={from}&to={to}&format=json");
+    let asked = Instant::now();
+    let signed_by = || {
+        let (code, body) = sonde_e2e::http_get(&a.http, &path).expect("/api/v1/reports");
+        assert_eq!(code, 200, "{body}");
+        body
+    };
+    while !signed_by().contains(&new_id) {
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "A still signs with the old key"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "A signed with the rotated key {:?} after the rotation",
+        asked.elapsed()
+    );
+    a.stop();
+
+    // The same report from either collector's configuration, signed by the one key.
+    let key = dir.join("collector.pub");
+    std::fs::write(&key, &new_key).expect("key");
     let (ra, rb) = (dir.join("a.csv"), dir.join("b.csv"));
     a.report(&from, &to, "csv", &ra, &[]);
     b.report(&from, &to, "csv", &rb, &[]);
@@ -188,14 +224,6 @@ fn two_collectors_share_postgres_and_a_killed_one_loses_nothing() {
         let v = sonde_e2e::pipeline::verify_report(r, &key);
         assert_eq!(v.code(), 0, "{}: {}", r.display(), v.stderr());
     }
-
-    // A rotation made through one collector is every collector's.
-    let rotated = b.cli(&["keys", "rotate", "--report-key"]);
-    assert_eq!(rotated.code(), 0, "{}", rotated.stderr());
-    let new_key = rotated.stdout();
-    assert!(new_key.starts_with("ed25519 "), "{new_key}");
-    assert_ne!(new_key, std::fs::read_to_string(&key).expect("old key"));
-    assert_eq!(a.cli(&["report", "key"]).stdout(), new_key);
     drop(server);
 }
 

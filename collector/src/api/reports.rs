@@ -15,7 +15,7 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub struct Reports {
     /// The collector's report key.
-    pub key: std::sync::Arc<crate::report::sign::ReportKey>,
+    pub key: std::sync::Arc<crate::keys::CurrentKey>,
     /// Default time zone of the sites.
     pub time_zone: chrono_tz::Tz,
     /// Who issues the reports.
@@ -84,7 +84,9 @@ pub fn get(
         ) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    report::stamp(&mut built, &reports.key, reports.issuer.as_deref());
+    // One key for the whole report, even if a rotation lands meanwhile.
+    let key = reports.key.get();
+    report::stamp(&mut built, &key, reports.issuer.as_deref());
     let body = match render::render(&built, format, lang) {
         Ok(b) => b,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
@@ -98,7 +100,7 @@ pub fn get(
         format,
     );
     let (manifest, signature) = sign::manifest(
-        &reports.key,
+        &key,
         render::manifest_info(&built),
         vec![sign::digest(&name, &body)],
     );

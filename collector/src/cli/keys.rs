@@ -24,10 +24,13 @@ pub fn rotate(config_path: &Path, report_key: bool) -> i32 {
         match keys.rotate_report_key() {
             Ok(k) => {
                 println!("{}", k.public_text());
+                let when = match &seal {
+                    Some(_) => "Running collectors on this store sign with it within 5 s",
+                    None => "Restart the collector to sign with it",
+                };
                 eprintln!(
-                    "new report key {} {place}. Restart every collector on this store, \
-                     then publish the public key above; reports signed before verify \
-                     with the old key only.",
+                    "new report key {} {place}. {when}; publish the public key above. \
+                     Reports signed before verify with the old key only.",
                     k.key_id()
                 );
                 0

@@ -392,8 +392,9 @@ pub enum KeysCommand {
     ///
     /// With `[store] seal_key`, the new key is sealed in the database for every
     /// collector on it; otherwise it is written in data_dir. The old key's files in
-    /// data_dir are moved aside (NAME.before-rotation-UNIXTIME). Then restart every
-    /// collector on the store: each uses the new key from its start.
+    /// data_dir are moved aside (NAME.before-rotation-UNIXTIME). Running collectors
+    /// on a store with sealed keys sign with a new report key within 5 s; otherwise,
+    /// and for a new CA, restart them.
     ///
     /// --report-key prints the new public key (as `report key` does): publish it;
     /// reports signed before verify with the old one only. --ca makes a new CA: every

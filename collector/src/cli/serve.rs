@@ -38,6 +38,7 @@ pub fn serve(config_path: &Path) -> i32 {
         store: Arc::from(store),
         ca,
         report_key,
+        seal,
         registry: prometheus::Registry::new(),
     };
     let runtime = sonde_cli::runtime_or_exit();
