@@ -399,10 +399,11 @@ pub enum KeysCommand {
     /// --report-key prints the new public key (as `report key` does): publish it;
     /// reports signed before verify with the old one only. --ca makes a new CA: every
     /// box must then be enrolled again (a new token each), its results waiting in its
-    /// spool meanwhile.
+    /// spool meanwhile. Run it as the collector's user (runuser -u sonde-collector
+    /// --), so the files it writes stay readable by the collector.
     ///
     /// Examples:
-    ///   sonde-collector keys rotate --report-key --config /etc/sonde/collector.toml > sonde-report-key.pub
+    ///   sonde-collector keys rotate --report-key > sonde-report-key.pub
     ///   sonde-collector keys rotate --ca --config /etc/sonde/collector.toml
     #[command(
         verbatim_doc_comment,
