@@ -174,11 +174,13 @@ fn quic_client(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, Identit
         .map_err(|e| IdentityError::Corrupt(format!("QUIC crypto: {e}")))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    // A collector that died (or a path that did) is found within 15 s, and the link
-    // moves to the next collector then; keep-alives every 5 s hold a healthy one open.
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    // A collector that died (or a path that did) is found within 8 s, and the link
+    // moves to the next collector then; keep-alives every 3 s hold a healthy one open
+    // (two of them may be lost). Results wait in the spool meanwhile, so a path that
+    // only paused costs a reconnection, never a result.
+    transport.keep_alive_interval(Some(Duration::from_secs(3)));
     transport.max_idle_timeout(Some(
-        Duration::from_secs(15)
+        Duration::from_secs(8)
             .try_into()
             .map_err(|_| IdentityError::Corrupt("idle timeout".into()))?,
     ));

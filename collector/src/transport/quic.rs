@@ -53,8 +53,9 @@ pub fn server_config(
     tls.alpn_protocols = vec![sonde_proto::wire::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    // A busy collector must not drop agents that wait for a commit: agents send
-    // keep-alives every 15 s; a minute of silence means the agent is gone.
+    // A busy collector must not drop agents that wait for a commit: its own bound is a
+    // minute of silence. Agents ask for less (8 s, keep-alives every 3 s, so a dead
+    // collector is left quickly), and the lower of the two holds.
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(60_000).into()));
     // What one connection may have in flight before the collector reads it: an agent
