@@ -20,12 +20,6 @@ impl From<postgres::Error> for Error {
     }
 }
 
-impl From<r2d2::Error> for Error {
-    fn from(e: r2d2::Error) -> Self {
-        Error::Pool(e.to_string())
-    }
-}
-
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         Error::Store(e)
